@@ -1,0 +1,148 @@
+"""The errors the proxy answers with itself.
+
+Every :class:`ProxyError` carries the HTTP status it maps to and a short machine
+readable ``kind``; the adapter of the route renders it in its provider's error
+format, so an SDK raises its usual exception with the message below.
+
+::
+
+    ProxyError
+    ├── BadRequest                 400  bad_request
+    │   ├── PathRefused            400  path_refused
+    │   └── InvalidJSON            400  invalid_json
+    ├── ProviderNotFound           404  provider_not_found
+    ├── MethodNotAllowed           405  method_not_allowed
+    ├── BodyTooLarge               413  body_too_large
+    ├── UpstreamUnreachable        502  upstream_unreachable
+    ├── ProviderNotConfigured      503  provider_not_configured
+    ├── PoolExhausted              503  pool_exhausted
+    └── UpstreamTimeout            504  upstream_timeout
+
+    UpstreamStreamError            the upstream failed after the response had started;
+                                   raised to the server so it aborts the connection.
+    ClientDisconnected             the client went away; nothing more can be answered.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ProxyError(Exception):
+    """An error answered by the proxy itself, with its status and kind.
+
+    ``retryable`` tells the SDKs (through ``x-should-retry``) whether trying the
+    same request again can help.
+    """
+
+    status_code: ClassVar[int] = 500
+    kind: ClassVar[str] = "proxy_error"
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
+
+
+class BadRequest(ProxyError):
+    """The request cannot be forwarded as sent."""
+
+    status_code = 400
+    kind = "bad_request"
+
+
+class PathRefused(BadRequest):
+    """The path would leave the provider's base URL, or is malformed."""
+
+    kind = "path_refused"
+
+
+class InvalidJSON(BadRequest):
+    """A body that must be read as JSON is not valid JSON."""
+
+    kind = "invalid_json"
+
+
+class ProviderNotFound(ProxyError):
+    """No provider of that name is mounted."""
+
+    status_code = 404
+    kind = "provider_not_found"
+
+
+class MethodNotAllowed(ProxyError):
+    """A proxy endpoint was called with a method it does not answer."""
+
+    status_code = 405
+    kind = "method_not_allowed"
+
+
+class BodyTooLarge(ProxyError):
+    """The request body is over ``max_body_size``."""
+
+    status_code = 413
+    kind = "body_too_large"
+
+
+class UpstreamUnreachable(ProxyError):
+    """The provider could not be reached, or broke the exchange before answering."""
+
+    status_code = 502
+    kind = "upstream_unreachable"
+    retryable = True
+
+
+class ProviderNotConfigured(ProxyError):
+    """The provider is mounted but has no credentials (or is otherwise disabled)."""
+
+    status_code = 503
+    kind = "provider_not_configured"
+
+
+class PoolExhausted(ProxyError):
+    """Every upstream connection stayed busy for the whole pool timeout."""
+
+    status_code = 503
+    kind = "pool_exhausted"
+    retryable = True
+
+
+class UpstreamTimeout(ProxyError):
+    """The provider did not answer in time."""
+
+    status_code = 504
+    kind = "upstream_timeout"
+    retryable = True
+
+
+class UpstreamStreamError(Exception):
+    """The upstream failed after the response started; the connection is to be aborted.
+
+    Raised out of the ASGI app on purpose: a server then closes the connection
+    without ending the body, so the client sees a truncated response as an error
+    instead of a clean end that an SDK would take for success.
+    """
+
+
+class ClientDisconnected(Exception):
+    """The client went away before the exchange finished."""
+
+
+__all__ = [
+    "BadRequest",
+    "BodyTooLarge",
+    "ClientDisconnected",
+    "InvalidJSON",
+    "MethodNotAllowed",
+    "PathRefused",
+    "PoolExhausted",
+    "ProviderNotConfigured",
+    "ProviderNotFound",
+    "ProxyError",
+    "UpstreamStreamError",
+    "UpstreamTimeout",
+    "UpstreamUnreachable",
+]

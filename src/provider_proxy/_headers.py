@@ -1,0 +1,125 @@
+"""Header policy: which headers cross the proxy, in either direction.
+
+Pure functions over ASGI-style header lists (``list[tuple[bytes, bytes]]`` with
+lower-cased names), so they are cheap and testable without an event loop.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterable, Mapping
+
+RawHeaders = list[tuple[bytes, bytes]]
+
+#: Hop-by-hop headers (RFC 9110 §7.6.1, plus the legacy ``keep-alive`` and
+#: ``proxy-connection`` that clients still send): they describe one connection
+#: and are never forwarded.
+HOP_BY_HOP: frozenset[bytes] = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+
+#: Headers that carry a client's credentials for some provider (or for the host
+#: app): never forwarded upstream, whatever the adapter.
+CLIENT_CREDENTIALS: frozenset[bytes] = frozenset(
+    {b"authorization", b"x-api-key", b"api-key", b"x-goog-api-key", b"cookie"}
+)
+
+REQUEST_ID = b"x-request-id"
+UPSTREAM_REQUEST_ID = b"x-upstream-request-id"
+
+#: Dropped from requests besides hop-by-hop and credentials: ``host`` is the
+#: upstream's, ``content-length`` is set again for the body actually sent, and
+#: the request id is set by the proxy.
+_REQUEST_DROP: frozenset[bytes] = (
+    HOP_BY_HOP | CLIENT_CREDENTIALS | {b"host", b"content-length", REQUEST_ID, b"expect"}
+)
+
+#: Dropped from responses besides hop-by-hop: the upstream's cookies belong to
+#: the provider's domain, not to the host app's clients.
+_RESPONSE_DROP: frozenset[bytes] = HOP_BY_HOP | {b"set-cookie", b"set-cookie2"}
+
+_REQUEST_ID_RE = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
+
+
+def connection_named(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
+    """Header names listed in ``Connection`` (RFC 9110 §7.6.1): hop-by-hop too."""
+    names: set[bytes] = set()
+    for name, value in headers:
+        if name == b"connection":
+            names.update(token.strip().lower() for token in value.split(b",") if token.strip())
+    return frozenset(names)
+
+
+def request_headers_for_upstream(
+    headers: Iterable[tuple[bytes, bytes]], *, also_drop: frozenset[bytes] = frozenset()
+) -> RawHeaders:
+    """The client's headers that may go upstream.
+
+    ``headers`` must have lower-case names, as ASGI servers give them.
+    """
+    named = connection_named(headers)
+    drop = _REQUEST_DROP | named | also_drop if named or also_drop else _REQUEST_DROP
+    return [(name, value) for name, value in headers if name not in drop]
+
+
+def response_headers_for_client(headers: Iterable[tuple[bytes, bytes]]) -> RawHeaders:
+    """The upstream's headers that may go back to the client (names lower-cased)."""
+    lowered = [(name.lower(), value) for name, value in headers]
+    named = connection_named(lowered)
+    drop = _RESPONSE_DROP | named if named else _RESPONSE_DROP
+    return [(name, value) for name, value in lowered if name not in drop]
+
+
+def apply_headers(
+    headers: RawHeaders,
+    replace: Mapping[str, str] = {},
+    defaults: Mapping[str, str] = {},
+) -> RawHeaders:
+    """Set ``replace`` (dropping the client's values of those names) and ``defaults``
+    (only where the client sent none). Returns ``headers``, changed in place."""
+    if replace:
+        names = {name.lower().encode("latin-1") for name in replace}
+        headers[:] = [item for item in headers if item[0] not in names]
+        headers.extend(
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in replace.items()
+        )
+    if defaults:
+        present = {name for name, _ in headers}
+        for name, value in defaults.items():
+            key = name.lower().encode("latin-1")
+            if key not in present:
+                headers.append((key, value.encode("latin-1")))
+    return headers
+
+
+def request_id_from(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    """The client's ``x-request-id`` when it is safe to echo, else a new one."""
+    for name, value in headers:
+        if name == REQUEST_ID and _REQUEST_ID_RE.fullmatch(value):
+            return value.decode("ascii")
+    return new_request_id()
+
+
+def new_request_id() -> str:
+    """A random request id: 32 hex digits."""
+    return secrets.token_hex(16)
+
+
+def header_value(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    """The first value of ``name`` (lower-case) in ``headers``, or ``None``."""
+    for key, value in headers:
+        if key == name:
+            return value
+    return None

@@ -1,0 +1,107 @@
+"""Path policy: where below the mount point a request goes, and that it stays there.
+
+Pure functions. The client's path is split into the provider name and the rest;
+the rest is checked segment by segment and appended to the adapter's base URL,
+so host, scheme and port only ever come from the adapter.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote, unquote_to_bytes
+
+import httpx
+
+from ._exceptions import PathRefused
+from .types import Scope
+
+# Characters allowed raw in a path (RFC 3986 §3.3 ``pchar`` plus ``/`` and ``%``
+# for escapes already present); anything else is percent-encoded on the way.
+_PATH_SAFE = "/:@!$&'()*+,;=-._~%"
+_ENCODED_SEPARATOR = re.compile(rb"%(2f|5c)", re.IGNORECASE)
+_BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+_DOT_SEGMENTS = frozenset({b".", b".."})
+
+
+def path_below_mount(scope: Scope) -> bytes:
+    """The raw (still percent-encoded) path of the request below the mount point.
+
+    Servers and routers disagree on whether ``scope["path"]`` still includes
+    ``root_path`` (Starlette's ``Mount`` keeps it, older routers strip it), and
+    ``raw_path`` may hold the full original target. Both forms are accepted: the
+    decoded path has ``root_path`` removed when it starts with it, and the raw
+    form is the tail of ``raw_path`` that decodes to that path (so ``%2F`` stays
+    distinguishable from ``/``); without a usable ``raw_path`` the decoded path
+    is percent-encoded again.
+    """
+    path: str = scope.get("path") or "/"
+    root_path: str = scope.get("root_path") or ""
+    if root_path and (path == root_path or path.startswith(root_path.rstrip("/") + "/")):
+        path = path[len(root_path.rstrip("/")) :] or "/"
+    raw_path = scope.get("raw_path")
+    if raw_path:
+        tail = _raw_tail_matching(raw_path, path)
+        if tail is not None:
+            return tail
+    return quote(path, safe=_PATH_SAFE).encode("ascii")
+
+
+def _raw_tail_matching(raw_path: bytes, path: str) -> bytes | None:
+    """The suffix of ``raw_path``, starting at a ``/``, that decodes to ``path``."""
+    target = path.encode("utf-8")
+    start = 0
+    while start != -1:
+        tail = raw_path[start:]
+        if unquote_to_bytes(tail) == target:
+            return tail
+        start = raw_path.find(b"/", start + 1)
+    return None
+
+
+def split_provider(raw: bytes) -> tuple[str, bytes]:
+    """``/openai/chat/completions`` → ``("openai", b"/chat/completions")``."""
+    stripped = raw.lstrip(b"/")
+    name, slash, rest = stripped.partition(b"/")
+    return unquote_to_bytes(name).decode("utf-8", "replace"), slash + rest
+
+
+def confine(raw: bytes) -> bytes:
+    """Check a raw path that is to be appended to a base URL; return it normalised.
+
+    Refuses (with :class:`PathRefused`) anything that could leave the base or
+    change the host: dot segments, also percent-encoded; encoded slashes and
+    backslashes; backslashes; empty segments (``//host``, ``a//b``; one trailing
+    slash is allowed); control characters and malformed escapes. Other bytes
+    outside the RFC 3986 path characters are percent-encoded.
+    """
+    if not raw:
+        return b""
+    if not raw.startswith(b"/"):
+        raise PathRefused("The path must start with '/'.")
+    if b"\\" in raw or _ENCODED_SEPARATOR.search(raw):
+        raise PathRefused("Encoded slashes and backslashes are not allowed in the path.")
+    if _BAD_ESCAPE.search(raw):
+        raise PathRefused("The path has a malformed percent-escape.")
+    segments = raw[1:].split(b"/")
+    for index, segment in enumerate(segments):
+        if not segment:
+            if index == len(segments) - 1:
+                continue
+            raise PathRefused("Empty path segments ('//') are not allowed.")
+        decoded = unquote_to_bytes(segment)
+        if decoded in _DOT_SEGMENTS:
+            raise PathRefused("'.' and '..' segments are not allowed in the path.")
+        if any(byte < 0x20 or byte == 0x7F for byte in decoded):
+            raise PathRefused("Control characters are not allowed in the path.")
+    if raw.isascii() and not any(byte <= 0x20 for byte in raw):
+        return raw
+    return quote(raw, safe=_PATH_SAFE).encode("ascii")
+
+
+def upstream_url(base: httpx.URL, raw_path: bytes, query: bytes) -> httpx.URL:
+    """``base`` with the confined ``raw_path`` appended and ``query`` as sent."""
+    base_path = base.raw_path.partition(b"?")[0]
+    target = base_path.rstrip(b"/") + raw_path if raw_path else base_path
+    if query:
+        target += b"?" + query
+    return base.copy_with(raw_path=target or b"/")

@@ -1,0 +1,51 @@
+"""Relaying the upstream response: status and headers, then each chunk as it comes.
+
+Chunks are raw bytes (never decoded or re-encoded) and are sent on as soon as
+the transport yields them, so server-sent events reach the client at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import cast
+
+import httpx
+
+from ._exceptions import UpstreamStreamError
+from .types import Send
+
+logger = logging.getLogger("provider_proxy")
+
+
+async def relay_response(
+    response: httpx.Response,
+    send: Send,
+    headers: list[tuple[bytes, bytes]],
+    *,
+    provider: str,
+    request_id: str,
+) -> None:
+    """Relay ``response`` to the client; the caller closes ``response``.
+
+    A transport failure after the status line went out cannot become an error
+    status any more: it is logged and :class:`UpstreamStreamError` is raised so
+    the server aborts the connection instead of ending the body cleanly.
+    """
+    await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+    stream = cast("httpx.AsyncByteStream", response.stream)
+    try:
+        async for chunk in stream:
+            if chunk:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    except httpx.TransportError as exc:
+        logger.warning(
+            "upstream stream of %s broke mid-response (request %s): %s; aborting the client "
+            "connection",
+            provider,
+            request_id,
+            type(exc).__name__,
+        )
+        raise UpstreamStreamError(
+            f"The {provider} stream broke mid-response: {type(exc).__name__}"
+        ) from exc
+    await send({"type": "http.response.body", "body": b"", "more_body": False})

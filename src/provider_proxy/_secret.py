@@ -1,0 +1,43 @@
+"""A wrapper that keeps a credential out of reprs, logs and tracebacks."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Final
+
+
+class Secret:
+    """Holds a credential; ``repr()`` and ``str()`` show only ``'**********'``.
+
+    Call :meth:`reveal` at the one place the value is really needed (building
+    the upstream auth header).
+    """
+
+    __slots__ = ("_value",)
+
+    _MASK: Final = "**********"
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The credential itself."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret({self._MASK!r})"
+
+    def __str__(self) -> str:
+        return self._MASK
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash((Secret, self._value))
+

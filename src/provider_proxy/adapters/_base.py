@@ -1,0 +1,215 @@
+"""`BaseAdapter`: the :class:`~provider_proxy.ProviderAdapter` defaults a provider builds on.
+
+A provider is usually a small subclass that sets ``default_name``,
+``default_base_url`` and ``default_api_key_env``, and overrides
+:meth:`BaseAdapter.auth_headers` or :meth:`BaseAdapter.error_body` where it
+differs from OpenAI's conventions.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+import httpx
+
+from .._adapter import (
+    Availability,
+    BodyTransform,
+    CredentialCheck,
+    CredentialState,
+    ModelInfo,
+    RequestContext,
+)
+from .._exceptions import ProxyError
+from .._json import dumps
+from .._secret import Secret
+
+#: An API key: the key itself, a :class:`~provider_proxy.Secret`, or a callable
+#: that returns the current key (or ``None``), called for every request so keys
+#: can rotate without a restart.
+ApiKey = str | Secret | Callable[[], "str | Secret | None"]
+
+_NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+
+
+class BaseAdapter:
+    """An OpenAI-style provider: ``Authorization: Bearer <key>`` and OpenAI error bodies."""
+
+    default_name: ClassVar[str] = ""
+    default_base_url: ClassVar[str] = ""
+    default_api_key_env: ClassVar[str | None] = None
+    #: The header that carries the key, and the text before the key in it.
+    auth_header: ClassVar[str] = "authorization"
+    auth_scheme: ClassVar[str] = "Bearer "
+    #: Whether the provider works without a key (a local model server).
+    default_key_optional: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        base_url: str | httpx.URL | None = None,
+        api_key: ApiKey | None = None,
+        api_key_env: str | None = None,
+        user_agent: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        default_headers: Mapping[str, str] | None = None,
+        key_optional: bool | None = None,
+    ) -> None:
+        name = self.default_name if name is None else name
+        if not _NAME_RE.fullmatch(name):
+            raise ValueError(
+                f"Adapter name {name!r} must be 1-64 of lower-case letters, digits, '.', '_' "
+                "or '-', starting with a letter or digit: it is a URL segment."
+            )
+        self._name = name
+        self._base_url = _parse_base_url(base_url or self.default_base_url)
+        self._api_key_env = api_key_env if api_key_env is not None else self.default_api_key_env
+        self._key: Secret | Callable[[], str | Secret | None] | None
+        if callable(api_key):
+            self._key = api_key
+        elif api_key is not None:
+            self._key = api_key if isinstance(api_key, Secret) else Secret(api_key)
+        elif self._api_key_env and os.environ.get(self._api_key_env):
+            self._key = Secret(os.environ[self._api_key_env])
+        else:
+            self._key = None
+        fixed = dict(headers or {})
+        if user_agent is not None:
+            fixed["user-agent"] = user_agent
+        self._headers: Mapping[str, str] = fixed
+        self._default_headers: Mapping[str, str] = dict(default_headers or {})
+        self.key_optional = self.default_key_optional if key_optional is None else key_optional
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self._name!r}, base_url={str(self._base_url)!r})"
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def base_url(self) -> httpx.URL:
+        return self._base_url
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._headers
+
+    @property
+    def default_headers(self) -> Mapping[str, str]:
+        return self._default_headers
+
+    def api_key(self) -> Secret | None:
+        """The current key, or ``None`` when there is none."""
+        key = self._key() if callable(self._key) else self._key
+        if key is None or isinstance(key, Secret):
+            return key or None
+        return Secret(key) if key else None
+
+    def availability(self) -> Availability:
+        if self.key_optional or self.api_key() is not None:
+            return Availability(True)
+        if self._api_key_env:
+            return Availability(
+                False, f"No API key: set {self._api_key_env} or pass api_key= to the adapter."
+            )
+        return Availability(False, "No API key: pass api_key= to the adapter.")
+
+    def auth_headers(self, context: RequestContext) -> Mapping[str, str]:
+        key = self.api_key()
+        if key is None:
+            return {}
+        return {self.auth_header: self.auth_scheme + key.reveal()}
+
+    def rewrite_url(self, url: httpx.URL, context: RequestContext) -> httpx.URL:
+        return url
+
+    def body_transform(self, context: RequestContext) -> BodyTransform | None:
+        return None
+
+    def error_body(self, error: ProxyError, request_id: str) -> bytes:
+        """OpenAI's error format, which most compatible gateways share."""
+        return openai_error_body(error)
+
+    # -- credentials and models -------------------------------------------------
+
+    def credential_probe(self) -> httpx.Request | None:
+        """A cheap request whose status tells whether the key is accepted."""
+        return httpx.Request("GET", self.join("/models"))
+
+    def probe_state(self, response: httpx.Response) -> CredentialState:
+        """Map the probe's answer to a :class:`CredentialState`."""
+        if response.is_success:
+            return CredentialState.VALID
+        if response.status_code in (401, 403):
+            return CredentialState.AUTH_REJECTED
+        return CredentialState.INCONCLUSIVE
+
+    def models_request(self) -> httpx.Request:
+        """The request that lists the provider's models (OpenAI's ``GET /models``)."""
+        return httpx.Request("GET", self.join("/models"))
+
+    async def validate_credentials(self, client: httpx.AsyncClient) -> CredentialCheck:
+        if not self.availability().enabled:
+            return CredentialCheck(CredentialState.NOT_CONFIGURED)
+        probe = self.credential_probe()
+        if probe is None:
+            return CredentialCheck(CredentialState.INCONCLUSIVE, detail="no probe for this provider")
+        try:
+            response = await self.send_own(client, probe)
+        except httpx.HTTPError as exc:
+            return CredentialCheck(CredentialState.NETWORK_ERROR, detail=type(exc).__name__)
+        return CredentialCheck(self.probe_state(response), status_code=response.status_code)
+
+    async def fetch_models(self, client: httpx.AsyncClient) -> list[ModelInfo]:
+        response = await self.send_own(client, self.models_request())
+        response.raise_for_status()
+        return [self.model_info(item) for item in response.json().get("data", [])]
+
+    def model_info(self, record: Mapping[str, Any]) -> ModelInfo:
+        """One entry of the provider's model list, normalised."""
+        return ModelInfo(
+            id=str(record["id"]),
+            provider=self.name,
+            display_name=record.get("display_name") or record.get("name"),
+            context_length=record.get("context_length") or record.get("context_window"),
+            pricing=record.get("pricing"),
+            raw=record,
+        )
+
+    def join(self, path: str) -> httpx.URL:
+        """``base_url`` with ``path`` appended (for the adapter's own requests)."""
+        base = self._base_url.raw_path.partition(b"?")[0].rstrip(b"/")
+        return self._base_url.copy_with(raw_path=base + path.encode("ascii"))
+
+    async def send_own(self, client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+        """Send one of the adapter's own requests (probe, model list) with its credentials."""
+        context = RequestContext(self.name, request.method, request.url.path, b"", [], "internal")
+        auth = self.auth_headers(context)
+        if inspect.isawaitable(auth):
+            auth = await auth
+        for headers in (self.default_headers, self.headers, auth):
+            for key, value in headers.items():
+                request.headers[key] = value
+        return await client.send(request)
+
+
+def openai_error_body(error: ProxyError) -> bytes:
+    """``{"error": {"message", "type", "param", "code"}}``, as OpenAI answers errors."""
+    return dumps(
+        {"error": {"message": error.message, "type": error.kind, "param": None, "code": error.kind}}
+    )
+
+
+def _parse_base_url(value: str | httpx.URL) -> httpx.URL:
+    url = httpx.URL(value)
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(f"base_url must be an absolute http(s) URL, got {str(value)!r}.")
+    if url.userinfo:
+        raise ValueError("base_url must not carry credentials; pass api_key= instead.")
+    return url

@@ -1,0 +1,46 @@
+"""OpenAI's API, and any gateway that speaks it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import httpx
+
+from ._base import ApiKey, BaseAdapter
+
+
+class OpenAIAdapter(BaseAdapter):
+    """OpenAI (``https://api.openai.com/v1``); the key comes from ``OPENAI_API_KEY``."""
+
+    default_name = "openai"
+    default_base_url = "https://api.openai.com/v1"
+    default_api_key_env = "OPENAI_API_KEY"
+
+
+class OpenAICompatibleAdapter(BaseAdapter):
+    """Any OpenAI-compatible gateway, under a name of your choice.
+
+    ``user_agent`` replaces the client's ``User-Agent``, for gateways that only
+    answer known clients; ``headers`` are set on every request.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str | httpx.URL,
+        *,
+        api_key: ApiKey | None = None,
+        api_key_env: str | None = None,
+        user_agent: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        key_optional: bool = False,
+    ) -> None:
+        super().__init__(
+            name=name,
+            base_url=base_url,
+            api_key=api_key,
+            api_key_env=api_key_env,
+            user_agent=user_agent,
+            headers=headers,
+            key_optional=key_optional,
+        )

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from provider_proxy import ProxyApp, make_asgi_app
+from provider_proxy._aiohttp_transport import AiohttpTransport
+from provider_proxy._fake import FakeUpstream
+from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter
+
+from .servers import ServerThread, serve
+
+OPENAI_KEY = "sk-test-openai-0123456789"
+ANTHROPIC_KEY = "sk-ant-test-0123456789"
+CLIENT_KEY = "client-key-must-not-travel"
+
+TRANSPORTS: dict[str, Callable[[], httpx.AsyncBaseTransport]] = {
+    "httpx": httpx.AsyncHTTPTransport,
+    "aiohttp": AiohttpTransport,
+}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def fake() -> FakeUpstream:
+    return FakeUpstream()
+
+
+@pytest.fixture(scope="session")
+def upstream(fake: FakeUpstream) -> Iterator[ServerThread]:
+    """The fake provider on a loopback port, shared by the whole session."""
+    with serve(fake, lifespan="off") as server:
+        yield server
+
+
+@pytest.fixture(params=sorted(TRANSPORTS))
+def transport_kind(request: pytest.FixtureRequest) -> str:
+    """Each engine test runs with httpx's transport and with the aiohttp one."""
+    return str(request.param)
+
+
+@pytest.fixture
+def make_proxy(
+    upstream: ServerThread, transport_kind: str
+) -> Callable[..., ProxyApp]:
+    """Build a proxy in front of the fake upstream with the transport under test."""
+
+    def build(**options: Any) -> ProxyApp:
+        adapters = options.pop(
+            "adapters",
+            [
+                OpenAIAdapter(base_url=upstream.url + "/v1", api_key=OPENAI_KEY),
+                AnthropicAdapter(base_url=upstream.url, api_key=ANTHROPIC_KEY),
+            ],
+        )
+        options.setdefault("transport", TRANSPORTS[transport_kind]())
+        return make_asgi_app(adapters, **options)
+
+    return build
+
+
+@pytest.fixture
+def proxy_server(make_proxy: Callable[..., ProxyApp]) -> Iterator[ServerThread]:
+    """The default proxy served by uvicorn on loopback."""
+    with serve(make_proxy()) as server:
+        yield server
