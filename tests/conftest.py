@@ -5,9 +5,9 @@ from typing import Any
 
 import httpx
 import pytest
+from provider_proxy._aiohttp_transport import AiohttpTransport
 
 from provider_proxy import ProxyApp, make_asgi_app
-from provider_proxy._aiohttp_transport import AiohttpTransport
 from provider_proxy._fake import FakeUpstream
 from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter
 
@@ -47,9 +47,7 @@ def transport_kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def make_proxy(
-    upstream: ServerThread, transport_kind: str
-) -> Callable[..., ProxyApp]:
+def make_proxy(upstream: ServerThread, transport_kind: str) -> Callable[..., ProxyApp]:
     """Build a proxy in front of the fake upstream with the transport under test."""
 
     def build(**options: Any) -> ProxyApp:

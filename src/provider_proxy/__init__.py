@@ -5,6 +5,7 @@ Mount :func:`make_asgi_app` under a prefix of your web app; your clients call
 the provider's credentials and relays the answer as it streams.
 """
 
+from .__version__ import __version__
 from ._adapter import (
     Availability,
     BodyTransform,
@@ -33,7 +34,6 @@ from ._exceptions import (
 from ._mount import mount
 from ._secret import Secret
 from ._upstream import DEFAULT_LIMITS, DEFAULT_TIMEOUT, default_transport
-from .__version__ import __version__
 
 __all__ = [
     "DEFAULT_LIMITS",

@@ -32,7 +32,10 @@ import anyio
 from ._json import dumps, loads
 from .types import Receive, Scope, Send
 
-_WORDS = "Hello from the fake upstream, streamed one piece at a time.".split(" ")
+_WORDS = [
+    *("Hello", "from", "the", "fake", "upstream,"),
+    *("streamed", "one", "piece", "at", "a", "time."),
+]
 
 
 @dataclass

@@ -46,8 +46,10 @@ _REQUEST_DROP: frozenset[bytes] = (
 )
 
 #: Dropped from responses besides hop-by-hop: the upstream's cookies belong to
-#: the provider's domain, not to the host app's clients.
-_RESPONSE_DROP: frozenset[bytes] = HOP_BY_HOP | {b"set-cookie", b"set-cookie2"}
+#: the provider's domain, not to the host app's clients; ``date`` and ``server``
+#: are set by the server the client talks to (uvicorn adds its own, and a second
+#: ``date`` would be invalid).
+_RESPONSE_DROP: frozenset[bytes] = HOP_BY_HOP | {b"set-cookie", b"set-cookie2", b"date", b"server"}
 
 _REQUEST_ID_RE = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
 

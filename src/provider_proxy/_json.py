@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
-
 from collections.abc import Callable
+from typing import Any
 
 dumps: Callable[[Any], bytes]
 loads: Callable[[bytes | str], Any]

@@ -40,7 +40,9 @@ def mount(app: ASGIApp, prefix: str, proxy: ProxyApp) -> ASGIApp:
     return mounted
 
 
-async def _lifespan(app: ASGIApp, proxy: ProxyApp, scope: Scope, receive: Receive, send: Send) -> None:
+async def _lifespan(
+    app: ASGIApp, proxy: ProxyApp, scope: Scope, receive: Receive, send: Send
+) -> None:
     """Run the host's lifespan with the proxy's startup and shutdown folded in."""
     started = False  # the host has received lifespan.startup
     finished = False  # the host has answered lifespan.shutdown

@@ -40,4 +40,3 @@ class Secret:
 
     def __hash__(self) -> int:
         return hash((Secret, self._value))
-

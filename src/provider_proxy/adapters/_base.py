@@ -24,7 +24,7 @@ from .._adapter import (
     ModelInfo,
     RequestContext,
 )
-from .._exceptions import ProxyError
+from .._exceptions import ProviderNotConfigured, ProxyError
 from .._json import dumps
 from .._secret import Secret
 
@@ -112,7 +112,8 @@ class BaseAdapter:
         return Secret(key) if key else None
 
     def availability(self) -> Availability:
-        if self.key_optional or self.api_key() is not None:
+        # A key callable is asked once per request, in auth_headers(), not here.
+        if self.key_optional or callable(self._key) or self.api_key() is not None:
             return Availability(True)
         if self._api_key_env:
             return Availability(
@@ -123,7 +124,12 @@ class BaseAdapter:
     def auth_headers(self, context: RequestContext) -> Mapping[str, str]:
         key = self.api_key()
         if key is None:
-            return {}
+            if self.key_optional:
+                return {}
+            raise ProviderNotConfigured(
+                f"The provider {self.name!r} has no API key right now: its key callable "
+                "returned none."
+            )
         return {self.auth_header: self.auth_scheme + key.reveal()}
 
     def rewrite_url(self, url: httpx.URL, context: RequestContext) -> httpx.URL:
@@ -159,7 +165,9 @@ class BaseAdapter:
             return CredentialCheck(CredentialState.NOT_CONFIGURED)
         probe = self.credential_probe()
         if probe is None:
-            return CredentialCheck(CredentialState.INCONCLUSIVE, detail="no probe for this provider")
+            return CredentialCheck(
+                CredentialState.INCONCLUSIVE, detail="no probe for this provider"
+            )
         try:
             response = await self.send_own(client, probe)
         except httpx.HTTPError as exc:

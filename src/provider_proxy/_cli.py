@@ -1,0 +1,67 @@
+"""The ``provider-proxy`` command: ``serve`` the proxy alone, or run the offline ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from ._adapter import ProviderAdapter
+from ._app import make_asgi_app
+from .adapters import AnthropicAdapter, OpenAIAdapter
+
+
+def _uvicorn() -> Any:
+    try:
+        import uvicorn
+    except ImportError:
+        sys.exit("provider-proxy needs uvicorn to serve: pip install 'provider-proxy[server]'")
+    return uvicorn
+
+
+def adapters_from_env() -> list[ProviderAdapter]:
+    """The built-in adapters whose API keys are set in the environment."""
+    candidates: list[ProviderAdapter] = [OpenAIAdapter(), AnthropicAdapter()]
+    return [adapter for adapter in candidates if adapter.availability().enabled]
+
+
+def serve(host: str, port: int) -> int:
+    """Serve the proxy with uvicorn, with every provider that has a key in the environment."""
+    adapters = adapters_from_env()
+    if not adapters:
+        print(
+            "No provider has a key: set OPENAI_API_KEY and/or ANTHROPIC_API_KEY.",
+            file=sys.stderr,
+        )
+        return 2
+    names = ", ".join(adapter.name for adapter in adapters)
+    print(f"provider-proxy: serving {names} on http://{host}:{port}/{{provider}}/...")
+    _uvicorn().run(make_asgi_app(adapters), host=host, port=port, log_level="info")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="provider-proxy", description="An embeddable ASGI proxy for LLM provider APIs."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_parser = commands.add_parser(
+        "serve", help="serve the proxy alone (providers whose keys are in the environment)"
+    )
+    serve_parser.add_argument("--host", default=os.environ.get("PROVIDER_PROXY_HOST", "127.0.0.1"))
+    serve_parser.add_argument(
+        "--port", type=int, default=int(os.environ.get("PROVIDER_PROXY_PORT", "8000"))
+    )
+    commands.add_parser(
+        "demo", help="run a fake provider, the proxy and a streamed chat completion, offline"
+    )
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return serve(args.host, args.port)
+    _uvicorn()
+    from ._demo import run_demo
+
+    return asyncio.run(run_demo())

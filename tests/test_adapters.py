@@ -1,0 +1,204 @@
+"""Adapters in isolation: URLs, headers, keys, error formats and probes (pytest-httpx)."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from pytest_httpx import HTTPXMock
+
+from provider_proxy import (
+    CredentialState,
+    ProviderAdapter,
+    ProviderNotConfigured,
+    ProviderNotFound,
+    RequestContext,
+    Secret,
+    UpstreamTimeout,
+)
+from provider_proxy.adapters import (
+    AnthropicAdapter,
+    BaseAdapter,
+    OpenAIAdapter,
+    OpenAICompatibleAdapter,
+)
+
+CONTEXT = RequestContext("x", "POST", "/chat/completions", b"", [], "rid-1")
+
+
+def test_defaults_follow_the_official_sdks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-env")
+    openai, anthropic = OpenAIAdapter(), AnthropicAdapter()
+    assert (openai.name, str(openai.base_url)) == ("openai", "https://api.openai.com/v1")
+    assert (anthropic.name, str(anthropic.base_url)) == ("anthropic", "https://api.anthropic.com")
+    assert openai.auth_headers(CONTEXT) == {"authorization": "Bearer sk-env"}
+    assert anthropic.auth_headers(CONTEXT) == {"x-api-key": "sk-ant-env"}
+    assert anthropic.default_headers == {"anthropic-version": "2023-06-01"}
+    assert isinstance(openai, ProviderAdapter)
+    assert isinstance(anthropic, ProviderAdapter)
+
+
+def test_missing_key_disables_with_a_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    availability = OpenAIAdapter().availability()
+    assert not availability.enabled
+    assert availability.reason is not None
+    assert "OPENAI_API_KEY" in availability.reason
+    gateway = OpenAICompatibleAdapter("gw", "https://gw.example/v1", api_key_env="GW_KEY_UNSET")
+    assert "GW_KEY_UNSET" in str(gateway.availability().reason)
+    local = OpenAICompatibleAdapter("local", "http://127.0.0.1:11434/v1", key_optional=True)
+    assert local.availability().enabled
+    assert local.auth_headers(CONTEXT) == {}
+
+
+def test_key_sources_and_rotation() -> None:
+    assert OpenAIAdapter(api_key=Secret("s1")).auth_headers(CONTEXT) == {
+        "authorization": "Bearer s1"
+    }
+    current = ["k1"]
+    adapter = OpenAIAdapter(api_key=lambda: current[0])
+    assert adapter.auth_headers(CONTEXT) == {"authorization": "Bearer k1"}
+    current[0] = "k2"
+    assert adapter.auth_headers(CONTEXT) == {"authorization": "Bearer k2"}
+    empty = OpenAIAdapter(api_key=lambda: None)
+    with pytest.raises(ProviderNotConfigured, match="key callable"):
+        empty.auth_headers(CONTEXT)
+
+
+def test_reprs_hide_keys() -> None:
+    adapter = AnthropicAdapter(api_key="sk-ant-very-secret")
+    assert "very-secret" not in repr(adapter)
+    assert "very-secret" not in repr(adapter.api_key())
+    assert "very-secret" not in str(adapter.api_key())
+    assert "very-secret" not in repr(vars(adapter))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"name": "Upper"},
+        {"name": "has/slash"},
+        {"name": ""},
+        {"base_url": "ftp://x.example"},
+        {"base_url": "not a url"},
+        {"base_url": "https://user:pass@x.example/v1"},
+    ],
+)
+def test_invalid_configuration_is_refused(kwargs: dict[str, str]) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - the messages are checked below
+        OpenAIAdapter(api_key="k", **kwargs)
+
+
+def test_error_formats() -> None:
+    error = ProviderNotFound("No provider named 'x'.")
+    assert json.loads(OpenAIAdapter(api_key="k").error_body(error, "rid")) == {
+        "error": {
+            "message": "No provider named 'x'.",
+            "type": "provider_not_found",
+            "param": None,
+            "code": "provider_not_found",
+        }
+    }
+    assert json.loads(AnthropicAdapter(api_key="k").error_body(error, "rid")) == {
+        "type": "error",
+        "error": {"type": "not_found_error", "message": "No provider named 'x'."},
+        "request_id": "rid",
+    }
+    timeout = json.loads(AnthropicAdapter(api_key="k").error_body(UpstreamTimeout("t"), "r"))
+    assert timeout["error"]["type"] == "api_error"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("status", "state"),
+    [
+        (200, CredentialState.VALID),
+        (401, CredentialState.AUTH_REJECTED),
+        (403, CredentialState.AUTH_REJECTED),
+        (500, CredentialState.INCONCLUSIVE),
+    ],
+)
+async def test_openai_probe(httpx_mock: HTTPXMock, status: int, state: CredentialState) -> None:
+    httpx_mock.add_response(url="https://api.openai.com/v1/models", status_code=status, json={})
+    async with httpx.AsyncClient() as client:
+        check = await OpenAIAdapter(api_key="sk-probe").validate_credentials(client)
+    assert check.state is state
+    assert check.status_code == status
+    assert httpx_mock.get_request() is not None
+    assert httpx_mock.get_request().headers["authorization"] == "Bearer sk-probe"  # type: ignore[union-attr]
+    assert "sk-probe" not in repr(check)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("status", "state"),
+    [
+        (400, CredentialState.VALID),
+        (401, CredentialState.AUTH_REJECTED),
+        (529, CredentialState.INCONCLUSIVE),
+    ],
+)
+async def test_anthropic_probe(httpx_mock: HTTPXMock, status: int, state: CredentialState) -> None:
+    httpx_mock.add_response(
+        url="https://api.anthropic.com/v1/messages", method="POST", status_code=status
+    )
+    async with httpx.AsyncClient() as client:
+        check = await AnthropicAdapter(api_key="sk-ant-probe").validate_credentials(client)
+    assert check.state is state
+    request = httpx_mock.get_request()
+    assert request is not None
+    assert request.headers["x-api-key"] == "sk-ant-probe"
+    assert request.headers["anthropic-version"] == "2023-06-01"
+
+
+@pytest.mark.anyio
+async def test_probe_network_error_and_not_configured(
+    httpx_mock: HTTPXMock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    httpx_mock.add_exception(httpx.ConnectError("refused"))
+    async with httpx.AsyncClient() as client:
+        check = await OpenAIAdapter(api_key="k").validate_credentials(client)
+        assert check.state is CredentialState.NETWORK_ERROR
+        monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+        assert (await OpenAIAdapter().validate_credentials(client)).state is (
+            CredentialState.NOT_CONFIGURED
+        )
+
+
+@pytest.mark.anyio
+async def test_fetch_models(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(
+        url="https://gw.example/v1/models",
+        json={"data": [{"id": "m1", "name": "Model One", "context_length": 8192}]},
+    )
+    httpx_mock.add_response(
+        url="https://api.anthropic.com/v1/models?limit=1000",
+        json={"data": [{"id": "claude-x", "display_name": "Claude X"}]},
+    )
+    async with httpx.AsyncClient() as client:
+        models = await OpenAICompatibleAdapter(
+            "gw", "https://gw.example/v1", api_key="k"
+        ).fetch_models(client)
+        claude = await AnthropicAdapter(api_key="k").fetch_models(client)
+    assert [(m.id, m.provider, m.display_name, m.context_length) for m in models] == [
+        ("m1", "gw", "Model One", 8192)
+    ]
+    assert [(m.id, m.provider, m.display_name) for m in claude] == [
+        ("claude-x", "anthropic", "Claude X")
+    ]
+
+
+def test_custom_adapter_is_a_small_subclass() -> None:
+    class Acme(BaseAdapter):
+        default_name = "acme"
+        default_base_url = "https://llm.acme.example/api"
+        auth_header = "x-acme-key"
+        auth_scheme = ""
+
+    adapter = Acme(api_key="acme-key")
+    assert isinstance(adapter, ProviderAdapter)
+    assert adapter.name == "acme"
+    assert adapter.auth_headers(CONTEXT) == {"x-acme-key": "acme-key"}
+    assert str(adapter.join("/v2/chat")) == "https://llm.acme.example/api/v2/chat"

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import pytest
+
+from provider_proxy._headers import (
+    apply_headers,
+    connection_named,
+    request_headers_for_upstream,
+    request_id_from,
+    response_headers_for_client,
+)
+
+
+def test_request_headers_drop_hop_by_hop_credentials_and_host() -> None:
+    headers = [
+        (b"host", b"myapp.example"),
+        (b"connection", b"keep-alive, x-hop"),
+        (b"keep-alive", b"timeout=5"),
+        (b"x-hop", b"1"),
+        (b"te", b"trailers"),
+        (b"transfer-encoding", b"chunked"),
+        (b"upgrade", b"h2c"),
+        (b"proxy-authorization", b"Basic eA=="),
+        (b"authorization", b"Bearer client"),
+        (b"x-api-key", b"client"),
+        (b"api-key", b"client"),
+        (b"x-goog-api-key", b"client"),
+        (b"cookie", b"session=1"),
+        (b"content-length", b"10"),
+        (b"x-request-id", b"abc"),
+        (b"content-type", b"application/json"),
+        (b"openai-beta", b"assistants=v2"),
+        (b"anthropic-beta", b"a"),
+        (b"anthropic-beta", b"b"),
+    ]
+    assert request_headers_for_upstream(headers) == [
+        (b"content-type", b"application/json"),
+        (b"openai-beta", b"assistants=v2"),
+        (b"anthropic-beta", b"a"),
+        (b"anthropic-beta", b"b"),
+    ]
+
+
+def test_connection_named_parses_tokens() -> None:
+    assert connection_named([(b"connection", b" Close , X-Foo,,")]) == {b"close", b"x-foo"}
+    assert connection_named([(b"x", b"y")]) == frozenset()
+
+
+def test_response_headers_lowercase_and_filter() -> None:
+    headers = [
+        (b"Content-Type", b"text/event-stream"),
+        (b"Connection", b"keep-alive, X-Trace"),
+        (b"X-Trace", b"1"),
+        (b"Transfer-Encoding", b"chunked"),
+        (b"Set-Cookie", b"__cf_bm=1"),
+        (b"Date", b"Mon"),
+        (b"Server", b"cloudflare"),
+        (b"Content-Encoding", b"gzip"),
+        (b"openai-processing-ms", b"12"),
+    ]
+    assert response_headers_for_client(headers) == [
+        (b"content-type", b"text/event-stream"),
+        (b"content-encoding", b"gzip"),
+        (b"openai-processing-ms", b"12"),
+    ]
+
+
+def test_apply_headers_replaces_and_defaults() -> None:
+    headers = [(b"user-agent", b"client/1"), (b"anthropic-version", b"2024-01-01")]
+    apply_headers(
+        headers,
+        {"User-Agent": "QwenCode/0.0.14", "x-api-key": "k"},
+        {"anthropic-version": "2023-06-01", "accept": "application/json"},
+    )
+    assert headers == [
+        (b"anthropic-version", b"2024-01-01"),
+        (b"user-agent", b"QwenCode/0.0.14"),
+        (b"x-api-key", b"k"),
+        (b"accept", b"application/json"),
+    ]
+
+
+@pytest.mark.parametrize("value", [b"req-1", b"a" * 128, b"trace:1.2_3-4"])
+def test_request_id_kept_when_safe(value: bytes) -> None:
+    assert request_id_from([(b"x-request-id", value)]) == value.decode()
+
+
+@pytest.mark.parametrize("value", [b"", b"a" * 129, b"has space", b"semi;colon", b"\xff"])
+def test_request_id_replaced_when_unsafe(value: bytes) -> None:
+    new = request_id_from([(b"x-request-id", value)])
+    assert new != value.decode("latin-1")
+    assert len(new) == 32
+    assert int(new, 16) >= 0
+
+
+def test_request_id_generated_and_unique() -> None:
+    assert request_id_from([]) != request_id_from([])

@@ -1,0 +1,71 @@
+"""The upstream pool: created lazily, one per app, closed on shutdown."""
+
+from __future__ import annotations
+
+import sys
+
+import httpx
+import pytest
+from provider_proxy._aiohttp_transport import AiohttpTransport
+
+from provider_proxy import DEFAULT_TIMEOUT, ProxyApp, default_transport, make_asgi_app
+from provider_proxy.adapters import OpenAIAdapter
+
+pytestmark = pytest.mark.anyio
+
+
+def _proxy(**options: object) -> ProxyApp:
+    return make_asgi_app([OpenAIAdapter(api_key="k")], **options)  # type: ignore[arg-type]
+
+
+def test_default_transport_is_the_fast_one_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert isinstance(default_transport(), AiohttpTransport)
+    monkeypatch.setitem(sys.modules, "provider_proxy._aiohttp_transport", None)
+    assert isinstance(default_transport(), httpx.AsyncHTTPTransport)
+
+
+def test_default_timeouts_match_the_sdks() -> None:
+    assert DEFAULT_TIMEOUT.connect == 10.0
+    assert DEFAULT_TIMEOUT.read == 600.0
+
+
+async def test_transport_created_lazily_and_recreated_after_close() -> None:
+    proxy = _proxy()
+    assert proxy._transport is None
+    first = proxy.transport
+    assert proxy.transport is first
+    await proxy.aclose()
+    assert proxy._transport is None
+    async with proxy:
+        assert proxy.transport is not first
+    assert proxy._transport is None
+
+
+async def test_given_transport_is_closed_but_kept() -> None:
+    closed = []
+
+    class Transport(httpx.AsyncBaseTransport):
+        async def aclose(self) -> None:
+            closed.append(True)
+
+    transport = Transport()
+    proxy = _proxy(transport=transport)
+    async with proxy:
+        assert proxy.transport is transport
+    assert closed == [True]
+    assert proxy.transport is transport
+
+
+def test_adapter_names_must_be_unique_and_not_reserved() -> None:
+    with pytest.raises(ValueError, match="Two adapters"):
+        make_asgi_app([OpenAIAdapter(api_key="k"), OpenAIAdapter(api_key="k")])
+    with pytest.raises(ValueError, match="reserved"):
+        make_asgi_app([OpenAIAdapter(name="health", api_key="k")])
+    with pytest.raises(TypeError):
+        make_asgi_app([object()])  # type: ignore[list-item]
+
+
+def test_repr_has_no_secrets() -> None:
+    proxy = make_asgi_app([OpenAIAdapter(api_key="sk-secret-value")])
+    assert "sk-secret-value" not in repr(proxy)
+    assert "openai" in repr(proxy)
