@@ -337,3 +337,27 @@ def test_key_callable_is_read_per_request(
         assert fake.last.header("authorization") == "Bearer key-1"
         client.get("/openai/models")
         assert fake.last.header("authorization") == "Bearer key-2"
+
+
+def test_adapter_failure_is_a_clear_500(
+    make_proxy: Callable[..., ProxyApp], upstream: ServerThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken(OpenAIAdapter):
+        def rewrite_url(self, url: httpx.URL, context: Any) -> httpx.URL:
+            raise RuntimeError("bug in the adapter")
+
+    adapter = Broken(base_url=upstream.url + "/v1", api_key=OPENAI_KEY)
+    with (
+        serve(make_proxy(adapters=[adapter])) as server,
+        httpx.Client(base_url=server.url) as client,
+    ):
+        response = client.post(
+            "/openai/chat/completions", json={}, headers={"x-request-id": "r-500"}
+        )
+    assert response.status_code == 500
+    error = response.json()["error"]
+    assert error["type"] == "proxy_error"
+    assert "RuntimeError" in error["message"]
+    assert "r-500" in error["message"]
+    assert "bug in the adapter" not in response.text
+    assert any("r-500" in record.getMessage() for record in caplog.records)

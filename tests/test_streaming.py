@@ -202,8 +202,10 @@ async def test_pool_exhausted_503(
             async with client.stream(
                 "GET", "/openai/stream", headers={"x-fake-gap": "0.05"}
             ) as held:
-                async for _ in held.aiter_raw():
-                    break
+                # Keep the iterator referenced: a dropped one is finalised and
+                # closes the connection, which would free the pool slot.
+                chunks = held.aiter_raw()
+                assert await chunks.__anext__()
                 response = await client.post("/openai/chat/completions", json={})
                 assert response.status_code == 503
                 assert response.json()["error"]["type"] == "pool_exhausted"

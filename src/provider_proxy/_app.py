@@ -199,6 +199,30 @@ class ProxyApp:
         rest: bytes,
         request_id: str,
     ) -> None:
+        body = RequestBody(receive, self._max_body_size)
+        try:
+            request = await self._prepare(scope, body, adapter, rest, request_id)
+        except (ProxyError, ClientDisconnected):
+            raise
+        except Exception as exc:
+            # A bug or misconfiguration in adapter or transform code: a clear 500,
+            # with the details in the log rather than in the answer.
+            logger.exception("could not prepare the %s request %s", adapter.name, request_id)
+            raise ProxyError(
+                f"The proxy could not prepare the request for {adapter.name!r} "
+                f"({type(exc).__name__}); its log has the details under request id {request_id}."
+            ) from exc
+        await self._exchange(request, body, receive, send, adapter, request_id)
+
+    async def _prepare(
+        self,
+        scope: Scope,
+        body: RequestBody,
+        adapter: ProviderAdapter,
+        rest: bytes,
+        request_id: str,
+    ) -> httpx.Request:
+        """The upstream request: checks first, then the body, URL and headers."""
         availability = adapter.availability()
         if not availability.enabled:
             raise ProviderNotConfigured(
@@ -218,7 +242,6 @@ class ProxyApp:
                 f"The request body ({declared} bytes) is over the proxy's limit of {limit} bytes."
             )
 
-        body = RequestBody(receive, limit)
         first = await body.start()
         transform = adapter.body_transform(context)
         stream: httpx.AsyncByteStream | httpx.ByteStream
@@ -243,10 +266,9 @@ class ProxyApp:
             headers.append((b"transfer-encoding", b"chunked"))
         elif length or method not in _BODYLESS_METHODS:
             headers.append((b"content-length", str(length).encode("ascii")))
-        request = httpx.Request(
+        return httpx.Request(
             method, url, headers=headers, stream=stream, extensions=self._extensions
         )
-        await self._exchange(request, body, receive, send, adapter, request_id)
 
     async def _exchange(
         self,

@@ -1,0 +1,94 @@
+"""The ``provider-proxy`` command, run as a user would run it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from provider_proxy._cli import main
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_demo_runs_the_whole_path_offline() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "provider_proxy", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "'Hello from the fake upstream, streamed one piece at a time.'" in out
+    assert "provider got the proxy's key:        yes" in out
+    assert "provider saw the client's token:     no" in out
+    assert out.rstrip().endswith("demo passed")
+    # Pieces are printed as they arrive, with increasing times.
+    times = [int(line.split("ms")[0].strip(" +")) for line in out.splitlines() if " ms " in line]
+    assert len(times) == 11
+    assert times == sorted(times)
+    assert "sk-demo-provider-key" not in out
+
+
+def test_serve_without_keys_says_which_to_set() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    result = subprocess.run(
+        [sys.executable, "-m", "provider_proxy", "serve", "--port", str(_free_port())],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "OPENAI_API_KEY" in result.stderr
+    assert "ANTHROPIC_API_KEY" in result.stderr
+
+
+def test_serve_serves_the_configured_providers() -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env["OPENAI_API_KEY"] = "sk-from-env-not-shown"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "provider_proxy", "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        health = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).json()
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert health == {
+            "status": "ok",
+            "providers": {"openai": {"enabled": True, "base_url": "https://api.openai.com/v1"}},
+        }
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=10)
+    assert "serving openai" in output
+    assert "sk-from-env-not-shown" not in output
+
+
+def test_main_requires_a_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([])
+    assert exit_info.value.code == 2
+    assert "serve" in capsys.readouterr().err
