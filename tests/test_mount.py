@@ -125,3 +125,14 @@ async def test_dispatch_under_root_path() -> None:
 def test_empty_prefix_refused() -> None:
     with pytest.raises(ValueError, match="prefix"):
         mount(_host_app, "/", _proxy(RecordingTransport()))
+
+
+async def test_host_startup_failure_is_not_hidden() -> None:
+    async def host(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "lifespan.startup.failed", "message": "database down"})
+        raise RuntimeError("database down")
+
+    transport = RecordingTransport()
+    with pytest.raises(RuntimeError, match="database down"):
+        await _run_lifespan(mount(host, "/llm", _proxy(transport)))

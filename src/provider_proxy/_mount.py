@@ -45,6 +45,7 @@ async def _lifespan(
 ) -> None:
     """Run the host's lifespan with the proxy's startup and shutdown folded in."""
     started = False  # the host has received lifespan.startup
+    answered = False  # the host has answered lifespan.startup itself
     finished = False  # the host has answered lifespan.shutdown
 
     async def host_receive() -> Message:
@@ -56,8 +57,10 @@ async def _lifespan(
         return message
 
     async def host_send(message: Message) -> None:
-        nonlocal finished
-        if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+        nonlocal answered, finished
+        if message["type"].startswith("lifespan.startup."):
+            answered = True
+        elif message["type"].startswith("lifespan.shutdown."):
             await proxy.aclose()
             finished = True
         await send(message)
@@ -65,14 +68,16 @@ async def _lifespan(
     try:
         await app(scope, host_receive, host_send)
     except Exception:
-        if finished:
-            raise
+        if answered:
+            raise  # the host does lifespan, and failed in it
         # The host does not do lifespan (Django raises straight away): answer it here.
         await _answer_lifespan(proxy, receive, send, startup_received=started)
         return
-    if not finished:
+    if not answered:
         # A host that returned without doing lifespan at all.
         await _answer_lifespan(proxy, receive, send, startup_received=started)
+    elif not finished:
+        await proxy.aclose()
 
 
 async def _answer_lifespan(
