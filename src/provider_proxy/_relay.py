@@ -39,13 +39,15 @@ async def relay_response(
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
     except httpx.TransportError as exc:
         logger.warning(
-            "upstream stream of %s broke mid-response (request %s): %s; aborting the client "
-            "connection",
+            "upstream stream of %s broke mid-response (request %s): %s: %s; aborting the "
+            "client connection",
             provider,
             request_id,
             type(exc).__name__,
+            exc,
         )
+        # The cause is in the line above; the server logs this exception again.
         raise UpstreamStreamError(
-            f"The {provider} stream broke mid-response: {type(exc).__name__}"
-        ) from exc
+            f"The {provider} stream broke mid-response (request {request_id}): {type(exc).__name__}"
+        ) from None
     await send({"type": "http.response.body", "body": b"", "more_body": False})
