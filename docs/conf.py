@@ -6,7 +6,7 @@ from provider_proxy import __version__
 
 project = "provider_proxy"
 author = "provider_proxy contributors"
-copyright = "2026, provider_proxy contributors"  # noqa: A001
+copyright = "2026, provider_proxy contributors"
 release = __version__
 version = __version__
 

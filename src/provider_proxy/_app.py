@@ -8,9 +8,10 @@ error format.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -64,8 +65,9 @@ class ProxyApp:
     Mount it anywhere (``app.mount("/llm", proxy)``, or :func:`provider_proxy.mount`).
     It holds one pooled upstream transport, created on first use because a
     mounted sub-app may never see a lifespan event, and closed on shutdown or
-    :meth:`aclose`. Hosts that manage lifecycles themselves can use
-    ``async with proxy:``.
+    :meth:`aclose`. Under a router that keeps lifespan to itself (FastAPI,
+    Starlette), pass :meth:`lifespan` to the host; hosts that manage lifecycles
+    themselves can use ``async with proxy:``.
     """
 
     def __init__(
@@ -131,6 +133,19 @@ class ProxyApp:
         if self._owns_transport:
             self._transport = None
         await transport.aclose()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: object = None) -> AsyncIterator[None]:
+        """The proxy's startup and shutdown as a lifespan context for the host.
+
+        For hosts whose router does not pass lifespan to mounted apps, such as
+        FastAPI and Starlette: ``FastAPI(lifespan=proxy.lifespan)``.
+        """
+        await self.startup()
+        try:
+            yield
+        finally:
+            await self.aclose()
 
     async def __aenter__(self) -> Self:
         await self.startup()

@@ -103,7 +103,9 @@ class FakeUpstream:
             body = gzip.compress(dumps({"compressed": True}))
             await _respond(send, 200, body, [(b"content-encoding", b"gzip")])
         elif path.endswith("/models"):
-            await _json(send, 200, _models(anthropic=path.endswith("/v1/models")))
+            await _json(
+                send, 200, _models(anthropic=request.header("anthropic-version") is not None)
+            )
         elif path.endswith("/chat/completions") or anthropic:
             await self._chat(request, send, anthropic)
         else:
