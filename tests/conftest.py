@@ -5,9 +5,9 @@ from typing import Any
 
 import httpx
 import pytest
-from provider_proxy._aiohttp_transport import AiohttpTransport
 
 from provider_proxy import ProxyApp, make_asgi_app
+from provider_proxy._aiohttp_transport import AiohttpTransport
 from provider_proxy._fake import FakeUpstream
 from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter
 

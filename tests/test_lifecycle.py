@@ -6,9 +6,9 @@ import sys
 
 import httpx
 import pytest
-from provider_proxy._aiohttp_transport import AiohttpTransport
 
 from provider_proxy import DEFAULT_TIMEOUT, ProxyApp, default_transport, make_asgi_app
+from provider_proxy._aiohttp_transport import AiohttpTransport
 from provider_proxy.adapters import OpenAIAdapter
 
 pytestmark = pytest.mark.anyio

@@ -93,6 +93,7 @@ def test_confine_refuses(raw: bytes) -> None:
         (b"/a..b/.x/x.", b"/a..b/.x/x."),
         (b"/caf\xc3\xa9", b"/caf%C3%A9"),
         (b"/a b", b"/a%20b"),
+        (b'/a"{b}|', b"/a%22%7Bb%7D%7C"),
     ],
 )
 def test_confine_accepts(raw: bytes, expected: bytes) -> None:
