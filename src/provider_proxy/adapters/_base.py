@@ -45,6 +45,9 @@ class BaseAdapter:
     #: The header that carries the key, and the text before the key in it.
     auth_header: ClassVar[str] = "authorization"
     auth_scheme: ClassVar[str] = "Bearer "
+    #: Headers the provider needs unless the client sends them (an API version);
+    #: ``default_headers=`` adds to or overrides these.
+    base_default_headers: ClassVar[Mapping[str, str]] = {}
     #: Whether the provider works without a key (a local model server).
     default_key_optional: ClassVar[bool] = False
 
@@ -82,7 +85,10 @@ class BaseAdapter:
         if user_agent is not None:
             fixed["user-agent"] = user_agent
         self._headers: Mapping[str, str] = fixed
-        self._default_headers: Mapping[str, str] = dict(default_headers or {})
+        self._default_headers: Mapping[str, str] = {
+            **self.base_default_headers,
+            **(default_headers or {}),
+        }
         self.key_optional = self.default_key_optional if key_optional is None else key_optional
 
     def __repr__(self) -> str:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import httpx
 
 from .._adapter import CredentialState
 from .._exceptions import ProxyError
 from .._json import dumps
-from ._base import ApiKey, BaseAdapter
+from ._base import BaseAdapter
 
 #: The API version the official SDKs send; set when the client sends none.
 ANTHROPIC_VERSION = "2023-06-01"
@@ -30,7 +28,8 @@ class AnthropicAdapter(BaseAdapter):
     """Anthropic (``https://api.anthropic.com``); the key comes from ``ANTHROPIC_API_KEY``.
 
     The key goes in ``x-api-key``; ``anthropic-version`` defaults to
-    ``2023-06-01`` when the client does not send one.
+    ``2023-06-01`` when the client does not send one (pass
+    ``default_headers={"anthropic-version": ...}`` for another).
     """
 
     default_name = "anthropic"
@@ -38,27 +37,7 @@ class AnthropicAdapter(BaseAdapter):
     default_api_key_env = "ANTHROPIC_API_KEY"
     auth_header = "x-api-key"
     auth_scheme = ""
-
-    def __init__(
-        self,
-        *,
-        name: str | None = None,
-        base_url: str | httpx.URL | None = None,
-        api_key: ApiKey | None = None,
-        api_key_env: str | None = None,
-        user_agent: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        anthropic_version: str = ANTHROPIC_VERSION,
-    ) -> None:
-        super().__init__(
-            name=name,
-            base_url=base_url,
-            api_key=api_key,
-            api_key_env=api_key_env,
-            user_agent=user_agent,
-            headers=headers,
-            default_headers={"anthropic-version": anthropic_version},
-        )
+    base_default_headers = {"anthropic-version": ANTHROPIC_VERSION}  # noqa: RUF012
 
     def error_body(self, error: ProxyError, request_id: str) -> bytes:
         """Anthropic's error format: ``{"type": "error", "error": {"type", "message"}}``."""
