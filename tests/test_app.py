@@ -361,3 +361,13 @@ def test_adapter_failure_is_a_clear_500(
     assert "r-500" in error["message"]
     assert "bug in the adapter" not in response.text
     assert any("r-500" in record.getMessage() for record in caplog.records)
+
+
+def test_no_cookies_cross_the_proxy(client: httpx.Client, fake: FakeUpstream) -> None:
+    # The fake sets a cookie on every answer; it never reaches the client, and
+    # no later request (from this client or another) carries it upstream.
+    first = client.get("/openai/models")
+    assert "set-cookie" not in first.headers
+    assert not client.cookies
+    client.get("/openai/models", headers={"cookie": "host_session=secret"})
+    assert fake.last.header("cookie") is None
