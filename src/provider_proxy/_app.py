@@ -94,7 +94,7 @@ class ProxyApp:
                 )
             self._adapters[adapter.name] = adapter
         if max_body_size is not None and max_body_size < 0:
-            raise ValueError("max_body_size must be a positive number of bytes, or None.")
+            raise ValueError("max_body_size must be a number of bytes (0 or more), or None.")
         self._transport = transport
         self._owns_transport = transport is None
         self._limits = limits
@@ -429,6 +429,8 @@ def make_asgi_app(
     """Build the proxy for ``adapters``; mount the result under any prefix.
 
     :param adapters: the providers; ``{mount}/{adapter.name}/X`` goes to ``{adapter.base_url}/X``.
+        Names must be unique; ``health``, ``status``, ``metrics`` and ``v1`` are kept for the
+        proxy's own endpoints.
     :param transport: the upstream transport (any :class:`httpx.AsyncBaseTransport`); by
         default the fastest installed. The app closes it on shutdown, as
         :class:`httpx.AsyncClient` does.
