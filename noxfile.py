@@ -15,7 +15,7 @@ LINTED = ["src", "tests", "examples", "noxfile.py", "docs/conf.py"]
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The test suite, with the fast extra so both upstream transports are exercised."""
-    session.install("-e", ".[test,fast]")
+    session.install("-e", ".[test,fast,server]")
     session.run("pytest", *session.posargs)
 
 
