@@ -371,3 +371,41 @@ def test_no_cookies_cross_the_proxy(client: httpx.Client, fake: FakeUpstream) ->
     assert not client.cookies
     client.get("/openai/models", headers={"cookie": "host_session=secret"})
     assert fake.last.header("cookie") is None
+
+
+@pytest.mark.parametrize(
+    ("method", "content", "lengths"),
+    [
+        ("GET", b"", {None}),
+        # aiohttp frames a body-less DELETE with "Content-Length: 0"; both mean no body.
+        ("DELETE", b"", {None, "0"}),
+        ("POST", b"", {"0"}),
+        ("PUT", b"{}", {"2"}),
+        ("PATCH", b"[]", {"2"}),
+    ],
+)
+def test_methods_and_body_framing(
+    client: httpx.Client, fake: FakeUpstream, method: str, content: bytes, lengths: set[str | None]
+) -> None:
+    response = client.request(method, "/openai/echo", content=content)
+    assert response.status_code == 200
+    assert fake.last.method == method
+    assert fake.last.body == content
+    assert fake.last.header("content-length") in lengths
+    assert fake.last.header("transfer-encoding") is None
+
+
+def test_async_auth_headers_are_awaited(
+    make_proxy: Callable[..., ProxyApp], upstream: ServerThread, fake: FakeUpstream
+) -> None:
+    class TokenAdapter(OpenAIAdapter):
+        async def auth_headers(self, context: Any) -> dict[str, str]:  # type: ignore[override]
+            return {"authorization": f"Bearer token-for-{context.request_id}"}
+
+    adapter = TokenAdapter(base_url=upstream.url + "/v1", api_key="unused")
+    with (
+        serve(make_proxy(adapters=[adapter])) as server,
+        httpx.Client(base_url=server.url) as client,
+    ):
+        client.get("/openai/models", headers={"x-request-id": "abc"})
+    assert fake.last.header("authorization") == "Bearer token-for-abc"
