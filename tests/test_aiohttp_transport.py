@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
 
 from provider_proxy._aiohttp_transport import AiohttpTransport
+
+from .servers import free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -74,9 +75,7 @@ def _request(url: str, **options: object) -> httpx.Request:
 
 
 async def test_connection_refused_is_connect_error() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     transport = AiohttpTransport()
     try:
         with pytest.raises(httpx.ConnectError) as info:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
-import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,19 +19,13 @@ from provider_proxy._fake import FakeUpstream
 from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter, OpenAICompatibleAdapter
 
 from .conftest import ANTHROPIC_KEY, CLIENT_KEY, OPENAI_KEY
-from .servers import ServerThread, serve
+from .servers import ServerThread, free_port, serve
 
 
 @pytest.fixture
 def client(proxy_server: ServerThread) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=proxy_server.url, timeout=10) as client:
         yield client
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_forwards_to_base_url_with_query_as_sent(client: httpx.Client, fake: FakeUpstream) -> None:
@@ -192,7 +185,7 @@ def test_not_configured_503_names_the_env_var(
 
 
 def test_unreachable_upstream_502(make_proxy: Callable[..., ProxyApp]) -> None:
-    port = _closed_port()
+    port = free_port()
     proxy = make_proxy(
         adapters=[
             OpenAIAdapter(base_url=f"http://127.0.0.1:{port}/v1", api_key=OPENAI_KEY),

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
-import time
 
-import httpx
 import pytest
 
 from provider_proxy._cli import main
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from .servers import env_without_keys, free_port, get_when_up
 
 
 def test_demo_runs_the_whole_path_offline() -> None:
@@ -42,13 +34,12 @@ def test_demo_runs_the_whole_path_offline() -> None:
 
 
 def test_serve_without_keys_says_which_to_set() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     result = subprocess.run(
-        [sys.executable, "-m", "provider_proxy", "serve", "--port", str(_free_port())],
+        [sys.executable, "-m", "provider_proxy", "serve", "--port", str(free_port())],
         capture_output=True,
         text=True,
         timeout=30,
-        env=env,
+        env=env_without_keys(),
         check=False,
     )
     assert result.returncode == 2
@@ -57,25 +48,16 @@ def test_serve_without_keys_says_which_to_set() -> None:
 
 
 def test_serve_serves_the_configured_providers() -> None:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-    env["OPENAI_API_KEY"] = "sk-from-env-not-shown"
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "provider_proxy", "serve", "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=env,
+        env=env_without_keys(OPENAI_API_KEY="sk-from-env-not-shown"),
     )
     try:
-        health = None
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).json()
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
+        health = get_when_up(f"http://127.0.0.1:{port}/health", process).json()
         assert health == {
             "status": "ok",
             "providers": {"openai": {"enabled": True, "base_url": "https://api.openai.com/v1"}},

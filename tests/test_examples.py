@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -15,15 +12,9 @@ from provider_proxy._fake import FakeUpstream
 from provider_proxy.adapters import OpenAIAdapter
 
 from .conftest import OPENAI_KEY
-from .servers import ServerThread, serve
+from .servers import ServerThread, env_without_keys, free_port, get_when_up, serve
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_fastapi_example(upstream: ServerThread, fake: FakeUpstream) -> None:
@@ -50,9 +41,8 @@ def test_django_example(upstream: ServerThread, fake: FakeUpstream) -> None:
 
 
 def test_standalone_example_serves(upstream: ServerThread, fake: FakeUpstream) -> None:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-    env.update(OPENAI_API_KEY=OPENAI_KEY, OPENAI_UPSTREAM=upstream.url + "/v1")
+    port = free_port()
+    env = env_without_keys(OPENAI_API_KEY=OPENAI_KEY, OPENAI_UPSTREAM=upstream.url + "/v1")
     process = subprocess.Popen(
         [sys.executable, str(EXAMPLES / "standalone.py"), "--port", str(port)],
         env=env,
@@ -60,15 +50,7 @@ def test_standalone_example_serves(upstream: ServerThread, fake: FakeUpstream) -
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
-        response = None
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                response = httpx.get(f"http://127.0.0.1:{port}/openai/models", timeout=2)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        assert response is not None
+        response = get_when_up(f"http://127.0.0.1:{port}/openai/models", process)
         assert response.status_code == 200
         assert [m["id"] for m in response.json()["data"]] == ["gpt-fake-1", "gpt-fake-2"]
         assert fake.last.header("authorization") == f"Bearer {OPENAI_KEY}"

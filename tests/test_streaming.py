@@ -18,19 +18,9 @@ from provider_proxy import ProxyApp
 from provider_proxy._fake import FakeUpstream
 
 from .conftest import TRANSPORTS
-from .servers import ServerThread, serve
+from .servers import ServerThread, serve, wait_until
 
 pytestmark = pytest.mark.anyio
-
-
-def _wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    """Poll ``condition``; the timeout only guards against a hang."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 async def test_endless_stream_is_relayed_chunk_by_chunk(
@@ -130,7 +120,7 @@ async def test_client_disconnect_closes_upstream_stream(
                 break
             assert fake.open_streams == 1
     # The upstream sees its stream closed well before the 10 s guard.
-    assert _wait_until(lambda: fake.closed_streams == closed_before + 1)
+    assert wait_until(lambda: fake.closed_streams == closed_before + 1)
     assert fake.open_streams == 0
 
 
@@ -173,15 +163,15 @@ async def test_thousand_aborted_streams_leak_nothing(
                         break
 
             await abort_one()
-            assert _wait_until(lambda: fake.open_streams == 0)
+            assert wait_until(lambda: fake.open_streams == 0)
             fds_before = _open_fds()
             for _ in range(50):
                 async with anyio.create_task_group() as group:
                     for _ in range(20):
                         group.start_soon(abort_one)
-        assert _wait_until(lambda: fake.open_streams == 0)
-        assert _wait_until(lambda: server.call(_async(_pool_in_use, proxy)) == 0)
-        assert _wait_until(lambda: _open_fds() <= fds_before + 5)
+        assert wait_until(lambda: fake.open_streams == 0)
+        assert wait_until(lambda: server.call(_async(_pool_in_use, proxy)) == 0)
+        assert wait_until(lambda: _open_fds() <= fds_before + 5)
 
 
 async def _async(function: Callable[[ProxyApp], int], proxy: ProxyApp) -> int:
@@ -211,6 +201,6 @@ async def test_pool_exhausted_503(
                 assert response.json()["error"]["type"] == "pool_exhausted"
                 assert response.headers["x-should-retry"] == "true"
             # Once the held stream is gone, the slot is free again.
-            assert _wait_until(lambda: fake.open_streams == 0)
+            assert wait_until(lambda: fake.open_streams == 0)
             response = await client.post("/openai/chat/completions", json={})
             assert response.status_code == 200
