@@ -4,91 +4,151 @@ httpx's own transport costs several times more CPU per request than aiohttp's
 client, which matters in a proxy that sits in the path of every call. This
 adapter keeps the engine on httpx's types (``httpx.Request`` in,
 ``httpx.Response`` out, httpx's exceptions) and lets aiohttp move the bytes:
-raw (no decompression), with no cookie jar, no redirects and no headers the
-request did not carry. aiohttp sets ``TCP_NODELAY`` on its connections.
+raw (no decompression), with no cookie jar, no redirects, no proxies from the
+environment and no headers the request did not carry. aiohttp sets
+``TCP_NODELAY`` on every connection it opens.
 
-The pool limit is enforced here, with a semaphore taken for the life of each
+The pool limit is enforced here, with a semaphore held for the life of each
 response, so that waiting for a connection raises :class:`httpx.PoolTimeout`
-as httpx's transport does.
+as httpx's transport does; aiohttp's connector itself is unlimited.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from functools import lru_cache
 
 import aiohttp
 import anyio
 import httpx
-from multidict import CIMultiDict
 from yarl import URL
 
 from ._upstream import DEFAULT_LIMITS
 
-# Headers aiohttp would add when the request has none; a proxy sends only the
-# headers it was given.
-_SKIP_AUTO_HEADERS = frozenset({"Accept", "Accept-Encoding", "User-Agent", "Content-Type"})
+# Headers aiohttp adds when the request has none; a proxy sends only the headers
+# it was given.
+_SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 
-# Framing is aiohttp's job: it chunks a streamed body that has no Content-Length.
-_FRAMING = frozenset({b"transfer-encoding"})
+_HTTP_10 = aiohttp.HttpVersion10
 
 
-@contextmanager
-def _mapped_errors(request: httpx.Request, *, reading: bool = False) -> Iterator[None]:
-    """Re-raise aiohttp's exceptions as the httpx ones the engine maps to statuses."""
+class _Connector(aiohttp.TCPConnector):
+    # aiohttp would also send ws://, wss:// and tcp:// URLs as plain HTTP requests.
+    allowed_protocol_schema_set = frozenset({"http", "https"})
+
+
+@lru_cache(maxsize=64)
+def _client_timeout(connect: float | None, read: float | None) -> aiohttp.ClientTimeout:
+    # ``connect`` also bounds DNS resolution, which ``sock_connect`` alone does not.
+    return aiohttp.ClientTimeout(total=None, connect=connect, sock_connect=connect, sock_read=read)
+
+
+def _header_value(value: bytes) -> str:
+    # aiohttp encodes header strings as UTF-8: decoding them as UTF-8 sends the same bytes.
     try:
-        yield
-    except httpx.HTTPError:
-        raise
-    except aiohttp.ConnectionTimeoutError as exc:
-        raise httpx.ConnectTimeout(str(exc) or "connect timed out", request=request) from exc
-    except (aiohttp.SocketTimeoutError, asyncio.TimeoutError) as exc:
-        raise httpx.ReadTimeout(str(exc) or "read timed out", request=request) from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise httpx.ConnectError(str(exc), request=request) from exc
-    except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
-        raise httpx.RemoteProtocolError(str(exc), request=request) from exc
-    except aiohttp.ClientResponseError as exc:
-        # A malformed response (aiohttp reports the parser error this way).
-        raise httpx.RemoteProtocolError(str(exc.message), request=request) from exc
-    except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError) as exc:
-        raise httpx.UnsupportedProtocol(str(exc), request=request) from exc
-    except (aiohttp.ClientConnectionError, OSError) as exc:
-        error = httpx.ReadError if reading else httpx.WriteError
-        raise error(str(exc) or type(exc).__name__, request=request) from exc
+        return value.decode()
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
+
+
+class _Upload:
+    """The request's streamed body, remembering the error it raised itself."""
+
+    __slots__ = ("error", "stream")
+
+    def __init__(self, stream: httpx.AsyncByteStream) -> None:
+        self.stream = stream
+        self.error: Exception | None = None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self.stream:
+                if chunk:  # an empty chunk would end a chunked body
+                    yield chunk
+        except Exception as exc:
+            self.error = exc
+            raise
+
+
+def _translate(
+    exc: Exception, request: httpx.Request, upload: _Upload | None, *, reading: bool
+) -> Exception:
+    """The exception to raise for ``exc``: httpx's, the body's own, or ``exc`` unchanged."""
+    if upload is not None and upload.error is not None:
+        # aiohttp wraps whatever the body raised; the engine wants it as it was.
+        return upload.error
+    mapped: type[httpx.TransportError]
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        mapped = httpx.ConnectTimeout
+    elif isinstance(exc, (aiohttp.ServerTimeoutError, asyncio.TimeoutError, TimeoutError)):
+        mapped = httpx.ReadTimeout
+    elif isinstance(exc, aiohttp.ClientConnectorError):  # refused, DNS, TLS
+        mapped = httpx.ConnectError
+    elif isinstance(
+        exc,
+        (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientResponseError),
+    ):
+        # Closed before or during the response, truncated body, malformed response.
+        mapped = httpx.RemoteProtocolError
+    elif isinstance(exc, aiohttp.InvalidURL):
+        mapped = httpx.UnsupportedProtocol
+    elif isinstance(exc, (aiohttp.ClientConnectionError, OSError)):
+        mapped = httpx.ReadError if reading else httpx.WriteError
+    elif isinstance(exc, aiohttp.ClientError):
+        mapped = httpx.TransportError
+    else:
+        return exc
+    error = mapped(str(exc) or type(exc).__name__, request=request)
+    error.__cause__ = exc
+    return error
 
 
 class _ResponseStream(httpx.AsyncByteStream):
     """The response body as it arrives; closing it frees the connection and the slot."""
 
     def __init__(
-        self, response: aiohttp.ClientResponse, request: httpx.Request, release: Any
+        self,
+        response: aiohttp.ClientResponse,
+        request: httpx.Request,
+        upload: _Upload | None,
+        release: Callable[[], None],
     ) -> None:
         self._response = response
         self._request = request
-        self._release = release
-        self._closed = False
+        self._upload = upload
+        self._release: Callable[[], None] | None = release
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        with _mapped_errors(self._request, reading=True):
+        error: Exception
+        try:
+            # iter_any: whatever has arrived, at once, so no server-sent event waits.
             async for chunk in self._response.content.iter_any():
                 yield chunk
-
-    async def aclose(self) -> None:
-        if self._closed:
             return
-        self._closed = True
+        except Exception as exc:
+            error = _translate(exc, self._request, self._upload, reading=True)
+        # Raised outside the handler so a body error keeps its own context.
+        raise error
+
+    def close(self) -> None:
+        """Release the connection (fully read) or drop it (not), then the slot; once."""
+        release, self._release = self._release, None
+        if release is None:
+            return
         try:
-            if self._response.content.is_eof():
+            content = self._response.content
+            if content.is_eof() and content.exception() is None:
                 self._response.release()
             else:
                 # A half-read connection must not go back to the pool.
                 self._response.close()
         finally:
-            self._release()
+            release()
+
+    async def aclose(self) -> None:
+        self.close()
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -96,6 +156,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     The session is created on the first request (it needs a running loop) and
     closed by :meth:`aclose`; a later request creates a new one.
+
+    :param limits: ``max_connections`` bounds the responses open at once (waiting
+        for a slot is bounded by the request's ``pool`` timeout);
+        ``keepalive_expiry`` is how long an idle connection is kept.
+        ``max_keepalive_connections`` has no aiohttp equivalent and is ignored.
+    :param verify: an :class:`ssl.SSLContext`, or whether to verify certificates.
     """
 
     def __init__(
@@ -107,24 +173,24 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._limits = limits
         self._verify = verify
         self._session: aiohttp.ClientSession | None = None
-        size = limits.max_connections
-        self._capacity = size
-        self._slots = anyio.Semaphore(size) if size is not None else None
+        self._slots = (
+            anyio.Semaphore(limits.max_connections) if limits.max_connections is not None else None
+        )
+        self._in_use = 0
 
     @property
     def in_use(self) -> int:
-        """Responses holding a connection slot now."""
-        if self._slots is None or self._capacity is None:
-            return 0
-        return self._capacity - self._slots.value
+        """How many responses hold a connection slot now."""
+        return self._in_use
 
     def _new_session(self) -> aiohttp.ClientSession:
-        ssl_option: ssl.SSLContext | bool = self._verify
-        connector = aiohttp.TCPConnector(
-            limit=0,  # the semaphore above is the limit
+        expiry = self._limits.keepalive_expiry
+        connector = _Connector(
+            limit=0,  # the semaphore is the limit
             limit_per_host=0,
-            keepalive_timeout=self._limits.keepalive_expiry or 0.0,
-            ssl=ssl_option,
+            # aiohttp reads 0 as "never expires"; httpx means "never reuse".
+            keepalive_timeout=None if expiry is None else max(expiry, 0.001),
+            ssl=self._verify,
         )
         return aiohttp.ClientSession(
             connector=connector,
@@ -136,82 +202,91 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         )
 
     async def _acquire(self, request: httpx.Request, wait: float | None) -> None:
-        if self._slots is None:
-            return
-        try:
-            self._slots.acquire_nowait()
-            return
-        except anyio.WouldBlock:
-            pass
-        with anyio.move_on_after(wait):
-            await self._slots.acquire()
-            return
-        raise httpx.PoolTimeout("no free upstream connection in time", request=request)
+        if self._slots is not None:
+            try:
+                self._slots.acquire_nowait()  # no checkpoint when a slot is free
+            except anyio.WouldBlock:
+                with anyio.move_on_after(wait):
+                    await self._slots.acquire()
+                    self._in_use += 1
+                    return
+                raise httpx.PoolTimeout(
+                    "no upstream connection became free within the pool timeout",
+                    request=request,
+                ) from None
+        self._in_use += 1
 
     def _release(self) -> None:
+        self._in_use -= 1
         if self._slots is not None:
             self._slots.release()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        timeout: dict[str, float | None] = request.extensions.get("timeout", {})
-        if self._session is None or self._session.closed:
-            self._session = self._new_session()
-        await self._acquire(request, timeout.get("pool"))
-        try:
-            response = await self._send(self._session, request, timeout)
-        except BaseException:
-            self._release()
-            raise
-        extensions: dict[str, Any] = {"http_version": b"HTTP/1.1"}
-        if response.reason:
-            extensions["reason_phrase"] = response.reason.encode("latin-1", "replace")
-        return httpx.Response(
-            status_code=response.status,
-            headers=list(response.raw_headers),
-            stream=_ResponseStream(response, request, self._release),
-            request=request,
-            extensions=extensions,
-        )
+        """Send ``request`` and return the response as soon as its headers are in."""
+        timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
+        session = self._session
+        if session is None or session.closed:
+            session = self._session = self._new_session()
 
-    async def _send(
-        self,
-        session: aiohttp.ClientSession,
-        request: httpx.Request,
-        timeouts: dict[str, float | None],
-    ) -> aiohttp.ClientResponse:
-        headers: CIMultiDict[str] = CIMultiDict(
-            (name.decode("latin-1"), value.decode("latin-1"))
+        url = request.url
+        if url.userinfo:  # aiohttp would turn it into an Authorization header
+            url = url.copy_with(userinfo=b"")
+        headers = [
+            (name.decode("latin-1"), _header_value(value))
             for name, value in request.headers.raw
-            if name.lower() not in _FRAMING
-        )
+            if name.lower() != b"transfer-encoding"  # framing is aiohttp's job
+        ]
+        upload: _Upload | None = None
         data: bytes | AsyncIterator[bytes] | None
         if isinstance(request.stream, httpx.ByteStream):
             data = b"".join(request.stream) or None
+        elif isinstance(request.stream, httpx.AsyncByteStream):
+            upload = _Upload(request.stream)
+            data = upload.chunks()  # chunked unless the request has a Content-Length
         else:
-            data = _body(request)
-        with _mapped_errors(request):
-            return await session.request(
+            raise TypeError("AiohttpTransport needs a request with an async body stream")
+
+        await self._acquire(request, timeouts.get("pool"))
+        error: Exception
+        try:
+            response = await session.request(
                 request.method,
-                URL(str(request.url), encoded=True),
+                URL(str(url), encoded=True),
                 headers=headers,
                 data=data,
                 allow_redirects=False,
                 compress=None,
-                timeout=aiohttp.ClientTimeout(
-                    total=None,
-                    sock_connect=timeouts.get("connect"),
-                    sock_read=timeouts.get("read"),
-                ),
+                timeout=_client_timeout(timeouts.get("connect"), timeouts.get("read")),
             )
+        except Exception as exc:
+            self._release()
+            error = _translate(exc, request, upload, reading=False)
+        except BaseException:
+            self._release()
+            raise
+        else:
+            stream = _ResponseStream(response, request, upload, self._release)
+            try:
+                return httpx.Response(
+                    status_code=response.status,
+                    headers=response.raw_headers,
+                    stream=stream,
+                    request=request,
+                    extensions={
+                        "http_version": b"HTTP/1.0"
+                        if response.version == _HTTP_10
+                        else b"HTTP/1.1",
+                        "reason_phrase": (response.reason or "").encode("utf-8", "surrogateescape"),
+                    },
+                )
+            except BaseException:
+                stream.close()
+                raise
+        # Raised outside the handler so a body error keeps its own context.
+        raise error
 
     async def aclose(self) -> None:
+        """Close the session and its connections; the next request opens a new one."""
         session, self._session = self._session, None
-        if session is not None:
+        if session is not None and not session.closed:
             await session.close()
-
-
-async def _body(request: httpx.Request) -> AsyncIterator[bytes]:
-    stream = request.stream
-    assert isinstance(stream, httpx.AsyncByteStream)
-    async for chunk in stream:
-        yield chunk
