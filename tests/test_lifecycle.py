@@ -69,3 +69,35 @@ def test_repr_has_no_secrets() -> None:
     proxy = make_asgi_app([OpenAIAdapter(api_key="sk-secret-value")])
     assert "sk-secret-value" not in repr(proxy)
     assert "openai" in repr(proxy)
+
+
+async def test_lifespan_context_for_starlette_hosts() -> None:
+    closed = []
+
+    class Transport(httpx.AsyncBaseTransport):
+        async def aclose(self) -> None:
+            closed.append(True)
+
+    proxy = _proxy(transport=Transport())
+    async with proxy.lifespan(object()):
+        assert not closed
+    assert closed == [True]
+
+
+def test_fastapi_host_closes_the_proxy_on_shutdown() -> None:
+    from fastapi import FastAPI
+    from starlette.testclient import TestClient
+
+    closed = []
+
+    class Transport(httpx.AsyncBaseTransport):
+        async def aclose(self) -> None:
+            closed.append(True)
+
+    proxy = _proxy(transport=Transport())
+    app = FastAPI(lifespan=proxy.lifespan)
+    app.mount("/llm", proxy)
+    with TestClient(app) as client:
+        assert client.get("/llm/health").json()["providers"]["openai"]["enabled"] is True
+        assert not closed
+    assert closed == [True]
