@@ -1,8 +1,10 @@
-"""The aiohttp-backed transport on its own, against raw loopback servers.
+"""The aiohttp-backed transport on its own, against real loopback servers.
 
 It must look exactly like httpx's transport to the engine: httpx exceptions for
-each failure, raw bytes, only the request's own headers, and a pool limit that
-raises :class:`httpx.PoolTimeout`.
+each failure, raw bytes, only the request's own headers, chunks as they arrive,
+and a pool limit that raises :class:`httpx.PoolTimeout` and never leaks a slot.
+Raw ``asyncio`` servers give exact bytes and broken responses; uvicorn serves
+the well-behaved streaming app.
 """
 
 from __future__ import annotations
@@ -10,19 +12,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
-from collections.abc import AsyncIterator, Awaitable, Callable
+import socket
+import ssl
+import struct
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
+import aiohttp
+import anyio
 import httpx
 import pytest
 
 from provider_proxy._aiohttp_transport import AiohttpTransport
 
-from .servers import free_port
+from .servers import ServerThread, serve
 
 pytestmark = pytest.mark.anyio
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 TIMEOUTS = {"connect": 5.0, "read": 5.0, "write": 5.0, "pool": 5.0}
+SSE_GAP = 0.3
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
 
 
 class RawServer:
@@ -30,14 +45,16 @@ class RawServer:
 
     def __init__(self, handler: Handler) -> None:
         self._handler = handler
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._writers: list[asyncio.StreamWriter] = []
+        self.connections = 0
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         self._writers.append(writer)
         task = asyncio.current_task()
         assert task is not None
-        self._tasks.add(task)  # type: ignore[arg-type]
+        self._tasks.add(task)
         try:
             await self._handler(reader, writer)
         finally:
@@ -61,6 +78,21 @@ async def _read_head(reader: asyncio.StreamReader) -> bytes:
     return await reader.readuntil(b"\r\n\r\n")
 
 
+def _header_names(head: bytes) -> list[str]:
+    lines = head.decode().split("\r\n")[1:]
+    return sorted(line.split(":")[0].lower() for line in lines if line)
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> list[bytes]:
+    chunks = []
+    while True:
+        size = int((await reader.readline()).strip(), 16)
+        data = await reader.readexactly(size + 2)
+        if size == 0:
+            return chunks
+        chunks.append(data[:-2])
+
+
 @contextlib.asynccontextmanager
 async def _open(transport: AiohttpTransport) -> AsyncIterator[AiohttpTransport]:
     try:
@@ -69,164 +101,607 @@ async def _open(transport: AiohttpTransport) -> AsyncIterator[AiohttpTransport]:
         await transport.aclose()
 
 
-def _request(url: str, **options: object) -> httpx.Request:
-    timeouts = {**TIMEOUTS, **options.pop("timeouts", {})}  # type: ignore[dict-item]
-    return httpx.Request("GET", url, extensions={"timeout": timeouts}, **options)  # type: ignore[arg-type]
+def _request(url: str, method: str = "GET", **options: Any) -> httpx.Request:
+    timeouts = {**TIMEOUTS, **options.pop("timeouts", {})}
+    return httpx.Request(method, url, extensions={"timeout": timeouts}, **options)
+
+
+def _connector(transport: AiohttpTransport) -> aiohttp.TCPConnector:
+    session = transport._session
+    assert session is not None
+    connector = session.connector
+    assert isinstance(connector, aiohttp.TCPConnector)
+    return connector
+
+
+def _pooled(transport: AiohttpTransport) -> list[Any]:
+    return [proto for conns in _connector(transport)._conns.values() for proto, _ in conns]
+
+
+class Body(httpx.AsyncByteStream):
+    def __init__(self, chunks: Callable[[], AsyncIterator[bytes]]) -> None:
+        self._chunks = chunks
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._chunks():
+            yield chunk
+
+
+async def _ok(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answer every request on the connection with a small body (``/partial``: a part)."""
+    while True:
+        try:
+            head = await _read_head(reader)
+        except asyncio.IncompleteReadError:
+            return
+        if head.startswith(b"GET /partial "):
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nok")
+        else:
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+
+
+async def _streaming(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """One chunk of a chunked body, then silence until the client leaves."""
+    await _read_head(reader)
+    writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n")
+    await writer.drain()
+    await reader.read()
+
+
+# --- a uvicorn server for the well-behaved streaming endpoints ---------------
+
+
+async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    assert scope["type"] == "http"
+    headers = [(b"content-type", b"text/event-stream")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    if scope["path"] == "/sse":
+        await send({"type": "http.response.body", "body": b"data: one\n\n", "more_body": True})
+        await asyncio.sleep(SSE_GAP)
+        scope["state"]["second_sent"].set()
+        await send({"type": "http.response.body", "body": b"data: two\n\n"})
+    else:  # /stream: a first event, then nothing until the client goes away
+        await send({"type": "http.response.body", "body": b"data: 0\n\n", "more_body": True})
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+
+@pytest.fixture(scope="module")
+def uvicorn_server() -> Iterator[tuple[ServerThread, threading.Event]]:
+    second_sent = threading.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        scope["state"] = {"second_sent": second_sent}
+        await _app(scope, receive, send)
+
+    with serve(app, lifespan="off") as server:
+        yield server, second_sent
+
+
+# --- construction and session -------------------------------------------------
+
+
+@pytest.fixture
+def built_outside_a_loop() -> AiohttpTransport:
+    with pytest.raises(RuntimeError):
+        asyncio.get_running_loop()
+    return AiohttpTransport()
+
+
+async def test_session_is_lazy_and_recreated_after_aclose(
+    built_outside_a_loop: AiohttpTransport,
+) -> None:
+    transport = built_outside_a_loop
+    async with RawServer(_ok) as url, _open(transport):
+        assert transport._session is None
+        response = await transport.handle_async_request(_request(url))
+        await response.aread()
+        first = transport._session
+        assert first is not None
+        assert not first.closed
+        await transport.aclose()
+        assert first.closed
+        assert transport._session is None
+        response = await transport.handle_async_request(_request(url))
+        assert await response.aread() == b"ok"
+        assert transport._session is not None
+        assert transport._session is not first
+
+
+async def test_session_and_connector_options() -> None:
+    context = ssl.create_default_context()
+    limits = httpx.Limits(max_connections=7, keepalive_expiry=3.5)
+    async with RawServer(_ok) as url, _open(AiohttpTransport(limits=limits, verify=context)) as t:
+        response = await t.handle_async_request(_request(url))
+        await response.aread()
+        await response.aclose()
+        session = t._session
+        assert session is not None
+        assert isinstance(session.cookie_jar, aiohttp.DummyCookieJar)
+        assert session.auto_decompress is False
+        assert session.trust_env is False
+        connector = _connector(t)
+        assert connector.limit_per_host == 0
+        assert connector.limit in (0, 7)
+        assert connector._keepalive_timeout == 3.5
+        assert connector._ssl is context
+        sockets = [proto.transport.get_extra_info("socket") for proto in _pooled(t)]
+        assert len(sockets) == 1
+        assert sockets[0].getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+async def test_environment_proxies_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, dead)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    async with RawServer(_ok) as url, _open(AiohttpTransport()) as transport:
+        response = await transport.handle_async_request(_request(url))
+        assert await response.aread() == b"ok"
+
+
+# --- what goes out -----------------------------------------------------------
+
+
+async def test_only_the_requests_headers_and_raw_gzip() -> None:
+    heads: list[bytes] = []
+    bodies: list[bytes] = []
+    body = gzip.compress(b'{"ok": true}')
+
+    async def gzipped(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                head = await _read_head(reader)
+            except asyncio.IncompleteReadError:
+                return
+            heads.append(head)
+            length = next(
+                int(line.split(b":")[1])
+                for line in head.lower().split(b"\r\n")
+                if b"length" in line
+            )
+            bodies.append(await reader.readexactly(length))
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\nset-cookie: a=1\r\n"
+                b"content-length: %d\r\n\r\n" % len(body) + body
+            )
+            await writer.drain()
+
+    async with RawServer(gzipped) as url, _open(AiohttpTransport()) as transport:
+        for _ in range(2):  # the second request must not carry the cookie
+            request = _request(
+                url + "/p%2Fq?x=%20",
+                "POST",
+                headers=[("x-one", "1"), ("x-one", "2"), ("x-utf8", "caf\u00e9".encode())],
+                content=b"payload",
+            )
+            response = await transport.handle_async_request(request)
+            raw = b"".join([chunk async for chunk in response.stream])  # type: ignore[union-attr]
+            await response.aclose()
+            assert raw == body
+            assert response.headers["content-encoding"] == "gzip"
+    assert bodies == [b"payload", b"payload"]
+    for head in heads:
+        assert head.split(b"\r\n")[0] == b"POST /p%2Fq?x=%20 HTTP/1.1"
+        assert _header_names(head) == ["content-length", "host", "x-one", "x-one", "x-utf8"]
+        assert b"x-utf8: caf\xc3\xa9\r\n" in head
+
+
+async def test_no_redirects_followed() -> None:
+    async def redirect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_head(reader)
+        writer.write(b"HTTP/1.1 302 Found\r\nlocation: /elsewhere\r\ncontent-length: 0\r\n\r\n")
+        await writer.drain()
+        await reader.read()
+
+    server = RawServer(redirect)
+    async with server as url, _open(AiohttpTransport()) as transport:
+        response = await transport.handle_async_request(_request(url))
+        await response.aclose()
+        assert response.status_code == 302
+        assert response.headers["location"] == "/elsewhere"
+        assert server.connections == 1
+
+
+async def test_streamed_body_is_sent_chunked_as_it_comes() -> None:
+    got_first = asyncio.Event()
+    heads: list[bytes] = []
+    received: list[bytes] = []
+
+    async def reading(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await _read_head(reader))
+        size = int((await reader.readline()).strip(), 16)
+        received.append((await reader.readexactly(size + 2))[:-2])
+        got_first.set()
+        received.extend(await _read_chunked(reader))
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"first"
+        # Only produced once the server holds the first piece.
+        await asyncio.wait_for(got_first.wait(), 5)
+        yield b""
+        yield b"second"
+
+    async with RawServer(reading) as url, _open(AiohttpTransport()) as transport:
+        request = _request(
+            url, "POST", headers={"transfer-encoding": "chunked"}, stream=Body(chunks)
+        )
+        response = await transport.handle_async_request(request)
+        assert await response.aread() == b"ok"
+    assert received == [b"first", b"second"]
+    assert _header_names(heads[0]) == ["host", "transfer-encoding"]
+    assert heads[0].lower().count(b"chunked") == 1
+
+
+async def test_streamed_body_with_content_length_is_not_chunked() -> None:
+    received: list[bytes] = []
+
+    async def reading(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await _read_head(reader)
+        assert b"transfer-encoding" not in head.lower()
+        received.append(await reader.readexactly(10))
+        writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+        await writer.drain()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"01234"
+        yield b"56789"
+
+    async with RawServer(reading) as url, _open(AiohttpTransport()) as transport:
+        request = _request(url, "PUT", headers={"content-length": "10"}, stream=Body(chunks))
+        response = await transport.handle_async_request(request)
+        await response.aclose()
+    assert response.status_code == 204
+    assert received == [b"0123456789"]
+
+
+# --- what comes back ---------------------------------------------------------
+
+
+async def test_status_raw_headers_and_extensions() -> None:
+    async def created(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_head(reader)
+        writer.write(b"HTTP/1.1 201 Very Created\r\nX-A: 1\r\nx-a: 2\r\ncontent-length: 0\r\n\r\n")
+        await writer.drain()
+
+    async with RawServer(created) as url, _open(AiohttpTransport()) as transport:
+        request = _request(url)
+        response = await transport.handle_async_request(request)
+        await response.aclose()
+    assert response.status_code == 201
+    assert response.request is request
+    assert response.headers.get_list("x-a") == ["1", "2"]
+    assert (b"X-A", b"1") in response.headers.raw
+    assert response.extensions["reason_phrase"] == b"Very Created"
+    assert response.extensions["http_version"] == b"HTTP/1.1"
+
+
+async def test_events_are_not_held_back(
+    uvicorn_server: tuple[ServerThread, threading.Event],
+) -> None:
+    server, second_sent = uvicorn_server
+    second_sent.clear()
+    async with _open(AiohttpTransport()) as transport:
+        response = await transport.handle_async_request(_request(server.url + "/sse"))
+        chunks = []
+        async for chunk in response.stream:  # type: ignore[union-attr]
+            if not chunks:
+                # The server is still sleeping between the two events.
+                assert chunk == b"data: one\n\n"
+                assert not second_sent.is_set()
+            chunks.append(chunk)
+        await response.aclose()
+    assert second_sent.is_set()
+    assert b"".join(chunks) == b"data: one\n\ndata: two\n\n"
+
+
+async def test_connection_reused_only_after_a_full_read() -> None:
+    server = RawServer(_ok)
+    async with server as url, _open(AiohttpTransport()) as transport:
+        for _ in range(2):
+            response = await transport.handle_async_request(_request(url))
+            assert await response.aread() == b"ok"
+        assert server.connections == 1
+        assert len(_pooled(transport)) == 1
+
+        # Closed before its whole body arrived: that connection is dropped.
+        response = await transport.handle_async_request(_request(url + "/partial"))
+        await response.aclose()
+        assert _pooled(transport) == []
+        response = await transport.handle_async_request(_request(url))
+        assert await response.aread() == b"ok"
+        assert server.connections == 2
+
+
+async def test_no_leak_after_200_half_read_streams(
+    uvicorn_server: tuple[ServerThread, threading.Event],
+) -> None:
+    server, _ = uvicorn_server
+    async with _open(AiohttpTransport()) as transport:
+        responses = [
+            await transport.handle_async_request(_request(server.url + "/stream"))
+            for _ in range(200)
+        ]
+        assert transport.in_use == 200
+        for response in responses:
+            stream = response.stream
+            assert isinstance(stream, httpx.AsyncByteStream)
+            async for chunk in stream:
+                assert chunk == b"data: 0\n\n"
+                break
+            await response.aclose()
+        assert transport.in_use == 0
+        connector = _connector(transport)
+        assert connector._acquired == set()
+        assert _pooled(transport) == []
+
+
+# --- the pool limit ----------------------------------------------------------
+
+
+async def test_pool_timeout_and_slots_freed_once() -> None:
+    async with (
+        RawServer(_streaming) as url,
+        _open(AiohttpTransport(limits=httpx.Limits(max_connections=2))) as transport,
+    ):
+        held = [await transport.handle_async_request(_request(url)) for _ in range(2)]
+        assert transport.in_use == 2
+        request = _request(url, timeouts={"pool": 0.1})
+        with pytest.raises(httpx.PoolTimeout) as info, anyio.fail_after(5):
+            await transport.handle_async_request(request)
+        assert info.value.request is request
+        assert transport.in_use == 2
+        for response in held:
+            stream = response.stream
+            assert isinstance(stream, httpx.AsyncByteStream)
+            await stream.aclose()
+            await stream.aclose()  # closing twice frees one slot, once
+            await response.aclose()
+        assert transport.in_use == 0
+        response = await transport.handle_async_request(_request(url))
+        assert transport.in_use == 1
+        await response.aclose()
+        assert transport.in_use == 0
+
+
+async def test_pool_waits_for_a_slot() -> None:
+    done = anyio.Event()
+
+    async def second(transport: AiohttpTransport, url: str) -> None:
+        response = await transport.handle_async_request(_request(url))
+        await response.aclose()
+        done.set()
+
+    async with (
+        RawServer(_streaming) as url,
+        _open(AiohttpTransport(limits=httpx.Limits(max_connections=1))) as transport,
+    ):
+        first = await transport.handle_async_request(_request(url))
+        async with anyio.create_task_group() as group:
+            group.start_soon(second, transport, url)
+            await asyncio.sleep(0.1)
+            assert not done.is_set()  # it cannot get the only slot while `first` holds it
+            await first.aclose()
+            with anyio.fail_after(5):
+                await done.wait()
+        assert transport.in_use == 0
+
+
+# --- failures as httpx exceptions ----------------------------------------------
 
 
 async def test_connection_refused_is_connect_error() -> None:
-    port = free_port()
-    transport = AiohttpTransport()
-    try:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    async with _open(AiohttpTransport()) as transport:
+        request = _request(f"http://127.0.0.1:{port}/")
         with pytest.raises(httpx.ConnectError) as info:
-            await transport.handle_async_request(_request(f"http://127.0.0.1:{port}/"))
-        assert info.value.request.url.port == port
+            await transport.handle_async_request(request)
+        assert info.value.request is request
+        assert isinstance(info.value.__cause__, aiohttp.ClientConnectorError)
         assert transport.in_use == 0
-    finally:
-        await transport.aclose()
+
+
+async def test_dns_failure_is_connect_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def no_such_host(*args: object, **kwargs: object) -> list[Any]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", no_such_host)
+    async with _open(AiohttpTransport()) as transport:
+        request = _request("http://upstream.invalid/")
+        with pytest.raises(httpx.ConnectError) as info:
+            await transport.handle_async_request(request)
+        assert info.value.request is request
+        assert isinstance(info.value.__cause__, aiohttp.ClientConnectorError)
+        assert transport.in_use == 0
+
+
+async def test_connect_timeout() -> None:
+    # A listener that never accepts, its backlog full: further handshakes hang.
+    with contextlib.ExitStack() as stack:
+        listener = stack.enter_context(socket.socket())
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        address = listener.getsockname()
+        for _ in range(4):
+            filler = stack.enter_context(socket.socket())
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(address)
+        await asyncio.sleep(0.05)
+        async with _open(AiohttpTransport()) as transport:
+            request = _request(f"http://127.0.0.1:{address[1]}/", timeouts={"connect": 0.2})
+            with pytest.raises(httpx.ConnectTimeout) as info:
+                await transport.handle_async_request(request)
+            assert info.value.request is request
+            assert isinstance(info.value.__cause__, aiohttp.ConnectionTimeoutError)
+            assert transport.in_use == 0
+
+
+async def _silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await _read_head(reader)
+    await asyncio.sleep(10)
 
 
 async def test_no_headers_in_time_is_read_timeout() -> None:
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_head(reader)
-        await asyncio.sleep(2)
-        writer.close()
-
-    async with RawServer(silent) as url, _open(AiohttpTransport()) as transport:
-        with pytest.raises(httpx.ReadTimeout):
-            await transport.handle_async_request(_request(url, timeouts={"read": 0.2}))
+    async with RawServer(_silent) as url, _open(AiohttpTransport()) as transport:
+        request = _request(url, timeouts={"read": 0.2})
+        with pytest.raises(httpx.ReadTimeout) as info:
+            await transport.handle_async_request(request)
+        assert info.value.request is request
+        assert isinstance(info.value.__cause__, aiohttp.ServerTimeoutError)
         assert transport.in_use == 0
 
 
-async def test_truncated_body_is_remote_protocol_error() -> None:
+async def test_gap_between_chunks_is_read_timeout() -> None:
+    async with RawServer(_streaming) as url, _open(AiohttpTransport()) as transport:
+        request = _request(url, timeouts={"read": 0.2})
+        response = await transport.handle_async_request(request)
+        received = []
+        with pytest.raises(httpx.ReadTimeout) as info:
+            async for chunk in response.stream:  # type: ignore[union-attr]
+                received.append(chunk)
+        await response.aclose()
+        assert received == [b"hello"]
+        assert info.value.request is request
+        assert info.value.__cause__ is not None
+        assert transport.in_use == 0
+        assert _connector(transport)._acquired == set()
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part",
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n9\r\nonly part\r\n",
+    ],
+    ids=["content-length", "chunked"],
+)
+async def test_truncated_body_is_remote_protocol_error(reply: bytes) -> None:
     async def truncated(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _read_head(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part")
+        writer.write(reply)
         await writer.drain()
-        writer.close()
 
     async with RawServer(truncated) as url, _open(AiohttpTransport()) as transport:
-        response = await transport.handle_async_request(_request(url))
+        request = _request(url)
+        response = await transport.handle_async_request(request)
         received = b""
-        with pytest.raises(httpx.RemoteProtocolError):
+        with pytest.raises(httpx.RemoteProtocolError) as info:
             async for chunk in response.stream:  # type: ignore[union-attr]
                 received += chunk
         await response.aclose()
         assert received == b"only part"
+        assert info.value.request is request
+        assert isinstance(info.value.__cause__, aiohttp.ClientPayloadError)
+        assert transport.in_use == 0
+
+
+async def test_reset_mid_body() -> None:
+    async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npart")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+
+    async with RawServer(reset) as url, _open(AiohttpTransport()) as transport:
+        response = await transport.handle_async_request(_request(url))
+        with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+            await response.aread()
+        await response.aclose()
         assert transport.in_use == 0
 
 
 async def test_closed_before_response_is_remote_protocol_error() -> None:
     async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _read_head(reader)
-        writer.close()
 
     async with RawServer(hang_up) as url, _open(AiohttpTransport()) as transport:
-        with pytest.raises(httpx.RemoteProtocolError):
-            await transport.handle_async_request(_request(url))
-
-
-async def test_only_the_requests_headers_and_raw_gzip() -> None:
-    heads: list[bytes] = []
-    body = gzip.compress(b'{"ok": true}')
-
-    async def gzipped(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        heads.append(await _read_head(reader))
-        writer.write(
-            b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\nset-cookie: a=1\r\n"
-            b"content-length: %d\r\n\r\n" % len(body) + body
-        )
-        await writer.drain()
-        writer.close()
-
-    async with RawServer(gzipped) as url, _open(AiohttpTransport()) as transport:
-        request = _request(url + "/p%2Fq?x=%20", headers=[("x-one", "1"), ("x-one", "2")])
-        response = await transport.handle_async_request(request)
-        raw = b"".join([chunk async for chunk in response.stream])  # type: ignore[union-attr]
-        await response.aclose()
-    assert raw == body
-    assert response.headers["content-encoding"] == "gzip"
-    lines = heads[0].decode().split("\r\n")
-    assert lines[0] == "GET /p%2Fq?x=%20 HTTP/1.1"
-    names = sorted(line.split(":")[0].lower() for line in lines[1:] if line)
-    assert names == ["host", "x-one", "x-one"]
-
-
-async def test_streamed_body_is_sent_chunked_as_it_comes() -> None:
-    got_first = asyncio.Event()
-    received: list[bytes] = []
-
-    async def reading(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await _read_head(reader)
-        assert b"transfer-encoding: chunked" in head.lower()
-        while True:
-            size = int((await reader.readline()).strip(), 16)
-            data = await reader.readexactly(size + 2)
-            if size == 0:
-                break
-            received.append(data[:-2])
-            got_first.set()
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-        await writer.drain()
-        writer.close()
-
-    async def body() -> AsyncIterator[bytes]:
-        yield b"first"
-        # Only produced once the server has the first piece.
-        await asyncio.wait_for(got_first.wait(), 5)
-        yield b"second"
-
-    class Body(httpx.AsyncByteStream):
-        async def __aiter__(self) -> AsyncIterator[bytes]:
-            async for chunk in body():
-                yield chunk
-
-    async with RawServer(reading) as url, _open(AiohttpTransport()) as transport:
-        request = httpx.Request(
-            "POST",
-            url,
-            headers={"transfer-encoding": "chunked"},
-            stream=Body(),
-            extensions={"timeout": TIMEOUTS},
-        )
-        response = await transport.handle_async_request(request)
-        await response.aread()
-    assert response.status_code == 200
-    assert received == [b"first", b"second"]
-
-
-async def test_pool_timeout_and_slots_freed() -> None:
-    async def slow_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_head(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n")
-        await writer.drain()
-        await asyncio.sleep(5)
-        writer.close()
-
-    async with (
-        RawServer(slow_stream) as url,
-        _open(AiohttpTransport(limits=httpx.Limits(max_connections=2))) as transport,
-    ):
-        held = [await transport.handle_async_request(_request(url)) for _ in range(2)]
-        assert transport.in_use == 2
-        with pytest.raises(httpx.PoolTimeout):
-            await transport.handle_async_request(_request(url, timeouts={"pool": 0.1}))
-        for response in held:
-            await response.aclose()
-            await response.aclose()  # closing twice frees one slot, once
+        request = _request(url)
+        with pytest.raises(httpx.RemoteProtocolError) as info:
+            await transport.handle_async_request(request)
+        assert info.value.request is request
+        assert isinstance(info.value.__cause__, aiohttp.ServerDisconnectedError)
         assert transport.in_use == 0
 
 
-async def test_session_recreated_after_close() -> None:
-    async def ok(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def test_malformed_response_is_remote_protocol_error() -> None:
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _read_head(reader)
-        writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+        writer.write(b"NOT HTTP AT ALL\r\n\r\n")
         await writer.drain()
-        writer.close()
 
-    async with RawServer(ok) as url, _open(AiohttpTransport()) as transport:
-        for _ in range(2):
-            response = await transport.handle_async_request(_request(url))
-            await response.aclose()
-            assert response.status_code == 204
-            await transport.aclose()
+    async with RawServer(garbage) as url, _open(AiohttpTransport()) as transport:
+        with pytest.raises(httpx.RemoteProtocolError) as info:
+            await transport.handle_async_request(_request(url))
+        assert info.value.__cause__ is not None
+        assert transport.in_use == 0
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1/x", "ws://127.0.0.1/x", "wss://127.0.0.1/x"])
+async def test_unsupported_scheme(url: str) -> None:
+    async with _open(AiohttpTransport()) as transport:
+        request = _request(url)
+        with pytest.raises(httpx.UnsupportedProtocol) as info:
+            await transport.handle_async_request(request)
+        assert info.value.request is request
+        assert isinstance(info.value.__cause__, aiohttp.NonHttpUrlClientError)
+        assert transport.in_use == 0
+
+
+class BodyBroke(Exception):
+    pass
+
+
+@pytest.mark.parametrize("error", [BodyBroke("too many bytes"), TimeoutError(), OSError(5, "x")])
+async def test_request_body_error_propagates_unchanged(error: Exception) -> None:
+    async def reading(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_head(reader)
+        await reader.read()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"first"
+        await asyncio.sleep(0.05)
+        raise error
+
+    async with RawServer(reading) as url, _open(AiohttpTransport()) as transport:
+        with pytest.raises(type(error)) as info:
+            await transport.handle_async_request(_request(url, "POST", stream=Body(chunks)))
+        assert info.value is error
+        assert transport.in_use == 0
+        assert _connector(transport)._acquired == set()
+
+
+async def test_cancelled_while_waiting_for_headers() -> None:
+    async with RawServer(_silent) as url, _open(AiohttpTransport()) as transport:
+        with anyio.move_on_after(0.2) as scope:
+            await transport.handle_async_request(_request(url))
+        assert scope.cancelled_caught
+        assert transport.in_use == 0
+        assert _connector(transport)._acquired == set()
+        assert _pooled(transport) == []
+
+
+async def test_cancelled_mid_body() -> None:
+    async with RawServer(_streaming) as url, _open(AiohttpTransport()) as transport:
+        response = await transport.handle_async_request(_request(url))
+        received = []
+        with anyio.move_on_after(0.2) as scope:
+            async for chunk in response.stream:  # type: ignore[union-attr]
+                received.append(chunk)
+        assert scope.cancelled_caught
+        assert received == [b"hello"]
+        await response.aclose()
+        assert transport.in_use == 0
+        assert _connector(transport)._acquired == set()
+        assert _pooled(transport) == []

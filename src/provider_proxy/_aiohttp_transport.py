@@ -92,7 +92,7 @@ def _translate(
     ):
         # Closed before or during the response, truncated body, malformed response.
         mapped = httpx.RemoteProtocolError
-    elif isinstance(exc, aiohttp.InvalidURL):
+    elif isinstance(exc, (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError)):
         mapped = httpx.UnsupportedProtocol
     elif isinstance(exc, (aiohttp.ClientConnectionError, OSError)):
         mapped = httpx.ReadError if reading else httpx.WriteError
