@@ -1,11 +1,19 @@
-"""Every check a contributor needs: ``nox`` runs lint, typecheck, tests and docs."""
+"""Every check a contributor needs: ``nox`` runs lint, typecheck, tests and docs.
+
+``nox -s tests -- -k streaming`` passes arguments to pytest; ``nox -s demo`` runs
+the offline demo. Add ``-r`` to reuse the virtual environments between runs.
+"""
 
 from __future__ import annotations
 
+import shutil
+
 import nox
 
+nox.needs_version = ">=2024.4.15"
 nox.options.sessions = ["lint", "typecheck", "tests", "docs"]
-nox.options.reuse_existing_virtualenvs = True
+# uv when it is installed (faster), the standard library's venv otherwise.
+nox.options.default_venv_backend = "uv|venv"
 nox.options.error_on_missing_interpreters = True
 
 PYTHON = ["3.11"]
@@ -14,7 +22,7 @@ LINTED = ["src", "tests", "examples", "noxfile.py", "docs/conf.py"]
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """The test suite, with the fast extra so both upstream transports are exercised."""
+    """pytest, with both upstream transports (``fast``) on the ``server`` stack."""
     session.install("-e", ".[test,fast,server]")
     session.run("pytest", *session.posargs)
 
@@ -29,15 +37,17 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict over the package."""
+    """mypy --strict over the package (settings in pyproject.toml)."""
     session.install("-e", ".[typecheck]")
-    session.run("mypy", "--strict", "src/provider_proxy")
+    session.run("mypy", "--strict")
 
 
 @nox.session(python=PYTHON)
 def docs(session: nox.Session) -> None:
-    """Sphinx, with warnings as errors."""
+    """Sphinx, from scratch, with warnings as errors."""
     session.install("-e", ".[docs]")
+    # A fresh build, so warnings from pages that did not change are not hidden.
+    shutil.rmtree("docs/_build", ignore_errors=True)
     session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
 
 
