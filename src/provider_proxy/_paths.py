@@ -19,6 +19,9 @@ from .types import Scope
 # for escapes already present); anything else is percent-encoded on the way.
 _PATH_SAFE = "/:@!$&'()*+,;=-._~%"
 _PLAIN_PATH = re.compile(rb"[A-Za-z0-9/:@!$&'()*+,;=\-._~%]*")
+# The same for a query (RFC 3986 §3.4), where ``?`` is allowed too.
+_QUERY_SAFE = "/?:@!$&'()*+,;=-._~%"
+_PLAIN_QUERY = re.compile(rb"[A-Za-z0-9/?:@!$&'()*+,;=\-._~%]*")
 _ENCODED_SEPARATOR = re.compile(rb"%(2f|5c)", re.IGNORECASE)
 _BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 _DOT_SEGMENTS = frozenset({b".", b".."})
@@ -119,8 +122,3 @@ def upstream_url(base: httpx.URL, raw_path: bytes, query: bytes) -> httpx.URL:
     if query:  # pragma: no cover - an httpx without the parsed form
         target += b"?" + query
     return base.copy_with(raw_path=target or b"/")  # pragma: no cover
-
-
-# Characters allowed raw in a query (RFC 3986 §3.4) plus ``%`` for escapes present.
-_QUERY_SAFE = "/?:@!$&'()*+,;=-._~%"
-_PLAIN_QUERY = re.compile(rb"[A-Za-z0-9/?:@!$&'()*+,;=\-._~%]*")
