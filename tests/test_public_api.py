@@ -10,7 +10,7 @@ def test_all_is_sorted_and_complete() -> None:
         for name in module.__all__:
             assert hasattr(module, name), name
     public = {name for name in dir(provider_proxy) if not name.startswith("_")}
-    submodules = {"adapters", "types"}
+    submodules = {"adapters", "transforms", "types"}
     assert public - submodules <= set(provider_proxy.__all__)
 
 

@@ -22,6 +22,10 @@ from ._exceptions import ProxyError
 JSON = Any
 
 
+#: The model ids of a provider, by provider name (from the app's cached catalog).
+ModelLookup = Callable[[str], Awaitable[Sequence[str]]]
+
+
 @dataclass(frozen=True, slots=True)
 class RequestContext:
     """What a transform or an adapter may know about the request being forwarded."""
@@ -35,10 +39,56 @@ class RequestContext:
     #: The client's headers (lower-case names), as received.
     headers: Sequence[tuple[bytes, bytes]]
     request_id: str
+    #: The client's identity when client authentication is configured.
+    identity: str | None = None
+    #: Headers a transform adds to the upstream request (name -> value); they
+    #: replace same-named client headers, so a transform that merges a list
+    #: (``anthropic-beta``) reads the client's value from ``headers`` first.
+    upstream_headers: dict[str, str] = field(default_factory=dict)
+    #: The model ids a provider lists (by provider name), from the app's model
+    #: catalog; ``None`` when the request is not served by an app with one.
+    models: ModelLookup | None = None
 
 
 #: Rewrites a parsed request body; returns the new body, or ``None`` for "unchanged".
-BodyTransform = Callable[[JSON, RequestContext], JSON | None]
+#: May be a coroutine function. A transform object may also have an
+#: ``applies_to(context) -> bool`` method: when every configured transform says
+#: no, the body is never read and streams through untouched.
+BodyTransform = Callable[[JSON, RequestContext], "JSON | Awaitable[JSON | None] | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts of one exchange, normalised across providers.
+
+    ``input_tokens`` counts every prompt token, cached or not, so
+    ``input_tokens + output_tokens`` is the total; ``cache_read_tokens`` and
+    ``cache_write_tokens`` say how many of the input tokens were read from or
+    written to a prompt cache. ``None`` means the provider did not say.
+    """
+
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+
+    @property
+    def total_tokens(self) -> int:
+        """Input plus output tokens (0 for what is unknown)."""
+        return (self.input_tokens or 0) + (self.output_tokens or 0)
+
+    def merge(self, later: Usage) -> Usage:
+        """These counts updated by a later report: the later value wins where it has one."""
+        return Usage(
+            later.input_tokens if later.input_tokens is not None else self.input_tokens,
+            later.output_tokens if later.output_tokens is not None else self.output_tokens,
+            later.cache_read_tokens
+            if later.cache_read_tokens is not None
+            else self.cache_read_tokens,
+            later.cache_write_tokens
+            if later.cache_write_tokens is not None
+            else self.cache_write_tokens,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +179,23 @@ class ProviderAdapter(Protocol):
         """The transform for this request's body, or ``None`` to stream it untouched."""
         ...
 
+    def endpoint_allowed(self, method: str, path: str) -> bool:
+        """Whether ``method path`` (below the base URL) may be forwarded.
+
+        Secure by default: inference endpoints only, unless the operator allows more.
+        """
+        ...
+
     def error_body(self, error: ProxyError, request_id: str) -> bytes:
         """The proxy's own error in this provider's JSON error format."""
+        ...
+
+    def extract_usage(self, payload: JSON) -> Usage | None:
+        """Token usage in one parsed response body or one streamed event, if any."""
+        ...
+
+    def extract_model(self, payload: JSON) -> str | None:
+        """The model named by a parsed request body, response body or streamed event."""
         ...
 
     async def validate_credentials(self, client: httpx.AsyncClient) -> CredentialCheck:

@@ -10,12 +10,21 @@ format, so an SDK raises its usual exception with the message below.
     ├── BadRequest                 400  bad_request
     │   ├── PathRefused            400  path_refused
     │   └── InvalidJSON            400  invalid_json
+    ├── ClientNotAuthorized        401  client_not_authorized
+    ├── Forbidden                  403  forbidden
+    │   ├── EndpointNotAllowed     403  endpoint_not_allowed
+    │   └── ModelNotAllowed        403  model_not_allowed
     ├── ProviderNotFound           404  provider_not_found
     ├── MethodNotAllowed           405  method_not_allowed
     ├── BodyTooLarge               413  body_too_large
+    ├── RateLimited                429  rate_limited
+    │   ├── QuotaExceeded          429  quota_exceeded
+    │   └── TooManyConcurrent      429  too_many_concurrent
     ├── UpstreamUnreachable        502  upstream_unreachable
     ├── ProviderNotConfigured      503  provider_not_configured
     ├── PoolExhausted              503  pool_exhausted
+    ├── Overloaded                 503  overloaded
+    ├── StoreUnavailable           503  store_unavailable
     └── UpstreamTimeout            504  upstream_timeout
 
     UpstreamStreamError            the upstream failed after the response had started;
@@ -25,6 +34,7 @@ format, so an SDK raises its usual exception with the message below.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar
 
 
@@ -39,9 +49,11 @@ class ProxyError(Exception):
     kind: ClassVar[str] = "proxy_error"
     retryable: ClassVar[bool] = False
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        #: Headers the answer carries (``Retry-After``, ``X-RateLimit-*``, ...).
+        self.headers: Mapping[str, str] = headers or {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r})"
@@ -66,6 +78,32 @@ class InvalidJSON(BadRequest):
     kind = "invalid_json"
 
 
+class ClientNotAuthorized(ProxyError):
+    """Client authentication is configured and the request carried no accepted key."""
+
+    status_code = 401
+    kind = "client_not_authorized"
+
+
+class Forbidden(ProxyError):
+    """The request is refused by the operator's policy."""
+
+    status_code = 403
+    kind = "forbidden"
+
+
+class EndpointNotAllowed(Forbidden):
+    """The path is not one of the provider's allowed endpoints."""
+
+    kind = "endpoint_not_allowed"
+
+
+class ModelNotAllowed(Forbidden):
+    """The model is not on the operator's allowlist."""
+
+    kind = "model_not_allowed"
+
+
 class ProviderNotFound(ProxyError):
     """No provider of that name is mounted."""
 
@@ -85,6 +123,27 @@ class BodyTooLarge(ProxyError):
 
     status_code = 413
     kind = "body_too_large"
+
+
+class RateLimited(ProxyError):
+    """A rate limit rule is exhausted for now; ``Retry-After`` says when to try again."""
+
+    status_code = 429
+    kind = "rate_limited"
+    retryable = True
+
+
+class QuotaExceeded(RateLimited):
+    """A token budget (per day or month) is spent; ``Retry-After`` says when it resets."""
+
+    kind = "quota_exceeded"
+    retryable = False
+
+
+class TooManyConcurrent(RateLimited):
+    """The client has as many requests in flight as it may."""
+
+    kind = "too_many_concurrent"
 
 
 class UpstreamUnreachable(ProxyError):
@@ -107,6 +166,22 @@ class PoolExhausted(ProxyError):
 
     status_code = 503
     kind = "pool_exhausted"
+    retryable = True
+
+
+class Overloaded(ProxyError):
+    """The proxy as a whole has as many requests in flight as it may."""
+
+    status_code = 503
+    kind = "overloaded"
+    retryable = True
+
+
+class StoreUnavailable(ProxyError):
+    """The shared store (Redis) is unreachable and the guards are set to fail closed."""
+
+    status_code = 503
+    kind = "store_unavailable"
     retryable = True
 
 
@@ -135,13 +210,22 @@ __all__ = [
     "BadRequest",
     "BodyTooLarge",
     "ClientDisconnected",
+    "ClientNotAuthorized",
+    "EndpointNotAllowed",
+    "Forbidden",
     "InvalidJSON",
     "MethodNotAllowed",
+    "ModelNotAllowed",
+    "Overloaded",
     "PathRefused",
     "PoolExhausted",
     "ProviderNotConfigured",
     "ProviderNotFound",
     "ProxyError",
+    "QuotaExceeded",
+    "RateLimited",
+    "StoreUnavailable",
+    "TooManyConcurrent",
     "UpstreamStreamError",
     "UpstreamTimeout",
     "UpstreamUnreachable",

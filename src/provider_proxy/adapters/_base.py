@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import httpx
@@ -23,10 +23,14 @@ from .._adapter import (
     CredentialState,
     ModelInfo,
     RequestContext,
+    Usage,
 )
+from .._endpoints import EndpointRule, endpoint_allowed, parse_rules
 from .._exceptions import ProviderNotConfigured, ProxyError
 from .._json import dumps
 from .._secret import Secret
+from ..transforms._compose import Composed, applies
+from ._usage import openai_usage
 
 #: An API key: the key itself, a :class:`~provider_proxy.Secret`, or a callable
 #: that returns the current key (or ``None``), called for every request so keys
@@ -50,6 +54,27 @@ class BaseAdapter:
     base_default_headers: ClassVar[Mapping[str, str]] = {}
     #: Whether the provider works without a key (a local model server).
     default_key_optional: ClassVar[bool] = False
+    #: The endpoints forwarded by default (see :mod:`provider_proxy._endpoints` for
+    #: the rule syntax): the provider's inference API, nothing administrative.
+    endpoints: ClassVar[tuple[str, ...]] = (
+        "POST /chat/completions",
+        "POST /completions",
+        "POST /embeddings",
+        "POST /responses",
+        "POST /responses/input_tokens",
+        "GET,DELETE /responses/*",
+        "POST /responses/*/cancel",
+        "GET /responses/*/input_items",
+        "POST /moderations",
+        "POST /audio/speech",
+        "POST /audio/transcriptions",
+        "POST /audio/translations",
+        "POST /images/generations",
+        "POST /images/edits",
+        "POST /images/variations",
+        "GET /models",
+        "GET /models/**",
+    )
 
     def __init__(
         self,
@@ -62,7 +87,15 @@ class BaseAdapter:
         headers: Mapping[str, str] | None = None,
         default_headers: Mapping[str, str] | None = None,
         key_optional: bool | None = None,
+        allow: Iterable[str] = (),
+        transforms: Sequence[BodyTransform] = (),
     ) -> None:
+        """
+        :param allow: endpoint rules forwarded beyond the adapter's ``endpoints``
+            (``["GET,POST /files/**"]``; ``["* /**"]`` allows everything).
+        :param transforms: body transforms for this provider's requests, run after
+            the adapter's own :meth:`default_transforms`.
+        """
         name = self.default_name if name is None else name
         if not _NAME_RE.fullmatch(name):
             raise ValueError(
@@ -90,6 +123,8 @@ class BaseAdapter:
             **(default_headers or {}),
         }
         self.key_optional = self.default_key_optional if key_optional is None else key_optional
+        self._endpoint_rules: tuple[EndpointRule, ...] = parse_rules((*self.endpoints, *allow))
+        self._transforms: tuple[BodyTransform, ...] = (*self.default_transforms(), *transforms)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self._name!r}, base_url={str(self._base_url)!r})"
@@ -141,12 +176,38 @@ class BaseAdapter:
     def rewrite_url(self, url: httpx.URL, context: RequestContext) -> httpx.URL:
         return url
 
+    def endpoint_allowed(self, method: str, path: str) -> bool:
+        return endpoint_allowed(self._endpoint_rules, method, path)
+
+    def default_transforms(self) -> Sequence[BodyTransform]:
+        """Transforms the provider always needs (none by default); called once, at init."""
+        return ()
+
     def body_transform(self, context: RequestContext) -> BodyTransform | None:
-        return None
+        """The adapter's transforms that apply to this request, as one, or ``None``."""
+        wanted = [t for t in self._transforms if applies(t, context)]
+        if not wanted:
+            return None
+        return wanted[0] if len(wanted) == 1 else Composed(wanted)
 
     def error_body(self, error: ProxyError, request_id: str) -> bytes:
         """OpenAI's error format, which most compatible gateways share."""
         return openai_error_body(error)
+
+    def extract_usage(self, payload: Any) -> Usage | None:
+        """OpenAI's ``usage`` (chat, completions, embeddings, Responses API)."""
+        return openai_usage(payload)
+
+    def extract_model(self, payload: Any) -> str | None:
+        """A top-level ``model`` string (OpenAI and most gateways, request and response)."""
+        if isinstance(payload, dict):
+            model = payload.get("model")
+            if isinstance(model, str):
+                return model
+            response = payload.get("response")  # Responses API stream events
+            if isinstance(response, dict) and isinstance(response.get("model"), str):
+                return str(response["model"])
+        return None
 
     # -- credentials and models -------------------------------------------------
 

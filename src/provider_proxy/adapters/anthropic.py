@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
-from .._adapter import CredentialState
+from .._adapter import CredentialState, Usage
 from .._exceptions import ProxyError
 from .._json import dumps
 from ._base import BaseAdapter
+from ._usage import anthropic_usage
 
 #: The API version the official SDKs send; set when the client sends none.
 ANTHROPIC_VERSION = "2023-06-01"
@@ -38,6 +41,13 @@ class AnthropicAdapter(BaseAdapter):
     auth_header = "x-api-key"
     auth_scheme = ""
     base_default_headers = {"anthropic-version": ANTHROPIC_VERSION}  # noqa: RUF012
+    endpoints = (
+        "POST /v1/messages",
+        "POST /v1/messages/count_tokens",
+        "POST /v1/complete",
+        "GET /v1/models",
+        "GET /v1/models/*",
+    )
 
     def error_body(self, error: ProxyError, request_id: str) -> bytes:
         """Anthropic's error format: ``{"type": "error", "error": {"type", "message"}}``."""
@@ -49,6 +59,15 @@ class AnthropicAdapter(BaseAdapter):
                 "request_id": request_id,
             }
         )
+
+    def extract_usage(self, payload: Any) -> Usage | None:
+        """``usage`` of a message, ``message_start`` and ``message_delta`` events."""
+        return anthropic_usage(payload)
+
+    def extract_model(self, payload: Any) -> str | None:
+        if isinstance(payload, dict) and isinstance(payload.get("message"), dict):
+            payload = payload["message"]  # message_start
+        return super().extract_model(payload)
 
     def credential_probe(self) -> httpx.Request:
         # An empty body is refused with 400 only after the key was accepted.

@@ -1,0 +1,51 @@
+"""`ProxyEvent`: what one request did, handed to sinks after its response is done."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from ._adapter import Usage
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyEvent:
+    """One request through the proxy. Times are seconds; never holds a body or a secret."""
+
+    request_id: str
+    #: The adapter name, or ``None`` for the proxy's own endpoints and unknown providers.
+    provider: str | None
+    method: str
+    #: The path below the provider's name (``/chat/completions``), without the query.
+    path: str
+    #: The model from the request body when it was read, else from the response.
+    model: str | None
+    #: The client's identity when client authentication is configured.
+    identity: str | None
+    #: The status the client got.
+    status: int
+    #: The provider's status, ``None`` when the proxy answered itself.
+    upstream_status: int | None
+    #: The :attr:`ProxyError.kind` of the proxy's own error answer, ``"client_disconnected"``
+    #: or ``"upstream_stream_error"``; ``None`` when the exchange completed.
+    error_kind: str | None
+    #: Whether the response was a stream of server-sent events.
+    streamed: bool
+    #: Wall-clock time the request arrived (seconds since the epoch).
+    started_at: float
+    #: From arrival to the provider's status line (``None`` without an upstream answer).
+    time_to_headers: float | None
+    #: From arrival to the first response body byte relayed.
+    time_to_first_byte: float | None
+    #: From arrival to the last byte sent.
+    duration: float
+    #: The proxy's own share of ``time_to_headers``: everything before the upstream
+    #: request was sent (routing, guards, reading and transforming the body).
+    overhead: float
+    request_bytes: int
+    response_bytes: int
+    usage: Usage | None
+
+
+#: Receives each event after its response is done; may be a coroutine function.
+EventSink = Callable[[ProxyEvent], "Awaitable[None] | None"]
