@@ -22,8 +22,11 @@ LINTED = ["src", "tests", "examples", "noxfile.py", "docs/conf.py"]
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """pytest, with both upstream transports (``fast``) on the ``server`` stack."""
-    session.install("-e", ".[test,fast,server]")
+    """pytest, with both upstream transports (``fast``) on the ``server`` stack.
+
+    The Redis tests start ``redis-server`` themselves; it must be on ``PATH``.
+    """
+    session.install("-e", ".[test,fast,server,redis,prometheus]")
     session.run("pytest", *session.posargs)
 
 

@@ -16,6 +16,7 @@ from .servers import ServerThread, serve
 OPENAI_KEY = "sk-test-openai-0123456789"
 ANTHROPIC_KEY = "sk-ant-test-0123456789"
 CLIENT_KEY = "client-key-must-not-travel"
+ALL = "* /**"
 
 TRANSPORTS: dict[str, Callable[[], httpx.AsyncBaseTransport]] = {
     "httpx": httpx.AsyncHTTPTransport,
@@ -51,11 +52,13 @@ def make_proxy(upstream: ServerThread, transport_kind: str) -> Callable[..., Pro
     """Build a proxy in front of the fake upstream with the transport under test."""
 
     def build(**options: Any) -> ProxyApp:
+        # The engine tests use the fake's test routes (/echo, /stream, /gzip), so
+        # every endpoint is open here; the endpoint policy has tests of its own.
         adapters = options.pop(
             "adapters",
             [
-                OpenAIAdapter(base_url=upstream.url + "/v1", api_key=OPENAI_KEY),
-                AnthropicAdapter(base_url=upstream.url, api_key=ANTHROPIC_KEY),
+                OpenAIAdapter(base_url=upstream.url + "/v1", api_key=OPENAI_KEY, allow=[ALL]),
+                AnthropicAdapter(base_url=upstream.url, api_key=ANTHROPIC_KEY, allow=[ALL]),
             ],
         )
         options.setdefault("transport", TRANSPORTS[transport_kind]())

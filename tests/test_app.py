@@ -149,11 +149,13 @@ def test_health_lists_providers_without_secrets(
 ) -> None:
     response = client.get("/health")
     assert response.status_code == 200
+    # The startup probe (validate_credentials="warn" by default) found both keys accepted.
+    valid = {"state": "valid", "status_code": 200}
     assert response.json() == {
         "status": "ok",
         "providers": {
-            "openai": {"enabled": True, "base_url": upstream.url + "/v1"},
-            "anthropic": {"enabled": True, "base_url": upstream.url},
+            "openai": {"enabled": True, "base_url": upstream.url + "/v1", "credentials": valid},
+            "anthropic": {"enabled": True, "base_url": upstream.url, "credentials": valid},
         },
     }
     assert OPENAI_KEY not in response.text
@@ -322,10 +324,9 @@ def test_key_callable_is_read_per_request(
 ) -> None:
     keys = iter(["key-1", "key-2"])
     adapter = OpenAIAdapter(base_url=upstream.url + "/v1", api_key=lambda: next(keys))
-    with (
-        serve(make_proxy(adapters=[adapter])) as server,
-        httpx.Client(base_url=server.url) as client,
-    ):
+    # No startup probe, so the first key goes to the first request.
+    proxy = make_proxy(adapters=[adapter], validate_credentials="off")
+    with serve(proxy) as server, httpx.Client(base_url=server.url) as client:
         client.get("/openai/models")
         assert fake.last.header("authorization") == "Bearer key-1"
         client.get("/openai/models")

@@ -50,7 +50,10 @@ def test_serve_without_keys_says_which_to_set() -> None:
 def test_serve_serves_the_configured_providers() -> None:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "provider_proxy", "serve", "--port", str(port)],
+        [
+            *(sys.executable, "-m", "provider_proxy", "serve", "--port", str(port)),
+            *("--validate-credentials", "off"),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -60,7 +63,13 @@ def test_serve_serves_the_configured_providers() -> None:
         health = get_when_up(f"http://127.0.0.1:{port}/health", process).json()
         assert health == {
             "status": "ok",
-            "providers": {"openai": {"enabled": True, "base_url": "https://api.openai.com/v1"}},
+            "providers": {
+                "openai": {
+                    "enabled": True,
+                    "base_url": "https://api.openai.com/v1",
+                    "credentials": {"state": "not_checked"},
+                }
+            },
         }
     finally:
         process.terminate()

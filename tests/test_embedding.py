@@ -39,7 +39,8 @@ HOSTS: dict[str, HostFactory] = {
 
 def _adapters(upstream: ServerThread) -> Sequence[ProviderAdapter]:
     return [
-        OpenAIAdapter(base_url=upstream.url + "/v1", api_key=OPENAI_KEY),
+        # /echo is a test route of the fake, opened beside the inference endpoints.
+        OpenAIAdapter(base_url=upstream.url + "/v1", api_key=OPENAI_KEY, allow=["GET /echo"]),
         AnthropicAdapter(base_url=upstream.url, api_key=ANTHROPIC_KEY),
         # Mounted, but without a key.
         AnthropicAdapter(name="claude-nokey", api_key=None, api_key_env=UNSET_VAR),

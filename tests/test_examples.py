@@ -83,12 +83,16 @@ def test_fastapi_example(upstream: ServerThread, fake: FakeUpstream) -> None:
         health = client.get("/llm/health").json()
         assert health["providers"]["openai"]["enabled"] is True
         assert health["providers"]["anthropic"]["enabled"] is True
+        # The host's lifespan ran the proxy's startup: both keys were probed through
+        # the proxy's own transport.
+        assert health["providers"]["openai"]["credentials"]["state"] == "valid"
+        assert transport.requests == 2
         _check_proxy_routes(client, fake, "/llm")
         # Not under the mount: FastAPI's own 404, not the proxy's.
         response = client.get("/openai/models")
         assert response.status_code == 404
         assert response.json() == {"detail": "Not Found"}
-    assert transport.requests == 2
+    assert transport.requests == 4
     # The host's lifespan ran the proxy's shutdown: the upstream pool is closed.
     assert transport.closed
 
@@ -106,7 +110,8 @@ def test_django_example_with_lifespan_on(upstream: ServerThread, fake: FakeUpstr
         response = client.get("/llmx/openai/models")
         assert response.status_code == 404
         assert "text/html" in response.headers["content-type"]
-    assert transport.requests == 2
+    # Two startup credential probes, then the two proxied requests.
+    assert transport.requests == 4
     assert transport.closed
 
 
@@ -153,7 +158,11 @@ def test_examples_under_the_uvicorn_command(target: str) -> None:
     assert response.status_code == 200
     providers = response.json()["providers"]
     # The default adapters, keyed from the environment.
-    assert providers["openai"] == {"enabled": True, "base_url": "https://api.openai.com/v1"}
+    assert providers["openai"]["enabled"] is True
+    assert providers["openai"]["base_url"] == "https://api.openai.com/v1"
+    # The startup probe ran (this machine may not reach the provider) and shows no key.
+    assert "credentials" in providers["openai"]
+    assert OPENAI_KEY not in response.text
     assert providers["anthropic"]["enabled"] is False
     assert "ANTHROPIC_API_KEY" in providers["anthropic"]["reason"]
 

@@ -99,7 +99,7 @@ async def _host_app(scope: Scope, receive: Receive, send: Send) -> None:
     ("path", "expected"),
     [
         ("/llm/openai/models", {"url": "https://up.example/v1/models"}),
-        ("/llm/openai/chat/completions", {"url": "https://up.example/v1/chat/completions"}),
+        ("/llm/openai/models/gpt-4o", {"url": "https://up.example/v1/models/gpt-4o"}),
         ("/llmx/openai/models", "host saw /llmx/openai/models"),
         ("/other", "host saw /other"),
     ],

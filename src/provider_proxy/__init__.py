@@ -17,7 +17,8 @@ from ._adapter import (
     RequestContext,
     Usage,
 )
-from ._app import DEFAULT_MAX_BODY_SIZE, ProxyApp, make_asgi_app
+from ._app import DEFAULT_MAX_BODY_SIZE, ProxyApp, ProxyOptions, make_asgi_app
+from ._cors import CORS, CORSMiddleware
 from ._events import EventSink, ProxyEvent
 from ._exceptions import (
     BadRequest,
@@ -43,49 +44,71 @@ from ._exceptions import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
+from ._guards import Admission, Guards, Quota, RateLimit
+from ._metrics import PrometheusMetrics
 from ._mount import mount
+from ._redis_store import RedisStore
 from ._secret import Secret
+from ._sinks import JsonLogSink, NdjsonUsageSink
+from ._store import MemoryStore, RateResult, Store
 from ._upstream import DEFAULT_LIMITS, DEFAULT_TIMEOUT, default_transport
+from ._validation import CredentialsRejected, ValidationMode
 
 __all__ = [
+    "CORS",
     "DEFAULT_LIMITS",
     "DEFAULT_MAX_BODY_SIZE",
     "DEFAULT_TIMEOUT",
+    "Admission",
     "Availability",
     "BadRequest",
     "BodyTooLarge",
     "BodyTransform",
+    "CORSMiddleware",
     "ClientDisconnected",
     "ClientNotAuthorized",
     "CredentialCheck",
     "CredentialState",
+    "CredentialsRejected",
     "EndpointNotAllowed",
     "EventSink",
     "Forbidden",
+    "Guards",
     "InvalidJSON",
+    "JsonLogSink",
+    "MemoryStore",
     "MethodNotAllowed",
     "ModelInfo",
     "ModelLookup",
     "ModelNotAllowed",
+    "NdjsonUsageSink",
     "Overloaded",
     "PathRefused",
     "PoolExhausted",
+    "PrometheusMetrics",
     "ProviderAdapter",
     "ProviderNotConfigured",
     "ProviderNotFound",
     "ProxyApp",
     "ProxyError",
     "ProxyEvent",
+    "ProxyOptions",
+    "Quota",
     "QuotaExceeded",
+    "RateLimit",
     "RateLimited",
+    "RateResult",
+    "RedisStore",
     "RequestContext",
     "Secret",
+    "Store",
     "StoreUnavailable",
     "TooManyConcurrent",
     "UpstreamStreamError",
     "UpstreamTimeout",
     "UpstreamUnreachable",
     "Usage",
+    "ValidationMode",
     "__version__",
     "default_transport",
     "make_asgi_app",

@@ -1,51 +1,50 @@
 """`ProxyApp`: the ASGI app that routes ``{mount}/{provider}/...`` to an adapter.
 
-The request flows one way: route → adapter checks → body → upstream → relay.
-Cheap refusals (unknown provider, bad path, oversized body) happen before any
-upstream work; errors the proxy answers itself come in the route's provider
-error format.
+Routing, the proxy's own endpoints (``health``, ``status``, ``metrics``,
+``v1/models``) and the per-request bookkeeping live here; forwarding itself is
+:mod:`provider_proxy._forward`. Errors the proxy answers itself come in the
+route's provider error format, and every request ends in one
+:class:`~provider_proxy.ProxyEvent` handed to the sinks after its answer.
 """
 
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
+import time
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, TypedDict
 
 import anyio
 import httpx
-from typing_extensions import Self
+from typing_extensions import Self, Unpack
 
-from ._adapter import ProviderAdapter, RequestContext
-from ._body import RequestBody, declared_length
+from .__version__ import __version__
+from ._adapter import BodyTransform, CredentialCheck, ProviderAdapter
+from ._catalog import DEFAULT_MODELS_TTL, ModelCatalog, handle_models_route
+from ._cors import CORS, CORSMiddleware
+from ._events import EventSink, RequestRecord
 from ._exceptions import (
-    BodyTooLarge,
     ClientDisconnected,
-    InvalidJSON,
     MethodNotAllowed,
-    ProviderNotConfigured,
     ProviderNotFound,
     ProxyError,
+    UpstreamStreamError,
 )
-from ._headers import (
-    REQUEST_ID,
-    UPSTREAM_REQUEST_ID,
-    RawHeaders,
-    apply_headers,
-    header_value,
-    request_headers_for_upstream,
-    request_id_from,
-    response_headers_for_client,
-)
-from ._json import dumps, loads
-from ._paths import confine, path_below_mount, split_provider, upstream_url
-from ._relay import relay_response
-from ._upstream import DEFAULT_LIMITS, DEFAULT_TIMEOUT, as_proxy_error, default_transport
+from ._forward import Forwarder, extra_headers
+from ._guards import Guards
+from ._headers import REQUEST_ID, RawHeaders, request_id_from
+from ._json import dumps
+from ._metrics import PrometheusMetrics
+from ._paths import path_below_mount, split_provider
+from ._sinks import EventDispatcher, JsonLogSink
+from ._store import MemoryStore, Store
+from ._upstream import DEFAULT_LIMITS, DEFAULT_TIMEOUT, SharedTransport, default_transport
+from ._validation import ValidationMode, validate_all
 from .adapters._base import openai_error_body
-from .types import Receive, Scope, Send
+from .types import ASGIApp, Receive, Scope, Send
 
 logger = logging.getLogger("provider_proxy")
 
@@ -55,8 +54,26 @@ DEFAULT_MAX_BODY_SIZE = 32 * 1024 * 1024
 #: Names under the mount point that the proxy answers itself.
 RESERVED_NAMES = frozenset({"health", "status", "metrics", "v1"})
 
-_BODYLESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class ProxyOptions(TypedDict, total=False):
+    """The keyword options of :class:`ProxyApp` and :func:`make_asgi_app`."""
+
+    transport: httpx.AsyncBaseTransport | None
+    timeout: httpx.Timeout | float
+    limits: httpx.Limits
+    max_body_size: int | None
+    transforms: Sequence[BodyTransform]
+    guards: Guards | None
+    cors: CORS | None
+    store: Store | None
+    validate_credentials: ValidationMode
+    models_ttl: float
+    sinks: Sequence[EventSink]
+    access_log: bool
+    metrics: PrometheusMetrics | bool | None
+    overhead_header: bool
 
 
 class ProxyApp:
@@ -68,16 +85,35 @@ class ProxyApp:
     :meth:`aclose`. Under a router that keeps lifespan to itself (FastAPI,
     Starlette), pass :meth:`lifespan` to the host; hosts that manage lifecycles
     themselves can use ``async with proxy:``.
+
+    :param adapters: the providers; ``{mount}/{adapter.name}/X`` goes to
+        ``{adapter.base_url}/X``. Names must be unique; ``health``, ``status``,
+        ``metrics`` and ``v1`` are kept for the proxy's own endpoints.
+    :param transport: the upstream transport (any :class:`httpx.AsyncBaseTransport`); by
+        default the fastest installed. The app closes it on shutdown, as
+        :class:`httpx.AsyncClient` does.
+    :param timeout: upstream timeouts; a float sets them all. Defaults: connect 10 s,
+        read and write 600 s, waiting for a pooled connection 10 s.
+    :param limits: the upstream connection pool's size (for the default transport).
+    :param max_body_size: the largest request body accepted, in bytes (``None``: no limit).
+    :param transforms: body transforms for every provider, run after each adapter's own.
+    :param guards: client authentication, rate limits, quotas and concurrency caps.
+    :param cors: CORS for browser clients, when the host does not handle it.
+    :param store: shared state for limits and the model catalog; by default in memory.
+        A store passed in is left open on shutdown (several apps may share it).
+    :param validate_credentials: probe each provider's key at startup: ``"off"``,
+        ``"warn"`` (log the failures; the default) or ``"strict"`` (startup fails).
+    :param models_ttl: seconds the model catalog (``GET {mount}/v1/models``) is cached.
+    :param sinks: callables (sync or async) receiving each :class:`ProxyEvent`.
+    :param access_log: one JSON log line per request on the ``provider_proxy.access``
+        logger at INFO (computed only when that level is enabled).
+    :param metrics: Prometheus metrics (``True`` for a new registry), served at
+        ``GET {mount}/metrics``; needs the ``prometheus`` extra.
+    :param overhead_header: add ``x-proxy-overhead-ms``, the proxy's own time, to answers.
     """
 
     def __init__(
-        self,
-        adapters: Sequence[ProviderAdapter],
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
-        limits: httpx.Limits = DEFAULT_LIMITS,
-        max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
+        self, adapters: Sequence[ProviderAdapter], **options: Unpack[ProxyOptions]
     ) -> None:
         self._adapters: dict[str, ProviderAdapter] = {}
         for adapter in adapters:
@@ -93,16 +129,64 @@ class ProxyApp:
                     f"Two adapters are named {adapter.name!r}; pass name= to tell them apart."
                 )
             self._adapters[adapter.name] = adapter
+        max_body_size = options.get("max_body_size", DEFAULT_MAX_BODY_SIZE)
         if max_body_size is not None and max_body_size < 0:
             raise ValueError("max_body_size must be a number of bytes (0 or more), or None.")
-        self._transport = transport
-        self._owns_transport = transport is None
-        self._limits = limits
+        mode = options.get("validate_credentials", "warn")
+        if mode not in ("off", "warn", "strict"):
+            raise ValueError(
+                f"validate_credentials must be 'off', 'warn' or 'strict', not {mode!r}."
+            )
+        self._validation_mode: ValidationMode = mode
+        self._credentials: dict[str, CredentialCheck] = {}
+        self._transport = options.get("transport")
+        self._owns_transport = self._transport is None
+        self._limits = options.get("limits", DEFAULT_LIMITS)
+        timeout = options.get("timeout", DEFAULT_TIMEOUT)
         timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
-        self._extensions: dict[str, Any] = {"timeout": timeout.as_dict()}
-        self._max_body_size = max_body_size
-        # The Host header of each provider, computed once.
-        self._hosts = {name: adapter.base_url.netloc for name, adapter in self._adapters.items()}
+        self._timeout = timeout
+
+        store = options.get("store")
+        self._owns_store = store is None
+        self.store: Store = MemoryStore() if store is None else store
+        self._guards = options.get("guards")
+        if self._guards is not None:
+            self._guards.bind(self.store)
+        self.catalog = ModelCatalog(
+            self._adapters,
+            self.store,
+            ttl=options.get("models_ttl", DEFAULT_MODELS_TTL),
+            client_factory=self._own_client,
+        )
+
+        metrics = options.get("metrics")
+        self._metrics = PrometheusMetrics() if metrics is True else metrics or None
+        sinks: list[EventSink] = list(options.get("sinks", ()))
+        if self._metrics is not None:
+            sinks.append(self._metrics)
+        self._access_log = JsonLogSink() if options.get("access_log", True) else None
+        if self._access_log is not None:
+            sinks.append(self._access_log)
+        self._other_sinks = len(sinks) - (self._access_log is not None)
+        self._dispatcher = EventDispatcher(sinks)
+
+        self._forwarder = Forwarder(
+            transport=lambda: self.transport,
+            extensions={"timeout": timeout.as_dict()},
+            max_body_size=max_body_size,
+            guards=self._guards,
+            transforms=options.get("transforms", ()),
+            models=self.catalog.model_ids,
+            usage=self._events_wanted,
+            overhead_header=options.get("overhead_header", False),
+        )
+        cors = options.get("cors")
+        self._entry: ASGIApp = (
+            self._dispatch if cors is None else CORSMiddleware(self._dispatch, cors)
+        )
+        self._started = time.time()
+        self._in_flight = 0
+        self._by_status: Counter[int] = Counter()
 
     def __repr__(self) -> str:
         return f"ProxyApp(providers={list(self._adapters)!r})"
@@ -119,14 +203,45 @@ class ProxyApp:
             self._transport = default_transport(self._limits)
         return self._transport
 
+    @property
+    def credentials(self) -> Mapping[str, CredentialCheck]:
+        """The startup credential checks by provider (empty until they ran)."""
+        return self._credentials
+
+    def _own_client(self) -> httpx.AsyncClient:
+        """A client on the app's pool for the proxy's own requests (probes, model lists)."""
+        return httpx.AsyncClient(transport=SharedTransport(self.transport), timeout=self._timeout)
+
+    def _events_wanted(self) -> bool:
+        """Whether anyone consumes events (and so token usage) right now."""
+        if self._other_sinks or self._guards is not None:
+            return True
+        return self._access_log is not None and self._access_log.enabled()
+
     # -- lifecycle --------------------------------------------------------------
 
     async def startup(self) -> None:
-        """Prepare for requests (creates the upstream transport)."""
+        """Prepare for requests: create the upstream transport and check credentials.
+
+        With ``validate_credentials="strict"`` a rejected or unreachable key
+        fails startup with :class:`~provider_proxy.CredentialsRejected`.
+        """
         self.transport  # noqa: B018 - created now rather than on the first request
+        if self._validation_mode != "off" and not self._credentials:
+            async with self._own_client() as client:
+                self._credentials = await validate_all(
+                    list(self._adapters.values()), client, self._validation_mode
+                )
 
     async def aclose(self) -> None:
-        """Close the upstream transport; a later request opens a new one."""
+        """Close the upstream transport and finish pending sink deliveries.
+
+        A later request opens a new transport.
+        """
+        await self._dispatcher.aclose()
+        await self.catalog.aclose()
+        if self._owns_store:
+            await self.store.aclose()
         transport = self._transport
         if transport is None:
             return
@@ -162,6 +277,9 @@ class ProxyApp:
     # -- ASGI ---------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._entry(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
             await self._http(scope, receive, send)
@@ -187,161 +305,80 @@ class ProxyApp:
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request_id = request_id_from(scope["headers"])
+        record = RequestRecord(request_id_from(scope["headers"]), scope["method"], "")
         adapter: ProviderAdapter | None = None
+        metrics = self._metrics
+        self._in_flight += 1
         try:
             name, rest = split_provider(path_below_mount(scope))
             adapter = self._adapters.get(name)
             if adapter is not None:
-                await self._forward(scope, receive, send, adapter, rest, request_id)
-            elif name == "health" and rest in (b"", b"/"):
-                await self._health(scope, send, request_id)
-            else:
-                mounted = ", ".join(self._adapters) or "none"
-                what = f"No provider named {name!r}" if name else "No provider in the path"
-                raise ProviderNotFound(f"{what}; the mounted providers are: {mounted}.")
-        except ProxyError as error:
-            await self._send_error(send, adapter, error, request_id)
-        except ClientDisconnected:
-            logger.debug("client went away before the answer (request %s)", request_id)
-
-    async def _forward(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        adapter: ProviderAdapter,
-        rest: bytes,
-        request_id: str,
-    ) -> None:
-        body = RequestBody(receive, self._max_body_size)
-        try:
-            request = await self._prepare(scope, body, adapter, rest, request_id)
-        except (ProxyError, ClientDisconnected):
-            raise
-        except Exception as exc:
-            # A bug or misconfiguration in adapter or transform code: a clear 500,
-            # with the details in the log rather than in the answer.
-            logger.exception("could not prepare the %s request %s", adapter.name, request_id)
-            raise ProxyError(
-                f"The proxy could not prepare the request for {adapter.name!r} "
-                f"({type(exc).__name__}); its log has the details under request id {request_id}."
-            ) from exc
-        await self._exchange(request, body, receive, send, adapter, request_id)
-
-    async def _prepare(
-        self,
-        scope: Scope,
-        body: RequestBody,
-        adapter: ProviderAdapter,
-        rest: bytes,
-        request_id: str,
-    ) -> httpx.Request:
-        """The upstream request: checks first, then the body, URL and headers."""
-        availability = adapter.availability()
-        if not availability.enabled:
-            raise ProviderNotConfigured(
-                f"The provider {adapter.name!r} is not configured: {availability.reason}"
-            )
-        path = confine(rest)
-        client_headers: list[tuple[bytes, bytes]] = scope["headers"]
-        method: str = scope["method"]
-        query: bytes = scope.get("query_string", b"")
-        context = RequestContext(
-            adapter.name, method, path.decode("ascii"), query, client_headers, request_id
-        )
-        declared = declared_length(header_value(client_headers, b"content-length"))
-        limit = self._max_body_size
-        if limit is not None and declared is not None and declared > limit:
-            raise BodyTooLarge(
-                f"The request body ({declared} bytes) is over the proxy's limit of {limit} bytes."
-            )
-
-        first = await body.start()
-        transform = adapter.body_transform(context)
-        stream: httpx.AsyncByteStream | httpx.ByteStream
-        length: int | None
-        if transform is not None:
-            content = _transformed(await body.read_all(), transform, context)
-            stream, length = httpx.ByteStream(content), len(content)
-        elif not body.more:
-            stream, length = httpx.ByteStream(first), len(first)
-        else:
-            stream, length = _StreamedBody(body), declared
-
-        url = adapter.rewrite_url(upstream_url(adapter.base_url, path, query), context)
-        headers = request_headers_for_upstream(client_headers)
-        auth = adapter.auth_headers(context)
-        if inspect.isawaitable(auth):
-            auth = await auth
-        apply_headers(headers, {**adapter.headers, **auth}, adapter.default_headers)
-        headers.append((b"host", self._hosts[adapter.name]))
-        headers.append((REQUEST_ID, request_id.encode("ascii")))
-        if length is None:
-            headers.append((b"transfer-encoding", b"chunked"))
-        elif length or method not in _BODYLESS_METHODS:
-            headers.append((b"content-length", str(length).encode("ascii")))
-        return httpx.Request(
-            method, url, headers=headers, stream=stream, extensions=self._extensions
-        )
-
-    async def _exchange(
-        self,
-        request: httpx.Request,
-        body: RequestBody,
-        receive: Receive,
-        send: Send,
-        adapter: ProviderAdapter,
-        request_id: str,
-    ) -> None:
-        """Send ``request`` and relay the answer, stopping at once if the client leaves."""
-        disconnected = False
-        failure: BaseException | None = None
-
-        async def watch_disconnect(cancel: anyio.CancelScope) -> None:
-            nonlocal disconnected
-            await body.done.wait()
-            if body.error is not None:
-                return
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            disconnected = True
-            cancel.cancel()
-
-        transport = self.transport
-        async with anyio.create_task_group() as group:
-            group.start_soon(watch_disconnect, group.cancel_scope)
-            try:
+                record.provider = name
+                if metrics is not None:
+                    metrics.track_start(name)
                 try:
-                    response = await transport.handle_async_request(request)
-                except httpx.TransportError as exc:
-                    raise body.error or as_proxy_error(exc, adapter.base_url.host) from exc
-                if body.error is not None:  # pragma: no cover - transports raise first
-                    raise body.error
-                try:
-                    await relay_response(
-                        response,
-                        send,
-                        _client_headers(response, request_id),
-                        provider=adapter.name,
-                        request_id=request_id,
-                    )
+                    await self._forwarder(scope, receive, send, adapter, rest, record)
                 finally:
-                    with anyio.CancelScope(shield=True):
-                        await response.aclose()
-            except Exception as exc:
-                # Re-raised below, outside the task group, so it is not wrapped in
-                # an exception group.
-                failure = body.error or exc
-            group.cancel_scope.cancel()
-        if failure is not None:
-            raise failure
-        if disconnected:
-            logger.debug("client went away; closed the upstream response (request %s)", request_id)
+                    if metrics is not None:
+                        metrics.track_end(name)
+            else:
+                record.path = f"/{name}{rest.decode('ascii', 'replace')}"
+                await self._own_endpoint(scope, send, name, rest, record)
+        except ProxyError as error:
+            record.status, record.error_kind = error.status_code, error.kind
+            await self._send_error(send, adapter, error, record)
+        except ClientDisconnected:
+            record.status, record.error_kind = 499, "client_disconnected"
+            logger.debug("client went away before the answer (request %s)", record.request_id)
+        except UpstreamStreamError:
+            record.error_kind = "upstream_stream_error"
+            raise
+        finally:
+            self._in_flight -= 1
+            self._by_status[record.status] += 1
+            if record.admission is not None:
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await record.admission.finish(record.usage, record.request_bytes)
+                    except Exception:
+                        logger.exception("could not settle the limits of %s", record.request_id)
+            if self._dispatcher.sinks and (self._other_sinks or self._events_wanted()):
+                self._dispatcher.emit(record.event())
 
-    async def _health(self, scope: Scope, send: Send, request_id: str) -> None:
-        if scope["method"] not in ("GET", "HEAD"):
-            raise MethodNotAllowed("The health endpoint answers GET only.")
+    # -- the proxy's own endpoints --------------------------------------------------
+
+    async def _own_endpoint(
+        self, scope: Scope, send: Send, name: str, rest: bytes, record: RequestRecord
+    ) -> None:
+        method = scope["method"]
+        if name == "v1" and rest.startswith(b"/models"):
+            status, payload = await handle_models_route(
+                self.catalog, method, rest.decode("ascii"), scope.get("query_string", b"")
+            )
+            await self._send_json(send, status, payload, record)
+            return
+        if name in ("health", "status", "metrics") and rest in (b"", b"/"):
+            if method not in ("GET", "HEAD"):
+                raise MethodNotAllowed(f"The {name} endpoint answers GET only.")
+            if name == "health":
+                await self._send_json(send, 200, self._health(), record)
+                return
+            if name == "status":
+                await self._send_json(send, 200, await self._status(), record)
+                return
+            if self._metrics is not None:
+                content, content_type = self._metrics.render()
+                await _send(send, 200, content, content_type.encode("latin-1"), record)
+                return
+            raise ProviderNotFound(
+                "Metrics are not enabled; pass metrics=True to make_asgi_app (needs the "
+                "prometheus extra)."
+            )
+        mounted = ", ".join(self._adapters) or "none"
+        what = f"No provider named {name!r}" if name else "No provider in the path"
+        raise ProviderNotFound(f"{what}; the mounted providers are: {mounted}.")
+
+    def _providers(self) -> dict[str, dict[str, Any]]:
         providers: dict[str, dict[str, Any]] = {}
         for name, adapter in self._adapters.items():
             availability = adapter.availability()
@@ -351,13 +388,46 @@ class ProxyApp:
             }
             if not availability.enabled:
                 entry["reason"] = availability.reason
+            check = self._credentials.get(name)
+            if check is not None:
+                entry["credentials"] = {
+                    "state": check.state.value,
+                    "status_code": check.status_code,
+                }
+                if check.detail:
+                    entry["credentials"]["detail"] = check.detail
+            elif self._validation_mode == "off":
+                entry["credentials"] = {"state": "not_checked"}
             providers[name] = entry
+        return providers
+
+    def _health(self) -> dict[str, Any]:
+        providers = self._providers()
         status = "ok" if any(p["enabled"] for p in providers.values()) else "unconfigured"
-        await _send_json(send, 200, {"status": status, "providers": providers}, request_id)
+        return {"status": status, "providers": providers}
+
+    async def _status(self) -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "uptime_seconds": round(time.time() - self._started, 3),
+            "providers": self._providers(),
+            "models": self.catalog.status(),
+            "guards": None if self._guards is None else self._guards.status(),
+            "requests": {
+                "in_flight": self._in_flight,
+                "total": sum(self._by_status.values()),
+                "by_status": {str(code): n for code, n in sorted(self._by_status.items())},
+            },
+        }
 
     async def _send_error(
-        self, send: Send, adapter: ProviderAdapter | None, error: ProxyError, request_id: str
+        self,
+        send: Send,
+        adapter: ProviderAdapter | None,
+        error: ProxyError,
+        record: RequestRecord,
     ) -> None:
+        request_id = record.request_id
         if adapter is not None:
             content = adapter.error_body(error, request_id)
         else:
@@ -368,81 +438,38 @@ class ProxyApp:
             (REQUEST_ID, request_id.encode("ascii")),
             # Read by the OpenAI and Anthropic SDKs to decide whether to retry.
             (b"x-should-retry", b"true" if error.retryable else b"false"),
+            *extra_headers(record, self._forwarder.overhead_header),
+            *[
+                (name.lower().encode("latin-1"), value.encode("latin-1"))
+                for name, value in error.headers.items()
+            ],
         ]
         await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
         await send({"type": "http.response.body", "body": content, "more_body": False})
 
-
-class _StreamedBody(httpx.AsyncByteStream):
-    """The client's body as an httpx request stream, read as the upstream sends it."""
-
-    def __init__(self, body: RequestBody) -> None:
-        self._body = body
-
-    async def __aiter__(self) -> Any:
-        async for chunk in self._body.stream():
-            yield chunk
+    async def _send_json(
+        self, send: Send, status: int, payload: Any, record: RequestRecord
+    ) -> None:
+        await _send(send, status, dumps(payload), b"application/json", record)
 
 
-def _transformed(raw: bytes, transform: Any, context: RequestContext) -> bytes:
-    """Run a body transform; the body is serialised again only if it changed."""
-    if not raw:
-        return raw
-    try:
-        parsed = loads(raw)
-    except ValueError as exc:
-        raise InvalidJSON(f"The request body is not valid JSON: {exc}") from None
-    changed = transform(parsed, context)
-    return raw if changed is None else dumps(changed)
-
-
-def _client_headers(response: httpx.Response, request_id: str) -> RawHeaders:
-    headers = response_headers_for_client(response.headers.raw)
-    upstream_id = header_value(headers, REQUEST_ID)
-    if upstream_id is not None:
-        headers = [item for item in headers if item[0] != REQUEST_ID]
-        if upstream_id != request_id.encode("ascii"):
-            headers.append((UPSTREAM_REQUEST_ID, upstream_id))
-    headers.append((REQUEST_ID, request_id.encode("ascii")))
-    return headers
-
-
-async def _send_json(send: Send, status: int, payload: Any, request_id: str) -> None:
-    content = dumps(payload)
+async def _send(
+    send: Send, status: int, content: bytes, content_type: bytes, record: RequestRecord
+) -> None:
+    record.status = status
     headers: RawHeaders = [
-        *_JSON_HEADERS,
+        (b"content-type", content_type),
         (b"content-length", str(len(content)).encode("ascii")),
-        (REQUEST_ID, request_id.encode("ascii")),
+        (REQUEST_ID, record.request_id.encode("ascii")),
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": content, "more_body": False})
+    record.response_bytes = len(content)
 
 
-def make_asgi_app(
-    adapters: Sequence[ProviderAdapter],
-    *,
-    transport: httpx.AsyncBaseTransport | None = None,
-    timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
-    limits: httpx.Limits = DEFAULT_LIMITS,
-    max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
-) -> ProxyApp:
+def make_asgi_app(adapters: Sequence[ProviderAdapter], **options: Unpack[ProxyOptions]) -> ProxyApp:
     """Build the proxy for ``adapters``; mount the result under any prefix.
 
-    :param adapters: the providers; ``{mount}/{adapter.name}/X`` goes to ``{adapter.base_url}/X``.
-        Names must be unique; ``health``, ``status``, ``metrics`` and ``v1`` are kept for the
-        proxy's own endpoints.
-    :param transport: the upstream transport (any :class:`httpx.AsyncBaseTransport`); by
-        default the fastest installed. The app closes it on shutdown, as
-        :class:`httpx.AsyncClient` does.
-    :param timeout: upstream timeouts; a float sets them all. Defaults: connect 10 s,
-        read and write 600 s, waiting for a pooled connection 10 s.
-    :param limits: the upstream connection pool's size (for the default transport).
-    :param max_body_size: the largest request body accepted, in bytes (``None``: no limit).
+    The options are :class:`ProxyApp`'s.
     """
-    return ProxyApp(
-        adapters,
-        transport=transport,
-        timeout=timeout,
-        limits=limits,
-        max_body_size=max_body_size,
-    )
+    return ProxyApp(adapters, **options)

@@ -31,6 +31,11 @@ class RequestBody:
         #: The error that stopped reading, so it wins over what the transport made of it.
         self.error: BaseException | None = None
 
+    @property
+    def size(self) -> int:
+        """Bytes received so far."""
+        return self._size
+
     async def start(self) -> bytes:
         """Read the first message; when :attr:`more` is false the body is complete."""
         self._first = await self._next()

@@ -28,7 +28,7 @@ def adapters_from_env() -> list[ProviderAdapter]:
     return [adapter for adapter in candidates if adapter.availability().enabled]
 
 
-def serve(host: str, port: int) -> int:
+def serve(host: str, port: int, validate: str = "warn") -> int:
     """Serve the proxy with uvicorn, with every provider that has a key in the environment."""
     adapters = adapters_from_env()
     if not adapters:
@@ -39,7 +39,8 @@ def serve(host: str, port: int) -> int:
         return 2
     names = ", ".join(adapter.name for adapter in adapters)
     print(f"provider-proxy: serving {names} on http://{host}:{port}/{{provider}}/...")
-    _uvicorn().run(make_asgi_app(adapters), host=host, port=port, log_level="info")
+    app = make_asgi_app(adapters, validate_credentials=validate)  # type: ignore[arg-type]
+    _uvicorn().run(app, host=host, port=port, log_level="info")
     return 0
 
 
@@ -55,12 +56,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve_parser.add_argument(
         "--port", type=int, default=int(os.environ.get("PROVIDER_PROXY_PORT", "8000"))
     )
+    serve_parser.add_argument(
+        "--validate-credentials",
+        choices=["off", "warn", "strict"],
+        default="warn",
+        help="probe each provider's key at startup (strict: refuse to start if one fails)",
+    )
     commands.add_parser(
         "demo", help="run a fake provider, the proxy and a streamed chat completion, offline"
     )
     args = parser.parse_args(argv)
     if args.command == "serve":
-        return serve(args.host, args.port)
+        return serve(args.host, args.port, args.validate_credentials)
     _uvicorn()
     from ._demo import run_demo
 

@@ -154,7 +154,9 @@ class FakeUpstream:
                 ],
             }
         )
-        for index, event in enumerate(_events(anthropic, model, number, chunks)):
+        options = payload.get("stream_options") or {}
+        usage = bool(options.get("include_usage"))
+        for index, event in enumerate(_events(anthropic, model, number, chunks, usage)):
             if fail_after is not None and index > int(fail_after):
                 raise FakeAbort("the fake upstream aborts the stream as asked")
             if index and gap:
@@ -226,8 +228,14 @@ def _completion(anthropic: bool, model: str, number: int, text: str) -> dict[str
     }
 
 
-def _events(anthropic: bool, model: str, number: int, chunks: int) -> Iterator[bytes]:
-    """The SSE events of a streamed answer, one network write each."""
+def _events(
+    anthropic: bool, model: str, number: int, chunks: int, usage: bool = False
+) -> Iterator[bytes]:
+    """The SSE events of a streamed answer, one network write each.
+
+    With ``usage`` (OpenAI's ``stream_options.include_usage``) a last chunk with
+    empty ``choices`` carries the token counts, as OpenAI sends it.
+    """
     words = list(_words(chunks))
     if anthropic:
         message = _completion(True, model, number, "")
@@ -272,6 +280,9 @@ def _events(anthropic: bool, model: str, number: int, chunks: int) -> Iterator[b
         delta = {"role": "assistant", "content": text} if i == 0 else {"content": text}
         yield _sse({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
     yield _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    if usage:
+        counts = {"prompt_tokens": 10, "completion_tokens": len(words)}
+        yield _sse({**base, "choices": [], "usage": {**counts, "total_tokens": 10 + len(words)}})
     yield b"data: [DONE]\n\n"
 
 

@@ -7,12 +7,17 @@ the transport yields them, so server-sent events reach the client at once.
 from __future__ import annotations
 
 import logging
-from typing import cast
+import time
+from typing import TYPE_CHECKING, cast
 
 import httpx
 
 from ._exceptions import UpstreamStreamError
 from .types import Send
+
+if TYPE_CHECKING:
+    from ._events import RequestRecord
+    from ._usage_tap import UsageTap
 
 logger = logging.getLogger("provider_proxy")
 
@@ -24,8 +29,13 @@ async def relay_response(
     *,
     provider: str,
     request_id: str,
+    record: RequestRecord | None = None,
+    tap: UsageTap | None = None,
 ) -> None:
     """Relay ``response`` to the client; the caller closes ``response``.
+
+    ``record`` gets the time of the first body byte and the byte count; ``tap``
+    reads a copy of each chunk after it was sent, so it never holds one back.
 
     A transport failure after the status line went out cannot become an error
     status any more: it is logged and :class:`UpstreamStreamError` is raised so
@@ -37,6 +47,12 @@ async def relay_response(
         async for chunk in stream:
             if chunk:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if record is not None:
+                    if record.first_byte_at is None:
+                        record.first_byte_at = time.perf_counter()
+                    record.response_bytes += len(chunk)
+                if tap is not None:
+                    tap.feed(chunk)
     except httpx.TransportError as exc:
         logger.warning(
             "upstream stream of %s broke mid-response (request %s): %s: %s; aborting the "

@@ -52,3 +52,20 @@ def as_proxy_error(exc: httpx.TransportError, host: str) -> ProxyError:
     if isinstance(exc, httpx.ConnectError):
         return UpstreamUnreachable(f"Could not connect to {host}: {detail}")
     return UpstreamUnreachable(f"The exchange with {host} failed: {type(exc).__name__}: {detail}")
+
+
+class SharedTransport(httpx.AsyncBaseTransport):
+    """The app's transport for its own requests (probes, model lists), left open on close.
+
+    An :class:`httpx.AsyncClient` closes its transport; this lets short-lived
+    clients share the app's pool without closing it.
+    """
+
+    def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
+        self._transport = transport
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._transport.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        """Nothing: the app closes its transport itself."""

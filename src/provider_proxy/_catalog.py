@@ -1,0 +1,226 @@
+"""The model catalog: every enabled provider's models, merged, cached, served as OpenAI's list.
+
+``GET {mount}/v1/models`` answers in OpenAI's format with ids ``provider/model``,
+so any OpenAI SDK lists every model the proxy can reach. Each provider's list is
+cached in the app's store for ``ttl`` seconds and refreshed in the background
+once stale; a provider that fails to list is reported, not fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+
+from ._adapter import ModelInfo, ProviderAdapter
+from ._json import dumps, loads
+from ._store import Store
+
+logger = logging.getLogger("provider_proxy")
+
+#: Seconds a provider's model list is fresh.
+DEFAULT_MODELS_TTL = 300.0
+#: A stale list is still served (while a refresh runs) for this many TTLs.
+_KEEP_STALE = 12
+_MAX_LIMIT = 1000
+
+
+def _record(model: ModelInfo) -> dict[str, Any]:
+    created = model.raw.get("created")
+    return {
+        "id": model.id,
+        "display_name": model.display_name,
+        "context_length": model.context_length,
+        "pricing": dict(model.pricing) if model.pricing is not None else None,
+        "created": created if isinstance(created, int) else 0,
+    }
+
+
+class ModelCatalog:
+    """Model lists of the app's providers, cached in ``store``.
+
+    :param client_factory: opens a client for the adapters' own requests.
+    :param clock: seconds since the epoch (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        adapters: Mapping[str, ProviderAdapter],
+        store: Store,
+        *,
+        ttl: float = DEFAULT_MODELS_TTL,
+        client_factory: Callable[[], httpx.AsyncClient],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._adapters = adapters
+        self._store = store
+        self.ttl = ttl
+        self._client_factory = client_factory
+        self._clock = clock
+        self._refreshing: dict[str, asyncio.Task[dict[str, Any] | None]] = {}
+        self._errors: dict[str, str] = {}
+        self._fetched: dict[str, tuple[float, int]] = {}
+
+    async def _fetch(self, name: str) -> dict[str, Any] | None:
+        adapter = self._adapters[name]
+        try:
+            async with self._client_factory() as client:
+                models = await adapter.fetch_models(client)
+        except Exception as exc:
+            reason = _reason(exc)
+            self._errors[name] = reason
+            logger.warning("could not list the models of %r: %s", name, reason)
+            return None
+        fetched_at = self._clock()
+        entry = {"fetched_at": fetched_at, "models": [_record(m) for m in models]}
+        self._errors.pop(name, None)
+        self._fetched[name] = (fetched_at, len(models))
+        await self._store.set(f"models:{name}", dumps(entry), self.ttl * _KEEP_STALE)
+        return entry
+
+    def _refresh(self, name: str) -> asyncio.Task[dict[str, Any] | None]:
+        """The one refresh of ``name`` in flight, started if there is none."""
+        task = self._refreshing.get(name)
+        if task is None or task.done():
+            task = asyncio.ensure_future(self._fetch(name))
+            self._refreshing[name] = task
+        return task
+
+    async def _entry(self, name: str) -> dict[str, Any] | None:
+        raw = await self._store.get(f"models:{name}")
+        if raw is not None:
+            entry: dict[str, Any] = loads(raw)
+            if self._clock() - entry["fetched_at"] > self.ttl:
+                self._refresh(name)  # served stale meanwhile
+            return entry
+        return await asyncio.shield(self._refresh(name))
+
+    def _enabled(self, provider: str | None) -> list[str]:
+        names = [provider] if provider is not None else list(self._adapters)
+        return [
+            n for n in names if n in self._adapters and self._adapters[n].availability().enabled
+        ]
+
+    async def model_ids(self, provider: str) -> list[str]:
+        """The ids ``provider`` lists (empty when it cannot list them)."""
+        if provider not in self._adapters:
+            return []
+        entry = await self._entry(provider)
+        return [] if entry is None else [m["id"] for m in entry["models"]]
+
+    async def models(
+        self, provider: str | None = None
+    ) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        """All models as OpenAI model objects, and the providers that failed (with why)."""
+        names = self._enabled(provider)
+        entries = await asyncio.gather(*(self._entry(name) for name in names))
+        data: list[dict[str, Any]] = []
+        failed: dict[str, str] = {}
+        for name, entry in zip(names, entries, strict=True):
+            if entry is None:
+                failed[name] = self._errors.get(name, "unavailable")
+                continue
+            for model in entry["models"]:
+                data.append(
+                    {
+                        "id": f"{name}/{model['id']}",
+                        "object": "model",
+                        "created": model["created"],
+                        "owned_by": name,
+                        "provider": name,
+                        "name": model["display_name"],
+                        "context_length": model["context_length"],
+                        "pricing": model["pricing"],
+                    }
+                )
+        return data, failed
+
+    async def listing(
+        self,
+        provider: str | None = None,
+        search: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> dict[str, Any]:
+        """OpenAI's list format, filtered and paged, with ``has_more`` and ``failed``."""
+        data, failed = await self.models(provider)
+        if search:
+            needle = search.lower()
+            data = [
+                m for m in data if needle in m["id"].lower() or needle in (m["name"] or "").lower()
+            ]
+        end = len(data) if limit is None else offset + limit
+        page = data[offset:end]
+        return {"object": "list", "data": page, "has_more": end < len(data), "failed": failed}
+
+    async def one(self, provider: str, model: str) -> dict[str, Any] | None:
+        data, _ = await self.models(provider)
+        wanted = f"{provider}/{model}"
+        return next((m for m in data if m["id"] == wanted), None)
+
+    def status(self) -> dict[str, Any]:
+        """Per provider: models cached, when fetched, the last error (never a key)."""
+        return {
+            "ttl": self.ttl,
+            "providers": {
+                name: {
+                    "models": self._fetched.get(name, (None, None))[1],
+                    "fetched_at": self._fetched.get(name, (None, None))[0],
+                    "error": self._errors.get(name),
+                }
+                for name in self._adapters
+            },
+        }
+
+    async def aclose(self) -> None:
+        """Cancel background refreshes."""
+        for task in self._refreshing.values():
+            task.cancel()
+        self._refreshing.clear()
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, httpx.HTTPStatusError):
+        return f"the provider answered HTTP {exc.response.status_code}"
+    return type(exc).__name__
+
+
+def _error(status: int, message: str, code: str) -> tuple[int, dict[str, Any]]:
+    return status, {"error": {"message": message, "type": code, "param": None, "code": code}}
+
+
+async def handle_models_route(
+    catalog: ModelCatalog, method: str, rest: str, query: bytes
+) -> tuple[int, dict[str, Any]]:
+    """Answer ``GET /v1/models`` and ``GET /v1/models/{provider}/{model}``."""
+    if method not in ("GET", "HEAD"):
+        return _error(405, "The model catalog answers GET only.", "method_not_allowed")
+    if rest.rstrip("/") == "/models":
+        params = dict(urllib.parse.parse_qsl(query.decode("latin-1")))
+        try:
+            limit = int(params["limit"]) if "limit" in params else None
+            offset = int(params.get("offset", "0"))
+        except ValueError:
+            return _error(400, "limit and offset must be whole numbers.", "invalid_query")
+        if offset < 0 or (limit is not None and not 1 <= limit <= _MAX_LIMIT):
+            return _error(
+                400, f"offset must be 0 or more and limit 1 to {_MAX_LIMIT}.", "invalid_query"
+            )
+        provider = params.get("provider") or None
+        if provider is not None and provider not in catalog._adapters:
+            return _error(404, f"No provider named {provider!r}.", "provider_not_found")
+        return 200, await catalog.listing(provider, params.get("search"), limit, offset)
+    provider, _, model = urllib.parse.unquote(rest[len("/models/") :]).partition("/")
+    if rest.startswith("/models/") and provider and model:
+        found = await catalog.one(provider, model)
+        if found is not None:
+            return 200, found
+        return _error(
+            404, f"The model {provider}/{model} is not in the catalog.", "model_not_found"
+        )
+    return _error(404, "Use /v1/models or /v1/models/{provider}/{model}.", "not_found")

@@ -1,0 +1,373 @@
+"""Forwarding one request: checks, body, upstream request, then the relayed answer.
+
+The order is the cheapest refusal first: provider configured, path confined,
+endpoint allowed, client admitted by the guards, body within its limit. A body
+is read and parsed only when a transform applies to it (or a guard needs its
+model); otherwise it streams to the provider as it arrives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import anyio
+import httpx
+
+from ._adapter import JSON, BodyTransform, ModelLookup, ProviderAdapter, RequestContext
+from ._body import RequestBody, declared_length
+from ._events import RequestRecord
+from ._exceptions import (
+    BodyTooLarge,
+    ClientDisconnected,
+    EndpointNotAllowed,
+    InvalidJSON,
+    ProviderNotConfigured,
+    ProxyError,
+)
+from ._headers import (
+    REQUEST_ID,
+    UPSTREAM_REQUEST_ID,
+    RawHeaders,
+    apply_headers,
+    header_value,
+    request_headers_for_upstream,
+    response_headers_for_client,
+)
+from ._json import dumps, loads
+from ._paths import confine, upstream_url
+from ._relay import relay_response
+from ._upstream import as_proxy_error
+from ._usage_tap import UsageTap
+from .transforms._compose import Composed, applies, run_transform
+from .types import Receive, Scope, Send
+
+logger = logging.getLogger("provider_proxy")
+
+_BODYLESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
+_NOT_PARSED: Any = object()
+
+#: The response header that reports the proxy's own time, when enabled.
+OVERHEAD_HEADER = b"x-proxy-overhead-ms"
+
+
+class Forwarder:
+    """Forwards requests for a :class:`~provider_proxy.ProxyApp`; one per app.
+
+    :param transport: returns the app's upstream transport (created lazily).
+    :param guards: client auth and limits, or ``None``.
+    :param transforms: app-wide transforms, run after each adapter's own.
+    :param models: the model ids of a provider, for transforms that resolve aliases.
+    :param usage: whether to read token usage from responses (someone consumes it).
+    :param overhead_header: whether to add ``x-proxy-overhead-ms`` to answers.
+    """
+
+    def __init__(
+        self,
+        *,
+        transport: Callable[[], httpx.AsyncBaseTransport],
+        extensions: Mapping[str, Any],
+        max_body_size: int | None,
+        guards: Any,
+        transforms: Sequence[BodyTransform],
+        models: ModelLookup | None,
+        usage: Callable[[], bool],
+        overhead_header: bool,
+    ) -> None:
+        self._transport = transport
+        self._extensions = dict(extensions)
+        self._max_body_size = max_body_size
+        self._guards = guards
+        self._transforms = tuple(transforms)
+        self._models = models
+        self._usage = usage
+        self.overhead_header = overhead_header
+
+    async def __call__(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        adapter: ProviderAdapter,
+        rest: bytes,
+        record: RequestRecord,
+    ) -> None:
+        """Forward and relay; a :class:`ProxyError` is left for the app to answer."""
+        body = RequestBody(receive, self._max_body_size)
+        try:
+            try:
+                request = await self._prepare(scope, body, adapter, rest, record)
+            except (ProxyError, ClientDisconnected):
+                raise
+            except Exception as exc:
+                # A bug or misconfiguration in adapter or transform code: a clear 500,
+                # with the details in the log rather than in the answer.
+                logger.exception(
+                    "could not prepare the %s request %s", adapter.name, record.request_id
+                )
+                raise ProxyError(
+                    f"The proxy could not prepare the request for {adapter.name!r} "
+                    f"({type(exc).__name__}); its log has the details under request id "
+                    f"{record.request_id}."
+                ) from exc
+            await self._exchange(request, body, receive, send, adapter, record)
+        finally:
+            record.request_bytes = max(record.request_bytes, body.size)
+
+    # -- the request ----------------------------------------------------------------
+
+    async def _prepare(
+        self,
+        scope: Scope,
+        body: RequestBody,
+        adapter: ProviderAdapter,
+        rest: bytes,
+        record: RequestRecord,
+    ) -> httpx.Request:
+        """The upstream request: checks first, then the body, URL and headers."""
+        availability = adapter.availability()
+        if not availability.enabled:
+            raise ProviderNotConfigured(
+                f"The provider {adapter.name!r} is not configured: {availability.reason}"
+            )
+        method: str = scope["method"]
+        path = confine(rest)
+        text_path = path.decode("ascii")
+        record.path = text_path
+        if not adapter.endpoint_allowed(method, text_path):
+            raise EndpointNotAllowed(
+                f"The proxy does not forward {method} {text_path} to {adapter.name!r}: only "
+                "the provider's inference endpoints are open. The operator can open more "
+                "with the adapter's allow= option."
+            )
+        client_headers: list[tuple[bytes, bytes]] = scope["headers"]
+        query: bytes = scope.get("query_string", b"")
+        context = RequestContext(
+            adapter.name,
+            method,
+            text_path,
+            query,
+            client_headers,
+            record.request_id,
+            models=self._models,
+        )
+        declared = declared_length(header_value(client_headers, b"content-length"))
+        limit = self._max_body_size
+        if limit is not None and declared is not None and declared > limit:
+            raise BodyTooLarge(
+                f"The request body ({declared} bytes) is over the proxy's limit of {limit} bytes."
+            )
+        guards = self._guards
+        late_admission = guards is not None and guards.needs_model
+        if guards is not None and not late_admission:
+            context = await self._admit(scope, adapter, None, declared, record, context)
+
+        first = await body.start()
+        transform = self._transform_for(adapter, context)
+        stream: httpx.AsyncByteStream | httpx.ByteStream
+        length: int | None
+        if transform is not None or late_admission:
+            raw = await body.read_all()
+            parsed = _parse(raw, strict=transform is not None)
+            if parsed is not _NOT_PARSED:
+                record.model = adapter.extract_model(parsed)
+            if late_admission:
+                context = await self._admit(scope, adapter, record.model, len(raw), record, context)
+            if transform is not None and parsed is not _NOT_PARSED:
+                changed = await run_transform(transform, parsed, context)
+                if changed is not None:
+                    raw = dumps(changed)
+                    record.model = adapter.extract_model(changed) or record.model
+            stream, length = httpx.ByteStream(raw), len(raw)
+        elif not body.more:
+            stream, length = httpx.ByteStream(first), len(first)
+        else:
+            stream, length = _StreamedBody(body), declared
+
+        url = adapter.rewrite_url(upstream_url(adapter.base_url, path, query), context)
+        headers = request_headers_for_upstream(client_headers)
+        auth = adapter.auth_headers(context)
+        if inspect.isawaitable(auth):
+            auth = await auth
+        fixed = {**context.upstream_headers, **adapter.headers, **auth}
+        apply_headers(headers, fixed, adapter.default_headers)
+        headers.append((b"host", adapter.base_url.netloc))
+        headers.append((REQUEST_ID, record.request_id.encode("ascii")))
+        if length is None:
+            headers.append((b"transfer-encoding", b"chunked"))
+        elif length or method not in _BODYLESS_METHODS:
+            headers.append((b"content-length", str(length).encode("ascii")))
+        return httpx.Request(
+            method, url, headers=headers, stream=stream, extensions=self._extensions
+        )
+
+    async def _admit(
+        self,
+        scope: Scope,
+        adapter: ProviderAdapter,
+        model: str | None,
+        request_bytes: int | None,
+        record: RequestRecord,
+        context: RequestContext,
+    ) -> RequestContext:
+        admission = await self._guards.admit(
+            scope, provider=adapter.name, model=model, request_bytes=request_bytes
+        )
+        record.admission = admission
+        record.identity = admission.identity
+        record.response_headers = admission.headers
+        if admission.identity is None:
+            return context
+        return dataclasses.replace(context, identity=admission.identity)
+
+    def _transform_for(
+        self, adapter: ProviderAdapter, context: RequestContext
+    ) -> BodyTransform | None:
+        """The adapter's transform and the app-wide ones that apply, as one."""
+        own = adapter.body_transform(context)
+        wanted = [t for t in self._transforms if applies(t, context)]
+        if not wanted:
+            return own
+        if own is not None:
+            wanted.insert(0, own)
+        return wanted[0] if len(wanted) == 1 else Composed(wanted)
+
+    # -- the exchange -----------------------------------------------------------------
+
+    async def _exchange(
+        self,
+        request: httpx.Request,
+        body: RequestBody,
+        receive: Receive,
+        send: Send,
+        adapter: ProviderAdapter,
+        record: RequestRecord,
+    ) -> None:
+        """Send ``request`` and relay the answer, stopping at once if the client leaves."""
+        disconnected = False
+        completed = False
+        failure: BaseException | None = None
+
+        async def watch_disconnect(cancel: anyio.CancelScope) -> None:
+            nonlocal disconnected
+            await body.done.wait()
+            if body.error is not None:
+                return
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            disconnected = True
+            cancel.cancel()
+
+        transport = self._transport()
+        async with anyio.create_task_group() as group:
+            group.start_soon(watch_disconnect, group.cancel_scope)
+            try:
+                record.sent_at = time.perf_counter()
+                try:
+                    response = await transport.handle_async_request(request)
+                except httpx.TransportError as exc:
+                    raise body.error or as_proxy_error(exc, adapter.base_url.host) from exc
+                record.headers_at = time.perf_counter()
+                record.upstream_status = record.status = response.status_code
+                if body.error is not None:  # pragma: no cover - transports raise first
+                    raise body.error
+                tap = self._tap(adapter, response, record)
+                try:
+                    await relay_response(
+                        response,
+                        send,
+                        self._client_headers(response, record),
+                        provider=adapter.name,
+                        request_id=record.request_id,
+                        record=record,
+                        tap=tap,
+                    )
+                    completed = True
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await response.aclose()
+                    if tap is not None:
+                        usage, model = tap.result()
+                        record.usage = usage
+                        record.model = record.model or model
+            except Exception as exc:
+                # Re-raised below, outside the task group, so it is not wrapped in
+                # an exception group.
+                failure = body.error or exc
+            group.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+        # (The server also reports a disconnect once a response is complete.)
+        if disconnected and not completed:
+            record.error_kind = "client_disconnected"
+            logger.debug(
+                "client went away; closed the upstream response (request %s)", record.request_id
+            )
+
+    def _tap(
+        self, adapter: ProviderAdapter, response: httpx.Response, record: RequestRecord
+    ) -> UsageTap | None:
+        content_type = response.headers.get("content-type")
+        record.streamed = content_type is not None and content_type.startswith("text/event-stream")
+        if not self._usage():
+            return None
+        return UsageTap(
+            adapter.extract_usage,
+            adapter.extract_model,
+            content_type=content_type,
+            content_encoding=response.headers.get("content-encoding"),
+        )
+
+    def _client_headers(self, response: httpx.Response, record: RequestRecord) -> RawHeaders:
+        request_id = record.request_id.encode("ascii")
+        headers = response_headers_for_client(response.headers.raw)
+        upstream_id = header_value(headers, REQUEST_ID)
+        if upstream_id is not None:
+            headers = [item for item in headers if item[0] != REQUEST_ID]
+            if upstream_id != request_id:
+                headers.append((UPSTREAM_REQUEST_ID, upstream_id))
+        headers.append((REQUEST_ID, request_id))
+        headers.extend(extra_headers(record, self.overhead_header))
+        return headers
+
+
+def extra_headers(record: RequestRecord, overhead: bool) -> RawHeaders:
+    """The headers the proxy adds to any answer: limits, and its overhead when asked."""
+    headers: RawHeaders = [
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in record.response_headers.items()
+    ]
+    if overhead:
+        spent = record.overhead(time.perf_counter()) * 1000
+        headers.append((OVERHEAD_HEADER, f"{spent:.3f}".encode("ascii")))
+    return headers
+
+
+class _StreamedBody(httpx.AsyncByteStream):
+    """The client's body as an httpx request stream, read as the upstream sends it."""
+
+    def __init__(self, body: RequestBody) -> None:
+        self._body = body
+
+    async def __aiter__(self) -> Any:
+        async for chunk in self._body.stream():
+            yield chunk
+
+
+def _parse(raw: bytes, *, strict: bool) -> JSON:
+    """The body as JSON; invalid JSON is a 400 when a transform needs it, else unparsed."""
+    if not raw:
+        return _NOT_PARSED
+    try:
+        return loads(raw)
+    except ValueError as exc:
+        if strict:
+            raise InvalidJSON(
+                f"The request body is not valid JSON ({exc}); the proxy must read it to apply "
+                "its configured transforms, so nothing was forwarded."
+            ) from None
+        return _NOT_PARSED

@@ -1,0 +1,410 @@
+"""Guards: client authentication, rate limits, token quotas and concurrency caps.
+
+They run before any upstream work and refuse with the proxy's own errors
+(401, 429, 503) carrying ``Retry-After`` and ``X-RateLimit-*``. State lives in
+the app's :class:`~provider_proxy.Store`, so limits hold across instances that
+share a Redis.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime
+import hashlib
+import hmac
+import inspect
+import ipaddress
+import math
+import urllib.parse
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ._adapter import Usage
+from ._exceptions import (
+    ClientNotAuthorized,
+    Overloaded,
+    QuotaExceeded,
+    RateLimited,
+    TooManyConcurrent,
+)
+from ._store import RateResult, Store
+from .types import Scope
+
+#: Returns the identity of the client making a request, or ``None`` to refuse it.
+Authenticate = Callable[[Scope], "str | Awaitable[str | None] | None"]
+#: A custom rate limit key from the ASGI scope.
+KeyFunction = Callable[[Scope], str]
+
+_KEY_HEADERS = (b"authorization", b"x-api-key", b"api-key", b"x-goog-api-key")
+#: A lease not released (a crashed instance) frees its slot after this long.
+_LEASE_TTL = 3600.0
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most ``limit`` units per ``window`` seconds, per key.
+
+    :param key: ``"identity"`` (the authenticated client; its IP without
+        authentication), ``"ip"``, or a function of the ASGI scope.
+    :param unit: ``"requests"``, ``"bytes"`` (of request bodies) or ``"tokens"``
+        (input plus output, counted after each call: a call that goes over the
+        limit is served, and the next ones wait until the debt is paid).
+    :param per_provider: a separate budget per provider.
+    :param per_model: a separate budget per model (the body is read to find it).
+    """
+
+    limit: int
+    window: float
+    key: Literal["identity", "ip"] | KeyFunction = "identity"
+    unit: Literal["requests", "bytes", "tokens"] = "requests"
+    per_provider: bool = False
+    per_model: bool = False
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.limit < 1 or self.window <= 0:
+            raise ValueError("A RateLimit needs limit >= 1 and a window > 0 seconds.")
+        if self.unit not in ("requests", "bytes", "tokens"):
+            raise ValueError(f"unit must be requests, bytes or tokens, not {self.unit!r}.")
+
+    @property
+    def label(self) -> str:
+        key = self.key if isinstance(self.key, str) else "custom"
+        return self.name or f"{self.limit} {self.unit}/{self.window:g}s per {key}"
+
+
+@dataclass(frozen=True)
+class Quota:
+    """A budget of ``tokens`` (input plus output) per client per UTC day or month."""
+
+    tokens: int
+    period: Literal["day", "month"] = "day"
+    key: Literal["identity", "ip"] | KeyFunction = "identity"
+
+    def __post_init__(self) -> None:
+        if self.tokens < 1 or self.period not in ("day", "month"):
+            raise ValueError("A Quota needs tokens >= 1 and period 'day' or 'month'.")
+
+
+def _period(period: str, now: datetime.datetime) -> tuple[str, datetime.datetime]:
+    """The period's id and when the next one starts (UTC)."""
+    if period == "day":
+        start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        return start.strftime("%Y-%m-%d"), start + datetime.timedelta(days=1)
+    days = calendar.monthrange(now.year, now.month)[1]
+    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return start.strftime("%Y-%m"), start + datetime.timedelta(days=days)
+
+
+def _hash(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+def client_ip(scope: Scope, trusted: Sequence[Any]) -> str:
+    """The client's address; ``X-Forwarded-For`` counts only through trusted proxies.
+
+    Walks the forwarded chain from the right, skipping trusted hops, so a client
+    cannot claim an address by sending the header itself.
+    """
+    peer = (scope.get("client") or ("unknown", 0))[0]
+    if not trusted or not _trusted(peer, trusted):
+        return str(peer)
+    forwarded: list[str] = []
+    for name, value in scope["headers"]:
+        if name == b"x-forwarded-for":
+            forwarded.extend(p.strip() for p in value.decode("latin-1").split(","))
+    for hop in reversed(forwarded):
+        if hop and not _trusted(hop, trusted):
+            return hop
+    return forwarded[0] if forwarded and forwarded[0] else str(peer)
+
+
+def _trusted(address: str, trusted: Sequence[Any]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)
+
+
+def presented_key(scope: Scope) -> str | None:
+    """The key a client sent, in whichever header its SDK uses (or Gemini's ``key`` query)."""
+    for name, value in scope["headers"]:
+        if name in _KEY_HEADERS:
+            text: str = value.decode("latin-1").strip()
+            if name == b"authorization":
+                scheme, _, rest = text.partition(" ")
+                text = rest.strip() if scheme.lower() == "bearer" else ""
+            if text:
+                return text
+    query: bytes = scope.get("query_string", b"")
+    for part in query.split(b"&"):
+        name, _, value = part.partition(b"=")
+        if name == b"key" and value:
+            return str(urllib.parse.unquote(value.decode("latin-1")))
+    return None
+
+
+@dataclass
+class Admission:
+    """A request let through: who it is, its limit headers, what it holds."""
+
+    identity: str | None
+    headers: Mapping[str, str]
+    _guards: Guards = field(repr=False)
+    _scope: Scope = field(repr=False)
+    _provider: str = ""
+    _model: str | None = None
+    _leases: list[tuple[str, str]] = field(default_factory=list, repr=False)
+    _declared_bytes: bool = False
+    _finished: bool = False
+
+    async def finish(self, usage: Usage | None, request_bytes: int) -> None:
+        """Release the concurrency slots and charge tokens (and undeclared bytes)."""
+        if self._finished:
+            return
+        self._finished = True
+        await self._guards._finish(self, usage, request_bytes)
+
+
+class Guards:
+    """The checks a request passes before any upstream work.
+
+    :param client_keys: keys clients must send (a list, or a mapping of key to
+        identity name); only their SHA-256 hashes are kept, compared in constant time.
+    :param authenticate: instead of keys, a sync or async function of the ASGI
+        scope returning the client's identity or ``None``, to reuse the host's auth.
+    :param rate_limits: any number of :class:`RateLimit` rules.
+    :param quotas: token budgets per day or month.
+    :param max_concurrent: requests in flight over all clients (503 beyond).
+    :param max_concurrent_per_client: requests in flight per client (429 beyond).
+    :param trusted_proxies: addresses or networks (``"10.0.0.0/8"``) whose
+        ``X-Forwarded-For`` is believed.
+    :param store: where counters live; by default the app's store.
+    """
+
+    def __init__(
+        self,
+        *,
+        client_keys: Iterable[str] | Mapping[str, str] | None = None,
+        authenticate: Authenticate | None = None,
+        rate_limits: Sequence[RateLimit] = (),
+        quotas: Sequence[Quota] = (),
+        max_concurrent: int | None = None,
+        max_concurrent_per_client: int | None = None,
+        trusted_proxies: Iterable[str] = (),
+        store: Store | None = None,
+        now: Callable[[], datetime.datetime] | None = None,
+    ) -> None:
+        if client_keys is not None and authenticate is not None:
+            raise ValueError("Pass client_keys or authenticate, not both.")
+        self._keys: list[tuple[bytes, str]] | None = None
+        if client_keys is not None:
+            named = (
+                dict(client_keys)
+                if isinstance(client_keys, Mapping)
+                else {key: f"client-{i + 1}" for i, key in enumerate(client_keys)}
+            )
+            if not named or any(not key for key in named):
+                raise ValueError("client_keys must be non-empty strings.")
+            self._keys = [(_hash(key), identity) for key, identity in named.items()]
+        self._authenticate = authenticate
+        self.rate_limits = tuple(rate_limits)
+        self.quotas = tuple(quotas)
+        self.max_concurrent = max_concurrent
+        self.max_concurrent_per_client = max_concurrent_per_client
+        self._trusted = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
+        self.store = store
+        self._now = now or (lambda: datetime.datetime.now(datetime.timezone.utc))
+
+    def __repr__(self) -> str:
+        auth = "keys" if self._keys else "callable" if self._authenticate else "none"
+        return (
+            f"Guards(auth={auth}, rate_limits={len(self.rate_limits)}, quotas={len(self.quotas)})"
+        )
+
+    def bind(self, store: Store) -> None:
+        """Use ``store`` unless one was given (the app passes its own)."""
+        if self.store is None:
+            self.store = store
+
+    @property
+    def needs_model(self) -> bool:
+        """Whether a rule is per model, so the request body must be read for its model."""
+        return any(rule.per_model for rule in self.rate_limits)
+
+    def _store(self) -> Store:
+        if self.store is None:
+            raise RuntimeError("Guards have no store: pass store= or use them in a ProxyApp.")
+        return self.store
+
+    # -- admission ---------------------------------------------------------------------
+
+    async def admit(
+        self, scope: Scope, *, provider: str, model: str | None, request_bytes: int | None
+    ) -> Admission:
+        """Check a request; raises the refusal, or returns the :class:`Admission`."""
+        identity = await self._identify(scope)
+        admission = Admission(identity, {}, self, scope, provider, model)
+        store = self._store()
+        tightest: RateResult | None = None
+        for rule in self.rate_limits:
+            key = self._rule_key(rule, scope, identity, provider, model)
+            if rule.unit == "tokens":
+                # Only a check: the call's tokens are charged when it is done, so a
+                # client is stopped once its tokens went over the limit.
+                result = await store.rate(key, 0, rule.limit, rule.window)
+            elif rule.unit == "bytes":
+                if request_bytes is None:  # charged when the body has been read
+                    result = await store.rate(key, 0, rule.limit, rule.window)
+                else:
+                    admission._declared_bytes = True
+                    result = await store.rate(key, max(request_bytes, 1), rule.limit, rule.window)
+            else:
+                result = await store.rate(key, 1, rule.limit, rule.window)
+            if tightest is None or result.remaining < tightest.remaining or not result.allowed:
+                tightest = result
+            if not result.allowed:
+                headers = {**_rate_headers(result), "Retry-After": _seconds(result.retry_after)}
+                raise RateLimited(
+                    f"Rate limit reached ({rule.label}); retry in "
+                    f"{_seconds(result.retry_after)} s.",
+                    headers=headers,
+                )
+        admission.headers = _rate_headers(tightest) if tightest is not None else {}
+        await self._check_quotas(scope, identity, admission)
+        await self._hold_slots(identity, admission)
+        return admission
+
+    async def _identify(self, scope: Scope) -> str | None:
+        if self._authenticate is not None:
+            result = self._authenticate(scope)
+            if inspect.isawaitable(result):
+                result = await result
+            if result is None:
+                raise ClientNotAuthorized("This proxy did not recognise the request's credentials.")
+            return str(result)
+        if self._keys is None:
+            return None
+        presented = presented_key(scope)
+        if presented is not None:
+            digest = _hash(presented)
+            found: str | None = None
+            for known, identity in self._keys:
+                if hmac.compare_digest(known, digest):
+                    found = identity
+            if found is not None:
+                return found
+        raise ClientNotAuthorized(
+            "A valid client key is required: send it as the API key of your SDK "
+            "(Authorization: Bearer, x-api-key, api-key or x-goog-api-key)."
+        )
+
+    def _subject(
+        self, key: Literal["identity", "ip"] | KeyFunction, scope: Scope, identity: str | None
+    ) -> str:
+        if callable(key):
+            return "k:" + str(key(scope))
+        if key == "identity" and identity is not None:
+            return "id:" + identity
+        return "ip:" + client_ip(scope, self._trusted)
+
+    def _rule_key(
+        self, rule: RateLimit, scope: Scope, identity: str | None, provider: str, model: str | None
+    ) -> str:
+        parts = ["rate", rule.label, self._subject(rule.key, scope, identity)]
+        if rule.per_provider:
+            parts.append("p:" + provider)
+        if rule.per_model:
+            parts.append("m:" + (model or "-"))
+        return "|".join(parts)
+
+    def _quota_key(
+        self, quota: Quota, scope: Scope, identity: str | None
+    ) -> tuple[str, float, str]:
+        now = self._now()
+        period, reset = _period(quota.period, now)
+        key = f"quota|{quota.period}|{period}|{self._subject(quota.key, scope, identity)}"
+        return key, (reset - now).total_seconds(), reset.isoformat().replace("+00:00", "Z")
+
+    async def _check_quotas(self, scope: Scope, identity: str | None, admission: Admission) -> None:
+        store = self._store()
+        for quota in self.quotas:
+            key, ttl, reset = self._quota_key(quota, scope, identity)
+            used = await store.add(key, 0, ttl + 60)
+            if used >= quota.tokens:
+                raise QuotaExceeded(
+                    f"The token quota of {quota.tokens} per {quota.period} is used up; it "
+                    f"resets at {reset}.",
+                    headers={**admission.headers, "Retry-After": _seconds(ttl)},
+                )
+
+    async def _hold_slots(self, identity: str | None, admission: Admission) -> None:
+        store = self._store()
+        lease = uuid.uuid4().hex
+        slots: list[tuple[str, int, Any]] = []
+        if self.max_concurrent_per_client is not None:
+            who = self._subject("identity", admission._scope, identity)
+            slots.append((f"conc|{who}", self.max_concurrent_per_client, TooManyConcurrent))
+        if self.max_concurrent is not None:
+            slots.append(("conc|all", self.max_concurrent, Overloaded))
+        for key, limit, error in slots:
+            if not await store.acquire(key, lease, limit, _LEASE_TTL):
+                for held, name in admission._leases:
+                    await store.release(held, name)
+                admission._leases.clear()
+                scope_text = "this client" if error is TooManyConcurrent else "the proxy"
+                raise error(
+                    f"Too many requests in flight for {scope_text} (at most {limit}); retry "
+                    "when one has finished.",
+                    headers={**admission.headers, "Retry-After": "1"},
+                )
+            admission._leases.append((key, lease))
+
+    async def _finish(self, admission: Admission, usage: Usage | None, request_bytes: int) -> None:
+        store = self._store()
+        for key, lease in admission._leases:
+            await store.release(key, lease)
+        tokens = usage.total_tokens if usage is not None else 0
+        scope, identity = admission._scope, admission.identity
+        for rule in self.rate_limits:
+            key = self._rule_key(rule, scope, identity, admission._provider, admission._model)
+            if rule.unit == "tokens" and tokens:
+                await store.rate(key, tokens, rule.limit, rule.window, force=True)
+            elif rule.unit == "bytes" and not admission._declared_bytes and request_bytes:
+                await store.rate(key, request_bytes, rule.limit, rule.window, force=True)
+        if tokens:
+            for quota in self.quotas:
+                key, ttl, _ = self._quota_key(quota, scope, identity)
+                await store.add(key, tokens, ttl + 60)
+
+    def status(self) -> dict[str, Any]:
+        """The configuration, for ``/status``: rules and caps, never a key."""
+        return {
+            "authentication": "keys"
+            if self._keys
+            else "callable"
+            if self._authenticate
+            else "none",
+            "client_keys": len(self._keys or ()),
+            "rate_limits": [rule.label for rule in self.rate_limits],
+            "quotas": [f"{q.tokens} tokens/{q.period}" for q in self.quotas],
+            "max_concurrent": self.max_concurrent,
+            "max_concurrent_per_client": self.max_concurrent_per_client,
+            "store": repr(self.store),
+        }
+
+
+def _seconds(value: float) -> str:
+    return str(max(1, math.ceil(value - 1e-9)))
+
+
+def _rate_headers(result: RateResult) -> dict[str, str]:
+    """``X-RateLimit-Reset`` is seconds until the budget is full again (as GitHub's delta)."""
+    return {
+        "X-RateLimit-Limit": str(result.limit),
+        "X-RateLimit-Remaining": str(result.remaining),
+        "X-RateLimit-Reset": str(math.ceil(result.reset_after)),
+    }
