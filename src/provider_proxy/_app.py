@@ -100,7 +100,7 @@ class ProxyApp:
     :param guards: client authentication, rate limits, quotas and concurrency caps.
     :param cors: CORS for browser clients, when the host does not handle it.
     :param store: shared state for limits and the model catalog; by default in memory.
-        A store passed in is left open on shutdown (several apps may share it).
+        The app closes it on shutdown (a closed :class:`RedisStore` reconnects when used).
     :param validate_credentials: probe each provider's key at startup: ``"off"``,
         ``"warn"`` (log the failures; the default) or ``"strict"`` (startup fails).
     :param models_ttl: seconds the model catalog (``GET {mount}/v1/models``) is cached.
@@ -147,7 +147,6 @@ class ProxyApp:
         self._timeout = timeout
 
         store = options.get("store")
-        self._owns_store = store is None
         self.store: Store = MemoryStore() if store is None else store
         self._guards = options.get("guards")
         if self._guards is not None:
@@ -240,8 +239,7 @@ class ProxyApp:
         """
         await self._dispatcher.aclose()
         await self.catalog.aclose()
-        if self._owns_store:
-            await self.store.aclose()
+        await self.store.aclose()
         transport = self._transport
         if transport is None:
             return

@@ -110,18 +110,24 @@ class RedisStore:
         prefix: str = "provider_proxy:",
         on_error: Literal["open", "closed"] = "closed",
         timeout: float = 0.5,
+        max_connections: int = 50,
     ) -> RedisStore:
         """A store for ``redis://host:port/db``; ``timeout`` bounds connecting and each call."""
         try:
-            from redis.asyncio import Redis
+            from redis.asyncio import BlockingConnectionPool, Redis
         except ImportError as exc:  # pragma: no cover - the extra is installed in tests
             raise ImportError(
                 "RedisStore needs redis-py: pip install 'provider-proxy[redis]'."
             ) from exc
-        client = Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False
+        # A bounded pool: callers beyond it wait (up to ``timeout``) for a connection.
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=timeout,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
         )
-        return cls(client, prefix=prefix, on_error=on_error)
+        return cls(Redis(connection_pool=pool), prefix=prefix, on_error=on_error)
 
     def __repr__(self) -> str:
         # The URL may carry a password: only the prefix and mode are shown.
@@ -192,4 +198,4 @@ class RedisStore:
         await self._call("release", self._client.zrem(self.prefix + key, lease), None)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._client.aclose(close_connection_pool=True)

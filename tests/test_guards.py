@@ -1,0 +1,288 @@
+"""Guards through the real app on loopback: exact statuses, headers and error formats."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from provider_proxy import (
+    CORS,
+    Guards,
+    ProxyApp,
+    ProxyEvent,
+    Quota,
+    RateLimit,
+    RedisStore,
+    make_asgi_app,
+)
+from provider_proxy._fake import FakeUpstream
+from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter
+
+from .conftest import ANTHROPIC_KEY, OPENAI_KEY
+from .redis_server import RedisServer
+from .servers import ServerThread, serve, wait_until
+
+CHAT = {"model": "gpt-fake", "messages": [{"role": "user", "content": "hi"}]}
+CLIENT_A, CLIENT_B = "client-key-alpha-123", "client-key-bravo-456"
+
+
+def _proxy(upstream: ServerThread, **options: Any) -> ProxyApp:
+    adapters = [
+        OpenAIAdapter(base_url=upstream.url + "/v1", api_key=OPENAI_KEY),
+        AnthropicAdapter(base_url=upstream.url, api_key=ANTHROPIC_KEY),
+    ]
+    options.setdefault("validate_credentials", "off")
+    return make_asgi_app(adapters, **options)
+
+
+@pytest.fixture
+def served(upstream: ServerThread) -> Iterator[Any]:
+    servers: list[Any] = []
+
+    def start(**options: Any) -> httpx.Client:
+        # uvicorn would itself trust X-Forwarded-For from 127.0.0.1; the guards decide here.
+        context = serve(_proxy(upstream, **options), proxy_headers=False)
+        server = context.__enter__()
+        servers.append(context)
+        client = httpx.Client(base_url=server.url, timeout=10)
+        servers.append(client)
+        return client
+
+    yield start
+    for item in reversed(servers):
+        if isinstance(item, httpx.Client):
+            item.close()
+        else:
+            item.__exit__(None, None, None)
+
+
+def _chat(client: httpx.Client, key: str | None = None, **headers: str) -> httpx.Response:
+    if key is not None:
+        headers["authorization"] = f"Bearer {key}"
+    return client.post("/openai/chat/completions", json=CHAT, headers=headers)
+
+
+def test_client_keys(served: Any, fake: FakeUpstream) -> None:
+    events: list[ProxyEvent] = []
+    client = served(guards=Guards(client_keys={CLIENT_A: "alice"}), sinks=[events.append])
+    missing = _chat(client)
+    assert missing.status_code == 401
+    assert missing.json()["error"]["code"] == "client_not_authorized"
+    assert "x-api-key" in missing.json()["error"]["message"]
+    wrong = _chat(client, "not-the-key")
+    assert wrong.status_code == 401
+    assert "not-the-key" not in wrong.text
+    ok = _chat(client, CLIENT_A)
+    assert ok.status_code == 200
+    assert fake.last.header("authorization") == f"Bearer {OPENAI_KEY}"
+    anthropic = client.post(
+        "/anthropic/v1/messages", json={"model": "c"}, headers={"x-api-key": CLIENT_A}
+    )
+    assert anthropic.status_code == 200
+    assert fake.last.header("x-api-key") == ANTHROPIC_KEY
+    refused = client.post("/anthropic/v1/messages", json={"model": "c"})
+    assert refused.json()["error"]["type"] == "authentication_error"
+    assert wait_until(lambda: len(events) == 5)
+    assert [e.identity for e in events] == [None, None, "alice", "alice", None]
+    assert CLIENT_A not in repr(Guards(client_keys=[CLIENT_A]))
+
+
+def test_authenticate_callable_reuses_host_auth(served: Any) -> None:
+    async def from_session(scope: dict[str, Any]) -> str | None:
+        for name, value in scope["headers"]:
+            if name == b"x-session" and value == b"valid":
+                return "user-42"
+        return None
+
+    client = served(guards=Guards(authenticate=from_session))
+    assert _chat(client).status_code == 401
+    assert _chat(client, **{"x-session": "valid"}).status_code == 200
+
+
+def test_rate_limit_headers_and_429(served: Any) -> None:
+    client = served(guards=Guards(rate_limits=[RateLimit(3, 60)]))
+    answers = [_chat(client) for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert [a.headers["x-ratelimit-remaining"] for a in answers] == ["2", "1", "0", "0"]
+    assert all(a.headers["x-ratelimit-limit"] == "3" for a in answers)
+    assert 0 < int(answers[0].headers["x-ratelimit-reset"]) <= 60
+    limited = answers[-1]
+    assert limited.headers["retry-after"] == "20"
+    assert limited.headers["x-should-retry"] == "true"
+    assert limited.json()["error"]["code"] == "rate_limited"
+    assert "3 requests/60s" in limited.json()["error"]["message"]
+
+
+def test_forwarded_for_only_from_trusted_proxies(served: Any) -> None:
+    rule = RateLimit(1, 60, key="ip")
+    trusting = served(guards=Guards(rate_limits=[rule], trusted_proxies=["127.0.0.1/32"]))
+    assert _chat(trusting, **{"x-forwarded-for": "203.0.113.5"}).status_code == 200
+    assert _chat(trusting, **{"x-forwarded-for": "203.0.113.6"}).status_code == 200
+    assert _chat(trusting, **{"x-forwarded-for": "203.0.113.5"}).status_code == 429
+    # Spoofed left-most entries do not help: the right-most untrusted hop counts.
+    spoof = {"x-forwarded-for": "198.51.100.1, 203.0.113.6"}
+    assert _chat(trusting, **spoof).status_code == 429
+    untrusting = served(guards=Guards(rate_limits=[rule]))
+    assert _chat(untrusting, **{"x-forwarded-for": "203.0.113.5"}).status_code == 200
+    assert _chat(untrusting, **{"x-forwarded-for": "203.0.113.6"}).status_code == 429
+
+
+def test_token_limit_counts_usage_after_each_call(served: Any) -> None:
+    # The fake answers with 10 input and 11 output tokens.
+    client = served(guards=Guards(rate_limits=[RateLimit(30, 60, unit="tokens")]))
+    assert _chat(client).status_code == 200
+    assert _chat(client).status_code == 200  # 21 used, budget left
+    limited = _chat(client)  # 42 used: over
+    assert limited.status_code == 429
+    assert int(limited.headers["retry-after"]) >= 20
+
+
+def test_bytes_limit(served: Any) -> None:
+    client = served(guards=Guards(rate_limits=[RateLimit(200, 60, unit="bytes")]))
+    assert _chat(client).status_code == 200
+    big = client.post("/openai/chat/completions", json={**CHAT, "pad": "x" * 300})
+    assert big.status_code == 429
+
+
+def test_quota_per_day(served: Any) -> None:
+    client = served(guards=Guards(client_keys=[CLIENT_A, CLIENT_B], quotas=[Quota(20)]))
+    assert _chat(client, CLIENT_A).status_code == 200  # 21 tokens
+    spent = _chat(client, CLIENT_A)
+    assert spent.status_code == 429
+    assert spent.json()["error"]["code"] == "quota_exceeded"
+    assert "resets at" in spent.json()["error"]["message"]
+    assert 0 < int(spent.headers["retry-after"]) <= 86400
+    assert spent.headers["x-should-retry"] == "false"
+    assert _chat(client, CLIENT_B).status_code == 200  # another client's budget
+
+
+def test_per_model_rule_reads_the_model(served: Any) -> None:
+    client = served(guards=Guards(rate_limits=[RateLimit(1, 60, per_model=True)]))
+    post = client.post
+    assert post("/openai/chat/completions", json={**CHAT, "model": "a"}).status_code == 200
+    assert post("/openai/chat/completions", json={**CHAT, "model": "a"}).status_code == 429
+    assert post("/openai/chat/completions", json={**CHAT, "model": "b"}).status_code == 200
+
+
+def _hold_stream(client: httpx.Client, started: threading.Event, key: str) -> threading.Thread:
+    def run() -> None:
+        body = {**CHAT, "stream": True}
+        headers = {"authorization": f"Bearer {key}", "x-fake-chunks": "20", "x-fake-gap": "0.05"}
+        with client.stream("POST", "/openai/chat/completions", json=body, headers=headers) as r:
+            started.set()
+            for _ in r.iter_bytes():
+                pass
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_concurrency_per_client_and_overall(served: Any) -> None:
+    guards = Guards(client_keys=[CLIENT_A, CLIENT_B], max_concurrent_per_client=1, max_concurrent=2)
+    client = served(guards=guards)
+    started = threading.Event()
+    stream = _hold_stream(client, started, CLIENT_A)
+    assert started.wait(5)
+    busy = _chat(client, CLIENT_A)
+    assert busy.status_code == 429
+    assert busy.json()["error"]["code"] == "too_many_concurrent"
+    assert busy.headers["retry-after"] == "1"
+    started_b = threading.Event()
+    stream_b = _hold_stream(client, started_b, CLIENT_B)
+    assert started_b.wait(5)
+    other = httpx.post(
+        str(client.base_url) + "/openai/chat/completions",
+        json=CHAT,
+        headers={"authorization": f"Bearer {CLIENT_B}"},
+    )
+    assert other.status_code in (429, 503)
+    stream.join(10)
+    stream_b.join(10)
+    # Streams count until they end; then the slots are free again.
+    assert _chat(client, CLIENT_A).status_code == 200
+    assert _chat(client, CLIENT_B).status_code == 200
+
+
+def test_overall_cap_is_503(served: Any) -> None:
+    client = served(guards=Guards(max_concurrent=1))
+    started = threading.Event()
+    stream = _hold_stream(client, started, "x")
+    assert started.wait(5)
+    overloaded = _chat(client)
+    assert overloaded.status_code == 503
+    assert overloaded.json()["error"]["code"] == "overloaded"
+    assert overloaded.headers["retry-after"] == "1"
+    stream.join(10)
+    assert _chat(client).status_code == 200
+
+
+def test_two_apps_sharing_redis_enforce_one_limit(upstream: ServerThread) -> None:
+    redis = RedisServer().start()
+    prefix = f"pp-{uuid.uuid4().hex}:"
+    try:
+
+        def app() -> ProxyApp:
+            store = RedisStore.from_url(redis.url, prefix=prefix)
+            return _proxy(upstream, store=store, guards=Guards(rate_limits=[RateLimit(4, 60)]))
+
+        with serve(app(), proxy_headers=False) as first, serve(app()) as second:
+            codes = [
+                httpx.post(
+                    (first if i % 2 else second).url + "/openai/chat/completions", json=CHAT
+                ).status_code
+                for i in range(6)
+            ]
+    finally:
+        redis.stop()
+    assert codes == [200, 200, 200, 200, 429, 429]
+
+
+def test_cors_preflight_and_actual(served: Any, fake: FakeUpstream) -> None:
+    seen = len(fake.requests)
+    client = served(cors=CORS(allow_origins=["https://app.example"]))
+    preflight = client.options(
+        "/openai/chat/completions",
+        headers={
+            "origin": "https://app.example",
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "authorization, content-type, x-stainless-os",
+        },
+    )
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == "https://app.example"
+    assert "POST" in preflight.headers["access-control-allow-methods"]
+    assert "authorization" in preflight.headers["access-control-allow-headers"]
+    assert len(fake.requests) == seen  # answered without the upstream
+    actual = client.post(
+        "/openai/chat/completions", json=CHAT, headers={"origin": "https://app.example"}
+    )
+    assert actual.headers["access-control-allow-origin"] == "https://app.example"
+    assert "x-request-id" in actual.headers["access-control-expose-headers"]
+    stranger = client.options(
+        "/openai/chat/completions",
+        headers={"origin": "https://evil.example", "access-control-request-method": "POST"},
+    )
+    assert stranger.status_code == 403
+    assert "access-control-allow-origin" not in stranger.headers
+    plain = client.post(
+        "/openai/chat/completions", json=CHAT, headers={"origin": "https://evil.example"}
+    )
+    assert "access-control-allow-origin" not in plain.headers
+
+
+def test_cors_wildcard_and_credentials() -> None:
+    with pytest.raises(ValueError, match="cannot be combined"):
+        CORS(allow_origins=["*"], allow_credentials=True)
+    assert CORS(allow_origins=["*"]).origin_headers("https://x.example") == [
+        (b"access-control-allow-origin", b"*")
+    ]
+    echoed = CORS(allow_origins=["https://x.example"], allow_credentials=True)
+    assert (b"access-control-allow-credentials", b"true") in echoed.origin_headers(
+        "https://x.example"
+    )
