@@ -59,3 +59,15 @@ def demo(session: nox.Session) -> None:
     """The offline demo: a fake provider, the proxy and a streamed chat completion."""
     session.install("-e", ".[server]")
     session.run("provider-proxy", "demo")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """The benchmarks, reported as ratios; timings never fail a run.
+
+    ``nox -s bench -- --quick`` for a short run, ``-- --scenario stream`` for one
+    scenario. Uses ``wrk`` when it is on ``PATH``; the table is saved to
+    ``benchmarks/results/latest.md``.
+    """
+    session.install("-e", ".[fast,server]")
+    session.run("python", "-m", "benchmarks", *session.posargs)

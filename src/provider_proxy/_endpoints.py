@@ -9,7 +9,9 @@ refused unless the operator allows it. Rules are strings such as
 - the method is one method, several joined with ``,`` (``"GET,DELETE"``), or
   ``*`` for any; ``GET`` also covers ``HEAD``;
 - in the path, ``*`` matches within one segment (``/models/*`` matches
-  ``/models/gpt-4o`` but not ``/models/a/b``), ``**`` matches across segments;
+  ``/models/gpt-4o`` but not ``/models/a/b``); a ``**`` segment matches any
+  number of segments, none included (``/files/**`` matches ``/files``,
+  ``/files/abc`` and ``/files/abc/content``; ``/a/**/b`` matches ``/a/b``);
 - the path is compared without its query and without a trailing ``/``.
 """
 
@@ -22,6 +24,8 @@ from functools import lru_cache
 
 #: The rule that allows every endpoint: ``allow=[ALLOW_ALL]``.
 ALLOW_ALL = "* /**"
+
+_METHOD = re.compile(r"[A-Z][A-Z0-9_-]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,28 +45,45 @@ class EndpointRule:
 @lru_cache(maxsize=512)
 def parse_rule(text: str) -> EndpointRule:
     """Parse ``"METHOD /path/pattern"``; raises :class:`ValueError` naming the problem."""
-    method, _, path = text.strip().partition(" ")
-    path = path.strip()
-    if not method or not path.startswith("/"):
+    words = text.split(None, 1)
+    method, path = (words[0], words[1].strip()) if len(words) == 2 else ("", "")
+    if not path.startswith("/") or any(space in path for space in " \t\n"):
         raise ValueError(
             f"Endpoint rule {text!r} must be 'METHOD /path', for example 'POST /chat/completions' "
             "or 'GET,DELETE /files/**'."
         )
+    names = {name.strip().upper() for name in method.split(",")}
+    bad = sorted(name for name in names if name != "*" and not _METHOD.fullmatch(name))
+    if bad:
+        raise ValueError(
+            f"Endpoint rule {text!r}: {', '.join(map(repr, bad))} is not an HTTP method; "
+            "join methods with ',' (no spaces) or write '*' for any."
+        )
     methods: frozenset[str] | None = None
-    if method != "*":
-        names = {name.strip().upper() for name in method.split(",") if name.strip()}
+    if "*" not in names:
         if "GET" in names:
             names.add("HEAD")
         methods = frozenset(names)
-    parts = re.split(r"(\*\*|\*)", _normalise(path))
-    regex = "".join(
-        ".*" if part == "**" else "[^/]*" if part == "*" else re.escape(part) for part in parts
-    )
-    return EndpointRule(methods, re.compile(regex), text)
+    return EndpointRule(methods, _compile(path), text)
+
+
+def _compile(path: str) -> re.Pattern[str]:
+    regex = ""
+    for segment in _normalise(path).split("/")[1:]:
+        if segment == "**":
+            regex += "(?:/.*)?"  # any number of segments, none included
+            continue
+        parts = re.split(r"(\*\*|\*)", segment)
+        regex += "/" + "".join(
+            ".*" if part == "**" else "[^/]*" if part == "*" else re.escape(part) for part in parts
+        )
+    return re.compile(regex)
 
 
 def parse_rules(texts: Iterable[str]) -> tuple[EndpointRule, ...]:
     """Parse several rules at once (at construction time, so a typo fails early)."""
+    if isinstance(texts, str):
+        raise ValueError(f"Endpoint rules are a list of strings: [{texts!r}], not {texts!r}.")
     return tuple(parse_rule(text) for text in texts)
 
 

@@ -1,100 +1,212 @@
-"""Prometheus metrics from the proxy's events (the ``prometheus`` extra)."""
+"""Prometheus metrics from the proxy's events (the ``prometheus`` extra).
+
+The metrics live in a registry of their own, served by the proxy at
+``GET {mount}/metrics``; given the host's registry they are registered there
+too, so a host that already serves metrics shows them with its own.
+
+Label values are bounded: ``provider`` is an adapter name (``none`` for the
+proxy's own endpoints and unknown providers), ``status`` an HTTP status,
+``kind`` one of a fixed set, and ``model`` (which comes from clients and
+providers) is capped: after :data:`DEFAULT_MAX_MODELS` distinct models, later
+ones are counted as ``other``; names are cut to :data:`MAX_MODEL_LENGTH`
+characters, and a request whose model is unknown counts as ``unknown``.
+"""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
 from typing import Any
 
 from ._events import ProxyEvent
 
-#: Distinct model label values kept per metric; later models are counted as "other",
-#: so a client sending random model names cannot grow the registry without bound.
-MAX_MODELS = 200
+#: Distinct ``model`` label values kept; later models count as ``other``.
+DEFAULT_MAX_MODELS = 200
+#: The longest ``model`` label value; longer names are cut.
+MAX_MODEL_LENGTH = 128
 
-_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+#: Buckets of the latency histograms (seconds): model answers take up to minutes.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+#: Buckets of the overhead histogram (seconds): the proxy's own time is sub-millisecond.
+OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
+
+#: ``error_kind`` values that mean the provider could not be reached or broke off.
+UPSTREAM_FAILURES = frozenset({"upstream_unreachable", "upstream_timeout", "upstream_stream_error"})
+
+
+def _prometheus() -> Any:
+    try:
+        import prometheus_client
+    except ImportError as exc:
+        raise ImportError(
+            "PrometheusMetrics needs prometheus_client; install the 'prometheus' extra: "
+            "pip install 'provider-proxy[prometheus]'."
+        ) from exc
+    return prometheus_client
 
 
 class PrometheusMetrics:
-    """Counters and histograms of the proxy's requests, as an event sink.
+    """Counters and histograms of the proxy's requests; an event sink.
 
-    Pass it as ``metrics=`` to :func:`~provider_proxy.make_asgi_app` and the proxy
-    serves it at ``GET {mount}/metrics``; with ``registry=`` the metrics are
-    registered with the host's own registry too (then the host may serve them).
+    Pass it as ``metrics=`` to :func:`~provider_proxy.make_asgi_app` (or
+    ``metrics=True`` for one with defaults): the engine hands it every event,
+    calls :meth:`track_start` and :meth:`track_end` around each forwarded
+    request, and serves :meth:`render` at ``GET {mount}/metrics``.
 
-    Metrics (all prefixed with ``namespace``): ``requests_total{provider,status}``,
-    ``request_duration_seconds{provider}``, ``time_to_first_byte_seconds{provider}``,
-    ``in_flight_requests{provider}``, ``tokens_total{provider,model,kind}`` (kind:
-    input, output, cache_read, cache_write) and ``errors_total{provider,kind}``.
+    All names start with ``namespace`` and ``_``:
+
+    * ``requests_total{provider,status}``: requests answered, by the status the
+      client got;
+    * ``request_duration_seconds{provider}``: arrival to last byte (histogram);
+    * ``time_to_first_byte_seconds{provider}``: arrival to the first body byte
+      (histogram; requests that sent no body are not observed);
+    * ``overhead_seconds{provider}``: the proxy's own time before the upstream
+      request went out (histogram);
+    * ``in_flight_requests{provider}``: requests being forwarded now (gauge);
+    * ``tokens_total{provider,model,kind}``: tokens reported by providers; kind
+      ``input`` (every prompt token, cached ones included), ``output``,
+      ``cache_read`` and ``cache_write`` (parts of the input);
+    * ``upstream_errors_total{provider,kind}``: the provider failed: kind
+      ``upstream_unreachable``, ``upstream_timeout``, ``upstream_stream_error``
+      (the stream broke mid-answer), or ``http_<status>`` for an error status
+      it answered (4xx and 5xx);
+    * ``errors_total{provider,kind}``: requests that did not complete normally,
+      by the event's ``error_kind`` (the proxy's own error answers,
+      ``client_disconnected``, ``upstream_stream_error``).
+
+    :param registry: the host's :class:`prometheus_client.CollectorRegistry` to
+        register the metrics with as well (``prometheus_client.REGISTRY`` for
+        the default one); one registry takes one set per ``namespace``.
+    :param namespace: the prefix of every metric name.
+    :param max_models: distinct ``model`` label values kept.
+    :param buckets: the latency histograms' buckets, in seconds.
+    :raises ImportError: when ``prometheus_client`` is not installed.
     """
 
-    def __init__(self, registry: Any = None, namespace: str = "provider_proxy") -> None:
-        try:
-            import prometheus_client as prom
-        except ImportError as exc:  # pragma: no cover - the extra is installed in tests
-            raise ImportError(
-                "PrometheusMetrics needs prometheus_client: "
-                "pip install 'provider-proxy[prometheus]'."
-            ) from exc
+    def __init__(
+        self,
+        registry: Any = None,
+        namespace: str = "provider_proxy",
+        *,
+        max_models: int = DEFAULT_MAX_MODELS,
+        buckets: Sequence[float] = LATENCY_BUCKETS,
+    ) -> None:
+        prom = _prometheus()
         self._prom = prom
-        self.registry = registry if registry is not None else prom.CollectorRegistry()
-        options: dict[str, Any] = {"namespace": namespace, "registry": self.registry}
+        #: The registry :meth:`render` serves: these metrics and nothing else.
+        self.registry = prom.CollectorRegistry(auto_describe=True)
+        self.namespace = namespace
+        self.max_models = max_models
+        options: dict[str, Any] = {"namespace": namespace, "registry": None}
         self.requests = prom.Counter(
-            "requests", "Requests by provider and status.", ["provider", "status"], **options
+            "requests",
+            "Requests answered, by provider and status.",
+            ["provider", "status"],
+            **options,
         )
         self.duration = prom.Histogram(
             "request_duration_seconds",
             "Time from a request's arrival to its last byte.",
             ["provider"],
-            buckets=_LATENCY_BUCKETS,
+            buckets=tuple(buckets),
             **options,
         )
         self.first_byte = prom.Histogram(
             "time_to_first_byte_seconds",
             "Time from a request's arrival to the first response body byte.",
             ["provider"],
-            buckets=_LATENCY_BUCKETS,
+            buckets=tuple(buckets),
+            **options,
+        )
+        self.overhead = prom.Histogram(
+            "overhead_seconds",
+            "The proxy's own time before the upstream request was sent.",
+            ["provider"],
+            buckets=OVERHEAD_BUCKETS,
             **options,
         )
         self.in_flight = prom.Gauge(
-            "in_flight_requests", "Requests being served.", ["provider"], **options
+            "in_flight_requests", "Requests being forwarded now.", ["provider"], **options
         )
         self.tokens = prom.Counter(
             "tokens",
-            "Tokens by provider, model and kind.",
+            "Tokens reported by providers, by model and kind.",
             ["provider", "model", "kind"],
             **options,
         )
-        self.errors = prom.Counter(
-            "errors", "Failed requests by provider and error kind.", ["provider", "kind"], **options
+        self.upstream_errors = prom.Counter(
+            "upstream_errors",
+            "Provider failures: unreachable, timed out, broken streams and error statuses.",
+            ["provider", "kind"],
+            **options,
         )
+        self.errors = prom.Counter(
+            "errors",
+            "Requests that did not complete normally, by error kind.",
+            ["provider", "kind"],
+            **options,
+        )
+        collectors = (
+            self.requests,
+            self.duration,
+            self.first_byte,
+            self.overhead,
+            self.in_flight,
+            self.tokens,
+            self.upstream_errors,
+            self.errors,
+        )
+        for collector in collectors:
+            self.registry.register(collector)
+        if registry is not None:
+            for index, collector in enumerate(collectors):
+                try:
+                    registry.register(collector)
+                except ValueError:
+                    for registered in collectors[:index]:
+                        registry.unregister(registered)
+                    raise
         self._models: set[str] = set()
+        self._models_lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return "PrometheusMetrics()"
+        return f"PrometheusMetrics(namespace={self.namespace!r})"
 
     def track_start(self, provider: str) -> None:
+        """A request to ``provider`` is being forwarded (the in-flight gauge goes up)."""
         self.in_flight.labels(provider).inc()
 
     def track_end(self, provider: str) -> None:
+        """That request is done, however it ended."""
         self.in_flight.labels(provider).dec()
 
     def _model(self, model: str | None) -> str:
-        if model is None:
+        if not model:
             return "unknown"
+        model = model[:MAX_MODEL_LENGTH]
         if model in self._models:
             return model
-        if len(self._models) < MAX_MODELS:
-            self._models.add(model)
-            return model
+        with self._models_lock:
+            if len(self._models) < self.max_models:
+                self._models.add(model)
+                return model
         return "other"
 
     def __call__(self, event: ProxyEvent) -> None:
+        """Count one finished request."""
         provider = event.provider or "none"
         self.requests.labels(provider, str(event.status)).inc()
         self.duration.labels(provider).observe(event.duration)
         if event.time_to_first_byte is not None:
             self.first_byte.labels(provider).observe(event.time_to_first_byte)
+        if event.upstream_status is not None or event.error_kind in UPSTREAM_FAILURES:
+            self.overhead.labels(provider).observe(event.overhead)
         if event.error_kind is not None:
             self.errors.labels(provider, event.error_kind).inc()
+        if event.error_kind in UPSTREAM_FAILURES:
+            self.upstream_errors.labels(provider, event.error_kind).inc()
+        elif event.upstream_status is not None and 400 <= event.upstream_status <= 599:
+            self.upstream_errors.labels(provider, f"http_{event.upstream_status}").inc()
         usage = event.usage
         if usage is not None:
             model = self._model(event.model)
@@ -104,9 +216,9 @@ class PrometheusMetrics:
                 ("cache_read", usage.cache_read_tokens),
                 ("cache_write", usage.cache_write_tokens),
             ):
-                if count:
+                if count is not None and count > 0:
                     self.tokens.labels(provider, model, kind).inc(count)
 
     def render(self) -> tuple[bytes, str]:
-        """The metrics in Prometheus' text format, and its content type."""
+        """These metrics in Prometheus' text format, and the content type to serve them with."""
         return self._prom.generate_latest(self.registry), self._prom.CONTENT_TYPE_LATEST

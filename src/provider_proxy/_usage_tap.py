@@ -1,16 +1,34 @@
 """Reading token usage from a response as it is relayed, on a copy of each chunk.
 
-The tap never holds a chunk back and never raises: the engine feeds it after
-each chunk was sent, and any surprise (a body that is not JSON, a decoding
-error, a body over the size bound) just turns it off for that response.
+The engine feeds the tap each chunk right after sending it to the client, so
+the tap never holds a byte back, and it never raises: any surprise (a body
+that is not JSON, a decoding error, a body over the size bound, an extractor
+that fails) turns it off for that response, with one debug log line.
+
+What it reads:
+
+* ``text/event-stream``: each event's ``data`` as it completes, parsed as
+  JSON and handed to the adapter's extractors (``[DONE]`` and data that is
+  not a JSON object or array are skipped); usage reports are merged with
+  :meth:`Usage.merge <provider_proxy.Usage.merge>`, and the first model named
+  is kept. Memory stays bounded by the longest event.
+* JSON (``application/json``, ``*/*+json``): a copy of the body up to
+  ``max_bytes``, parsed when the response is complete. A top-level array (as
+  Gemini streams without ``alt=sse``) has each element read in turn.
+* ``Content-Encoding`` ``gzip``, ``deflate`` (zlib-wrapped or raw) and ``br``
+  (with ``brotli`` or ``brotlicffi`` 1.2 or later, whose decoders can bound
+  their output) are decoded incrementally with the output bounded, so a
+  decompression bomb stops the tap, never the relay. Other encodings leave
+  the tap off.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import zlib
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from ._adapter import Usage
 from ._json import loads
@@ -18,69 +36,124 @@ from ._sse import SSEParser
 
 logger = logging.getLogger("provider_proxy")
 
-#: A JSON body (decompressed) larger than this is not read for usage.
+#: The most decompressed bytes kept of a JSON body, the longest streamed event
+#: read, and the most one compressed chunk may expand to.
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024
 
 
+class _TooLarge(Exception):
+    """The decoded output went over its bound."""
+
+
 class _Decoder(Protocol):
-    def decompress(self, data: bytes, max_length: int = ..., /) -> bytes: ...
+    def decode(self, data: bytes, limit: int) -> bytes:
+        """The output ``data`` completes; raises :class:`_TooLarge` past ``limit`` bytes."""
+        ...
 
 
-def _brotli() -> Any:
-    try:
-        import brotli
-    except ImportError:
-        try:
-            import brotlicffi as brotli
-        except ImportError:
-            return None
-    return brotli
+class _Gzip:
+    """gzip, member after member (RFC 1952 allows several)."""
 
+    def __init__(self) -> None:
+        self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
 
-class _Brotli:
-    def __init__(self, module: Any) -> None:
-        self._decoder = module.Decompressor()
-
-    def decompress(self, data: bytes, max_length: int = -1, /) -> bytes:
-        process = getattr(self._decoder, "process", None) or self._decoder.decompress
-        return bytes(process(data))
+    def decode(self, data: bytes, limit: int) -> bytes:
+        out = self._decoder.decompress(data, limit + 1)
+        while self._decoder.eof and self._decoder.unused_data and len(out) <= limit:
+            rest = self._decoder.unused_data
+            self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            out += self._decoder.decompress(rest, limit + 1 - len(out))
+        if len(out) > limit:
+            raise _TooLarge
+        return out
 
 
 class _Deflate:
-    """``deflate`` as servers send it: zlib-wrapped, or (wrongly but commonly) raw."""
+    """``deflate`` as servers send it: zlib-wrapped (RFC 9110 §8.4.1.2) or, commonly, raw."""
 
     def __init__(self) -> None:
+        self._head = b""
         self._decoder: Any = None
 
-    def decompress(self, data: bytes, max_length: int = 0, /) -> bytes:
+    def decode(self, data: bytes, limit: int) -> bytes:
         if self._decoder is None:
-            raw = bool(data) and (data[0] & 0x0F) != 8
-            self._decoder = zlib.decompressobj(-zlib.MAX_WBITS if raw else zlib.MAX_WBITS)
-        return bytes(self._decoder.decompress(data, max_length))
+            data = self._head + data
+            if len(data) < 2:
+                self._head = data
+                return b""
+            # A zlib header (RFC 1950 §2.2): method 8, window at most 32 KiB, check bits.
+            cmf, flg = data[0], data[1]
+            wrapped = cmf & 0x0F == 8 and cmf >> 4 <= 7 and (cmf << 8 | flg) % 31 == 0
+            self._decoder = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
+        out: bytes = self._decoder.decompress(data, limit + 1)
+        if len(out) > limit:
+            raise _TooLarge
+        return out
 
 
-def _decoder(encoding: str | None) -> _Decoder | bool | None:
-    """A decoder for ``encoding``; ``None`` for identity, ``False`` when unsupported."""
-    if not encoding or encoding.strip().lower() == "identity":
+class _Brotli:
+    def __init__(self, decoder: Any) -> None:
+        self._decoder = decoder
+
+    def decode(self, data: bytes, limit: int) -> bytes:
+        out = bytes(self._decoder.process(data, output_buffer_limit=limit + 1))
+        # The decoder stops at about the limit; it holds more when it cannot take input.
+        if len(out) > limit or not self._decoder.can_accept_more_data():
+            raise _TooLarge
+        return out
+
+
+def _brotli_decoder() -> _Brotli | None:
+    """A bounded brotli decoder, or ``None`` without a recent enough module."""
+    module: Any = None
+    for name in ("brotli", "brotlicffi"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        break
+    if module is None:
         return None
-    name = encoding.strip().lower()
+    decoder = module.Decompressor()
+    if not hasattr(decoder, "can_accept_more_data"):
+        return None  # older releases cannot bound their output
+    return _Brotli(decoder)
+
+
+def _decoder(encoding: str | None) -> _Decoder | Literal[False] | None:
+    """A decoder for ``encoding``: ``None`` for none needed, ``False`` when unsupported."""
+    name = (encoding or "").strip().lower()
+    if name in ("", "identity"):
+        return None
     if name in ("gzip", "x-gzip"):
-        return zlib.decompressobj(zlib.MAX_WBITS | 16)
+        return _Gzip()
     if name == "deflate":
         return _Deflate()
     if name == "br":
-        module = _brotli()
-        return False if module is None else _Brotli(module)
+        return _brotli_decoder() or False
     return False
 
 
+def _is_json(media: str) -> bool:
+    return media == "application/json" or media.endswith("+json")
+
+
 class UsageTap:
-    """Usage and model of one response, read from the relayed bytes.
+    """The usage and model of one response, read from a copy of the relayed bytes.
 
     :param extract_usage: the adapter's usage reader for one parsed payload.
     :param extract_model: the adapter's model reader for one parsed payload.
-    :param max_bytes: the most decompressed bytes kept of a JSON body, and the
-        most any body may decompress to, so a compression bomb stops the tap.
+    :param content_type: the response's ``Content-Type``; only event streams and
+        JSON are read.
+    :param content_encoding: the response's ``Content-Encoding``, if any.
+    :param max_bytes: the most (decompressed) bytes kept of a JSON body, the
+        longest event read, and the most one chunk may decompress to.
+    :param usage_hint: a substring every event carrying usage contains (for
+        the built-in readers, :data:`~provider_proxy.adapters._usage.USAGE_HINT`).
+        Once the model is known, events without it are not parsed. ``None``
+        parses every event.
+    :param model_hint: likewise for the model (``"model"`` for the built-in
+        readers); with ``usage_hint``, events with neither are not parsed.
     """
 
     __slots__ = (
@@ -90,9 +163,11 @@ class UsageTap:
         "_extract_usage",
         "_max_bytes",
         "_model",
+        "_model_hint",
         "_parser",
-        "_seen",
+        "_size",
         "_usage",
+        "_usage_hint",
         "active",
         "streamed",
     )
@@ -105,67 +180,92 @@ class UsageTap:
         content_type: str | None,
         content_encoding: str | None,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        usage_hint: str | None = None,
+        model_hint: str | None = None,
     ) -> None:
         self._extract_usage = extract_usage
         self._extract_model = extract_model
         self._max_bytes = max_bytes
+        self._usage_hint = usage_hint
+        self._model_hint = model_hint
         self._usage: Usage | None = None
         self._model: str | None = None
-        self._seen = 0
         self._body: list[bytes] = []
+        self._size = 0
         media = (content_type or "").partition(";")[0].strip().lower()
         #: Whether the response is a stream of server-sent events.
         self.streamed = media == "text/event-stream"
-        self._parser = SSEParser() if self.streamed else None
+        self._parser = SSEParser(max_bytes) if self.streamed else None
         decoder = _decoder(content_encoding)
-        #: False once the tap gave up on this response.
-        self.active = decoder is not False and (self.streamed or media.endswith("json"))
-        self._decoder: Any = decoder or None
+        self._decoder: _Decoder | None = decoder or None
+        #: ``False`` once the tap gave up on this response (or never wanted it).
+        self.active = decoder is not False and (self.streamed or _is_json(media))
 
     def feed(self, chunk: bytes) -> None:
-        """Read a copy of one relayed chunk."""
+        """Read a copy of one chunk the client was just sent; never raises."""
         if not self.active:
             return
         try:
             self._feed(chunk)
+        except _TooLarge:
+            self._stop(f"it decompresses to more than {self._max_bytes} bytes")
         except Exception as exc:
-            self._stop(f"{type(exc).__name__}: {exc}")
+            # Only the type: a message could quote the body.
+            self._stop(f"{type(exc).__name__} while reading it")
 
     def _feed(self, chunk: bytes) -> None:
-        if self._decoder is not None:
-            room = self._max_bytes - self._seen + 1
-            chunk = self._decoder.decompress(chunk, room)
-        self._seen += len(chunk)
-        if self._seen > self._max_bytes:
-            self._stop(f"body over {self._max_bytes} bytes")
-            return
-        if self._parser is None:
+        parser = self._parser
+        if parser is None:  # a JSON body: keep a copy, read at the end
+            room = self._max_bytes - self._size
+            if self._decoder is not None:
+                chunk = self._decoder.decode(chunk, room)
+            elif len(chunk) > room:
+                raise _TooLarge
+            self._size += len(chunk)
             self._body.append(chunk)
             return
-        for event in self._parser.feed(chunk):
+        if self._decoder is not None:
+            chunk = self._decoder.decode(chunk, self._max_bytes)
+        usage_hint, model_hint = self._usage_hint, self._model_hint
+        for event in parser.feed(chunk):
             data = event.data
-            if not data or data == "[DONE]" or data[0] not in "{[":
+            if not data or data[0] not in "{[" or data == "[DONE]":
+                continue
+            if (
+                usage_hint is not None
+                and usage_hint not in data
+                and (self._model is not None or (model_hint is not None and model_hint not in data))
+            ):
                 continue
             self._read(loads(data))
 
     def _read(self, payload: Any) -> None:
-        usage = self._extract_usage(payload)
-        if usage is not None:
-            self._usage = usage if self._usage is None else self._usage.merge(usage)
-        if self._model is None:
-            self._model = self._extract_model(payload)
+        for item in payload if isinstance(payload, list) else (payload,):
+            usage = self._extract_usage(item)
+            if usage is not None:
+                self._usage = usage if self._usage is None else self._usage.merge(usage)
+            if self._model is None:
+                model = self._extract_model(item)
+                if isinstance(model, str) and model:
+                    self._model = model
 
     def _stop(self, why: str) -> None:
         self.active = False
         self._body = []
-        logger.debug("not reading usage from this response: %s", why)
+        self._parser = None
+        self._decoder = None
+        logger.debug("not reading token usage from this response: %s", why)
 
     def result(self) -> tuple[Usage | None, str | None]:
-        """The usage and the model, once the response is complete."""
+        """The usage and the model read so far: call it once the response is done.
+
+        A tap that gave up still returns what streamed events reported before.
+        """
         if self.active and self._parser is None and self._body:
-            try:
-                self._read(loads(b"".join(self._body)))
-            except Exception as exc:
-                self._stop(f"{type(exc).__name__}: {exc}")
+            body = b"".join(self._body)
             self._body = []
+            try:
+                self._read(loads(body))
+            except Exception as exc:
+                self._stop(f"{type(exc).__name__} while reading it")
         return self._usage, self._model

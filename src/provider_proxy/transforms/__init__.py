@@ -1,11 +1,39 @@
 """Body transforms: rewrite a parsed JSON request before it is forwarded.
 
 A transform is any ``callable(body, context)`` returning the new body, or
-``None`` for "unchanged" (it may be ``async``). Objects may add
+``None`` for "unchanged" (it may be ``async``). It may build a new body or
+change ``body`` in place and return it, but must never change it and return
+``None``: the engine then forwards the bytes it received. Objects may add
 ``applies_to(context) -> bool``; bodies no configured transform applies to are
-never parsed and keep streaming.
+never parsed and keep streaming. Pass them per provider
+(``OpenAIAdapter(transforms=[...])``) or for the whole app
+(``make_asgi_app(adapters, transforms=[...])``); :func:`compose` chains them.
+
+The ready-made transforms here never change the body they are given: they
+return a new one that shares every unchanged part with it, so the engine may
+keep the original.
 """
 
+from ._aliases import ModelAliases, version_key
+from ._ansi import StripAnsi, strip_ansi
 from ._compose import Composed, applies, compose
+from ._params import ParameterPolicy
+from ._prompt_cache import EXTENDED_TTL_BETA, MAX_BREAKPOINTS, AnthropicPromptCache
+from ._stream_usage import IncludeStreamUsage
+from ._tools import DropTools
 
-__all__ = ["Composed", "applies", "compose"]
+__all__ = [
+    "EXTENDED_TTL_BETA",
+    "MAX_BREAKPOINTS",
+    "AnthropicPromptCache",
+    "Composed",
+    "DropTools",
+    "IncludeStreamUsage",
+    "ModelAliases",
+    "ParameterPolicy",
+    "StripAnsi",
+    "applies",
+    "compose",
+    "strip_ansi",
+    "version_key",
+]

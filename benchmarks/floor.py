@@ -1,0 +1,112 @@
+"""The floor: the least a Python ASGI proxy can do, on the same server as the proxy.
+
+A raw ASGI app that forwards the request to the upstream with one pooled
+``aiohttp.ClientSession`` and relays the answer chunk by chunk: no routing,
+no header policy, no events. What the proxy does beyond this is its own cost,
+so ``proxy / floor`` is the number that holds from one machine to another.
+It still streams large bodies, relays chunks as they come and closes the
+upstream response when the client goes away, as any proxy must.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+
+_REQUEST_DROP = frozenset(
+    {b"host", b"connection", b"keep-alive", b"transfer-encoding", b"authorization"}
+)
+_RESPONSE_DROP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"date", b"server"})
+
+
+class Floor:
+    """Forwards every request to ``upstream`` + its path, with a fixed key."""
+
+    def __init__(self, upstream: str) -> None:
+        self._upstream = upstream.rstrip("/")
+        self._session: aiohttp.ClientSession | None = None
+
+    def _new_session(self) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0),
+            auto_decompress=False,
+            skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            if self._session is not None:
+                await self._session.close()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["type"] != "http":
+            return
+        session = self._session
+        if session is None:
+            session = self._session = self._new_session()
+
+        first: Message = await receive()
+        data: bytes | AsyncIterator[bytes] = first.get("body", b"")
+        if first.get("more_body", False):
+            data = _rest(data, receive)  # type: ignore[arg-type]
+        headers = [
+            (name.decode("latin-1"), value.decode("latin-1"))
+            for name, value in scope["headers"]
+            if name not in _REQUEST_DROP
+        ]
+        headers.append(("authorization", "Bearer x"))
+        url = self._upstream + scope["raw_path"].decode("ascii")
+        if scope["query_string"]:
+            url += "?" + scope["query_string"].decode("ascii")
+        response = await session.request(
+            scope["method"], url, headers=headers, data=data, allow_redirects=False
+        )
+        watcher = asyncio.ensure_future(_close_on_disconnect(receive, response))
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status,
+                    "headers": [
+                        (name.lower(), value)
+                        for name, value in response.raw_headers
+                        if name.lower() not in _RESPONSE_DROP
+                    ],
+                }
+            )
+            with contextlib.suppress(aiohttp.ClientError):
+                async for chunk in response.content.iter_any():
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            watcher.cancel()
+            response.release()
+
+
+async def _rest(first: bytes, receive: Any) -> AsyncIterator[bytes]:
+    yield first
+    more = True
+    while more:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        chunk: bytes = message.get("body", b"")
+        if chunk:
+            yield chunk
+        more = message.get("more_body", False)
+
+
+async def _close_on_disconnect(receive: Any, response: aiohttp.ClientResponse) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    response.close()

@@ -1,0 +1,527 @@
+"""The scenarios: each starts its servers, measures every target and returns table rows.
+
+Targets are measured in interleaved rounds (direct, floor, proxy, direct, ...)
+and each number is the median over the rounds, so a burst of noise on the
+machine lands on one round of every target rather than on one target.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import loadgen
+from .bodies import chat_body
+from .procs import (
+    DISTURBED,
+    Cores,
+    Footprint,
+    Server,
+    footprint,
+    python_command,
+    read_tagged,
+    servers,
+    spawn,
+    stop,
+    undisturbed,
+    upstream_stats,
+)
+
+#: The columns of absolute numbers, in order.
+COLUMNS = ("direct", "floor", "proxy", "proxy-transform")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How long and how often to measure, and where."""
+
+    quick: bool
+    seconds: int
+    rounds: int
+    warmup: int
+    generator: str
+    cores: Cores
+    workdir: Path
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    scenario: str
+    metric: str
+    values: dict[str, float | None]
+    unit: str
+    result: str
+    target: str = ""
+    met: bool | None = None
+
+
+@dataclass
+class Outcome:
+    """A scenario's rows, its raw measurements and anything worth a note."""
+
+    rows: list[Row] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _body_file(settings: Settings, size: int) -> Path:
+    path = settings.workdir / f"chat-{size}.json"
+    if not path.exists():
+        path.write_bytes(chat_body(size))
+    return path
+
+
+def _median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def _ms(value: float) -> str:
+    return f"{value:+.2f} ms" if abs(value) < 10 else f"{value:+.1f} ms"
+
+
+def _transform_note(outcome: Outcome, by_kind: dict[str, Server], expected: int) -> None:
+    """Say how the transform was configured and whether the upstream saw its bodies."""
+    seen = upstream_stats(by_kind["upstream"])["transformed"]
+    wiring = by_kind["proxy-transform"].note
+    outcome.raw["transform"] = {"wiring": wiring, "bodies_transformed": seen}
+    if seen < expected:
+        outcome.notes.append(
+            f"The transform did not take effect ({seen} transformed bodies reached the "
+            f"upstream, {wiring}): the transformed numbers measure the untransformed path."
+        )
+    elif wiring == "transform=app-wide":
+        outcome.notes.append(
+            "OpenAICompatibleAdapter takes no transforms= yet: the transform was configured "
+            "app-wide (make_asgi_app(..., transforms=[t])), which runs the same path."
+        )
+
+
+def _server_pid(by_kind: dict[str, Server], kind: str) -> int | None:
+    """The process on the server core for ``kind`` (none for direct)."""
+    return None if kind == "direct" else by_kind[kind].pid
+
+
+def _disturbance_note(outcome: Outcome, name: str, runs: dict[str, list[dict[str, Any]]]) -> None:
+    worst = max((r["disturbed"], kind) for kind, results in runs.items() for r in results)
+    retried = sum(r["attempts"] - 1 for results in runs.values() for r in results)
+    if retried or worst[0] > DISTURBED:
+        outcome.notes.append(
+            f"{name}: other processes were busy on the run's cores; {retried} measurements "
+            f"were repeated, and the most disturbed one kept used {worst[0]:.0%} of a core "
+            f"({worst[1]})."
+        )
+
+
+# -- closed-loop scenarios (wrk) ---------------------------------------------------------
+
+
+def closed_loop(name: str, size: int, connections: int) -> Callable[[Settings], Outcome]:
+    """Throughput and latency of chat requests of ``size`` bytes over ``connections``."""
+
+    def scenario(settings: Settings) -> Outcome:
+        outcome = Outcome()
+        body = _body_file(settings, size)
+        runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in COLUMNS}
+        with servers(COLUMNS, settings.cores) as by_kind:
+
+            def once(kind: str, seconds: int) -> dict[str, Any]:
+                server = by_kind[kind]
+                return loadgen.run(
+                    settings.generator,
+                    server.url + server.chat_path,
+                    body,
+                    connections=connections,
+                    seconds=seconds,
+                    cpu=settings.cores.other,
+                )
+
+            for kind in COLUMNS:
+                once(kind, settings.warmup)
+            for _ in range(settings.rounds):
+                for kind in COLUMNS:
+                    runs[kind].append(
+                        undisturbed(
+                            functools.partial(once, kind, settings.seconds),
+                            settings.cores,
+                            _server_pid(by_kind, kind),
+                            by_kind["upstream"].pid,
+                        )
+                    )
+            _transform_note(outcome, by_kind, 1)
+        outcome.raw["runs"] = runs
+        _disturbance_note(outcome, name, runs)
+        for kind, results in runs.items():
+            errors = sum(r["errors"] for r in results)
+            if errors:
+                outcome.notes.append(f"{kind}: {errors} requests failed.")
+
+        def med(kind: str, key: str) -> float:
+            if key == "rps":
+                return _median([r["rps"] for r in runs[kind]])
+            return _median([r["latency_ms"][key] for r in runs[kind]])
+
+        rps = {kind: med(kind, "rps") for kind in COLUMNS}
+        p50 = {kind: med(kind, "p50") for kind in COLUMNS}
+        p99 = {kind: med(kind, "p99") for kind in COLUMNS}
+        ratio = rps["proxy"] / rps["floor"]
+        transformed_ratio = rps["proxy-transform"] / rps["floor"]
+        throughput_target = connections == 64 and size == 1024
+        outcome.rows.append(
+            Row(
+                name,
+                "throughput",
+                dict(rps),
+                "req/s",
+                f"{ratio:.2f}x floor (transform {transformed_ratio:.2f}x)",
+                "≥ 0.8x floor" if throughput_target else "",
+                ratio >= 0.8 if throughput_target else None,
+            )
+        )
+        for label, values, limit in (("p50", p50, 0.3), ("p99", p99, 1.0)):
+            added = values["proxy"] - values["direct"]
+            floor_added = values["floor"] - values["direct"]
+            target, met = "", None
+            if connections == 1 and size == 1024:
+                target, met = f"≤ {limit:g} ms added", added <= limit
+            if size == 1024 * 1024 and label == "p50":
+                target, met = "≤ 1.5 ms added", added <= 1.5
+            outcome.rows.append(
+                Row(
+                    name,
+                    f"latency {label}",
+                    dict(values),
+                    "ms",
+                    f"{_ms(added)} over direct (floor {_ms(floor_added)})",
+                    target,
+                    met,
+                )
+            )
+            if connections == 1:
+                added_t = values["proxy-transform"] - values["direct"]
+                target, met = "", None
+                if size == 1024 * 1024 and label == "p50":
+                    target, met = "≤ 5 ms added", added_t <= 5
+                outcome.rows.append(
+                    Row(
+                        name,
+                        f"latency {label}, transformed",
+                        dict(values),
+                        "ms",
+                        f"{_ms(added_t)} over direct "
+                        f"({_ms(values['proxy-transform'] - values['proxy'])} over proxy)",
+                        target,
+                        met,
+                    )
+                )
+        return outcome
+
+    return scenario
+
+
+# -- streaming -----------------------------------------------------------------------------
+
+
+def _client(settings: Settings, mode: str, **arguments: Any) -> dict[str, Any]:
+    process = spawn(python_command("client", mode, json.dumps(arguments)), settings.cores.other)
+    try:
+        result: dict[str, Any] = json.loads(read_tagged(process.stdout, "RESULT ", 600))
+    finally:
+        stop(process)
+    return result
+
+
+def stream(settings: Settings) -> Outcome:
+    """50 chunks, 20 ms apart: time to first byte and per-chunk delay added."""
+    outcome = Outcome()
+    body = _body_file(settings, 1024)
+    kinds = ("direct", "floor", "proxy")
+    runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
+    with servers(kinds, settings.cores) as by_kind:
+        for _ in range(settings.rounds):
+            for kind in kinds:
+                server = by_kind[kind]
+                arguments = {
+                    "url": server.url + server.chat_path,
+                    "body_file": str(body),
+                    "concurrency": 8,
+                    # Streams last a second each: twice as long, for enough of them.
+                    "duration": 2 * settings.seconds,
+                    "chunks": 50,
+                    "gap_ms": 20,
+                }
+                runs[kind].append(
+                    undisturbed(
+                        functools.partial(_client, settings, "stream", **arguments),
+                        settings.cores,
+                        _server_pid(by_kind, kind),
+                        by_kind["upstream"].pid,
+                    )
+                )
+    outcome.raw["runs"] = runs
+    _disturbance_note(outcome, "stream", runs)
+    for kind, results in runs.items():
+        incomplete = sum(r["incomplete"] for r in results)
+        if incomplete:
+            outcome.notes.append(f"stream via {kind}: {incomplete} streams were incomplete.")
+
+    def med(kind: str, metric: str, point: str) -> float:
+        return _median([r[metric][point] for r in runs[kind]])
+
+    for metric, label, point, limit in (
+        ("ttfb_ms", "time to first byte p50", "p50", None),
+        ("ttfb_ms", "time to first byte p99", "p99", 1.0),
+        ("chunk_delay_ms", "per-chunk delay p50", "p50", None),
+        ("chunk_delay_ms", "per-chunk delay p99", "p99", 0.1),
+    ):
+        values: dict[str, float | None] = {kind: med(kind, metric, point) for kind in kinds}
+        added = (values["proxy"] or 0) - (values["direct"] or 0)
+        floor_added = (values["floor"] or 0) - (values["direct"] or 0)
+        outcome.rows.append(
+            Row(
+                "stream-50x20ms",
+                label,
+                values,
+                "ms",
+                f"{_ms(added)} over direct (floor {_ms(floor_added)})",
+                "" if limit is None else f"≤ {limit:g} ms added",
+                None if limit is None else added <= limit,
+            )
+        )
+    streams = sum(r["streams"] for r in runs["proxy"])
+    outcome.notes.append(
+        f"stream: {streams} streams per target, 8 at a time on a staggered schedule; "
+        "per-chunk delay is the arrival time minus the upstream's send stamp (CLOCK_MONOTONIC)."
+    )
+    return outcome
+
+
+# -- memory and descriptors ----------------------------------------------------------------
+
+
+def _settle(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def memory(settings: Settings) -> Outcome:
+    """Resident memory per open stream at 1,000 streams, and whether closing frees them."""
+    outcome = Outcome()
+    for kind in ("floor", "proxy"):
+        outcome.raw[kind] = raw = _memory_of(kind, settings, 1000)
+        if raw["client"]["failed"]:
+            outcome.notes.append(f"memory via {kind}: {raw['client']['failed']} streams failed.")
+    proxy, floor = outcome.raw["proxy"], outcome.raw["floor"]
+    before, during = proxy["before"]["rss_kib"] / 1024, proxy["during"]["rss_kib"] / 1024
+    outcome.rows.append(
+        Row(
+            "streams-1000",
+            "RSS per open stream",
+            {"floor": floor["kib_per_stream"], "proxy": proxy["kib_per_stream"]},
+            "KiB",
+            f"{proxy['kib_per_stream']:.1f} KiB ({before:.0f} → {during:.0f} MiB)",
+            "≤ 50 KiB",
+            proxy["kib_per_stream"] <= 50,
+        )
+    )
+    outcome.rows.append(
+        Row(
+            "streams-1000",
+            "upstream streams open after the clients left",
+            {"floor": floor["upstream_open_after"], "proxy": proxy["upstream_open_after"]},
+            "",
+            f"{proxy['upstream_open_after']} of {proxy['upstream_open_during']}; "
+            f"sockets {proxy['before']['sockets']} → {proxy['during']['sockets']} → "
+            f"{proxy['after']['sockets']}",
+            "0",
+            proxy["upstream_open_after"] == 0,
+        )
+    )
+    return outcome
+
+
+def _memory_of(kind: str, settings: Settings, count: int) -> dict[str, Any]:
+    """``kind``'s footprint before, during and after holding ``count`` streams."""
+    body = _body_file(settings, 1024)
+    with servers((kind,), settings.cores) as by_kind:
+        server = by_kind[kind]
+        arguments = {"url": server.url + server.chat_path, "body_file": str(body)}
+        _hold(settings, arguments, 50, None)  # warm-up: the pool, buffers, code paths
+        _settle(1)
+        before = footprint(server.pid)
+        during: list[Footprint] = []
+        upstream_during: list[int] = []
+
+        def sample() -> None:
+            during.append(footprint(server.pid))
+            upstream_during.append(upstream_stats(by_kind["upstream"])["open_streams"])
+
+        opened = _hold(settings, arguments, count, sample)
+        _settle(2)
+        after = footprint(server.pid)
+        left_open = upstream_stats(by_kind["upstream"])["open_streams"]
+    return {
+        "before": vars(before),
+        "during": vars(during[0]),
+        "after": vars(after),
+        "client": opened,
+        "upstream_open_during": upstream_during[0],
+        "upstream_open_after": left_open,
+        "kib_per_stream": (during[0].rss_kib - before.rss_kib) / max(opened["opened"], 1),
+    }
+
+
+def _hold(
+    settings: Settings,
+    arguments: dict[str, Any],
+    count: int,
+    while_open: Callable[[], None] | None,
+) -> dict[str, Any]:
+    """Open ``count`` streams through the server, call ``while_open``, close them."""
+    process = spawn(
+        python_command("client", "hold", json.dumps({**arguments, "count": count, "gap_ms": 1000})),
+        settings.cores.other,
+        stdin=True,
+    )
+    try:
+        opened = read_tagged(process.stdout, "OPEN ", 120).split()
+        _settle(1)
+        if while_open is not None:
+            while_open()
+        assert process.stdin is not None
+        process.stdin.write("close\n")
+        process.stdin.flush()
+        result: dict[str, Any] = json.loads(read_tagged(process.stdout, "RESULT ", 120))
+    finally:
+        stop(process)
+    result["open_seconds"] = float(opened[2])
+    return result
+
+
+def aborts(settings: Settings) -> Outcome:
+    """10,000 requests, 10% dropped mid-stream: memory and descriptors before and after."""
+    outcome = Outcome()
+    body = _body_file(settings, 1024)
+    total = 2000 if settings.quick else 10_000
+    settle = 1.0 if settings.quick else 6.0  # past the pool's 5 s keep-alive expiry
+    for kind in ("floor", "proxy"):
+        with servers((kind,), settings.cores) as by_kind:
+            server = by_kind[kind]
+            arguments = {
+                "url": server.url + server.chat_path,
+                "body_file": str(body),
+                "concurrency": 64,
+                "every": 10,
+            }
+            warm = _client(settings, "aborts", total=total // 5, **arguments)
+            _settle(settle)
+            before = footprint(server.pid)
+            run = _client(settings, "aborts", total=total, **arguments)
+            _settle(settle)
+            after = footprint(server.pid)
+            stats = upstream_stats(by_kind["upstream"])
+        outcome.raw[kind] = {
+            "warm_up": warm,
+            "run": run,
+            "before": vars(before),
+            "after": vars(after),
+            "upstream": stats,
+        }
+    proxy, floor = outcome.raw["proxy"], outcome.raw["floor"]
+
+    def growth(raw: dict[str, Any], key: str) -> int:
+        return int(raw["after"][key] - raw["before"][key])
+
+    rss, fds = growth(proxy, "rss_kib"), growth(proxy, "fds")
+    name = f"aborts-{total // 1000}k"
+    outcome.rows.append(
+        Row(
+            name,
+            "RSS growth after the run",
+            {"floor": growth(floor, "rss_kib"), "proxy": rss},
+            "KiB",
+            f"{rss:+d} KiB ({proxy['before']['rss_kib'] / 1024:.1f} → "
+            f"{proxy['after']['rss_kib'] / 1024:.1f} MiB)",
+            "≤ 1024 KiB (no growth)",
+            rss <= 1024,
+        )
+    )
+    outcome.rows.append(
+        Row(
+            name,
+            "open descriptors growth",
+            {"floor": growth(floor, "fds"), "proxy": fds},
+            "fds",
+            f"{fds:+d} ({proxy['before']['fds']} → {proxy['after']['fds']}; sockets "
+            f"{proxy['before']['sockets']} → {proxy['after']['sockets']})",
+            "≤ 0",
+            fds <= 0,
+        )
+    )
+    left = proxy["upstream"]["open_streams"]
+    outcome.rows.append(
+        Row(
+            name,
+            "upstream streams left open",
+            {"floor": floor["upstream"]["open_streams"], "proxy": left},
+            "",
+            f"{left} ({proxy['upstream']['streams_cut']} cut short when their clients left)",
+            "0",
+            left == 0,
+        )
+    )
+    for kind in ("floor", "proxy"):
+        run = outcome.raw[kind]["run"]
+        outcome.notes.append(
+            f"aborts via {kind}: {run['ok']} answered, {run['aborted']} dropped mid-stream, "
+            f"{run['errors']} failed, in {run['duration_s']:.1f} s."
+        )
+    return outcome
+
+
+# -- in-process ----------------------------------------------------------------------------
+
+
+def micro(settings: Settings) -> Outcome:
+    """Parse, transform and serialise a body in-process, pinned to the server core."""
+    outcome = Outcome()
+    seconds = "0.2" if settings.quick else "1"
+    process = spawn(python_command("micro", "--seconds", seconds), settings.cores.server)
+    try:
+        results: dict[str, dict[str, float]] = json.loads(
+            read_tagged(process.stdout, "RESULT ", 600)
+        )
+    finally:
+        stop(process)
+    outcome.raw = results
+    for label, row in results.items():
+        outcome.rows.append(
+            Row(
+                f"micro {label}",
+                "parse + transform + serialise",
+                {"proxy": row["fast_transform"]},
+                "ms",
+                f"parse {row['fast_parse']:.3f} + serialise {row['fast_serialize']:.3f} ms; "
+                f"ASCII-only body {row['ascii_transform']:.3f} ms; stdlib json "
+                f"{row['stdlib_transform']:.3f} ms; untransformed path: none (bytes forwarded)",
+            )
+        )
+    return outcome
+
+
+SCENARIOS: dict[str, Callable[[Settings], Outcome]] = {
+    "chat-1k-c1": closed_loop("chat 1 KB, 1 conn", 1024, 1),
+    "chat-1k-c64": closed_loop("chat 1 KB, 64 conns", 1024, 64),
+    "body-100k": closed_loop("body 100 KB, 1 conn", 100 * 1024, 1),
+    "body-1m": closed_loop("body 1 MB, 1 conn", 1024 * 1024, 1),
+    "stream": stream,
+    "memory": memory,
+    "aborts": aborts,
+    "micro": micro,
+}

@@ -1,0 +1,93 @@
+"""``python -m benchmarks.serve KIND --upstream URL``: one server of a run, on this core.
+
+``upstream`` is the fake upstream; ``floor``, ``proxy`` and ``proxy-transform``
+are ASGI apps served by uvicorn on httptools and uvloop, one worker, as the
+proxy is deployed. Prints ``READY <port> <note>`` once it accepts requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+from typing import Any
+
+from .bodies import mark
+from .procs import raise_fd_limit
+
+
+def _listen() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(4096)
+    return sock
+
+
+def proxy_app(upstream: str, *, transform: bool) -> tuple[Any, str]:
+    """The proxy under test, as an application would build it, and how its transform is set."""
+    from provider_proxy import make_asgi_app
+    from provider_proxy.adapters import OpenAICompatibleAdapter
+
+    base = upstream + "/v1"
+    if not transform:
+        return make_asgi_app([OpenAICompatibleAdapter("bench", base, api_key="x")]), "-"
+    options: dict[str, Any] = {"transforms": [mark]}
+    try:
+        adapter = OpenAICompatibleAdapter("bench", base, api_key="x", **options)
+    except TypeError:
+        # The adapter does not take transforms=: configure it app-wide instead.
+        adapter = OpenAICompatibleAdapter("bench", base, api_key="x")
+        return make_asgi_app([adapter], **options), "transform=app-wide"
+    return make_asgi_app([adapter]), "transform=adapter"
+
+
+def _serve_asgi(app: Any, sock: socket.socket, note: str) -> None:
+    import uvicorn
+
+    port = sock.getsockname()[1]
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if not self.should_exit:
+                print(f"READY {port} {note}", flush=True)
+
+    config = uvicorn.Config(
+        app,
+        http="httptools",
+        loop="uvloop",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        backlog=4096,
+        timeout_graceful_shutdown=1,
+    )
+    Server(config).run(sockets=[sock])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("kind", choices=["upstream", "floor", "proxy", "proxy-transform"])
+    parser.add_argument("--upstream", default="-", help="the upstream's base URL")
+    args = parser.parse_args()
+    raise_fd_limit()
+    sock = _listen()
+    if args.kind == "upstream":
+        import uvloop
+
+        from .upstream import serve
+
+        uvloop.install()
+        asyncio.run(serve(sock))
+    elif args.kind == "floor":
+        from .floor import Floor
+
+        _serve_asgi(Floor(args.upstream), sock, "-")
+    else:
+        app, note = proxy_app(args.upstream, transform=args.kind == "proxy-transform")
+        _serve_asgi(app, sock, note)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""The fake upstream: an asyncio protocol that answers from prebuilt bytes.
+
+It has to cost far less than anything measured through it, so it parses with
+httptools, answers every chat completion with one prebuilt response and runs
+on uvloop. A request with ``x-bench-stream: CHUNKS,GAP_MS`` gets a server-sent
+event stream instead; each event carries the time it was written
+(``time.perf_counter_ns``, which is ``CLOCK_MONOTONIC`` and so comparable
+across processes), from which the client computes each chunk's delay.
+``GET /_stats`` reports the counters the scenarios check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from dataclasses import asdict, dataclass
+from typing import cast
+
+import httptools
+
+from provider_proxy._json import dumps
+
+from .bodies import TRANSFORM_MARKER
+
+STREAM_HEADER = b"x-bench-stream"
+
+_COMPLETION = dumps(
+    {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": "gpt-bench",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Hello from the bench upstream."},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 6, "total_tokens": 16},
+    }
+)
+_MODELS = dumps({"object": "list", "data": [{"id": "gpt-bench", "object": "model"}]})
+_STREAM_HEAD = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
+    b"transfer-encoding: chunked\r\n\r\n"
+)
+_EVENT = (
+    b'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,'
+    b'"model":"gpt-bench","t":%d,"choices":[{"index":0,"delta":{"content":" token"},'
+    b'"finish_reason":null}]}\n\n'
+)
+
+
+def _response(body: bytes, *, keep_alive: bool = True) -> bytes:
+    connection = b"" if keep_alive else b"connection: close\r\n"
+    return (
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n%s\r\n%s"
+        % (len(body), connection, body)
+    )
+
+
+_CHAT_RESPONSE = _response(_COMPLETION)
+_MODELS_RESPONSE = _response(_MODELS)
+
+
+@dataclass
+class Stats:
+    """What the upstream has seen; read by the scenarios through ``GET /_stats``."""
+
+    requests: int = 0
+    transformed: int = 0
+    streams: int = 0
+    open_streams: int = 0
+    max_open_streams: int = 0
+    streams_cut: int = 0
+
+
+class UpstreamProtocol(asyncio.Protocol):
+    """One client connection; requests are answered in order, one at a time."""
+
+    def __init__(self, stats: Stats) -> None:
+        self._stats = stats
+        self._parser = httptools.HttpRequestParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._url = b""
+        self._stream: bytes | None = None
+        self._tail = b""
+        self._task: asyncio.Task[None] | None = None
+
+    # -- asyncio -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self._transport = cast("asyncio.Transport", transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError:
+            self._close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    def _close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    # -- httptools callbacks ---------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._stream = None
+        self._tail = b""
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == STREAM_HEADER:
+            self._stream = value
+
+    def on_body(self, body: bytes) -> None:
+        # The transform adds its key last, so the marker is in the body's tail.
+        self._tail = (self._tail + body[-64:])[-64:]
+
+    def on_message_complete(self) -> None:
+        stats = self._stats
+        stats.requests += 1
+        if TRANSFORM_MARKER in self._tail:
+            stats.transformed += 1
+        keep_alive = self._parser.should_keep_alive()
+        transport = self._transport
+        if transport is None:
+            return
+        if self._stream is not None:
+            chunks, _, gap = self._stream.partition(b",")
+            self._task = asyncio.get_running_loop().create_task(
+                self._send_stream(int(chunks), float(gap or 0) / 1000, keep_alive)
+            )
+            return
+        if self._url.startswith(b"/_stats"):
+            transport.write(_response(dumps(asdict(stats)), keep_alive=False))
+            keep_alive = False
+        elif self._url.endswith(b"/models"):
+            transport.write(_MODELS_RESPONSE)
+        else:
+            transport.write(_CHAT_RESPONSE)
+        if not keep_alive:
+            transport.close()
+
+    async def _send_stream(self, chunks: int, gap: float, keep_alive: bool) -> None:
+        stats = self._stats
+        stats.streams += 1
+        stats.open_streams += 1
+        stats.max_open_streams = max(stats.max_open_streams, stats.open_streams)
+        finished = False
+        try:
+            transport = self._transport
+            if transport is None:
+                return
+            transport.write(_STREAM_HEAD)
+            for index in range(chunks):
+                if index and gap:
+                    await asyncio.sleep(gap)
+                if self._transport is None:
+                    return
+                event = _EVENT % time.perf_counter_ns()
+                transport.write(b"%x\r\n%s\r\n" % (len(event), event))
+            transport.write(b"0\r\n\r\n")
+            finished = True
+            if not keep_alive:
+                transport.close()
+        finally:
+            stats.open_streams -= 1
+            if not finished:
+                stats.streams_cut += 1
+
+
+async def serve(sock: socket.socket) -> None:
+    """Serve on the listening socket ``sock`` until cancelled; prints ``READY port``."""
+    stats = Stats()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: UpstreamProtocol(stats), sock=sock, backlog=4096)
+    print(f"READY {sock.getsockname()[1]} upstream", flush=True)
+    async with server:
+        await server.serve_forever()
