@@ -17,7 +17,7 @@ nox.options.default_venv_backend = "uv|venv"
 nox.options.error_on_missing_interpreters = True
 
 PYTHON = ["3.11"]
-LINTED = ["src", "tests", "examples", "noxfile.py", "docs/conf.py"]
+LINTED = ["src", "tests", "examples", "benchmarks", "noxfile.py", "docs/conf.py"]
 
 
 @nox.session(python=PYTHON)

@@ -235,3 +235,48 @@ def test_standalone_build_adapters_reads_the_environment(monkeypatch: pytest.Mon
     adapters = build_adapters()
     assert [adapter.name for adapter in adapters] == ["openai", "anthropic"]
     assert str(adapters[1].base_url) == "https://api.anthropic.com"
+
+
+def test_custom_adapter_example_is_small_and_an_adapter() -> None:
+    from examples.custom_adapter import AcmeAdapter
+
+    source = (EXAMPLES / "custom_adapter.py").read_text()
+    assert len(source.splitlines()) < 40
+    adapter = AcmeAdapter(api_key="acme-key")
+    assert isinstance(adapter, ProviderAdapter)
+    assert adapter.name == "acme"
+    assert str(adapter.base_url) == "https://api.acme.example/v2"
+    assert adapter.endpoint_allowed("POST", "/chat/completions")
+    assert not adapter.endpoint_allowed("POST", "/embeddings")
+
+
+def test_custom_adapter_example_serves(upstream: ServerThread, fake: FakeUpstream) -> None:
+    port = free_port()
+    env = env_without_keys(ACME_API_KEY="acme-secret-key", ACME_BASE_URL=upstream.url + "/v2")
+    command = [sys.executable, str(EXAMPLES / "custom_adapter.py"), "--port", str(port)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        health = get_when_up(f"http://127.0.0.1:{port}/health", process).json()
+        assert health["providers"]["acme"]["enabled"] is True
+        assert health["providers"]["acme"]["base_url"] == upstream.url + "/v2"
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            headers = {"authorization": f"Bearer {CLIENT_KEY}"}
+            response = client.post("/acme/chat/completions", json=CHAT, headers=headers)
+            assert response.status_code == 200
+            assert response.json()["choices"][0]["message"]["content"] == TEXT
+            assert fake.last.path == "/v2/chat/completions"
+            # The custom header carried the provider key; the client's key stayed here.
+            assert fake.last.header("x-api-token") == "acme-secret-key"
+            assert fake.last.header("authorization") is None
+            seen = len(fake.requests)
+            # Outside the allowlist: refused by the proxy, in Acme's error format.
+            refused = client.post("/acme/embeddings", json={"input": "x"})
+            assert refused.status_code == 403
+            fault = refused.json()["fault"]
+            assert fault["code"] == "endpoint_not_allowed"
+            assert fault["request"] == refused.headers["x-request-id"]
+            assert len(fake.requests) == seen
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=10)
+    assert b"Traceback" not in stderr, stderr.decode(errors="replace")

@@ -10,6 +10,7 @@ route's provider error format, and every request ends in one
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import time
 from collections import Counter
@@ -235,11 +236,23 @@ class ProxyApp:
     async def aclose(self) -> None:
         """Close the upstream transport and finish pending sink deliveries.
 
+        Adapters that hold resources of their own (a client for a token
+        exchange) are closed too: any adapter with an ``aclose()`` method.
         A later request opens a new transport.
         """
         await self._dispatcher.aclose()
         await self.catalog.aclose()
         await self.store.aclose()
+        for adapter in self._adapters.values():
+            close = getattr(adapter, "aclose", None)
+            if close is None:
+                continue
+            try:
+                closing = close()
+                if inspect.isawaitable(closing):
+                    await closing
+            except Exception:
+                logger.exception("could not close the adapter %r", adapter.name)
         transport = self._transport
         if transport is None:
             return

@@ -7,9 +7,8 @@ transform must parse it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-
-import anyio
 
 from ._exceptions import BodyTooLarge, ClientDisconnected
 from .types import Receive
@@ -27,7 +26,7 @@ class RequestBody:
         self._first = b""
         self.more = True
         #: Set once the whole body has been read (or reading stopped).
-        self.done = anyio.Event()
+        self.done = asyncio.Event()
         #: The error that stopped reading, so it wins over what the transport made of it.
         self.error: BaseException | None = None
 

@@ -3,7 +3,11 @@
 ``GET {mount}/v1/models`` answers in OpenAI's format with ids ``provider/model``,
 so any OpenAI SDK lists every model the proxy can reach. Each provider's list is
 cached in the app's store for ``ttl`` seconds and refreshed in the background
-once stale; a provider that fails to list is reported, not fatal.
+once stale; a provider that fails to list is reported, not fatal. A listing
+waits at most ``wait`` seconds for a provider it has no list of yet (the fetch
+goes on and fills the cache), and a provider that failed is not asked again
+for ``retry_failed`` seconds, so one provider that is down or hanging does not
+slow every listing down.
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ logger = logging.getLogger("provider_proxy")
 DEFAULT_MODELS_TTL = 300.0
 #: A stale list is still served (while a refresh runs) for this many TTLs.
 _KEEP_STALE = 12
+#: Seconds a listing waits for a provider's first model list.
+DEFAULT_MODELS_WAIT = 10.0
+#: Seconds a provider whose listing failed is not asked again (at most the TTL).
+DEFAULT_RETRY_FAILED = 30.0
 _MAX_LIMIT = 1000
 
 
@@ -46,6 +54,10 @@ class ModelCatalog:
 
     :param client_factory: opens a client for the adapters' own requests.
     :param clock: seconds since the epoch (injectable for tests).
+    :param wait: the longest a listing waits for a provider it has no list of yet;
+        a slower one is reported as failed while its fetch goes on.
+    :param retry_failed: seconds a provider whose listing failed is reported as
+        failed without being asked again (at most ``ttl``).
     """
 
     def __init__(
@@ -56,12 +68,18 @@ class ModelCatalog:
         ttl: float = DEFAULT_MODELS_TTL,
         client_factory: Callable[[], httpx.AsyncClient],
         clock: Callable[[], float] = time.time,
+        wait: float = DEFAULT_MODELS_WAIT,
+        retry_failed: float = DEFAULT_RETRY_FAILED,
     ) -> None:
         self._adapters = adapters
         self._store = store
         self.ttl = ttl
         self._client_factory = client_factory
         self._clock = clock
+        self._wait = wait
+        self._retry_failed = min(retry_failed, ttl)
+        self._failed_at: dict[str, float] = {}
+        self._started: dict[str, float] = {}
         self._refreshing: dict[str, asyncio.Task[dict[str, Any] | None]] = {}
         self._errors: dict[str, str] = {}
         self._fetched: dict[str, tuple[float, int]] = {}
@@ -74,11 +92,13 @@ class ModelCatalog:
         except Exception as exc:
             reason = _reason(exc)
             self._errors[name] = reason
+            self._failed_at[name] = self._clock()
             logger.warning("could not list the models of %r: %s", name, reason)
             return None
         fetched_at = self._clock()
         entry = {"fetched_at": fetched_at, "models": [_record(m) for m in models]}
         self._errors.pop(name, None)
+        self._failed_at.pop(name, None)
         self._fetched[name] = (fetched_at, len(models))
         await self._store.set(f"models:{name}", dumps(entry), self.ttl * _KEEP_STALE)
         return entry
@@ -86,19 +106,37 @@ class ModelCatalog:
     def _refresh(self, name: str) -> asyncio.Task[dict[str, Any] | None]:
         """The one refresh of ``name`` in flight, started if there is none."""
         task = self._refreshing.get(name)
-        if task is None or task.done():
-            task = asyncio.ensure_future(self._fetch(name))
+        loop = asyncio.get_running_loop()
+        # (A task of another loop is from an earlier run of the app: never awaited here.)
+        if task is None or task.done() or task.get_loop() is not loop:
+            task = loop.create_task(self._fetch(name))
             self._refreshing[name] = task
+            self._started[name] = loop.time()
         return task
+
+    def _resting(self, name: str, now: float) -> bool:
+        """Whether ``name`` failed to list its models too recently to be asked again."""
+        failed_at = self._failed_at.get(name)
+        return failed_at is not None and now - failed_at < self._retry_failed
 
     async def _entry(self, name: str) -> dict[str, Any] | None:
         raw = await self._store.get(f"models:{name}")
+        now = self._clock()
         if raw is not None:
             entry: dict[str, Any] = loads(raw)
-            if self._clock() - entry["fetched_at"] > self.ttl:
+            if now - entry["fetched_at"] > self.ttl and not self._resting(name, now):
                 self._refresh(name)  # served stale meanwhile
             return entry
-        return await asyncio.shield(self._refresh(name))
+        if self._resting(name, now):
+            return None
+        task = self._refresh(name)
+        # However many listings ask, together they wait `wait` seconds at most.
+        left = self._started[name] + self._wait - asyncio.get_running_loop().time()
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), max(left, 0.0))
+        except asyncio.TimeoutError:
+            self._errors[name] = f"no model list after {self._wait:g} s (still waiting for it)"
+            return None
 
     def _enabled(self, provider: str | None) -> list[str]:
         names = [provider] if provider is not None else list(self._adapters)
@@ -108,7 +146,8 @@ class ModelCatalog:
 
     async def model_ids(self, provider: str) -> list[str]:
         """The ids ``provider`` lists (empty when it cannot list them)."""
-        if provider not in self._adapters:
+        adapter = self._adapters.get(provider)
+        if adapter is None or not adapter.availability().enabled:
             return []
         entry = await self._entry(provider)
         return [] if entry is None else [m["id"] for m in entry["models"]]

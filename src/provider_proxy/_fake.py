@@ -1,4 +1,5 @@
-"""A fake LLM provider: a tiny ASGI app that answers like OpenAI and Anthropic.
+"""A fake LLM provider: a tiny ASGI app that answers like OpenAI and Anthropic
+(and Gemini's ``generateContent``).
 
 It runs the demo offline and is the upstream of the test suite and the
 benchmarks. It records every request it sees, and its behaviour is steered by
@@ -108,6 +109,8 @@ class FakeUpstream:
             )
         elif path.endswith("/chat/completions") or anthropic:
             await self._chat(request, send, anthropic)
+        elif path.endswith((":generateContent", ":streamGenerateContent")):
+            await self._gemini(request, send)
         else:
             await _error(send, 404, anthropic, f"Unknown fake route {path}")
 
@@ -161,6 +164,26 @@ class FakeUpstream:
                 raise FakeAbort("the fake upstream aborts the stream as asked")
             if index and gap:
                 await anyio.sleep(gap)
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _gemini(self, request: RecordedRequest, send: Send) -> None:
+        """Gemini's ``models/{model}:generateContent``, or its stream as SSE."""
+        model = request.path.rpartition("/")[2].partition(":")[0]
+        words = list(_words(int(request.header("x-fake-chunks") or len(_WORDS))))
+        if not request.path.endswith(":streamGenerateContent"):
+            await _json(send, 200, _gemini_chunk(model, " ".join(words), len(words)))
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+        for i, word in enumerate(words):
+            text = word if i == 0 else " " + word
+            event = b"data: " + dumps(_gemini_chunk(model, text, i + 1)) + b"\r\n\r\n"
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -284,6 +307,20 @@ def _events(
         counts = {"prompt_tokens": 10, "completion_tokens": len(words)}
         yield _sse({**base, "choices": [], "usage": {**counts, "total_tokens": 10 + len(words)}})
     yield b"data: [DONE]\n\n"
+
+
+def _gemini_chunk(model: str, text: str, output_tokens: int) -> dict[str, Any]:
+    return {
+        "candidates": [
+            {"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": "STOP"}
+        ],
+        "usageMetadata": {
+            "promptTokenCount": 10,
+            "candidatesTokenCount": output_tokens,
+            "totalTokenCount": 10 + output_tokens,
+        },
+        "modelVersion": model,
+    }
 
 
 def _sse(payload: dict[str, Any], event: str | None = None) -> bytes:

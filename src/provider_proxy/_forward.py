@@ -8,6 +8,7 @@ model); otherwise it streams to the provider as it arrives.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import inspect
 import logging
@@ -15,7 +16,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import anyio
 import httpx
 
 from ._adapter import JSON, BodyTransform, ModelLookup, ProviderAdapter, RequestContext
@@ -35,6 +35,7 @@ from ._headers import (
     RawHeaders,
     apply_headers,
     header_value,
+    httpx_headers,
     request_headers_for_upstream,
     response_headers_for_client,
 )
@@ -86,6 +87,7 @@ class Forwarder:
         self._models = models
         self._usage = usage
         self.overhead_header = overhead_header
+        self._last_netloc: tuple[httpx.URL | None, bytes] = (None, b"")
 
     async def __call__(
         self,
@@ -188,22 +190,32 @@ class Forwarder:
         else:
             stream, length = _StreamedBody(body), declared
 
-        url = adapter.rewrite_url(upstream_url(adapter.base_url, path, query), context)
-        headers = request_headers_for_upstream(client_headers)
+        # Credentials first: an adapter that refreshes a token may learn its API
+        # host from the answer (Copilot's token exchange), so the URL comes after.
         auth = adapter.auth_headers(context)
         if inspect.isawaitable(auth):
             auth = await auth
+        url = adapter.rewrite_url(upstream_url(adapter.base_url, path, query), context)
+        headers = request_headers_for_upstream(client_headers)
         fixed = {**context.upstream_headers, **adapter.headers, **auth}
         apply_headers(headers, fixed, adapter.default_headers)
-        headers.append((b"host", adapter.base_url.netloc))
+        headers.append((b"host", self._netloc(adapter.base_url)))
         headers.append((REQUEST_ID, record.request_id.encode("ascii")))
         if length is None:
             headers.append((b"transfer-encoding", b"chunked"))
         elif length or method not in _BODYLESS_METHODS:
             headers.append((b"content-length", str(length).encode("ascii")))
-        return httpx.Request(
-            method, url, headers=headers, stream=stream, extensions=self._extensions
-        )
+        request = httpx.Request(method, url, stream=stream, extensions=self._extensions)
+        request.headers = httpx_headers(headers)
+        return request
+
+    def _netloc(self, base_url: httpx.URL) -> bytes:
+        """``base_url.netloc``, remembered for the last base URL (httpx computes it anew)."""
+        known, netloc = self._last_netloc
+        if known is not base_url:
+            netloc = base_url.netloc
+            self._last_netloc = (base_url, netloc)
+        return netloc
 
     async def _admit(
         self,
@@ -248,39 +260,26 @@ class Forwarder:
         record: RequestRecord,
     ) -> None:
         """Send ``request`` and relay the answer, stopping at once if the client leaves."""
-        disconnected = False
+        watch = _DisconnectWatch(body, receive)
         completed = False
-        failure: BaseException | None = None
-
-        async def watch_disconnect(cancel: anyio.CancelScope) -> None:
-            nonlocal disconnected
-            await body.done.wait()
-            if body.error is not None:
-                return
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            disconnected = True
-            cancel.cancel()
-
-        transport = self._transport()
-        async with anyio.create_task_group() as group:
-            group.start_soon(watch_disconnect, group.cancel_scope)
+        try:
             try:
                 record.sent_at = time.perf_counter()
                 try:
-                    response = await transport.handle_async_request(request)
+                    response = await self._transport().handle_async_request(request)
                 except httpx.TransportError as exc:
                     raise body.error or as_proxy_error(exc, adapter.base_url.host) from exc
                 record.headers_at = time.perf_counter()
                 record.upstream_status = record.status = response.status_code
                 if body.error is not None:  # pragma: no cover - transports raise first
                     raise body.error
-                tap = self._tap(adapter, response, record)
+                headers = response_headers_for_client(response.headers.raw)
+                tap = self._tap(adapter, headers, record)
                 try:
                     await relay_response(
                         response,
                         send,
-                        self._client_headers(response, record),
+                        self._client_headers(headers, record),
                         provider=adapter.name,
                         request_id=record.request_id,
                         record=record,
@@ -288,30 +287,36 @@ class Forwarder:
                     )
                     completed = True
                 finally:
-                    with anyio.CancelScope(shield=True):
-                        await response.aclose()
+                    watch.stop()
+                    await response.aclose()
                     if tap is not None:
                         usage, model = tap.result()
                         record.usage = usage
                         record.model = record.model or model
-            except Exception as exc:
-                # Re-raised below, outside the task group, so it is not wrapped in
-                # an exception group.
-                failure = body.error or exc
-            group.cancel_scope.cancel()
-        if failure is not None:
-            raise failure
+            finally:
+                watch.stop()
+        except asyncio.CancelledError:
+            if not watch.absorb():
+                raise
+        except Exception as exc:
+            # What the body reader saw (a disconnect, a body over the limit) explains
+            # a failed upload better than what the transport made of it.
+            if body.error is not None and body.error is not exc:
+                raise body.error from None
+            raise
+        watch.settle()
         # (The server also reports a disconnect once a response is complete.)
-        if disconnected and not completed:
+        if watch.disconnected and not completed:
             record.error_kind = "client_disconnected"
             logger.debug(
                 "client went away; closed the upstream response (request %s)", record.request_id
             )
 
     def _tap(
-        self, adapter: ProviderAdapter, response: httpx.Response, record: RequestRecord
+        self, adapter: ProviderAdapter, headers: RawHeaders, record: RequestRecord
     ) -> UsageTap | None:
-        content_type = response.headers.get("content-type")
+        """A usage reader for the answer with these (lower-case) headers, if usage is wanted."""
+        content_type = _text(header_value(headers, b"content-type"))
         record.streamed = content_type is not None and content_type.startswith("text/event-stream")
         if not self._usage():
             return None
@@ -319,12 +324,12 @@ class Forwarder:
             adapter.extract_usage,
             adapter.extract_model,
             content_type=content_type,
-            content_encoding=response.headers.get("content-encoding"),
+            content_encoding=_text(header_value(headers, b"content-encoding")),
         )
 
-    def _client_headers(self, response: httpx.Response, record: RequestRecord) -> RawHeaders:
+    def _client_headers(self, headers: RawHeaders, record: RequestRecord) -> RawHeaders:
+        """The upstream's headers as the client gets them, with the proxy's own added."""
         request_id = record.request_id.encode("ascii")
-        headers = response_headers_for_client(response.headers.raw)
         upstream_id = header_value(headers, REQUEST_ID)
         if upstream_id is not None:
             headers = [item for item in headers if item[0] != REQUEST_ID]
@@ -347,6 +352,72 @@ def extra_headers(record: RequestRecord, overhead: bool) -> RawHeaders:
     return headers
 
 
+class _DisconnectWatch:
+    """Cancels the forwarding task when the client goes away mid-exchange.
+
+    Once the request body is complete, ``receive`` has nothing left to say but
+    ``http.disconnect``; a small task waits for it and cancels the exchange, which
+    closes the upstream request. Plain asyncio rather than a task group: this runs
+    for every request, and the exchange's own task does the work.
+    """
+
+    __slots__ = ("_task", "_watcher", "active", "disconnected", "fired")
+
+    def __init__(self, body: RequestBody, receive: Receive) -> None:
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - ASGI servers run apps in tasks
+            raise RuntimeError("the proxy needs to run in an asyncio task")
+        self._task = task
+        self.active = True
+        #: A cancellation was requested and not yet taken back.
+        self.fired = False
+        #: The client went away while the exchange ran.
+        self.disconnected = False
+        self._watcher = task.get_loop().create_task(self._watch(body, receive))
+
+    async def _watch(self, body: RequestBody, receive: Receive) -> None:
+        if not body.done.is_set():
+            await body.done.wait()
+        if body.error is not None:
+            return
+        try:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+        except Exception:  # a server that fails here cannot tell us anything more
+            logger.debug("receive() failed while watching for a disconnect", exc_info=True)
+            return
+        if self.active:
+            self.fired = True
+            self._task.cancel()
+
+    def stop(self) -> None:
+        """The exchange is over (or closing): a disconnect no longer cancels it."""
+        if self.active:
+            self.active = False
+            self._watcher.cancel()
+
+    def absorb(self) -> bool:
+        """Whether a :class:`asyncio.CancelledError` was this watch's own, and is now spent."""
+        if not self.fired:
+            return False
+        self.fired = False
+        self.disconnected = True
+        return _uncancel(self._task) == 0
+
+    def settle(self) -> None:
+        """Take back a cancellation that fired but that the exchange swallowed."""
+        if self.fired:
+            self.fired = False
+            self.disconnected = True
+            _uncancel(self._task)
+
+
+def _uncancel(task: asyncio.Task[Any]) -> int:
+    """``task.uncancel()`` (Python 3.11+); 3.10 keeps no count, so nothing is pending."""
+    uncancel: Callable[[], int] | None = getattr(task, "uncancel", None)
+    return 0 if uncancel is None else uncancel()
+
+
 class _StreamedBody(httpx.AsyncByteStream):
     """The client's body as an httpx request stream, read as the upstream sends it."""
 
@@ -356,6 +427,10 @@ class _StreamedBody(httpx.AsyncByteStream):
     async def __aiter__(self) -> Any:
         async for chunk in self._body.stream():
             yield chunk
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")
 
 
 def _parse(raw: bytes, *, strict: bool) -> JSON:

@@ -6,9 +6,11 @@ lower-cased names), so they are cheap and testable without an event loop.
 
 from __future__ import annotations
 
+import random
 import re
-import secrets
 from collections.abc import Iterable, Mapping
+
+import httpx
 
 RawHeaders = list[tuple[bytes, bytes]]
 
@@ -115,8 +117,25 @@ def request_id_from(headers: Iterable[tuple[bytes, bytes]]) -> str:
 
 
 def new_request_id() -> str:
-    """A random request id: 32 hex digits."""
-    return secrets.token_hex(16)
+    """A random request id: 32 hex digits.
+
+    Ids only need to be unique, not unguessable, so they skip the system's
+    entropy source (a system call per request).
+    """
+    return f"{random.getrandbits(128):032x}"
+
+
+# httpx normalises every header it is given; ours are already lower-case bytes.
+_FAST_HEADERS = isinstance(getattr(httpx.Headers(), "_list", None), list)
+
+
+def httpx_headers(raw: RawHeaders) -> httpx.Headers:
+    """``httpx.Headers`` from lower-case byte pairs, without httpx's per-header checks."""
+    headers = httpx.Headers()
+    if _FAST_HEADERS:
+        headers._list = [(name, name, value) for name, value in raw]
+        return headers
+    return httpx.Headers(raw)  # pragma: no cover - an httpx without the internal list
 
 
 def header_value(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:

@@ -25,6 +25,9 @@ _PLAIN_QUERY = re.compile(rb"[A-Za-z0-9/?:@!$&'()*+,;=\-._~%]*")
 _ENCODED_SEPARATOR = re.compile(rb"%(2f|5c)", re.IGNORECASE)
 _BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 _DOT_SEGMENTS = frozenset({b".", b".."})
+# Paths that need no further checks (the common case): non-empty segments of
+# plain path characters, none starting with '.', no escapes; one trailing slash.
+_SIMPLE_PATH = re.compile(rb"(?:/[A-Za-z0-9:@!$&'()*+,;=\-_~][A-Za-z0-9:@!$&'()*+,;=\-._~]*)+/?")
 
 
 def path_below_mount(scope: Scope) -> bytes:
@@ -80,6 +83,8 @@ def confine(raw: bytes) -> bytes:
     """
     if not raw:
         return b""
+    if _SIMPLE_PATH.fullmatch(raw):
+        return raw
     if not raw.startswith(b"/"):
         raise PathRefused("The path must start with '/'.")
     if b"\\" in raw or _ENCODED_SEPARATOR.search(raw):

@@ -2,12 +2,27 @@
 
 from ._base import ApiKey, BaseAdapter
 from .anthropic import AnthropicAdapter
+from .azure import AzureOpenAIAdapter
+from .copilot import CopilotAdapter, CopilotTokenError
+from .first_available import FirstAvailableAdapter
+from .gemini import GeminiAdapter
 from .openai import OpenAIAdapter, OpenAICompatibleAdapter
+from .openrouter import OpenRouterAdapter
+from .presets import DashScopeAdapter, OllamaAdapter, VLLMAdapter
 
 __all__ = [
     "AnthropicAdapter",
     "ApiKey",
+    "AzureOpenAIAdapter",
     "BaseAdapter",
+    "CopilotAdapter",
+    "CopilotTokenError",
+    "DashScopeAdapter",
+    "FirstAvailableAdapter",
+    "GeminiAdapter",
+    "OllamaAdapter",
     "OpenAIAdapter",
     "OpenAICompatibleAdapter",
+    "OpenRouterAdapter",
+    "VLLMAdapter",
 ]

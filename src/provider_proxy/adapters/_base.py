@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import httpx
@@ -38,6 +38,9 @@ from ._usage import openai_usage
 ApiKey = str | Secret | Callable[[], "str | Secret | None"]
 
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_AVAILABLE = Availability(True)
+#: Endpoint decisions remembered per adapter (clients call few distinct paths).
+_ENDPOINT_CACHE_SIZE = 1024
 
 
 class BaseAdapter:
@@ -45,7 +48,8 @@ class BaseAdapter:
 
     default_name: ClassVar[str] = ""
     default_base_url: ClassVar[str] = ""
-    default_api_key_env: ClassVar[str | None] = None
+    #: The environment variable holding the key, or several tried in order.
+    default_api_key_env: ClassVar[str | tuple[str, ...] | None] = None
     #: The header that carries the key, and the text before the key in it.
     auth_header: ClassVar[str] = "authorization"
     auth_scheme: ClassVar[str] = "Bearer "
@@ -82,17 +86,20 @@ class BaseAdapter:
         name: str | None = None,
         base_url: str | httpx.URL | None = None,
         api_key: ApiKey | None = None,
-        api_key_env: str | None = None,
+        api_key_env: str | Sequence[str] | None = None,
         user_agent: str | None = None,
         headers: Mapping[str, str] | None = None,
         default_headers: Mapping[str, str] | None = None,
         key_optional: bool | None = None,
-        allow: Iterable[str] = (),
+        allow: str | Iterable[str] = (),
         transforms: Sequence[BodyTransform] = (),
     ) -> None:
         """
+        :param api_key_env: the environment variable to read the key from when
+            ``api_key`` is not given (several are tried in order), read once, here.
         :param allow: endpoint rules forwarded beyond the adapter's ``endpoints``
-            (``["GET,POST /files/**"]``; ``["* /**"]`` allows everything).
+            (``["GET,POST /files/**"]``; ``["* /**"]`` allows everything); a
+            single string is one rule.
         :param transforms: body transforms for this provider's requests, run after
             the adapter's own :meth:`default_transforms`.
         """
@@ -104,16 +111,17 @@ class BaseAdapter:
             )
         self._name = name
         self._base_url = _parse_base_url(base_url or self.default_base_url)
-        self._api_key_env = api_key_env if api_key_env is not None else self.default_api_key_env
+        envs = api_key_env if api_key_env is not None else self.default_api_key_env
+        names = (envs,) if isinstance(envs, str) else tuple(envs or ())
+        self._api_key_envs: tuple[str, ...] = tuple(name for name in names if name)
         self._key: Secret | Callable[[], str | Secret | None] | None
         if callable(api_key):
             self._key = api_key
         elif api_key is not None:
             self._key = api_key if isinstance(api_key, Secret) else Secret(api_key)
-        elif self._api_key_env and os.environ.get(self._api_key_env):
-            self._key = Secret(os.environ[self._api_key_env])
         else:
-            self._key = None
+            found = next((os.environ[n] for n in self._api_key_envs if os.environ.get(n)), None)
+            self._key = None if found is None else Secret(found)
         fixed = dict(headers or {})
         if user_agent is not None:
             fixed["user-agent"] = user_agent
@@ -123,7 +131,9 @@ class BaseAdapter:
             **(default_headers or {}),
         }
         self.key_optional = self.default_key_optional if key_optional is None else key_optional
-        self._endpoint_rules: tuple[EndpointRule, ...] = parse_rules((*self.endpoints, *allow))
+        extra = (allow,) if isinstance(allow, str) else tuple(allow)
+        self._endpoint_rules: tuple[EndpointRule, ...] = parse_rules((*self.endpoints, *extra))
+        self._endpoint_cache: dict[tuple[str, str], bool] = {}
         self._transforms: tuple[BodyTransform, ...] = (*self.default_transforms(), *transforms)
 
     def __repr__(self) -> str:
@@ -155,14 +165,38 @@ class BaseAdapter:
     def availability(self) -> Availability:
         # A key callable is asked once per request, in auth_headers(), not here.
         if self.key_optional or callable(self._key) or self.api_key() is not None:
-            return Availability(True)
-        if self._api_key_env:
-            return Availability(
-                False, f"No API key: set {self._api_key_env} or pass api_key= to the adapter."
-            )
-        return Availability(False, "No API key: pass api_key= to the adapter.")
+            return _AVAILABLE
+        return Availability(False, self._missing_key_reason())
 
-    def auth_headers(self, context: RequestContext) -> Mapping[str, str]:
+    def current_availability(self) -> Availability:
+        """:meth:`availability`, but a key callable is asked too: one that returns
+        no key right now makes the adapter unavailable.
+
+        :class:`~provider_proxy.adapters.FirstAvailableAdapter` asks this to pick
+        a provider; it costs one call of the key callable.
+        """
+        availability = self.availability()
+        if (
+            availability.enabled
+            and not self.key_optional
+            and callable(self._key)
+            and self.api_key() is None
+        ):
+            return Availability(False, "No API key right now: its key callable returned none.")
+        return availability
+
+    def _missing_key_reason(self) -> str:
+        if self._api_key_envs:
+            return (
+                f"No API key: set {' or '.join(self._api_key_envs)} or pass api_key= "
+                "to the adapter."
+            )
+        return "No API key: pass api_key= to the adapter."
+
+    def auth_headers(
+        self, context: RequestContext
+    ) -> Mapping[str, str] | Awaitable[Mapping[str, str]]:
+        """The credential headers; a subclass may return an awaitable (a token exchange)."""
         key = self.api_key()
         if key is None:
             if self.key_optional:
@@ -177,7 +211,14 @@ class BaseAdapter:
         return url
 
     def endpoint_allowed(self, method: str, path: str) -> bool:
-        return endpoint_allowed(self._endpoint_rules, method, path)
+        key = (method, path)
+        allowed = self._endpoint_cache.get(key)
+        if allowed is None:
+            allowed = endpoint_allowed(self._endpoint_rules, method, path)
+            if len(self._endpoint_cache) >= _ENDPOINT_CACHE_SIZE:
+                self._endpoint_cache.clear()
+            self._endpoint_cache[key] = allowed
+        return allowed
 
     def default_transforms(self) -> Sequence[BodyTransform]:
         """Transforms the provider always needs (none by default); called once, at init."""

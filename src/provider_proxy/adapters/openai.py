@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import httpx
 
+from .._adapter import BodyTransform
 from ._base import ApiKey, BaseAdapter
 
 
@@ -21,7 +22,9 @@ class OpenAICompatibleAdapter(BaseAdapter):
     """Any OpenAI-compatible gateway, under a name of your choice.
 
     ``user_agent`` replaces the client's ``User-Agent``, for gateways that only
-    answer known clients; ``headers`` are set on every request.
+    answer known clients; ``headers`` are set on every request (replacing the
+    client's), ``default_headers`` only when the client sent none of that name.
+    ``allow`` and ``transforms`` are :class:`BaseAdapter`'s.
     """
 
     def __init__(
@@ -30,10 +33,13 @@ class OpenAICompatibleAdapter(BaseAdapter):
         base_url: str | httpx.URL,
         *,
         api_key: ApiKey | None = None,
-        api_key_env: str | None = None,
+        api_key_env: str | Sequence[str] | None = None,
         user_agent: str | None = None,
         headers: Mapping[str, str] | None = None,
+        default_headers: Mapping[str, str] | None = None,
         key_optional: bool = False,
+        allow: str | Iterable[str] = (),
+        transforms: Sequence[BodyTransform] = (),
     ) -> None:
         super().__init__(
             name=name,
@@ -42,5 +48,8 @@ class OpenAICompatibleAdapter(BaseAdapter):
             api_key_env=api_key_env,
             user_agent=user_agent,
             headers=headers,
+            default_headers=default_headers,
             key_optional=key_optional,
+            allow=allow,
+            transforms=transforms,
         )

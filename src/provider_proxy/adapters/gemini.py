@@ -1,0 +1,168 @@
+"""Google's Gemini API (``generativelanguage.googleapis.com``): native and OpenAI-compatible."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from .._adapter import CredentialState, ModelInfo, RequestContext, Usage
+from .._exceptions import ProxyError
+from .._json import dumps
+from ._base import BaseAdapter
+from ._query import without_params
+from ._usage import gemini_usage, openai_usage
+
+#: Query parameters that carry a Google credential (``key`` is the API key's
+#: usual place; ``access_token`` an OAuth token): removed from every forwarded
+#: URL, so a client can neither use nor leak a key of its own there.
+CREDENTIAL_PARAMS = frozenset({"key", "apiKey", "api_key", "access_token"})
+
+_MODEL_METHODS = (
+    "generateContent",
+    "streamGenerateContent",
+    "countTokens",
+    "embedContent",
+    "batchEmbedContents",
+)
+# ``*`` matches within one path segment, and ``gemini-2.0-flash:generateContent``
+# is one segment: ``/models/*:generateContent`` matches it.
+_ENDPOINTS = (
+    *(
+        f"POST /{version}/models/*:{method}"
+        for version in ("v1beta", "v1")
+        for method in _MODEL_METHODS
+    ),
+    "GET /v1beta/models",
+    "GET /v1beta/models/*",
+    "GET /v1/models",
+    "GET /v1/models/*",
+    # The OpenAI-compatible API (model ids there may be "models/..."; hence **).
+    "POST /v1beta/openai/chat/completions",
+    "POST /v1beta/openai/embeddings",
+    "GET /v1beta/openai/models",
+    "GET /v1beta/openai/models/**",
+)
+
+# google.rpc.Code names by HTTP status, as Google's APIs answer errors.
+_STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    413: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+#: Gemini's largest model-list page.
+_PAGE_SIZE = 1000
+#: A bound on model-list pages followed, against a server that never ends them.
+_MAX_PAGES = 50
+
+
+class GeminiAdapter(BaseAdapter):
+    """Gemini (``https://generativelanguage.googleapis.com``) with an AI Studio key.
+
+    The key comes from ``GOOGLE_API_KEY`` or else ``GEMINI_API_KEY`` (the
+    google-genai SDK's order: when both are set, ``GOOGLE_API_KEY`` wins) and
+    is sent in ``x-goog-api-key``. The query parameters in
+    :data:`~provider_proxy.adapters.gemini.CREDENTIAL_PARAMS` are removed from
+    every forwarded URL, every occurrence of them. The proxy's own errors come
+    in Google's format, ``{"error": {"code", "message", "status"}}``.
+
+    Forwarded by default: ``generateContent``, ``streamGenerateContent``,
+    ``countTokens``, ``embedContent`` and ``batchEmbedContents`` of
+    ``/v1beta/models/{model}`` and ``/v1/models/{model}``, the model lists of
+    both versions, and the OpenAI-compatible ``/v1beta/openai/chat/completions``,
+    ``/v1beta/openai/embeddings`` and ``/v1beta/openai/models``.
+    """
+
+    default_name = "gemini"
+    default_base_url = "https://generativelanguage.googleapis.com"
+    default_api_key_env = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
+    auth_header = "x-goog-api-key"
+    auth_scheme = ""
+    endpoints = _ENDPOINTS
+
+    def rewrite_url(self, url: httpx.URL, context: RequestContext) -> httpx.URL:
+        """Drop every query parameter named in :data:`CREDENTIAL_PARAMS`."""
+        return without_params(url, CREDENTIAL_PARAMS)
+
+    def error_body(self, error: ProxyError, request_id: str) -> bytes:
+        """Google's error format: ``{"error": {"code", "message", "status"}}``."""
+        code = error.status_code
+        status = _STATUS_NAMES.get(code, "INVALID_ARGUMENT" if code < 500 else "INTERNAL")
+        return dumps({"error": {"code": code, "message": error.message, "status": status}})
+
+    def extract_usage(self, payload: Any) -> Usage | None:
+        """``usageMetadata`` (native API), else OpenAI's ``usage`` (compatible API)."""
+        return gemini_usage(payload) or openai_usage(payload)
+
+    def extract_model(self, payload: Any) -> str | None:
+        """A response's ``modelVersion``, else a top-level ``model`` (compatible API).
+
+        A native request names its model in the URL (``/models/{model}:...``),
+        not in the body, so for those only the response tells.
+        """
+        if isinstance(payload, dict) and isinstance(payload.get("modelVersion"), str):
+            return str(payload["modelVersion"])
+        return super().extract_model(payload)
+
+    # -- credentials and models -------------------------------------------------
+
+    def credential_probe(self) -> httpx.Request:
+        return httpx.Request("GET", self.join("/v1beta/models"), params={"pageSize": "1"})
+
+    def probe_state(self, response: httpx.Response) -> CredentialState:
+        """Google answers a key it does not know with 400 ``API_KEY_INVALID``."""
+        if response.status_code == 400 and "API_KEY_INVALID" in response.text:
+            return CredentialState.AUTH_REJECTED
+        return super().probe_state(response)
+
+    def models_request(self, page_token: str | None = None) -> httpx.Request:
+        """One page of ``GET /v1beta/models``."""
+        params = {"pageSize": str(_PAGE_SIZE)}
+        if page_token:
+            params["pageToken"] = page_token
+        return httpx.Request("GET", self.join("/v1beta/models"), params=params)
+
+    async def fetch_models(self, client: httpx.AsyncClient) -> list[ModelInfo]:
+        """Every page of the model list, following ``nextPageToken``."""
+        models: list[ModelInfo] = []
+        token: str | None = None
+        seen: set[str] = set()
+        for _ in range(_MAX_PAGES):
+            response = await self.send_own(client, self.models_request(token))
+            response.raise_for_status()
+            payload = response.json()
+            records = payload.get("models") or []
+            models.extend(self.model_info(r) for r in records if isinstance(r, Mapping))
+            next_token = payload.get("nextPageToken")
+            if not isinstance(next_token, str) or not next_token or next_token in seen:
+                break
+            seen.add(next_token)
+            token = next_token
+        return models
+
+    def model_info(self, record: Mapping[str, Any]) -> ModelInfo:
+        """``models/gemini-2.0-flash`` becomes the id ``gemini-2.0-flash``."""
+        name = str(record["name"])
+        limit = record.get("inputTokenLimit")
+        display = record.get("displayName")
+        return ModelInfo(
+            id=name.removeprefix("models/"),
+            provider=self.name,
+            display_name=display if isinstance(display, str) and display else None,
+            context_length=limit
+            if isinstance(limit, int) and not isinstance(limit, bool)
+            else None,
+            raw=record,
+        )

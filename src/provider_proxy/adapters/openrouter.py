@@ -1,0 +1,99 @@
+"""OpenRouter: many providers' models behind one OpenAI-compatible API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from .._adapter import BodyTransform, ModelInfo
+from ._base import ApiKey, BaseAdapter
+
+
+class OpenRouterAdapter(BaseAdapter):
+    """OpenRouter (``https://openrouter.ai/api/v1``); the key comes from ``OPENROUTER_API_KEY``.
+
+    ``referer`` and ``title`` set OpenRouter's optional app attribution headers,
+    ``HTTP-Referer`` and ``X-Title``, as *default* headers: a client that sends
+    its own (as OpenRouter's docs show SDK users doing) keeps them. To impose
+    them whatever the client sends, pass ``headers={"HTTP-Referer": ...}``.
+
+    The model list (public at OpenRouter) carries ``name``, ``context_length``
+    and ``pricing`` (US dollars per token, as strings); the key is checked
+    against ``GET /key``, which, unlike the model list, needs a valid key.
+    """
+
+    default_name = "openrouter"
+    default_base_url = "https://openrouter.ai/api/v1"
+    default_api_key_env = "OPENROUTER_API_KEY"
+    endpoints = (
+        "POST /chat/completions",
+        "POST /completions",
+        "POST /embeddings",
+        "POST /responses",
+        "GET /models",
+        "GET /models/**",
+    )
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        base_url: str | httpx.URL | None = None,
+        api_key: ApiKey | None = None,
+        api_key_env: str | Sequence[str] | None = None,
+        referer: str | None = None,
+        title: str | None = None,
+        user_agent: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        default_headers: Mapping[str, str] | None = None,
+        allow: str | Iterable[str] = (),
+        transforms: Sequence[BodyTransform] = (),
+    ) -> None:
+        attribution: dict[str, str] = {}
+        if referer is not None:
+            attribution["HTTP-Referer"] = referer
+        if title is not None:
+            attribution["X-Title"] = title
+        super().__init__(
+            name=name,
+            base_url=base_url,
+            api_key=api_key,
+            api_key_env=api_key_env,
+            user_agent=user_agent,
+            headers=headers,
+            default_headers={**attribution, **(default_headers or {})},
+            allow=allow,
+            transforms=transforms,
+        )
+
+    def credential_probe(self) -> httpx.Request:
+        # GET /models answers without a key; GET /key describes the key it is sent.
+        return httpx.Request("GET", self.join("/key"))
+
+    def model_info(self, record: Mapping[str, Any]) -> ModelInfo:
+        """``name``, ``context_length`` (else the top provider's) and ``pricing``."""
+        top = record.get("top_provider")
+        context = _count(record.get("context_length"))
+        if context is None and isinstance(top, Mapping):
+            context = _count(top.get("context_length"))
+        pricing = record.get("pricing")
+        name = record.get("name")
+        return ModelInfo(
+            id=str(record["id"]),
+            provider=self.name,
+            display_name=name if isinstance(name, str) and name else None,
+            context_length=context,
+            pricing=pricing if isinstance(pricing, Mapping) else None,
+            raw=record,
+        )
+
+
+def _count(value: Any) -> int | None:
+    """A whole, positive token count (JSON may spell it ``131072.0``), else ``None``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if value <= 0 or value != int(value):
+        return None
+    return int(value)

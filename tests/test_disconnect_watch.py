@@ -1,0 +1,92 @@
+"""The disconnect watch: a client leaving cancels only the exchange it watches."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from provider_proxy._body import RequestBody
+from provider_proxy._forward import _DisconnectWatch
+
+pytestmark = pytest.mark.anyio
+
+
+def _complete_body() -> RequestBody:
+    body = RequestBody(_never, None)
+    body.more = False
+    body.done.set()
+    return body
+
+
+async def _never() -> dict[str, Any]:
+    await asyncio.Event().wait()
+    raise AssertionError("unreachable")
+
+
+def _receive_after(event: asyncio.Event) -> Any:
+    async def receive() -> dict[str, Any]:
+        await event.wait()
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+async def _exchange(gone: asyncio.Event, *, leave: bool) -> str:
+    """Wait like an exchange waiting for upstream headers; report how it ended."""
+    watch = _DisconnectWatch(_complete_body(), _receive_after(gone))
+    try:
+        try:
+            if leave:
+                gone.set()
+            await asyncio.sleep(30)
+            return "finished"
+        finally:
+            watch.stop()
+    except asyncio.CancelledError:
+        if not watch.absorb():
+            raise
+    watch.settle()
+    return "client left" if watch.disconnected else "not reached"
+
+
+async def test_a_disconnect_ends_the_exchange_and_leaves_no_cancellation_behind() -> None:
+    task = asyncio.ensure_future(_exchange(asyncio.Event(), leave=True))
+    assert await asyncio.wait_for(task, 5) == "client left"
+    assert task.cancelling() == 0
+
+
+async def test_a_disconnect_after_the_exchange_cancels_nothing() -> None:
+    gone = asyncio.Event()
+
+    async def quick() -> str:
+        watch = _DisconnectWatch(_complete_body(), _receive_after(gone))
+        try:
+            await asyncio.sleep(0)
+        finally:
+            watch.stop()
+        gone.set()
+        await asyncio.sleep(0.05)  # would raise CancelledError if the watch still fired
+        return "ok"
+
+    assert await asyncio.wait_for(quick(), 5) == "ok"
+
+
+async def test_a_cancellation_from_elsewhere_still_cancels() -> None:
+    task = asyncio.ensure_future(_exchange(asyncio.Event(), leave=False))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_a_cancellation_from_elsewhere_wins_over_a_simultaneous_disconnect() -> None:
+    gone = asyncio.Event()
+    task = asyncio.ensure_future(_exchange(gone, leave=False))
+    await asyncio.sleep(0.01)
+    gone.set()
+    await asyncio.sleep(0)  # the watch sees the disconnect and cancels the task
+    task.cancel()  # and so does someone else (a server shutting down)
+    with pytest.raises(asyncio.CancelledError):
+        await task
