@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import pytest
 
-from provider_proxy._cli import main
+from provider_proxy._cli import adapters_from_env, main
 
 from .servers import env_without_keys, free_port, get_when_up
 
@@ -83,3 +84,19 @@ def test_main_requires_a_command(capsys: pytest.CaptureFixture[str]) -> None:
         main([])
     assert exit_info.value.code == 2
     assert "serve" in capsys.readouterr().err
+
+
+def test_serve_picks_every_provider_keyed_in_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in list(os.environ):
+        if name.endswith("_API_KEY") or name.startswith(("AZURE_OPENAI", "GITHUB")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("GEMINI_API_KEY", "g-key")
+    monkeypatch.setenv("OPENROUTER_API_KEY", "o-key")
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", "a-key")  # without an endpoint: not served
+    assert [adapter.name for adapter in adapters_from_env()] == ["openrouter", "gemini"]
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "https://res.openai.azure.com")
+    monkeypatch.setenv("COPILOT_API_KEY", "c-key")
+    names = [adapter.name for adapter in adapters_from_env()]
+    assert names == ["openrouter", "gemini", "azure", "copilot"]

@@ -11,7 +11,22 @@ from typing import Any
 
 from ._adapter import ProviderAdapter
 from ._app import make_asgi_app
-from .adapters import AnthropicAdapter, OpenAIAdapter
+from .adapters import (
+    AnthropicAdapter,
+    AzureOpenAIAdapter,
+    CopilotAdapter,
+    DashScopeAdapter,
+    GeminiAdapter,
+    OpenAIAdapter,
+    OpenRouterAdapter,
+)
+
+#: What ``serve`` looks for, as said when nothing is set.
+_KEY_VARIABLES = (
+    "OPENAI_API_KEY, ANTHROPIC_API_KEY, OPENROUTER_API_KEY, GEMINI_API_KEY (or "
+    "GOOGLE_API_KEY), AZURE_OPENAI_API_KEY with AZURE_OPENAI_ENDPOINT, DASHSCOPE_API_KEY "
+    "or COPILOT_API_KEY"
+)
 
 
 def _uvicorn() -> Any:
@@ -23,8 +38,19 @@ def _uvicorn() -> Any:
 
 
 def adapters_from_env() -> list[ProviderAdapter]:
-    """The built-in adapters whose API keys are set in the environment."""
-    candidates: list[ProviderAdapter] = [OpenAIAdapter(), AnthropicAdapter()]
+    """The built-in adapters whose API keys are set in the environment.
+
+    Local servers (Ollama, vLLM) need no key, so they are never guessed here.
+    """
+    candidates: list[ProviderAdapter] = [
+        OpenAIAdapter(),
+        AnthropicAdapter(),
+        OpenRouterAdapter(),
+        GeminiAdapter(),
+        AzureOpenAIAdapter(),
+        DashScopeAdapter(),
+        CopilotAdapter(),
+    ]
     return [adapter for adapter in candidates if adapter.availability().enabled]
 
 
@@ -33,7 +59,7 @@ def serve(host: str, port: int, validate: str = "warn") -> int:
     adapters = adapters_from_env()
     if not adapters:
         print(
-            "No provider has a key: set OPENAI_API_KEY and/or ANTHROPIC_API_KEY.",
+            f"No provider has a key: set one or more of {_KEY_VARIABLES}.",
             file=sys.stderr,
         )
         return 2
