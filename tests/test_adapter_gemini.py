@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -93,6 +94,7 @@ def test_key_rotation_and_options() -> None:
         ("alt=sse&key=client", "alt=sse"),
         ("key=a&alt=sse&key=b", "alt=sse"),  # every repeat
         ("apiKey=a&api_key=b&access_token=c&pageSize=5", "pageSize=5"),
+        ("oauth_token=t&pageSize=5", "pageSize=5"),
         ("k%65y=smuggled&alt=sse", "alt=sse"),  # the name as Google decodes it
         ("api%5Fkey=x&x=1", "x=1"),
         ("key", ""),  # without a value
@@ -318,11 +320,16 @@ class _Events:
 
 
 def test_through_the_app(
-    make_proxy: Callable[..., ProxyApp], upstream: ServerThread, fake: FakeUpstream
+    make_proxy: Callable[..., ProxyApp],
+    upstream: ServerThread,
+    fake: FakeUpstream,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     sink = _Events()
     adapter = GeminiAdapter(base_url=upstream.url, api_key="AIza-server")
+    first_upstream = len(fake.requests)  # the fake is shared by the whole session
     with (
+        caplog.at_level(logging.DEBUG, logger="provider_proxy"),
         serve(make_proxy(adapters=[adapter], sinks=[sink])) as proxy,
         httpx.Client(base_url=proxy.url, timeout=10) as client,
     ):
@@ -356,6 +363,7 @@ def test_through_the_app(
         assert refused.json()["error"]["status"] == "PERMISSION_DENIED"
         assert refused.json()["error"]["code"] == 403
         assert wait_until(lambda: len(sink.events) == 3)
+        assert wait_until(lambda: len(_proxy_logs(caplog)) >= 3)
     plain, streamed, _ = sink.events
     assert (plain.provider, plain.model, plain.usage) == (
         "gemini",
@@ -363,4 +371,28 @@ def test_through_the_app(
         Usage(10, 11),
     )
     assert (streamed.model, streamed.usage) == ("gemini-2.0-flash", Usage(10, 3))
-    assert CLIENT_KEY not in repr(sink.events)
+    # The client's key, sent in the query and in headers, reached no upstream request
+    # (URL, headers or body), no answer and none of the proxy's logs (whose access
+    # lines do name the requests).
+    secret = CLIENT_KEY.encode()
+    forwarded = fake.requests[first_upstream:]  # the startup probe's model list too
+    paths = [r.path for r in forwarded]
+    assert GENERATE in paths
+    assert GENERATE.replace(":gen", ":streamGen") in paths
+    for request in forwarded:
+        assert secret not in request.raw_path
+        assert secret not in request.query
+        assert not any(secret in name or secret in value for name, value in request.headers)
+        assert secret not in request.body
+    for answer in (response, refused):
+        assert CLIENT_KEY not in answer.text
+        assert not any(secret in value for _, value in answer.headers.raw)
+    assert CLIENT_KEY not in text
+    logs = _proxy_logs(caplog)
+    assert any("gemini" in message and "generateContent" in message for message in logs)
+    assert not any(CLIENT_KEY in message for message in logs)
+
+
+def _proxy_logs(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The messages the proxy's own loggers wrote (the test's httpx client logs URLs)."""
+    return [r.getMessage() for r in caplog.records if r.name.startswith("provider_proxy")]

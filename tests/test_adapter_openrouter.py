@@ -60,12 +60,12 @@ def test_attribution_headers_are_defaults() -> None:
         api_key="k", referer="https://myapp.example", title="My App", default_headers={"x-a": "1"}
     )
     assert adapter.default_headers == {
-        "HTTP-Referer": "https://myapp.example",
-        "X-Title": "My App",
+        "http-referer": "https://myapp.example",
+        "x-title": "My App",
         "x-a": "1",
     }
     assert adapter.headers == {}
-    assert OpenRouterAdapter(api_key="k", title="T").default_headers == {"X-Title": "T"}
+    assert OpenRouterAdapter(api_key="k", title="T").default_headers == {"x-title": "T"}
 
 
 def test_key_rotation() -> None:

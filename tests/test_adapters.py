@@ -67,6 +67,46 @@ def test_key_sources_and_rotation() -> None:
         empty.auth_headers(CONTEXT)
 
 
+def test_keys_are_stripped_and_line_breaks_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A key read from a file keeps its trailing newline: harmless, it is stripped.
+    assert OpenAIAdapter(api_key="sk-file\n").auth_headers(CONTEXT) == {
+        "authorization": "Bearer sk-file"
+    }
+    monkeypatch.setenv("OPENAI_API_KEY", "  sk-env\r\n")
+    assert OpenAIAdapter().auth_headers(CONTEXT) == {"authorization": "Bearer sk-env"}
+    assert OpenAIAdapter(api_key=Secret("sk-s\n")).auth_headers(CONTEXT) == {
+        "authorization": "Bearer sk-s"
+    }
+    blank = OpenAIAdapter(api_key=" \n")
+    assert not blank.availability().enabled
+    # One with a line break inside would be an invalid header, quoted by HTTP
+    # libraries in their errors: refused, without showing it.
+    with pytest.raises(ValueError, match="line break") as refused:
+        OpenAIAdapter(api_key="sk-one\nsk-two")
+    assert "sk-one" not in str(refused.value)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env\x1bx")
+    with pytest.raises(ValueError, match="OPENAI_API_KEY contains a line break") as refused:
+        OpenAIAdapter()
+    assert "sk-env" not in str(refused.value)
+    rotating = OpenAIAdapter(api_key=lambda: "sk-cb\nx")
+    with pytest.raises(ProviderNotConfigured, match="key callable") as refused:
+        rotating.auth_headers(CONTEXT)
+    assert "sk-cb" not in str(refused.value)
+    assert OpenAIAdapter(api_key=lambda: "sk-cb\n").auth_headers(CONTEXT) == {
+        "authorization": "Bearer sk-cb"
+    }
+
+
+def test_configured_headers_merge_whatever_their_case() -> None:
+    adapter = OpenAIAdapter(
+        api_key="k", headers={"User-Agent": "from-headers", "X-Team": "a"}, user_agent="ua/1"
+    )
+    assert adapter.headers == {"user-agent": "ua/1", "x-team": "a"}
+    with pytest.raises(ValueError, match="'X-Bad'") as refused:
+        OpenAIAdapter(api_key="k", headers={"X-Bad": "v\r\nInjected: 1"})
+    assert "Injected" not in str(refused.value)
+
+
 def test_reprs_hide_keys() -> None:
     adapter = AnthropicAdapter(api_key="sk-ant-very-secret")
     assert "very-secret" not in repr(adapter)
@@ -84,6 +124,9 @@ def test_reprs_hide_keys() -> None:
         {"base_url": "ftp://x.example"},
         {"base_url": "not a url"},
         {"base_url": "https://user:pass@x.example/v1"},
+        {"base_url": "https://x.example/v1?key=SECRET"},
+        {"base_url": "https://x.example/v1?"},
+        {"base_url": "https://x.example/v1#frag"},
     ],
 )
 def test_invalid_configuration_is_refused(kwargs: dict[str, str]) -> None:

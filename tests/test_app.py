@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from provider_proxy import ProxyApp
+from provider_proxy._app import _capped
 from provider_proxy._fake import FakeUpstream
 from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter, OpenAICompatibleAdapter
 
@@ -54,6 +55,10 @@ def test_request_headers_swap_credentials(
             "x-hop": "1",
             "content-type": "application/json",
             "openai-organization": "org-1",
+            "openai-project": "proj-1",
+            "origin": "https://chat.example",
+            "x-http-method-override": "DELETE",
+            "x-tenant": "kept",
         },
     )
     assert response.status_code == 200
@@ -63,7 +68,10 @@ def test_request_headers_swap_credentials(
     for name in ("x-api-key", "api-key", "x-goog-api-key", "cookie", "x-hop"):
         assert seen.header(name) is None, name
     assert not any(CLIENT_KEY.encode() in value for _, value in seen.headers)
-    assert seen.header("openai-organization") == "org-1"
+    # The operator's key bills the operator's account: a client picks no other.
+    for name in ("openai-organization", "openai-project", "origin", "x-http-method-override"):
+        assert seen.header(name) is None, name
+    assert seen.header("x-tenant") == "kept"
     assert seen.header("content-length") == "8"
     assert seen.body == b'{"x": 1}'
 
@@ -403,3 +411,12 @@ def test_async_auth_headers_are_awaited(
     ):
         client.get("/openai/models", headers={"x-request-id": "abc"})
     assert fake.last.header("authorization") == "Bearer token-for-abc"
+
+
+def test_own_requests_never_wait_as_long_as_a_generation() -> None:
+    # Credential probes and model lists use the app's timeouts, each capped, so a
+    # provider that hangs cannot hold up startup for the 600 s a generation may take.
+    capped = _capped(httpx.Timeout(600.0, connect=10.0, pool=None), 15.0)
+    assert capped.as_dict() == {"connect": 10.0, "read": 15.0, "write": 15.0, "pool": 15.0}
+    shorter = _capped(httpx.Timeout(2.0), 15.0)
+    assert shorter.as_dict() == {"connect": 2.0, "read": 2.0, "write": 2.0, "pool": 2.0}

@@ -33,9 +33,16 @@ def _receive_after(event: asyncio.Event) -> Any:
     return receive
 
 
-async def _exchange(gone: asyncio.Event, *, leave: bool) -> str:
-    """Wait like an exchange waiting for upstream headers; report how it ended."""
+async def _exchange(
+    gone: asyncio.Event, *, leave: bool, watches: list[_DisconnectWatch] | None = None
+) -> str:
+    """Wait like an exchange waiting for upstream headers; report how it ended.
+
+    The watch is added to ``watches`` (when given) for the test to inspect.
+    """
     watch = _DisconnectWatch(_complete_body(), _receive_after(gone))
+    if watches is not None:
+        watches.append(watch)
     try:
         try:
             if leave:
@@ -74,19 +81,34 @@ async def test_a_disconnect_after_the_exchange_cancels_nothing() -> None:
 
 
 async def test_a_cancellation_from_elsewhere_still_cancels() -> None:
-    task = asyncio.ensure_future(_exchange(asyncio.Event(), leave=False))
+    watches: list[_DisconnectWatch] = []
+    task = asyncio.ensure_future(_exchange(asyncio.Event(), leave=False, watches=watches))
     await asyncio.sleep(0.01)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    (watch,) = watches
+    assert not watch.fired
+    assert not watch.disconnected  # the client never left
 
 
 async def test_a_cancellation_from_elsewhere_wins_over_a_simultaneous_disconnect() -> None:
     gone = asyncio.Event()
-    task = asyncio.ensure_future(_exchange(gone, leave=False))
+    watches: list[_DisconnectWatch] = []
+    task = asyncio.ensure_future(_exchange(gone, leave=False, watches=watches))
     await asyncio.sleep(0.01)
+    (watch,) = watches
+    assert not watch.fired
     gone.set()
     await asyncio.sleep(0)  # the watch sees the disconnect and cancels the task
+    assert watch.fired
+    assert task.cancelling() == 1
     task.cancel()  # and so does someone else (a server shutting down)
+    assert task.cancelling() == 2
     with pytest.raises(asyncio.CancelledError):
         await task
+    # The watch recognised its own cancellation and took it back (the client did
+    # leave); the outside one is what ended the task, and is still counted.
+    assert not watch.fired
+    assert watch.disconnected
+    assert task.cancelling() == 1

@@ -7,21 +7,25 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
 from provider_proxy import (
     CORS,
     Guards,
+    MemoryStore,
     ProxyApp,
     ProxyEvent,
     Quota,
     RateLimit,
     RedisStore,
+    StoreUnavailable,
     make_asgi_app,
 )
 from provider_proxy._fake import FakeUpstream
 from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter
+from provider_proxy.transforms import ModelAliases
 
 from .conftest import ANTHROPIC_KEY, OPENAI_KEY
 from .redis_server import RedisServer
@@ -90,6 +94,19 @@ def test_client_keys(served: Any, fake: FakeUpstream) -> None:
     assert wait_until(lambda: len(events) == 5)
     assert [e.identity for e in events] == [None, None, "alice", "alice", None]
     assert CLIENT_A not in repr(Guards(client_keys=[CLIENT_A]))
+
+
+def test_own_endpoints_take_the_client_auth_but_health(served: Any) -> None:
+    client = served(guards=Guards(client_keys=[CLIENT_A]), metrics=True)
+    key = {"authorization": f"Bearer {CLIENT_A}"}
+    for path in ("/v1/models", "/v1/models/openai/gpt-fake", "/status", "/metrics"):
+        refused = client.get(path)
+        assert refused.status_code == 401, path
+        assert refused.json()["error"]["code"] == "client_not_authorized"
+        assert client.get(path, headers=key).status_code != 401, path
+    assert client.get("/status", headers=key).status_code == 200
+    assert client.get("/metrics", headers=key).status_code == 200
+    assert client.get("/health").status_code == 200
 
 
 def test_authenticate_callable_reuses_host_auth(served: Any) -> None:
@@ -167,6 +184,91 @@ def test_per_model_rule_reads_the_model(served: Any) -> None:
     assert post("/openai/chat/completions", json={**CHAT, "model": "a"}).status_code == 200
     assert post("/openai/chat/completions", json={**CHAT, "model": "a"}).status_code == 429
     assert post("/openai/chat/completions", json={**CHAT, "model": "b"}).status_code == 200
+
+
+def test_per_model_rule_limits_the_model_served(served: Any) -> None:
+    # Case variants and an alias of one model share its budget.
+    guards = Guards(rate_limits=[RateLimit(1, 60, per_model=True)])
+    client = served(guards=guards, transforms=[ModelAliases({"fast": "gpt-a"})])
+    post = client.post
+    assert post("/openai/chat/completions", json={**CHAT, "model": "gpt-a"}).status_code == 200
+    assert post("/openai/chat/completions", json={**CHAT, "model": "GPT-A"}).status_code == 429
+    assert post("/openai/chat/completions", json={**CHAT, "model": "fast"}).status_code == 429
+    assert post("/openai/chat/completions", json={**CHAT, "model": "gpt-b"}).status_code == 200
+
+
+@pytest.mark.anyio
+async def test_per_model_rule_reads_no_body_of_an_unknown_client(upstream: ServerThread) -> None:
+    # The body is only read once the client is known: a stranger's upload is not.
+    guards = Guards(client_keys=[CLIENT_A], rate_limits=[RateLimit(5, 60, per_model=True)])
+    app = _proxy(upstream, guards=guards)
+    sent: list[dict[str, Any]] = []
+    chunks = 0
+    never = anyio.Event()
+
+    async def receive() -> dict[str, Any]:
+        nonlocal chunks
+        chunks += 1
+        if chunks == 1:
+            return {"type": "http.request", "body": b'{"model": "gpt-a", ', "more_body": True}
+        await never.wait()  # the rest of the body never comes
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/openai/chat/completions",
+        "raw_path": b"/openai/chat/completions",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"1000")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 80),
+    }
+    async with app:
+        with anyio.fail_after(5):
+            await app(scope, receive, send)
+    assert sent[0]["type"] == "http.response.start"
+    assert sent[0]["status"] == 401
+    assert chunks <= 1
+
+
+def test_a_client_key_in_the_query_is_not_forwarded(served: Any, fake: FakeUpstream) -> None:
+    client = served(guards=Guards(client_keys=[CLIENT_A]))
+    answer = client.post(f"/openai/chat/completions?key={CLIENT_A}&user=1", json=CHAT)
+    assert answer.status_code == 200
+    assert fake.last.query == b"user=1"
+    assert CLIENT_A.encode() not in fake.last.raw_path
+
+
+class _FailingOverallSlot(MemoryStore):
+    """A store that fails once, on the overall slot, after the client's was taken."""
+
+    failed = False
+
+    async def acquire(self, key: str, lease: str, limit: int, ttl: float) -> bool:
+        if key == "conc|all" and not self.failed:
+            self.failed = True
+            raise StoreUnavailable("The store is unreachable.")
+        return await super().acquire(key, lease, limit, ttl)
+
+
+def test_a_store_failure_between_two_slots_frees_the_first(served: Any) -> None:
+    store = _FailingOverallSlot()
+    guards = Guards(
+        client_keys=[CLIENT_A], max_concurrent_per_client=1, max_concurrent=5, store=store
+    )
+    client = served(guards=guards)
+    assert _chat(client, CLIENT_A).status_code == 503
+    assert store.failed
+    # Had the client's slot stayed taken, this would be a 429 until its TTL.
+    assert _chat(client, CLIENT_A).status_code == 200
 
 
 def _hold_stream(client: httpx.Client, started: threading.Event, key: str) -> threading.Thread:

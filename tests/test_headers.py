@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from provider_proxy._headers import (
@@ -9,6 +11,8 @@ from provider_proxy._headers import (
     request_id_from,
     response_headers_for_client,
 )
+
+_NEW_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def test_request_headers_drop_hop_by_hop_credentials_and_host() -> None:
@@ -57,6 +61,10 @@ def test_response_headers_lowercase_and_filter() -> None:
         (b"Server", b"cloudflare"),
         (b"Content-Encoding", b"gzip"),
         (b"openai-processing-ms", b"12"),
+        # CORS is the proxy's or the host's policy, never the provider's
+        (b"Access-Control-Allow-Origin", b"*"),
+        (b"access-control-allow-credentials", b"true"),
+        (b"Access-Control-Expose-Headers", b"x-request-id"),
     ]
     assert response_headers_for_client(headers) == [
         (b"content-type", b"text/event-stream"),
@@ -80,6 +88,12 @@ def test_apply_headers_replaces_and_defaults() -> None:
     ]
 
 
+def test_apply_headers_sets_one_value_per_name_whatever_its_case() -> None:
+    headers = [(b"authorization", b"Bearer client")]
+    apply_headers(headers, {"Authorization": "Bearer a", "authorization": "Bearer b"})
+    assert headers == [(b"authorization", b"Bearer b")]
+
+
 @pytest.mark.parametrize("value", [b"req-1", b"a" * 128, b"trace:1.2_3-4"])
 def test_request_id_kept_when_safe(value: bytes) -> None:
     assert request_id_from([(b"x-request-id", value)]) == value.decode()
@@ -89,9 +103,12 @@ def test_request_id_kept_when_safe(value: bytes) -> None:
 def test_request_id_replaced_when_unsafe(value: bytes) -> None:
     new = request_id_from([(b"x-request-id", value)])
     assert new != value.decode("latin-1")
-    assert len(new) == 32
-    assert int(new, 16) >= 0
+    # new_request_id(): 128 random bits as exactly 32 lower-case hex digits.
+    assert _NEW_ID.fullmatch(new), new
+    assert request_id_from([(b"x-request-id", value)]) != new
 
 
 def test_request_id_generated_and_unique() -> None:
-    assert request_id_from([]) != request_id_from([])
+    ids = [request_id_from([]) for _ in range(100)]
+    assert all(_NEW_ID.fullmatch(new) for new in ids), ids
+    assert len(set(ids)) == len(ids)

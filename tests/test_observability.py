@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -42,21 +43,37 @@ def test_streamed_chat_event_has_usage_and_ordered_timings(
     sink = Collect()
     with serve(make_proxy(sinks=[sink], overhead_header=True)) as server:
         body = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
-        headers = {"x-fake-chunks": "5", "x-fake-gap": "0.02", "x-request-id": "req-1"}
+        # The exact bytes sent, so the event's request_bytes can be checked to the byte.
+        raw = json.dumps(body).encode()
+        headers = {
+            "content-type": "application/json",
+            "x-fake-chunks": "5",
+            "x-fake-gap": "0.02",
+            "x-request-id": "req-1",
+        }
+        sent = time.perf_counter()
         response = httpx.post(
-            server.url + "/openai/chat/completions", json=body, headers=headers, timeout=10
+            server.url + "/openai/chat/completions", content=raw, headers=headers, timeout=10
         )
+        elapsed = time.perf_counter() - sent
         assert wait_until(lambda: len(sink.events) == 1)
     assert response.status_code == 200
-    assert float(response.headers["x-proxy-overhead-ms"]) >= 0
     event = sink.events[0]
+    # The proxy's own time in milliseconds with three decimals: the event's overhead
+    # (both are the time until the upstream request went out), within the request.
+    overhead_ms = response.headers["x-proxy-overhead-ms"]
+    assert re.fullmatch(r"\d+\.\d{3}", overhead_ms), overhead_ms
+    assert overhead_ms == f"{event.overhead * 1000:.3f}"
+    assert 0 <= float(overhead_ms) <= event.duration * 1000
+    assert float(overhead_ms) <= elapsed * 1000
     assert event.request_id == "req-1"
     assert (event.provider, event.method, event.path) == ("openai", "POST", "/chat/completions")
     assert (event.status, event.upstream_status, event.error_kind) == (200, 200, None)
     assert event.streamed
     assert event.model == "gpt-fake"
     assert event.usage == Usage(10, 5, None, None)
-    assert event.request_bytes == len(json.dumps(body).encode()) or event.request_bytes > 0
+    # The client's body as received (before any transform), to the byte.
+    assert event.request_bytes == len(raw)
     assert event.response_bytes == len(response.content)
     assert event.time_to_headers is not None
     assert event.time_to_first_byte is not None

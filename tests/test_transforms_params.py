@@ -150,8 +150,14 @@ def test_allowed_models_pass_unchanged(path: str, body: Any) -> None:
         ("/audio/speech", {"model": "tts-1"}, "'tts-1'"),
         ("/v1beta/models/gemini-2.5-flash:generateContent", {}, "'gemini-2.5-flash'"),
         ("/openai/deployments/o1/chat/completions", {}, "'o1'"),
-        # the body's model decides where both are given
+        # where both are given, each must be allowed: neither vouches for the other
         ("/openai/deployments/gpt-4o/chat/completions", {"model": "o1"}, "'o1'"),
+        ("/openai/deployments/o1/chat/completions", {"model": "gpt-4o"}, "'o1'"),
+        (
+            "/v1beta/models/gemini-2.5-flash:generateContent",
+            {"model": "gpt-4o"},
+            "'gemini-2.5-flash'",
+        ),
         ("/chat/completions", {"messages": []}, "names no model"),
         ("/chat/completions", {"model": 4}, "names no model"),
         ("/chat/completions", ["not", "a", "dict"], "names no model"),

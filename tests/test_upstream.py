@@ -24,6 +24,15 @@ from .servers import ServerThread
 REQUEST = httpx.Request("POST", "https://api.example/v1/chat/completions")
 
 
+def test_an_invalid_request_error_never_quotes_the_request() -> None:
+    # h11 names the offending header, value included: that may be a credential.
+    exc = httpx.LocalProtocolError("Illegal header value b'Bearer sk-SECRET\\n'", request=REQUEST)
+    error = as_proxy_error(exc, "api.example")
+    assert error.status_code == 502
+    assert "sk-SECRET" not in error.message
+    assert "api.example" in error.message
+
+
 @pytest.mark.parametrize(
     ("exc", "expected", "status", "words"),
     [

@@ -49,6 +49,15 @@ from .types import ASGIApp, Receive, Scope, Send
 
 logger = logging.getLogger("provider_proxy")
 
+#: The proxy's own endpoints that need the client auth of ``guards=``; ``/health``
+#: stays open, for load balancers and orchestrators.
+_GUARDED_ENDPOINTS = frozenset({"v1", "status", "metrics"})
+
+#: The longest any timeout of the proxy's own small requests (credential probes,
+#: model lists) may be: a provider that hangs must not hold up startup for as
+#: long as a generation may take.
+_OWN_TIMEOUT_CAP = 15.0
+
 #: 32 MiB: room for a long chat history with images, small enough to refuse abuse.
 DEFAULT_MAX_BODY_SIZE = 32 * 1024 * 1024
 
@@ -145,7 +154,7 @@ class ProxyApp:
         self._limits = options.get("limits", DEFAULT_LIMITS)
         timeout = options.get("timeout", DEFAULT_TIMEOUT)
         timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
-        self._timeout = timeout
+        self._own_timeout = _capped(timeout, _OWN_TIMEOUT_CAP)
 
         store = options.get("store")
         self.store: Store = MemoryStore() if store is None else store
@@ -210,7 +219,9 @@ class ProxyApp:
 
     def _own_client(self) -> httpx.AsyncClient:
         """A client on the app's pool for the proxy's own requests (probes, model lists)."""
-        return httpx.AsyncClient(transport=SharedTransport(self.transport), timeout=self._timeout)
+        return httpx.AsyncClient(
+            transport=SharedTransport(self.transport), timeout=self._own_timeout
+        )
 
     def _events_wanted(self) -> bool:
         """Whether anyone consumes events (and so token usage) right now."""
@@ -362,6 +373,10 @@ class ProxyApp:
         self, scope: Scope, send: Send, name: str, rest: bytes, record: RequestRecord
     ) -> None:
         method = scope["method"]
+        if self._guards is not None and name in _GUARDED_ENDPOINTS:
+            # The catalog asks providers with their keys, and status pages name
+            # the setup: the same clients as the providers' routes, not anyone.
+            record.identity = await self._guards.identify(scope)
         if name == "v1" and rest.startswith(b"/models"):
             status, payload = await handle_models_route(
                 self.catalog, method, rest.decode("ascii"), scope.get("query_string", b"")
@@ -484,3 +499,17 @@ def make_asgi_app(adapters: Sequence[ProviderAdapter], **options: Unpack[ProxyOp
     The options are :class:`ProxyApp`'s.
     """
     return ProxyApp(adapters, **options)
+
+
+def _capped(timeout: httpx.Timeout, cap: float) -> httpx.Timeout:
+    """``timeout`` with every phase at most ``cap`` seconds."""
+
+    def phase(seconds: float | None) -> float:
+        return cap if seconds is None else min(seconds, cap)
+
+    return httpx.Timeout(
+        connect=phase(timeout.connect),
+        read=phase(timeout.read),
+        write=phase(timeout.write),
+        pool=phase(timeout.pool),
+    )

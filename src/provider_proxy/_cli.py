@@ -66,7 +66,9 @@ def serve(host: str, port: int, validate: str = "warn") -> int:
     names = ", ".join(adapter.name for adapter in adapters)
     print(f"provider-proxy: serving {names} on http://{host}:{port}/{{provider}}/...")
     app = make_asgi_app(adapters, validate_credentials=validate)  # type: ignore[arg-type]
-    _uvicorn().run(app, host=host, port=port, log_level="info")
+    # uvicorn's access log writes each request line, query included, where a
+    # client may have put its key (?key=); the proxy's own log leaves queries out.
+    _uvicorn().run(app, host=host, port=port, log_level="info", access_log=False)
     return 0
 
 

@@ -29,6 +29,7 @@ from ._exceptions import (
     ProviderNotConfigured,
     ProxyError,
 )
+from ._guards import UNIDENTIFIED, Guards, Unidentified, without_query_key
 from ._headers import (
     REQUEST_ID,
     UPSTREAM_REQUEST_ID,
@@ -73,7 +74,7 @@ class Forwarder:
         transport: Callable[[], httpx.AsyncBaseTransport],
         extensions: Mapping[str, Any],
         max_body_size: int | None,
-        guards: Any,
+        guards: Guards | None,
         transforms: Sequence[BodyTransform],
         models: ModelLookup | None,
         usage: Callable[[], bool],
@@ -148,6 +149,9 @@ class Forwarder:
             )
         client_headers: list[tuple[bytes, bytes]] = scope["headers"]
         query: bytes = scope.get("query_string", b"")
+        guards = self._guards
+        if guards is not None and guards.reads_query_key and b"key=" in query:
+            query = without_query_key(query)
         context = RequestContext(
             adapter.name,
             method,
@@ -163,10 +167,16 @@ class Forwarder:
             raise BodyTooLarge(
                 f"The request body ({declared} bytes) is over the proxy's limit of {limit} bytes."
             )
-        guards = self._guards
         late_admission = guards is not None and guards.needs_model
-        if guards is not None and not late_admission:
-            context = await self._admit(scope, adapter, None, declared, record, context)
+        identity: str | Unidentified | None = UNIDENTIFIED
+        if guards is not None:
+            if late_admission:
+                # Per-model limits need the body; only a known client's is read.
+                identity = await guards.identify(scope)
+                if identity is not None:
+                    context = dataclasses.replace(context, identity=identity)
+            else:
+                context = await self._admit(guards, scope, adapter, None, declared, record, context)
 
         first = await body.start()
         transform = self._transform_for(adapter, context)
@@ -174,16 +184,20 @@ class Forwarder:
         length: int | None
         if transform is not None or late_admission:
             raw = await body.read_all()
+            received = len(raw)
             parsed = _parse(raw, strict=transform is not None)
             if parsed is not _NOT_PARSED:
                 record.model = adapter.extract_model(parsed)
-            if late_admission:
-                context = await self._admit(scope, adapter, record.model, len(raw), record, context)
             if transform is not None and parsed is not _NOT_PARSED:
                 changed = await run_transform(transform, parsed, context)
                 if changed is not None:
                     raw = dumps(changed)
                     record.model = adapter.extract_model(changed) or record.model
+            if guards is not None and late_admission:
+                # After the transforms: an alias is limited as the model it names.
+                context = await self._admit(
+                    guards, scope, adapter, record.model, received, record, context, identity
+                )
             stream, length = httpx.ByteStream(raw), len(raw)
         elif not body.more:
             stream, length = httpx.ByteStream(first), len(first)
@@ -219,15 +233,21 @@ class Forwarder:
 
     async def _admit(
         self,
+        guards: Guards,
         scope: Scope,
         adapter: ProviderAdapter,
         model: str | None,
         request_bytes: int | None,
         record: RequestRecord,
         context: RequestContext,
+        identity: str | Unidentified | None = UNIDENTIFIED,
     ) -> RequestContext:
-        admission = await self._guards.admit(
-            scope, provider=adapter.name, model=model, request_bytes=request_bytes
+        admission = await guards.admit(
+            scope,
+            provider=adapter.name,
+            model=model,
+            request_bytes=request_bytes,
+            identity=identity,
         )
         record.admission = admission
         record.identity = admission.identity
@@ -261,7 +281,7 @@ class Forwarder:
     ) -> None:
         """Send ``request`` and relay the answer, stopping at once if the client leaves."""
         watch = _DisconnectWatch(body, receive)
-        completed = False
+        completed = relaying = False
         try:
             try:
                 record.sent_at = time.perf_counter()
@@ -275,6 +295,7 @@ class Forwarder:
                     raise body.error
                 headers = response_headers_for_client(response.headers.raw)
                 tap = self._tap(adapter, headers, record)
+                relaying = True
                 try:
                     await relay_response(
                         response,
@@ -300,8 +321,9 @@ class Forwarder:
                 raise
         except Exception as exc:
             # What the body reader saw (a disconnect, a body over the limit) explains
-            # a failed upload better than what the transport made of it.
-            if body.error is not None and body.error is not exc:
+            # a failed upload better than what the transport made of it; once the
+            # answer has started, though, no other answer can be sent.
+            if body.error is not None and body.error is not exc and not relaying:
                 raise body.error from None
             raise
         watch.settle()

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import calendar
 import datetime
+import enum
 import hashlib
 import hmac
 import inspect
 import ipaddress
+import logging
 import math
 import urllib.parse
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from ._adapter import Usage
 from ._exceptions import (
@@ -31,6 +33,8 @@ from ._exceptions import (
 )
 from ._store import RateResult, Store
 from .types import Scope
+
+logger = logging.getLogger("provider_proxy")
 
 #: Returns the identity of the client making a request, or ``None`` to refuse it.
 Authenticate = Callable[[Scope], "str | Awaitable[str | None] | None"]
@@ -147,6 +151,21 @@ def presented_key(scope: Scope) -> str | None:
     return None
 
 
+class Unidentified(enum.Enum):
+    """The type of :data:`UNIDENTIFIED`."""
+
+    TOKEN = 0
+
+
+#: "Not identified yet", as opposed to ``None``, the identity without client auth.
+UNIDENTIFIED: Final = Unidentified.TOKEN
+
+
+def without_query_key(query: bytes) -> bytes:
+    """``query`` without its ``key`` parameters: a client key is the client's own."""
+    return b"&".join(part for part in query.split(b"&") if part.partition(b"=")[0] != b"key")
+
+
 @dataclass
 class Admission:
     """A request let through: who it is, its limit headers, what it holds."""
@@ -242,11 +261,26 @@ class Guards:
 
     # -- admission ---------------------------------------------------------------------
 
+    @property
+    def reads_query_key(self) -> bool:
+        """Whether a client may send its key as ``?key=``, which then is never forwarded."""
+        return self._keys is not None
+
     async def admit(
-        self, scope: Scope, *, provider: str, model: str | None, request_bytes: int | None
+        self,
+        scope: Scope,
+        *,
+        provider: str,
+        model: str | None,
+        request_bytes: int | None,
+        identity: str | Unidentified | None = UNIDENTIFIED,
     ) -> Admission:
-        """Check a request; raises the refusal, or returns the :class:`Admission`."""
-        identity = await self._identify(scope)
+        """Check a request; raises the refusal, or returns the :class:`Admission`.
+
+        :param identity: the client, when :meth:`identify` already said who it is.
+        """
+        if isinstance(identity, Unidentified):
+            identity = await self.identify(scope)
         admission = Admission(identity, {}, self, scope, provider, model)
         store = self._store()
         tightest: RateResult | None = None
@@ -278,7 +312,8 @@ class Guards:
         await self._hold_slots(identity, admission)
         return admission
 
-    async def _identify(self, scope: Scope) -> str | None:
+    async def identify(self, scope: Scope) -> str | None:
+        """Who the client is (``None`` without client auth); raises the 401."""
         if self._authenticate is not None:
             result = self._authenticate(scope)
             if inspect.isawaitable(result):
@@ -318,7 +353,8 @@ class Guards:
         if rule.per_provider:
             parts.append("p:" + provider)
         if rule.per_model:
-            parts.append("m:" + (model or "-"))
+            # Case variants of one model name share one budget.
+            parts.append("m:" + (model.casefold() if model else "-"))
         return "|".join(parts)
 
     def _quota_key(
@@ -351,10 +387,15 @@ class Guards:
         if self.max_concurrent is not None:
             slots.append(("conc|all", self.max_concurrent, Overloaded))
         for key, limit, error in slots:
-            if not await store.acquire(key, lease, limit, _LEASE_TTL):
-                for held, name in admission._leases:
-                    await store.release(held, name)
-                admission._leases.clear()
+            try:
+                acquired = await store.acquire(key, lease, limit, _LEASE_TTL)
+            except BaseException:
+                # The store failed (or the request was cancelled) between two
+                # slots: the one already held must not stay taken until its TTL.
+                await self._release_leases(admission)
+                raise
+            if not acquired:
+                await self._release_leases(admission)
                 scope_text = "this client" if error is TooManyConcurrent else "the proxy"
                 raise error(
                     f"Too many requests in flight for {scope_text} (at most {limit}); retry "
@@ -363,10 +404,18 @@ class Guards:
                 )
             admission._leases.append((key, lease))
 
+    async def _release_leases(self, admission: Admission) -> None:
+        """Give back the slots ``admission`` holds; a failing store is logged, not raised."""
+        leases, admission._leases = admission._leases, []
+        for key, lease in leases:
+            try:
+                await self._store().release(key, lease)
+            except Exception:
+                logger.warning("could not release a concurrency slot; it expires by itself")
+
     async def _finish(self, admission: Admission, usage: Usage | None, request_bytes: int) -> None:
         store = self._store()
-        for key, lease in admission._leases:
-            await store.release(key, lease)
+        await self._release_leases(admission)
         tokens = usage.total_tokens if usage is not None else 0
         scope, identity = admission._scope, admission.identity
         for rule in self.rate_limits:

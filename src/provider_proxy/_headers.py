@@ -40,18 +40,45 @@ CLIENT_CREDENTIALS: frozenset[bytes] = frozenset(
 REQUEST_ID = b"x-request-id"
 UPSTREAM_REQUEST_ID = b"x-upstream-request-id"
 
+#: Headers that pick which account or project the operator's key bills: the
+#: operator sets them (an adapter's ``headers=``), never a client.
+ACCOUNT_SCOPE: frozenset[bytes] = frozenset({b"openai-organization", b"openai-project"})
+
+#: Headers that would change the method after the endpoint policy checked it.
+METHOD_OVERRIDES: frozenset[bytes] = frozenset(
+    {b"x-http-method-override", b"x-http-method", b"x-method-override"}
+)
+
 #: Dropped from requests besides hop-by-hop and credentials: ``host`` is the
-#: upstream's, ``content-length`` is set again for the body actually sent, and
-#: the request id is set by the proxy.
+#: upstream's, ``content-length`` is set again for the body actually sent, the
+#: request id is set by the proxy, and ``origin`` is the client's page, not the
+#: proxy's (providers treat a request with one as a browser's and may refuse it).
 _REQUEST_DROP: frozenset[bytes] = (
-    HOP_BY_HOP | CLIENT_CREDENTIALS | {b"host", b"content-length", REQUEST_ID, b"expect"}
+    HOP_BY_HOP
+    | CLIENT_CREDENTIALS
+    | ACCOUNT_SCOPE
+    | METHOD_OVERRIDES
+    | {b"host", b"content-length", REQUEST_ID, b"expect", b"origin"}
 )
 
 #: Dropped from responses besides hop-by-hop: the upstream's cookies belong to
 #: the provider's domain, not to the host app's clients; ``date`` and ``server``
 #: are set by the server the client talks to (uvicorn adds its own, and a second
-#: ``date`` would be invalid).
-_RESPONSE_DROP: frozenset[bytes] = HOP_BY_HOP | {b"set-cookie", b"set-cookie2", b"date", b"server"}
+#: ``date`` would be invalid); CORS is the proxy's (``cors=``) or the host's
+#: policy, and a provider's own ``Access-Control-*`` would override or
+#: duplicate it.
+_RESPONSE_DROP: frozenset[bytes] = HOP_BY_HOP | {
+    b"set-cookie",
+    b"set-cookie2",
+    b"date",
+    b"server",
+    b"access-control-allow-origin",
+    b"access-control-allow-credentials",
+    b"access-control-allow-methods",
+    b"access-control-allow-headers",
+    b"access-control-expose-headers",
+    b"access-control-max-age",
+}
 
 _REQUEST_ID_RE = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
 
@@ -93,12 +120,10 @@ def apply_headers(
     """Set ``replace`` (dropping the client's values of those names) and ``defaults``
     (only where the client sent none). Returns ``headers``, changed in place."""
     if replace:
-        names = {name.lower().encode("latin-1") for name in replace}
-        headers[:] = [item for item in headers if item[0] not in names]
-        headers.extend(
-            (name.lower().encode("latin-1"), value.encode("latin-1"))
-            for name, value in replace.items()
-        )
+        # One value per name, whatever its case: the last one given wins.
+        lowered = {name.lower().encode("latin-1"): value for name, value in replace.items()}
+        headers[:] = [item for item in headers if item[0] not in lowered]
+        headers.extend((name, value.encode("latin-1")) for name, value in lowered.items())
     if defaults:
         present = {name for name, _ in headers}
         for name, value in defaults.items():

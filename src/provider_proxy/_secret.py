@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hmac
+import re
 from typing import Final
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class Secret:
@@ -40,3 +43,17 @@ class Secret:
 
     def __hash__(self) -> int:
         return hash((Secret, self._value))
+
+
+def clean_credential(value: str, what: str) -> str:
+    """``value`` without surrounding whitespace; refuses control characters inside.
+
+    A key read from a file often ends in a newline: stripped here, it works. One
+    with a line break inside would make an invalid header, and HTTP libraries
+    quote the offending header, key included, in their error messages.
+    :raises ValueError: naming ``what``, never the value.
+    """
+    cleaned = value.strip()
+    if _CONTROL.search(cleaned):
+        raise ValueError(f"{what} contains a line break or another control character.")
+    return cleaned

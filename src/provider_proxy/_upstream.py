@@ -51,6 +51,9 @@ def as_proxy_error(exc: httpx.TransportError, host: str) -> ProxyError:
         return UpstreamTimeout(f"{host} did not answer in time ({type(exc).__name__}).")
     if isinstance(exc, httpx.ConnectError):
         return UpstreamUnreachable(f"Could not connect to {host}: {detail}")
+    if isinstance(exc, httpx.LocalProtocolError):
+        # Its message may quote the request's headers, credentials included.
+        return UpstreamUnreachable(f"The request to {host} could not be sent: an invalid request.")
     return UpstreamUnreachable(f"The exchange with {host} failed: {type(exc).__name__}: {detail}")
 
 

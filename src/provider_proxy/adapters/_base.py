@@ -28,7 +28,7 @@ from .._adapter import (
 from .._endpoints import EndpointRule, endpoint_allowed, parse_rules
 from .._exceptions import ProviderNotConfigured, ProxyError
 from .._json import dumps
-from .._secret import Secret
+from .._secret import Secret, clean_credential
 from ..transforms._compose import Composed, applies
 from ._usage import openai_usage
 
@@ -38,6 +38,7 @@ from ._usage import openai_usage
 ApiKey = str | Secret | Callable[[], "str | Secret | None"]
 
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_CONTROL_IN_HEADER = re.compile(r"[\x00-\x1f\x7f]")
 _AVAILABLE = Availability(True)
 #: Endpoint decisions remembered per adapter (clients call few distinct paths).
 _ENDPOINT_CACHE_SIZE = 1024
@@ -118,17 +119,17 @@ class BaseAdapter:
         if callable(api_key):
             self._key = api_key
         elif api_key is not None:
-            self._key = api_key if isinstance(api_key, Secret) else Secret(api_key)
+            self._key = _static_key(api_key, f"The api_key of adapter {name!r}")
         else:
-            found = next((os.environ[n] for n in self._api_key_envs if os.environ.get(n)), None)
-            self._key = None if found is None else Secret(found)
-        fixed = dict(headers or {})
+            found = next((n for n in self._api_key_envs if os.environ.get(n)), None)
+            self._key = None if found is None else _static_key(os.environ[found], found)
+        fixed = _header_map(headers, "headers")
         if user_agent is not None:
             fixed["user-agent"] = user_agent
-        self._headers: Mapping[str, str] = fixed
+        self._headers: Mapping[str, str] = _header_map(fixed, "headers")
         self._default_headers: Mapping[str, str] = {
-            **self.base_default_headers,
-            **(default_headers or {}),
+            **_header_map(self.base_default_headers, "base_default_headers"),
+            **_header_map(default_headers, "default_headers"),
         }
         self.key_optional = self.default_key_optional if key_optional is None else key_optional
         extra = (allow,) if isinstance(allow, str) else tuple(allow)
@@ -156,11 +157,22 @@ class BaseAdapter:
         return self._default_headers
 
     def api_key(self) -> Secret | None:
-        """The current key, or ``None`` when there is none."""
-        key = self._key() if callable(self._key) else self._key
-        if key is None or isinstance(key, Secret):
-            return key or None
-        return Secret(key) if key else None
+        """The current key, or ``None`` when there is none.
+
+        :raises ProviderNotConfigured: the key callable returned a key with a
+            line break or control character inside.
+        """
+        if not callable(self._key):
+            return self._key
+        key = self._key()
+        if not key:
+            return None
+        try:
+            return _static_key(
+                key, f"The key callable of adapter {self.name!r} returned a key that"
+            )
+        except ValueError as exc:
+            raise ProviderNotConfigured(str(exc)) from None
 
     def availability(self) -> Availability:
         # A key callable is asked once per request, in auth_headers(), not here.
@@ -322,10 +334,35 @@ def openai_error_body(error: ProxyError) -> bytes:
     )
 
 
+def _static_key(key: str | Secret, what: str) -> Secret | None:
+    """``key`` as a :class:`Secret`, stripped and checked; ``None`` when blank."""
+    value = clean_credential(key.reveal() if isinstance(key, Secret) else key, what)
+    return Secret(value) if value else None
+
+
+def _header_map(headers: Mapping[str, str] | None, what: str) -> dict[str, str]:
+    """``headers`` with lower-case names, so later merges replace rather than duplicate."""
+    lowered: dict[str, str] = {}
+    for name, value in (headers or {}).items():
+        if _CONTROL_IN_HEADER.search(name) or _CONTROL_IN_HEADER.search(value):
+            raise ValueError(
+                f"{what}: header {name.strip()!r} has a line break or control character."
+            )
+        lowered[name.lower()] = value
+    return lowered
+
+
 def _parse_base_url(value: str | httpx.URL) -> httpx.URL:
     url = httpx.URL(value)
     if url.scheme not in ("http", "https") or not url.host:
         raise ValueError(f"base_url must be an absolute http(s) URL, got {str(value)!r}.")
     if url.userinfo:
         raise ValueError("base_url must not carry credentials; pass api_key= instead.")
+    if url.query or url.fragment or "?" in str(value) or "#" in str(value):
+        # A query would be dropped from every request yet shown in /health and
+        # /status: a key there would leak, and any other parameter do nothing.
+        raise ValueError(
+            "base_url must not carry a query or a fragment; pass api_key= for a key "
+            "and headers= for anything else the provider needs."
+        )
     return url

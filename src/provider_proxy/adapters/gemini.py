@@ -15,9 +15,10 @@ from ._query import without_params
 from ._usage import gemini_usage, openai_usage
 
 #: Query parameters that carry a Google credential (``key`` is the API key's
-#: usual place; ``access_token`` an OAuth token): removed from every forwarded
-#: URL, so a client can neither use nor leak a key of its own there.
-CREDENTIAL_PARAMS = frozenset({"key", "apiKey", "api_key", "access_token"})
+#: usual place; ``access_token`` and its alias ``oauth_token`` an OAuth token):
+#: removed from every forwarded URL, so a client can neither use nor leak a key
+#: of its own there.
+CREDENTIAL_PARAMS = frozenset({"key", "apiKey", "api_key", "access_token", "oauth_token"})
 
 _MODEL_METHODS = (
     "generateContent",

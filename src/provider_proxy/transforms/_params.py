@@ -161,20 +161,22 @@ class ParameterPolicy:
 
     def _check_model(self, body: JSON, context: RequestContext) -> None:
         allowed = self._allowed or ()
-        model = body.get("model") if isinstance(body, dict) else None
-        if not isinstance(model, str) or not model:
-            model = _path_model(context)
-        if model is None:
+        named = body.get("model") if isinstance(body, dict) else None
+        # The path's model is the one served where the path names one (Azure,
+        # Gemini): both must be allowed, so neither can vouch for the other.
+        models = [m for m in (_path_model(context), named) if isinstance(m, str) and m]
+        if not models:
             raise ModelNotAllowed(
                 "The request names no model, and this proxy only forwards requests for "
                 f"the models {', '.join(allowed)}."
             )
-        folded = model.casefold()
-        if not any(fnmatchcase(folded, pattern.casefold()) for pattern in allowed):
-            raise ModelNotAllowed(
-                f"The model {model!r} is not allowed through this proxy; allowed: "
-                f"{', '.join(allowed)}."
-            )
+        for model in models:
+            folded = model.casefold()
+            if not any(fnmatchcase(folded, pattern.casefold()) for pattern in allowed):
+                raise ModelNotAllowed(
+                    f"The model {model!r} is not allowed through this proxy; allowed: "
+                    f"{', '.join(allowed)}."
+                )
 
 
 def _gemini_model(context: RequestContext) -> str | None:
