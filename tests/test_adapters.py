@@ -245,3 +245,24 @@ def test_custom_adapter_is_a_small_subclass() -> None:
     assert adapter.name == "acme"
     assert adapter.auth_headers(CONTEXT) == {"x-acme-key": "acme-key"}
     assert str(adapter.join("/v2/chat")) == "https://llm.acme.example/api/v2/chat"
+
+
+def test_usage_hints_only_for_the_built_in_readers() -> None:
+    from provider_proxy import Usage
+    from provider_proxy.adapters import FirstAvailableAdapter, GeminiAdapter
+
+    for adapter in (OpenAIAdapter(api_key="k"), AnthropicAdapter(api_key="k"), GeminiAdapter()):
+        assert adapter.usage_hints == ("usage", "model"), adapter.name
+
+    class CountsItsOwnWay(OpenAICompatibleAdapter):
+        def extract_usage(self, payload: object) -> Usage | None:
+            if isinstance(payload, dict) and isinstance(payload.get("tokens"), int):
+                return Usage(output_tokens=payload["tokens"])
+            return None
+
+    # A reader of its own may look anywhere: every event is parsed for it.
+    custom = CountsItsOwnWay("custom", base_url="https://gw.example/v1", api_key="k")
+    assert custom.usage_hints is None
+    routed = FirstAvailableAdapter("any", [custom, OpenAIAdapter(api_key="k")])
+    assert routed.availability().enabled
+    assert routed.usage_hints is None

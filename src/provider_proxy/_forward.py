@@ -342,11 +342,15 @@ class Forwarder:
         record.streamed = content_type is not None and content_type.startswith("text/event-stream")
         if not self._usage():
             return None
+        # Adapters on BaseAdapter's built-in readers say which events to skip.
+        hints: tuple[str, str] | None = getattr(adapter, "usage_hints", None)
         return UsageTap(
             adapter.extract_usage,
             adapter.extract_model,
             content_type=content_type,
             content_encoding=_text(header_value(headers, b"content-encoding")),
+            usage_hint=hints[0] if hints else None,
+            model_hint=hints[1] if hints else None,
         )
 
     def _client_headers(self, headers: RawHeaders, record: RequestRecord) -> RawHeaders:

@@ -30,7 +30,7 @@ from .._exceptions import ProviderNotConfigured, ProxyError
 from .._json import dumps
 from .._secret import Secret, clean_credential
 from ..transforms._compose import Composed, applies
-from ._usage import openai_usage
+from ._usage import USAGE_HINT, openai_usage
 
 #: An API key: the key itself, a :class:`~provider_proxy.Secret`, or a callable
 #: that returns the current key (or ``None``), called for every request so keys
@@ -38,6 +38,7 @@ from ._usage import openai_usage
 ApiKey = str | Secret | Callable[[], "str | Secret | None"]
 
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_PACKAGE = __name__.partition(".")[0] + "."
 _CONTROL_IN_HEADER = re.compile(r"[\x00-\x1f\x7f]")
 _AVAILABLE = Availability(True)
 #: Endpoint decisions remembered per adapter (clients call few distinct paths).
@@ -250,6 +251,21 @@ class BaseAdapter:
     def extract_usage(self, payload: Any) -> Usage | None:
         """OpenAI's ``usage`` (chat, completions, embeddings, Responses API)."""
         return openai_usage(payload)
+
+    @property
+    def usage_hints(self) -> tuple[str, str] | None:
+        """Substrings of every event the usage and model readers take something from.
+
+        With the built-in readers, a streamed event containing neither
+        ``"usage"`` nor ``"model"`` is not parsed at all. A subclass with readers
+        of its own gets ``None``: every event is parsed.
+        """
+        cls = type(self)
+        builtin = all(
+            getattr(cls, reader).__module__.startswith(_PACKAGE)
+            for reader in ("extract_usage", "extract_model")
+        )
+        return (USAGE_HINT, "model") if builtin else None
 
     def extract_model(self, payload: Any) -> str | None:
         """A top-level ``model`` string (OpenAI and most gateways, request and response)."""

@@ -173,6 +173,10 @@ class FirstAvailableAdapter:
     def extract_model(self, payload: Any) -> str | None:
         return self.current.extract_model(payload)
 
+    @property
+    def usage_hints(self) -> tuple[str, str] | None:
+        return getattr(self.current, "usage_hints", None)
+
     async def validate_credentials(self, client: httpx.AsyncClient) -> CredentialCheck:
         """The check of the adapter available now; its name is in ``detail``."""
         adapter = self.choose()
