@@ -102,6 +102,14 @@ async def test_entra_id_tokens_sync_and_async() -> None:
     assert await later == {"authorization": "Bearer async-token"}  # type: ignore[misc]
     with pytest.raises(ProviderNotConfigured, match="azure_ad_token"):
         AzureOpenAIAdapter(base_url=ENDPOINT, azure_ad_token=lambda: None).auth_headers(context())
+    # A token with its trailing newline is stripped; one with a line break inside
+    # is refused with a 503 that does not show it.
+    padded = AzureOpenAIAdapter(base_url=ENDPOINT, azure_ad_token=lambda: "tok-1\n")
+    assert padded.auth_headers(context()) == {"authorization": "Bearer tok-1"}
+    broken = AzureOpenAIAdapter(base_url=ENDPOINT, azure_ad_token=lambda: "entra-secret\nx")
+    with pytest.raises(ProviderNotConfigured, match="line break") as refused:
+        broken.auth_headers(context())
+    assert "entra-secret" not in refused.value.message
 
 
 @pytest.mark.parametrize(

@@ -197,6 +197,21 @@ def test_exchange_mode_reasons(no_env: pytest.MonkeyPatch) -> None:
     assert "returned none" in str(now.reason)
 
 
+def test_github_tokens_are_stripped_and_line_breaks_refused() -> None:
+    # A token read from a file keeps its newline: stripped. One with a line break
+    # inside is refused at construction, or makes the adapter unavailable now.
+    stripped = CopilotAdapter(github_token="ghu_file\n")
+    assert stripped._exchange is not None
+    assert stripped._exchange.github_token().reveal() == "ghu_file"
+    with pytest.raises(ValueError, match="github_token contains a line break") as refused:
+        CopilotAdapter(github_token="ghu_a\nghu_b")
+    assert "ghu_a" not in str(refused.value)
+    broken = CopilotAdapter(github_token=lambda: "ghu_cb\nx").current_availability()
+    assert not broken.enabled
+    assert "line break" in str(broken.reason)
+    assert "ghu_cb" not in str(broken.reason)
+
+
 def test_api_key_and_github_token_together_are_refused() -> None:
     with pytest.raises(ValueError, match="not both"):
         CopilotAdapter(api_key="k", github_token="t")

@@ -75,6 +75,26 @@ def test_availability_lists_why_each_is_not() -> None:
     assert "claude: No API key right now: its key callable returned none." in reason
 
 
+def test_a_key_it_cannot_send_passes_to_the_next() -> None:
+    # A key callable returning a key with a line break makes its adapter unavailable
+    # (with the reason, not the key), so the next one serves.
+    adapter = FirstAvailableAdapter(
+        "llm",
+        [
+            OpenAIAdapter(name="broken", api_key=lambda: "sk-broken\nx"),
+            OpenAICompatibleAdapter("backup", base_url="https://gw.example/v1", api_key="k2"),
+        ],
+    )
+    chosen = fresh(lambda: (adapter.availability(), adapter.current.name, adapter.headers))
+    assert chosen[0].enabled
+    assert chosen[1] == "backup"
+    only = FirstAvailableAdapter("llm", [OpenAIAdapter(api_key=lambda: "sk-broken\nx")])
+    availability = fresh(only.availability)
+    assert not availability.enabled
+    assert "line break" in str(availability.reason)
+    assert "sk-broken" not in str(availability.reason)
+
+
 def test_every_method_follows_the_first_enabled() -> None:
     current: list[str | None] = [None]
     first = GeminiAdapter(name="first", api_key=lambda: current[0])

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import httpx
 import pytest
 
 from provider_proxy._cli import adapters_from_env, main
@@ -72,11 +73,15 @@ def test_serve_serves_the_configured_providers() -> None:
                 }
             },
         }
+        # A key a client puts in the query must not reach the log: uvicorn's
+        # access log (which prints request lines) is off.
+        assert httpx.get(f"http://127.0.0.1:{port}/health?key=query-key-not-shown").is_success
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=10)
     assert "serving openai" in output
     assert "sk-from-env-not-shown" not in output
+    assert "query-key-not-shown" not in output
 
 
 def test_main_requires_a_command(capsys: pytest.CaptureFixture[str]) -> None:

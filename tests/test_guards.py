@@ -24,7 +24,7 @@ from provider_proxy import (
     make_asgi_app,
 )
 from provider_proxy._fake import FakeUpstream
-from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter
+from provider_proxy.adapters import AnthropicAdapter, GeminiAdapter, OpenAIAdapter
 from provider_proxy.transforms import ModelAliases
 
 from .conftest import ANTHROPIC_KEY, OPENAI_KEY
@@ -106,7 +106,15 @@ def test_own_endpoints_take_the_client_auth_but_health(served: Any) -> None:
         assert client.get(path, headers=key).status_code != 401, path
     assert client.get("/status", headers=key).status_code == 200
     assert client.get("/metrics", headers=key).status_code == 200
-    assert client.get("/health").status_code == 200
+    # /health stays open, but shows the setup only to a client it knows.
+    outsider = client.get("/health")
+    assert outsider.status_code == 200
+    assert outsider.json() == {
+        "status": "ok",
+        "providers": {"openai": {"enabled": True}, "anthropic": {"enabled": True}},
+    }
+    known = client.get("/health", headers=key).json()
+    assert known["providers"]["openai"]["base_url"].endswith("/v1")
 
 
 def test_authenticate_callable_reuses_host_auth(served: Any) -> None:
@@ -195,6 +203,26 @@ def test_per_model_rule_limits_the_model_served(served: Any) -> None:
     assert post("/openai/chat/completions", json={**CHAT, "model": "GPT-A"}).status_code == 429
     assert post("/openai/chat/completions", json={**CHAT, "model": "fast"}).status_code == 429
     assert post("/openai/chat/completions", json={**CHAT, "model": "gpt-b"}).status_code == 200
+
+
+def test_per_model_rule_counts_the_model_in_the_path(upstream: ServerThread) -> None:
+    # Gemini names the model in the path: each model has its own budget, and a
+    # body naming another model changes nothing.
+    gemini = GeminiAdapter(base_url=upstream.url, api_key="g-key")
+    guards = Guards(rate_limits=[RateLimit(1, 60, per_model=True)])
+    app = make_asgi_app([gemini], guards=guards, validate_credentials="off")
+    with serve(app) as server, httpx.Client(base_url=server.url, timeout=10) as client:
+
+        def generate(model: str, body_model: str | None = None) -> int:
+            body: dict[str, Any] = {"contents": [{"parts": [{"text": "hi"}]}]}
+            if body_model is not None:
+                body["model"] = body_model
+            path = f"/gemini/v1beta/models/{model}:generateContent"
+            return client.post(path, json=body).status_code
+
+        assert generate("gemini-a") == 200
+        assert generate("gemini-a", body_model="gemini-z") == 429
+        assert generate("gemini-b") == 200
 
 
 @pytest.mark.anyio

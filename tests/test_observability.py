@@ -16,7 +16,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from provider_proxy import ProxyApp, ProxyEvent, Usage
+from provider_proxy import ProxyApp, ProxyEvent, Usage, _usage_tap
 from provider_proxy._fake import FakeUpstream
 from provider_proxy._sinks import EventDispatcher, JsonLogSink, NdjsonUsageSink
 from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter
@@ -81,6 +81,36 @@ def test_streamed_chat_event_has_usage_and_ordered_timings(
     # Five chunks 20 ms apart: the last byte comes well after the first.
     assert event.duration >= event.time_to_first_byte + 0.06
     assert abs(event.started_at - time.time()) < 60
+
+
+def test_streamed_events_without_usage_or_model_are_not_parsed(
+    make_proxy: Callable[..., ProxyApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With the built-in readers, once the model is known only events naming usage
+    # are parsed: 1 (model) + 1 (usage) of the 22 JSON events, not all of them.
+    parsed: list[str] = []
+    real_loads = _usage_tap.loads
+
+    def counting(data: Any) -> Any:
+        parsed.append(data if isinstance(data, str) else data.decode())
+        return real_loads(data)
+
+    monkeypatch.setattr(_usage_tap, "loads", counting)
+    sink = Collect()
+    with serve(make_proxy(sinks=[sink])) as server:
+        body = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
+        response = httpx.post(
+            server.url + "/openai/chat/completions",
+            json=body,
+            headers={"x-fake-chunks": "20"},
+            timeout=10,
+        )
+        assert wait_until(lambda: len(sink.events) == 1)
+    assert response.status_code == 200
+    assert response.text.count("data: {") == 22  # a final chunk with finish_reason
+    assert sink.events[0].usage == Usage(10, 20, None, None)
+    assert len(parsed) == 2, parsed
+    assert '"usage"' in parsed[-1]
 
 
 def test_anthropic_usage_and_error_kinds(

@@ -29,6 +29,7 @@ from ._cors import CORS, CORSMiddleware
 from ._events import EventSink, RequestRecord
 from ._exceptions import (
     ClientDisconnected,
+    ClientNotAuthorized,
     MethodNotAllowed,
     ProviderNotFound,
     ProxyError,
@@ -50,7 +51,8 @@ from .types import ASGIApp, Receive, Scope, Send
 logger = logging.getLogger("provider_proxy")
 
 #: The proxy's own endpoints that need the client auth of ``guards=``; ``/health``
-#: stays open, for load balancers and orchestrators.
+#: stays open, for load balancers and orchestrators, but shows the setup only to
+#: known clients.
 _GUARDED_ENDPOINTS = frozenset({"v1", "status", "metrics"})
 
 #: The longest any timeout of the proxy's own small requests (credential probes,
@@ -387,7 +389,7 @@ class ProxyApp:
             if method not in ("GET", "HEAD"):
                 raise MethodNotAllowed(f"The {name} endpoint answers GET only.")
             if name == "health":
-                await self._send_json(send, 200, self._health(), record)
+                await self._send_json(send, 200, await self._health_for(scope, record), record)
                 return
             if name == "status":
                 await self._send_json(send, 200, await self._status(), record)
@@ -431,6 +433,19 @@ class ProxyApp:
         providers = self._providers()
         status = "ok" if any(p["enabled"] for p in providers.values()) else "unconfigured"
         return {"status": status, "providers": providers}
+
+    async def _health_for(self, scope: Scope, record: RequestRecord) -> dict[str, Any]:
+        """``/health``: open to all, but the setup (base URLs, checks) only to known clients."""
+        health = self._health()
+        if self._guards is None:
+            return health
+        try:
+            record.identity = await self._guards.identify(scope)
+        except ClientNotAuthorized:
+            health["providers"] = {
+                name: {"enabled": entry["enabled"]} for name, entry in health["providers"].items()
+            }
+        return health
 
     async def _status(self) -> dict[str, Any]:
         return {

@@ -46,6 +46,7 @@ from ._relay import relay_response
 from ._upstream import as_proxy_error
 from ._usage_tap import UsageTap
 from .transforms._compose import Composed, applies, run_transform
+from .transforms._util import path_model
 from .types import Receive, Scope, Send
 
 logger = logging.getLogger("provider_proxy")
@@ -194,9 +195,11 @@ class Forwarder:
                     raw = dumps(changed)
                     record.model = adapter.extract_model(changed) or record.model
             if guards is not None and late_admission:
-                # After the transforms: an alias is limited as the model it names.
+                # After the transforms, so an alias is limited as the model it names;
+                # a model in the path (Azure, Gemini) is the one served.
+                served = path_model(context) or record.model
                 context = await self._admit(
-                    guards, scope, adapter, record.model, received, record, context, identity
+                    guards, scope, adapter, served, received, record, context, identity
                 )
             stream, length = httpx.ByteStream(raw), len(raw)
         elif not body.more:

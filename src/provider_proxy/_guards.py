@@ -23,6 +23,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+import anyio
+
 from ._adapter import Usage
 from ._exceptions import (
     ClientNotAuthorized,
@@ -277,7 +279,8 @@ class Guards:
     ) -> Admission:
         """Check a request; raises the refusal, or returns the :class:`Admission`.
 
-        :param identity: the client, when :meth:`identify` already said who it is.
+        :param identity: only the result of :meth:`identify` for this same
+            ``scope``: it is trusted as is, without checking the credentials again.
         """
         if isinstance(identity, Unidentified):
             identity = await self.identify(scope)
@@ -409,7 +412,9 @@ class Guards:
         leases, admission._leases = admission._leases, []
         for key, lease in leases:
             try:
-                await self._store().release(key, lease)
+                # Shielded: a release cut short would hold the slot until its TTL.
+                with anyio.CancelScope(shield=True):
+                    await self._store().release(key, lease)
             except Exception:
                 logger.warning("could not release a concurrency slot; it expires by itself")
 

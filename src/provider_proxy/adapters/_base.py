@@ -120,10 +120,10 @@ class BaseAdapter:
         if callable(api_key):
             self._key = api_key
         elif api_key is not None:
-            self._key = _static_key(api_key, f"The api_key of adapter {name!r}")
+            self._key = checked_key(api_key, f"The api_key of adapter {name!r}")
         else:
             found = next((n for n in self._api_key_envs if os.environ.get(n)), None)
-            self._key = None if found is None else _static_key(os.environ[found], found)
+            self._key = None if found is None else checked_key(os.environ[found], found)
         fixed = _header_map(headers, "headers")
         if user_agent is not None:
             fixed["user-agent"] = user_agent
@@ -169,7 +169,7 @@ class BaseAdapter:
         if not key:
             return None
         try:
-            return _static_key(
+            return checked_key(
                 key, f"The key callable of adapter {self.name!r} returned a key that"
             )
         except ValueError as exc:
@@ -189,13 +189,14 @@ class BaseAdapter:
         a provider; it costs one call of the key callable.
         """
         availability = self.availability()
-        if (
-            availability.enabled
-            and not self.key_optional
-            and callable(self._key)
-            and self.api_key() is None
-        ):
-            return Availability(False, "No API key right now: its key callable returned none.")
+        if availability.enabled and not self.key_optional and callable(self._key):
+            try:
+                if self.api_key() is None:
+                    return Availability(
+                        False, "No API key right now: its key callable returned none."
+                    )
+            except ProviderNotConfigured as exc:  # a key it cannot send
+                return Availability(False, exc.message)
         return availability
 
     def _missing_key_reason(self) -> str:
@@ -350,10 +351,27 @@ def openai_error_body(error: ProxyError) -> bytes:
     )
 
 
-def _static_key(key: str | Secret, what: str) -> Secret | None:
-    """``key`` as a :class:`Secret`, stripped and checked; ``None`` when blank."""
+def checked_key(key: str | Secret, what: str) -> Secret | None:
+    """``key`` as a :class:`Secret`, stripped and checked; ``None`` when blank.
+
+    :raises ValueError: a control character inside, naming ``what``, never the key.
+    """
     value = clean_credential(key.reveal() if isinstance(key, Secret) else key, what)
     return Secret(value) if value else None
+
+
+def key_from_callable(key: str | Secret | None, what: str) -> Secret | None:
+    """What a key callable returned, as :func:`checked_key` makes it.
+
+    :raises ProviderNotConfigured: a key with a control character inside (a 503
+        for the request, naming ``what``, never the key).
+    """
+    if not key:
+        return None
+    try:
+        return checked_key(key, f"{what} returned a key that")
+    except ValueError as exc:
+        raise ProviderNotConfigured(str(exc)) from None
 
 
 def _header_map(headers: Mapping[str, str] | None, what: str) -> dict[str, str]:

@@ -11,7 +11,7 @@ import httpx
 from .._adapter import Availability, BodyTransform, RequestContext
 from .._exceptions import ProviderNotConfigured
 from .._secret import Secret
-from ._base import ApiKey, BaseAdapter
+from ._base import ApiKey, BaseAdapter, key_from_callable
 from ._query import with_default_param
 
 #: The ``api-version`` sent when the client sends none: the latest GA version
@@ -142,7 +142,8 @@ class AzureOpenAIAdapter(BaseAdapter):
         return self._bearer(await token)
 
     def _bearer(self, token: str | Secret | None) -> Mapping[str, str]:
-        value = token.reveal() if isinstance(token, Secret) else token
+        checked = key_from_callable(token, f"The azure_ad_token callable of {self.name!r}")
+        value = checked.reveal() if checked is not None else None
         if not value:
             raise ProviderNotConfigured(
                 f"The provider {self.name!r} has no Entra ID token right now: its "

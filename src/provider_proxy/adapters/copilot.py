@@ -45,7 +45,7 @@ from .._adapter import (
 )
 from .._exceptions import ProviderNotConfigured, ProxyError, UpstreamTimeout, UpstreamUnreachable
 from .._secret import Secret
-from ._base import ApiKey, BaseAdapter, _parse_base_url
+from ._base import ApiKey, BaseAdapter, _parse_base_url, checked_key, key_from_callable
 from ._usage import anthropic_usage, openai_usage
 
 logger = logging.getLogger("provider_proxy")
@@ -121,17 +121,16 @@ def _key_source(value: ApiKey | None, env: str | None) -> KeySource:
     if callable(value):
         return value
     if value is not None:
-        return value if isinstance(value, Secret) else Secret(value)
+        return checked_key(value, "The github_token")
     if env and os.environ.get(env):
-        return Secret(os.environ[env])
+        return checked_key(os.environ[env], env)
     return None
 
 
 def _reveal_source(source: KeySource) -> Secret | None:
-    key = source() if callable(source) else source
-    if key is None or isinstance(key, Secret):
-        return key or None
-    return Secret(key) if key else None
+    if callable(source):
+        return key_from_callable(source(), "The github_token callable")
+    return source
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -475,8 +474,14 @@ class CopilotAdapter(BaseAdapter):
         if exchange is None:
             return super().current_availability()
         availability = self.availability()
-        if availability.enabled and _reveal_source(exchange.source) is None:
-            return Availability(False, "No GitHub token right now: its key callable returned none.")
+        if availability.enabled:
+            try:
+                if _reveal_source(exchange.source) is None:
+                    return Availability(
+                        False, "No GitHub token right now: its key callable returned none."
+                    )
+            except ProviderNotConfigured as exc:  # a token it cannot send
+                return Availability(False, exc.message)
         return availability
 
     def auth_headers(

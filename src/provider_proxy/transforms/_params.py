@@ -10,7 +10,17 @@ from typing import Any, TypeGuard
 from .._adapter import JSON, RequestContext
 from .._endpoints import EndpointRule, parse_rules
 from .._exceptions import ModelNotAllowed
-from ._util import GENERATION_ROUTES, MODEL_ROUTES, Cow, check_json, check_names, posts_to, route
+from ._util import (
+    GENERATION_ROUTES,
+    MODEL_ROUTES,
+    Cow,
+    check_json,
+    check_names,
+    gemini_model,
+    path_model,
+    posts_to,
+    route,
+)
 
 Number = int | float
 #: An upper bound, or ``(low, high)`` with ``None`` for an open side.
@@ -130,7 +140,7 @@ class ParameterPolicy:
     def _allowlist_applies(self, context: RequestContext) -> bool:
         if self._allowed is None:
             return False
-        return posts_to(context, MODEL_ROUTES, any_type=True) or _gemini_model(context) is not None
+        return posts_to(context, MODEL_ROUTES, any_type=True) or gemini_model(context) is not None
 
     def applies_to(self, context: RequestContext) -> bool:
         """Requests whose parameters are set, and those that name a model to check."""
@@ -164,7 +174,7 @@ class ParameterPolicy:
         named = body.get("model") if isinstance(body, dict) else None
         # The path's model is the one served where the path names one (Azure,
         # Gemini): both must be allowed, so neither can vouch for the other.
-        models = [m for m in (_path_model(context), named) if isinstance(m, str) and m]
+        models = [m for m in (path_model(context), named) if isinstance(m, str) and m]
         if not models:
             raise ModelNotAllowed(
                 "The request names no model, and this proxy only forwards requests for "
@@ -177,30 +187,6 @@ class ParameterPolicy:
                     f"The model {model!r} is not allowed through this proxy; allowed: "
                     f"{', '.join(allowed)}."
                 )
-
-
-def _gemini_model(context: RequestContext) -> str | None:
-    """The model of a Gemini-style ``POST .../models/{model}:{method}`` (JSON bodies all)."""
-    if context.method != "POST":
-        return None
-    path = route(context)
-    marker = path.rfind("/models/")
-    if marker < 0:
-        return None
-    name, colon, method = path[marker + len("/models/") :].partition(":")
-    return name if colon and name and method and "/" not in name + method else None
-
-
-def _path_model(context: RequestContext) -> str | None:
-    """A model named by the path: Gemini's, or an Azure deployment (``/deployments/{name}/``)."""
-    found = _gemini_model(context)
-    if found is not None:
-        return found
-    path = route(context)
-    marker = path.find("/deployments/")
-    if marker < 0:
-        return None
-    return path[marker + len("/deployments/") :].partition("/")[0] or None
 
 
 def _parse_clamp(key: str, bound: Any) -> tuple[Number | None, Number | None]:
