@@ -10,6 +10,7 @@ those get parsed; all others stream through untouched).
 from __future__ import annotations
 
 import enum
+import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -205,3 +206,16 @@ class ProviderAdapter(Protocol):
     async def fetch_models(self, client: httpx.AsyncClient) -> list[ModelInfo]:
         """The provider's models, normalised."""
         ...
+
+
+async def close_adapter(adapter: object) -> None:
+    """Call the adapter's ``aclose()``, sync or async, when it has one.
+
+    It is optional: only adapters holding resources of their own (a client for
+    a token exchange) need it.
+    """
+    close = getattr(adapter, "aclose", None)
+    if close is not None:
+        closing = close()
+        if inspect.isawaitable(closing):
+            await closing

@@ -10,7 +10,6 @@ route's provider error format, and every request ends in one
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import time
 from collections import Counter
@@ -23,7 +22,7 @@ import httpx
 from typing_extensions import Self, Unpack
 
 from .__version__ import __version__
-from ._adapter import BodyTransform, CredentialCheck, ProviderAdapter
+from ._adapter import BodyTransform, CredentialCheck, ProviderAdapter, close_adapter
 from ._catalog import DEFAULT_MODELS_TTL, ModelCatalog, handle_models_route
 from ._cors import CORS, CORSMiddleware
 from ._events import EventSink, RequestRecord
@@ -257,13 +256,8 @@ class ProxyApp:
         await self.catalog.aclose()
         await self.store.aclose()
         for adapter in self._adapters.values():
-            close = getattr(adapter, "aclose", None)
-            if close is None:
-                continue
             try:
-                closing = close()
-                if inspect.isawaitable(closing):
-                    await closing
+                await close_adapter(adapter)
             except Exception:
                 logger.exception("could not close the adapter %r", adapter.name)
         transport = self._transport

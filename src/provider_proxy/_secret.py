@@ -6,7 +6,8 @@ import hmac
 import re
 from typing import Final
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: Characters no header value may carry (line breaks among them).
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class Secret:
@@ -54,6 +55,6 @@ def clean_credential(value: str, what: str) -> str:
     :raises ValueError: naming ``what``, never the value.
     """
     cleaned = value.strip()
-    if _CONTROL.search(cleaned):
+    if CONTROL_CHARACTERS.search(cleaned):
         raise ValueError(f"{what} contains a line break or another control character.")
     return cleaned

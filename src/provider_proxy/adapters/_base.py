@@ -28,7 +28,7 @@ from .._adapter import (
 from .._endpoints import EndpointRule, endpoint_allowed, parse_rules
 from .._exceptions import ProviderNotConfigured, ProxyError
 from .._json import dumps
-from .._secret import Secret, clean_credential
+from .._secret import CONTROL_CHARACTERS, Secret, clean_credential
 from ..transforms._compose import Composed, applies
 from ._usage import USAGE_HINT, openai_usage
 
@@ -36,10 +36,11 @@ from ._usage import USAGE_HINT, openai_usage
 #: that returns the current key (or ``None``), called for every request so keys
 #: can rotate without a restart.
 ApiKey = str | Secret | Callable[[], "str | Secret | None"]
+#: A key as held: checked once when given, or a callable asked (and checked) each time.
+KeySource = Secret | Callable[[], "str | Secret | None"] | None
 
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _PACKAGE = __name__.partition(".")[0] + "."
-_CONTROL_IN_HEADER = re.compile(r"[\x00-\x1f\x7f]")
 _AVAILABLE = Availability(True)
 #: Endpoint decisions remembered per adapter (clients call few distinct paths).
 _ENDPOINT_CACHE_SIZE = 1024
@@ -116,18 +117,11 @@ class BaseAdapter:
         envs = api_key_env if api_key_env is not None else self.default_api_key_env
         names = (envs,) if isinstance(envs, str) else tuple(envs or ())
         self._api_key_envs: tuple[str, ...] = tuple(name for name in names if name)
-        self._key: Secret | Callable[[], str | Secret | None] | None
-        if callable(api_key):
-            self._key = api_key
-        elif api_key is not None:
-            self._key = checked_key(api_key, f"The api_key of adapter {name!r}")
-        else:
-            found = next((n for n in self._api_key_envs if os.environ.get(n)), None)
-            self._key = None if found is None else checked_key(os.environ[found], found)
-        fixed = _header_map(headers, "headers")
+        self._key = key_source(api_key, self._api_key_envs, f"The api_key of adapter {name!r}")
+        given = dict(headers or {})
         if user_agent is not None:
-            fixed["user-agent"] = user_agent
-        self._headers: Mapping[str, str] = _header_map(fixed, "headers")
+            given["user-agent"] = user_agent
+        self._headers: Mapping[str, str] = _header_map(given, "headers")
         self._default_headers: Mapping[str, str] = {
             **_header_map(self.base_default_headers, "base_default_headers"),
             **_header_map(default_headers, "default_headers"),
@@ -137,6 +131,7 @@ class BaseAdapter:
         self._endpoint_rules: tuple[EndpointRule, ...] = parse_rules((*self.endpoints, *extra))
         self._endpoint_cache: dict[tuple[str, str], bool] = {}
         self._transforms: tuple[BodyTransform, ...] = (*self.default_transforms(), *transforms)
+        self._usage_hints = _usage_hints(type(self))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self._name!r}, base_url={str(self._base_url)!r})"
@@ -163,17 +158,7 @@ class BaseAdapter:
         :raises ProviderNotConfigured: the key callable returned a key with a
             line break or control character inside.
         """
-        if not callable(self._key):
-            return self._key
-        key = self._key()
-        if not key:
-            return None
-        try:
-            return checked_key(
-                key, f"The key callable of adapter {self.name!r} returned a key that"
-            )
-        except ValueError as exc:
-            raise ProviderNotConfigured(str(exc)) from None
+        return current_key(self._key, f"The key callable of adapter {self.name!r}")
 
     def availability(self) -> Availability:
         # A key callable is asked once per request, in auth_headers(), not here.
@@ -261,12 +246,7 @@ class BaseAdapter:
         ``"usage"`` nor ``"model"`` is not parsed at all. A subclass with readers
         of its own gets ``None``: every event is parsed.
         """
-        cls = type(self)
-        builtin = all(
-            getattr(cls, reader).__module__.startswith(_PACKAGE)
-            for reader in ("extract_usage", "extract_model")
-        )
-        return (USAGE_HINT, "model") if builtin else None
+        return self._usage_hints
 
     def extract_model(self, payload: Any) -> str | None:
         """A top-level ``model`` string (OpenAI and most gateways, request and response)."""
@@ -360,6 +340,22 @@ def checked_key(key: str | Secret, what: str) -> Secret | None:
     return Secret(value) if value else None
 
 
+def key_source(value: ApiKey | None, envs: Sequence[str], what: str) -> KeySource:
+    """Where a key comes from: a callable as given; else the key given, or the
+    first of the environment variables ``envs`` that is set, checked here."""
+    if callable(value):
+        return value
+    if value is not None:
+        return checked_key(value, what)
+    found = next((name for name in envs if os.environ.get(name)), None)
+    return None if found is None else checked_key(os.environ[found], found)
+
+
+def current_key(source: KeySource, what: str) -> Secret | None:
+    """The key ``source`` holds now (a callable is asked, see :func:`key_from_callable`)."""
+    return key_from_callable(source(), what) if callable(source) else source
+
+
 def key_from_callable(key: str | Secret | None, what: str) -> Secret | None:
     """What a key callable returned, as :func:`checked_key` makes it.
 
@@ -374,11 +370,20 @@ def key_from_callable(key: str | Secret | None, what: str) -> Secret | None:
         raise ProviderNotConfigured(str(exc)) from None
 
 
+def _usage_hints(cls: type) -> tuple[str, str] | None:
+    """:attr:`BaseAdapter.usage_hints` for adapters of class ``cls``."""
+    builtin = all(
+        getattr(cls, reader).__module__.startswith(_PACKAGE)
+        for reader in ("extract_usage", "extract_model")
+    )
+    return (USAGE_HINT, "model") if builtin else None
+
+
 def _header_map(headers: Mapping[str, str] | None, what: str) -> dict[str, str]:
     """``headers`` with lower-case names, so later merges replace rather than duplicate."""
     lowered: dict[str, str] = {}
     for name, value in (headers or {}).items():
-        if _CONTROL_IN_HEADER.search(name) or _CONTROL_IN_HEADER.search(value):
+        if CONTROL_CHARACTERS.search(name) or CONTROL_CHARACTERS.search(value):
             raise ValueError(
                 f"{what}: header {name.strip()!r} has a line break or control character."
             )

@@ -26,7 +26,6 @@ import asyncio
 import dataclasses
 import logging
 import math
-import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -45,7 +44,7 @@ from .._adapter import (
 )
 from .._exceptions import ProviderNotConfigured, ProxyError, UpstreamTimeout, UpstreamUnreachable
 from .._secret import Secret
-from ._base import ApiKey, BaseAdapter, _parse_base_url, checked_key, key_from_callable
+from ._base import ApiKey, BaseAdapter, KeySource, _parse_base_url, current_key, key_source
 from ._usage import anthropic_usage, openai_usage
 
 logger = logging.getLogger("provider_proxy")
@@ -114,23 +113,8 @@ def copilot_token_url(host: str) -> str:
     return f"https://{api}{_TOKEN_PATH}"
 
 
-KeySource = Secret | Callable[[], "str | Secret | None"] | None
-
-
-def _key_source(value: ApiKey | None, env: str | None) -> KeySource:
-    if callable(value):
-        return value
-    if value is not None:
-        return checked_key(value, "The github_token")
-    if env and os.environ.get(env):
-        return checked_key(os.environ[env], env)
-    return None
-
-
-def _reveal_source(source: KeySource) -> Secret | None:
-    if callable(source):
-        return key_from_callable(source(), "The github_token callable")
-    return source
+def _github_token(source: KeySource) -> Secret | None:
+    return current_key(source, "The github_token callable")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -202,7 +186,7 @@ class TokenExchange:
 
     def github_token(self) -> Secret:
         """The current GitHub token; :class:`ProviderNotConfigured` when there is none."""
-        token = _reveal_source(self.source)
+        token = _github_token(self.source)
         if token is None:
             raise ProviderNotConfigured(
                 "No GitHub token to exchange for a Copilot token right now: its key "
@@ -447,7 +431,11 @@ class CopilotAdapter(BaseAdapter):
             if agent is not None:
                 exchange_headers["user-agent"] = agent
             self._exchange = TokenExchange(
-                _key_source(github_token, github_token_env),
+                key_source(
+                    github_token,
+                    (github_token_env,) if github_token_env else (),
+                    "The github_token",
+                ),
                 token_url or copilot_token_url(host),
                 headers=exchange_headers,
                 client=client,
@@ -476,7 +464,7 @@ class CopilotAdapter(BaseAdapter):
         availability = self.availability()
         if availability.enabled:
             try:
-                if _reveal_source(exchange.source) is None:
+                if _github_token(exchange.source) is None:
                     return Availability(
                         False, "No GitHub token right now: its key callable returned none."
                     )

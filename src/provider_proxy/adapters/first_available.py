@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
-import inspect
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
@@ -19,6 +18,7 @@ from .._adapter import (
     ProviderAdapter,
     RequestContext,
     Usage,
+    close_adapter,
 )
 from .._exceptions import ProviderNotConfigured, ProxyError
 from ._base import _NAME_RE
@@ -203,13 +203,8 @@ class FirstAvailableAdapter:
         """
         failure: Exception | None = None
         for adapter in self._adapters:
-            close = getattr(adapter, "aclose", None)
-            if close is None:
-                continue
             try:
-                closing = close()
-                if inspect.isawaitable(closing):
-                    await closing
+                await close_adapter(adapter)
             except Exception as exc:
                 failure = failure or exc
         if failure is not None:
