@@ -40,6 +40,7 @@ from ._headers import REQUEST_ID, RawHeaders, request_id_from
 from ._json import dumps
 from ._metrics import PrometheusMetrics
 from ._paths import path_below_mount, split_provider
+from ._scrub import install_log_filter
 from ._sinks import EventDispatcher, JsonLogSink
 from ._store import MemoryStore, Store
 from ._upstream import DEFAULT_LIMITS, DEFAULT_TIMEOUT, SharedTransport, default_transport
@@ -197,6 +198,7 @@ class ProxyApp:
         self._started = time.time()
         self._in_flight = 0
         self._by_status: Counter[int] = Counter()
+        install_log_filter(*(sink.logger.name for sink in sinks if isinstance(sink, JsonLogSink)))
 
     def __repr__(self) -> str:
         return f"ProxyApp(providers={list(self._adapters)!r})"

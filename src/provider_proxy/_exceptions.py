@@ -37,12 +37,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
+from ._scrub import scrub_secrets
+
 
 class ProxyError(Exception):
     """An error answered by the proxy itself, with its status and kind.
 
     ``retryable`` tells the SDKs (through ``x-should-retry``) whether trying the
-    same request again can help.
+    same request again can help. Any configured credential in ``message`` is
+    masked: the message goes to the client.
     """
 
     status_code: ClassVar[int] = 500
@@ -50,6 +53,7 @@ class ProxyError(Exception):
     retryable: ClassVar[bool] = False
 
     def __init__(self, message: str, *, headers: Mapping[str, str] | None = None) -> None:
+        message = scrub_secrets(message)
         super().__init__(message)
         self.message = message
         #: Headers the answer carries (``Retry-After``, ``X-RateLimit-*``, ...).

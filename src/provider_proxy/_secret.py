@@ -6,6 +6,8 @@ import hmac
 import re
 from typing import Final
 
+from ._scrub import register_secret
+
 #: Characters no header value may carry (line breaks among them).
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -14,7 +16,8 @@ class Secret:
     """Holds a credential; ``repr()`` and ``str()`` show only ``'**********'``.
 
     Call :meth:`reveal` at the one place the value is really needed (building
-    the upstream auth header).
+    the upstream auth header). The value is registered for scrubbing, so it is
+    masked too where an upstream quotes it back (see :mod:`provider_proxy._scrub`).
     """
 
     __slots__ = ("_value",)
@@ -23,6 +26,7 @@ class Secret:
 
     def __init__(self, value: str) -> None:
         self._value = value
+        register_secret(value)
 
     def reveal(self) -> str:
         """The credential itself."""

@@ -3,16 +3,22 @@
 ``httpx.AsyncClient`` is skipped on purpose: prebuilt :class:`httpx.Request`
 objects go directly to the transport, which measured about four times faster.
 Transport failures become :class:`~provider_proxy.ProxyError` subclasses with
-the status that says what happened.
+the status that says what happened, and a fixed message: never the failure's
+own text, which may quote upstream bytes.
 """
 
 from __future__ import annotations
 
+import logging
 import socket
+import ssl
 
 import httpx
 
 from ._exceptions import PoolExhausted, ProxyError, UpstreamTimeout, UpstreamUnreachable
+from ._scrub import scrub
+
+logger = logging.getLogger("provider_proxy")
 
 #: The official SDKs' timeouts: 10 s to connect, 600 s between reads. Waiting for
 #: a free pooled connection is bounded separately, so saturation answers 503 soon.
@@ -24,6 +30,19 @@ DEFAULT_LIMITS = httpx.Limits(
 )
 
 _NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+
+#: How much of a transport error's text is logged (it may hold a whole reflected request).
+_DETAIL_LIMIT = 500
+#: How far down an exception's causes a connect failure's reason is looked for.
+_CHAIN_DEPTH = 6
+#: Reasons for a failed connection, by the type of the exception behind it.
+_CONNECT_FAILURES: tuple[tuple[type[BaseException], str], ...] = (
+    (socket.gaierror, "its name did not resolve"),
+    (ConnectionRefusedError, "connection refused"),
+    (ssl.SSLCertVerificationError, "its TLS certificate was not accepted"),
+    (ssl.SSLError, "the TLS handshake failed"),
+    (ConnectionResetError, "connection reset"),
+)
 
 
 def default_transport(limits: httpx.Limits = DEFAULT_LIMITS) -> httpx.AsyncBaseTransport:
@@ -38,9 +57,18 @@ def default_transport(limits: httpx.Limits = DEFAULT_LIMITS) -> httpx.AsyncBaseT
 def as_proxy_error(exc: httpx.TransportError, host: str) -> ProxyError:
     """The answer for a transport failure before the response started.
 
-    The message names the host and the failure, never headers or credentials.
+    The message is fixed by the failure's type (and the adapter's ``host``):
+    an exception's text may quote raw upstream bytes, and an upstream can
+    reflect the request, key included. That text goes to the log, scrubbed.
     """
-    detail = str(exc)[:200] or type(exc).__name__
+    level = logging.DEBUG if isinstance(exc, httpx.PoolTimeout) else logging.WARNING
+    if logger.isEnabledFor(level):
+        detail = scrub(str(exc))[:_DETAIL_LIMIT]
+        logger.log(level, "the exchange with %s failed: %s: %s", host, type(exc).__name__, detail)
+    return _error_for(exc, host)
+
+
+def _error_for(exc: httpx.TransportError, host: str) -> ProxyError:
     if isinstance(exc, httpx.PoolTimeout):
         return PoolExhausted(
             "Every upstream connection stayed busy for the whole pool timeout; retry later."
@@ -50,11 +78,29 @@ def as_proxy_error(exc: httpx.TransportError, host: str) -> ProxyError:
     if isinstance(exc, httpx.TimeoutException):
         return UpstreamTimeout(f"{host} did not answer in time ({type(exc).__name__}).")
     if isinstance(exc, httpx.ConnectError):
-        return UpstreamUnreachable(f"Could not connect to {host}: {detail}")
+        why = _connect_failure(exc)
+        return UpstreamUnreachable(f"Could not connect to {host}{f' ({why})' if why else ''}.")
     if isinstance(exc, httpx.LocalProtocolError):
-        # Its message may quote the request's headers, credentials included.
         return UpstreamUnreachable(f"The request to {host} could not be sent: an invalid request.")
-    return UpstreamUnreachable(f"The exchange with {host} failed: {type(exc).__name__}: {detail}")
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return UpstreamUnreachable(
+            f"The exchange with {host} failed (RemoteProtocolError): it closed the connection "
+            "or answered with something that is not valid HTTP."
+        )
+    return UpstreamUnreachable(f"The exchange with {host} failed ({type(exc).__name__}).")
+
+
+def _connect_failure(exc: BaseException) -> str | None:
+    """Why a connection failed, from the types of the exceptions behind ``exc``."""
+    seen: BaseException | None = exc
+    for _ in range(_CHAIN_DEPTH):
+        if seen is None:
+            break
+        for kind, why in _CONNECT_FAILURES:
+            if isinstance(seen, kind):
+                return why
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 class SharedTransport(httpx.AsyncBaseTransport):

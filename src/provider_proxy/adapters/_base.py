@@ -392,16 +392,37 @@ def _header_map(headers: Mapping[str, str] | None, what: str) -> dict[str, str]:
 
 
 def _parse_base_url(value: str | httpx.URL) -> httpx.URL:
-    url = httpx.URL(value)
+    """``value`` as a URL requests can be joined to.
+
+    :raises ValueError: showing at most scheme, host and path of ``value``:
+        its userinfo or query may hold a credential.
+    """
+    try:
+        url = httpx.URL(value)
+    except httpx.InvalidURL:
+        raise ValueError(
+            "base_url must be an absolute http(s) URL; httpx cannot parse it."
+        ) from None
     if url.scheme not in ("http", "https") or not url.host:
-        raise ValueError(f"base_url must be an absolute http(s) URL, got {str(value)!r}.")
+        raise ValueError(f"base_url must be an absolute http(s) URL, got {shown_url(url)}.")
     if url.userinfo:
-        raise ValueError("base_url must not carry credentials; pass api_key= instead.")
+        raise ValueError(
+            f"base_url must not carry credentials; pass api_key= instead (got {shown_url(url)})."
+        )
     if url.query or url.fragment or "?" in str(value) or "#" in str(value):
         # A query would be dropped from every request yet shown in /health and
         # /status: a key there would leak, and any other parameter do nothing.
         raise ValueError(
-            "base_url must not carry a query or a fragment; pass api_key= for a key "
-            "and headers= for anything else the provider needs."
+            f"base_url must not carry a query or a fragment (got {shown_url(url)}); pass "
+            "api_key= for a key and headers= for anything else the provider needs."
         )
     return url
+
+
+def shown_url(url: httpx.URL) -> str:
+    """``url`` as an error message may show it: ``'scheme://host:port/path'``, no
+    userinfo, query or fragment; without a host, nothing of it."""
+    if not url.host:
+        return "a URL without a host"
+    port = f":{url.port}" if url.port is not None else ""
+    return repr(f"{url.scheme}://{url.host}{port}{url.path}")

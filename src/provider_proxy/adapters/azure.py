@@ -169,7 +169,10 @@ class AzureOpenAIAdapter(BaseAdapter):
 
 def _resource_endpoint(value: str | httpx.URL) -> str | httpx.URL:
     """The endpoint without a trailing ``/openai`` (the SDK adds that itself)."""
-    url = httpx.URL(value)
+    try:
+        url = httpx.URL(value)
+    except httpx.InvalidURL:  # refused, without quoting it, by BaseAdapter
+        return value
     path = url.raw_path.partition(b"?")[0].rstrip(b"/")
     if path.endswith(b"/openai"):
         return url.copy_with(raw_path=path[: -len(b"/openai")] or b"/")

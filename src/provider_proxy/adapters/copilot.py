@@ -92,7 +92,9 @@ def parse_github_host(value: str) -> str:
     except httpx.InvalidURL:
         host = ""
     if not _HOST_RE.fullmatch(host):
-        raise ValueError(f"github_host must be a host name such as 'github.com', got {value!r}.")
+        # The host as parsed, not the value: that may carry userinfo or a query.
+        got = repr(host) if host else "no host name"
+        raise ValueError(f"github_host must be a host name such as 'github.com', got {got}.")
     return host
 
 
