@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -19,9 +20,14 @@ from provider_proxy import (
 )
 from provider_proxy.adapters import (
     AnthropicAdapter,
+    AzureOpenAIAdapter,
     BaseAdapter,
+    CopilotAdapter,
+    GeminiAdapter,
+    OllamaAdapter,
     OpenAIAdapter,
     OpenAICompatibleAdapter,
+    OpenRouterAdapter,
 )
 
 CONTEXT = RequestContext("x", "POST", "/chat/completions", b"", [], "rid-1")
@@ -132,6 +138,41 @@ def test_reprs_hide_keys() -> None:
 def test_invalid_configuration_is_refused(kwargs: dict[str, str]) -> None:
     with pytest.raises(ValueError):  # noqa: PT011 - the messages are checked below
         OpenAIAdapter(api_key="k", **kwargs)
+
+
+LEAKY_BASE_URLS = [
+    "https://user:pass@host.example/v1?key=sk-secret",
+    "ftp://user:pass@host.example/v1?key=sk-secret",
+    "user:pass@host.example/v1?key=sk-secret",
+    "https://user:pass@host.example:bad/v1?key=sk-secret",
+]
+BASE_URL_TAKERS: dict[str, Callable[[str], object]] = {
+    "openai": lambda url: OpenAIAdapter(api_key="k", base_url=url),
+    "anthropic": lambda url: AnthropicAdapter(api_key="k", base_url=url),
+    "gemini": lambda url: GeminiAdapter(api_key="k", base_url=url),
+    "azure": lambda url: AzureOpenAIAdapter(api_key="k", base_url=url),
+    "openrouter": lambda url: OpenRouterAdapter(api_key="k", base_url=url),
+    "compatible": lambda url: OpenAICompatibleAdapter("gw", url, api_key="k"),
+    "ollama": lambda url: OllamaAdapter(base_url=url),
+    "copilot": lambda url: CopilotAdapter(api_key="k", base_url=url),
+    "copilot token_url": lambda url: CopilotAdapter(github_token="t", token_url=url),
+    "copilot github_host": lambda url: CopilotAdapter(api_key="k", github_host=url),
+}
+
+
+@pytest.mark.parametrize("url", LEAKY_BASE_URLS)
+@pytest.mark.parametrize("taker", sorted(BASE_URL_TAKERS))
+def test_url_errors_never_show_userinfo_or_query(taker: str, url: str) -> None:
+    with pytest.raises(ValueError) as refused:  # noqa: PT011 - the message is checked below
+        BASE_URL_TAKERS[taker](url.replace("host.example", "bad host") if "host" in taker else url)
+    message = str(refused.value)
+    for secret in ("user:pass", "pass@", "sk-secret", "?key"):
+        assert secret not in message
+
+
+def test_url_errors_show_scheme_host_and_path() -> None:
+    with pytest.raises(ValueError, match=r"got 'ftp://host\.example/v1'"):
+        OpenAIAdapter(api_key="k", base_url="ftp://user:pass@host.example/v1?key=sk-secret")
 
 
 def test_error_formats() -> None:
