@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 
 from .servers import free_port
 
@@ -51,6 +55,17 @@ class RedisServer:
                 return sock.recv(16).startswith(b"+PONG")
         except OSError:
             return False
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """A hung Redis: the process is stopped (SIGSTOP), so connections open but
+        nothing answers, until it is continued (SIGCONT) on leaving."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(self.process.pid, signal.SIGCONT)
 
     def kill(self) -> None:
         if self.process is not None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import anthropic
 import anyio
 import httpx
 import pytest
@@ -141,6 +143,49 @@ def test_rate_limit_headers_and_429(served: Any) -> None:
     assert limited.headers["x-should-retry"] == "true"
     assert limited.json()["error"]["code"] == "rate_limited"
     assert "3 requests/60s" in limited.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("window", "retry_after", "should_retry"),
+    [(120, "60", "true"), (122, "61", "false"), (3600, "1800", "false")],
+)
+def test_a_long_wait_tells_sdks_not_to_retry(
+    served: Any, window: int, retry_after: str, should_retry: str
+) -> None:
+    client = served(guards=Guards(rate_limits=[RateLimit(2, window)]))
+    limited = [_chat(client) for _ in range(3)][-1]
+    assert limited.status_code == 429
+    assert limited.headers["retry-after"] == retry_after
+    assert limited.headers["x-should-retry"] == should_retry
+    assert limited.json()["error"]["code"] == "rate_limited"
+    assert f"retry in {retry_after} s" in limited.json()["error"]["message"]
+
+
+def test_the_anthropic_sdk_gives_up_at_once_on_a_long_wait(
+    served: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Anthropic SDK sleeps for any ``Retry-After`` it is told to retry."""
+    waits: list[float] = []
+    calculate = anthropic.Anthropic._calculate_retry_timeout
+
+    def recorded(self: anthropic.Anthropic, *args: Any, **kwargs: Any) -> float:
+        waits.append(calculate(self, *args, **kwargs))
+        return 0.0  # what it would sleep is recorded, not slept
+
+    monkeypatch.setattr(anthropic.Anthropic, "_calculate_retry_timeout", recorded)
+    events: list[ProxyEvent] = []
+    client = served(guards=Guards(rate_limits=[RateLimit(1, 3600)]), sinks=[events.append])
+    message = {"model": "c", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+    with anthropic.Anthropic(
+        base_url=f"{client.base_url}/anthropic", api_key="unused", max_retries=2
+    ) as sdk:
+        sdk.messages.create(**message)
+        with pytest.raises(anthropic.RateLimitError, match="retry in 3600 s"):
+            sdk.messages.create(**message)
+    assert waits == []
+    assert wait_until(lambda: len(events) >= 2)
+    time.sleep(0.1)
+    assert [event.status for event in events] == [200, 429]  # no retry was sent
 
 
 def test_forwarded_for_only_from_trusted_proxies(served: Any) -> None:
@@ -371,6 +416,36 @@ def test_two_apps_sharing_redis_enforce_one_limit(upstream: ServerThread) -> Non
     finally:
         redis.stop()
     assert codes == [200, 200, 200, 200, 429, 429]
+
+
+def test_a_hung_redis_delays_a_request_by_one_timeout(upstream: ServerThread) -> None:
+    redis = RedisServer().start()
+    timeout = 0.5
+    store = RedisStore.from_url(
+        redis.url, prefix=f"hung-{uuid.uuid4().hex}:", on_error="open", timeout=timeout
+    )
+    guards = Guards(
+        rate_limits=[RateLimit(100, 60), RateLimit(10**6, 60, unit="bytes")],
+        quotas=[Quota(10**6)],
+        max_concurrent=10,
+        max_concurrent_per_client=5,
+    )
+    try:
+        with (
+            serve(_proxy(upstream, store=store, guards=guards), proxy_headers=False) as server,
+            httpx.Client(base_url=server.url, timeout=10) as client,
+        ):
+            assert _chat(client).status_code == 200
+            with redis.paused():
+                for _ in range(2):
+                    started = time.monotonic()
+                    answer = _chat(client)
+                    spent = time.monotonic() - started
+                    assert answer.status_code == 200  # failing open
+                    # Five store calls, one deadline: not five timeouts.
+                    assert spent < timeout + 0.4, spent
+    finally:
+        redis.stop()
 
 
 def test_cors_preflight_and_actual(served: Any, fake: FakeUpstream) -> None:

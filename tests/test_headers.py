@@ -5,11 +5,13 @@ import re
 import pytest
 
 from provider_proxy._headers import (
+    HeaderPolicy,
     apply_headers,
     connection_named,
     request_headers_for_upstream,
     request_id_from,
     response_headers_for_client,
+    upstream_limits_renamed,
 )
 
 _NEW_ID = re.compile(r"[0-9a-f]{32}")
@@ -43,6 +45,49 @@ def test_request_headers_drop_hop_by_hop_credentials_and_host() -> None:
         (b"anthropic-beta", b"a"),
         (b"anthropic-beta", b"b"),
     ]
+
+
+def test_request_headers_drop_topology_unless_forwarded() -> None:
+    headers = [
+        (b"x-forwarded-for", b"203.0.113.7"),
+        (b"x-forwarded-anything", b"1"),
+        (b"forwarded", b"for=203.0.113.7"),
+        (b"via", b"1.1 edge"),
+        (b"x-original-url", b"/admin"),
+        (b"x-stainless-lang", b"python"),
+        (b"content-type", b"application/json"),
+    ]
+    assert request_headers_for_upstream(headers) == [
+        (b"x-stainless-lang", b"python"),
+        (b"content-type", b"application/json"),
+    ]
+    policy = HeaderPolicy(["X-Forwarded-For", "via"], drop_prefixes=["X-Stainless-"])
+    assert request_headers_for_upstream(headers, policy) == [
+        (b"x-forwarded-for", b"203.0.113.7"),
+        (b"via", b"1.1 edge"),
+        (b"content-type", b"application/json"),
+    ]
+    # A header named in Connection is hop-by-hop, forwarded or not.
+    hop = [(b"connection", b"x-forwarded-for"), (b"x-forwarded-for", b"203.0.113.7")]
+    assert request_headers_for_upstream(hop, policy) == []
+    assert "x-forwarded-for" in repr(policy)
+
+
+def test_upstream_limit_headers_renamed() -> None:
+    headers = [
+        (b"x-ratelimit-limit", b"100"),
+        (b"ratelimit", b'"default";r=5;t=30'),
+        (b"x-ratelimit-remaining-tokens", b"10"),
+        (b"content-type", b"application/json"),
+    ]
+    assert upstream_limits_renamed(headers) == [
+        (b"x-upstream-ratelimit-limit", b"100"),
+        (b"x-upstream-ratelimit", b'"default";r=5;t=30'),
+        (b"x-ratelimit-remaining-tokens", b"10"),
+        (b"content-type", b"application/json"),
+    ]
+    plain = [(b"content-type", b"text/plain")]
+    assert upstream_limits_renamed(plain) is plain
 
 
 def test_connection_named_parses_tokens() -> None:

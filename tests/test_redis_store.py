@@ -11,6 +11,7 @@ import anyio
 import pytest
 
 from provider_proxy import MemoryStore, RedisStore, Store, StoreUnavailable
+from provider_proxy._store import one_deadline
 
 from .redis_server import RedisServer
 
@@ -142,3 +143,46 @@ async def test_outage_fail_mode_then_recovery(mode: str, caplog: pytest.LogCaptu
     finally:
         await store.aclose()
         server.stop()
+
+
+@pytest.mark.parametrize("mode", ["open", "closed"])
+async def test_a_hung_redis_costs_one_timeout_per_deadline(mode: str) -> None:
+    server = RedisServer().start()
+    timeout = 0.3
+    store = RedisStore.from_url(
+        server.url,
+        prefix=f"h-{uuid.uuid4().hex}:",
+        on_error=mode,  # type: ignore[arg-type]
+        timeout=timeout,
+    )
+    try:
+        assert (await store.rate("k", 1, 100, 60)).allowed  # connected before the hang
+        with server.paused():
+            started = time.monotonic()
+            with one_deadline():
+                for _ in range(4):  # a rate rule, a quota and two slots, say
+                    if mode == "open":
+                        assert (await store.rate("k", 1, 100, 60)).allowed
+                        assert await store.acquire("slots", "lease", 1, 60)
+                    else:
+                        with pytest.raises(StoreUnavailable):
+                            await store.rate("k", 1, 100, 60)
+            spent = time.monotonic() - started
+            assert spent < timeout + 0.2, spent
+            # Outside a deadline, each call has the whole timeout.
+            started = time.monotonic()
+            if mode == "open":
+                assert await store.get("v") is None
+            else:
+                with pytest.raises(StoreUnavailable):
+                    await store.get("v")
+            assert time.monotonic() - started >= timeout * 0.9
+        assert not store.available
+    finally:
+        await store.aclose()
+        server.stop()
+
+
+def test_timeout_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="timeout"):
+        RedisStore.from_url("redis://127.0.0.1:1/0", timeout=0)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from provider_proxy import MemoryStore
-from provider_proxy._store import gcra
+from provider_proxy._store import gcra, one_deadline, time_left
 
 pytestmark = pytest.mark.anyio
 
@@ -107,3 +109,15 @@ def test_gcra_never_reports_negative_or_over_limit() -> None:
     assert (result.allowed, result.remaining, stored) == (True, 5, 0.0)
     result, stored = gcra(100.0, 0.0, 1, 5, 10, False)
     assert (result.allowed, result.remaining, stored) == (False, 0, None)
+
+
+def test_one_deadline_is_shared_by_the_calls_inside() -> None:
+    assert time_left(0.5) == 0.5  # outside a deadline: each call its own timeout
+    with one_deadline():
+        assert time_left(0.5) == pytest.approx(0.5, abs=0.01)  # the first call starts it
+        time.sleep(0.1)
+        assert time_left(0.5) == pytest.approx(0.4, abs=0.05)
+        with one_deadline():  # a nested one is its own
+            assert time_left(0.5) == pytest.approx(0.5, abs=0.01)
+        assert time_left(0.5) < 0.45
+    assert time_left(0.5) == 0.5

@@ -31,14 +31,17 @@ from ._exceptions import (
 )
 from ._guards import UNIDENTIFIED, Guards, Unidentified, without_query_key
 from ._headers import (
+    DEFAULT_POLICY,
     REQUEST_ID,
     UPSTREAM_REQUEST_ID,
+    HeaderPolicy,
     RawHeaders,
     apply_headers,
     header_value,
     httpx_headers,
     request_headers_for_upstream,
     response_headers_for_client,
+    upstream_limits_renamed,
 )
 from ._json import dumps, loads
 from ._paths import confine, upstream_url
@@ -213,7 +216,10 @@ class Forwarder:
         if inspect.isawaitable(auth):
             auth = await auth
         url = adapter.rewrite_url(upstream_url(adapter.base_url, path, query), context)
-        headers = request_headers_for_upstream(client_headers)
+        # Adapters on BaseAdapter say which topology headers to forward, and the
+        # client identity's prefixes to drop.
+        policy: HeaderPolicy = getattr(adapter, "header_policy", DEFAULT_POLICY)
+        headers = request_headers_for_upstream(client_headers, policy)
         fixed = {**context.upstream_headers, **adapter.headers, **auth}
         apply_headers(headers, fixed, adapter.default_headers)
         headers.append((b"host", self._netloc(adapter.base_url)))
@@ -359,6 +365,8 @@ class Forwarder:
     def _client_headers(self, headers: RawHeaders, record: RequestRecord) -> RawHeaders:
         """The upstream's headers as the client gets them, with the proxy's own added."""
         request_id = record.request_id.encode("ascii")
+        if record.response_headers:  # the proxy's limits replace the provider's
+            headers = upstream_limits_renamed(headers)
         upstream_id = header_value(headers, REQUEST_ID)
         if upstream_id is not None:
             headers = [item for item in headers if item[0] != REQUEST_ID]

@@ -33,7 +33,7 @@ from ._exceptions import (
     RateLimited,
     TooManyConcurrent,
 )
-from ._store import RateResult, Store
+from ._store import RateResult, Store, one_deadline
 from .types import Scope
 
 logger = logging.getLogger("provider_proxy")
@@ -46,6 +46,9 @@ KeyFunction = Callable[[Scope], str]
 _KEY_HEADERS = (b"authorization", b"x-api-key", b"api-key", b"x-goog-api-key")
 #: A lease not released (a crashed instance) frees its slot after this long.
 _LEASE_TTL = 3600.0
+#: The longest ``Retry-After`` (seconds) of a 429 that SDKs are told to retry
+#: (``x-should-retry: true``); beyond it they would sleep inside the call.
+MAX_CLIENT_RETRY_WAIT = 60
 
 
 @dataclass(frozen=True)
@@ -285,7 +288,18 @@ class Guards:
         if isinstance(identity, Unidentified):
             identity = await self.identify(scope)
         admission = Admission(identity, {}, self, scope, provider, model)
+        with one_deadline():  # a hung store delays the request once, not per check
+            await self._check_rates(scope, admission, request_bytes)
+            await self._check_quotas(scope, identity, admission)
+            await self._hold_slots(identity, admission)
+        return admission
+
+    async def _check_rates(
+        self, scope: Scope, admission: Admission, request_bytes: int | None
+    ) -> None:
+        """Take the request's cost from every rule; the tightest sets the limit headers."""
         store = self._store()
+        identity, provider, model = admission.identity, admission._provider, admission._model
         tightest: RateResult | None = None
         for rule in self.rate_limits:
             key = self._rule_key(rule, scope, identity, provider, model)
@@ -304,16 +318,8 @@ class Guards:
             if tightest is None or result.remaining < tightest.remaining or not result.allowed:
                 tightest = result
             if not result.allowed:
-                headers = {**_rate_headers(result), "Retry-After": _seconds(result.retry_after)}
-                raise RateLimited(
-                    f"Rate limit reached ({rule.label}); retry in "
-                    f"{_seconds(result.retry_after)} s.",
-                    headers=headers,
-                )
+                raise _rate_limited(rule, result)
         admission.headers = _rate_headers(tightest) if tightest is not None else {}
-        await self._check_quotas(scope, identity, admission)
-        await self._hold_slots(identity, admission)
-        return admission
 
     async def identify(self, scope: Scope) -> str | None:
         """Who the client is (``None`` without client auth); raises the 401."""
@@ -419,6 +425,11 @@ class Guards:
                 logger.warning("could not release a concurrency slot; it expires by itself")
 
     async def _finish(self, admission: Admission, usage: Usage | None, request_bytes: int) -> None:
+        with one_deadline():
+            await self._settle(admission, usage, request_bytes)
+
+    async def _settle(self, admission: Admission, usage: Usage | None, request_bytes: int) -> None:
+        """Release the slots, then charge what was only known after the call."""
         store = self._store()
         await self._release_leases(admission)
         tokens = usage.total_tokens if usage is not None else 0
@@ -449,6 +460,26 @@ class Guards:
             "max_concurrent_per_client": self.max_concurrent_per_client,
             "store": repr(self.store),
         }
+
+
+class _LongWait(RateLimited):
+    """A rate limit whose wait is longer than an SDK should sleep inside one call."""
+
+    retryable = False
+
+
+def _rate_limited(rule: RateLimit, result: RateResult) -> RateLimited:
+    """The 429 for ``rule``; past :data:`MAX_CLIENT_RETRY_WAIT` it tells SDKs not to retry.
+
+    The OpenAI and Anthropic SDKs sleep for ``Retry-After`` inside the call when
+    ``x-should-retry`` is true: half an hour would look like a hung request.
+    """
+    wait = _seconds(result.retry_after)
+    error = RateLimited if int(wait) <= MAX_CLIENT_RETRY_WAIT else _LongWait
+    return error(
+        f"Rate limit reached ({rule.label}); retry in {wait} s.",
+        headers={**_rate_headers(result), "Retry-After": wait},
+    )
 
 
 def _seconds(value: float) -> str:

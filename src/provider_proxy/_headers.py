@@ -49,6 +49,37 @@ METHOD_OVERRIDES: frozenset[bytes] = frozenset(
     {b"x-http-method-override", b"x-http-method", b"x-method-override"}
 )
 
+#: Headers that describe the network path to the proxy: end users' addresses
+#: and internal host names, which are no provider's business.
+TOPOLOGY: frozenset[bytes] = frozenset(
+    {
+        b"forwarded",
+        b"via",
+        b"x-real-ip",
+        b"true-client-ip",
+        b"x-client-ip",
+        b"x-cluster-client-ip",
+        b"cf-connecting-ip",
+        b"fastly-client-ip",
+    }
+)
+
+#: Headers that some servers honour to route a request elsewhere than its path,
+#: after the endpoint policy checked that path.
+URL_OVERRIDES: frozenset[bytes] = frozenset(
+    {
+        b"x-original-url",
+        b"x-original-uri",
+        b"x-rewrite-url",
+        b"x-override-url",
+        b"x-forwarded-prefix",
+        b"x-forwarded-uri",
+    }
+)
+
+#: Every ``x-forwarded-*`` header is one or the other (``-for``, ``-host``, ``-proto``...).
+FORWARDED_PREFIX = b"x-forwarded-"
+
 #: Dropped from requests besides hop-by-hop and credentials: ``host`` is the
 #: upstream's, ``content-length`` is set again for the body actually sent, the
 #: request id is set by the proxy, and ``origin`` is the client's page, not the
@@ -58,7 +89,25 @@ _REQUEST_DROP: frozenset[bytes] = (
     | CLIENT_CREDENTIALS
     | ACCOUNT_SCOPE
     | METHOD_OVERRIDES
+    | TOPOLOGY
+    | URL_OVERRIDES
     | {b"host", b"content-length", REQUEST_ID, b"expect", b"origin"}
+)
+
+#: The limit headers the proxy sets, and the standard names of the same facts
+#: (the IETF ``RateLimit`` drafts): when the proxy sets its own, the provider's
+#: of these names go to the client as ``x-upstream-ratelimit-*`` instead.
+LIMIT_HEADERS: frozenset[bytes] = frozenset(
+    {
+        b"x-ratelimit-limit",
+        b"x-ratelimit-remaining",
+        b"x-ratelimit-reset",
+        b"ratelimit",
+        b"ratelimit-policy",
+        b"ratelimit-limit",
+        b"ratelimit-remaining",
+        b"ratelimit-reset",
+    }
 )
 
 #: Dropped from responses besides hop-by-hop: the upstream's cookies belong to
@@ -92,16 +141,66 @@ def connection_named(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]
     return frozenset(names)
 
 
+class HeaderPolicy:
+    """An adapter's choices over the client's headers, within the fixed rules.
+
+    :param forward: topology or URL-override headers (lower-case) to forward
+        anyway, for an upstream of the operator's that needs them.
+    :param drop_prefixes: beyond ``x-forwarded-``, name prefixes (lower-case) of
+        client headers never forwarded (a client identity's ``x-stainless-``).
+    :raises ValueError: ``forward`` names a header that is not one of those.
+    """
+
+    __slots__ = ("drop", "forward", "prefixes")
+
+    def __init__(
+        self, forward: str | Iterable[str] = (), drop_prefixes: Iterable[str] = ()
+    ) -> None:
+        given = (forward,) if isinstance(forward, str) else forward
+        names = frozenset(name.strip().lower().encode("latin-1") for name in given)
+        for name in sorted(names):
+            if name not in TOPOLOGY | URL_OVERRIDES and not name.startswith(FORWARDED_PREFIX):
+                raise ValueError(
+                    f"forward_headers: {name.decode('latin-1')!r} is not a topology or "
+                    "URL-override header; other headers pass unless the proxy never "
+                    "forwards them (credentials, hop-by-hop)."
+                )
+        prefixes = [prefix.lower().encode("latin-1") for prefix in drop_prefixes]
+        if not all(prefixes):
+            raise ValueError("drop_prefixes: an empty prefix would drop every header.")
+        #: Names never forwarded, less those forwarded anyway.
+        self.drop: frozenset[bytes] = _REQUEST_DROP - names
+        self.forward: frozenset[bytes] = names
+        self.prefixes: tuple[bytes, ...] = (FORWARDED_PREFIX, *prefixes)
+
+    def __repr__(self) -> str:
+        forward = sorted(name.decode("latin-1") for name in self.forward)
+        prefixes = [prefix.decode("latin-1") for prefix in self.prefixes]
+        return f"HeaderPolicy(forward={forward!r}, drop_prefixes={prefixes!r})"
+
+
+#: Nothing forwarded beyond the fixed rules.
+DEFAULT_POLICY = HeaderPolicy()
+
+
 def request_headers_for_upstream(
-    headers: Iterable[tuple[bytes, bytes]], *, also_drop: frozenset[bytes] = frozenset()
+    headers: Iterable[tuple[bytes, bytes]],
+    policy: HeaderPolicy = DEFAULT_POLICY,
+    *,
+    also_drop: frozenset[bytes] = frozenset(),
 ) -> RawHeaders:
     """The client's headers that may go upstream.
 
     ``headers`` must have lower-case names, as ASGI servers give them.
     """
     named = connection_named(headers)
-    drop = _REQUEST_DROP | named | also_drop if named or also_drop else _REQUEST_DROP
-    return [(name, value) for name, value in headers if name not in drop]
+    drop = policy.drop | named | also_drop if named or also_drop else policy.drop
+    prefixes, forward = policy.prefixes, policy.forward
+    return [
+        (name, value)
+        for name, value in headers
+        if name not in drop and (not name.startswith(prefixes) or name in forward)
+    ]
 
 
 def response_headers_for_client(headers: Iterable[tuple[bytes, bytes]]) -> RawHeaders:
@@ -110,6 +209,19 @@ def response_headers_for_client(headers: Iterable[tuple[bytes, bytes]]) -> RawHe
     named = connection_named(lowered)
     drop = _RESPONSE_DROP | named if named else _RESPONSE_DROP
     return [(name, value) for name, value in lowered if name not in drop]
+
+
+def upstream_limits_renamed(headers: RawHeaders) -> RawHeaders:
+    """``headers`` with the provider's :data:`LIMIT_HEADERS` renamed ``x-upstream-*``,
+    as they go out when the proxy sets limit headers of its own."""
+    if not any(name in LIMIT_HEADERS for name, _ in headers):
+        return headers
+    renamed: RawHeaders = []
+    for name, value in headers:
+        if name in LIMIT_HEADERS:
+            name = b"x-upstream-" + name.removeprefix(b"x-")
+        renamed.append((name, value))
+    return renamed
 
 
 def apply_headers(

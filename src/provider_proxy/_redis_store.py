@@ -12,8 +12,10 @@ from __future__ import annotations
 import logging
 from typing import Any, Literal
 
+import anyio
+
 from ._exceptions import StoreUnavailable
-from ._store import RateResult
+from ._store import RateResult, time_left
 
 logger = logging.getLogger("provider_proxy")
 
@@ -83,6 +85,10 @@ class RedisStore:
     :param prefix: put before every key, so several apps can share one Redis.
     :param on_error: ``"open"`` allows requests while Redis is unreachable (limits
         are not enforced), ``"closed"`` refuses them with a 503.
+    :param timeout: seconds all the calls for one request may take together (the
+        guards' checks, then their settling after the answer); a call past it
+        counts as Redis unreachable. ``None`` leaves each call to the client's
+        own socket timeouts.
     """
 
     def __init__(
@@ -91,12 +97,16 @@ class RedisStore:
         *,
         prefix: str = "provider_proxy:",
         on_error: Literal["open", "closed"] = "closed",
+        timeout: float | None = None,
     ) -> None:
         if on_error not in ("open", "closed"):
             raise ValueError(f"on_error must be 'open' or 'closed', not {on_error!r}.")
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"timeout must be a number of seconds > 0, not {timeout!r}.")
         self._client = client
         self.prefix = prefix
         self.on_error = on_error
+        self.timeout = timeout
         self._rate = client.register_script(_RATE)
         self._add = client.register_script(_ADD)
         self._acquire = client.register_script(_ACQUIRE)
@@ -112,7 +122,8 @@ class RedisStore:
         timeout: float = 0.5,
         max_connections: int = 50,
     ) -> RedisStore:
-        """A store for ``redis://host:port/db``; ``timeout`` bounds connecting and each call."""
+        """A store for ``redis://host:port/db``; ``timeout`` bounds connecting, each
+        call, and all the calls for one request together."""
         try:
             from redis.asyncio import BlockingConnectionPool, Redis
         except ImportError as exc:  # pragma: no cover - the extra is installed in tests
@@ -127,7 +138,7 @@ class RedisStore:
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
         )
-        return cls(Redis(connection_pool=pool), prefix=prefix, on_error=on_error)
+        return cls(Redis(connection_pool=pool), prefix=prefix, on_error=on_error, timeout=timeout)
 
     def __repr__(self) -> str:
         # The URL may carry a password: only the prefix and mode are shown.
@@ -142,7 +153,7 @@ class RedisStore:
         from redis.exceptions import RedisError
 
         try:
-            result = await call
+            result = await self._within_deadline(call)
         except (RedisError, OSError) as exc:
             if not self._down:
                 self._down = True
@@ -163,6 +174,18 @@ class RedisStore:
             self._down = False
             logger.warning("Redis answers again; limits are enforced again")
         return result
+
+    async def _within_deadline(self, call: Any) -> Any:
+        """``call`` awaited within what is left of the request's time for the store."""
+        if self.timeout is None:
+            return await call
+        left = time_left(self.timeout)
+        if left > 0:
+            with anyio.move_on_after(left):
+                return await call
+        else:
+            call.close()  # never started: the time was spent by earlier calls
+        raise TimeoutError(f"no answer within the request's {self.timeout:g} s for the store")
 
     async def get(self, key: str) -> bytes | None:
         value = await self._call("get", self._client.get(self.prefix + key), None)

@@ -8,9 +8,11 @@ continuously, so no window edge lets a client through twice as fast as allowed.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -86,6 +88,47 @@ class Store(Protocol):
     async def aclose(self) -> None:
         """Release connections, if any."""
         ...
+
+
+class _Deadline:
+    """When the store calls of one request must be done: set by the first call."""
+
+    __slots__ = ("at",)
+
+    def __init__(self) -> None:
+        self.at: float | None = None
+
+
+_deadline: contextvars.ContextVar[_Deadline | None] = contextvars.ContextVar(
+    "provider_proxy.store_deadline", default=None
+)
+
+
+@contextlib.contextmanager
+def one_deadline() -> Iterator[None]:
+    """Give the store calls made inside one deadline between them.
+
+    A store with a timeout (:class:`~provider_proxy.RedisStore`) starts it at
+    the first call, so a hung backend delays a request by at most that timeout,
+    however many limits it checks.
+    """
+    token = _deadline.set(_Deadline())
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def time_left(timeout: float) -> float:
+    """Seconds the store call starting now may take: ``timeout``, or what is left
+    of the current :func:`one_deadline` (started now with ``timeout``)."""
+    deadline = _deadline.get()
+    now = time.monotonic()
+    if deadline is None:
+        return timeout
+    if deadline.at is None:
+        deadline.at = now + timeout
+    return deadline.at - now
 
 
 class MemoryStore:

@@ -1,6 +1,7 @@
 """Ready-made provider adapters, and :class:`BaseAdapter` for writing your own."""
 
 from ._base import ApiKey, BaseAdapter
+from ._identity import ClientIdentity
 from .anthropic import AnthropicAdapter
 from .azure import AzureOpenAIAdapter
 from .copilot import CopilotAdapter, CopilotTokenError
@@ -15,6 +16,7 @@ __all__ = [
     "ApiKey",
     "AzureOpenAIAdapter",
     "BaseAdapter",
+    "ClientIdentity",
     "CopilotAdapter",
     "CopilotTokenError",
     "DashScopeAdapter",

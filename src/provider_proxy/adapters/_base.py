@@ -27,9 +27,11 @@ from .._adapter import (
 )
 from .._endpoints import EndpointRule, endpoint_allowed, parse_rules
 from .._exceptions import ProviderNotConfigured, ProxyError
+from .._headers import HeaderPolicy
 from .._json import dumps
 from .._secret import CONTROL_CHARACTERS, Secret, clean_credential
 from ..transforms._compose import Composed, applies
+from ._identity import ClientIdentity
 from ._usage import USAGE_HINT, openai_usage
 
 #: An API key: the key itself, a :class:`~provider_proxy.Secret`, or a callable
@@ -96,10 +98,16 @@ class BaseAdapter:
         key_optional: bool | None = None,
         allow: str | Iterable[str] = (),
         transforms: Sequence[BodyTransform] = (),
+        forward_headers: str | Iterable[str] = (),
+        client_identity: ClientIdentity | None = None,
     ) -> None:
         """
         :param api_key_env: the environment variable to read the key from when
             ``api_key`` is not given (several are tried in order), read once, here.
+        :param forward_headers: topology or URL-override headers of the client
+            (``["x-forwarded-for"]``) forwarded all the same; by default none is.
+        :param client_identity: the client presented upstream instead of the
+            caller's; ``headers=`` and ``user_agent=`` still win over it.
         :param allow: endpoint rules forwarded beyond the adapter's ``endpoints``
             (``["GET,POST /files/**"]``; ``["* /**"]`` allows everything); a
             single string is one rule.
@@ -118,10 +126,14 @@ class BaseAdapter:
         names = (envs,) if isinstance(envs, str) else tuple(envs or ())
         self._api_key_envs: tuple[str, ...] = tuple(name for name in names if name)
         self._key = key_source(api_key, self._api_key_envs, f"The api_key of adapter {name!r}")
-        given = dict(headers or {})
+        identity = client_identity.fixed_headers() if client_identity is not None else None
+        given = {**_header_map(identity, "client_identity"), **_header_map(headers, "headers")}
         if user_agent is not None:
             given["user-agent"] = user_agent
         self._headers: Mapping[str, str] = _header_map(given, "headers")
+        self._header_policy = HeaderPolicy(
+            forward_headers, client_identity.drop_prefixes if client_identity else ()
+        )
         self._default_headers: Mapping[str, str] = {
             **_header_map(self.base_default_headers, "base_default_headers"),
             **_header_map(default_headers, "default_headers"),
@@ -151,6 +163,12 @@ class BaseAdapter:
     @property
     def default_headers(self) -> Mapping[str, str]:
         return self._default_headers
+
+    @property
+    def header_policy(self) -> HeaderPolicy:
+        """Which of the client's headers go upstream: ``forward_headers`` and the
+        client identity's dropped prefixes."""
+        return self._header_policy
 
     def api_key(self) -> Secret | None:
         """The current key, or ``None`` when there is none.

@@ -12,6 +12,7 @@ from .._adapter import Availability, BodyTransform, RequestContext
 from .._exceptions import ProviderNotConfigured
 from .._secret import Secret
 from ._base import ApiKey, BaseAdapter, key_from_callable
+from ._identity import ClientIdentity
 from ._query import with_default_param
 
 #: The ``api-version`` sent when the client sends none: the latest GA version
@@ -92,6 +93,8 @@ class AzureOpenAIAdapter(BaseAdapter):
         default_headers: Mapping[str, str] | None = None,
         allow: str | Iterable[str] = (),
         transforms: Sequence[BodyTransform] = (),
+        forward_headers: str | Iterable[str] = (),
+        client_identity: ClientIdentity | None = None,
     ) -> None:
         endpoint = base_url if base_url is not None else os.environ.get("AZURE_OPENAI_ENDPOINT")
         self._configured = bool(endpoint)
@@ -105,6 +108,8 @@ class AzureOpenAIAdapter(BaseAdapter):
             default_headers=default_headers,
             allow=allow,
             transforms=transforms,
+            forward_headers=forward_headers,
+            client_identity=client_identity,
         )
         self.api_version = api_version or os.environ.get("OPENAI_API_VERSION") or AZURE_API_VERSION
         self._ad_token = azure_ad_token

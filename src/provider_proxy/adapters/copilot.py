@@ -45,6 +45,7 @@ from .._adapter import (
 from .._exceptions import ProviderNotConfigured, ProxyError, UpstreamTimeout, UpstreamUnreachable
 from .._secret import Secret
 from ._base import ApiKey, BaseAdapter, KeySource, _parse_base_url, current_key, key_source
+from ._identity import ClientIdentity
 from ._usage import anthropic_usage, openai_usage
 
 logger = logging.getLogger("provider_proxy")
@@ -396,6 +397,8 @@ class CopilotAdapter(BaseAdapter):
         default_headers: Mapping[str, str] | None = None,
         allow: Iterable[str] = (),
         transforms: Sequence[BodyTransform] = (),
+        forward_headers: str | Iterable[str] = (),
+        client_identity: ClientIdentity | None = None,
         client: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -422,6 +425,8 @@ class CopilotAdapter(BaseAdapter):
             default_headers=default_headers,
             allow=allow,
             transforms=transforms,
+            forward_headers=forward_headers,
+            client_identity=client_identity,
         )
         self.github_host = host
         self._pinned_base_url = base_url is not None
@@ -429,7 +434,7 @@ class CopilotAdapter(BaseAdapter):
         self._exchange: TokenExchange | None = None
         if exchange:
             exchange_headers = {"editor-version": fixed["editor-version"]}
-            agent = user_agent or fixed.get("user-agent")
+            agent = self.headers.get("user-agent")
             if agent is not None:
                 exchange_headers["user-agent"] = agent
             self._exchange = TokenExchange(

@@ -21,6 +21,7 @@ from .._adapter import (
     close_adapter,
 )
 from .._exceptions import ProviderNotConfigured, ProxyError
+from .._headers import DEFAULT_POLICY, HeaderPolicy
 from ._base import _NAME_RE
 
 
@@ -176,6 +177,10 @@ class FirstAvailableAdapter:
     @property
     def usage_hints(self) -> tuple[str, str] | None:
         return getattr(self.current, "usage_hints", None)
+
+    @property
+    def header_policy(self) -> HeaderPolicy:
+        return getattr(self.current, "header_policy", DEFAULT_POLICY)
 
     async def validate_credentials(self, client: httpx.AsyncClient) -> CredentialCheck:
         """The check of the adapter available now; its name is in ``detail``."""

@@ -8,6 +8,7 @@ import httpx
 
 from .._adapter import BodyTransform
 from ._base import ApiKey, BaseAdapter
+from ._identity import ClientIdentity
 
 
 class OpenAIAdapter(BaseAdapter):
@@ -40,6 +41,8 @@ class OpenAICompatibleAdapter(BaseAdapter):
         key_optional: bool = False,
         allow: str | Iterable[str] = (),
         transforms: Sequence[BodyTransform] = (),
+        forward_headers: str | Iterable[str] = (),
+        client_identity: ClientIdentity | None = None,
     ) -> None:
         super().__init__(
             name=name,
@@ -52,4 +55,6 @@ class OpenAICompatibleAdapter(BaseAdapter):
             key_optional=key_optional,
             allow=allow,
             transforms=transforms,
+            forward_headers=forward_headers,
+            client_identity=client_identity,
         )

@@ -9,6 +9,7 @@ import httpx
 
 from .._adapter import BodyTransform, ModelInfo
 from ._base import ApiKey, BaseAdapter
+from ._identity import ClientIdentity
 
 
 class OpenRouterAdapter(BaseAdapter):
@@ -50,6 +51,8 @@ class OpenRouterAdapter(BaseAdapter):
         default_headers: Mapping[str, str] | None = None,
         allow: str | Iterable[str] = (),
         transforms: Sequence[BodyTransform] = (),
+        forward_headers: str | Iterable[str] = (),
+        client_identity: ClientIdentity | None = None,
     ) -> None:
         attribution: dict[str, str] = {}
         if referer is not None:
@@ -66,6 +69,8 @@ class OpenRouterAdapter(BaseAdapter):
             default_headers={**attribution, **(default_headers or {})},
             allow=allow,
             transforms=transforms,
+            forward_headers=forward_headers,
+            client_identity=client_identity,
         )
 
     def credential_probe(self) -> httpx.Request:
