@@ -183,6 +183,20 @@ async def test_json_nested_too_deeply_for_a_guard_alone_is_forwarded_as_sent(
     assert fake.last.body == DEEP
 
 
+async def test_a_body_a_guard_cannot_forward_as_read_counts_under_no_model(
+    fake: FakeUpstream, backend: str
+) -> None:
+    # The standard library reads NaN but cannot write it; orjson does not read it.
+    # Either way the body goes as sent, so the model read from it is not counted.
+    guards = Guards(rate_limits=[RateLimit(1, 60, per_model=True)])
+    raw = b'{"model":"a","model":"b","temperature":NaN}'
+    async with _client(fake, guards=guards) as client:
+        assert (await _post(client, raw, "/openai/echo")).status_code == 200
+        assert fake.last.body == raw
+        assert (await _post(client, b'{"model":"b"}', "/openai/echo")).status_code == 200
+        assert (await _post(client, raw, "/openai/echo")).status_code == 429
+
+
 @pytest.mark.parametrize(
     "raw",
     [
