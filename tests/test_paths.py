@@ -33,6 +33,21 @@ from provider_proxy._paths import confine, path_below_mount, split_provider, ups
         # A root_path that only shares a prefix with the path is not stripped.
         ({"path": "/llmx/openai", "root_path": "/llm"}, b"/llmx/openai"),
         ({"path": "/llm", "root_path": "/llm"}, b"/"),
+        # Escapes that are not UTF-8 (decoded by servers to U+FFFD) keep their raw form.
+        (
+            {
+                "path": "/llm/openai/files/\ufffd",
+                "raw_path": b"/llm/openai/files/%FF",
+                "root_path": "/llm",
+            },
+            b"/openai/files/%FF",
+        ),
+        (
+            {"path": "/openai/x\ufffdy", "raw_path": b"/openai/x%C3y", "root_path": "/llm"},
+            b"/openai/x%C3y",
+        ),
+        # A real U+FFFD, sent encoded, is matched as before.
+        ({"path": "/openai/\ufffd", "raw_path": b"/openai/%EF%BF%BD"}, b"/openai/%EF%BF%BD"),
     ],
 )
 def test_path_below_mount(scope: dict[str, Any], expected: bytes) -> None:
@@ -75,6 +90,21 @@ def test_split_provider(raw: bytes, expected: tuple[str, bytes]) -> None:
         b"/a%zzb",
         b"/a%2",
         b"no-leading-slash",
+        # Path parameters: servers that drop them read '..;' as '..'.
+        b"/..;/files",
+        b"/v1/..;x=1/admin",
+        b"/.;/files",
+        b"/%2e%2e;/files",
+        b"/.%2E;jsessionid=1/files",
+        b"/..%3b/files",
+        b"/a/..;",
+        # Bytes that are not UTF-8, percent-encoded or raw.
+        b"/files/%FF",
+        b"/files/caf%E9",
+        b"/files/%C3",
+        b"/files/%C3/%A9",
+        b"/files/%ED%A0%80",  # an encoded surrogate
+        b"/files/caf\xe9",
     ],
 )
 def test_confine_refuses(raw: bytes) -> None:
@@ -94,6 +124,10 @@ def test_confine_refuses(raw: bytes) -> None:
         (b"/caf\xc3\xa9", b"/caf%C3%A9"),
         (b"/a b", b"/a%20b"),
         (b'/a"{b}|', b"/a%22%7Bb%7D%7C"),
+        (b"/files/caf%C3%A9", b"/files/caf%C3%A9"),
+        (b"/files/%E2%82%AC;v=1", b"/files/%E2%82%AC;v=1"),
+        (b"/a;x/..b;/.x;", b"/a;x/..b;/.x;"),
+        (b"/;/x", b"/;/x"),
     ],
 )
 def test_confine_accepts(raw: bytes, expected: bytes) -> None:
@@ -133,3 +167,15 @@ def test_upstream_url_never_changes_host_for_accepted_paths() -> None:
         url = upstream_url(base, confine(raw), b"")
         assert (url.scheme, url.host, url.port) == ("https", "api.openai.com", None)
         assert url.raw_path.startswith(b"/v1/")
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"/..;/files", "'..;'"),
+        (b"/files/%FF", "not UTF-8"),
+    ],
+)
+def test_confine_says_why(raw: bytes, message: str) -> None:
+    with pytest.raises(PathRefused, match=message):
+        confine(raw)

@@ -189,14 +189,22 @@ class Forwarder:
         if transform is not None or late_admission:
             raw = await body.read_all()
             received = len(raw)
-            parsed = _parse(raw, strict=transform is not None)
+            strict = transform is not None
+            parsed = _parse(raw, strict=strict)
             if parsed is not _NOT_PARSED:
                 record.model = adapter.extract_model(parsed)
-            if transform is not None and parsed is not _NOT_PARSED:
-                changed = await run_transform(transform, parsed, context)
-                if changed is not None:
-                    raw = dumps(changed)
-                    record.model = adapter.extract_model(changed) or record.model
+                if transform is not None:
+                    changed = await run_transform(transform, parsed, context)
+                    if changed is not None:
+                        parsed = changed
+                        record.model = adapter.extract_model(changed) or record.model
+                # The upstream gets what the transforms and guards read, not the bytes
+                # sent, which its parser might read otherwise (the first of two "model"s).
+                forwarded = _serialise(parsed, strict=strict)
+                if forwarded is None:
+                    record.model = None  # forwarded as sent: its model is not known
+                else:
+                    raw = forwarded
             if guards is not None and late_admission:
                 # After the transforms, so an alias is limited as the model it names;
                 # a model in the path (Azure, Gemini) is the one served.
@@ -483,3 +491,16 @@ def _parse(raw: bytes, *, strict: bool) -> JSON:
                 "its configured transforms, so nothing was forwarded."
             ) from None
         return _NOT_PARSED
+
+
+def _serialise(body: JSON, *, strict: bool) -> bytes | None:
+    """``body`` as JSON; without a JSON form, a 400 when a transform needs it, else ``None``."""
+    try:
+        return dumps(body)
+    except ValueError as exc:
+        if strict:
+            raise InvalidJSON(
+                f"The request body cannot be forwarded as JSON ({exc}); the proxy must read "
+                "it to apply its configured transforms, so nothing was forwarded."
+            ) from None
+        return None

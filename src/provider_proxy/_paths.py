@@ -54,12 +54,19 @@ def path_below_mount(scope: Scope) -> bytes:
 
 
 def _raw_tail_matching(raw_path: bytes, path: str) -> bytes | None:
-    """The suffix of ``raw_path``, starting at a ``/``, that decodes to ``path``."""
+    """The suffix of ``raw_path``, starting at a ``/``, that decodes to ``path``.
+
+    Servers decode escapes that are not UTF-8 to U+FFFD; such a path still finds
+    its raw tail, so that :func:`confine` sees the client's bytes and refuses them
+    rather than forwarding U+FFFD in their place.
+    """
     target = path.encode("utf-8")
+    lossy = "\ufffd" in path
     start = 0
     while start != -1:
         tail = raw_path[start:]
-        if unquote_to_bytes(tail) == target:
+        decoded = unquote_to_bytes(tail)
+        if decoded == target or (lossy and decoded.decode("utf-8", "replace") == path):
             return tail
         start = raw_path.find(b"/", start + 1)
     return None
@@ -76,9 +83,11 @@ def confine(raw: bytes) -> bytes:
     """Check a raw path that is to be appended to a base URL; return it normalised.
 
     Refuses (with :class:`PathRefused`) anything that could leave the base or
-    change the host: dot segments, also percent-encoded; encoded slashes and
-    backslashes; backslashes; empty segments (``//host``, ``a//b``; one trailing
-    slash is allowed); control characters and malformed escapes. Other bytes
+    change the host: dot segments, also percent-encoded or followed by ``;``
+    parameters (servers that drop them read ``..;`` as ``..``); encoded slashes
+    and backslashes; backslashes; empty segments (``//host``, ``a//b``; one
+    trailing slash is allowed); control characters, malformed escapes and bytes
+    that are not UTF-8 (which servers would read differently). Other bytes
     outside the RFC 3986 path characters are percent-encoded.
     """
     if not raw:
@@ -98,13 +107,26 @@ def confine(raw: bytes) -> bytes:
                 continue
             raise PathRefused("Empty path segments ('//') are not allowed.")
         decoded = unquote_to_bytes(segment)
-        if decoded in _DOT_SEGMENTS:
-            raise PathRefused("'.' and '..' segments are not allowed in the path.")
+        if decoded.partition(b";")[0] in _DOT_SEGMENTS:
+            raise PathRefused(
+                "'.' and '..' segments are not allowed in the path, also not with "
+                "';' parameters ('..;')."
+            )
         if any(byte < 0x20 or byte == 0x7F for byte in decoded):
             raise PathRefused("Control characters are not allowed in the path.")
+        if not decoded.isascii() and not _is_utf8(decoded):
+            raise PathRefused("The path has bytes (percent-encoded or not) that are not UTF-8.")
     if _PLAIN_PATH.fullmatch(raw):
         return raw
     return quote(raw, safe=_PATH_SAFE).encode("ascii")
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def upstream_url(base: httpx.URL, raw_path: bytes, query: bytes) -> httpx.URL:

@@ -50,7 +50,7 @@ def compose(*transforms: BodyTransform) -> Composed:
 
     The result is itself a transform: it applies to a request when any of its
     parts does, runs only the parts that apply, and returns ``None`` when none
-    of them changed the body (so the original bytes are forwarded as sent).
+    of them changed the body.
     """
     return Composed(transforms)
 
