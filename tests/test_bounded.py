@@ -12,19 +12,21 @@ import zlib
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
+import anyio
 import brotli
 import httpx
 import pytest
 
-from provider_proxy import CredentialState, MemoryStore, Secret
+from provider_proxy import CredentialState, MemoryStore, ProxyApp, ProxyEvent, Secret, Usage
 from provider_proxy._bounded import MAX_OWN_ANSWER_BYTES, AnswerTooLarge, send_bounded
 from provider_proxy._catalog import ModelCatalog
 from provider_proxy._exceptions import UpstreamUnreachable
+from provider_proxy._usage_tap import DEFAULT_MAX_TOTAL_BYTES
 from provider_proxy.adapters import OpenAIAdapter
 from provider_proxy.adapters.copilot import TokenExchange
 
 from .conftest import OPENAI_KEY
-from .servers import ServerThread, serve
+from .servers import ServerThread, serve, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -44,17 +46,31 @@ class Bombs:
 
     def __init__(self) -> None:
         self.encoding = "gzip"
+        self.content_type = "application/json"
         self.body = b""
+        #: Sent in pieces this large, ``gap`` seconds apart (0: at once).
+        self.piece = 0
+        self.gap = 0.0
         self.requests: list[dict[str, str]] = []
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         assert scope["type"] == "http"
         self.requests.append({k.decode(): v.decode() for k, v in scope["headers"]})
-        headers = [(b"content-type", b"application/json")]
+        headers = [(b"content-type", self.content_type.encode())]
         if self.encoding != "identity":
             headers.append((b"content-encoding", self.encoding.encode()))
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": self.body})
+        step = self.piece or len(self.body)
+        for start in range(0, len(self.body), step):
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": self.body[start : start + step],
+                    "more_body": True,
+                }
+            )
+            await anyio.sleep(self.gap)
+        await send({"type": "http.response.body", "body": b""})
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +82,12 @@ def bombs() -> Bombs:
 def bomb_server(bombs: Bombs) -> Iterator[ServerThread]:
     with serve(bombs, lifespan="off") as server:
         yield server
+
+
+@pytest.fixture(autouse=True)
+def plain_answers(bombs: Bombs) -> None:
+    """Each test starts from a JSON answer sent at once."""
+    bombs.content_type, bombs.piece, bombs.gap = "application/json", 0, 0.0
 
 
 @pytest.fixture
@@ -196,3 +218,47 @@ async def test_the_copilot_token_exchange_of_a_bomb_is_a_clear_502(
     )
     assert GITHUB_TOKEN not in str(error)
     assert peak < INFLATED // 4
+
+
+# -- the usage tap ---------------------------------------------------------------------------
+
+
+def _stream(decoded: int) -> bytes:
+    """A chat completion stream of about ``decoded`` bytes, its usage in the last event."""
+    delta = b'data: {"choices": [{"delta": {"content": "' + b"x" * 80 + b'"}}]}\n\n'
+    usage = b'data: {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 6}}\n\n'
+    head = b'data: {"model": "m-1", "choices": []}\n\n'
+    return head + delta * (decoded // len(delta)) + usage + b"data: [DONE]\n\n"
+
+
+@pytest.mark.parametrize(
+    ("decoded", "usage"),
+    [(1024 * 1024, Usage(5, 6)), (DEFAULT_MAX_TOTAL_BYTES + 4 * 1024 * 1024, None)],
+    ids=["under", "over"],
+)
+def test_a_paced_gzip_stream_past_the_bound_is_relayed_whole_without_usage(
+    make_proxy: Callable[..., ProxyApp],
+    bomb_server: ServerThread,
+    bombs: Bombs,
+    decoded: int,
+    usage: Usage | None,
+) -> None:
+    # 3 KB at a time, each well under what one chunk may inflate to: only the
+    # bound on the whole answer stops the tap.
+    bombs.content_type, bombs.encoding = "text/event-stream", "gzip"
+    bombs.body, bombs.piece, bombs.gap = gzip.compress(_stream(decoded)), 3000, 0.002
+    events: list[ProxyEvent] = []
+    adapter = OpenAIAdapter(base_url=bomb_server.url + "/v1", api_key=OPENAI_KEY)
+    with serve(make_proxy(adapters=[adapter], sinks=[events.append])) as server:
+        with httpx.stream(
+            "POST",
+            server.url + "/openai/chat/completions",
+            json={"model": "m-1", "stream": True, "messages": []},
+            headers={"accept-encoding": "gzip"},
+            timeout=30,
+        ) as response:
+            relayed = b"".join(response.iter_raw())
+        assert wait_until(lambda: len(events) == 1)
+    assert response.status_code == 200
+    assert relayed == bombs.body  # the relay went on, byte for byte
+    assert events[0].usage == usage
