@@ -22,6 +22,7 @@ from provider_proxy._bounded import MAX_OWN_ANSWER_BYTES, AnswerTooLarge, send_b
 from provider_proxy._catalog import ModelCatalog
 from provider_proxy._exceptions import UpstreamUnreachable
 from provider_proxy._usage_tap import DEFAULT_MAX_TOTAL_BYTES
+from provider_proxy._validation import CredentialsRejected, validate_all
 from provider_proxy.adapters import OpenAIAdapter
 from provider_proxy.adapters.copilot import TokenExchange
 
@@ -188,6 +189,19 @@ async def test_the_credential_probe_of_a_bomb_fails_without_inflating_it(
     )
     assert peak < INFLATED // 4
     assert OPENAI_KEY not in repr(check)
+
+
+async def test_strict_validation_says_why_a_bomb_failed_the_probe(
+    bomb_server: ServerThread, gzip_bomb: Bombs
+) -> None:
+    adapter = OpenAIAdapter(base_url=bomb_server.url + "/v1", api_key=OPENAI_KEY)
+    async with httpx.AsyncClient() as client:
+        error = await _raises(validate_all([adapter], client, "strict"))
+    assert isinstance(error, CredentialsRejected)
+    assert str(error) == (
+        "Provider credentials failed their check: openai: network_error: the answer from "
+        "127.0.0.1 is over 4 MiB once decoded; it was not read further."
+    )
 
 
 async def test_the_catalog_reports_a_bomb_as_a_failed_listing(
