@@ -318,9 +318,9 @@ class BaseAdapter:
     async def send_own(self, client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
         """Send one of the adapter's own requests (probe, model list) with its credentials.
 
-        The answer is read whole but bounded (:func:`~provider_proxy._bounded.send_bounded`):
-        over :data:`~provider_proxy._bounded.MAX_OWN_ANSWER_BYTES` decoded raises
-        :class:`~provider_proxy._bounded.AnswerTooLarge`.
+        The answer is read whole, but at most 4 MiB of it decoded
+        (``_bounded.send_bounded``): a compression bomb raises ``AnswerTooLarge``
+        instead of filling the host's memory.
         """
         context = RequestContext(self.name, request.method, request.url.path, b"", [], "internal")
         auth = self.auth_headers(context)
