@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from typing import Any
 
 import httpx
 import pytest
 
 from provider_proxy._cli import adapters_from_env, main
 
-from .servers import env_without_keys, free_port, get_when_up
+from .servers import env_without_keys, free_port, get_when_up, serve
 
 
 def test_demo_runs_the_whole_path_offline() -> None:
@@ -82,6 +83,36 @@ def test_serve_serves_the_configured_providers() -> None:
     assert "serving openai" in output
     assert "sk-from-env-not-shown" not in output
     assert "query-key-not-shown" not in output
+
+
+async def _refuse_every_key(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A provider that answers every request 401, as Azure does an unknown key."""
+    assert scope["type"] == "http"
+    await send({"type": "http.response.start", "status": 401, "headers": []})
+    await send({"type": "http.response.body", "body": b'{"error": {"code": "401"}}'})
+
+
+def test_serve_strict_refuses_to_start_with_a_rejected_key_and_closes_everything() -> None:
+    with serve(_refuse_every_key, lifespan="off") as provider:
+        result = subprocess.run(
+            [
+                *(sys.executable, "-m", "provider_proxy", "serve", "--port", str(free_port())),
+                *("--validate-credentials", "strict"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env_without_keys(
+                AZURE_OPENAI_API_KEY="az-key-not-shown", AZURE_OPENAI_ENDPOINT=provider.url
+            ),
+            check=False,
+        )
+    assert result.returncode == 3  # uvicorn's "startup failed"
+    assert (
+        "Provider credentials failed their check: azure: auth_rejected (HTTP 401)." in result.stderr
+    )
+    assert "Unclosed" not in result.stderr  # the session opened for the probe was closed
+    assert "az-key-not-shown" not in result.stdout + result.stderr
 
 
 def test_main_requires_a_command(capsys: pytest.CaptureFixture[str]) -> None:

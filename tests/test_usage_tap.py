@@ -15,7 +15,7 @@ from typing import Any
 import brotli
 import pytest
 
-from provider_proxy import Usage
+from provider_proxy import Usage, _usage_tap
 from provider_proxy._usage_tap import UsageTap
 from provider_proxy.adapters._usage import anthropic_usage, openai_usage
 
@@ -163,6 +163,41 @@ def test_a_long_stream_is_read_past_max_bytes() -> None:
         for start in range(0, len(body), 1000):
             tap.feed(body[start : start + 1000])
         assert tap.result() == (Usage(5, None), "m-2"), encoding
+
+
+def test_a_stream_past_the_total_bound_stops_parsing_and_reports_no_usage(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every event names usage, so every one is parsed until the bound: about 100 of 400.
+    parsed: list[Any] = []
+    real_loads = _usage_tap.loads
+
+    def counting(data: Any) -> Any:
+        parsed.append(data)
+        return real_loads(data)
+
+    monkeypatch.setattr(_usage_tap, "loads", counting)
+    rng = random.Random(14)
+    events = [
+        _event({"model": "m-1", "usage": {"prompt_tokens": 1}, "pad": rng.randbytes(40).hex()})
+        for _ in range(400)
+    ]
+    stream = gzip.compress(b"".join(events))
+    tap = _tap(SSE, "gzip", max_total_bytes=100 * len(events[0]), max_bytes=1_000_000)
+    copies = []
+    for start in range(0, len(stream), 100):  # paced: each piece inflates little
+        chunk = stream[start : start + 100]
+        tap.feed(chunk)  # never raises
+        copies.append(chunk)
+    assert b"".join(copies) == stream  # what the relay sends is left as it was
+    assert not tap.active
+    assert 95 <= len(parsed) <= 100
+    assert tap.result() == (None, "m-1")  # usage not read, rather than undercounted
+    # Within the bound, the same stream is read to the end.
+    whole = _tap(SSE, "gzip", max_total_bytes=400 * len(events[0]))
+    whole.feed(stream)
+    assert whole.active
+    assert whole.result() == (Usage(1, None), "m-1")
 
 
 def test_an_event_over_the_bound_is_skipped_not_fatal() -> None:

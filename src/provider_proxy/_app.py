@@ -242,10 +242,14 @@ class ProxyApp:
         """
         self.transport  # noqa: B018 - created now rather than on the first request
         if self._validation_mode != "off" and not self._credentials:
-            async with self._own_client() as client:
-                self._credentials = await validate_all(
-                    list(self._adapters.values()), client, self._validation_mode
-                )
+            try:
+                async with self._own_client() as client:
+                    self._credentials = await validate_all(
+                        list(self._adapters.values()), client, self._validation_mode
+                    )
+            except Exception:
+                await self.aclose()  # a failed startup leaves no session open
+                raise
 
     async def aclose(self) -> None:
         """Close the upstream transport and finish pending sink deliveries.

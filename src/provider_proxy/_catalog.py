@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from ._adapter import ModelInfo, ProviderAdapter
+from ._bounded import AnswerTooLarge
 from ._json import dumps, loads
 from ._store import Store
 
@@ -226,6 +227,8 @@ class ModelCatalog:
 def _reason(exc: Exception) -> str:
     if isinstance(exc, httpx.HTTPStatusError):
         return f"the provider answered HTTP {exc.response.status_code}"
+    if isinstance(exc, AnswerTooLarge):
+        return str(exc)  # names the host and the bound, never the body
     return type(exc).__name__
 
 

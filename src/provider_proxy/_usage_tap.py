@@ -11,26 +11,27 @@ What it reads:
   JSON and handed to the adapter's extractors (``[DONE]`` and data that is
   not a JSON object or array are skipped); usage reports are merged with
   :meth:`Usage.merge <provider_proxy.Usage.merge>`, and the first model named
-  is kept. Memory stays bounded by the longest event.
+  is kept. Memory stays bounded by the longest event, and work by
+  ``max_total_bytes``: past that much decoded, usage is not read (``None``).
 * JSON (``application/json``, ``*/*+json``): a copy of the body up to
   ``max_bytes``, parsed when the response is complete. A top-level array (as
   Gemini streams without ``alt=sse``) has each element read in turn.
 * ``Content-Encoding`` ``gzip``, ``deflate`` (zlib-wrapped or raw) and ``br``
   (with ``brotli`` or ``brotlicffi`` 1.2 or later, whose decoders can bound
-  their output) are decoded incrementally with the output bounded, so a
+  their output) are decoded incrementally with the output bounded
+  (:mod:`provider_proxy._bounded`), so a
   decompression bomb stops the tap, never the relay. Other encodings leave
   the tap off.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
-import zlib
 from collections.abc import Callable
-from typing import Any, Literal, Protocol
+from typing import Any
 
 from ._adapter import Usage
+from ._bounded import Decoder, TooLarge, decoder_for
 from ._json import loads
 from ._sse import SSEParser
 
@@ -39,99 +40,10 @@ logger = logging.getLogger("provider_proxy")
 #: The most decompressed bytes kept of a JSON body, the longest streamed event
 #: read, and the most one compressed chunk may expand to.
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024
-
-
-class _TooLarge(Exception):
-    """The decoded output went over its bound."""
-
-
-class _Decoder(Protocol):
-    def decode(self, data: bytes, limit: int) -> bytes:
-        """The output ``data`` completes; raises :class:`_TooLarge` past ``limit`` bytes."""
-        ...
-
-
-class _Gzip:
-    """gzip, member after member (RFC 1952 allows several)."""
-
-    def __init__(self) -> None:
-        self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
-
-    def decode(self, data: bytes, limit: int) -> bytes:
-        out = self._decoder.decompress(data, limit + 1)
-        while self._decoder.eof and self._decoder.unused_data and len(out) <= limit:
-            rest = self._decoder.unused_data
-            self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            out += self._decoder.decompress(rest, limit + 1 - len(out))
-        if len(out) > limit:
-            raise _TooLarge
-        return out
-
-
-class _Deflate:
-    """``deflate`` as servers send it: zlib-wrapped (RFC 9110 §8.4.1.2) or, commonly, raw."""
-
-    def __init__(self) -> None:
-        self._head = b""
-        self._decoder: Any = None
-
-    def decode(self, data: bytes, limit: int) -> bytes:
-        if self._decoder is None:
-            data = self._head + data
-            if len(data) < 2:
-                self._head = data
-                return b""
-            # A zlib header (RFC 1950 §2.2): method 8, window at most 32 KiB, check bits.
-            cmf, flg = data[0], data[1]
-            wrapped = cmf & 0x0F == 8 and cmf >> 4 <= 7 and (cmf << 8 | flg) % 31 == 0
-            self._decoder = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
-        out: bytes = self._decoder.decompress(data, limit + 1)
-        if len(out) > limit:
-            raise _TooLarge
-        return out
-
-
-class _Brotli:
-    def __init__(self, decoder: Any) -> None:
-        self._decoder = decoder
-
-    def decode(self, data: bytes, limit: int) -> bytes:
-        out = bytes(self._decoder.process(data, output_buffer_limit=limit + 1))
-        # The decoder stops at about the limit; it holds more when it cannot take input.
-        if len(out) > limit or not self._decoder.can_accept_more_data():
-            raise _TooLarge
-        return out
-
-
-def _brotli_decoder() -> _Brotli | None:
-    """A bounded brotli decoder, or ``None`` without a recent enough module."""
-    module: Any = None
-    for name in ("brotli", "brotlicffi"):
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        break
-    if module is None:
-        return None
-    decoder = module.Decompressor()
-    if not hasattr(decoder, "can_accept_more_data"):
-        return None  # older releases cannot bound their output
-    return _Brotli(decoder)
-
-
-def _decoder(encoding: str | None) -> _Decoder | Literal[False] | None:
-    """A decoder for ``encoding``: ``None`` for none needed, ``False`` when unsupported."""
-    name = (encoding or "").strip().lower()
-    if name in ("", "identity"):
-        return None
-    if name in ("gzip", "x-gzip"):
-        return _Gzip()
-    if name == "deflate":
-        return _Deflate()
-    if name == "br":
-        return _brotli_decoder() or False
-    return False
+#: The most decoded bytes of one streamed answer read: past them its usage is not
+#: read (the relay goes on), so a paced compressed stream cannot make the tap
+#: parse without end.
+DEFAULT_MAX_TOTAL_BYTES = 32 * 1024 * 1024
 
 
 def _is_json(media: str) -> bool:
@@ -148,6 +60,8 @@ class UsageTap:
     :param content_encoding: the response's ``Content-Encoding``, if any.
     :param max_bytes: the most (decompressed) bytes kept of a JSON body, the
         longest event read, and the most one chunk may decompress to.
+    :param max_total_bytes: the most (decompressed) bytes of a stream read; past
+        them the tap stops and reports no usage.
     :param usage_hint: a substring every event carrying usage contains (for
         the built-in readers, :data:`~provider_proxy.adapters._usage.USAGE_HINT`).
         Once the model is known, events without it are not parsed. ``None``
@@ -162,6 +76,7 @@ class UsageTap:
         "_extract_model",
         "_extract_usage",
         "_max_bytes",
+        "_max_total_bytes",
         "_model",
         "_model_hint",
         "_parser",
@@ -180,12 +95,14 @@ class UsageTap:
         content_type: str | None,
         content_encoding: str | None,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
         usage_hint: str | None = None,
         model_hint: str | None = None,
     ) -> None:
         self._extract_usage = extract_usage
         self._extract_model = extract_model
         self._max_bytes = max_bytes
+        self._max_total_bytes = max_total_bytes
         self._usage_hint = usage_hint
         self._model_hint = model_hint
         self._usage: Usage | None = None
@@ -196,8 +113,8 @@ class UsageTap:
         #: Whether the response is a stream of server-sent events.
         self.streamed = media == "text/event-stream"
         self._parser = SSEParser(max_bytes) if self.streamed else None
-        decoder = _decoder(content_encoding)
-        self._decoder: _Decoder | None = decoder or None
+        decoder = decoder_for(content_encoding)
+        self._decoder: Decoder | None = decoder or None
         #: ``False`` once the tap gave up on this response (or never wanted it).
         self.active = decoder is not False and (self.streamed or _is_json(media))
 
@@ -207,25 +124,28 @@ class UsageTap:
             return
         try:
             self._feed(chunk)
-        except _TooLarge:
-            self._stop(f"it decompresses to more than {self._max_bytes} bytes")
+        except TooLarge:
+            self._usage = None  # what was read of an answer cut short would undercount
+            self._stop(
+                f"it decodes to more than {self._max_bytes} bytes at once or "
+                f"{self._max_total_bytes} in all"
+            )
         except Exception as exc:
             # Only the type: a message could quote the body.
             self._stop(f"{type(exc).__name__} while reading it")
 
     def _feed(self, chunk: bytes) -> None:
         parser = self._parser
+        # A JSON body is kept, so max_bytes bounds it; a stream is read up to max_total_bytes.
+        room = (self._max_bytes if parser is None else self._max_total_bytes) - self._size
+        if self._decoder is not None:
+            chunk = self._decoder.decode(chunk, min(room, self._max_bytes))
+        elif len(chunk) > room:
+            raise TooLarge
+        self._size += len(chunk)
         if parser is None:  # a JSON body: keep a copy, read at the end
-            room = self._max_bytes - self._size
-            if self._decoder is not None:
-                chunk = self._decoder.decode(chunk, room)
-            elif len(chunk) > room:
-                raise _TooLarge
-            self._size += len(chunk)
             self._body.append(chunk)
             return
-        if self._decoder is not None:
-            chunk = self._decoder.decode(chunk, self._max_bytes)
         usage_hint, model_hint = self._usage_hint, self._model_hint
         for event in parser.feed(chunk):
             data = event.data
@@ -259,7 +179,8 @@ class UsageTap:
     def result(self) -> tuple[Usage | None, str | None]:
         """The usage and the model read so far: call it once the response is done.
 
-        A tap that gave up still returns what streamed events reported before.
+        A tap that gave up still returns what streamed events reported before,
+        unless the answer was too large to read: then usage is ``None``.
         """
         if self.active and self._parser is None and self._body:
             body = b"".join(self._body)

@@ -48,17 +48,15 @@ async def validate_all(
             group.start_soon(probe, adapter)
     failed = {name: check for name, check in sorted(results.items()) if check.state in _FAILED}
     for name, check in failed.items():
-        logger.warning(
-            "credentials of provider %r: %s%s",
-            name,
-            check.state.value,
-            f" (HTTP {check.status_code})" if check.status_code else "",
-        )
+        logger.warning("credentials of provider %r: %s", name, _describe(check))
     if failed and mode == "strict":
-        listed = "; ".join(
-            f"{name}: {check.state.value}"
-            + (f" (HTTP {check.status_code})" if check.status_code else "")
-            for name, check in failed.items()
-        )
+        listed = "; ".join(f"{name}: {_describe(check)}" for name, check in failed.items())
         raise CredentialsRejected(f"Provider credentials failed their check: {listed}.")
     return {name: results[name] for name in (a.name for a in adapters)}
+
+
+def _describe(check: CredentialCheck) -> str:
+    """``auth_rejected (HTTP 401)``, with the probe's detail when it has one (never a key)."""
+    status = f" (HTTP {check.status_code})" if check.status_code else ""
+    detail = f": {check.detail}" if check.detail else ""
+    return f"{check.state.value}{status}{detail}"

@@ -25,6 +25,7 @@ from .._adapter import (
     RequestContext,
     Usage,
 )
+from .._bounded import AnswerTooLarge, send_bounded
 from .._endpoints import EndpointRule, endpoint_allowed, parse_rules
 from .._exceptions import ProviderNotConfigured, ProxyError
 from .._headers import HeaderPolicy
@@ -307,6 +308,8 @@ class BaseAdapter:
             response = await self.send_own(client, probe)
         except httpx.HTTPError as exc:
             return CredentialCheck(CredentialState.NETWORK_ERROR, detail=type(exc).__name__)
+        except AnswerTooLarge as exc:
+            return CredentialCheck(CredentialState.NETWORK_ERROR, detail=str(exc))
         return CredentialCheck(self.probe_state(response), status_code=response.status_code)
 
     async def fetch_models(self, client: httpx.AsyncClient) -> list[ModelInfo]:
@@ -331,7 +334,12 @@ class BaseAdapter:
         return self._base_url.copy_with(raw_path=base + path.encode("ascii"))
 
     async def send_own(self, client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
-        """Send one of the adapter's own requests (probe, model list) with its credentials."""
+        """Send one of the adapter's own requests (probe, model list) with its credentials.
+
+        The answer is read whole, but at most 4 MiB of it decoded
+        (``_bounded.send_bounded``): a compression bomb raises ``AnswerTooLarge``
+        instead of filling the host's memory.
+        """
         context = RequestContext(self.name, request.method, request.url.path, b"", [], "internal")
         auth = self.auth_headers(context)
         if inspect.isawaitable(auth):
@@ -339,7 +347,7 @@ class BaseAdapter:
         for headers in (self.default_headers, self.headers, auth):
             for key, value in headers.items():
                 request.headers[key] = value
-        return await client.send(request)
+        return await send_bounded(client, request)
 
 
 def openai_error_body(error: ProxyError) -> bytes:

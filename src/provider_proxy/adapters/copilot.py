@@ -42,6 +42,7 @@ from .._adapter import (
     RequestContext,
     Usage,
 )
+from .._bounded import AnswerTooLarge, send_bounded
 from .._exceptions import ProviderNotConfigured, ProxyError, UpstreamTimeout, UpstreamUnreachable
 from .._secret import Secret
 from ._base import ApiKey, BaseAdapter, KeySource, _parse_base_url, current_key, key_source
@@ -252,8 +253,13 @@ class TokenExchange:
     async def _exchange(self, source: Secret) -> CopilotToken:
         host = self.url.host
         headers = {**self._headers, "authorization": "token " + source.reveal()}
+        client = self._client_now()
         try:
-            response = await self._client_now().get(self.url, headers=headers)
+            response = await send_bounded(
+                client, client.build_request("GET", self.url, headers=headers)
+            )
+        except AnswerTooLarge as exc:
+            raise UpstreamUnreachable(f"The Copilot token exchange failed: {exc}.") from None
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout(
                 f"The Copilot token exchange at {host} timed out ({type(exc).__name__})."
