@@ -347,6 +347,7 @@ class ProxyApp:
             if _WS_HTTP_RESPONSE in (scope.get("extensions") or {}):
                 await self._send_error(send, adapter, error, record, rest, _WS_HTTP_RESPONSE)
             else:
+                record.status = 403  # what the server answers a close before accepting
                 await send({"type": "websocket.close", "code": 1008})
         finally:
             self._by_status[record.status] += 1
