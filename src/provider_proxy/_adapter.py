@@ -208,6 +208,31 @@ class ProviderAdapter(Protocol):
         ...
 
 
+@runtime_checkable
+class PathErrorFormat(Protocol):
+    """An adapter serving several API formats, whose errors follow the path's format.
+
+    Optional, beside :class:`ProviderAdapter`: an adapter with
+    ``error_body_for`` answers the proxy's errors through it, with the path
+    below the provider's name, so a client of each API gets the error its SDK
+    reads (Copilot answers Anthropic's format on ``/v1/messages``, OpenAI's
+    elsewhere). Others answer through ``error_body``.
+    """
+
+    def error_body_for(self, error: ProxyError, request_id: str, path: str) -> bytes:
+        """The proxy's own error in the JSON error format of the API at ``path``."""
+        ...
+
+
+def adapter_error_body(
+    adapter: ProviderAdapter, error: ProxyError, request_id: str, path: str
+) -> bytes:
+    """The proxy's error for a request to ``path`` below ``adapter``, in that API's format."""
+    if isinstance(adapter, PathErrorFormat):
+        return adapter.error_body_for(error, request_id, path)
+    return adapter.error_body(error, request_id)
+
+
 async def close_adapter(adapter: object) -> None:
     """Call the adapter's ``aclose()``, sync or async, when it has one.
 

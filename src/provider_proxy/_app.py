@@ -22,7 +22,13 @@ import httpx
 from typing_extensions import Self, Unpack
 
 from .__version__ import __version__
-from ._adapter import BodyTransform, CredentialCheck, ProviderAdapter, close_adapter
+from ._adapter import (
+    BodyTransform,
+    CredentialCheck,
+    ProviderAdapter,
+    adapter_error_body,
+    close_adapter,
+)
 from ._catalog import DEFAULT_MODELS_TTL, ModelCatalog, handle_models_route
 from ._cors import CORS, CORSMiddleware
 from ._events import EventSink, RequestRecord
@@ -33,10 +39,11 @@ from ._exceptions import (
     ProviderNotFound,
     ProxyError,
     UpstreamStreamError,
+    WebSocketNotRelayed,
 )
 from ._forward import Forwarder, extra_headers
 from ._guards import Guards
-from ._headers import REQUEST_ID, RawHeaders, request_id_from
+from ._headers import REQUEST_ID, RawHeaders, header_value, request_id_from
 from ._json import dumps
 from ._metrics import PrometheusMetrics
 from ._paths import path_below_mount, split_provider
@@ -67,6 +74,9 @@ DEFAULT_MAX_BODY_SIZE = 32 * 1024 * 1024
 RESERVED_NAMES = frozenset({"health", "status", "metrics", "v1"})
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+
+#: The ASGI extension that lets an app answer a WebSocket handshake with HTTP.
+_WS_HTTP_RESPONSE = "websocket.http.response"
 
 
 class ProxyOptions(TypedDict, total=False):
@@ -310,8 +320,7 @@ class ProxyApp:
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
-            await receive()  # websocket.connect
-            await send({"type": "websocket.close", "code": 1003})
+            await self._websocket(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -328,14 +337,51 @@ class ProxyApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Refuse the handshake with 426 (WebSockets are not relayed), in the route's format.
+
+        Servers without the ``websocket.http.response`` extension can only close,
+        which they answer with 403.
+        """
+        if (await receive())["type"] != "websocket.connect":
+            return  # gone before the handshake reached the app
+        record = RequestRecord(request_id_from(scope["headers"]), "GET", "")
+        adapter, rest = self._route(scope, record)
+        error = _websocket_refused()
+        record.status, record.error_kind = error.status_code, error.kind
+        try:
+            if _WS_HTTP_RESPONSE in (scope.get("extensions") or {}):
+                await self._send_error(send, adapter, error, record, rest, _WS_HTTP_RESPONSE)
+            else:
+                record.status = 403  # what the server answers a close before accepting
+                await send({"type": "websocket.close", "code": 1008})
+        finally:
+            self._by_status[record.status] += 1
+            if self._dispatcher.sinks and (self._other_sinks or self._events_wanted()):
+                self._dispatcher.emit(record.event())
+
+    def _route(self, scope: Scope, record: RequestRecord) -> tuple[ProviderAdapter | None, bytes]:
+        """The adapter and the path below it, for a request refused before routing."""
+        try:
+            name, rest = split_provider(path_below_mount(scope))
+        except ProxyError:
+            return None, b""
+        adapter = self._adapters.get(name)
+        _note_route(record, adapter, name, rest)
+        return adapter, rest
+
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         record = RequestRecord(request_id_from(scope["headers"]), scope["method"], "")
         adapter: ProviderAdapter | None = None
+        rest = b""
         metrics = self._metrics
         self._in_flight += 1
         try:
             name, rest = split_provider(path_below_mount(scope))
             adapter = self._adapters.get(name)
+            if _asks_websocket(scope["headers"]):
+                _note_route(record, adapter, name, rest)
+                raise _websocket_refused()
             if adapter is not None:
                 record.provider = name
                 if metrics is not None:
@@ -350,7 +396,7 @@ class ProxyApp:
                 await self._own_endpoint(scope, send, name, rest, record)
         except ProxyError as error:
             record.status, record.error_kind = error.status_code, error.kind
-            await self._send_error(send, adapter, error, record)
+            await self._send_error(send, adapter, error, record, rest)
         except ClientDisconnected:
             record.status, record.error_kind = 499, "client_disconnected"
             logger.debug("client went away before the answer (request %s)", record.request_id)
@@ -380,10 +426,10 @@ class ProxyApp:
             # the setup: the same clients as the providers' routes, not anyone.
             record.identity = await self._guards.identify(scope)
         if name == "v1" and rest.startswith(b"/models"):
-            status, payload = await handle_models_route(
+            payload = await handle_models_route(
                 self.catalog, method, rest.decode("ascii"), scope.get("query_string", b"")
             )
-            await self._send_json(send, status, payload, record)
+            await self._send_json(send, 200, payload, record)
             return
         if name in ("health", "status", "metrics") and rest in (b"", b"/"):
             if method not in ("GET", "HEAD"):
@@ -467,10 +513,18 @@ class ProxyApp:
         adapter: ProviderAdapter | None,
         error: ProxyError,
         record: RequestRecord,
+        path: bytes,
+        message: str = "http.response",
     ) -> None:
+        """``error`` in the format of the API at ``path`` (OpenAI's for the proxy's own).
+
+        ``message`` is the ASGI message type: ``websocket.http.response`` answers
+        a WebSocket handshake.
+        """
         request_id = record.request_id
         if adapter is not None:
-            content = adapter.error_body(error, request_id)
+            text_path = path.partition(b"?")[0].decode("ascii", "replace")
+            content = adapter_error_body(adapter, error, request_id, text_path)
         else:
             content = openai_error_body(error)
         headers: RawHeaders = [
@@ -485,8 +539,8 @@ class ProxyApp:
                 for name, value in error.headers.items()
             ],
         ]
-        await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
-        await send({"type": "http.response.body", "body": content, "more_body": False})
+        await send({"type": f"{message}.start", "status": error.status_code, "headers": headers})
+        await send({"type": f"{message}.body", "body": content, "more_body": False})
 
     async def _send_json(
         self, send: Send, status: int, payload: Any, record: RequestRecord
@@ -506,6 +560,31 @@ async def _send(
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": content, "more_body": False})
     record.response_bytes = len(content)
+
+
+def _asks_websocket(headers: RawHeaders) -> bool:
+    """Whether a plain HTTP request asks to switch to WebSocket (a server without
+    WebSocket support passes the handshake on as HTTP)."""
+    upgrade = header_value(headers, b"upgrade")
+    return upgrade is not None and b"websocket" in upgrade.lower()
+
+
+def _websocket_refused() -> WebSocketNotRelayed:
+    return WebSocketNotRelayed(
+        "The proxy does not relay WebSockets; send the same request over HTTP "
+        "(streaming with server-sent events)."
+    )
+
+
+def _note_route(
+    record: RequestRecord, adapter: ProviderAdapter | None, name: str, rest: bytes
+) -> None:
+    """Name the route in the event of a request answered before it was forwarded."""
+    if adapter is not None:
+        record.provider = name
+        record.path = rest.decode("ascii", "replace")
+    else:
+        record.path = f"/{name}{rest.decode('ascii', 'replace')}"
 
 
 def make_asgi_app(adapters: Sequence[ProviderAdapter], **options: Unpack[ProxyOptions]) -> ProxyApp:

@@ -23,6 +23,7 @@ import httpx
 
 from ._adapter import ModelInfo, ProviderAdapter
 from ._bounded import AnswerTooLarge
+from ._exceptions import BadRequest, MethodNotAllowed, ProviderNotFound, ProxyError
 from ._json import dumps, loads
 from ._store import Store
 
@@ -232,37 +233,49 @@ def _reason(exc: Exception) -> str:
     return type(exc).__name__
 
 
-def _error(status: int, message: str, code: str) -> tuple[int, dict[str, Any]]:
-    return status, {"error": {"message": message, "type": code, "param": None, "code": code}}
+class InvalidQuery(BadRequest):
+    """The catalog's paging parameters are not whole numbers in range."""
+
+    kind = "invalid_query"
+
+
+class ModelNotFound(ProxyError):
+    """The catalog lists no such model (or no such path under ``/v1/models``)."""
+
+    status_code = 404
+    kind = "model_not_found"
+
+
+class CatalogPathNotFound(ModelNotFound):
+    kind = "not_found"
 
 
 async def handle_models_route(
     catalog: ModelCatalog, method: str, rest: str, query: bytes
-) -> tuple[int, dict[str, Any]]:
-    """Answer ``GET /v1/models`` and ``GET /v1/models/{provider}/{model}``."""
+) -> dict[str, Any]:
+    """Answer ``GET /v1/models`` and ``GET /v1/models/{provider}/{model}``.
+
+    A failure raises a :class:`ProxyError`, answered and counted as the app's other errors.
+    """
     if method not in ("GET", "HEAD"):
-        return _error(405, "The model catalog answers GET only.", "method_not_allowed")
+        raise MethodNotAllowed("The model catalog answers GET only.")
     if rest.rstrip("/") == "/models":
         params = dict(urllib.parse.parse_qsl(query.decode("latin-1")))
         try:
             limit = int(params["limit"]) if "limit" in params else None
             offset = int(params.get("offset", "0"))
         except ValueError:
-            return _error(400, "limit and offset must be whole numbers.", "invalid_query")
+            raise InvalidQuery("limit and offset must be whole numbers.") from None
         if offset < 0 or (limit is not None and not 1 <= limit <= _MAX_LIMIT):
-            return _error(
-                400, f"offset must be 0 or more and limit 1 to {_MAX_LIMIT}.", "invalid_query"
-            )
+            raise InvalidQuery(f"offset must be 0 or more and limit 1 to {_MAX_LIMIT}.")
         provider = params.get("provider") or None
         if provider is not None and provider not in catalog._adapters:
-            return _error(404, f"No provider named {provider!r}.", "provider_not_found")
-        return 200, await catalog.listing(provider, params.get("search"), limit, offset)
+            raise ProviderNotFound(f"No provider named {provider!r}.")
+        return await catalog.listing(provider, params.get("search"), limit, offset)
     provider, _, model = urllib.parse.unquote(rest[len("/models/") :]).partition("/")
     if rest.startswith("/models/") and provider and model:
         found = await catalog.one(provider, model)
         if found is not None:
-            return 200, found
-        return _error(
-            404, f"The model {provider}/{model} is not in the catalog.", "model_not_found"
-        )
-    return _error(404, "Use /v1/models or /v1/models/{provider}/{model}.", "not_found")
+            return found
+        raise ModelNotFound(f"The model {provider}/{model} is not in the catalog.")
+    raise CatalogPathNotFound("Use /v1/models or /v1/models/{provider}/{model}.")

@@ -16,6 +16,7 @@ format, so an SDK raises its usual exception with the message below.
     │   └── ModelNotAllowed        403  model_not_allowed
     ├── ProviderNotFound           404  provider_not_found
     ├── MethodNotAllowed           405  method_not_allowed
+    ├── WebSocketNotRelayed        426  websocket_not_supported
     ├── BodyTooLarge               413  body_too_large
     ├── RateLimited                429  rate_limited
     │   ├── QuotaExceeded          429  quota_exceeded
@@ -120,6 +121,17 @@ class MethodNotAllowed(ProxyError):
 
     status_code = 405
     kind = "method_not_allowed"
+
+
+class WebSocketNotRelayed(ProxyError):
+    """A WebSocket upgrade: the proxy relays HTTP only.
+
+    426 rather than 403, so clients that try a WebSocket first (the Codex CLI)
+    fall back to HTTP at once instead of retrying.
+    """
+
+    status_code = 426
+    kind = "websocket_not_supported"
 
 
 class BodyTooLarge(ProxyError):

@@ -50,15 +50,7 @@ class AnthropicAdapter(BaseAdapter):
     )
 
     def error_body(self, error: ProxyError, request_id: str) -> bytes:
-        """Anthropic's error format: ``{"type": "error", "error": {"type", "message"}}``."""
-        error_type = _ERROR_TYPES.get(error.status_code, "api_error")
-        return dumps(
-            {
-                "type": "error",
-                "error": {"type": error_type, "message": error.message},
-                "request_id": request_id,
-            }
-        )
+        return anthropic_error_body(error, request_id)
 
     def extract_usage(self, payload: Any) -> Usage | None:
         """``usage`` of a message, ``message_start`` and ``message_delta`` events."""
@@ -82,3 +74,15 @@ class AnthropicAdapter(BaseAdapter):
 
     def models_request(self) -> httpx.Request:
         return httpx.Request("GET", self.join("/v1/models"), params={"limit": "1000"})
+
+
+def anthropic_error_body(error: ProxyError, request_id: str) -> bytes:
+    """Anthropic's error format: ``{"type": "error", "error": {"type", "message"}}``."""
+    error_type = _ERROR_TYPES.get(error.status_code, "api_error")
+    return dumps(
+        {
+            "type": "error",
+            "error": {"type": error_type, "message": error.message},
+            "request_id": request_id,
+        }
+    )

@@ -40,6 +40,8 @@ _ENDPOINTS = (
     *(f"POST /openai/deployments/*/{endpoint}" for endpoint in _DEPLOYMENT_ENDPOINTS),
     "POST /openai/responses",
     "GET,DELETE /openai/responses/*",
+    "GET /openai/responses/*/input_items",
+    "POST /openai/responses/*/cancel",
     "GET /openai/models",
     "GET /openai/models/*",
     # The v1 API (no api-version; the deployment is the body's "model").
@@ -48,6 +50,11 @@ _ENDPOINTS = (
     "POST /openai/v1/embeddings",
     "POST /openai/v1/responses",
     "GET,DELETE /openai/v1/responses/*",
+    "GET /openai/v1/responses/*/input_items",
+    "POST /openai/v1/responses/*/cancel",
+    # Token counting and compaction: v1 only, as Azure serves them.
+    "POST /openai/v1/responses/input_tokens",
+    "POST /openai/v1/responses/compact",
     "GET /openai/v1/models",
     "GET /openai/v1/models/*",
 )

@@ -43,11 +43,13 @@ from .._adapter import (
     Usage,
 )
 from .._bounded import AnswerTooLarge, send_bounded
+from .._endpoints import parse_rule
 from .._exceptions import ProviderNotConfigured, ProxyError, UpstreamTimeout, UpstreamUnreachable
 from .._secret import Secret
 from ._base import ApiKey, BaseAdapter, KeySource, _parse_base_url, current_key, key_source
 from ._identity import ClientIdentity
 from ._usage import anthropic_usage, openai_usage
+from .anthropic import anthropic_error_body
 
 logger = logging.getLogger("provider_proxy")
 
@@ -69,6 +71,8 @@ _HOST_RE = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0
 _TOKEN_PATH = "/copilot_internal/v2/token"
 
 _ANTHROPIC_EVENTS = frozenset({"message", "message_start", "message_delta"})
+#: The paths in Anthropic's format (the Messages API and its token counting).
+_ANTHROPIC_PATHS = parse_rule("* /v1/messages/**")
 
 
 class CopilotTokenError(ProxyError):
@@ -530,6 +534,13 @@ class CopilotAdapter(BaseAdapter):
         if isinstance(window, int) and not isinstance(window, bool) and window > 0:
             info = dataclasses.replace(info, context_length=window)
         return info
+
+    def error_body_for(self, error: ProxyError, request_id: str, path: str) -> bytes:
+        """Anthropic's error format on ``/v1/messages`` (the Anthropic SDK's route), OpenAI's
+        elsewhere, so each client's SDK reads the proxy's errors as its own."""
+        if _ANTHROPIC_PATHS.matches("POST", path):
+            return anthropic_error_body(error, request_id)
+        return self.error_body(error, request_id)
 
     def extract_usage(self, payload: Any) -> Usage | None:
         """OpenAI's ``usage``; Anthropic's for ``/v1/messages`` answers and events."""

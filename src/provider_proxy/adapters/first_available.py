@@ -18,6 +18,7 @@ from .._adapter import (
     ProviderAdapter,
     RequestContext,
     Usage,
+    adapter_error_body,
     close_adapter,
 )
 from .._exceptions import ProviderNotConfigured, ProxyError
@@ -167,6 +168,9 @@ class FirstAvailableAdapter:
 
     def error_body(self, error: ProxyError, request_id: str) -> bytes:
         return self.current.error_body(error, request_id)
+
+    def error_body_for(self, error: ProxyError, request_id: str, path: str) -> bytes:
+        return adapter_error_body(self.current, error, request_id, path)
 
     def extract_usage(self, payload: Any) -> Usage | None:
         return self.current.extract_usage(payload)

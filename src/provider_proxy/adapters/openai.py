@@ -10,6 +10,11 @@ from .._adapter import BodyTransform
 from ._base import ApiKey, BaseAdapter
 from ._identity import ClientIdentity
 
+#: OpenAI's inference endpoints: the common ones, and the Responses API's
+#: compaction (billed inference; the SDK's ``responses.compact``, used by agent
+#: frameworks to shorten long sessions).
+_OPENAI_ENDPOINTS = (*BaseAdapter.endpoints, "POST /responses/compact")
+
 
 class OpenAIAdapter(BaseAdapter):
     """OpenAI (``https://api.openai.com/v1``); the key comes from ``OPENAI_API_KEY``."""
@@ -17,6 +22,7 @@ class OpenAIAdapter(BaseAdapter):
     default_name = "openai"
     default_base_url = "https://api.openai.com/v1"
     default_api_key_env = "OPENAI_API_KEY"
+    endpoints = _OPENAI_ENDPOINTS
 
 
 class OpenAICompatibleAdapter(BaseAdapter):
@@ -25,8 +31,11 @@ class OpenAICompatibleAdapter(BaseAdapter):
     ``user_agent`` replaces the client's ``User-Agent``, for gateways that only
     answer known clients; ``headers`` are set on every request (replacing the
     client's), ``default_headers`` only when the client sent none of that name.
-    ``allow`` and ``transforms`` are :class:`BaseAdapter`'s.
+    ``allow`` and ``transforms`` are :class:`BaseAdapter`'s; the endpoints open by
+    default are :class:`OpenAIAdapter`'s.
     """
+
+    endpoints = _OPENAI_ENDPOINTS
 
     def __init__(
         self,
