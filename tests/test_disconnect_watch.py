@@ -16,7 +16,6 @@ pytestmark = pytest.mark.anyio
 def _complete_body() -> RequestBody:
     body = RequestBody(_never, None)
     body.more = False
-    body.done.set()
     return body
 
 
