@@ -291,8 +291,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         write_timeout = timeouts.get("write")
         if isinstance(request.stream, httpx.ByteStream):
             data = b"".join(request.stream) or None
-            if data is not None and len(data) > _UNDRAINED and write_timeout is not None:
-                # Sent with its Content-Length; only a body this large waits on the socket.
+            if data is not None and len(data) > _UNDRAINED:
+                # Sent with its Content-Length; only a body this large waits on the
+                # socket (and aiohttp warns about large raw bytes).
                 upload = _Upload(_one_chunk(data), request, write_timeout)
                 data = upload.chunks()
         elif isinstance(request.stream, httpx.AsyncByteStream):

@@ -76,7 +76,7 @@ class RequestBody:
 
     async def _next(self) -> bytes:
         ahead = self._ahead
-        if ahead is not None and (ahead.chunks or ahead.reading):
+        if ahead is not None and (ahead.chunks or ahead.reading or self.error is not None):
             return await self._take_ahead(ahead)
         chunk = self._accept(await self._receive())
         self.more = not self._complete
@@ -99,7 +99,9 @@ class RequestBody:
     def _fail(self, error: BaseException) -> BaseException:
         self.error = error
         self._complete = True
-        self.more = False
+        if self._ahead is None:
+            self.more = False
+        # else the stream must still ask, and be told: it must not end the body cleanly.
         return error
 
     async def read_all(self) -> bytes:
