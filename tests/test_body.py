@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from provider_proxy import BodyTooLarge, ClientDisconnected, _body
-from provider_proxy._body import RequestBody, declared_length
+from provider_proxy._body import RequestBody, declared_body_length, declared_length
 from provider_proxy.types import Message
 
 pytestmark = pytest.mark.anyio
@@ -151,3 +151,18 @@ async def test_once_reading_ahead_stops_the_stream_reads_on_itself() -> None:
     body.take_back()  # the watch stopped before it read anything
     assert [chunk async for chunk in body.stream()] == [b"a", b"b", b"c"]
     assert len(reads) == 3
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ([(b"content-length", b"12")], 12),
+        ([(b"content-length", b"12"), (b"transfer-encoding", b"chunked")], None),
+        ([(b"transfer-encoding", b"chunked"), (b"content-length", b"12")], None),
+        ([(b"content-type", b"application/json")], None),
+    ],
+)
+def test_declared_body_length_ignores_content_length_beside_chunked(
+    headers: list[tuple[bytes, bytes]], expected: int | None
+) -> None:
+    assert declared_body_length(headers) == expected

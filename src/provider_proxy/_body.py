@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 
 from ._exceptions import BodyTooLarge, ClientDisconnected
-from ._headers import RawHeaders, header_value
+from ._headers import RawHeaders
 from .types import Message, Receive
 
 #: How far the watch reads ahead of an upload that is moving: about what
@@ -203,6 +203,10 @@ def declared_body_length(headers: RawHeaders) -> int | None:
     A server that passes both on (h11 does) reads the chunked framing; sending the
     ``Content-Length`` on would frame the same body twice.
     """
-    if header_value(headers, b"transfer-encoding") is not None:
-        return None
-    return declared_length(header_value(headers, b"content-length"))
+    length: bytes | None = None
+    for name, value in headers:  # one pass: this runs for every request
+        if name == b"transfer-encoding":
+            return None
+        if name == b"content-length" and length is None:
+            length = value
+    return declared_length(length)

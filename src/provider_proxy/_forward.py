@@ -294,7 +294,8 @@ class Forwarder:
                     raise body.error or as_proxy_error(exc, adapter.base_url.host) from exc
                 record.headers_at = time.perf_counter()
                 record.upstream_status = record.status = response.status_code
-                if body.error is not None:  # pragma: no cover - transports raise first
+                if body.error is not None:  # the client left (or sent too much) meanwhile
+                    await response.aclose()
                     raise body.error
                 headers = response_headers_for_client(response.headers.raw)
                 tap = self._tap(adapter, headers, record)
