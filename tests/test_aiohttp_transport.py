@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import os
 import socket
 import ssl
 import struct
@@ -705,3 +706,68 @@ async def test_cancelled_mid_body() -> None:
         assert transport.in_use == 0
         assert _connector(transport)._acquired == set()
         assert _pooled(transport) == []
+
+
+# --- uploads to a peer that stops reading ------------------------------------
+
+
+async def _never_reads(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Take the request head, then read nothing more (what it buffered fills up)."""
+    await _read_head(reader)
+    await asyncio.sleep(30)
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def _endless_upload() -> AsyncIterator[bytes]:
+    piece = b"x" * 65536
+    while True:
+        yield piece
+
+
+@pytest.mark.parametrize("kind", ["streamed", "bytes"])
+async def test_stalled_upload_is_write_timeout(kind: str) -> None:
+    options: dict[str, Any]
+    if kind == "streamed":
+        options = {"stream": Body(_endless_upload)}
+    else:
+        options = {"content": b"x" * (64 * 1024 * 1024)}
+    async with RawServer(_never_reads) as url, _open(AiohttpTransport()) as transport:
+        fds = _open_fds()
+        request = _request(url, "POST", timeouts={"write": 0.3, "read": 30.0}, **options)
+        with anyio.fail_after(5):  # the read timeout (30 s) never starts
+            with pytest.raises(httpx.WriteTimeout) as info:
+                await transport.handle_async_request(request)
+        assert info.value.request is request
+        assert transport.in_use == 0
+        assert _connector(transport)._acquired == set()
+        assert _pooled(transport) == []
+        # The half-sent connection is dropped at once, not kept until the peer reads:
+        # only the server's end of it is left open.
+        with anyio.fail_after(5):
+            while _open_fds() > fds + 1:
+                await asyncio.sleep(0.01)
+
+
+async def test_write_timeout_counts_only_time_spent_writing() -> None:
+    async def reading(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_head(reader)
+        chunks = await _read_chunked(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(b"".join(chunks)))
+        await writer.drain()
+        await reader.read()
+
+    async def slow_client() -> AsyncIterator[bytes]:
+        # A client slower than the write timeout: waiting for it is not writing.
+        for piece in (b"one", b"two"):
+            yield piece
+            await asyncio.sleep(0.4)
+
+    async with RawServer(reading) as url, _open(AiohttpTransport()) as transport:
+        request = _request(url, "POST", timeouts={"write": 0.2}, stream=Body(slow_client))
+        response = await transport.handle_async_request(request)
+        assert response.status_code == 200
+        assert response.headers["content-length"] == "6"
+        await response.aclose()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from provider_proxy import BodyTooLarge, ClientDisconnected
-from provider_proxy._body import RequestBody, declared_length
+from provider_proxy import BodyTooLarge, ClientDisconnected, _body
+from provider_proxy._body import RequestBody, declared_body_length, declared_length
 from provider_proxy.types import Message
 
 pytestmark = pytest.mark.anyio
@@ -31,7 +33,6 @@ async def test_single_message_body_is_complete_after_start() -> None:
     body = RequestBody(receive, 10)  # type: ignore[arg-type]
     assert await body.start() == b"{}"
     assert not body.more
-    assert body.done.is_set()
 
 
 async def test_stream_yields_each_part_as_read() -> None:
@@ -45,7 +46,6 @@ async def test_stream_yields_each_part_as_read() -> None:
         # Each part is handed on before the next one is read.
         assert len(reads) == len(parts)
     assert parts == [b"a", b"b", b"c"]
-    assert body.done.is_set()
 
 
 async def test_limit_counts_every_part() -> None:
@@ -55,7 +55,6 @@ async def test_limit_counts_every_part() -> None:
     with pytest.raises(BodyTooLarge, match="8 bytes"):
         await body.read_all()
     assert isinstance(body.error, BodyTooLarge)
-    assert body.done.is_set()
 
 
 async def test_disconnect_while_reading() -> None:
@@ -72,3 +71,98 @@ async def test_disconnect_while_reading() -> None:
 )
 def test_declared_length(value: bytes | None, expected: int | None) -> None:
     assert declared_length(value) == expected
+
+
+# --- reading ahead of the upload (the disconnect watch's side) ---------------
+
+KiB = 1024
+
+
+def _parts(count: int, size: int = 256 * KiB) -> list[Message]:
+    return [_part(b"x" * size, True) for _ in range(count)]
+
+
+async def test_read_ahead_keeps_to_its_window_while_the_upload_moves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_body, "STALL_AFTER", 5.0)
+    reads, receive = _receiver(*_parts(20), _part(b"end", False))
+    body = RequestBody(receive, None)  # type: ignore[arg-type]
+    await body.start()
+    body.hand_over()
+    reader = asyncio.ensure_future(body.read_ahead())
+    await asyncio.sleep(0.05)
+    # The first message, then a window's worth: the rest waits for the upload.
+    assert len(reads) == 1 + _body.READ_AHEAD_WINDOW // (256 * KiB)
+    taken = [chunk async for chunk in body.stream()]
+    await asyncio.wait_for(reader, 5)
+    assert b"".join(taken) == b"x" * (20 * 256 * KiB) + b"end"
+    assert not body.more
+
+
+async def test_a_stalled_upload_is_read_on_until_the_client_leaves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_body, "STALL_AFTER", 0.05)
+    reads, receive = _receiver(*_parts(20), {"type": "http.disconnect"})
+    body = RequestBody(receive, None)  # type: ignore[arg-type]
+    await body.start()
+    body.hand_over()
+    # Nobody takes anything (the upload is blocked on a write), yet the client leaving is seen.
+    with pytest.raises(ClientDisconnected):
+        await asyncio.wait_for(body.read_ahead(), 5)
+    assert len(reads) == 21
+    assert isinstance(body.error, ClientDisconnected)
+    # The upload, when it next asks, is told: its body must not end as if complete.
+    assert body.more
+    with pytest.raises(ClientDisconnected):
+        await body.read_all()
+
+
+async def test_a_stalled_upload_over_the_limit_is_seen(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_body, "STALL_AFTER", 0.05)
+    _, receive = _receiver(*_parts(20))
+    body = RequestBody(receive, 2 * 1024 * KiB)  # type: ignore[arg-type]
+    await body.start()
+    body.hand_over()
+    with pytest.raises(BodyTooLarge):
+        await asyncio.wait_for(body.read_ahead(), 5)
+
+
+async def test_read_ahead_holds_no_more_than_its_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_body, "STALL_AFTER", 0.01)
+    monkeypatch.setattr(_body, "READ_AHEAD_CAP", 2 * _body.READ_AHEAD_WINDOW)
+    reads, receive = _receiver(*_parts(40), _part(b"", False))
+    body = RequestBody(receive, None)  # type: ignore[arg-type]
+    await body.start()
+    body.hand_over()
+    reader = asyncio.ensure_future(body.read_ahead())
+    await asyncio.sleep(0.3)
+    assert len(reads) == 1 + _body.READ_AHEAD_CAP // (256 * KiB)
+    assert len(b"".join([chunk async for chunk in body.stream()])) == 40 * 256 * KiB
+    await asyncio.wait_for(reader, 5)
+
+
+async def test_once_reading_ahead_stops_the_stream_reads_on_itself() -> None:
+    reads, receive = _receiver(_part(b"a", True), _part(b"b", True), _part(b"c", False))
+    body = RequestBody(receive, None)  # type: ignore[arg-type]
+    await body.start()
+    body.hand_over()
+    body.take_back()  # the watch stopped before it read anything
+    assert [chunk async for chunk in body.stream()] == [b"a", b"b", b"c"]
+    assert len(reads) == 3
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ([(b"content-length", b"12")], 12),
+        ([(b"content-length", b"12"), (b"transfer-encoding", b"chunked")], None),
+        ([(b"transfer-encoding", b"chunked"), (b"content-length", b"12")], None),
+        ([(b"content-type", b"application/json")], None),
+    ],
+)
+def test_declared_body_length_ignores_content_length_beside_chunked(
+    headers: list[tuple[bytes, bytes]], expected: int | None
+) -> None:
+    assert declared_body_length(headers) == expected

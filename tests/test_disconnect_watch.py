@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from provider_proxy import BodyTooLarge, ClientDisconnected, _body
 from provider_proxy._body import RequestBody
 from provider_proxy._forward import _DisconnectWatch
 
@@ -16,7 +17,6 @@ pytestmark = pytest.mark.anyio
 def _complete_body() -> RequestBody:
     body = RequestBody(_never, None)
     body.more = False
-    body.done.set()
     return body
 
 
@@ -112,3 +112,40 @@ async def test_a_cancellation_from_elsewhere_wins_over_a_simultaneous_disconnect
     assert not watch.fired
     assert watch.disconnected
     assert task.cancelling() == 1
+
+
+@pytest.mark.parametrize(
+    ("last", "reason"),
+    [({"type": "http.disconnect"}, ClientDisconnected), (None, BodyTooLarge)],
+    ids=["client left", "body too large"],
+)
+async def test_an_upload_blocked_on_a_write_is_still_watched(
+    monkeypatch: pytest.MonkeyPatch, last: dict[str, Any] | None, reason: type[Exception]
+) -> None:
+    monkeypatch.setattr(_body, "STALL_AFTER", 0.05)
+    part = {"type": "http.request", "body": b"x" * (256 * 1024), "more_body": True}
+    messages = [part] * 12 + ([last] if last else [part] * 100)
+    pending = iter(messages)
+
+    async def receive() -> dict[str, Any]:
+        return next(pending)
+
+    body = RequestBody(receive, 3 * 1024 * 1024)
+    await body.start()
+    watches: list[_DisconnectWatch] = []
+
+    async def blocked_upload() -> None:
+        watch = _DisconnectWatch(body, receive)
+        watches.append(watch)
+        try:
+            await asyncio.sleep(30)  # a write the provider never takes: nobody pulls the body
+        finally:
+            watch.stop()
+
+    task = asyncio.ensure_future(blocked_upload())
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+    (watch,) = watches
+    assert isinstance(watch.reason, reason)
+    assert watch.absorb()
+    assert watch.disconnected is (reason is ClientDisconnected)

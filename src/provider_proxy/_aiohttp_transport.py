@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from functools import lru_cache
 
 import aiohttp
 import anyio
 import httpx
+from aiohttp.client_proto import ResponseHandler
+from aiohttp.client_reqrep import ConnectionKey
 from yarl import URL
 
 from ._upstream import DEFAULT_LIMITS
@@ -33,10 +35,23 @@ _SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 
 _HTTP_10 = aiohttp.HttpVersion10
 
+#: aiohttp waits for the socket to take a write only past this many bytes.
+_UNDRAINED = 2**16
+
 
 class _Connector(aiohttp.TCPConnector):
     # aiohttp would also send ws://, wss:// and tcp:// URLs as plain HTTP requests.
     allowed_protocol_schema_set = frozenset({"http", "https"})
+
+    def _release(
+        self, key: ConnectionKey, protocol: ResponseHandler, *, should_close: bool = False
+    ) -> None:
+        transport = protocol.transport
+        if should_close and transport is not None and transport.get_write_buffer_size():
+            # A half-sent request, to a peer that may have stopped reading: a
+            # graceful close would keep the socket open until the peer reads it all.
+            transport.abort()
+        super()._release(key, protocol, should_close=should_close)
 
 
 @lru_cache(maxsize=64)
@@ -54,22 +69,57 @@ def _header_value(value: bytes) -> str:
 
 
 class _Upload:
-    """The request's streamed body, remembering the error it raised itself."""
+    """The request's body as sent, remembering the error it raised itself.
 
-    __slots__ = ("error", "stream")
+    aiohttp has no write timeout, and starts the read timeout only once the body
+    is sent: each chunk must be written within the request's ``write`` timeout,
+    or the upload is abandoned with :class:`httpx.WriteTimeout`, as httpx's
+    transport does.
+    """
 
-    def __init__(self, stream: httpx.AsyncByteStream) -> None:
+    __slots__ = ("error", "request", "stream", "write_timeout")
+
+    def __init__(
+        self, stream: AsyncIterable[bytes], request: httpx.Request, write_timeout: float | None
+    ) -> None:
         self.stream = stream
+        self.request = request
+        self.write_timeout = write_timeout
         self.error: Exception | None = None
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        # This runs in aiohttp's task that writes the body: between a chunk handed
+        # over and the next one asked for, that task is writing the chunk.
+        writer = asyncio.current_task()
+        limit = self.write_timeout
+        loop = asyncio.get_running_loop()
         try:
             async for chunk in self.stream:
-                if chunk:  # an empty chunk would end a chunked body
+                if not chunk:  # an empty chunk would end a chunked body
+                    continue
+                timer = None
+                if limit is not None and writer is not None:
+                    timer = loop.call_later(limit, self._stalled, writer)
+                try:
                     yield chunk
+                finally:
+                    if timer is not None:
+                        timer.cancel()
         except Exception as exc:
             self.error = exc
             raise
+
+    def _stalled(self, writer: asyncio.Task[object]) -> None:
+        """The last chunk was not written in time: stop writing (the connection is dropped)."""
+        self.error = httpx.WriteTimeout(
+            "the upstream did not take the request body within the write timeout",
+            request=self.request,
+        )
+        writer.cancel()
+
+
+async def _one_chunk(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 def _translate(
@@ -238,10 +288,16 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         ]
         upload: _Upload | None = None
         data: bytes | AsyncIterator[bytes] | None
+        write_timeout = timeouts.get("write")
         if isinstance(request.stream, httpx.ByteStream):
             data = b"".join(request.stream) or None
+            if data is not None and len(data) > _UNDRAINED:
+                # Sent with its Content-Length; only a body this large waits on the
+                # socket (and aiohttp warns about large raw bytes).
+                upload = _Upload(_one_chunk(data), request, write_timeout)
+                data = upload.chunks()
         elif isinstance(request.stream, httpx.AsyncByteStream):
-            upload = _Upload(request.stream)
+            upload = _Upload(request.stream, request, write_timeout)
             data = upload.chunks()  # chunked unless the request has a Content-Length
         else:
             raise TypeError("AiohttpTransport needs a request with an async body stream")

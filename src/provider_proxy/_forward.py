@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from ._adapter import JSON, BodyTransform, ModelLookup, ProviderAdapter, RequestContext
-from ._body import RequestBody, declared_length
+from ._body import RequestBody, declared_body_length
 from ._events import RequestRecord
 from ._exceptions import (
     BodyTooLarge,
@@ -165,7 +165,7 @@ class Forwarder:
             record.request_id,
             models=self._models,
         )
-        declared = declared_length(header_value(client_headers, b"content-length"))
+        declared = declared_body_length(client_headers)
         limit = self._max_body_size
         if limit is not None and declared is not None and declared > limit:
             raise BodyTooLarge(
@@ -308,7 +308,8 @@ class Forwarder:
                     raise body.error or as_proxy_error(exc, adapter.base_url.host) from exc
                 record.headers_at = time.perf_counter()
                 record.upstream_status = record.status = response.status_code
-                if body.error is not None:  # pragma: no cover - transports raise first
+                if body.error is not None:  # the client left (or sent too much) meanwhile
+                    await response.aclose()
                     raise body.error
                 headers = response_headers_for_client(response.headers.raw)
                 tap = self._tap(adapter, headers, record)
@@ -336,12 +337,17 @@ class Forwarder:
         except asyncio.CancelledError:
             if not watch.absorb():
                 raise
+            if watch.reason is not None and not relaying:
+                # Nothing answered yet: the client left (499) or sent too much (413).
+                raise watch.reason from None
         except Exception as exc:
-            # What the body reader saw (a disconnect, a body over the limit) explains
-            # a failed upload better than what the transport made of it; once the
-            # answer has started, though, no other answer can be sent.
-            if body.error is not None and body.error is not exc and not relaying:
-                raise body.error from None
+            watch.settle()
+            # What the client did (left, sent too much) explains a failed upload
+            # better than what the transport made of it; once the answer has
+            # started, though, no other answer can be sent.
+            cause = body.error or watch.reason
+            if cause is not None and cause is not exc and not relaying:
+                raise cause from None
             raise
         watch.settle()
         # (The server also reports a disconnect once a response is complete.)
@@ -398,36 +404,45 @@ def extra_headers(record: RequestRecord, overhead: bool) -> RawHeaders:
 
 
 class _DisconnectWatch:
-    """Cancels the forwarding task when the client goes away mid-exchange.
+    """Cancels the forwarding task when the client goes away (or its body fails) mid-exchange.
 
-    Once the request body is complete, ``receive`` has nothing left to say but
-    ``http.disconnect``; a small task waits for it and cancels the exchange, which
-    closes the upstream request. Plain asyncio rather than a task group: this runs
-    for every request, and the exchange's own task does the work.
+    ASGI tells only the caller of ``receive`` that the client left, so the watch is
+    its one caller during the exchange: a streamed body it reads ahead of the
+    upload (:meth:`RequestBody.read_ahead`), since an upload blocked on a write to
+    a provider that stopped reading calls nothing; then it waits for
+    ``http.disconnect``. One small task, plain asyncio rather than a task group:
+    this runs for every request, and the exchange's own task does the work.
     """
 
-    __slots__ = ("_task", "_watcher", "active", "disconnected", "fired")
+    __slots__ = ("_body", "_task", "_watcher", "active", "disconnected", "fired", "reason")
 
     def __init__(self, body: RequestBody, receive: Receive) -> None:
         task = asyncio.current_task()
         if task is None:  # pragma: no cover - ASGI servers run apps in tasks
             raise RuntimeError("the proxy needs to run in an asyncio task")
         self._task = task
+        self._body = body
         self.active = True
         #: A cancellation was requested and not yet taken back.
         self.fired = False
         #: The client went away while the exchange ran.
         self.disconnected = False
-        self._watcher = task.get_loop().create_task(self._watch(body, receive))
+        #: Why the watch cancelled the exchange: the client left, or its body is too large.
+        self.reason: ProxyError | ClientDisconnected | None = None
+        ahead = body.more
+        if ahead:
+            body.hand_over()  # before the transport can ask for the next chunk
+        self._watcher = task.get_loop().create_task(self._watch(receive, ahead=ahead))
 
-    async def _watch(self, body: RequestBody, receive: Receive) -> None:
-        if not body.done.is_set():
-            await body.done.wait()
-        if body.error is not None:
-            return
+    async def _watch(self, receive: Receive, *, ahead: bool) -> None:
         try:
+            if ahead:
+                await self._body.read_ahead()
             while (await receive())["type"] != "http.disconnect":
                 pass
+            self.reason = ClientDisconnected()
+        except (ClientDisconnected, BodyTooLarge) as exc:
+            self.reason = exc
         except Exception:  # a server that fails here cannot tell us anything more
             logger.debug("receive() failed while watching for a disconnect", exc_info=True)
             return
@@ -440,21 +455,24 @@ class _DisconnectWatch:
         if self.active:
             self.active = False
             self._watcher.cancel()
+            self._body.take_back()
 
     def absorb(self) -> bool:
         """Whether a :class:`asyncio.CancelledError` was this watch's own, and is now spent."""
         if not self.fired:
             return False
-        self.fired = False
-        self.disconnected = True
+        self._spend()
         return _uncancel(self._task) == 0
 
     def settle(self) -> None:
         """Take back a cancellation that fired but that the exchange swallowed."""
         if self.fired:
-            self.fired = False
-            self.disconnected = True
+            self._spend()
             _uncancel(self._task)
+
+    def _spend(self) -> None:
+        self.fired = False
+        self.disconnected = isinstance(self.reason, ClientDisconnected)
 
 
 def _uncancel(task: asyncio.Task[Any]) -> int:
