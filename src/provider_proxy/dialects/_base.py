@@ -1,0 +1,156 @@
+"""The :class:`Dialect` protocol: everything the engine knows about one API format.
+
+A dialect is a wire format (OpenAI Chat Completions, OpenAI Responses,
+Anthropic Messages, Gemini generateContent), not a provider: several providers
+share one, and one provider may speak several on different paths (Copilot
+serves OpenAI Chat and, on ``/v1/messages``, Anthropic Messages). The engine
+asks the dialect of the request's path, never the adapter, for the model a
+body names, whether it asks for a stream, how the proxy's own errors look and
+how token usage is reported.
+
+Dialects are pure: functions of a path or a parsed JSON payload, no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Protocol, runtime_checkable
+from urllib.parse import unquote
+
+from .._adapter import JSON, Usage
+from .._exceptions import ProxyError
+from .._json import dumps
+
+
+@runtime_checkable
+class Dialect(Protocol):
+    """An API format, as the engine uses it (the built-ins implement it).
+
+    A custom provider with a format of its own implements this protocol (or
+    subclasses a built-in and overrides what differs) and lists it in its
+    adapter's ``dialects``.
+    """
+
+    #: A short, stable name (``"openai-chat"``), for events, logs and metrics.
+    name: ClassVar[str]
+    #: Request headers in which clients of this format send their key (lower-case).
+    credential_headers: ClassVar[frozenset[bytes]]
+    #: Query parameters in which clients of this format may send their key.
+    credential_params: ClassVar[frozenset[str]]
+    #: Substrings of every streamed event that :meth:`usage_of` and :meth:`model_of`
+    #: take something from; an event containing neither is not parsed. ``None``:
+    #: parse every event.
+    usage_hints: ClassVar[tuple[str, str] | None]
+
+    def recognizes(self, path: str) -> bool:
+        """Whether ``path`` (below the base URL, percent-encoded) is one of this format's."""
+        ...
+
+    def model_in_path(self, path: str) -> str | None:
+        """The model a path names (Gemini's ``/models/{model}:method``), if any."""
+        ...
+
+    def model_of(self, payload: JSON) -> str | None:
+        """The model named by a request body, a response body or a streamed event."""
+        ...
+
+    def streams(self, body: JSON, path: str) -> bool:
+        """Whether the request (its parsed body and path) asks for a streamed answer."""
+        ...
+
+    def usage_of(self, payload: JSON) -> Usage | None:
+        """Token usage in one response body or one streamed event, normalised."""
+        ...
+
+    def error_body(self, error: ProxyError, request_id: str) -> bytes:
+        """The proxy's own error in this format's JSON error body."""
+        ...
+
+
+class BaseDialect:
+    """Defaults for a dialect: the model in the body, ``"stream": true``, OpenAI's errors.
+
+    Dialects hold no state: two instances of one class are equal.
+    """
+
+    name: ClassVar[str] = ""
+    credential_headers: ClassVar[frozenset[bytes]] = frozenset()
+    credential_params: ClassVar[frozenset[str]] = frozenset()
+    usage_hints: ClassVar[tuple[str, str] | None] = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+    def recognizes(self, path: str) -> bool:
+        return False
+
+    def model_in_path(self, path: str) -> str | None:
+        return None
+
+    def model_of(self, payload: JSON) -> str | None:
+        return top_level_model(payload)
+
+    def streams(self, body: JSON, path: str) -> bool:
+        return stream_flag(body)
+
+    def usage_of(self, payload: JSON) -> Usage | None:
+        return None
+
+    def error_body(self, error: ProxyError, request_id: str) -> bytes:
+        return openai_error(error)
+
+
+def route(path: str) -> str:
+    """``path`` percent-decoded and without a trailing ``/``.
+
+    Decoded so that ``/v1/m%65ssages`` (which the provider reads as
+    ``/v1/messages``) is recognised as what it is.
+    """
+    return unquote(path).rstrip("/")
+
+
+def int_count(value: Any) -> int | None:
+    """A token count: a non-negative integer, else ``None`` (absent)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
+
+
+def get(mapping: Any, key: str) -> Any:
+    """``mapping[key]`` when ``mapping`` is a JSON object that has it, else ``None``."""
+    return mapping.get(key) if isinstance(mapping, dict) else None
+
+
+def usage(
+    input_tokens: int | None,
+    output_tokens: int | None,
+    cache_read: int | None = None,
+    cache_write: int | None = None,
+) -> Usage | None:
+    """A :class:`Usage`, or ``None`` when nothing was reported."""
+    if input_tokens is output_tokens is cache_read is cache_write is None:
+        return None
+    return Usage(input_tokens, output_tokens, cache_read, cache_write)
+
+
+def top_level_model(payload: JSON) -> str | None:
+    """A top-level ``model`` string."""
+    model = get(payload, "model")
+    return model if isinstance(model, str) else None
+
+
+def stream_flag(body: JSON) -> bool:
+    """``"stream": true`` in a JSON body (OpenAI's and Anthropic's way to ask)."""
+    return get(body, "stream") is True
+
+
+def openai_error(error: ProxyError) -> bytes:
+    """``{"error": {"message", "type", "param", "code"}}``, as OpenAI answers errors."""
+    return dumps(
+        {"error": {"message": error.message, "type": error.kind, "param": None, "code": error.kind}}
+    )

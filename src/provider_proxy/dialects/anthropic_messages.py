@@ -1,0 +1,83 @@
+"""Anthropic's Messages API (``/v1/messages``, token counting, legacy completions)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from .._adapter import JSON, Usage
+from .._exceptions import ProxyError
+from .._json import dumps
+from ._base import BaseDialect, get, int_count, route, top_level_model, usage
+
+# Anthropic's error types by status (https://docs.anthropic.com/en/api/errors).
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+
+
+def anthropic_usage(payload: Any) -> Usage | None:
+    """Anthropic Messages usage: message bodies, ``message_start`` and ``message_delta``.
+
+    Anthropic's ``input_tokens`` leaves out the prompt tokens read from the
+    cache (``cache_read_input_tokens``) and written to it
+    (``cache_creation_input_tokens``). They are added here, so
+    ``Usage.input_tokens`` counts the whole prompt as for every other
+    provider, with ``cache_read_tokens`` and ``cache_write_tokens`` saying how
+    much of it was cached.
+
+    A stream reports the input counts in ``message_start`` and the output
+    count in ``message_delta`` (cumulative). ``message_delta`` may repeat the
+    input counts (they grow when server tools ran); its input total is used
+    only when it carries both cache counts too, since without them it cannot
+    be normalised and the earlier total stays.
+    """
+    counts = get(payload, "usage")
+    if counts is None:
+        counts = get(get(payload, "message"), "usage")
+    if not isinstance(counts, dict):
+        return None
+    plain = int_count(counts.get("input_tokens"))
+    read = int_count(counts.get("cache_read_input_tokens"))
+    written = int_count(counts.get("cache_creation_input_tokens"))
+    partial = get(payload, "type") == "message_delta" and (read is None or written is None)
+    total_input = None if plain is None or partial else plain + (read or 0) + (written or 0)
+    return usage(total_input, int_count(counts.get("output_tokens")), read, written)
+
+
+class AnthropicMessages(BaseDialect):
+    """Anthropic Messages: ``x-api-key`` (or a bearer token), ``{"type": "error", ...}`` errors."""
+
+    name: ClassVar[str] = "anthropic-messages"
+    credential_headers: ClassVar[frozenset[bytes]] = frozenset({b"x-api-key", b"authorization"})
+    usage_hints: ClassVar[tuple[str, str] | None] = ("usage", "model")
+
+    def recognizes(self, path: str) -> bool:
+        decoded = route(path)
+        return decoded.endswith("/v1/complete") or "/v1/messages" in decoded
+
+    def model_of(self, payload: JSON) -> str | None:
+        message = get(payload, "message")  # message_start
+        if isinstance(message, dict):
+            payload = message
+        return top_level_model(payload)
+
+    def usage_of(self, payload: JSON) -> Usage | None:
+        return anthropic_usage(payload)
+
+    def error_body(self, error: ProxyError, request_id: str) -> bytes:
+        """``{"type": "error", "error": {"type", "message"}, "request_id"}``."""
+        error_type = ERROR_TYPES.get(error.status_code, "api_error")
+        return dumps(
+            {
+                "type": "error",
+                "error": {"type": error_type, "message": error.message},
+                "request_id": request_id,
+            }
+        )

@@ -1,0 +1,109 @@
+"""Google's Gemini API: ``generateContent`` and friends on ``/{version}/models/{model}:...``."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from .._adapter import JSON, Usage
+from .._exceptions import ProxyError
+from .._json import dumps
+from ._base import BaseDialect, get, int_count, route, top_level_model, usage
+
+#: Query parameters that carry a Google credential (``key`` is the API key's
+#: usual place; ``access_token`` and its alias ``oauth_token`` an OAuth token).
+CREDENTIAL_PARAMS = frozenset({"key", "apiKey", "api_key", "access_token", "oauth_token"})
+
+#: A substring of every key the Gemini usage reader looks at (``usageMetadata``).
+USAGE_HINT = "usage"
+
+# google.rpc.Code names by HTTP status, as Google's APIs answer errors.
+STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    413: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+
+def gemini_usage(payload: Any) -> Usage | None:
+    """Gemini ``usageMetadata`` (``generateContent`` and each streamed chunk).
+
+    ``promptTokenCount`` already includes the cached tokens
+    (``cachedContentTokenCount``); tokens of tool-use prompts
+    (``toolUsePromptTokenCount``) are added to the input and thinking tokens
+    (``thoughtsTokenCount``) to the output, so the total matches Gemini's
+    ``totalTokenCount``. Streamed chunks repeat the counts so far; the last
+    one holds the final counts.
+    """
+    counts = get(payload, "usageMetadata")
+    if not isinstance(counts, dict):
+        return None
+    prompt = int_count(counts.get("promptTokenCount"))
+    tools = int_count(counts.get("toolUsePromptTokenCount"))
+    candidates = int_count(counts.get("candidatesTokenCount"))
+    thoughts = int_count(counts.get("thoughtsTokenCount"))
+    return usage(
+        None if prompt is None else prompt + (tools or 0),
+        None if candidates is None and thoughts is None else (candidates or 0) + (thoughts or 0),
+        int_count(counts.get("cachedContentTokenCount")),
+    )
+
+
+def model_method(path: str) -> tuple[str, str] | None:
+    """``(model, method)`` of a ``.../models/{model}:{method}`` path, else ``None``."""
+    decoded = route(path)
+    marker = decoded.rfind("/models/")
+    if marker < 0:
+        return None
+    name, colon, method = decoded[marker + len("/models/") :].partition(":")
+    if colon and name and method and "/" not in name + method:
+        return name, method
+    return None
+
+
+class Gemini(BaseDialect):
+    """Gemini ``generateContent``: ``x-goog-api-key`` (or ``?key=``), the model in the path."""
+
+    name: ClassVar[str] = "gemini"
+    credential_headers: ClassVar[frozenset[bytes]] = frozenset({b"x-goog-api-key"})
+    credential_params: ClassVar[frozenset[str]] = CREDENTIAL_PARAMS
+    usage_hints: ClassVar[tuple[str, str] | None] = (USAGE_HINT, "model")
+
+    def recognizes(self, path: str) -> bool:
+        decoded = route(path)
+        if model_method(path) is not None:
+            return True
+        return decoded.startswith(("/v1beta/models", "/v1/models"))
+
+    def model_in_path(self, path: str) -> str | None:
+        found = model_method(path)
+        return found[0] if found is not None else None
+
+    def model_of(self, payload: JSON) -> str | None:
+        """A response's ``modelVersion``, else a top-level ``model``."""
+        version = get(payload, "modelVersion")
+        if isinstance(version, str):
+            return version
+        return top_level_model(payload)
+
+    def streams(self, body: JSON, path: str) -> bool:
+        found = model_method(path)
+        return found is not None and found[1] == "streamGenerateContent"
+
+    def usage_of(self, payload: JSON) -> Usage | None:
+        return gemini_usage(payload)
+
+    def error_body(self, error: ProxyError, request_id: str) -> bytes:
+        """Google's error format: ``{"error": {"code", "message", "status"}}``."""
+        code = error.status_code
+        status = STATUS_NAMES.get(code, "INVALID_ARGUMENT" if code < 500 else "INTERNAL")
+        return dumps({"error": {"code": code, "message": error.message, "status": status}})

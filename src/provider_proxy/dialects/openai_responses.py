@@ -1,0 +1,29 @@
+"""OpenAI's Responses API (``/responses`` and its sub-resources)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from .._adapter import JSON
+from ._base import get, route, top_level_model
+from .openai_chat import OpenAIChat
+
+
+class OpenAIResponses(OpenAIChat):
+    """The Responses API: OpenAI Chat's credentials, usage reader and error format.
+
+    Streamed events carry the model and the final usage inside ``response``
+    (``response.created``, ``response.completed``).
+    """
+
+    name: ClassVar[str] = "openai-responses"
+
+    def recognizes(self, path: str) -> bool:
+        segments = route(path).split("/")
+        return "responses" in segments
+
+    def model_of(self, payload: JSON) -> str | None:
+        model = top_level_model(payload)
+        if model is not None:
+            return model
+        return top_level_model(get(payload, "response"))
