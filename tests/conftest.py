@@ -7,9 +7,9 @@ import httpx
 import pytest
 
 from provider_proxy import ProxyApp, make_asgi_app
-from provider_proxy._aiohttp_transport import AiohttpTransport
-from provider_proxy._fake import FakeUpstream
 from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter
+from provider_proxy.testing import FakeUpstream
+from provider_proxy.transports._aiohttp import AiohttpTransport
 
 from .servers import ServerThread, serve
 

@@ -18,8 +18,8 @@ from provider_proxy import (
     RequestContext,
     Secret,
 )
-from provider_proxy._fake import FakeUpstream
 from provider_proxy.adapters import AzureOpenAIAdapter
+from provider_proxy.testing import FakeUpstream
 
 from .conftest import CLIENT_KEY
 from .servers import ServerThread, serve
@@ -239,9 +239,10 @@ async def test_models(httpx_mock: HTTPXMock) -> None:
 
 def test_error_body_is_openais() -> None:
     adapter = AzureOpenAIAdapter(base_url=ENDPOINT, api_key="k")
-    assert b'"type":"provider_not_configured"' in adapter.error_body(
-        ProviderNotConfigured("x"), "rid"
-    ).replace(b" ", b"")
+    for path in ("/openai/deployments/gpt-4o/chat/completions", "/openai/v1/responses", "/x"):
+        dialect = adapter.dialect_for(path)
+        body = dialect.error_body(ProviderNotConfigured("x"), "rid")
+        assert b'"type":"provider_not_configured"' in body.replace(b" ", b""), path
 
 
 # -- the official SDK through the proxy, over loopback --------------------------------

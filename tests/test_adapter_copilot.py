@@ -21,7 +21,6 @@ from provider_proxy import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from provider_proxy._fake import FakeUpstream
 from provider_proxy.adapters.copilot import (
     DEFAULT_EDITOR_VERSION,
     CopilotAdapter,
@@ -29,6 +28,7 @@ from provider_proxy.adapters.copilot import (
     copilot_api_url,
     copilot_token_url,
 )
+from provider_proxy.testing import FakeUpstream
 
 from .conftest import CLIENT_KEY
 from .servers import ServerThread, serve
@@ -317,8 +317,10 @@ async def test_fetch_models_maps_the_context_window(httpx_mock: HTTPXMock) -> No
 
 def test_usage_of_openai_and_anthropic_answers() -> None:
     adapter = CopilotAdapter(api_key="k")
+    openai_routes = adapter.dialect_for("/chat/completions")
+    anthropic_routes = adapter.dialect_for("/v1/messages")
     chat = {"model": "gpt-4o", "usage": {"prompt_tokens": 12, "completion_tokens": 3}}
-    usage = adapter.extract_usage(chat)
+    usage = openai_routes.usage_of(chat)
     assert usage is not None
     assert (usage.input_tokens, usage.output_tokens) == (12, 3)
     message = {
@@ -326,13 +328,13 @@ def test_usage_of_openai_and_anthropic_answers() -> None:
         "model": "claude-sonnet-4",
         "usage": {"input_tokens": 10, "output_tokens": 4, "cache_read_input_tokens": 90},
     }
-    usage = adapter.extract_usage(message)
+    usage = anthropic_routes.usage_of(message)
     assert usage is not None
     # Anthropic's counts, normalised: the cached prompt tokens are part of the input.
     assert (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens) == (100, 4, 90)
     start = {"type": "message_start", "message": message}
-    assert adapter.extract_model(start) == "claude-sonnet-4"
-    assert adapter.extract_model(chat) == "gpt-4o"
+    assert anthropic_routes.model_of(start) == "claude-sonnet-4"
+    assert openai_routes.model_of(chat) == "gpt-4o"
 
 
 # -- the token exchange ------------------------------------------------------------------
@@ -517,7 +519,7 @@ async def test_refused_exchange_is_a_clear_502_without_the_token(httpx_mock: HTT
     assert not error.retryable
     assert "HTTP 401" in error.message
     assert "api.github.com" in error.message
-    body = adapter.error_body(error, "rid")
+    body = adapter.dialect_for("/chat/completions").error_body(error, "rid")
     for text in (error.message, str(error), repr(error), body.decode()):
         assert GITHUB_TOKEN not in text
         assert "gho_" not in text

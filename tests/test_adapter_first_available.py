@@ -20,7 +20,6 @@ from provider_proxy import (
     RequestContext,
     Usage,
 )
-from provider_proxy._fake import FakeUpstream
 from provider_proxy.adapters import (
     AnthropicAdapter,
     FirstAvailableAdapter,
@@ -29,6 +28,7 @@ from provider_proxy.adapters import (
     OpenAIAdapter,
     OpenAICompatibleAdapter,
 )
+from provider_proxy.testing import FakeUpstream
 
 from .conftest import CLIENT_KEY
 from .servers import ServerThread, serve
@@ -110,6 +110,7 @@ def test_every_method_follows_the_first_enabled() -> None:
     def snapshot() -> dict[str, Any]:
         assert adapter.availability().enabled
         url = httpx.URL("https://any.example/x?key=k&alt=sse")
+        dialect = adapter.dialect_for("/v1beta/models/g:generateContent")
         return {
             "base_url": str(adapter.base_url),
             "headers": dict(adapter.headers),
@@ -117,9 +118,9 @@ def test_every_method_follows_the_first_enabled() -> None:
             "auth": adapter.auth_headers(CONTEXT),
             "url": str(adapter.rewrite_url(url, CONTEXT)),
             "gemini_path": adapter.endpoint_allowed("POST", "/v1beta/models/g:generateContent"),
-            "error": json.loads(adapter.error_body(EndpointNotAllowed("no"), "rid"))["error"],
-            "usage": adapter.extract_usage({"usageMetadata": {"promptTokenCount": 3}}),
-            "model": adapter.extract_model({"modelVersion": "gemini-x", "model": "m"}),
+            "error": json.loads(dialect.error_body(EndpointNotAllowed("no"), "rid"))["error"],
+            "usage": dialect.usage_of({"usageMetadata": {"promptTokenCount": 3}}),
+            "model": dialect.model_of({"modelVersion": "gemini-x", "model": "m"}),
         }
 
     second_view = fresh(snapshot)
@@ -234,7 +235,7 @@ async def test_aclose_closes_the_members() -> None:
             closed.append(self.name)
 
     class Failing(OpenAICompatibleAdapter):
-        def aclose(self) -> None:
+        async def aclose(self) -> None:
             closed.append(self.name)
             raise RuntimeError("boom")
 

@@ -25,8 +25,8 @@ from provider_proxy import (
     UpstreamUnreachable,
     Usage,
 )
-from provider_proxy._fake import FakeUpstream
 from provider_proxy.adapters import GeminiAdapter
+from provider_proxy.testing import FakeUpstream
 
 from .conftest import CLIENT_KEY
 from .servers import ServerThread, serve, wait_until
@@ -175,7 +175,8 @@ def test_other_endpoints_are_closed(method: str, path: str) -> None:
     ],
 )
 def test_errors_in_googles_format(error: Any, status: str) -> None:
-    body = json.loads(GeminiAdapter(api_key="k").error_body(error, "rid"))
+    dialect = GeminiAdapter(api_key="k").dialect_for("/v1beta/models/gemini-x:generateContent")
+    body = json.loads(dialect.error_body(error, "rid"))
     assert body == {
         "error": {"code": error.status_code, "message": error.message, "status": status}
     }
@@ -183,6 +184,8 @@ def test_errors_in_googles_format(error: Any, status: str) -> None:
 
 def test_usage_and_model_native_and_openai_compatible() -> None:
     adapter = GeminiAdapter(api_key="k")
+    native_routes = adapter.dialect_for("/v1beta/models/gemini-2.5-flash:generateContent")
+    compatible_routes = adapter.dialect_for("/v1beta/openai/chat/completions")
     native = {
         "candidates": [],
         "usageMetadata": {
@@ -193,16 +196,16 @@ def test_usage_and_model_native_and_openai_compatible() -> None:
         },
         "modelVersion": "gemini-2.5-flash",
     }
-    assert adapter.extract_usage(native) == Usage(12, 8, 4)
-    assert adapter.extract_model(native) == "gemini-2.5-flash"
+    assert native_routes.usage_of(native) == Usage(12, 8, 4)
+    assert native_routes.model_of(native) == "gemini-2.5-flash"
     compatible = {
         "model": "gemini-2.0-flash",
         "usage": {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9},
     }
-    assert adapter.extract_usage(compatible) == Usage(7, 2)
-    assert adapter.extract_model(compatible) == "gemini-2.0-flash"
-    assert adapter.extract_model({"contents": []}) is None  # the model is in the URL
-    assert adapter.extract_usage({"candidates": []}) is None
+    assert compatible_routes.usage_of(compatible) == Usage(7, 2)
+    assert compatible_routes.model_of(compatible) == "gemini-2.0-flash"
+    assert native_routes.model_of({"contents": []}) is None  # the model is in the URL
+    assert native_routes.usage_of({"candidates": []}) is None
 
 
 @pytest.mark.anyio

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from provider_proxy import ProxyApp, RequestContext
-from provider_proxy._fake import FakeUpstream
 from provider_proxy.adapters import BaseAdapter, OpenAIAdapter, OpenAICompatibleAdapter
+from provider_proxy.testing import FakeUpstream
 
 from .conftest import CLIENT_KEY
 from .servers import ServerThread, serve

@@ -9,8 +9,8 @@ import pytest
 from pytest_httpx import HTTPXMock
 
 from provider_proxy import CredentialState, ProviderAdapter, ProxyApp, RequestContext
-from provider_proxy._fake import FakeUpstream
 from provider_proxy.adapters import OpenRouterAdapter
+from provider_proxy.testing import FakeUpstream
 
 from .conftest import CLIENT_KEY
 from .servers import ServerThread, serve

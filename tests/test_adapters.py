@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import ClassVar
 
 import httpx
 import pytest
@@ -23,11 +24,13 @@ from provider_proxy.adapters import (
     AzureOpenAIAdapter,
     BaseAdapter,
     CopilotAdapter,
+    DashScopeAdapter,
     GeminiAdapter,
     OllamaAdapter,
     OpenAIAdapter,
     OpenAICompatibleAdapter,
     OpenRouterAdapter,
+    VLLMAdapter,
 )
 
 CONTEXT = RequestContext("x", "POST", "/chat/completions", b"", [], "rid-1")
@@ -177,7 +180,9 @@ def test_url_errors_show_scheme_host_and_path() -> None:
 
 def test_error_formats() -> None:
     error = ProviderNotFound("No provider named 'x'.")
-    assert json.loads(OpenAIAdapter(api_key="k").error_body(error, "rid")) == {
+    openai = OpenAIAdapter(api_key="k").dialect_for("/chat/completions")
+    anthropic = AnthropicAdapter(api_key="k").dialect_for("/v1/messages")
+    assert json.loads(openai.error_body(error, "rid")) == {
         "error": {
             "message": "No provider named 'x'.",
             "type": "provider_not_found",
@@ -185,12 +190,12 @@ def test_error_formats() -> None:
             "code": "provider_not_found",
         }
     }
-    assert json.loads(AnthropicAdapter(api_key="k").error_body(error, "rid")) == {
+    assert json.loads(anthropic.error_body(error, "rid")) == {
         "type": "error",
         "error": {"type": "not_found_error", "message": "No provider named 'x'."},
         "request_id": "rid",
     }
-    timeout = json.loads(AnthropicAdapter(api_key="k").error_body(UpstreamTimeout("t"), "r"))
+    timeout = json.loads(anthropic.error_body(UpstreamTimeout("t"), "r"))
     assert timeout["error"]["type"] == "api_error"
 
 
@@ -290,20 +295,63 @@ def test_custom_adapter_is_a_small_subclass() -> None:
 
 def test_usage_hints_only_for_the_built_in_readers() -> None:
     from provider_proxy import Usage
-    from provider_proxy.adapters import FirstAvailableAdapter, GeminiAdapter
+    from provider_proxy.adapters import FirstAvailableAdapter
+    from provider_proxy.dialects import Dialect, OpenAIChat
+    from provider_proxy.observe._usage_tap import UsageTap
 
-    for adapter in (OpenAIAdapter(api_key="k"), AnthropicAdapter(api_key="k"), GeminiAdapter()):
-        assert adapter.usage_hints == ("usage", "model"), adapter.name
+    built_in: tuple[type[BaseAdapter], ...] = (
+        OpenAIAdapter,
+        OpenAICompatibleAdapter,
+        AnthropicAdapter,
+        AzureOpenAIAdapter,
+        CopilotAdapter,
+        GeminiAdapter,
+        OllamaAdapter,
+        OpenRouterAdapter,
+        VLLMAdapter,
+        DashScopeAdapter,
+    )
+    for adapter_class in built_in:
+        assert adapter_class.dialects, adapter_class.__name__
+        for dialect in adapter_class.dialects:
+            assert dialect.usage_hints == ("usage", "model"), (adapter_class.__name__, dialect)
 
-    class CountsItsOwnWay(OpenAICompatibleAdapter):
-        def extract_usage(self, payload: object) -> Usage | None:
+    class CountsItsOwnWay(OpenAIChat):
+        usage_hints: ClassVar[tuple[str, str] | None] = None
+
+        def usage_of(self, payload: object) -> Usage | None:
             if isinstance(payload, dict) and isinstance(payload.get("tokens"), int):
                 return Usage(output_tokens=payload["tokens"])
             return None
 
+    class HintedButCountsItsOwnWay(CountsItsOwnWay):
+        usage_hints: ClassVar[tuple[str, str] | None] = ("usage", "model")
+
+    class Custom(OpenAICompatibleAdapter):
+        dialects: ClassVar[tuple[Dialect, ...]] = (CountsItsOwnWay(),)
+
+    def read(dialect: Dialect) -> tuple[Usage | None, str | None]:
+        """Usage of a stream whose events name neither "usage" nor "model", as the engine
+        reads it through ``dialect``'s reader and hints."""
+        hints = dialect.usage_hints
+        tap = UsageTap(
+            dialect.usage_of,
+            dialect.model_of,
+            content_type="text/event-stream",
+            content_encoding=None,
+            usage_hint=hints[0] if hints else None,
+            model_hint=hints[1] if hints else None,
+        )
+        tap.feed(b'data: {"text": "hi"}\n\ndata: {"tokens": 7}\n\ndata: [DONE]\n\n')
+        return tap.result()
+
     # A reader of its own may look anywhere: every event is parsed for it.
-    custom = CountsItsOwnWay("custom", base_url="https://gw.example/v1", api_key="k")
-    assert custom.usage_hints is None
+    custom = Custom("custom", base_url="https://gw.example/v1", api_key="k")
+    assert custom.dialect_for("/chat/completions").usage_hints is None
+    assert custom.dialect_for("/responses").usage_hints is None
+    assert read(custom.dialect_for("/chat/completions")) == (Usage(output_tokens=7), None)
+    # (With the built-in hints the same events would be skipped unparsed.)
+    assert read(HintedButCountsItsOwnWay()) == (None, None)
     routed = FirstAvailableAdapter("any", [custom, OpenAIAdapter(api_key="k")])
     assert routed.availability().enabled
-    assert routed.usage_hints is None
+    assert routed.dialect_for("/chat/completions").usage_hints is None

@@ -25,7 +25,7 @@ import anyio
 import httpx
 import pytest
 
-from provider_proxy._aiohttp_transport import AiohttpTransport
+from provider_proxy.transports._aiohttp import AiohttpTransport
 
 from .servers import ServerThread, serve
 

@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from provider_proxy import ProxyApp
-from provider_proxy._app import _capped
-from provider_proxy._fake import FakeUpstream
 from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter, OpenAICompatibleAdapter
+from provider_proxy.engine._app import _capped
+from provider_proxy.testing import FakeUpstream
 
 from .conftest import ANTHROPIC_KEY, CLIENT_KEY, OPENAI_KEY
 from .servers import ServerThread, free_port, serve, wait_until

@@ -6,8 +6,9 @@ import asyncio
 
 import pytest
 
-from provider_proxy import BodyTooLarge, ClientDisconnected, _body
-from provider_proxy._body import RequestBody, declared_body_length, declared_length
+from provider_proxy import BodyTooLarge, ClientDisconnected
+from provider_proxy.engine import _body
+from provider_proxy.engine._body import RequestBody, declared_body_length, declared_length
 from provider_proxy.types import Message
 
 pytestmark = pytest.mark.anyio

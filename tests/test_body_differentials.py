@@ -13,11 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
-import provider_proxy._forward as forward_module
 import provider_proxy._json as json_module
+import provider_proxy.engine._forward as forward_module
 from provider_proxy import Guards, RateLimit, make_asgi_app
-from provider_proxy._fake import FakeUpstream
 from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter
+from provider_proxy.testing import FakeUpstream
 from provider_proxy.transforms import ModelAliases, ParameterPolicy
 
 from .conftest import ALL, ANTHROPIC_KEY, OPENAI_KEY

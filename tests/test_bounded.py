@@ -19,12 +19,12 @@ import pytest
 
 from provider_proxy import CredentialState, MemoryStore, ProxyApp, ProxyEvent, Secret, Usage
 from provider_proxy._bounded import MAX_OWN_ANSWER_BYTES, AnswerTooLarge, send_bounded
-from provider_proxy._catalog import ModelCatalog
 from provider_proxy._exceptions import UpstreamUnreachable
-from provider_proxy._usage_tap import DEFAULT_MAX_TOTAL_BYTES
-from provider_proxy._validation import CredentialsRejected, validate_all
 from provider_proxy.adapters import OpenAIAdapter
 from provider_proxy.adapters.copilot import TokenExchange
+from provider_proxy.engine._catalog import ModelCatalog
+from provider_proxy.engine._validation import CredentialsRejected, validate_all
+from provider_proxy.observe._usage_tap import DEFAULT_MAX_TOTAL_BYTES
 
 from .conftest import OPENAI_KEY
 from .servers import ServerThread, serve, wait_until

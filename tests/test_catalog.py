@@ -20,9 +20,9 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from provider_proxy import MemoryStore, ProviderAdapter, ProxyApp, make_asgi_app
-from provider_proxy._catalog import ModelCatalog
-from provider_proxy._fake import FakeUpstream
 from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter, OpenAICompatibleAdapter
+from provider_proxy.engine._catalog import ModelCatalog
+from provider_proxy.testing import FakeUpstream
 
 from .conftest import ANTHROPIC_KEY, CLIENT_KEY, OPENAI_KEY
 from .servers import ServerThread, serve

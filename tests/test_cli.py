@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from provider_proxy._cli import adapters_from_env, main
+from provider_proxy._cli import main
+from provider_proxy.adapters._environment import from_environment
 
 from .servers import env_without_keys, free_port, get_when_up, serve
 
@@ -131,8 +132,8 @@ def test_serve_picks_every_provider_keyed_in_the_environment(
     monkeypatch.setenv("GEMINI_API_KEY", "g-key")
     monkeypatch.setenv("OPENROUTER_API_KEY", "o-key")
     monkeypatch.setenv("AZURE_OPENAI_API_KEY", "a-key")  # without an endpoint: not served
-    assert [adapter.name for adapter in adapters_from_env()] == ["openrouter", "gemini"]
+    assert [adapter.name for adapter in from_environment()] == ["openrouter", "gemini"]
     monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "https://res.openai.azure.com")
     monkeypatch.setenv("COPILOT_API_KEY", "c-key")
-    names = [adapter.name for adapter in adapters_from_env()]
+    names = [adapter.name for adapter in from_environment()]
     assert names == ["openrouter", "gemini", "azure", "copilot"]

@@ -14,8 +14,8 @@ import openai
 import pytest
 
 from provider_proxy import ProxyApp
-from provider_proxy._fake import FakeUpstream
 from provider_proxy.adapters import AzureOpenAIAdapter, OpenAIAdapter
+from provider_proxy.testing import FakeUpstream
 
 from .conftest import CLIENT_KEY, OPENAI_KEY
 from .servers import ServerThread, serve

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from provider_proxy import BodyTooLarge, ClientDisconnected, _body
-from provider_proxy._body import RequestBody
-from provider_proxy._forward import _DisconnectWatch
+from provider_proxy import BodyTooLarge, ClientDisconnected
+from provider_proxy.engine import _body
+from provider_proxy.engine._body import RequestBody
+from provider_proxy.engine._forward import _DisconnectWatch
 
 pytestmark = pytest.mark.anyio
 

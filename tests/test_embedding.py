@@ -20,8 +20,8 @@ from examples.django_app import create_application
 from examples.fastapi_app import create_app
 
 from provider_proxy import ProviderAdapter
-from provider_proxy._fake import FakeUpstream
 from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter
+from provider_proxy.testing import FakeUpstream
 
 from .conftest import ANTHROPIC_KEY, CLIENT_KEY, OPENAI_KEY, TRANSPORTS
 from .servers import ServerThread, serve

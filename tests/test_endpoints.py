@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from provider_proxy._endpoints import (
+from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter, OpenAICompatibleAdapter
+from provider_proxy.policy._endpoints import (
     ALLOW_ALL,
     endpoint_allowed,
     parse_rule,
     parse_rules,
 )
-from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter, OpenAICompatibleAdapter
 
 
 @pytest.mark.parametrize(

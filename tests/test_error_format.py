@@ -14,8 +14,15 @@ import anthropic
 import openai
 import pytest
 
-from provider_proxy import EndpointNotAllowed, Guards, ProxyApp, RateLimit, RateLimited
-from provider_proxy._adapter import adapter_error_body
+from provider_proxy import (
+    EndpointNotAllowed,
+    Guards,
+    ProviderAdapter,
+    ProxyApp,
+    ProxyError,
+    RateLimit,
+    RateLimited,
+)
 from provider_proxy.adapters import CopilotAdapter, FirstAvailableAdapter, OpenAIAdapter
 
 from .conftest import CLIENT_KEY
@@ -36,33 +43,36 @@ def _openai_shape(body: bytes, kind: str) -> None:
     assert json.loads(body)["error"]["code"] == kind
 
 
+def _error_body(adapter: ProviderAdapter, error: ProxyError, request_id: str, path: str) -> bytes:
+    """The body the engine answers ``error`` with on ``path``: the path's dialect's."""
+    return adapter.dialect_for(path).error_body(error, request_id)
+
+
 @pytest.mark.parametrize(
     "path", ["/v1/messages", "/v1/messages/", "/v1/messages/count_tokens", "/v1/messages?beta=1"]
 )
 def test_copilot_messages_paths_answer_in_anthropics_format(path: str) -> None:
     adapter = CopilotAdapter(api_key=COPILOT_KEY)
     _anthropic_shape(
-        adapter_error_body(adapter, RateLimited("slow down"), "rid-1", path), "rate_limit_error"
+        _error_body(adapter, RateLimited("slow down"), "rid-1", path), "rate_limit_error"
     )
 
 
 @pytest.mark.parametrize("path", ["/chat/completions", "/responses", "/v1/messagesx", ""])
 def test_copilot_other_paths_answer_in_openais_format(path: str) -> None:
     adapter = CopilotAdapter(api_key=COPILOT_KEY)
-    _openai_shape(
-        adapter_error_body(adapter, RateLimited("slow down"), "rid-1", path), "rate_limited"
-    )
+    _openai_shape(_error_body(adapter, RateLimited("slow down"), "rid-1", path), "rate_limited")
 
 
 def test_first_available_passes_the_path_on() -> None:
     chosen = FirstAvailableAdapter("chat", [CopilotAdapter(api_key=COPILOT_KEY)])
     error = EndpointNotAllowed("no")
-    _anthropic_shape(adapter_error_body(chosen, error, "rid-1", "/v1/messages"), "permission_error")
-    _openai_shape(adapter_error_body(chosen, error, "rid-1", "/chat/completions"), error.kind)
+    _anthropic_shape(_error_body(chosen, error, "rid-1", "/v1/messages"), "permission_error")
+    _openai_shape(_error_body(chosen, error, "rid-1", "/chat/completions"), error.kind)
 
 
 def test_adapters_with_one_format_keep_theirs() -> None:
-    body = adapter_error_body(OpenAIAdapter(api_key="k"), RateLimited("x"), "rid-1", "/v1/messages")
+    body = _error_body(OpenAIAdapter(api_key="k"), RateLimited("x"), "rid-1", "/v1/messages")
     _openai_shape(body, "rate_limited")
 
 

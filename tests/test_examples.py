@@ -19,8 +19,8 @@ from examples.fastapi_app import create_app
 from examples.standalone import build_adapters
 
 from provider_proxy import ProviderAdapter
-from provider_proxy._fake import FakeUpstream
 from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter
+from provider_proxy.testing import FakeUpstream
 
 from .conftest import ANTHROPIC_KEY, CLIENT_KEY, OPENAI_KEY
 from .servers import ServerThread, env_without_keys, free_port, get_when_up, serve

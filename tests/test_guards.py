@@ -25,8 +25,8 @@ from provider_proxy import (
     StoreUnavailable,
     make_asgi_app,
 )
-from provider_proxy._fake import FakeUpstream
 from provider_proxy.adapters import AnthropicAdapter, GeminiAdapter, OpenAIAdapter
+from provider_proxy.testing import FakeUpstream
 from provider_proxy.transforms import ModelAliases
 
 from .conftest import ANTHROPIC_KEY, OPENAI_KEY

@@ -10,13 +10,13 @@ import openai
 import pytest
 
 from provider_proxy import Guards, RateLimit, make_asgi_app
-from provider_proxy._fake import FakeUpstream
 from provider_proxy.adapters import (
     ClientIdentity,
     FirstAvailableAdapter,
     OpenAIAdapter,
     OpenAICompatibleAdapter,
 )
+from provider_proxy.testing import FakeUpstream
 from provider_proxy.types import Receive, Scope, Send
 
 from .conftest import ALL, OPENAI_KEY

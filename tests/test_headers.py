@@ -4,7 +4,9 @@ import re
 
 import pytest
 
-from provider_proxy._headers import (
+from provider_proxy.dialects import PRIVATE_HEADERS
+from provider_proxy.policy._headers import (
+    DEFAULT_POLICY,
     HeaderPolicy,
     apply_headers,
     connection_named,
@@ -39,12 +41,25 @@ def test_request_headers_drop_hop_by_hop_credentials_and_host() -> None:
         (b"anthropic-beta", b"a"),
         (b"anthropic-beta", b"b"),
     ]
-    assert request_headers_for_upstream(headers) == [
+    # What the engine does: the fixed rules, and no format's credential headers.
+    engine_policy = DEFAULT_POLICY.never_forwarding(PRIVATE_HEADERS)
+    assert request_headers_for_upstream(headers, engine_policy) == [
         (b"content-type", b"application/json"),
         (b"openai-beta", b"assistants=v2"),
         (b"anthropic-beta", b"a"),
         (b"anthropic-beta", b"b"),
     ]
+    # The split: HTTP's own credentials are the fixed rules', the formats' the dialects'.
+    assert request_headers_for_upstream(headers) == [
+        (b"x-api-key", b"client"),
+        (b"api-key", b"client"),
+        (b"x-goog-api-key", b"client"),
+        (b"content-type", b"application/json"),
+        (b"openai-beta", b"assistants=v2"),
+        (b"anthropic-beta", b"a"),
+        (b"anthropic-beta", b"b"),
+    ]
+    assert {b"x-api-key", b"api-key", b"x-goog-api-key"} <= PRIVATE_HEADERS
 
 
 def test_request_headers_drop_topology_unless_forwarded() -> None:

@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from provider_proxy import DEFAULT_TIMEOUT, ProxyApp, default_transport, make_asgi_app
-from provider_proxy._aiohttp_transport import AiohttpTransport
 from provider_proxy.adapters import OpenAIAdapter
+from provider_proxy.transports._aiohttp import AiohttpTransport
 
 pytestmark = pytest.mark.anyio
 
@@ -20,7 +20,7 @@ def _proxy(**options: object) -> ProxyApp:
 
 def test_default_transport_is_the_fast_one_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(default_transport(), AiohttpTransport)
-    monkeypatch.setitem(sys.modules, "provider_proxy._aiohttp_transport", None)
+    monkeypatch.setitem(sys.modules, "provider_proxy.transports._aiohttp", None)
     assert isinstance(default_transport(), httpx.AsyncHTTPTransport)
 
 

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from provider_proxy import ProxyEvent, Usage
-from provider_proxy._metrics import MAX_MODEL_LENGTH, PrometheusMetrics
+from provider_proxy.observe._metrics import MAX_MODEL_LENGTH, PrometheusMetrics
 
 EVENT = ProxyEvent(
     request_id="r",

@@ -16,10 +16,11 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from provider_proxy import ProxyApp, ProxyEvent, Usage, _usage_tap
-from provider_proxy._fake import FakeUpstream
-from provider_proxy._sinks import EventDispatcher, JsonLogSink, NdjsonUsageSink
+from provider_proxy import ProxyApp, ProxyEvent, Usage
 from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter
+from provider_proxy.observe import _usage_tap
+from provider_proxy.observe._sinks import EventDispatcher, JsonLogSink, NdjsonUsageSink
+from provider_proxy.testing import FakeUpstream
 
 from .conftest import ANTHROPIC_KEY, CLIENT_KEY, OPENAI_KEY
 from .servers import ServerThread, serve, wait_until

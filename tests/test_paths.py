@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from provider_proxy import PathRefused
-from provider_proxy._paths import confine, path_below_mount, split_provider, upstream_url
+from provider_proxy.policy._paths import confine, path_below_mount, split_provider, upstream_url
 
 
 @pytest.mark.parametrize(

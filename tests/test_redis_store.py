@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from provider_proxy import MemoryStore, RedisStore, Store, StoreUnavailable
-from provider_proxy._store import one_deadline
+from provider_proxy.state._store import one_deadline
 
 from .redis_server import RedisServer
 

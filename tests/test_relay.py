@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from provider_proxy import UpstreamStreamError
-from provider_proxy._relay import relay_response
+from provider_proxy.engine._relay import relay_response
 from provider_proxy.types import Message
 
 pytestmark = pytest.mark.anyio

@@ -16,7 +16,12 @@ from typing import Any
 import pytest
 
 from provider_proxy import ProxyEvent, Usage
-from provider_proxy._sinks import EventDispatcher, JsonLogSink, NdjsonUsageSink, event_fields
+from provider_proxy.observe._sinks import (
+    EventDispatcher,
+    JsonLogSink,
+    NdjsonUsageSink,
+    event_fields,
+)
 
 EVENT = ProxyEvent(
     request_id="req-1",

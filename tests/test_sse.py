@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from provider_proxy._sse import SSEEvent, SSEParser
+from provider_proxy.observe._sse import SSEEvent, SSEParser
 
 STREAM = (
     b"\xef\xbb\xbf"  # a byte order mark, ignored at the very start

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from provider_proxy import MemoryStore
-from provider_proxy._store import gcra, one_deadline, time_left
+from provider_proxy.state._store import gcra, one_deadline, time_left
 
 pytestmark = pytest.mark.anyio
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from provider_proxy import ProxyApp
-from provider_proxy._fake import FakeUpstream
+from provider_proxy.testing import FakeUpstream
 
 from .conftest import TRANSPORTS
 from .servers import ServerThread, serve, wait_until

@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from provider_proxy import ProxyApp, RequestContext
-from provider_proxy._fake import FakeUpstream
 from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter
-from provider_proxy.transforms import AnthropicPromptCache, ParameterPolicy
+from provider_proxy.testing import FakeUpstream
+from provider_proxy.transforms import AnthropicPromptCache, ParameterPolicy, Transform
 
 from .conftest import ANTHROPIC_KEY, OPENAI_KEY
 from .servers import ServerThread, serve
@@ -98,7 +98,7 @@ def test_the_operator_opens_more_endpoints_with_allow(
 # -- transforms ---------------------------------------------------------------------------
 
 
-class _SetTemperature:
+class _SetTemperature(Transform):
     """A transform object limited to chat completions, counting its calls."""
 
     def __init__(self) -> None:

@@ -13,6 +13,7 @@ from provider_proxy.transforms import (
     Composed,
     ModelAliases,
     ParameterPolicy,
+    Transform,
     applies,
     compose,
 )
@@ -36,7 +37,7 @@ def append(name: str, calls: list[str]) -> Any:
     return transform
 
 
-class Only:
+class Only(Transform):
     """A transform object that applies to one path and records its calls."""
 
     def __init__(self, path: str, calls: list[str]) -> None:

@@ -9,7 +9,16 @@ from typing import Any
 import pytest
 
 from provider_proxy import ModelNotAllowed, RequestContext
+from provider_proxy.adapters.azure import AzureDeployments
+from provider_proxy.dialects import Gemini
 from provider_proxy.transforms import ParameterPolicy
+
+
+def path_model(path: str) -> str | None:
+    """The model the engine reads from the path's dialect: Gemini's
+    ``/models/{model}:{method}`` (the Gemini adapter), or the deployment of
+    ``/openai/deployments/{name}/...`` (the Azure adapter)."""
+    return Gemini().model_in_path(path) or AzureDeployments().model_in_path(path)
 
 
 def ctx(
@@ -17,7 +26,9 @@ def ctx(
     method: str = "POST",
     headers: Sequence[tuple[bytes, bytes]] = (),
 ) -> RequestContext:
-    return RequestContext("openai", method, path, b"", list(headers), "rid")
+    return RequestContext(
+        "openai", method, path, b"", list(headers), "rid", path_model=path_model(path)
+    )
 
 
 def apply(policy: ParameterPolicy, body: Any, context: RequestContext | None = None) -> Any:

@@ -21,8 +21,8 @@ from provider_proxy import (
     UpstreamUnreachable,
     make_asgi_app,
 )
-from provider_proxy._upstream import as_proxy_error
 from provider_proxy.adapters import OpenAIAdapter
+from provider_proxy.transports._upstream import as_proxy_error
 
 from .conftest import OPENAI_KEY, TRANSPORTS
 from .servers import ServerThread, serve

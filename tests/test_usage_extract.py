@@ -19,14 +19,11 @@ import brotli
 import pytest
 
 from provider_proxy import Usage
-from provider_proxy._usage_tap import UsageTap
-from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter
-from provider_proxy.adapters._usage import (
-    USAGE_HINT,
-    anthropic_usage,
-    gemini_usage,
-    openai_usage,
-)
+from provider_proxy.dialects import AnthropicMessages, Gemini, OpenAIChat, OpenAIResponses
+from provider_proxy.dialects.anthropic_messages import anthropic_usage
+from provider_proxy.dialects.gemini import gemini_usage
+from provider_proxy.dialects.openai_chat import USAGE_HINT, openai_usage
+from provider_proxy.observe._usage_tap import UsageTap
 
 JSON, SSE = "application/json", "text/event-stream; charset=utf-8"
 
@@ -350,10 +347,6 @@ GEMINI_STREAM = _sse(*_GEMINI_CHUNKS, crlf=True)
 GEMINI_ARRAY = json.dumps(_GEMINI_CHUNKS).encode()
 
 
-def _gemini_model(payload: Any) -> str | None:
-    return payload.get("modelVersion") if isinstance(payload, dict) else None
-
-
 class Case(NamedTuple):
     extract_usage: Callable[[Any], Usage | None]
     extract_model: Callable[[Any], str | None]
@@ -363,10 +356,13 @@ class Case(NamedTuple):
     model: str
 
 
-OPENAI, ANTHROPIC = OpenAIAdapter(api_key="k"), AnthropicAdapter(api_key="k")
-_O = (OPENAI.extract_usage, OPENAI.extract_model)
-_A = (ANTHROPIC.extract_usage, ANTHROPIC.extract_model)
-_G = (gemini_usage, _gemini_model)
+# The readers of the dialect the engine picks for each answer's path.
+CHAT, RESPONSES_API = OpenAIChat(), OpenAIResponses()
+ANTHROPIC, GEMINI_API = AnthropicMessages(), Gemini()
+_O = (CHAT.usage_of, CHAT.model_of)
+_R = (RESPONSES_API.usage_of, RESPONSES_API.model_of)
+_A = (ANTHROPIC.usage_of, ANTHROPIC.model_of)
+_G = (GEMINI_API.usage_of, GEMINI_API.model_of)
 
 CASES = {
     "openai-chat": Case(*_O, JSON, OPENAI_CHAT, Usage(1200, 20, 1024), "gpt-4o-2024-08-06"),
@@ -376,12 +372,12 @@ CASES = {
     "openai-completion": Case(*_O, JSON, OPENAI_COMPLETION, Usage(5, 9), "gpt-3.5-turbo-instruct"),
     "openai-embedding": Case(*_O, JSON, OPENAI_EMBEDDING, Usage(8, 0), "text-embedding-3-small"),
     "deepseek-chat": Case(*_O, JSON, DEEPSEEK_CHAT, Usage(16, 10, 12), "deepseek-chat"),
-    "openai-responses": Case(*_O, JSON, RESPONSES, Usage(300, 40, 256), "gpt-4.1-2025-04-14"),
+    "openai-responses": Case(*_R, JSON, RESPONSES, Usage(300, 40, 256), "gpt-4.1-2025-04-14"),
     "openai-responses-stream": Case(
-        *_O, SSE, RESPONSES_STREAM, Usage(12, 30, 0), "o4-mini-2025-04-16"
+        *_R, SSE, RESPONSES_STREAM, Usage(12, 30, 0), "o4-mini-2025-04-16"
     ),
     "openai-responses-incomplete": Case(
-        *_O, SSE, RESPONSES_INCOMPLETE_STREAM, Usage(12, 16, 0), "o4-mini-2025-04-16"
+        *_R, SSE, RESPONSES_INCOMPLETE_STREAM, Usage(12, 16, 0), "o4-mini-2025-04-16"
     ),
     "anthropic": Case(
         *_A, JSON, ANTHROPIC_MESSAGE, Usage(2020, 12, 0, 2000), "claude-sonnet-4-5-20250929"

@@ -15,9 +15,11 @@ from typing import Any
 import brotli
 import pytest
 
-from provider_proxy import Usage, _usage_tap
-from provider_proxy._usage_tap import UsageTap
-from provider_proxy.adapters._usage import anthropic_usage, openai_usage
+from provider_proxy import Usage
+from provider_proxy.dialects.anthropic_messages import anthropic_usage
+from provider_proxy.dialects.openai_chat import openai_usage
+from provider_proxy.observe import _usage_tap
+from provider_proxy.observe._usage_tap import UsageTap
 
 JSON, SSE = "application/json", "text/event-stream"
 BODY = json.dumps(

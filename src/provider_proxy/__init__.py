@@ -13,13 +13,9 @@ from ._adapter import (
     CredentialState,
     ModelInfo,
     ModelLookup,
-    ProviderAdapter,
     RequestContext,
     Usage,
 )
-from ._app import DEFAULT_MAX_BODY_SIZE, ProxyApp, ProxyOptions, make_asgi_app
-from ._cors import CORS, CORSMiddleware
-from ._events import EventSink, ProxyEvent
 from ._exceptions import (
     BadRequest,
     BodyTooLarge,
@@ -44,15 +40,23 @@ from ._exceptions import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from ._guards import Admission, Guards, Quota, RateLimit
-from ._metrics import PrometheusMetrics
-from ._mount import mount
-from ._redis_store import RedisStore
 from ._secret import Secret
-from ._sinks import JsonLogSink, NdjsonUsageSink
-from ._store import MemoryStore, RateResult, Store
-from ._upstream import DEFAULT_LIMITS, DEFAULT_TIMEOUT, default_transport
-from ._validation import CredentialsRejected, ValidationMode
+from .adapters import ProviderAdapter
+from .engine import (
+    CORS,
+    DEFAULT_MAX_BODY_SIZE,
+    CORSMiddleware,
+    CredentialsRejected,
+    ProxyApp,
+    ProxyOptions,
+    ValidationMode,
+    make_asgi_app,
+    mount,
+)
+from .guards import Admission, Guards, Quota, RateLimit
+from .observe import EventSink, JsonLogSink, NdjsonUsageSink, PrometheusMetrics, ProxyEvent
+from .state import MemoryStore, RateResult, RedisStore, Store
+from .transports import DEFAULT_LIMITS, DEFAULT_TIMEOUT, default_transport
 
 __all__ = [
     "CORS",

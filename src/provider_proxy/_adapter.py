@@ -1,23 +1,16 @@
-"""The contract between the engine and a provider: :class:`ProviderAdapter`.
+"""The vocabulary every layer shares: a request's context, token usage, credential
+checks and model listings.
 
-Everything the engine knows about a provider comes through this protocol:
-where requests go, which credentials they carry, how the proxy's own errors
-look in that provider's format, and which request bodies must be read (only
-those get parsed; all others stream through untouched).
-:class:`provider_proxy.adapters.BaseAdapter` implements it with defaults.
+The contract with a provider, :class:`~provider_proxy.ProviderAdapter`, is in
+:mod:`provider_proxy.adapters`; the API formats are :mod:`provider_proxy.dialects`.
 """
 
 from __future__ import annotations
 
 import enum
-import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
-
-import httpx
-
-from ._exceptions import ProxyError
+from typing import Any
 
 #: A parsed JSON request body.
 JSON = Any
@@ -44,16 +37,21 @@ class RequestContext:
     identity: str | None = None
     #: Headers a transform adds to the upstream request (name -> value); they
     #: replace same-named client headers, so a transform that merges a list
-    #: (``anthropic-beta``) reads the client's value from ``headers`` first.
+    #: (a beta-flags header) reads the client's value from ``headers`` first.
     upstream_headers: dict[str, str] = field(default_factory=dict)
     #: The model ids a provider lists (by provider name), from the app's model
     #: catalog; ``None`` when the request is not served by an app with one.
     models: ModelLookup | None = None
+    #: The model the path names (``/models/{model}:generateContent``, a deployment),
+    #: which is the model served whatever the body says; ``None`` when it names none.
+    path_model: str | None = None
+    #: The name of the path's API format (its :class:`~provider_proxy.dialects.Dialect`).
+    dialect: str = ""
 
 
 #: Rewrites a parsed request body; returns the new body, or ``None`` for "unchanged".
-#: May be a coroutine function. A transform object may also have an
-#: ``applies_to(context) -> bool`` method: when every configured transform says
+#: May be a coroutine function. A :class:`~provider_proxy.transforms.Transform`
+#: also says which requests it concerns: when every configured transform says
 #: no, the body is never read and streams through untouched.
 BodyTransform = Callable[[JSON, RequestContext], "JSON | Awaitable[JSON | None] | None"]
 
@@ -130,117 +128,3 @@ class ModelInfo:
     #: Prices as the provider states them (units vary by provider).
     pricing: Mapping[str, Any] | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-
-@runtime_checkable
-class ProviderAdapter(Protocol):
-    """What the engine needs from a provider.
-
-    ``{mount}/{name}/X`` is forwarded to ``{base_url}/X``.
-    """
-
-    @property
-    def name(self) -> str:
-        """The URL segment the provider is mounted under."""
-        ...
-
-    @property
-    def base_url(self) -> httpx.URL:
-        """Where requests go; the client's path is appended and confined below it."""
-        ...
-
-    def availability(self) -> Availability:
-        """Whether requests can be served now (credentials present), and why not."""
-        ...
-
-    def auth_headers(
-        self, context: RequestContext
-    ) -> Mapping[str, str] | Awaitable[Mapping[str, str]]:
-        """The provider credentials for one request; they replace same-named client headers.
-
-        May be a coroutine, so an adapter can refresh a short-lived token.
-        """
-        ...
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        """Headers always set on upstream requests (for example a ``User-Agent``)."""
-        ...
-
-    @property
-    def default_headers(self) -> Mapping[str, str]:
-        """Headers set only when the client sent none of that name (an API version)."""
-        ...
-
-    def rewrite_url(self, url: httpx.URL, context: RequestContext) -> httpx.URL:
-        """A last change to the upstream URL (a query parameter to add or remove)."""
-        ...
-
-    def body_transform(self, context: RequestContext) -> BodyTransform | None:
-        """The transform for this request's body, or ``None`` to stream it untouched."""
-        ...
-
-    def endpoint_allowed(self, method: str, path: str) -> bool:
-        """Whether ``method path`` (below the base URL) may be forwarded.
-
-        Secure by default: inference endpoints only, unless the operator allows more.
-        """
-        ...
-
-    def error_body(self, error: ProxyError, request_id: str) -> bytes:
-        """The proxy's own error in this provider's JSON error format."""
-        ...
-
-    def extract_usage(self, payload: JSON) -> Usage | None:
-        """Token usage in one parsed response body or one streamed event, if any."""
-        ...
-
-    def extract_model(self, payload: JSON) -> str | None:
-        """The model named by a parsed request body, response body or streamed event."""
-        ...
-
-    async def validate_credentials(self, client: httpx.AsyncClient) -> CredentialCheck:
-        """Probe the provider cheaply to tell whether the credentials are accepted."""
-        ...
-
-    async def fetch_models(self, client: httpx.AsyncClient) -> list[ModelInfo]:
-        """The provider's models, normalised."""
-        ...
-
-
-@runtime_checkable
-class PathErrorFormat(Protocol):
-    """An adapter serving several API formats, whose errors follow the path's format.
-
-    Optional, beside :class:`ProviderAdapter`: an adapter with
-    ``error_body_for`` answers the proxy's errors through it, with the path
-    below the provider's name, so a client of each API gets the error its SDK
-    reads (Copilot answers Anthropic's format on ``/v1/messages``, OpenAI's
-    elsewhere). Others answer through ``error_body``.
-    """
-
-    def error_body_for(self, error: ProxyError, request_id: str, path: str) -> bytes:
-        """The proxy's own error in the JSON error format of the API at ``path``."""
-        ...
-
-
-def adapter_error_body(
-    adapter: ProviderAdapter, error: ProxyError, request_id: str, path: str
-) -> bytes:
-    """The proxy's error for a request to ``path`` below ``adapter``, in that API's format."""
-    if isinstance(adapter, PathErrorFormat):
-        return adapter.error_body_for(error, request_id, path)
-    return adapter.error_body(error, request_id)
-
-
-async def close_adapter(adapter: object) -> None:
-    """Call the adapter's ``aclose()``, sync or async, when it has one.
-
-    It is optional: only adapters holding resources of their own (a client for
-    a token exchange) need it.
-    """
-    close = getattr(adapter, "aclose", None)
-    if close is not None:
-        closing = close()
-        if inspect.isawaitable(closing):
-            await closing

@@ -3,9 +3,9 @@
 A few hundred kilobytes of gzip or brotli can inflate to gigabytes, and
 httpx inflates each chunk whole. Everything the proxy decompresses for itself
 goes through these decoders, which stop just past a limit: the usage tap
-(:mod:`provider_proxy._usage_tap`) and :func:`send_bounded`, which reads the
+(:mod:`provider_proxy.observe._usage_tap`) and :func:`send_bounded`, which reads the
 answers to the proxy's own requests (credential probes, model lists, the
-Copilot token exchange) up to :data:`MAX_OWN_ANSWER_BYTES`.
+token exchange) up to :data:`MAX_OWN_ANSWER_BYTES`.
 """
 
 from __future__ import annotations

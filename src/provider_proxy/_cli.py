@@ -9,24 +9,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ._adapter import ProviderAdapter
-from ._app import make_asgi_app
-from .adapters import (
-    AnthropicAdapter,
-    AzureOpenAIAdapter,
-    CopilotAdapter,
-    DashScopeAdapter,
-    GeminiAdapter,
-    OpenAIAdapter,
-    OpenRouterAdapter,
-)
+from .adapters._environment import KEY_VARIABLES, from_environment
+from .engine import make_asgi_app
 
 #: What ``serve`` looks for, as said when nothing is set.
-_KEY_VARIABLES = (
-    "OPENAI_API_KEY, ANTHROPIC_API_KEY, OPENROUTER_API_KEY, GEMINI_API_KEY (or "
-    "GOOGLE_API_KEY), AZURE_OPENAI_API_KEY with AZURE_OPENAI_ENDPOINT, DASHSCOPE_API_KEY "
-    "or COPILOT_API_KEY"
-)
 
 
 def _uvicorn() -> Any:
@@ -37,29 +23,12 @@ def _uvicorn() -> Any:
     return uvicorn
 
 
-def adapters_from_env() -> list[ProviderAdapter]:
-    """The built-in adapters whose API keys are set in the environment.
-
-    Local servers (Ollama, vLLM) need no key, so they are never guessed here.
-    """
-    candidates: list[ProviderAdapter] = [
-        OpenAIAdapter(),
-        AnthropicAdapter(),
-        OpenRouterAdapter(),
-        GeminiAdapter(),
-        AzureOpenAIAdapter(),
-        DashScopeAdapter(),
-        CopilotAdapter(),
-    ]
-    return [adapter for adapter in candidates if adapter.availability().enabled]
-
-
 def serve(host: str, port: int, validate: str = "warn") -> int:
     """Serve the proxy with uvicorn, with every provider that has a key in the environment."""
-    adapters = adapters_from_env()
+    adapters = from_environment()
     if not adapters:
         print(
-            f"No provider has a key: set one or more of {_KEY_VARIABLES}.",
+            f"No provider has a key: set one or more of {KEY_VARIABLES}.",
             file=sys.stderr,
         )
         return 2

@@ -13,10 +13,10 @@ from typing import Any
 
 import httpx
 
-from ._app import make_asgi_app
-from ._fake import FakeUpstream
 from ._json import loads
 from .adapters import OpenAIAdapter
+from .engine import make_asgi_app
+from .testing import FakeUpstream
 
 PROVIDER_KEY = "sk-demo-provider-key"
 CLIENT_TOKEN = "token-of-your-own-client"

@@ -23,7 +23,7 @@ MIN_SECRET_LENGTH = 8
 MAX_SECRETS = 1024
 
 #: The value of a credential header quoted in a message (an upstream's echo of the
-#: request): ``Authorization: Bearer sk-...``, ``x-api-key: ...``, ``'api-key': '...'``,
+#: request): ``Authorization: Bearer sk-...``, ``x-...-key: ...``, ``'...-key': '...'``,
 #: ``?key=...``.
 _HEADER_ECHO = re.compile(
     r"(?i)(authorization|api[-_]key|[?&]key|ocp-apim-subscription-key)"

@@ -1,7 +1,8 @@
 """Ready-made provider adapters, and :class:`BaseAdapter` for writing your own."""
 
-from ._base import ApiKey, BaseAdapter
+from ._base import AdapterOptions, ApiKey, BaseAdapter, ProviderOptions
 from ._identity import ClientIdentity
+from ._protocol import ProviderAdapter
 from .anthropic import AnthropicAdapter
 from .azure import AzureOpenAIAdapter
 from .copilot import CopilotAdapter, CopilotTokenError
@@ -12,6 +13,7 @@ from .openrouter import OpenRouterAdapter
 from .presets import DashScopeAdapter, OllamaAdapter, VLLMAdapter
 
 __all__ = [
+    "AdapterOptions",
     "AnthropicAdapter",
     "ApiKey",
     "AzureOpenAIAdapter",
@@ -26,5 +28,7 @@ __all__ = [
     "OpenAIAdapter",
     "OpenAICompatibleAdapter",
     "OpenRouterAdapter",
+    "ProviderAdapter",
+    "ProviderOptions",
     "VLLMAdapter",
 ]

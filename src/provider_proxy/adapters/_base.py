@@ -1,9 +1,9 @@
 """`BaseAdapter`: the :class:`~provider_proxy.ProviderAdapter` defaults a provider builds on.
 
 A provider is usually a small subclass that sets ``default_name``,
-``default_base_url`` and ``default_api_key_env``, and overrides
-:meth:`BaseAdapter.auth_headers` or :meth:`BaseAdapter.error_body` where it
-differs from OpenAI's conventions.
+``default_base_url``, ``default_api_key_env`` and, when it does not speak
+OpenAI's formats, ``dialects``; it overrides :meth:`BaseAdapter.auth_headers`
+where its credentials differ.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ import inspect
 import os
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict
 
 import httpx
+from typing_extensions import Unpack
 
 from .._adapter import (
     Availability,
@@ -23,17 +24,14 @@ from .._adapter import (
     CredentialState,
     ModelInfo,
     RequestContext,
-    Usage,
 )
 from .._bounded import AnswerTooLarge, send_bounded
-from .._endpoints import EndpointRule, endpoint_allowed, parse_rules
-from .._exceptions import ProviderNotConfigured, ProxyError
-from .._headers import HeaderPolicy
-from .._json import dumps
+from .._exceptions import ProviderNotConfigured
 from .._secret import CONTROL_CHARACTERS, Secret, clean_credential
-from ..transforms._compose import Composed, applies
+from ..dialects import Dialect, OpenAIChat, OpenAIResponses
+from ..policy import EndpointRule, HeaderPolicy, endpoint_allowed, parse_rules
+from ..transforms._compose import Composed, applies, checked_transforms
 from ._identity import ClientIdentity
-from ._usage import USAGE_HINT, openai_usage
 
 #: An API key: the key itself, a :class:`~provider_proxy.Secret`, or a callable
 #: that returns the current key (or ``None``), called for every request so keys
@@ -43,10 +41,31 @@ ApiKey = str | Secret | Callable[[], "str | Secret | None"]
 KeySource = Secret | Callable[[], "str | Secret | None"] | None
 
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
-_PACKAGE = __name__.partition(".")[0] + "."
 _AVAILABLE = Availability(True)
 #: Endpoint decisions remembered per adapter (clients call few distinct paths).
 _ENDPOINT_CACHE_SIZE = 1024
+
+
+class ProviderOptions(TypedDict, total=False):
+    """The options every adapter takes besides its name and base URL (see :class:`BaseAdapter`)."""
+
+    api_key: ApiKey | None
+    api_key_env: str | Sequence[str] | None
+    user_agent: str | None
+    headers: Mapping[str, str] | None
+    default_headers: Mapping[str, str] | None
+    key_optional: bool | None
+    allow: str | Iterable[str]
+    transforms: Sequence[BodyTransform]
+    forward_headers: str | Iterable[str]
+    client_identity: ClientIdentity | None
+
+
+class AdapterOptions(ProviderOptions, total=False):
+    """:class:`BaseAdapter`'s keyword options: :class:`ProviderOptions`, a name and a base URL."""
+
+    name: str | None
+    base_url: str | httpx.URL | None
 
 
 class BaseAdapter:
@@ -64,7 +83,10 @@ class BaseAdapter:
     base_default_headers: ClassVar[Mapping[str, str]] = {}
     #: Whether the provider works without a key (a local model server).
     default_key_optional: ClassVar[bool] = False
-    #: The endpoints forwarded by default (see :mod:`provider_proxy._endpoints` for
+    #: The API formats the provider speaks, the default first; :meth:`dialect_for`
+    #: picks the one that recognises a path.
+    dialects: ClassVar[tuple[Dialect, ...]] = (OpenAIChat(), OpenAIResponses())
+    #: The endpoints forwarded by default (see :mod:`provider_proxy.policy._endpoints` for
     #: the rule syntax): the provider's inference API, nothing administrative.
     endpoints: ClassVar[tuple[str, ...]] = (
         "POST /chat/completions",
@@ -86,22 +108,7 @@ class BaseAdapter:
         "GET /models/**",
     )
 
-    def __init__(
-        self,
-        *,
-        name: str | None = None,
-        base_url: str | httpx.URL | None = None,
-        api_key: ApiKey | None = None,
-        api_key_env: str | Sequence[str] | None = None,
-        user_agent: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        default_headers: Mapping[str, str] | None = None,
-        key_optional: bool | None = None,
-        allow: str | Iterable[str] = (),
-        transforms: Sequence[BodyTransform] = (),
-        forward_headers: str | Iterable[str] = (),
-        client_identity: ClientIdentity | None = None,
-    ) -> None:
+    def __init__(self, **options: Unpack[AdapterOptions]) -> None:
         """
         :param api_key_env: the environment variable to read the key from when
             ``api_key`` is not given (several are tried in order), read once, here.
@@ -115,7 +122,19 @@ class BaseAdapter:
         :param transforms: body transforms for this provider's requests, run after
             the adapter's own :meth:`default_transforms`.
         """
+        name = options.get("name")
         name = self.default_name if name is None else name
+        base_url = options.get("base_url")
+        api_key = options.get("api_key")
+        api_key_env = options.get("api_key_env")
+        user_agent = options.get("user_agent")
+        headers = options.get("headers")
+        default_headers = options.get("default_headers")
+        key_optional = options.get("key_optional")
+        allow = options.get("allow", ())
+        transforms = options.get("transforms", ())
+        forward_headers = options.get("forward_headers", ())
+        client_identity = options.get("client_identity")
         if not _NAME_RE.fullmatch(name):
             raise ValueError(
                 f"Adapter name {name!r} must be 1-64 of lower-case letters, digits, '.', '_' "
@@ -143,8 +162,9 @@ class BaseAdapter:
         extra = (allow,) if isinstance(allow, str) else tuple(allow)
         self._endpoint_rules: tuple[EndpointRule, ...] = parse_rules((*self.endpoints, *extra))
         self._endpoint_cache: dict[tuple[str, str], bool] = {}
-        self._transforms: tuple[BodyTransform, ...] = (*self.default_transforms(), *transforms)
-        self._usage_hints = _usage_hints(type(self))
+        self._transforms = checked_transforms(
+            (*self.default_transforms(), *transforms), f"The transforms of adapter {name!r}"
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self._name!r}, base_url={str(self._base_url)!r})"
@@ -249,34 +269,16 @@ class BaseAdapter:
             return None
         return wanted[0] if len(wanted) == 1 else Composed(wanted)
 
-    def error_body(self, error: ProxyError, request_id: str) -> bytes:
-        """OpenAI's error format, which most compatible gateways share."""
-        return openai_error_body(error)
+    def dialect_for(self, path: str) -> Dialect:
+        """The first of :attr:`dialects` that recognises ``path``, else the first of them."""
+        dialects = self.dialects
+        for dialect in dialects:
+            if dialect.recognizes(path):
+                return dialect
+        return dialects[0]
 
-    def extract_usage(self, payload: Any) -> Usage | None:
-        """OpenAI's ``usage`` (chat, completions, embeddings, Responses API)."""
-        return openai_usage(payload)
-
-    @property
-    def usage_hints(self) -> tuple[str, str] | None:
-        """Substrings of every event the usage and model readers take something from.
-
-        With the built-in readers, a streamed event containing neither
-        ``"usage"`` nor ``"model"`` is not parsed at all. A subclass with readers
-        of its own gets ``None``: every event is parsed.
-        """
-        return self._usage_hints
-
-    def extract_model(self, payload: Any) -> str | None:
-        """A top-level ``model`` string (OpenAI and most gateways, request and response)."""
-        if isinstance(payload, dict):
-            model = payload.get("model")
-            if isinstance(model, str):
-                return model
-            response = payload.get("response")  # Responses API stream events
-            if isinstance(response, dict) and isinstance(response.get("model"), str):
-                return str(response["model"])
-        return None
+    async def aclose(self) -> None:
+        """Nothing to close; adapters holding resources (a token exchange's client) override it."""
 
     # -- credentials and models -------------------------------------------------
 
@@ -350,13 +352,6 @@ class BaseAdapter:
         return await send_bounded(client, request)
 
 
-def openai_error_body(error: ProxyError) -> bytes:
-    """``{"error": {"message", "type", "param", "code"}}``, as OpenAI answers errors."""
-    return dumps(
-        {"error": {"message": error.message, "type": error.kind, "param": None, "code": error.kind}}
-    )
-
-
 def checked_key(key: str | Secret, what: str) -> Secret | None:
     """``key`` as a :class:`Secret`, stripped and checked; ``None`` when blank.
 
@@ -394,15 +389,6 @@ def key_from_callable(key: str | Secret | None, what: str) -> Secret | None:
         return checked_key(key, f"{what} returned a key that")
     except ValueError as exc:
         raise ProviderNotConfigured(str(exc)) from None
-
-
-def _usage_hints(cls: type) -> tuple[str, str] | None:
-    """:attr:`BaseAdapter.usage_hints` for adapters of class ``cls``."""
-    builtin = all(
-        getattr(cls, reader).__module__.startswith(_PACKAGE)
-        for reader in ("extract_usage", "extract_model")
-    )
-    return (USAGE_HINT, "model") if builtin else None
 
 
 def _header_map(headers: Mapping[str, str] | None, what: str) -> dict[str, str]:

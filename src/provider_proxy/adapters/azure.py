@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
+from urllib.parse import unquote
 
 import httpx
+from typing_extensions import Unpack
 
-from .._adapter import Availability, BodyTransform, RequestContext
+from .._adapter import Availability, RequestContext
 from .._exceptions import ProviderNotConfigured
 from .._secret import Secret
-from ._base import ApiKey, BaseAdapter, key_from_callable
-from ._identity import ClientIdentity
-from ._query import with_default_param
+from ..dialects import OpenAIChat, OpenAIResponses
+from ..policy import with_default_param
+from ._base import AdapterOptions, BaseAdapter, key_from_callable
 
 #: The ``api-version`` sent when the client sends none: the latest GA version
 #: of the Azure OpenAI inference API.
@@ -60,6 +62,18 @@ _ENDPOINTS = (
 )
 
 
+class AzureDeployments(OpenAIChat):
+    """OpenAI Chat as Azure serves it: ``/openai/deployments/{deployment}/...`` names the
+    model in the path (the deployment), whatever the body's ``model`` says."""
+
+    def model_in_path(self, path: str) -> str | None:
+        decoded = unquote(path)
+        marker = decoded.find("/deployments/")
+        if marker < 0:
+            return None
+        return decoded[marker + len("/deployments/") :].partition("/")[0] or None
+
+
 class AzureOpenAIAdapter(BaseAdapter):
     """Azure OpenAI, at a resource endpoint such as ``https://myres.openai.azure.com``.
 
@@ -84,40 +98,22 @@ class AzureOpenAIAdapter(BaseAdapter):
     default_api_key_env = "AZURE_OPENAI_API_KEY"
     auth_header = "api-key"
     auth_scheme = ""
+    dialects = (AzureDeployments(), OpenAIResponses())
     endpoints = _ENDPOINTS
 
     def __init__(
         self,
         *,
-        name: str | None = None,
-        base_url: str | httpx.URL | None = None,
-        api_key: ApiKey | None = None,
-        api_key_env: str | Sequence[str] | None = None,
         api_version: str | None = None,
         azure_ad_token: AzureADTokenProvider | None = None,
-        user_agent: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        default_headers: Mapping[str, str] | None = None,
-        allow: str | Iterable[str] = (),
-        transforms: Sequence[BodyTransform] = (),
-        forward_headers: str | Iterable[str] = (),
-        client_identity: ClientIdentity | None = None,
+        **options: Unpack[AdapterOptions],
     ) -> None:
-        endpoint = base_url if base_url is not None else os.environ.get("AZURE_OPENAI_ENDPOINT")
+        endpoint = options.get("base_url")
+        if endpoint is None:
+            endpoint = os.environ.get("AZURE_OPENAI_ENDPOINT")
         self._configured = bool(endpoint)
-        super().__init__(
-            name=name,
-            base_url=_resource_endpoint(endpoint) if endpoint else _NO_ENDPOINT,
-            api_key=api_key,
-            api_key_env=api_key_env,
-            user_agent=user_agent,
-            headers=headers,
-            default_headers=default_headers,
-            allow=allow,
-            transforms=transforms,
-            forward_headers=forward_headers,
-            client_identity=client_identity,
-        )
+        options["base_url"] = _resource_endpoint(endpoint) if endpoint else _NO_ENDPOINT
+        super().__init__(**options)
         self.api_version = api_version or os.environ.get("OPENAI_API_VERSION") or AZURE_API_VERSION
         self._ad_token = azure_ad_token
 

@@ -28,28 +28,32 @@ import logging
 import math
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import httpx
+from typing_extensions import Unpack
 
 from .._adapter import (
     Availability,
-    BodyTransform,
     CredentialCheck,
     CredentialState,
     ModelInfo,
     RequestContext,
-    Usage,
 )
 from .._bounded import AnswerTooLarge, send_bounded
-from .._endpoints import parse_rule
 from .._exceptions import ProviderNotConfigured, ProxyError, UpstreamTimeout, UpstreamUnreachable
 from .._secret import Secret
-from ._base import ApiKey, BaseAdapter, KeySource, _parse_base_url, current_key, key_source
-from ._identity import ClientIdentity
-from ._usage import anthropic_usage, openai_usage
-from .anthropic import anthropic_error_body
+from ..dialects import AnthropicMessages, OpenAIChat, OpenAIResponses
+from ._base import (
+    AdapterOptions,
+    ApiKey,
+    BaseAdapter,
+    KeySource,
+    _parse_base_url,
+    current_key,
+    key_source,
+)
 
 logger = logging.getLogger("provider_proxy")
 
@@ -70,9 +74,7 @@ _RETRY_SECONDS = 10.0
 _HOST_RE = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
 _TOKEN_PATH = "/copilot_internal/v2/token"
 
-_ANTHROPIC_EVENTS = frozenset({"message", "message_start", "message_delta"})
 #: The paths in Anthropic's format (the Messages API and its token counting).
-_ANTHROPIC_PATHS = parse_rule("* /v1/messages/**")
 
 
 class CopilotTokenError(ProxyError):
@@ -380,6 +382,8 @@ class CopilotAdapter(BaseAdapter):
     default_name = "copilot"
     default_base_url = "https://api.githubcopilot.com"
     default_api_key_env = "COPILOT_API_KEY"
+    #: OpenAI's formats, and Anthropic's on ``/v1/messages`` (so each SDK reads its own errors).
+    dialects = (OpenAIChat(), AnthropicMessages(), OpenAIResponses())
     endpoints = (
         "POST /chat/completions",
         "POST /responses",
@@ -392,29 +396,19 @@ class CopilotAdapter(BaseAdapter):
     def __init__(
         self,
         *,
-        name: str | None = None,
-        api_key: ApiKey | None = None,
-        api_key_env: str | None = None,
         github_token: ApiKey | None = None,
         github_token_env: str | None = None,
         github_host: str = "github.com",
-        base_url: str | httpx.URL | None = None,
         token_url: str | httpx.URL | None = None,
         integration_id: str = DEFAULT_INTEGRATION_ID,
         editor_version: str = DEFAULT_EDITOR_VERSION,
-        user_agent: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        default_headers: Mapping[str, str] | None = None,
-        allow: Iterable[str] = (),
-        transforms: Sequence[BodyTransform] = (),
-        forward_headers: str | Iterable[str] = (),
-        client_identity: ClientIdentity | None = None,
         client: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.time,
+        **options: Unpack[AdapterOptions],
     ) -> None:
         host = parse_github_host(github_host)
         exchange = github_token is not None or github_token_env is not None
-        if exchange and (api_key is not None or api_key_env is not None):
+        if exchange and (options.get("api_key") is not None or options.get("api_key_env")):
             raise ValueError(
                 "Pass api_key= (a token the Copilot API takes as it is) or github_token= "
                 "(a GitHub OAuth token to exchange), not both."
@@ -422,22 +416,14 @@ class CopilotAdapter(BaseAdapter):
         fixed = {
             "copilot-integration-id": integration_id,
             "editor-version": editor_version,
-            **{key.lower(): value for key, value in (headers or {}).items()},
+            **{key.lower(): value for key, value in (options.get("headers") or {}).items()},
         }
-        super().__init__(
-            name=name,
-            base_url=base_url or copilot_api_url(host),
-            api_key=api_key,
-            # In exchange mode there is no API key to look for.
-            api_key_env="" if exchange else api_key_env,
-            user_agent=user_agent,
-            headers=fixed,
-            default_headers=default_headers,
-            allow=allow,
-            transforms=transforms,
-            forward_headers=forward_headers,
-            client_identity=client_identity,
-        )
+        base_url = options.get("base_url")
+        options["base_url"] = base_url or copilot_api_url(host)
+        options["headers"] = fixed
+        if exchange:
+            options["api_key_env"] = ""  # in exchange mode there is no API key to look for
+        super().__init__(**options)
         self.github_host = host
         self._pinned_base_url = base_url is not None
         self._github_token_env = github_token_env
@@ -534,24 +520,6 @@ class CopilotAdapter(BaseAdapter):
         if isinstance(window, int) and not isinstance(window, bool) and window > 0:
             info = dataclasses.replace(info, context_length=window)
         return info
-
-    def error_body_for(self, error: ProxyError, request_id: str, path: str) -> bytes:
-        """Anthropic's error format on ``/v1/messages`` (the Anthropic SDK's route), OpenAI's
-        elsewhere, so each client's SDK reads the proxy's errors as its own."""
-        if _ANTHROPIC_PATHS.matches("POST", path):
-            return anthropic_error_body(error, request_id)
-        return self.error_body(error, request_id)
-
-    def extract_usage(self, payload: Any) -> Usage | None:
-        """OpenAI's ``usage``; Anthropic's for ``/v1/messages`` answers and events."""
-        if isinstance(payload, dict) and payload.get("type") in _ANTHROPIC_EVENTS:
-            return anthropic_usage(payload)
-        return openai_usage(payload)
-
-    def extract_model(self, payload: Any) -> str | None:
-        if isinstance(payload, dict) and isinstance(payload.get("message"), dict):
-            payload = payload["message"]  # Anthropic's message_start
-        return super().extract_model(payload)
 
     async def aclose(self) -> None:
         """Close the token exchange's own client (the app calls this on shutdown)."""

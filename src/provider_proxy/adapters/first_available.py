@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 from collections.abc import Awaitable, Mapping, Sequence
-from typing import Any
 
 import httpx
 
@@ -15,31 +14,13 @@ from .._adapter import (
     CredentialCheck,
     CredentialState,
     ModelInfo,
-    ProviderAdapter,
     RequestContext,
-    Usage,
-    adapter_error_body,
-    close_adapter,
 )
-from .._exceptions import ProviderNotConfigured, ProxyError
-from .._headers import DEFAULT_POLICY, HeaderPolicy
+from .._exceptions import ProviderNotConfigured
+from ..dialects import Dialect
+from ..policy import HeaderPolicy
 from ._base import _NAME_RE
-
-
-def current_availability(adapter: ProviderAdapter) -> Availability:
-    """Whether ``adapter`` can serve a request right now.
-
-    Its ``current_availability()`` when it has one (every
-    :class:`~provider_proxy.adapters.BaseAdapter` does: it also asks a key
-    callable, so one that returns no key counts as unavailable), else its
-    :meth:`~provider_proxy.ProviderAdapter.availability`.
-    """
-    method = getattr(adapter, "current_availability", None)
-    if callable(method):
-        result = method()
-        if isinstance(result, Availability):
-            return result
-    return adapter.availability()
+from ._protocol import ProviderAdapter
 
 
 class FirstAvailableAdapter:
@@ -47,11 +28,11 @@ class FirstAvailableAdapter:
 
     ``FirstAvailableAdapter("llm", [OpenAIAdapter(), OllamaAdapter()])`` sends
     requests to OpenAI while it has a key and to the local Ollama otherwise;
-    the adapters are tried in order, for every request, with
-    :func:`current_availability` (so a key callable that returns no key right
+    the adapters are tried in order, for every request, with their
+    ``current_availability()`` (so a key callable that returns no key right
     now passes the request on to the next adapter). Every other method is the
     chosen adapter's: base URL, headers, credentials, URL rewrite, endpoint
-    policy, body transforms, error format, usage and model extraction. The
+    policy, body transforms and the dialect of each path. The
     members share one URL, so they should speak the same API.
 
     **One request, one adapter.** The engine asks :meth:`availability` first
@@ -106,7 +87,7 @@ class FirstAvailableAdapter:
     def choose(self) -> ProviderAdapter | None:
         """The first available adapter right now, or ``None`` (nothing is pinned)."""
         for adapter in self._adapters:
-            if current_availability(adapter).enabled:
+            if adapter.current_availability().enabled:
                 return adapter
         return None
 
@@ -124,7 +105,7 @@ class FirstAvailableAdapter:
         """Enabled when any adapter is; chooses and pins the adapter for this request."""
         reasons: list[str] = []
         for adapter in self._adapters:
-            availability = current_availability(adapter)
+            availability = adapter.current_availability()
             if availability.enabled:
                 self._pinned.set(adapter)
                 return Availability(True)
@@ -166,25 +147,12 @@ class FirstAvailableAdapter:
     def endpoint_allowed(self, method: str, path: str) -> bool:
         return self.current.endpoint_allowed(method, path)
 
-    def error_body(self, error: ProxyError, request_id: str) -> bytes:
-        return self.current.error_body(error, request_id)
-
-    def error_body_for(self, error: ProxyError, request_id: str, path: str) -> bytes:
-        return adapter_error_body(self.current, error, request_id, path)
-
-    def extract_usage(self, payload: Any) -> Usage | None:
-        return self.current.extract_usage(payload)
-
-    def extract_model(self, payload: Any) -> str | None:
-        return self.current.extract_model(payload)
-
-    @property
-    def usage_hints(self) -> tuple[str, str] | None:
-        return getattr(self.current, "usage_hints", None)
+    def dialect_for(self, path: str) -> Dialect:
+        return self.current.dialect_for(path)
 
     @property
     def header_policy(self) -> HeaderPolicy:
-        return getattr(self.current, "header_policy", DEFAULT_POLICY)
+        return self.current.header_policy
 
     async def validate_credentials(self, client: httpx.AsyncClient) -> CredentialCheck:
         """The check of the adapter available now; its name is in ``detail``."""
@@ -213,7 +181,7 @@ class FirstAvailableAdapter:
         failure: Exception | None = None
         for adapter in self._adapters:
             try:
-                await close_adapter(adapter)
+                await adapter.aclose()
             except Exception as exc:
                 failure = failure or exc
         if failure is not None:

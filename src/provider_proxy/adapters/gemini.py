@@ -7,18 +7,14 @@ from typing import Any
 
 import httpx
 
-from .._adapter import CredentialState, ModelInfo, RequestContext, Usage
-from .._exceptions import ProxyError
-from .._json import dumps
+from .._adapter import CredentialState, ModelInfo, RequestContext
+from ..dialects import Dialect, Gemini, OpenAIChat
+from ..dialects.gemini import CREDENTIAL_PARAMS
+from ..policy import without_params
 from ._base import BaseAdapter
-from ._query import without_params
-from ._usage import gemini_usage, openai_usage
 
-#: Query parameters that carry a Google credential (``key`` is the API key's
-#: usual place; ``access_token`` and its alias ``oauth_token`` an OAuth token):
-#: removed from every forwarded URL, so a client can neither use nor leak a key
-#: of its own there.
-CREDENTIAL_PARAMS = frozenset({"key", "apiKey", "api_key", "access_token", "oauth_token"})
+_OPENAI = OpenAIChat()
+
 
 _MODEL_METHODS = (
     "generateContent",
@@ -46,22 +42,6 @@ _ENDPOINTS = (
     "GET /v1beta/openai/models/**",
 )
 
-# google.rpc.Code names by HTTP status, as Google's APIs answer errors.
-_STATUS_NAMES = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHENTICATED",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    409: "ABORTED",
-    413: "INVALID_ARGUMENT",
-    429: "RESOURCE_EXHAUSTED",
-    499: "CANCELLED",
-    500: "INTERNAL",
-    501: "UNIMPLEMENTED",
-    502: "UNAVAILABLE",
-    503: "UNAVAILABLE",
-    504: "DEADLINE_EXCEEDED",
-}
 
 #: Gemini's largest model-list page.
 _PAGE_SIZE = 1000
@@ -75,7 +55,7 @@ class GeminiAdapter(BaseAdapter):
     The key comes from ``GOOGLE_API_KEY`` or else ``GEMINI_API_KEY`` (the
     google-genai SDK's order: when both are set, ``GOOGLE_API_KEY`` wins) and
     is sent in ``x-goog-api-key``. The query parameters in
-    :data:`~provider_proxy.adapters.gemini.CREDENTIAL_PARAMS` are removed from
+    :data:`~provider_proxy.dialects.gemini.CREDENTIAL_PARAMS` are removed from
     every forwarded URL, every occurrence of them. The proxy's own errors come
     in Google's format, ``{"error": {"code", "message", "status"}}``.
 
@@ -91,31 +71,18 @@ class GeminiAdapter(BaseAdapter):
     default_api_key_env = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
     auth_header = "x-goog-api-key"
     auth_scheme = ""
+    dialects = (Gemini(), OpenAIChat())
     endpoints = _ENDPOINTS
+
+    def dialect_for(self, path: str) -> Dialect:
+        """Gemini's own format, but OpenAI's under the compatible API (``/v1beta/openai/``)."""
+        if path.startswith("/v1beta/openai/"):
+            return _OPENAI
+        return super().dialect_for(path)
 
     def rewrite_url(self, url: httpx.URL, context: RequestContext) -> httpx.URL:
         """Drop every query parameter named in :data:`CREDENTIAL_PARAMS`."""
         return without_params(url, CREDENTIAL_PARAMS)
-
-    def error_body(self, error: ProxyError, request_id: str) -> bytes:
-        """Google's error format: ``{"error": {"code", "message", "status"}}``."""
-        code = error.status_code
-        status = _STATUS_NAMES.get(code, "INVALID_ARGUMENT" if code < 500 else "INTERNAL")
-        return dumps({"error": {"code": code, "message": error.message, "status": status}})
-
-    def extract_usage(self, payload: Any) -> Usage | None:
-        """``usageMetadata`` (native API), else OpenAI's ``usage`` (compatible API)."""
-        return gemini_usage(payload) or openai_usage(payload)
-
-    def extract_model(self, payload: Any) -> str | None:
-        """A response's ``modelVersion``, else a top-level ``model`` (compatible API).
-
-        A native request names its model in the URL (``/models/{model}:...``),
-        not in the body, so for those only the response tells.
-        """
-        if isinstance(payload, dict) and isinstance(payload.get("modelVersion"), str):
-            return str(payload["modelVersion"])
-        return super().extract_model(payload)
 
     # -- credentials and models -------------------------------------------------
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-
 import httpx
+from typing_extensions import Unpack
 
-from .._adapter import BodyTransform
-from ._base import ApiKey, BaseAdapter
-from ._identity import ClientIdentity
+from ._base import BaseAdapter, ProviderOptions
 
 #: OpenAI's inference endpoints: the common ones, and the Responses API's
 #: compaction (billed inference; the SDK's ``responses.compact``, used by agent
@@ -38,32 +35,6 @@ class OpenAICompatibleAdapter(BaseAdapter):
     endpoints = _OPENAI_ENDPOINTS
 
     def __init__(
-        self,
-        name: str,
-        base_url: str | httpx.URL,
-        *,
-        api_key: ApiKey | None = None,
-        api_key_env: str | Sequence[str] | None = None,
-        user_agent: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        default_headers: Mapping[str, str] | None = None,
-        key_optional: bool = False,
-        allow: str | Iterable[str] = (),
-        transforms: Sequence[BodyTransform] = (),
-        forward_headers: str | Iterable[str] = (),
-        client_identity: ClientIdentity | None = None,
+        self, name: str, base_url: str | httpx.URL, **options: Unpack[ProviderOptions]
     ) -> None:
-        super().__init__(
-            name=name,
-            base_url=base_url,
-            api_key=api_key,
-            api_key_env=api_key_env,
-            user_agent=user_agent,
-            headers=headers,
-            default_headers=default_headers,
-            key_optional=key_optional,
-            allow=allow,
-            transforms=transforms,
-            forward_headers=forward_headers,
-            client_identity=client_identity,
-        )
+        super().__init__(name=name, base_url=base_url, **options)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
+from typing_extensions import Unpack
 
-from .._adapter import BodyTransform, ModelInfo
-from ._base import ApiKey, BaseAdapter
-from ._identity import ClientIdentity
+from .._adapter import ModelInfo
+from ._base import AdapterOptions, BaseAdapter
 
 
 class OpenRouterAdapter(BaseAdapter):
@@ -40,38 +40,17 @@ class OpenRouterAdapter(BaseAdapter):
     def __init__(
         self,
         *,
-        name: str | None = None,
-        base_url: str | httpx.URL | None = None,
-        api_key: ApiKey | None = None,
-        api_key_env: str | Sequence[str] | None = None,
         referer: str | None = None,
         title: str | None = None,
-        user_agent: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        default_headers: Mapping[str, str] | None = None,
-        allow: str | Iterable[str] = (),
-        transforms: Sequence[BodyTransform] = (),
-        forward_headers: str | Iterable[str] = (),
-        client_identity: ClientIdentity | None = None,
+        **options: Unpack[AdapterOptions],
     ) -> None:
         attribution: dict[str, str] = {}
         if referer is not None:
             attribution["HTTP-Referer"] = referer
         if title is not None:
             attribution["X-Title"] = title
-        super().__init__(
-            name=name,
-            base_url=base_url,
-            api_key=api_key,
-            api_key_env=api_key_env,
-            user_agent=user_agent,
-            headers=headers,
-            default_headers={**attribution, **(default_headers or {})},
-            allow=allow,
-            transforms=transforms,
-            forward_headers=forward_headers,
-            client_identity=client_identity,
-        )
+        options["default_headers"] = {**attribution, **(options.get("default_headers") or {})}
+        super().__init__(**options)
 
     def credential_probe(self) -> httpx.Request:
         # GET /models answers without a key; GET /key describes the key it is sent.

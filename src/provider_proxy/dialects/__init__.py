@@ -5,7 +5,7 @@ are, its error body, its usage reader and the headers its clients send keys
 in. Adapters say which dialect each of their paths speaks.
 """
 
-from ._base import Dialect
+from ._base import BaseDialect, Dialect
 from .anthropic_messages import AnthropicMessages
 from .gemini import Gemini
 from .openai_chat import OpenAIChat
@@ -14,15 +14,40 @@ from .openai_responses import OpenAIResponses
 #: The built-in dialects, one instance each.
 BUILTIN: tuple[Dialect, ...] = (OpenAIChat(), OpenAIResponses(), AnthropicMessages(), Gemini())
 
+#: The format of the proxy's own endpoints (``/v1/models``) and of unknown routes.
+DEFAULT: Dialect = BUILTIN[0]
+
 #: Every header in which a client of a built-in format sends a key: never forwarded.
 CREDENTIAL_HEADERS: frozenset[bytes] = frozenset().union(
     *(dialect.credential_headers for dialect in BUILTIN)
 )
+#: The client headers no built-in format forwards: credentials and account scope.
+PRIVATE_HEADERS: frozenset[bytes] = CREDENTIAL_HEADERS.union(
+    *(dialect.account_headers for dialect in BUILTIN)
+)
+#: Query parameters in which clients of a built-in format send a key.
+KEY_PARAMS: frozenset[str] = frozenset(d.key_param for d in BUILTIN if d.key_param is not None)
+#: Headers browser clients of the built-in formats send (for CORS), credentials included.
+CLIENT_HEADERS: tuple[str, ...] = tuple(
+    dict.fromkeys(
+        name
+        for dialect in BUILTIN
+        for name in (
+            *sorted(h.decode("latin-1") for h in dialect.credential_headers),
+            *dialect.client_headers,
+        )
+    )
+)
 
 __all__ = [
     "BUILTIN",
+    "CLIENT_HEADERS",
     "CREDENTIAL_HEADERS",
+    "DEFAULT",
+    "KEY_PARAMS",
+    "PRIVATE_HEADERS",
     "AnthropicMessages",
+    "BaseDialect",
     "Dialect",
     "Gemini",
     "OpenAIChat",

@@ -36,6 +36,14 @@ class Dialect(Protocol):
     credential_headers: ClassVar[frozenset[bytes]]
     #: Query parameters in which clients of this format may send their key.
     credential_params: ClassVar[frozenset[str]]
+    #: The query parameter its SDKs put a key in when they use one (``"key"``), or ``None``.
+    key_param: ClassVar[str | None]
+    #: Request headers that pick which account or project a key bills: the operator's
+    #: to set, never a client's.
+    account_headers: ClassVar[frozenset[bytes]]
+    #: Headers its SDKs send besides credentials (an API version, beta flags), for CORS;
+    #: ``*`` within a name matches any run of characters.
+    client_headers: ClassVar[tuple[str, ...]]
     #: Substrings of every streamed event that :meth:`usage_of` and :meth:`model_of`
     #: take something from; an event containing neither is not parsed. ``None``:
     #: parse every event.
@@ -75,6 +83,9 @@ class BaseDialect:
     name: ClassVar[str] = ""
     credential_headers: ClassVar[frozenset[bytes]] = frozenset()
     credential_params: ClassVar[frozenset[str]] = frozenset()
+    key_param: ClassVar[str | None] = None
+    account_headers: ClassVar[frozenset[bytes]] = frozenset()
+    client_headers: ClassVar[tuple[str, ...]] = ()
     usage_hints: ClassVar[tuple[str, str] | None] = None
 
     def __repr__(self) -> str:

@@ -56,11 +56,13 @@ class AnthropicMessages(BaseDialect):
 
     name: ClassVar[str] = "anthropic-messages"
     credential_headers: ClassVar[frozenset[bytes]] = frozenset({b"x-api-key", b"authorization"})
+    client_headers: ClassVar[tuple[str, ...]] = ("anthropic-version", "anthropic-beta")
     usage_hints: ClassVar[tuple[str, str] | None] = ("usage", "model")
 
     def recognizes(self, path: str) -> bool:
-        decoded = route(path)
-        return decoded.endswith("/v1/complete") or "/v1/messages" in decoded
+        """``/v1/messages`` and everything below it, and ``/v1/complete``."""
+        decoded = route(path.partition("?")[0])
+        return decoded.endswith(("/v1/messages", "/v1/complete")) or "/v1/messages/" in decoded
 
     def model_of(self, payload: JSON) -> str | None:
         message = get(payload, "message")  # message_start

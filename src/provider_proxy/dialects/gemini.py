@@ -76,6 +76,7 @@ class Gemini(BaseDialect):
     name: ClassVar[str] = "gemini"
     credential_headers: ClassVar[frozenset[bytes]] = frozenset({b"x-goog-api-key"})
     credential_params: ClassVar[frozenset[str]] = CREDENTIAL_PARAMS
+    key_param: ClassVar[str | None] = "key"
     usage_hints: ClassVar[tuple[str, str] | None] = (USAGE_HINT, "model")
 
     def recognizes(self, path: str) -> bool:

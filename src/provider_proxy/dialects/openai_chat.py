@@ -73,6 +73,10 @@ class OpenAIChat(BaseDialect):
 
     name: ClassVar[str] = "openai-chat"
     credential_headers: ClassVar[frozenset[bytes]] = frozenset({b"authorization", b"api-key"})
+    account_headers: ClassVar[frozenset[bytes]] = frozenset(
+        {b"openai-organization", b"openai-project"}
+    )
+    client_headers: ClassVar[tuple[str, ...]] = ("x-stainless-*",)
     usage_hints: ClassVar[tuple[str, str] | None] = (USAGE_HINT, "model")
 
     def recognizes(self, path: str) -> bool:

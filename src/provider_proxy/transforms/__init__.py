@@ -3,8 +3,8 @@
 A transform is any ``callable(body, context)`` returning the new body, or
 ``None`` for "unchanged" (it may be ``async``). It may build a new body or
 change ``body`` in place and return it, but must never change it and return
-``None``: the engine then forwards the bytes it received. Objects may add
-``applies_to(context) -> bool``; bodies no configured transform applies to are
+``None``. A :class:`Transform` subclass also says which requests it concerns
+(``applies_to(context) -> bool``); bodies no configured transform applies to are
 never parsed and keep streaming. Pass them per provider
 (``OpenAIAdapter(transforms=[...])``) or for the whole app
 (``make_asgi_app(adapters, transforms=[...])``); :func:`compose` chains them.
@@ -16,7 +16,7 @@ keep the original.
 
 from ._aliases import ModelAliases, version_key
 from ._ansi import StripAnsi, strip_ansi
-from ._compose import Composed, applies, compose
+from ._compose import Composed, Transform, applies, compose
 from ._params import ParameterPolicy
 from ._prompt_cache import EXTENDED_TTL_BETA, MAX_BREAKPOINTS, AnthropicPromptCache
 from ._stream_usage import IncludeStreamUsage
@@ -32,6 +32,7 @@ __all__ = [
     "ModelAliases",
     "ParameterPolicy",
     "StripAnsi",
+    "Transform",
     "applies",
     "compose",
     "strip_ansi",

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from .._adapter import JSON, RequestContext
+from ._compose import Transform
 from ._util import MODEL_ROUTES, Cow, posts_to
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -57,7 +58,7 @@ class _Reference:
 _Step = _Model | _Alias | _Reference
 
 
-class ModelAliases:
+class ModelAliases(Transform):
     """Rewrite the body's ``model`` when it names an alias.
 
     ``aliases`` maps an alias (matched case-insensitively) to either

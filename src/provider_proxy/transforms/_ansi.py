@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 from .._adapter import JSON, RequestContext
+from ._compose import Transform
 from ._util import CONVERSATION_ROUTES, Cow, posts_to
 
 # ECMA-48 escape sequences, with their 8-bit (C1) introducers:
@@ -37,7 +38,7 @@ def strip_ansi(text: str) -> str:
     return _ANSI.sub("", text) if _INTRODUCER.search(text) else text
 
 
-class StripAnsi:
+class StripAnsi(Transform):
     """Remove terminal escape sequences from tool results (or, with ``all_text``, all text).
 
     Tool results are OpenAI chat ``role: "tool"`` (and legacy ``"function"``)

@@ -1,21 +1,58 @@
-"""Running several body transforms as one: parse once, serialise once."""
+"""Scoped transforms, and running several body transforms as one: parse once, serialise once."""
 
 from __future__ import annotations
 
+import abc
 import inspect
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any
 
 from .._adapter import JSON, BodyTransform, RequestContext
 
 
+class Transform(abc.ABC):
+    """A body transform that says which requests it concerns.
+
+    Subclasses implement both methods; one whose ``applies_to`` is misspelt
+    stays abstract and cannot be created, rather than being called on every
+    body. Plain callables are transforms too, and apply to every request.
+    """
+
+    __slots__ = ()
+
+    @abc.abstractmethod
+    def applies_to(self, context: RequestContext) -> bool:
+        """Whether this request's body is one to transform (else it is never parsed)."""
+
+    @abc.abstractmethod
+    def __call__(self, body: JSON, context: RequestContext) -> JSON | Awaitable[JSON | None] | None:
+        """The new body, or ``None`` for "unchanged"; may be a coroutine."""
+
+
 def applies(transform: BodyTransform, context: RequestContext) -> bool:
-    """Whether ``transform`` wants this request's body (its ``applies_to``, else yes)."""
-    check = getattr(transform, "applies_to", None)
-    return True if check is None else bool(check(context))
+    """Whether ``transform`` wants this request's body (a :class:`Transform`'s say, else yes)."""
+    return transform.applies_to(context) if isinstance(transform, Transform) else True
 
 
-class Composed:
+def checked_transforms(transforms: Iterable[BodyTransform], what: str) -> tuple[BodyTransform, ...]:
+    """``transforms`` as a tuple: each callable, and a scoped one a :class:`Transform`.
+
+    :raises TypeError: naming ``what`` and the transform.
+    """
+    checked = tuple(transforms)
+    for transform in checked:
+        if not callable(transform):
+            raise TypeError(f"{what}: {transform!r} is not callable(body, context).")
+        if not isinstance(transform, Transform) and hasattr(transform, "applies_to"):
+            raise TypeError(
+                f"{what}: {transform!r} has applies_to() but is not a "
+                "provider_proxy.transforms.Transform; subclass Transform so the engine "
+                "calls it only where it applies."
+            )
+    return checked
+
+
+class Composed(Transform):
     """Transforms run in order on one parsed body; see :func:`compose`."""
 
     __slots__ = ("transforms",)
@@ -52,7 +89,7 @@ def compose(*transforms: BodyTransform) -> Composed:
     parts does, runs only the parts that apply, and returns ``None`` when none
     of them changed the body.
     """
-    return Composed(transforms)
+    return Composed(checked_transforms(transforms, "compose()"))
 
 
 async def run_transform(

@@ -8,16 +8,16 @@ from fnmatch import fnmatchcase
 from typing import Any, TypeGuard
 
 from .._adapter import JSON, RequestContext
-from .._endpoints import EndpointRule, parse_rules
 from .._exceptions import ModelNotAllowed
+from ..dialects import Gemini
+from ..policy import EndpointRule, parse_rules
+from ._compose import Transform
 from ._util import (
     GENERATION_ROUTES,
     MODEL_ROUTES,
     Cow,
     check_json,
     check_names,
-    gemini_model,
-    path_model,
     posts_to,
     route,
 )
@@ -27,7 +27,10 @@ Number = int | float
 Clamp = Number | tuple[Number | None, Number | None] | Sequence[Number | None]
 
 
-class ParameterPolicy:
+_GEMINI = Gemini()
+
+
+class ParameterPolicy(Transform):
     """Defaults, overrides, clamps and removals of top-level body keys, and a model allowlist.
 
     :param defaults: set when the body lacks the key (or has it ``null``).
@@ -140,7 +143,10 @@ class ParameterPolicy:
     def _allowlist_applies(self, context: RequestContext) -> bool:
         if self._allowed is None:
             return False
-        return posts_to(context, MODEL_ROUTES, any_type=True) or gemini_model(context) is not None
+        if posts_to(context, MODEL_ROUTES, any_type=True):
+            return True
+        # Gemini's generation methods name the model in the path, and take JSON bodies all.
+        return context.method == "POST" and _GEMINI.model_in_path(context.path) is not None
 
     def applies_to(self, context: RequestContext) -> bool:
         """Requests whose parameters are set, and those that name a model to check."""
@@ -174,7 +180,7 @@ class ParameterPolicy:
         named = body.get("model") if isinstance(body, dict) else None
         # The path's model is the one served where the path names one (Azure,
         # Gemini): both must be allowed, so neither can vouch for the other.
-        models = [m for m in (path_model(context), named) if isinstance(m, str) and m]
+        models = [m for m in (context.path_model, named) if isinstance(m, str) and m]
         if not models:
             raise ModelNotAllowed(
                 "The request names no model, and this proxy only forwards requests for "

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .._adapter import JSON, RequestContext
+from ._compose import Transform
 from ._util import MESSAGES, Cow, merge_header_token, posts_to
 
 Ttl = Literal["5m", "1h"]
@@ -49,7 +50,7 @@ class _Mark:
     control: Any = None
 
 
-class AnthropicPromptCache:
+class AnthropicPromptCache(Transform):
     """Add ``cache_control: {"type": "ephemeral"}`` breakpoints to Messages requests.
 
     Candidate places, most valuable first (the API takes at most

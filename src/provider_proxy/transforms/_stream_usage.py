@@ -8,10 +8,11 @@ tokens of streamed requests.
 from __future__ import annotations
 
 from .._adapter import JSON, RequestContext
+from ._compose import Transform
 from ._util import COMPLETIONS, Cow, posts_to
 
 
-class IncludeStreamUsage:
+class IncludeStreamUsage(Transform):
     """Set ``stream_options.include_usage = true`` on streamed OpenAI completions.
 
     Only when ``"stream": true``, and only when the client did not set

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .._adapter import JSON, RequestContext
+from ._compose import Transform
 from ._util import CONVERSATION_ROUTES, Cow, check_names, posts_to
 
 _SYSTEM_ROLES = ("system", "developer")  # a tuple: a role from the body may be unhashable
@@ -23,7 +24,7 @@ def tool_name(tool: Any) -> str | None:
     return name if isinstance(name, str) else None
 
 
-class DropTools:
+class DropTools(Transform):
     """Remove the named tools from requests, and the system prompt's mentions of them.
 
     - ``tools`` entries whose name (OpenAI chat ``function.name``; Responses API

@@ -160,30 +160,3 @@ def check_json(value: object, what: str) -> None:
         raise ValueError(
             f"{what} must be JSON (str, number, bool, None, list, dict): {exc}"
         ) from None
-
-
-def gemini_model(context: RequestContext) -> str | None:
-    """The model of a Gemini-style ``POST .../models/{model}:{method}`` (JSON bodies all)."""
-    if context.method != "POST":
-        return None
-    path = route(context)
-    marker = path.rfind("/models/")
-    if marker < 0:
-        return None
-    name, colon, method = path[marker + len("/models/") :].partition(":")
-    return name if colon and name and method and "/" not in name + method else None
-
-
-def path_model(context: RequestContext) -> str | None:
-    """A model named by the path: Gemini's, or an Azure deployment (``/deployments/{name}/``).
-
-    Where a path names one, it is the model served, whatever the body says.
-    """
-    found = gemini_model(context)
-    if found is not None:
-        return found
-    path = route(context)
-    marker = path.find("/deployments/")
-    if marker < 0:
-        return None
-    return path[marker + len("/deployments/") :].partition("/")[0] or None

@@ -12,12 +12,11 @@ from typing import TYPE_CHECKING, cast
 
 import httpx
 
-from ._exceptions import UpstreamStreamError
-from .types import Send
+from .._exceptions import UpstreamStreamError
+from ..types import Send
 
 if TYPE_CHECKING:
-    from ._events import RequestRecord
-    from ._usage_tap import UsageTap
+    from ..observe import RequestRecord, UsageTap
 
 logger = logging.getLogger("provider_proxy")
 

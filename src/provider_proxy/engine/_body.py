@@ -16,9 +16,9 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncIterator
 
-from ._exceptions import BodyTooLarge, ClientDisconnected
-from ._headers import RawHeaders
-from .types import Message, Receive
+from .._exceptions import BodyTooLarge, ClientDisconnected
+from ..policy import RawHeaders
+from ..types import Message, Receive
 
 #: How far the watch reads ahead of an upload that is moving: about what
 #: servers buffer themselves, so a flowing upload keeps its backpressure.

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from ..types import ASGIApp, Message, Receive, Scope, Send
 from ._app import ProxyApp
-from .types import ASGIApp, Message, Receive, Scope, Send
 
 
 def mount(app: ASGIApp, prefix: str, proxy: ProxyApp) -> ASGIApp:

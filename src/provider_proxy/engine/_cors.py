@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .types import ASGIApp, Message, Receive, Scope, Send
+from ..dialects import CLIENT_HEADERS
+from ..types import ASGIApp, Message, Receive, Scope, Send
 
 _SAFELISTED = ("accept", "accept-language", "content-language", "content-type")
 
@@ -22,17 +23,9 @@ class CORS:
 
     allow_origins: Sequence[str] = ()
     allow_methods: Sequence[str] = ("GET", "POST", "OPTIONS")
-    allow_headers: Sequence[str] = (
-        "authorization",
-        "content-type",
-        "x-api-key",
-        "api-key",
-        "x-goog-api-key",
-        "anthropic-version",
-        "anthropic-beta",
-        "x-request-id",
-        "x-stainless-*",
-    )
+    #: By default the headers the official SDKs send (credentials, API versions,
+    #: beta flags, ``x-stainless-*``), from the built-in dialects.
+    allow_headers: Sequence[str] = ("content-type", "x-request-id", *CLIENT_HEADERS)
     allow_credentials: bool = False
     expose_headers: Sequence[str] = (
         "x-request-id",

@@ -12,8 +12,8 @@ from urllib.parse import quote, unquote_to_bytes
 
 import httpx
 
-from ._exceptions import PathRefused
-from .types import Scope
+from .._exceptions import PathRefused
+from ..types import Scope
 
 # Characters allowed raw in a path (RFC 3986 §3.3 ``pchar`` plus ``/`` and ``%``
 # for escapes already present); anything else is percent-encoded on the way.
@@ -73,7 +73,7 @@ def _raw_tail_matching(raw_path: bytes, path: str) -> bytes | None:
 
 
 def split_provider(raw: bytes) -> tuple[str, bytes]:
-    """``/openai/chat/completions`` → ``("openai", b"/chat/completions")``."""
+    """``/acme/chat/completions`` → ``("acme", b"/chat/completions")``."""
     stripped = raw.lstrip(b"/")
     name, slash, rest = stripped.partition(b"/")
     return unquote_to_bytes(name).decode("utf-8", "replace"), slash + rest

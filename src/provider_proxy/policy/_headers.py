@@ -6,6 +6,7 @@ lower-cased names), so they are cheap and testable without an event loop.
 
 from __future__ import annotations
 
+import copy
 import random
 import re
 from collections.abc import Iterable, Mapping
@@ -31,18 +32,13 @@ HOP_BY_HOP: frozenset[bytes] = frozenset(
     }
 )
 
-#: Headers that carry a client's credentials for some provider (or for the host
-#: app): never forwarded upstream, whatever the adapter.
-CLIENT_CREDENTIALS: frozenset[bytes] = frozenset(
-    {b"authorization", b"x-api-key", b"api-key", b"x-goog-api-key", b"cookie"}
-)
+#: HTTP's own credential headers (RFC 9110 §11.6.2, RFC 6265): never forwarded
+#: upstream, whatever the adapter. The headers each API format carries keys in
+#: are its dialect's, added by the engine (:meth:`HeaderPolicy.never_forwarding`).
+CLIENT_CREDENTIALS: frozenset[bytes] = frozenset({b"authorization", b"cookie"})
 
 REQUEST_ID = b"x-request-id"
 UPSTREAM_REQUEST_ID = b"x-upstream-request-id"
-
-#: Headers that pick which account or project the operator's key bills: the
-#: operator sets them (an adapter's ``headers=``), never a client.
-ACCOUNT_SCOPE: frozenset[bytes] = frozenset({b"openai-organization", b"openai-project"})
 
 #: Headers that would change the method after the endpoint policy checked it.
 METHOD_OVERRIDES: frozenset[bytes] = frozenset(
@@ -87,7 +83,6 @@ FORWARDED_PREFIX = b"x-forwarded-"
 _REQUEST_DROP: frozenset[bytes] = (
     HOP_BY_HOP
     | CLIENT_CREDENTIALS
-    | ACCOUNT_SCOPE
     | METHOD_OVERRIDES
     | TOPOLOGY
     | URL_OVERRIDES
@@ -172,6 +167,12 @@ class HeaderPolicy:
         self.drop: frozenset[bytes] = _REQUEST_DROP - names
         self.forward: frozenset[bytes] = names
         self.prefixes: tuple[bytes, ...] = (FORWARDED_PREFIX, *prefixes)
+
+    def never_forwarding(self, names: frozenset[bytes]) -> HeaderPolicy:
+        """This policy, also dropping ``names`` (a format's credential and account headers)."""
+        extended = copy.copy(self)
+        extended.drop = self.drop | names
+        return extended
 
     def __repr__(self) -> str:
         forward = sorted(name.decode("latin-1") for name in self.forward)

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._adapter import Usage
+from .._adapter import Usage
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,8 +23,8 @@ from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from .._json import dumps
 from ._events import EventSink, ProxyEvent
-from ._json import dumps
 
 logger = logging.getLogger("provider_proxy")
 

@@ -2,9 +2,11 @@
 (and Gemini's ``generateContent``).
 
 It runs the demo offline and is the upstream of the test suite and the
-benchmarks. It records every request it sees, and its behaviour is steered by
-request headers, so even an unmodified SDK (through ``extra_headers``) can ask
-for a slow, failing or long stream:
+benchmarks; tests of an app that embeds the proxy can use it too. It records
+every request it sees (:attr:`FakeUpstream.requests`), and its behaviour is
+set by its constructor's keywords for every request, or by request headers for
+one, so even an unmodified SDK (through ``extra_headers``) can ask for a slow,
+failing or long stream:
 
 ``x-fake-status``
     answer with this error status (OpenAI's or Anthropic's error format).
@@ -30,8 +32,8 @@ from typing import Any
 
 import anyio
 
-from ._json import dumps, loads
-from .types import Receive, Scope, Send
+from .._json import dumps, loads
+from ..types import Receive, Scope, Send
 
 _WORDS = [
     *("Hello", "from", "the", "fake", "upstream,"),
@@ -51,14 +53,16 @@ class RecordedRequest:
     body: bytes
     #: When each body chunk arrived (``time.monotonic()``), to show streaming uploads.
     chunk_times: list[float] = field(default_factory=list)
+    #: The fake's settings for headers the request did not send (``x-fake-*``).
+    defaults: dict[str, str] = field(default_factory=dict, repr=False)
 
     def header(self, name: str) -> str | None:
-        """The first value of header ``name``, or ``None``."""
+        """The first value of header ``name`` (or the fake's setting of it), or ``None``."""
         key = name.lower().encode("latin-1")
         for k, v in self.headers:
             if k == key:
                 return v.decode("latin-1")
-        return None
+        return self.defaults.get(name.lower())
 
 
 class FakeAbort(Exception):
@@ -66,9 +70,38 @@ class FakeAbort(Exception):
 
 
 class FakeUpstream:
-    """The fake provider (an ASGI app) and what it has seen."""
+    """The fake provider (an ASGI app) and what it has seen.
 
-    def __init__(self) -> None:
+    The keywords set the behaviour of every request; a request's ``x-fake-*``
+    header of the same name wins over them.
+
+    :param status: answer every request with this error status.
+    :param delay: seconds to wait before the response headers.
+    :param chunks: streamed content chunks (and words of a whole answer).
+    :param gap: seconds between streamed chunks.
+    :param fail_after: abort the connection after this many streamed chunks.
+    """
+
+    def __init__(
+        self,
+        *,
+        status: int | None = None,
+        delay: float = 0.0,
+        chunks: int | None = None,
+        gap: float = 0.0,
+        fail_after: int | None = None,
+    ) -> None:
+        self._defaults: dict[str, str] = {
+            name: str(value)
+            for name, value in (
+                ("x-fake-status", status),
+                ("x-fake-delay", delay or None),
+                ("x-fake-chunks", chunks),
+                ("x-fake-gap", gap or None),
+                ("x-fake-fail-after", fail_after),
+            )
+            if value is not None
+        }
         self.requests: list[RecordedRequest] = []
         self.open_streams = 0
         self.closed_streams = 0
@@ -122,6 +155,7 @@ class FakeUpstream:
             query=scope.get("query_string", b""),
             headers=list(scope["headers"]),
             body=b"",
+            defaults=self._defaults,
         )
         self.requests.append(request)
         parts = []

@@ -1,7 +1,8 @@
-"""The model catalog: every enabled provider's models, merged, cached, served as OpenAI's list.
+"""The model catalog: every enabled provider's models, merged, cached, served as one list.
 
-``GET {mount}/v1/models`` answers in OpenAI's format with ids ``provider/model``,
-so any OpenAI SDK lists every model the proxy can reach. Each provider's list is
+``GET {mount}/v1/models`` answers in the list format of the proxy's default
+dialect (:data:`provider_proxy.dialects.DEFAULT`) with ids ``provider/model``,
+so its SDKs list every model the proxy can reach. Each provider's list is
 cached in the app's store for ``ttl`` seconds and refreshed in the background
 once stale; a provider that fails to list is reported, not fatal. A listing
 waits at most ``wait`` seconds for a provider it has no list of yet (the fetch
@@ -21,11 +22,12 @@ from typing import Any
 
 import httpx
 
-from ._adapter import ModelInfo, ProviderAdapter
-from ._bounded import AnswerTooLarge
-from ._exceptions import BadRequest, MethodNotAllowed, ProviderNotFound, ProxyError
-from ._json import dumps, loads
-from ._store import Store
+from .._adapter import ModelInfo
+from .._bounded import AnswerTooLarge
+from .._exceptions import BadRequest, MethodNotAllowed, ProviderNotFound, ProxyError
+from .._json import dumps, loads
+from ..adapters import ProviderAdapter
+from ..state import Store
 
 logger = logging.getLogger("provider_proxy")
 
@@ -157,7 +159,7 @@ class ModelCatalog:
     async def models(
         self, provider: str | None = None
     ) -> tuple[list[dict[str, Any]], dict[str, str]]:
-        """All models as OpenAI model objects, and the providers that failed (with why)."""
+        """All models as model objects, and the providers that failed (with why)."""
         names = self._enabled(provider)
         entries = await asyncio.gather(*(self._entry(name) for name in names))
         data: list[dict[str, Any]] = []
@@ -188,7 +190,7 @@ class ModelCatalog:
         limit: int | None = None,
         offset: int = 0,
     ) -> dict[str, Any]:
-        """OpenAI's list format, filtered and paged, with ``has_more`` and ``failed``."""
+        """The list, filtered and paged, with ``has_more`` and ``failed``."""
         data, failed = await self.models(provider)
         if search:
             needle = search.lower()

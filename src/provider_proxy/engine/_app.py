@@ -2,7 +2,7 @@
 
 Routing, the proxy's own endpoints (``health``, ``status``, ``metrics``,
 ``v1/models``) and the per-request bookkeeping live here; forwarding itself is
-:mod:`provider_proxy._forward`. Errors the proxy answers itself come in the
+:mod:`provider_proxy.engine._forward`. Errors the proxy answers itself come in the
 route's provider error format, and every request ends in one
 :class:`~provider_proxy.ProxyEvent` handed to the sinks after its answer.
 """
@@ -21,18 +21,12 @@ import anyio
 import httpx
 from typing_extensions import Self, Unpack
 
-from .__version__ import __version__
-from ._adapter import (
+from ..__version__ import __version__
+from .._adapter import (
     BodyTransform,
     CredentialCheck,
-    ProviderAdapter,
-    adapter_error_body,
-    close_adapter,
 )
-from ._catalog import DEFAULT_MODELS_TTL, ModelCatalog, handle_models_route
-from ._cors import CORS, CORSMiddleware
-from ._events import EventSink, RequestRecord
-from ._exceptions import (
+from .._exceptions import (
     ClientDisconnected,
     ClientNotAuthorized,
     MethodNotAllowed,
@@ -41,19 +35,27 @@ from ._exceptions import (
     UpstreamStreamError,
     WebSocketNotRelayed,
 )
+from .._json import dumps
+from .._scrub import install_log_filter
+from ..adapters import ProviderAdapter
+from ..dialects import DEFAULT as OWN_FORMAT
+from ..guards import Guards
+from ..observe import EventDispatcher, EventSink, JsonLogSink, PrometheusMetrics, RequestRecord
+from ..policy import (
+    REQUEST_ID,
+    RawHeaders,
+    header_value,
+    path_below_mount,
+    request_id_from,
+    split_provider,
+)
+from ..state import MemoryStore, Store
+from ..transports import DEFAULT_LIMITS, DEFAULT_TIMEOUT, SharedTransport, default_transport
+from ..types import ASGIApp, Receive, Scope, Send
+from ._catalog import DEFAULT_MODELS_TTL, ModelCatalog, handle_models_route
+from ._cors import CORS, CORSMiddleware
 from ._forward import Forwarder, extra_headers
-from ._guards import Guards
-from ._headers import REQUEST_ID, RawHeaders, header_value, request_id_from
-from ._json import dumps
-from ._metrics import PrometheusMetrics
-from ._paths import path_below_mount, split_provider
-from ._scrub import install_log_filter
-from ._sinks import EventDispatcher, JsonLogSink
-from ._store import MemoryStore, Store
-from ._upstream import DEFAULT_LIMITS, DEFAULT_TIMEOUT, SharedTransport, default_transport
 from ._validation import ValidationMode, validate_all
-from .adapters._base import openai_error_body
-from .types import ASGIApp, Receive, Scope, Send
 
 logger = logging.getLogger("provider_proxy")
 
@@ -265,7 +267,7 @@ class ProxyApp:
         """Close the upstream transport and finish pending sink deliveries.
 
         Adapters that hold resources of their own (a client for a token
-        exchange) are closed too: any adapter with an ``aclose()`` method.
+        exchange) are closed too, with their ``aclose()``.
         A later request opens a new transport.
         """
         await self._dispatcher.aclose()
@@ -273,7 +275,7 @@ class ProxyApp:
         await self.store.aclose()
         for adapter in self._adapters.values():
             try:
-                await close_adapter(adapter)
+                await adapter.aclose()
             except Exception:
                 logger.exception("could not close the adapter %r", adapter.name)
         transport = self._transport
@@ -516,22 +518,21 @@ class ProxyApp:
         path: bytes,
         message: str = "http.response",
     ) -> None:
-        """``error`` in the format of the API at ``path`` (OpenAI's for the proxy's own).
+        """``error`` in the format of the API at ``path`` (the default one for the proxy's own).
 
         ``message`` is the ASGI message type: ``websocket.http.response`` answers
         a WebSocket handshake.
         """
         request_id = record.request_id
+        dialect = OWN_FORMAT
         if adapter is not None:
-            text_path = path.partition(b"?")[0].decode("ascii", "replace")
-            content = adapter_error_body(adapter, error, request_id, text_path)
-        else:
-            content = openai_error_body(error)
+            dialect = adapter.dialect_for(path.partition(b"?")[0].decode("ascii", "replace"))
+        content = dialect.error_body(error, request_id)
         headers: RawHeaders = [
             *_JSON_HEADERS,
             (b"content-length", str(len(content)).encode("ascii")),
             (REQUEST_ID, request_id.encode("ascii")),
-            # Read by the OpenAI and Anthropic SDKs to decide whether to retry.
+            # Read by the official SDKs to decide whether to retry.
             (b"x-should-retry", b"true" if error.retryable else b"false"),
             *extra_headers(record, self._forwarder.overhead_header),
             *[

@@ -17,7 +17,6 @@ import inspect
 import ipaddress
 import logging
 import math
-import urllib.parse
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,16 +24,18 @@ from typing import Any, Final, Literal
 
 import anyio
 
-from ._adapter import Usage
-from ._exceptions import (
+from .._adapter import Usage
+from .._exceptions import (
     ClientNotAuthorized,
     Overloaded,
     QuotaExceeded,
     RateLimited,
     TooManyConcurrent,
 )
-from ._store import RateResult, Store, one_deadline
-from .types import Scope
+from ..dialects import CREDENTIAL_HEADERS, KEY_PARAMS
+from ..policy import param_value
+from ..state import RateResult, Store, one_deadline
+from ..types import Scope
 
 logger = logging.getLogger("provider_proxy")
 
@@ -43,7 +44,14 @@ Authenticate = Callable[[Scope], "str | Awaitable[str | None] | None"]
 #: A custom rate limit key from the ASGI scope.
 KeyFunction = Callable[[Scope], str]
 
-_KEY_HEADERS = (b"authorization", b"x-api-key", b"api-key", b"x-goog-api-key")
+#: Where a client may send its key, as the 401 names it.
+_KEY_PLACES = ", ".join(
+    [
+        "Authorization: Bearer" if name == b"authorization" else name.decode("latin-1")
+        for name in sorted(CREDENTIAL_HEADERS)
+    ]
+    + [f"?{name}=" for name in sorted(KEY_PARAMS)]
+)
 #: A lease not released (a crashed instance) frees its slot after this long.
 _LEASE_TTL = 3600.0
 #: The longest ``Retry-After`` (seconds) of a 429 that SDKs are told to retry
@@ -139,21 +147,16 @@ def _trusted(address: str, trusted: Sequence[Any]) -> bool:
 
 
 def presented_key(scope: Scope) -> str | None:
-    """The key a client sent, in whichever header its SDK uses (or Gemini's ``key`` query)."""
+    """The key a client sent, in whichever header (or query parameter) its SDK uses."""
     for name, value in scope["headers"]:
-        if name in _KEY_HEADERS:
+        if name in CREDENTIAL_HEADERS:
             text: str = value.decode("latin-1").strip()
             if name == b"authorization":
                 scheme, _, rest = text.partition(" ")
                 text = rest.strip() if scheme.lower() == "bearer" else ""
             if text:
                 return text
-    query: bytes = scope.get("query_string", b"")
-    for part in query.split(b"&"):
-        name, _, value = part.partition(b"=")
-        if name == b"key" and value:
-            return str(urllib.parse.unquote(value.decode("latin-1")))
-    return None
+    return param_value(scope.get("query_string", b""), KEY_PARAMS)
 
 
 class Unidentified(enum.Enum):
@@ -164,11 +167,6 @@ class Unidentified(enum.Enum):
 
 #: "Not identified yet", as opposed to ``None``, the identity without client auth.
 UNIDENTIFIED: Final = Unidentified.TOKEN
-
-
-def without_query_key(query: bytes) -> bytes:
-    """``query`` without its ``key`` parameters: a client key is the client's own."""
-    return b"&".join(part for part in query.split(b"&") if part.partition(b"=")[0] != b"key")
 
 
 @dataclass
@@ -342,8 +340,7 @@ class Guards:
             if found is not None:
                 return found
         raise ClientNotAuthorized(
-            "A valid client key is required: send it as the API key of your SDK "
-            "(Authorization: Bearer, x-api-key, api-key or x-goog-api-key)."
+            f"A valid client key is required: send it as the API key of your SDK ({_KEY_PLACES})."
         )
 
     def _subject(
@@ -471,7 +468,7 @@ class _LongWait(RateLimited):
 def _rate_limited(rule: RateLimit, result: RateResult) -> RateLimited:
     """The 429 for ``rule``; past :data:`MAX_CLIENT_RETRY_WAIT` it tells SDKs not to retry.
 
-    The OpenAI and Anthropic SDKs sleep for ``Retry-After`` inside the call when
+    The official SDKs sleep for ``Retry-After`` inside the call when
     ``x-should-retry`` is true: half an hour would look like a hung request.
     """
     wait = _seconds(result.retry_after)
@@ -487,7 +484,7 @@ def _seconds(value: float) -> str:
 
 
 def _rate_headers(result: RateResult) -> dict[str, str]:
-    """``X-RateLimit-Reset`` is seconds until the budget is full again (as GitHub's delta)."""
+    """``X-RateLimit-Reset`` is seconds until the budget is full again (a delta)."""
     return {
         "X-RateLimit-Limit": str(result.limit),
         "X-RateLimit-Remaining": str(result.remaining),

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import anyio
 
-from ._exceptions import StoreUnavailable
+from .._exceptions import StoreUnavailable
 from ._store import RateResult, time_left
 
 logger = logging.getLogger("provider_proxy")

@@ -8,14 +8,14 @@ that fails) turns it off for that response, with one debug log line.
 What it reads:
 
 * ``text/event-stream``: each event's ``data`` as it completes, parsed as
-  JSON and handed to the adapter's extractors (``[DONE]`` and data that is
+  JSON and handed to the dialect's readers (``[DONE]`` and data that is
   not a JSON object or array are skipped); usage reports are merged with
   :meth:`Usage.merge <provider_proxy.Usage.merge>`, and the first model named
   is kept. Memory stays bounded by the longest event, and work by
   ``max_total_bytes``: past that much decoded, usage is not read (``None``).
 * JSON (``application/json``, ``*/*+json``): a copy of the body up to
   ``max_bytes``, parsed when the response is complete. A top-level array (as
-  Gemini streams without ``alt=sse``) has each element read in turn.
+  some providers stream without server-sent events) has each element read in turn.
 * ``Content-Encoding`` ``gzip``, ``deflate`` (zlib-wrapped or raw) and ``br``
   (with ``brotli`` or ``brotlicffi`` 1.2 or later, whose decoders can bound
   their output) are decoded incrementally with the output bounded
@@ -30,9 +30,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ._adapter import Usage
-from ._bounded import Decoder, TooLarge, decoder_for
-from ._json import loads
+from .._adapter import Usage
+from .._bounded import Decoder, TooLarge, decoder_for
+from .._json import loads
 from ._sse import SSEParser
 
 logger = logging.getLogger("provider_proxy")
@@ -53,8 +53,8 @@ def _is_json(media: str) -> bool:
 class UsageTap:
     """The usage and model of one response, read from a copy of the relayed bytes.
 
-    :param extract_usage: the adapter's usage reader for one parsed payload.
-    :param extract_model: the adapter's model reader for one parsed payload.
+    :param extract_usage: the dialect's usage reader for one parsed payload.
+    :param extract_model: the dialect's model reader for one parsed payload.
     :param content_type: the response's ``Content-Type``; only event streams and
         JSON are read.
     :param content_encoding: the response's ``Content-Encoding``, if any.

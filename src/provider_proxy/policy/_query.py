@@ -26,20 +26,42 @@ def has_param(query: bytes, name: str) -> bool:
     return any(_name(part) == wanted for part in query.split(b"&") if part)
 
 
+def param_value(query: bytes, names: Collection[str]) -> str | None:
+    """The decoded value of the first non-empty parameter named in ``names``, or ``None``."""
+    wanted = {name.encode("ascii") for name in names}
+    for part in query.split(b"&"):
+        if part and _name(part) in wanted:
+            raw = part.partition(b"=")[2].replace(b"+", b" ")
+            if raw:
+                return unquote_to_bytes(raw).decode("utf-8", "replace")
+    return None
+
+
+def query_without(query: bytes, names: Collection[str]) -> bytes:
+    """``query`` without any occurrence of the parameters ``names`` (repeats included).
+
+    Returns ``query`` itself when there is nothing to remove.
+    """
+    if not query:
+        return query
+    drop = {name.encode("ascii") for name in names}
+    parts = query.split(b"&")
+    kept = [part for part in parts if part and _name(part) not in drop]
+    if len(kept) == len(parts):
+        return query
+    return b"&".join(kept)
+
+
 def without_params(url: httpx.URL, names: Collection[str]) -> httpx.URL:
     """``url`` without any occurrence of the parameters ``names`` (repeats included).
 
     Returns ``url`` itself when there is nothing to remove.
     """
     query = url.query
-    if not query:
+    kept = query_without(query, names)
+    if kept is query:
         return url
-    drop = {name.encode("ascii") for name in names}
-    parts = query.split(b"&")
-    kept = [part for part in parts if part and _name(part) not in drop]
-    if len(kept) == len(parts):
-        return url
-    return url.copy_with(query=b"&".join(kept) or None)
+    return url.copy_with(query=kept or None)
 
 
 def with_default_param(url: httpx.URL, name: str, value: str) -> httpx.URL:

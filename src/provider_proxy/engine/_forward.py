@@ -18,10 +18,8 @@ from typing import Any
 
 import httpx
 
-from ._adapter import JSON, BodyTransform, ModelLookup, ProviderAdapter, RequestContext
-from ._body import RequestBody, declared_body_length
-from ._events import RequestRecord
-from ._exceptions import (
+from .._adapter import JSON, BodyTransform, ModelLookup, RequestContext
+from .._exceptions import (
     BodyTooLarge,
     ClientDisconnected,
     EndpointNotAllowed,
@@ -29,28 +27,31 @@ from ._exceptions import (
     ProviderNotConfigured,
     ProxyError,
 )
-from ._guards import UNIDENTIFIED, Guards, Unidentified, without_query_key
-from ._headers import (
-    DEFAULT_POLICY,
+from .._json import dumps, loads
+from ..adapters import ProviderAdapter
+from ..dialects import KEY_PARAMS, PRIVATE_HEADERS, Dialect
+from ..guards import UNIDENTIFIED, Guards, Unidentified
+from ..observe import RequestRecord, UsageTap
+from ..policy import (
     REQUEST_ID,
     UPSTREAM_REQUEST_ID,
     HeaderPolicy,
     RawHeaders,
     apply_headers,
+    confine,
     header_value,
     httpx_headers,
+    query_without,
     request_headers_for_upstream,
     response_headers_for_client,
     upstream_limits_renamed,
+    upstream_url,
 )
-from ._json import dumps, loads
-from ._paths import confine, upstream_url
+from ..transforms._compose import Composed, applies, checked_transforms, run_transform
+from ..transports import as_proxy_error
+from ..types import Receive, Scope, Send
+from ._body import RequestBody, declared_body_length
 from ._relay import relay_response
-from ._upstream import as_proxy_error
-from ._usage_tap import UsageTap
-from .transforms._compose import Composed, applies, run_transform
-from .transforms._util import path_model
-from .types import Receive, Scope, Send
 
 logger = logging.getLogger("provider_proxy")
 
@@ -88,11 +89,12 @@ class Forwarder:
         self._extensions = dict(extensions)
         self._max_body_size = max_body_size
         self._guards = guards
-        self._transforms = tuple(transforms)
+        self._transforms = checked_transforms(transforms, "make_asgi_app(transforms=...)")
         self._models = models
         self._usage = usage
         self.overhead_header = overhead_header
         self._last_netloc: tuple[httpx.URL | None, bytes] = (None, b"")
+        self._policies: dict[tuple[HeaderPolicy, Dialect], HeaderPolicy] = {}
 
     async def __call__(
         self,
@@ -107,7 +109,7 @@ class Forwarder:
         body = RequestBody(receive, self._max_body_size)
         try:
             try:
-                request = await self._prepare(scope, body, adapter, rest, record)
+                request, dialect = await self._prepare(scope, body, adapter, rest, record)
             except (ProxyError, ClientDisconnected):
                 raise
             except Exception as exc:
@@ -121,7 +123,7 @@ class Forwarder:
                     f"({type(exc).__name__}); its log has the details under request id "
                     f"{record.request_id}."
                 ) from exc
-            await self._exchange(request, body, receive, send, adapter, record)
+            await self._exchange(request, body, receive, send, adapter, dialect, record)
         finally:
             record.request_bytes = max(record.request_bytes, body.size)
 
@@ -134,8 +136,9 @@ class Forwarder:
         adapter: ProviderAdapter,
         rest: bytes,
         record: RequestRecord,
-    ) -> httpx.Request:
-        """The upstream request: checks first, then the body, URL and headers."""
+    ) -> tuple[httpx.Request, Dialect]:
+        """The upstream request and its path's dialect: checks first, then the body,
+        URL and headers."""
         availability = adapter.availability()
         if not availability.enabled:
             raise ProviderNotConfigured(
@@ -154,8 +157,9 @@ class Forwarder:
         client_headers: list[tuple[bytes, bytes]] = scope["headers"]
         query: bytes = scope.get("query_string", b"")
         guards = self._guards
-        if guards is not None and guards.reads_query_key and b"key=" in query:
-            query = without_query_key(query)
+        if guards is not None and guards.reads_query_key:
+            query = query_without(query, KEY_PARAMS)  # the client's key is its own
+        dialect = adapter.dialect_for(text_path)
         context = RequestContext(
             adapter.name,
             method,
@@ -164,6 +168,8 @@ class Forwarder:
             client_headers,
             record.request_id,
             models=self._models,
+            path_model=dialect.model_in_path(text_path),
+            dialect=dialect.name,
         )
         declared = declared_body_length(client_headers)
         limit = self._max_body_size
@@ -192,12 +198,12 @@ class Forwarder:
             strict = transform is not None
             parsed = _parse(raw, strict=strict)
             if parsed is not _NOT_PARSED:
-                record.model = adapter.extract_model(parsed)
+                record.model = dialect.model_of(parsed)
                 if transform is not None:
                     changed = await run_transform(transform, parsed, context)
                     if changed is not None:
                         parsed = changed
-                        record.model = adapter.extract_model(changed) or record.model
+                        record.model = dialect.model_of(changed) or record.model
                 # The upstream gets what the transforms and guards read, not the bytes
                 # sent, which its parser might read otherwise (the first of two "model"s).
                 forwarded = _serialise(parsed, strict=strict)
@@ -207,8 +213,8 @@ class Forwarder:
                     raw = forwarded
             if guards is not None and late_admission:
                 # After the transforms, so an alias is limited as the model it names;
-                # a model in the path (Azure, Gemini) is the one served.
-                served = path_model(context) or record.model
+                # a model in the path (the dialect says which) is the one served.
+                served = context.path_model or record.model
                 context = await self._admit(
                     guards, scope, adapter, served, received, record, context, identity
                 )
@@ -219,15 +225,12 @@ class Forwarder:
             stream, length = _StreamedBody(body), declared
 
         # Credentials first: an adapter that refreshes a token may learn its API
-        # host from the answer (Copilot's token exchange), so the URL comes after.
+        # host from the answer (a token exchange), so the URL comes after.
         auth = adapter.auth_headers(context)
         if inspect.isawaitable(auth):
             auth = await auth
         url = adapter.rewrite_url(upstream_url(adapter.base_url, path, query), context)
-        # Adapters on BaseAdapter say which topology headers to forward, and the
-        # client identity's prefixes to drop.
-        policy: HeaderPolicy = getattr(adapter, "header_policy", DEFAULT_POLICY)
-        headers = request_headers_for_upstream(client_headers, policy)
+        headers = request_headers_for_upstream(client_headers, self._policy(adapter, dialect))
         fixed = {**context.upstream_headers, **adapter.headers, **auth}
         apply_headers(headers, fixed, adapter.default_headers)
         headers.append((b"host", self._netloc(adapter.base_url)))
@@ -238,7 +241,17 @@ class Forwarder:
             headers.append((b"content-length", str(length).encode("ascii")))
         request = httpx.Request(method, url, stream=stream, extensions=self._extensions)
         request.headers = httpx_headers(headers)
-        return request
+        return request, dialect
+
+    def _policy(self, adapter: ProviderAdapter, dialect: Dialect) -> HeaderPolicy:
+        """The adapter's header policy, never forwarding a client's credentials or account
+        headers of any built-in format, nor of the path's own."""
+        key = (adapter.header_policy, dialect)
+        extended = self._policies.get(key)
+        if extended is None:
+            private = PRIVATE_HEADERS | dialect.credential_headers | dialect.account_headers
+            extended = self._policies[key] = key[0].never_forwarding(private)
+        return extended
 
     def _netloc(self, base_url: httpx.URL) -> bytes:
         """``base_url.netloc``, remembered for the last base URL (httpx computes it anew)."""
@@ -294,6 +307,7 @@ class Forwarder:
         receive: Receive,
         send: Send,
         adapter: ProviderAdapter,
+        dialect: Dialect,
         record: RequestRecord,
     ) -> None:
         """Send ``request`` and relay the answer, stopping at once if the client leaves."""
@@ -312,7 +326,7 @@ class Forwarder:
                     await response.aclose()
                     raise body.error
                 headers = response_headers_for_client(response.headers.raw)
-                tap = self._tap(adapter, headers, record)
+                tap = self._tap(dialect, headers, record)
                 relaying = True
                 try:
                     await relay_response(
@@ -357,19 +371,16 @@ class Forwarder:
                 "client went away; closed the upstream response (request %s)", record.request_id
             )
 
-    def _tap(
-        self, adapter: ProviderAdapter, headers: RawHeaders, record: RequestRecord
-    ) -> UsageTap | None:
+    def _tap(self, dialect: Dialect, headers: RawHeaders, record: RequestRecord) -> UsageTap | None:
         """A usage reader for the answer with these (lower-case) headers, if usage is wanted."""
         content_type = _text(header_value(headers, b"content-type"))
         record.streamed = content_type is not None and content_type.startswith("text/event-stream")
         if not self._usage():
             return None
-        # Adapters on BaseAdapter's built-in readers say which events to skip.
-        hints: tuple[str, str] | None = getattr(adapter, "usage_hints", None)
+        hints = dialect.usage_hints  # which events to skip unparsed
         return UsageTap(
-            adapter.extract_usage,
-            adapter.extract_model,
+            dialect.usage_of,
+            dialect.model_of,
             content_type=content_type,
             content_encoding=_text(header_value(headers, b"content-encoding")),
             usage_hint=hints[0] if hints else None,

@@ -9,7 +9,8 @@ from typing import Literal
 import anyio
 import httpx
 
-from ._adapter import CredentialCheck, CredentialState, ProviderAdapter
+from .._adapter import CredentialCheck, CredentialState
+from ..adapters import ProviderAdapter
 
 logger = logging.getLogger("provider_proxy")
 

@@ -15,8 +15,8 @@ import ssl
 
 import httpx
 
-from ._exceptions import PoolExhausted, ProxyError, UpstreamTimeout, UpstreamUnreachable
-from ._scrub import scrub
+from .._exceptions import PoolExhausted, ProxyError, UpstreamTimeout, UpstreamUnreachable
+from .._scrub import scrub
 
 logger = logging.getLogger("provider_proxy")
 
@@ -48,7 +48,7 @@ _CONNECT_FAILURES: tuple[tuple[type[BaseException], str], ...] = (
 def default_transport(limits: httpx.Limits = DEFAULT_LIMITS) -> httpx.AsyncBaseTransport:
     """The fastest transport installed: aiohttp's (the ``fast`` extra), else httpx's own."""
     try:
-        from ._aiohttp_transport import AiohttpTransport
+        from ._aiohttp import AiohttpTransport
     except ImportError:
         return httpx.AsyncHTTPTransport(limits=limits, socket_options=_NODELAY)
     return AiohttpTransport(limits=limits)

@@ -1,0 +1,18 @@
+"""The engine: the ASGI app, routing, forwarding, the relay and the proxy's own endpoints."""
+
+from ._app import DEFAULT_MAX_BODY_SIZE, ProxyApp, ProxyOptions, make_asgi_app
+from ._cors import CORS, CORSMiddleware
+from ._mount import mount
+from ._validation import CredentialsRejected, ValidationMode
+
+__all__ = [
+    "CORS",
+    "DEFAULT_MAX_BODY_SIZE",
+    "CORSMiddleware",
+    "CredentialsRejected",
+    "ProxyApp",
+    "ProxyOptions",
+    "ValidationMode",
+    "make_asgi_app",
+    "mount",
+]

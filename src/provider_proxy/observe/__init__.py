@@ -1,0 +1,17 @@
+"""Observation: events, sinks, metrics, the SSE parser and the usage tap."""
+
+from ._events import EventSink, ProxyEvent, RequestRecord
+from ._metrics import PrometheusMetrics
+from ._sinks import EventDispatcher, JsonLogSink, NdjsonUsageSink
+from ._usage_tap import UsageTap
+
+__all__ = [
+    "EventDispatcher",
+    "EventSink",
+    "JsonLogSink",
+    "NdjsonUsageSink",
+    "PrometheusMetrics",
+    "ProxyEvent",
+    "RequestRecord",
+    "UsageTap",
+]

@@ -1,0 +1,17 @@
+"""Upstream transports: the only I/O to providers, and failures mapped to errors."""
+
+from ._upstream import (
+    DEFAULT_LIMITS,
+    DEFAULT_TIMEOUT,
+    SharedTransport,
+    as_proxy_error,
+    default_transport,
+)
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "DEFAULT_TIMEOUT",
+    "SharedTransport",
+    "as_proxy_error",
+    "default_transport",
+]
