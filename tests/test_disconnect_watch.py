@@ -10,7 +10,7 @@ import pytest
 from provider_proxy import BodyTooLarge, ClientDisconnected
 from provider_proxy.engine import _body
 from provider_proxy.engine._body import RequestBody
-from provider_proxy.engine._forward import _DisconnectWatch
+from provider_proxy.engine._watch import DisconnectWatch as _DisconnectWatch
 
 pytestmark = pytest.mark.anyio
 

@@ -262,8 +262,9 @@ CASES: dict[str, tuple[Any, str, str]] = {
 RECOMMENDED = compose(
     CASES["aliases"][0],
     CASES["params"][0],
-    CASES["drop"][0],
+    # Escape codes can hide a tool's mention from DropTools: strip them first.
     CASES["strip-all"][0],
+    CASES["drop"][0],
     CASES["stream-usage"][0],
     CASES["cache-1h"][0],
 )

@@ -14,10 +14,10 @@ import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypedDict
 
-import anyio
 import httpx
 from typing_extensions import Self, Unpack
 
@@ -27,22 +27,20 @@ from .._adapter import (
     CredentialCheck,
 )
 from .._exceptions import (
-    ClientDisconnected,
     ClientNotAuthorized,
     MethodNotAllowed,
     ProviderNotFound,
     ProxyError,
-    UpstreamStreamError,
     WebSocketNotRelayed,
 )
 from .._json import dumps
 from .._scrub import install_log_filter
 from ..adapters import ProviderAdapter
 from ..dialects import DEFAULT as OWN_FORMAT
+from ..dialects import Dialect
 from ..guards import Guards
-from ..observe import EventDispatcher, EventSink, JsonLogSink, PrometheusMetrics, RequestRecord
+from ..observe import EventDispatcher, EventSink, JsonLogSink, PrometheusMetrics
 from ..policy import (
-    REQUEST_ID,
     RawHeaders,
     header_value,
     path_below_mount,
@@ -54,7 +52,9 @@ from ..transports import DEFAULT_LIMITS, DEFAULT_TIMEOUT, SharedTransport, defau
 from ..types import ASGIApp, Receive, Scope, Send
 from ._catalog import DEFAULT_MODELS_TTL, ModelCatalog, handle_models_route
 from ._cors import CORS, CORSMiddleware
-from ._forward import Forwarder, extra_headers
+from ._forward import Forwarder
+from ._heads import content_head, send_error, send_whole
+from ._report import Arrival, Outcome, Report, event_of
 from ._validation import ValidationMode, validate_all
 
 logger = logging.getLogger("provider_proxy")
@@ -75,7 +75,7 @@ DEFAULT_MAX_BODY_SIZE = 32 * 1024 * 1024
 #: Names under the mount point that the proxy answers itself.
 RESERVED_NAMES = frozenset({"health", "status", "metrics", "v1"})
 
-_JSON_HEADERS = [(b"content-type", b"application/json")]
+_JSON = b"application/json"
 
 #: The ASGI extension that lets an app answer a WebSocket handshake with HTTP.
 _WS_HTTP_RESPONSE = "websocket.http.response"
@@ -347,112 +347,133 @@ class ProxyApp:
         """
         if (await receive())["type"] != "websocket.connect":
             return  # gone before the handshake reached the app
-        record = RequestRecord(request_id_from(scope["headers"]), "GET", "")
-        adapter, rest = self._route(scope, record)
-        error = _websocket_refused()
-        record.status, record.error_kind = error.status_code, error.kind
+        arrival = Arrival(request_id_from(scope["headers"]), "GET")
         try:
-            if _WS_HTTP_RESPONSE in (scope.get("extensions") or {}):
-                await self._send_error(send, adapter, error, record, rest, _WS_HTTP_RESPONSE)
-            else:
-                record.status = 403  # what the server answers a close before accepting
-                await send({"type": "websocket.close", "code": 1008})
-        finally:
-            self._by_status[record.status] += 1
-            if self._dispatcher.sinks and (self._other_sinks or self._events_wanted()):
-                self._dispatcher.emit(record.event())
-
-    def _route(self, scope: Scope, record: RequestRecord) -> tuple[ProviderAdapter | None, bytes]:
-        """The adapter and the path below it, for a request refused before routing."""
-        try:
-            name, rest = split_provider(path_below_mount(scope))
+            target = self._route(scope)
         except ProxyError:
-            return None, b""
+            target = _Target(None, "", b"", "")
+        error = _websocket_refused()
+        if _WS_HTTP_RESPONSE in (scope.get("extensions") or {}):
+            dialect = self._dialect(target.adapter, target.path)
+            size = await send_error(
+                send, dialect, error, arrival.request_id, message=_WS_HTTP_RESPONSE
+            )
+            outcome = Outcome.refused(error, size, None)
+        else:
+            await send({"type": "websocket.close", "code": 1008})
+            # what the server answers a close before accepting
+            outcome = Outcome(403, error_kind=error.kind)
+        self._finish(arrival, Report(outcome, target.provider, target.path))
+
+    def _route(self, scope: Scope) -> _Target:
+        """The adapter the path names (if any), and the path for the event and errors.
+
+        :raises PathRefused: a path below the mount that cannot be routed.
+        """
+        name, rest = split_provider(path_below_mount(scope))
         adapter = self._adapters.get(name)
-        _note_route(record, adapter, name, rest)
-        return adapter, rest
+        text = rest.decode("ascii", "replace")
+        if adapter is None:
+            return _Target(None, name, rest, f"/{name}{text}")
+        return _Target(adapter, name, rest, text)
+
+    def _dialect(self, adapter: ProviderAdapter | None, path: str) -> Dialect:
+        """The API format of ``path`` below ``adapter``; the default for the proxy's own."""
+        if adapter is None:
+            return OWN_FORMAT
+        return adapter.dialect_for(path.partition("?")[0])
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        record = RequestRecord(request_id_from(scope["headers"]), scope["method"], "")
-        adapter: ProviderAdapter | None = None
-        rest = b""
-        metrics = self._metrics
+        arrival = Arrival(request_id_from(scope["headers"]), scope["method"])
         self._in_flight += 1
+        target = _Target(None, "", b"", "")
+        report: Report | None = None
         try:
-            name, rest = split_provider(path_below_mount(scope))
-            adapter = self._adapters.get(name)
-            if _asks_websocket(scope["headers"]):
-                _note_route(record, adapter, name, rest)
-                raise _websocket_refused()
-            if adapter is not None:
-                record.provider = name
-                if metrics is not None:
-                    metrics.track_start(name)
-                try:
-                    await self._forwarder(scope, receive, send, adapter, rest, record)
-                finally:
-                    if metrics is not None:
-                        metrics.track_end(name)
-            else:
-                record.path = f"/{name}{rest.decode('ascii', 'replace')}"
-                await self._own_endpoint(scope, send, name, rest, record)
-        except ProxyError as error:
-            record.status, record.error_kind = error.status_code, error.kind
-            await self._send_error(send, adapter, error, record, rest)
-        except ClientDisconnected:
-            record.status, record.error_kind = 499, "client_disconnected"
-            logger.debug("client went away before the answer (request %s)", record.request_id)
-        except UpstreamStreamError:
-            record.error_kind = "upstream_stream_error"
-            raise
+            try:
+                target = self._route(scope)
+                if _asks_websocket(scope["headers"]):
+                    raise _websocket_refused()
+                if target.adapter is not None:
+                    report = await self._forward(scope, receive, send, target, arrival)
+                else:
+                    report = await self._own_endpoint(scope, send, target, arrival)
+            except ProxyError as error:
+                overhead = self._forwarder.overhead(arrival)
+                dialect = self._dialect(target.adapter, target.path)
+                size = await send_error(send, dialect, error, arrival.request_id, overhead=overhead)
+                report = Report(Outcome.refused(error, size, None), target.provider, target.path)
         finally:
             self._in_flight -= 1
-            self._by_status[record.status] += 1
-            if record.admission is not None:
-                with anyio.CancelScope(shield=True):
-                    try:
-                        await record.admission.finish(record.usage, record.request_bytes)
-                    except Exception:
-                        logger.exception("could not settle the limits of %s", record.request_id)
-            if self._dispatcher.sinks and (self._other_sinks or self._events_wanted()):
-                self._dispatcher.emit(record.event())
+            if report is not None:
+                self._finish(arrival, report)
+        if report.outcome.abort is not None:
+            raise report.outcome.abort  # the server aborts the connection
+
+    async def _forward(
+        self, scope: Scope, receive: Receive, send: Send, target: _Target, arrival: Arrival
+    ) -> Report:
+        adapter = target.adapter
+        assert adapter is not None
+        metrics = self._metrics
+        if metrics is not None:
+            metrics.track_start(target.name)
+        try:
+            return await self._forwarder.forward(
+                scope, receive, send, adapter, target.rest, arrival
+            )
+        finally:
+            if metrics is not None:
+                metrics.track_end(target.name)
+
+    def _finish(self, arrival: Arrival, report: Report) -> None:
+        """Count the answer and hand its event to the sinks."""
+        self._by_status[report.outcome.status] += 1
+        if self._dispatcher.sinks and (self._other_sinks or self._events_wanted()):
+            self._dispatcher.emit(event_of(arrival, report))
 
     # -- the proxy's own endpoints --------------------------------------------------
 
     async def _own_endpoint(
-        self, scope: Scope, send: Send, name: str, rest: bytes, record: RequestRecord
-    ) -> None:
+        self, scope: Scope, send: Send, target: _Target, arrival: Arrival
+    ) -> Report:
+        name, rest = target.name, target.rest
         method = scope["method"]
+        identity: str | None = None
         if self._guards is not None and name in _GUARDED_ENDPOINTS:
             # The catalog asks providers with their keys, and status pages name
             # the setup: the same clients as the providers' routes, not anyone.
-            record.identity = await self._guards.identify(scope)
+            identity = await self._guards.identify(scope)
+        content_type = _JSON
         if name == "v1" and rest.startswith(b"/models"):
-            payload = await handle_models_route(
-                self.catalog, method, rest.decode("ascii"), scope.get("query_string", b"")
+            content = dumps(
+                await handle_models_route(
+                    self.catalog, method, rest.decode("ascii"), scope.get("query_string", b"")
+                )
             )
-            await self._send_json(send, 200, payload, record)
-            return
-        if name in ("health", "status", "metrics") and rest in (b"", b"/"):
+        elif name in ("health", "status", "metrics") and rest in (b"", b"/"):
             if method not in ("GET", "HEAD"):
                 raise MethodNotAllowed(f"The {name} endpoint answers GET only.")
             if name == "health":
-                await self._send_json(send, 200, await self._health_for(scope, record), record)
-                return
-            if name == "status":
-                await self._send_json(send, 200, await self._status(), record)
-                return
-            if self._metrics is not None:
-                content, content_type = self._metrics.render()
-                await _send(send, 200, content, content_type.encode("latin-1"), record)
-                return
-            raise ProviderNotFound(
-                "Metrics are not enabled; pass metrics=True to make_asgi_app (needs the "
-                "prometheus extra)."
-            )
-        mounted = ", ".join(self._adapters) or "none"
-        what = f"No provider named {name!r}" if name else "No provider in the path"
-        raise ProviderNotFound(f"{what}; the mounted providers are: {mounted}.")
+                health, identity = await self._health_for(scope)
+                content = dumps(health)
+            elif name == "status":
+                content = dumps(await self._status())
+            elif self._metrics is not None:
+                content, text_type = self._metrics.render()
+                content_type = text_type.encode("latin-1")
+            else:
+                raise ProviderNotFound(
+                    "Metrics are not enabled; pass metrics=True to make_asgi_app (needs the "
+                    "prometheus extra)."
+                )
+        else:
+            mounted = ", ".join(self._adapters) or "none"
+            what = f"No provider named {name!r}" if name else "No provider in the path"
+            raise ProviderNotFound(f"{what}; the mounted providers are: {mounted}.")
+        head = content_head(content_type, len(content), arrival.request_id)
+        await send_whole(send, 200, head, content)
+        outcome = Outcome(200, response_bytes=len(content))
+        return Report(outcome, None, target.path, identity=identity)
 
     def _providers(self) -> dict[str, dict[str, Any]]:
         providers: dict[str, dict[str, Any]] = {}
@@ -482,18 +503,18 @@ class ProxyApp:
         status = "ok" if any(p["enabled"] for p in providers.values()) else "unconfigured"
         return {"status": status, "providers": providers}
 
-    async def _health_for(self, scope: Scope, record: RequestRecord) -> dict[str, Any]:
+    async def _health_for(self, scope: Scope) -> tuple[dict[str, Any], str | None]:
         """``/health``: open to all, but the setup (base URLs, checks) only to known clients."""
         health = self._health()
         if self._guards is None:
-            return health
+            return health, None
         try:
-            record.identity = await self._guards.identify(scope)
+            return health, await self._guards.identify(scope)
         except ClientNotAuthorized:
             health["providers"] = {
                 name: {"enabled": entry["enabled"]} for name, entry in health["providers"].items()
             }
-        return health
+        return health, None
 
     async def _status(self) -> dict[str, Any]:
         return {
@@ -509,58 +530,20 @@ class ProxyApp:
             },
         }
 
-    async def _send_error(
-        self,
-        send: Send,
-        adapter: ProviderAdapter | None,
-        error: ProxyError,
-        record: RequestRecord,
-        path: bytes,
-        message: str = "http.response",
-    ) -> None:
-        """``error`` in the format of the API at ``path`` (the default one for the proxy's own).
 
-        ``message`` is the ASGI message type: ``websocket.http.response`` answers
-        a WebSocket handshake.
-        """
-        request_id = record.request_id
-        dialect = OWN_FORMAT
-        if adapter is not None:
-            dialect = adapter.dialect_for(path.partition(b"?")[0].decode("ascii", "replace"))
-        content = dialect.error_body(error, request_id)
-        headers: RawHeaders = [
-            *_JSON_HEADERS,
-            (b"content-length", str(len(content)).encode("ascii")),
-            (REQUEST_ID, request_id.encode("ascii")),
-            # Read by the official SDKs to decide whether to retry.
-            (b"x-should-retry", b"true" if error.retryable else b"false"),
-            *extra_headers(record, self._forwarder.overhead_header),
-            *[
-                (name.lower().encode("latin-1"), value.encode("latin-1"))
-                for name, value in error.headers.items()
-            ],
-        ]
-        await send({"type": f"{message}.start", "status": error.status_code, "headers": headers})
-        await send({"type": f"{message}.body", "body": content, "more_body": False})
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """What the path below the mount names: an adapter, or one of the proxy's own endpoints."""
 
-    async def _send_json(
-        self, send: Send, status: int, payload: Any, record: RequestRecord
-    ) -> None:
-        await _send(send, status, dumps(payload), b"application/json", record)
+    adapter: ProviderAdapter | None
+    name: str
+    rest: bytes
+    #: The path as events name it: below the provider, or with the endpoint's name.
+    path: str
 
-
-async def _send(
-    send: Send, status: int, content: bytes, content_type: bytes, record: RequestRecord
-) -> None:
-    record.status = status
-    headers: RawHeaders = [
-        (b"content-type", content_type),
-        (b"content-length", str(len(content)).encode("ascii")),
-        (REQUEST_ID, record.request_id.encode("ascii")),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": content, "more_body": False})
-    record.response_bytes = len(content)
+    @property
+    def provider(self) -> str | None:
+        return None if self.adapter is None else self.name
 
 
 def _asks_websocket(headers: RawHeaders) -> bool:
@@ -575,17 +558,6 @@ def _websocket_refused() -> WebSocketNotRelayed:
         "The proxy does not relay WebSockets; send the same request over HTTP "
         "(streaming with server-sent events)."
     )
-
-
-def _note_route(
-    record: RequestRecord, adapter: ProviderAdapter | None, name: str, rest: bytes
-) -> None:
-    """Name the route in the event of a request answered before it was forwarded."""
-    if adapter is not None:
-        record.provider = name
-        record.path = rest.decode("ascii", "replace")
-    else:
-        record.path = f"/{name}{rest.decode('ascii', 'replace')}"
 
 
 def make_asgi_app(adapters: Sequence[ProviderAdapter], **options: Unpack[ProxyOptions]) -> ProxyApp:

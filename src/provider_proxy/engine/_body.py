@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
 from .._exceptions import BodyTooLarge, ClientDisconnected
-from ..policy import RawHeaders
 from ..types import Message, Receive
 
 #: How far the watch reads ahead of an upload that is moving: about what
@@ -197,7 +196,7 @@ def declared_length(value: bytes | None) -> int | None:
     return int(value)
 
 
-def declared_body_length(headers: RawHeaders) -> int | None:
+def declared_body_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
     """The length the client declared, ignored beside ``Transfer-Encoding`` (RFC 9112 6.3).
 
     A server that passes both on (h11 does) reads the chunked framing; sending the

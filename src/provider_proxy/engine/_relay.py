@@ -16,9 +16,19 @@ from .._exceptions import UpstreamStreamError
 from ..types import Send
 
 if TYPE_CHECKING:
-    from ..observe import RequestRecord, UsageTap
+    from ..observe import UsageTap
 
 logger = logging.getLogger("provider_proxy")
+
+
+class Progress:
+    """How far the relay got: when its first body byte went out, and how many bytes."""
+
+    __slots__ = ("first_byte_at", "response_bytes")
+
+    def __init__(self) -> None:
+        self.first_byte_at: float | None = None
+        self.response_bytes = 0
 
 
 async def relay_response(
@@ -28,12 +38,12 @@ async def relay_response(
     *,
     provider: str,
     request_id: str,
-    record: RequestRecord | None = None,
+    progress: Progress | None = None,
     tap: UsageTap | None = None,
 ) -> None:
     """Relay ``response`` to the client; the caller closes ``response``.
 
-    ``record`` gets the time of the first body byte and the byte count; ``tap``
+    ``progress`` gets the time of the first body byte and the byte count; ``tap``
     reads a copy of each chunk after it was sent, so it never holds one back.
 
     A transport failure after the status line went out cannot become an error
@@ -46,10 +56,10 @@ async def relay_response(
         async for chunk in stream:
             if chunk:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                if record is not None:
-                    if record.first_byte_at is None:
-                        record.first_byte_at = time.perf_counter()
-                    record.response_bytes += len(chunk)
+                if progress is not None:
+                    if progress.first_byte_at is None:
+                        progress.first_byte_at = time.perf_counter()
+                    progress.response_bytes += len(chunk)
                 if tap is not None:
                     tap.feed(chunk)
     except httpx.TransportError as exc:

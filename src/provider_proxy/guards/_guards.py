@@ -171,7 +171,12 @@ UNIDENTIFIED: Final = Unidentified.TOKEN
 
 @dataclass
 class Admission:
-    """A request let through: who it is, its limit headers, what it holds."""
+    """A request let through: who it is, its limit headers, what it holds.
+
+    Hold it around the exchange (``async with admission:``): leaving settles it,
+    whatever happened, with what :meth:`charge` last recorded: slots released,
+    tokens (and undeclared bytes) charged.
+    """
 
     identity: str | None
     headers: Mapping[str, str]
@@ -182,6 +187,22 @@ class Admission:
     _leases: list[tuple[str, str]] = field(default_factory=list, repr=False)
     _declared_bytes: bool = False
     _finished: bool = False
+    _usage: Usage | None = field(default=None, repr=False)
+    _request_bytes: int = field(default=0, repr=False)
+
+    def charge(self, usage: Usage | None, request_bytes: int) -> None:
+        """What the request used, settled when the admission is left."""
+        self._usage, self._request_bytes = usage, request_bytes
+
+    async def __aenter__(self) -> Admission:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        with anyio.CancelScope(shield=True):  # a client that left still pays and frees
+            try:
+                await self.finish(self._usage, self._request_bytes)
+            except Exception:
+                logger.exception("could not settle the limits of a request")
 
     async def finish(self, usage: Usage | None, request_bytes: int) -> None:
         """Release the concurrency slots and charge tokens (and undeclared bytes)."""

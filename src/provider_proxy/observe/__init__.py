@@ -1,6 +1,6 @@
 """Observation: events, sinks, metrics, the SSE parser and the usage tap."""
 
-from ._events import EventSink, ProxyEvent, RequestRecord
+from ._events import EventSink, ProxyEvent
 from ._metrics import PrometheusMetrics
 from ._sinks import EventDispatcher, JsonLogSink, NdjsonUsageSink
 from ._usage_tap import UsageTap
@@ -12,6 +12,5 @@ __all__ = [
     "NdjsonUsageSink",
     "PrometheusMetrics",
     "ProxyEvent",
-    "RequestRecord",
     "UsageTap",
 ]

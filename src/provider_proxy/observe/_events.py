@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from .._adapter import Usage
 
@@ -51,91 +49,3 @@ class ProxyEvent:
 
 #: Receives each event after its response is done; may be a coroutine function.
 EventSink = Callable[[ProxyEvent], "Awaitable[None] | None"]
-
-
-class RequestRecord:
-    """What the engine learns about one request as it goes; :meth:`event` freezes it.
-
-    Times are :func:`time.perf_counter` readings, turned into durations from
-    ``start`` when the event is made.
-    """
-
-    __slots__ = (
-        "admission",
-        "error_kind",
-        "first_byte_at",
-        "headers_at",
-        "identity",
-        "method",
-        "model",
-        "path",
-        "provider",
-        "request_bytes",
-        "request_id",
-        "response_bytes",
-        "response_headers",
-        "sent_at",
-        "start",
-        "started_at",
-        "status",
-        "streamed",
-        "upstream_status",
-        "usage",
-    )
-
-    def __init__(self, request_id: str, method: str, path: str) -> None:
-        self.start = time.perf_counter()
-        self.started_at = time.time()
-        self.request_id = request_id
-        self.method = method
-        self.path = path
-        self.provider: str | None = None
-        self.model: str | None = None
-        self.identity: str | None = None
-        self.status = 500
-        self.upstream_status: int | None = None
-        self.error_kind: str | None = None
-        self.streamed = False
-        #: When the upstream request was handed to the transport.
-        self.sent_at: float | None = None
-        self.headers_at: float | None = None
-        self.first_byte_at: float | None = None
-        self.request_bytes = 0
-        self.response_bytes = 0
-        self.usage: Usage | None = None
-        #: The guards' admission, finished when the request is done.
-        self.admission: Any = None
-        #: Headers every answer to this request carries (``X-RateLimit-*``).
-        self.response_headers: Mapping[str, str] = {}
-
-    def overhead(self, now: float) -> float:
-        """The proxy's own time: all of it before the upstream request went out."""
-        return (self.sent_at if self.sent_at is not None else now) - self.start
-
-    def event(self) -> ProxyEvent:
-        now = time.perf_counter()
-        start = self.start
-
-        def since(moment: float | None) -> float | None:
-            return None if moment is None else moment - start
-
-        return ProxyEvent(
-            request_id=self.request_id,
-            provider=self.provider,
-            method=self.method,
-            path=self.path,
-            model=self.model,
-            identity=self.identity,
-            status=self.status,
-            upstream_status=self.upstream_status,
-            error_kind=self.error_kind,
-            streamed=self.streamed,
-            started_at=self.started_at,
-            time_to_headers=since(self.headers_at),
-            time_to_first_byte=since(self.first_byte_at),
-            duration=now - start,
-            overhead=self.overhead(now),
-            request_bytes=self.request_bytes,
-            response_bytes=self.response_bytes,
-            usage=self.usage,
-        )

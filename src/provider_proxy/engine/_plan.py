@@ -1,0 +1,53 @@
+"""The plan of one forwarded request: where it goes, in which format, on whose behalf.
+
+:class:`Route` holds what the path alone decides (the adapter, its dialect, the
+confined path); :class:`Plan` adds what the guards and the body decided (the
+identity, the model served, the limit headers) and the prebuilt upstream
+request. Both are frozen: the exchange reads a plan and returns an
+:class:`~provider_proxy.engine._report.Outcome`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from .._adapter import RequestContext
+from ..adapters import ProviderAdapter
+from ..dialects import Dialect
+from ..policy import RawHeaders
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A request's provider, path and API format, checked: configured, confined, allowed."""
+
+    adapter: ProviderAdapter
+    dialect: Dialect
+    method: str
+    #: The path below the provider's name, confined, still percent-encoded.
+    path: str
+    #: The context transforms and the adapter see (without an identity yet).
+    context: RequestContext
+
+    @property
+    def provider(self) -> str:
+        return self.adapter.name
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Everything the exchange needs, decided before a byte goes upstream."""
+
+    route: Route
+    request: httpx.Request
+    #: The model served: the path's, else the (transformed) body's; ``None`` when unread.
+    model: str | None
+    identity: str | None
+    #: The guards' ``X-RateLimit-*`` headers, for every answer to this request.
+    limits: RawHeaders
+
+    @property
+    def request_id(self) -> str:
+        return self.route.context.request_id

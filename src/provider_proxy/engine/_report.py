@@ -1,0 +1,106 @@
+"""What one request did, as frozen facts: its arrival, the exchange's outcome, the report.
+
+The engine writes no record as it goes: the app notes the :class:`Arrival`,
+the forwarder returns a :class:`Report` (the route's facts and the
+:class:`Outcome` of the exchange), and :func:`event_of` turns the two into the
+request's one :class:`~provider_proxy.ProxyEvent`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from .._adapter import Usage
+from .._exceptions import ProxyError, UpstreamStreamError
+from ..observe import ProxyEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """A request as it arrived: its id, method and when (``perf_counter`` and epoch)."""
+
+    request_id: str
+    method: str
+    start: float = field(default_factory=time.perf_counter)
+    started_at: float = field(default_factory=time.time)
+
+    def since(self, moment: float | None) -> float | None:
+        """Seconds from arrival to ``moment`` (a ``perf_counter`` reading), if any."""
+        return None if moment is None else moment - self.start
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How the answer went: its status, timings (``perf_counter``), bytes and usage."""
+
+    status: int
+    upstream_status: int | None = None
+    #: The proxy's error kind, ``"client_disconnected"`` or ``"upstream_stream_error"``.
+    error_kind: str | None = None
+    streamed: bool = False
+    #: When the upstream request was handed to the transport.
+    sent_at: float | None = None
+    headers_at: float | None = None
+    first_byte_at: float | None = None
+    response_bytes: int = 0
+    usage: Usage | None = None
+    #: The model the answer named (when the request did not say).
+    model: str | None = None
+    #: The failure to raise to the server once the event is out: the answer had
+    #: started, so the connection must be aborted rather than ended cleanly.
+    abort: UpstreamStreamError | None = None
+
+    @classmethod
+    def refused(cls, error: ProxyError, response_bytes: int, sent_at: float | None) -> Outcome:
+        """The proxy answered ``error`` itself."""
+        return cls(
+            error.status_code, error_kind=error.kind, response_bytes=response_bytes, sent_at=sent_at
+        )
+
+    @classmethod
+    def client_left(cls, sent_at: float | None = None) -> Outcome:
+        """The client went away before any answer (499, nginx's code for it)."""
+        return cls(499, error_kind="client_disconnected", sent_at=sent_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """What the engine knows of a request once it is answered."""
+
+    outcome: Outcome
+    #: The adapter name, or ``None`` for the proxy's own endpoints and unknown providers.
+    provider: str | None = None
+    #: The path below the provider's name, without the query.
+    path: str = ""
+    #: The model the request named (after transforms), else ``None``.
+    model: str | None = None
+    identity: str | None = None
+    request_bytes: int = 0
+
+
+def event_of(arrival: Arrival, report: Report) -> ProxyEvent:
+    """The request's one event: built here, from its arrival and its report."""
+    now = time.perf_counter()
+    outcome = report.outcome
+    sent = outcome.sent_at if outcome.sent_at is not None else now
+    return ProxyEvent(
+        request_id=arrival.request_id,
+        provider=report.provider,
+        method=arrival.method,
+        path=report.path,
+        model=report.model or outcome.model,
+        identity=report.identity,
+        status=outcome.status,
+        upstream_status=outcome.upstream_status,
+        error_kind=outcome.error_kind,
+        streamed=outcome.streamed,
+        started_at=arrival.started_at,
+        time_to_headers=arrival.since(outcome.headers_at),
+        time_to_first_byte=arrival.since(outcome.first_byte_at),
+        duration=now - arrival.start,
+        overhead=sent - arrival.start,
+        request_bytes=report.request_bytes,
+        response_bytes=outcome.response_bytes,
+        usage=outcome.usage,
+    )

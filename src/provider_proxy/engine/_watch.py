@@ -1,0 +1,104 @@
+"""The disconnect watch: the exchange is cancelled the moment the client goes away.
+
+ASGI tells only the caller of ``receive`` that the client left, so during the
+exchange the watch is ``receive``'s one caller, during the upload too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from .._exceptions import BodyTooLarge, ClientDisconnected, ProxyError
+from ..types import Receive
+from ._body import RequestBody
+
+logger = logging.getLogger("provider_proxy")
+
+
+class DisconnectWatch:
+    """Cancels the forwarding task when the client goes away (or its body fails) mid-exchange.
+
+    ASGI tells only the caller of ``receive`` that the client left, so the watch is
+    its one caller during the exchange: a streamed body it reads ahead of the
+    upload (:meth:`RequestBody.read_ahead`), since an upload blocked on a write to
+    a provider that stopped reading calls nothing; then it waits for
+    ``http.disconnect``. One small task, plain asyncio rather than a task group:
+    this runs for every request, and the exchange's own task does the work.
+
+    Use it as a context manager around the exchange: leaving it stops the watch.
+    """
+
+    __slots__ = ("_body", "_task", "_watcher", "active", "disconnected", "fired", "reason")
+
+    def __init__(self, body: RequestBody, receive: Receive) -> None:
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - ASGI servers run apps in tasks
+            raise RuntimeError("the proxy needs to run in an asyncio task")
+        self._task = task
+        self._body = body
+        self.active = True
+        #: A cancellation was requested and not yet taken back.
+        self.fired = False
+        #: The client went away while the exchange ran.
+        self.disconnected = False
+        #: Why the watch cancelled the exchange: the client left, or its body is too large.
+        self.reason: ProxyError | ClientDisconnected | None = None
+        ahead = body.more
+        if ahead:
+            body.hand_over()  # before the transport can ask for the next chunk
+        self._watcher = task.get_loop().create_task(self._watch(receive, ahead=ahead))
+
+    async def _watch(self, receive: Receive, *, ahead: bool) -> None:
+        try:
+            if ahead:
+                await self._body.read_ahead()
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            self.reason = ClientDisconnected()
+        except (ClientDisconnected, BodyTooLarge) as exc:
+            self.reason = exc
+        except Exception:  # a server that fails here cannot tell us anything more
+            logger.debug("receive() failed while watching for a disconnect", exc_info=True)
+            return
+        if self.active:
+            self.fired = True
+            self._task.cancel()
+
+    def __enter__(self) -> DisconnectWatch:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """The exchange is over (or closing): a disconnect no longer cancels it."""
+        if self.active:
+            self.active = False
+            self._watcher.cancel()
+            self._body.take_back()
+
+    def absorb(self) -> bool:
+        """Whether a :class:`asyncio.CancelledError` was this watch's own, and is now spent."""
+        if not self.fired:
+            return False
+        self._spend()
+        return _uncancel(self._task) == 0
+
+    def settle(self) -> None:
+        """Take back a cancellation that fired but that the exchange swallowed."""
+        if self.fired:
+            self._spend()
+            _uncancel(self._task)
+
+    def _spend(self) -> None:
+        self.fired = False
+        self.disconnected = isinstance(self.reason, ClientDisconnected)
+
+
+def _uncancel(task: asyncio.Task[Any]) -> int:
+    """``task.uncancel()`` (Python 3.11+); 3.10 keeps no count, so nothing is pending."""
+    uncancel: Callable[[], int] | None = getattr(task, "uncancel", None)
+    return 0 if uncancel is None else uncancel()
