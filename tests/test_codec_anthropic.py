@@ -326,7 +326,8 @@ def test_tool_call_ids_map_to_valid_anthropic_ids(canonical: str, anthropic: str
 @given(st.text())
 def test_tool_call_id_mapping_is_a_valid_bijection(call_id: str) -> None:
     mapped = codec.to_anthropic_id(call_id)
-    assert mapped and all(c.isascii() and (c.isalnum() or c in "_-") for c in mapped)
+    assert mapped
+    assert all(c.isascii() and (c.isalnum() or c in "_-") for c in mapped)
     assert codec.from_anthropic_id(mapped) == call_id
     assert codec.to_anthropic_id(call_id) == mapped
 
@@ -576,7 +577,8 @@ def test_the_golden_stream_translated_to_openai_chat_is_valid_for_the_openai_sdk
     ]
     assert finishes == ["tool_calls"]
     usage = chunks[-1].usage
-    assert chunks[-1].choices == [] and usage is not None
+    assert chunks[-1].choices == []
+    assert usage is not None
     assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (2620, 189, 2809)
     assert usage.prompt_tokens_details is not None
     assert usage.prompt_tokens_details.cached_tokens == 2048

@@ -204,9 +204,9 @@ def _decode_stop(value: Any) -> tuple[str, ...]:
 
 def _decode_tool(value: Any, where: str) -> Tool:
     raw = u.obj(value, where)
-    u.only(raw, ("type", "function"), where)
     if raw.get("type", "function") != "function":
         raise Unsupported(f"{where}.type", "only function tools translate")
+    u.only(raw, ("type", "function"), where)
     function = u.obj(raw.get("function"), f"{where}.function")
     u.only(function, ("name", "description", "parameters", "strict"), f"{where}.function")
     parameters = function.get("parameters")
