@@ -5,10 +5,11 @@ are, its error body, its usage reader and the headers its clients send keys
 in. Adapters say which dialect each of their paths speaks.
 """
 
+from . import canonical
 from ._base import BaseDialect, Dialect
-from .anthropic_messages import AnthropicMessages
+from .anthropic_messages import AnthropicMessages, AnthropicMessagesCodec
 from .gemini import Gemini
-from .openai_chat import OpenAIChat
+from .openai_chat import OpenAIChat, OpenAIChatCodec
 from .openai_responses import OpenAIResponses
 
 #: The built-in dialects, one instance each.
@@ -47,9 +48,12 @@ __all__ = [
     "KEY_PARAMS",
     "PRIVATE_HEADERS",
     "AnthropicMessages",
+    "AnthropicMessagesCodec",
     "BaseDialect",
     "Dialect",
     "Gemini",
     "OpenAIChat",
+    "OpenAIChatCodec",
     "OpenAIResponses",
+    "canonical",
 ]

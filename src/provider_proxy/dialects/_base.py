@@ -13,12 +13,15 @@ Dialects are pure: functions of a path or a parsed JSON payload, no I/O.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 from urllib.parse import unquote
 
 from .._adapter import JSON, Usage
 from .._exceptions import ProxyError
 from .._json import dumps
+
+if TYPE_CHECKING:
+    from .canonical import Codec
 
 
 @runtime_checkable
@@ -87,6 +90,8 @@ class BaseDialect:
     account_headers: ClassVar[frozenset[bytes]] = frozenset()
     client_headers: ClassVar[tuple[str, ...]] = ()
     usage_hints: ClassVar[tuple[str, str] | None] = None
+    #: The translation to and from the canonical form, for the gateway; ``None``: none.
+    codec: ClassVar[Codec | None] = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

@@ -7,7 +7,10 @@ from typing import Any, ClassVar
 from .._adapter import JSON, Usage
 from .._exceptions import ProxyError
 from .._json import dumps
+from . import _anthropic_codec as _codec
+from ._anthropic_stream import StreamDecoder, StreamEncoder
 from ._base import BaseDialect, get, int_count, route, top_level_model, usage
+from .canonical import Codec, FidelityTable, Request, Response, StreamError
 
 # Anthropic's error types by status (https://docs.anthropic.com/en/api/errors).
 ERROR_TYPES = {
@@ -51,6 +54,37 @@ def anthropic_usage(payload: Any) -> Usage | None:
     return usage(total_input, int_count(counts.get("output_tokens")), read, written)
 
 
+class AnthropicMessagesCodec:
+    """Anthropic Messages ⇄ canonical (see :mod:`provider_proxy.dialects._anthropic_codec`)."""
+
+    request_fields: FidelityTable = _codec.REQUEST_FIELDS
+    encode_fields: FidelityTable = _codec.ENCODE_FIELDS
+
+    def decode_request(self, body: Any) -> tuple[Request, tuple[str, ...]]:
+        return _codec.decode_request(body)
+
+    def encode_request(self, request: Request) -> dict[str, Any]:
+        return _codec.encode_request(request)
+
+    def decode_response(self, body: Any) -> Response:
+        return _codec.decode_response(body)
+
+    def encode_response(self, response: Response) -> dict[str, Any]:
+        return _codec.encode_response(response)
+
+    def stream_decoder(self) -> StreamDecoder:
+        return StreamDecoder()
+
+    def stream_encoder(self, request: Request) -> StreamEncoder:
+        return StreamEncoder()
+
+    def encode_error(self, status: int, kind: str, message: str) -> tuple[int, dict[str, Any]]:
+        return _codec.encode_error(status, kind, message)
+
+    def decode_error(self, status: int, body: Any) -> StreamError:
+        return _codec.decode_error(status, body)
+
+
 class AnthropicMessages(BaseDialect):
     """Anthropic Messages: ``x-api-key`` (or a bearer token), ``{"type": "error", ...}`` errors."""
 
@@ -58,6 +92,8 @@ class AnthropicMessages(BaseDialect):
     credential_headers: ClassVar[frozenset[bytes]] = frozenset({b"x-api-key", b"authorization"})
     client_headers: ClassVar[tuple[str, ...]] = ("anthropic-version", "anthropic-beta")
     usage_hints: ClassVar[tuple[str, str] | None] = ("usage", "model")
+    #: The gateway's translation to and from the canonical form.
+    codec: ClassVar[Codec | None] = AnthropicMessagesCodec()
 
     def recognizes(self, path: str) -> bool:
         """``/v1/messages`` and everything below it, and ``/v1/complete``."""

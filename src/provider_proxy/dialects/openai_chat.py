@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from .._adapter import JSON, Usage
 from .._exceptions import ProxyError
+from . import _openai_chat_codec as _codec
 from ._base import (
     BaseDialect,
     get,
@@ -18,6 +19,8 @@ from ._base import (
     route,
     usage,
 )
+from ._openai_chat_stream import StreamDecoder, StreamEncoder
+from .canonical import Codec, FidelityTable, Request, Response, StreamError
 
 #: A substring of every key the OpenAI usage reader looks at.
 USAGE_HINT = "usage"
@@ -63,6 +66,44 @@ def openai_usage(payload: Any) -> Usage | None:
     return None
 
 
+class OpenAIChatCodec:
+    """OpenAI Chat Completions ⇄ canonical (see :mod:`provider_proxy.dialects._openai_chat_codec`).
+
+    :param created: the ``created`` time (Unix seconds) written in answers;
+        the caller's clock, since codecs read none.
+    """
+
+    request_fields: FidelityTable = _codec.REQUEST_FIELDS
+    encode_fields: FidelityTable = _codec.ENCODE_FIELDS
+
+    def __init__(self, created: int = 0) -> None:
+        self.created = created
+
+    def decode_request(self, body: Any) -> tuple[Request, tuple[str, ...]]:
+        return _codec.decode_request(body)
+
+    def encode_request(self, request: Request) -> dict[str, Any]:
+        return _codec.encode_request(request)
+
+    def decode_response(self, body: Any) -> Response:
+        return _codec.decode_response(body)
+
+    def encode_response(self, response: Response) -> dict[str, Any]:
+        return _codec.encode_response(response, self.created)
+
+    def stream_decoder(self) -> StreamDecoder:
+        return StreamDecoder()
+
+    def stream_encoder(self, request: Request) -> StreamEncoder:
+        return StreamEncoder(include_usage=request.stream_usage, created=self.created)
+
+    def encode_error(self, status: int, kind: str, message: str) -> tuple[int, dict[str, Any]]:
+        return _codec.encode_error(status, kind, message)
+
+    def decode_error(self, status: int, body: Any) -> StreamError:
+        return _codec.decode_error(status, body)
+
+
 class OpenAIChat(BaseDialect):
     """OpenAI Chat Completions (``/chat/completions``), completions and embeddings.
 
@@ -78,6 +119,8 @@ class OpenAIChat(BaseDialect):
     )
     client_headers: ClassVar[tuple[str, ...]] = ("x-stainless-*",)
     usage_hints: ClassVar[tuple[str, str] | None] = (USAGE_HINT, "model")
+    #: The gateway's translation to and from the canonical form.
+    codec: ClassVar[Codec | None] = OpenAIChatCodec()
 
     def recognizes(self, path: str) -> bool:
         return route(path).endswith(_SUFFIXES)

@@ -6,6 +6,7 @@ from typing import ClassVar
 
 from .._adapter import JSON
 from ._base import get, route, top_level_model
+from .canonical import Codec
 from .openai_chat import OpenAIChat
 
 
@@ -17,6 +18,8 @@ class OpenAIResponses(OpenAIChat):
     """
 
     name: ClassVar[str] = "openai-responses"
+    #: No translation yet: Chat's codec does not speak this format.
+    codec: ClassVar[Codec | None] = None
 
     def recognizes(self, path: str) -> bool:
         segments = route(path).split("/")

@@ -1,0 +1,602 @@
+"""The canonical form: one request, response and stream vocabulary between API formats.
+
+The gateway translates a client's format into these values and these values
+into the provider's format (:mod:`provider_proxy.dialects` owns each codec).
+Everything here is a frozen, slotted dataclass or an enum: plain data, no I/O.
+
+**Lossless or loud.** A decoder maps every field of a client's request, or
+raises :class:`Unsupported` naming a field that would change what the model
+does but cannot be carried, or drops a field that has no effect and returns
+its name. Each codec states the fate of every field in a fidelity table
+(:data:`Fidelity` values), which the docs are generated from and the tests
+check the codec against.
+
+::
+
+    ProxyError
+    └── BadRequest                   400
+        └── Unsupported              400  unsupported_field   (.field names it)
+    └── UntranslatableResponse       502  untranslatable_response (an unknown stop reason, ...)
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from .._adapter import Usage as ProxyUsage
+from .._exceptions import BadRequest, ProxyError
+
+# -- errors -----------------------------------------------------------------------------
+
+
+class Unsupported(BadRequest):
+    """A request field that changes what the model does and cannot be carried.
+
+    :param field: the field's path in the body it came from (``"n"``,
+        ``"messages[2].content[0].input_audio"``).
+    """
+
+    kind = "unsupported_field"
+
+    def __init__(self, field: str, reason: str = "") -> None:
+        message = f"The field {field!r} is not supported when translating this request"
+        super().__init__(f"{message}: {reason}" if reason else f"{message}.")
+        self.field = field
+
+
+class UntranslatableResponse(ProxyError):
+    """The provider answered something the client's format cannot say (502).
+
+    An unknown stop reason is one: it is never passed off as a plain "stop".
+    """
+
+    status_code = 502
+    kind = "untranslatable_response"
+
+
+class Fidelity(str, enum.Enum):
+    """What a codec does with one request field (a row of a fidelity table)."""
+
+    MAPPED = "mapped"
+    REFUSED = "refused"
+    DROPPED = "dropped (no effect)"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One row of a fidelity table: a field, its fate and, where it has one, the condition."""
+
+    fate: Fidelity
+    note: str = ""
+
+
+#: A fidelity table: field path -> its rule.
+FidelityTable = Mapping[str, Rule]
+
+
+# -- content ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CacheControl:
+    """A prompt-cache breakpoint (Anthropic's ``cache_control``), kept where a format has it."""
+
+    type: str = "ephemeral"
+    ttl: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """Plain text."""
+
+    text: str
+    cache_control: CacheControl | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """An image by ``url`` (http(s)), or inline as base64 ``data`` with its ``media_type``."""
+
+    url: str | None = None
+    data: str | None = None
+    media_type: str | None = None
+    cache_control: CacheControl | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A document: base64 ``data`` (a PDF) or plain ``text``, with ``media_type``; or a ``url``."""
+
+    media_type: str | None = None
+    data: str | None = None
+    text: str | None = None
+    url: str | None = None
+    title: str | None = None
+    cache_control: CacheControl | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """The model's call of a tool; ``arguments`` is the JSON text of the input object."""
+
+    id: str
+    name: str
+    arguments: str
+    cache_control: CacheControl | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """What a tool answered to the call ``call_id``."""
+
+    call_id: str
+    content: tuple[Text | Image | Document, ...]
+    is_error: bool = False
+    cache_control: CacheControl | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reasoning:
+    """The model's visible reasoning, with the provider's opaque ``signature`` when it gave one."""
+
+    text: str
+    signature: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RedactedReasoning:
+    """Reasoning the provider returned encrypted (``data``), to be sent back verbatim."""
+
+    data: str
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """The model's refusal to answer, as text."""
+
+    text: str
+
+
+Part = Text | Image | Document | ToolCall | ToolResult | Reasoning | RedactedReasoning | Refusal
+Role = Literal["user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One turn of the conversation (system prompts are :attr:`Request.system`)."""
+
+    role: Role
+    parts: tuple[Part, ...]
+
+
+# -- the request ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """A function the model may call; ``parameters`` is its JSON schema, passed intact."""
+
+    name: str
+    description: str | None = None
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    #: Arguments must match the schema exactly (OpenAI's and Anthropic's ``strict``).
+    strict: bool | None = None
+    cache_control: CacheControl | None = None
+
+
+ToolChoiceKind = Literal["auto", "none", "required", "tool"]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolChoice:
+    """Whether the model may, must not, or must call a tool (``"tool"``: the one ``name``d)."""
+
+    kind: ToolChoiceKind
+    name: str | None = None
+
+
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningConfig:
+    """How much the model should think: an ``effort`` level or a token ``budget``.
+
+    A decoder fills the one its format has; an encoder to the other converts
+    with the codec's documented table.
+    """
+
+    effort: ReasoningEffort | None = None
+    budget_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A generation request, format-neutral."""
+
+    model: str
+    messages: tuple[Message, ...]
+    system: tuple[Text, ...] = ()
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice | None = None
+    #: ``False``: at most one tool call per answer; ``None``: the provider's default.
+    parallel_tool_calls: bool | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    stream: bool = False
+    #: A streaming client asked to be told the usage (Anthropic's always are).
+    stream_usage: bool = False
+    #: An end-user id, for the provider's abuse monitoring.
+    user: str | None = None
+    reasoning: ReasoningConfig | None = None
+
+
+# -- the response -----------------------------------------------------------------------
+
+
+class FinishReason(str, enum.Enum):
+    """Why the model stopped."""
+
+    STOP = "stop"
+    LENGTH = "length"
+    TOOL_CALLS = "tool_calls"
+    CONTENT_FILTER = "content_filter"
+
+
+def _add(a: int | None, b: int | None) -> int | None:
+    return None if a is None and b is None else (a or 0) + (b or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts of one answer; ``None`` where the provider did not say.
+
+    ``input_tokens`` counts every prompt token, those read from and written to
+    a cache included; ``output_tokens`` every generated token, reasoning
+    included (``reasoning_tokens`` says how many of them). Conversions:
+
+    - OpenAI: ``prompt_tokens`` is ``input_tokens`` (it includes
+      ``prompt_tokens_details.cached_tokens``, the ``cache_read_tokens``);
+      ``completion_tokens`` is ``output_tokens``
+      (``completion_tokens_details.reasoning_tokens`` is ``reasoning_tokens``).
+    - Anthropic: ``input_tokens`` excludes cached tokens, so the canonical
+      ``input_tokens`` is ``input_tokens + cache_read_input_tokens +
+      cache_creation_input_tokens``; the latter two are ``cache_read_tokens``
+      and ``cache_write_tokens``.
+    """
+
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    reasoning_tokens: int | None = None
+
+    @property
+    def uncached_input_tokens(self) -> int | None:
+        """The prompt tokens neither read from nor written to a cache (Anthropic's count)."""
+        if self.input_tokens is None:
+            return None
+        return max(
+            0, self.input_tokens - (self.cache_read_tokens or 0) - (self.cache_write_tokens or 0)
+        )
+
+    def merge(self, later: Usage) -> Usage:
+        """These counts updated by a later (cumulative) report: its known values win."""
+        return Usage(
+            *(
+                new if new is not None else old
+                for old, new in (
+                    (self.input_tokens, later.input_tokens),
+                    (self.output_tokens, later.output_tokens),
+                    (self.cache_read_tokens, later.cache_read_tokens),
+                    (self.cache_write_tokens, later.cache_write_tokens),
+                    (self.reasoning_tokens, later.reasoning_tokens),
+                )
+            )
+        )
+
+    def to_usage(self) -> ProxyUsage:
+        """As :class:`provider_proxy.Usage` (which has no reasoning count: it is in the output)."""
+        return ProxyUsage(
+            self.input_tokens, self.output_tokens, self.cache_read_tokens, self.cache_write_tokens
+        )
+
+    @classmethod
+    def from_usage(cls, usage: ProxyUsage) -> Usage:
+        """From :class:`provider_proxy.Usage` (same meaning; the reasoning count is unknown)."""
+        return cls(
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cache_read_tokens,
+            usage.cache_write_tokens,
+        )
+
+    @classmethod
+    def from_anthropic_counts(
+        cls,
+        input_tokens: int | None,
+        output_tokens: int | None,
+        cache_read: int | None,
+        cache_write: int | None,
+    ) -> Usage:
+        """From Anthropic's counts, whose ``input_tokens`` leaves the cached tokens out."""
+        total = None if input_tokens is None else _add(_add(input_tokens, cache_read), cache_write)
+        return cls(total, output_tokens, cache_read, cache_write)
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A whole (non-streamed) answer."""
+
+    id: str
+    model: str
+    parts: tuple[Part, ...]
+    finish: FinishReason
+    usage: Usage = field(default_factory=Usage)
+
+
+# -- stream events ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MessageStart:
+    """The answer began (always the first event)."""
+
+    id: str
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """More answer text."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class RefusalDelta:
+    """More refusal text."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    """More reasoning text; a run of them (up to a signature) is one reasoning block."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningSignature:
+    """The opaque signature of the reasoning block just streamed (it ends the block)."""
+
+    signature: str
+
+
+@dataclass(frozen=True, slots=True)
+class RedactedReasoningBlock:
+    """A whole block of encrypted reasoning."""
+
+    data: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallStart:
+    """A tool call began; ``index`` counts the answer's tool calls from 0."""
+
+    index: int
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """More of the JSON text of a tool call's arguments."""
+
+    index: int
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallEnd:
+    """The tool call's arguments are complete."""
+
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReport:
+    """Token counts so far (cumulative: merge them with :meth:`Usage.merge`)."""
+
+    usage: Usage
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """The content ended; usage may still follow."""
+
+    reason: FinishReason
+
+
+@dataclass(frozen=True, slots=True)
+class StreamError:
+    """An error from the provider: in the middle of a stream, or as its error answer.
+
+    ``status`` is the HTTP status it maps to, ``kind`` one of :data:`ERROR_KINDS`.
+    """
+
+    status: int
+    kind: str
+    message: str
+
+
+StreamEvent = (
+    MessageStart
+    | TextDelta
+    | RefusalDelta
+    | ReasoningDelta
+    | ReasoningSignature
+    | RedactedReasoningBlock
+    | ToolCallStart
+    | ToolCallDelta
+    | ToolCallEnd
+    | UsageReport
+    | Finish
+    | StreamError
+)
+
+# -- the codec interface ----------------------------------------------------------------
+
+
+class StreamDecoder(Protocol):
+    """A provider's (or client's) stream events in, canonical events out."""
+
+    def feed(self, event: str, data: Any) -> list[StreamEvent]:
+        """One SSE event: its name and parsed ``data`` (OpenAI's ``[DONE]`` as the string)."""
+        ...
+
+    def feed_text(self, event: str, data: str) -> list[StreamEvent]:
+        """One SSE event with its ``data`` as received."""
+        ...
+
+    def end(self) -> list[StreamEvent]:
+        """The stream ended: a :class:`StreamError` unless it finished properly."""
+        ...
+
+
+class StreamEncoder(Protocol):
+    """Canonical events in, the bytes of a format's SSE stream out."""
+
+    def feed(self, event: StreamEvent) -> bytes:
+        """What one event becomes (often nothing yet)."""
+        ...
+
+    def close(self) -> bytes:
+        """The stream's last bytes (nothing after an error: it must not look complete)."""
+        ...
+
+
+class Codec(Protocol):
+    """One API format to and from the canonical form (a dialect's ``codec``)."""
+
+    #: The fate of each field of a client's request in this format.
+    request_fields: FidelityTable
+    #: The fate of canonical content this format cannot hold, when encoding to it.
+    encode_fields: FidelityTable
+
+    def decode_request(self, body: Any) -> tuple[Request, tuple[str, ...]]:
+        """A client's body as canonical, and the names of the fields dropped."""
+        ...
+
+    def encode_request(self, request: Request) -> dict[str, Any]:
+        """A canonical request as this format's body."""
+        ...
+
+    def decode_response(self, body: Any) -> Response:
+        """A whole answer in this format as canonical."""
+        ...
+
+    def encode_response(self, response: Response) -> dict[str, Any]:
+        """A canonical answer in this format."""
+        ...
+
+    def stream_decoder(self) -> StreamDecoder:
+        """A fresh decoder for one stream."""
+        ...
+
+    def stream_encoder(self, request: Request) -> StreamEncoder:
+        """A fresh encoder for the stream answering ``request`` (as the client sent it)."""
+        ...
+
+    def encode_error(self, status: int, kind: str, message: str) -> tuple[int, dict[str, Any]]:
+        """A canonical error as this format's ``(status, body)``."""
+        ...
+
+    def decode_error(self, status: int, body: Any) -> StreamError:
+        """This format's error answer (status and parsed body) as canonical."""
+        ...
+
+
+#: The canonical error kinds, and the status each stands for by default.
+ERROR_KINDS: Mapping[str, int] = {
+    "invalid_request": 400,
+    "authentication": 401,
+    "permission": 403,
+    "not_found": 404,
+    "request_too_large": 413,
+    "rate_limit": 429,
+    "server_error": 500,
+    "overloaded": 503,
+    "timeout": 504,
+}
+
+
+def kind_for_status(status: int) -> str:
+    """The canonical error kind of an HTTP status a provider answered with."""
+    by_status = {
+        400: "invalid_request",
+        401: "authentication",
+        403: "permission",
+        404: "not_found",
+        413: "request_too_large",
+        429: "rate_limit",
+        503: "overloaded",
+        529: "overloaded",
+        504: "timeout",
+    }
+    if status in by_status:
+        return by_status[status]
+    return "invalid_request" if 400 <= status < 500 else "server_error"
+
+
+__all__ = [
+    "ERROR_KINDS",
+    "CacheControl",
+    "Codec",
+    "Document",
+    "Fidelity",
+    "FidelityTable",
+    "Finish",
+    "FinishReason",
+    "Image",
+    "Message",
+    "MessageStart",
+    "Part",
+    "Reasoning",
+    "ReasoningConfig",
+    "ReasoningDelta",
+    "ReasoningEffort",
+    "ReasoningSignature",
+    "RedactedReasoning",
+    "RedactedReasoningBlock",
+    "Refusal",
+    "RefusalDelta",
+    "Request",
+    "Response",
+    "Role",
+    "Rule",
+    "StreamDecoder",
+    "StreamEncoder",
+    "StreamError",
+    "StreamEvent",
+    "Text",
+    "Tool",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolCallEnd",
+    "ToolCallStart",
+    "ToolChoice",
+    "ToolChoiceKind",
+    "ToolResult",
+    "Unsupported",
+    "UntranslatableResponse",
+    "Usage",
+    "UsageReport",
+    "kind_for_status",
+]
