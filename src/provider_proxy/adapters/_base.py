@@ -277,6 +277,13 @@ class BaseAdapter:
                 return dialect
         return dialects[0]
 
+    def gateway_path(self, dialect: Dialect, operation: str) -> str | None:
+        """Where this provider serves ``operation`` in ``dialect``'s format (the gateway
+        sends there), or ``None`` when it does not speak that format."""
+        if dialect not in self.dialects:
+            return None
+        return dialect.operations.get(operation)
+
     async def aclose(self) -> None:
         """Nothing to close; adapters holding resources (a token exchange's client) override it."""
 

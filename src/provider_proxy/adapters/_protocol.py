@@ -64,8 +64,18 @@ class ProviderAdapter(Protocol):
         """:meth:`availability`, asking a key callable too (for choosing among adapters)."""
         ...
 
+    @property
+    def dialects(self) -> tuple[Dialect, ...]:
+        """The API formats the provider speaks, its default first."""
+        ...
+
     def dialect_for(self, path: str) -> Dialect:
         """The API format that ``path`` (below the base URL, percent-encoded) speaks."""
+        ...
+
+    def gateway_path(self, dialect: Dialect, operation: str) -> str | None:
+        """The path (below the base URL) where the provider serves ``operation``
+        (``"generate"``, ``"count_tokens"``) in ``dialect``'s format, or ``None``."""
         ...
 
     def endpoint_allowed(self, method: str, path: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Awaitable, Callable, Mapping
+from typing import ClassVar
 from urllib.parse import unquote
 
 import httpx
@@ -65,6 +66,9 @@ _ENDPOINTS = (
 class AzureDeployments(OpenAIChat):
     """OpenAI Chat as Azure serves it: ``/openai/deployments/{deployment}/...`` names the
     model in the path (the deployment), whatever the body's ``model`` says."""
+
+    #: The gateway sends to the v1 API, where the deployment is the body's ``model``.
+    operations: ClassVar[Mapping[str, str]] = {"generate": "/openai/v1/chat/completions"}
 
     def model_in_path(self, path: str) -> str | None:
         decoded = unquote(path)

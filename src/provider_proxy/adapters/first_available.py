@@ -147,8 +147,15 @@ class FirstAvailableAdapter:
     def endpoint_allowed(self, method: str, path: str) -> bool:
         return self.current.endpoint_allowed(method, path)
 
+    @property
+    def dialects(self) -> tuple[Dialect, ...]:
+        return self.current.dialects
+
     def dialect_for(self, path: str) -> Dialect:
         return self.current.dialect_for(path)
+
+    def gateway_path(self, dialect: Dialect, operation: str) -> str | None:
+        return self.current.gateway_path(dialect, operation)
 
     @property
     def header_policy(self) -> HeaderPolicy:

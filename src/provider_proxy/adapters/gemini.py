@@ -80,6 +80,12 @@ class GeminiAdapter(BaseAdapter):
             return _OPENAI
         return super().dialect_for(path)
 
+    def gateway_path(self, dialect: Dialect, operation: str) -> str | None:
+        """OpenAI Chat clients reach Gemini models through the compatible API."""
+        if dialect == _OPENAI and operation == "generate":
+            return "/v1beta/openai/chat/completions"
+        return None
+
     def rewrite_url(self, url: httpx.URL, context: RequestContext) -> httpx.URL:
         """Drop every query parameter named in :data:`CREDENTIAL_PARAMS`."""
         return without_params(url, CREDENTIAL_PARAMS)

@@ -5,6 +5,8 @@ are, its error body, its usage reader and the headers its clients send keys
 in. Adapters say which dialect each of their paths speaks.
 """
 
+from collections.abc import Mapping
+
 from . import canonical
 from ._base import BaseDialect, Dialect
 from .anthropic_messages import AnthropicMessages, AnthropicMessagesCodec
@@ -14,6 +16,13 @@ from .openai_responses import OpenAIResponses
 
 #: The built-in dialects, one instance each.
 BUILTIN: tuple[Dialect, ...] = (OpenAIChat(), OpenAIResponses(), AnthropicMessages(), Gemini())
+
+#: The gateway's endpoints, below the mount: the client's format and the operation.
+GATEWAY: Mapping[str, tuple[Dialect, str]] = {
+    "/v1/chat/completions": (BUILTIN[0], "generate"),
+    "/v1/messages": (BUILTIN[2], "generate"),
+    "/v1/messages/count_tokens": (BUILTIN[2], "count_tokens"),
+}
 
 #: The format of the proxy's own endpoints (``/v1/models``) and of unknown routes.
 DEFAULT: Dialect = BUILTIN[0]
@@ -45,6 +54,7 @@ __all__ = [
     "CLIENT_HEADERS",
     "CREDENTIAL_HEADERS",
     "DEFAULT",
+    "GATEWAY",
     "KEY_PARAMS",
     "PRIVATE_HEADERS",
     "AnthropicMessages",

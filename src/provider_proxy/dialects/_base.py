@@ -13,6 +13,7 @@ Dialects are pure: functions of a path or a parsed JSON payload, no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 from urllib.parse import unquote
 
@@ -51,6 +52,11 @@ class Dialect(Protocol):
     #: take something from; an event containing neither is not parsed. ``None``:
     #: parse every event.
     usage_hints: ClassVar[tuple[str, str] | None]
+    #: Translation to and from the canonical form, for the gateway; ``None``: none.
+    codec: ClassVar[Codec | None]
+    #: Where a provider serves each operation of this format (``"generate"``,
+    #: ``"count_tokens"``), below its base URL: the gateway's upstream paths.
+    operations: ClassVar[Mapping[str, str]]
 
     def recognizes(self, path: str) -> bool:
         """Whether ``path`` (below the base URL, percent-encoded) is one of this format's."""
@@ -92,6 +98,7 @@ class BaseDialect:
     usage_hints: ClassVar[tuple[str, str] | None] = None
     #: The translation to and from the canonical form, for the gateway; ``None``: none.
     codec: ClassVar[Codec | None] = None
+    operations: ClassVar[Mapping[str, str]] = {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

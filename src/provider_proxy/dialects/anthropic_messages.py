@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from .._adapter import JSON, Usage
@@ -94,6 +95,10 @@ class AnthropicMessages(BaseDialect):
     usage_hints: ClassVar[tuple[str, str] | None] = ("usage", "model")
     #: The gateway's translation to and from the canonical form.
     codec: ClassVar[Codec | None] = AnthropicMessagesCodec()
+    operations: ClassVar[Mapping[str, str]] = {
+        "generate": "/v1/messages",
+        "count_tokens": "/v1/messages/count_tokens",
+    }
 
     def recognizes(self, path: str) -> bool:
         """``/v1/messages`` and everything below it, and ``/v1/complete``."""

@@ -6,6 +6,8 @@ Ollama, DashScope, Copilot, Gemini's compatible API.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from .._adapter import JSON, Usage
@@ -69,15 +71,18 @@ def openai_usage(payload: Any) -> Usage | None:
 class OpenAIChatCodec:
     """OpenAI Chat Completions ⇄ canonical (see :mod:`provider_proxy.dialects._openai_chat_codec`).
 
-    :param created: the ``created`` time (Unix seconds) written in answers;
-        the caller's clock, since codecs read none.
+    :param created: the ``created`` time (Unix seconds) written in answers; by
+        default the time of each answer.
     """
 
     request_fields: FidelityTable = _codec.REQUEST_FIELDS
     encode_fields: FidelityTable = _codec.ENCODE_FIELDS
 
-    def __init__(self, created: int = 0) -> None:
+    def __init__(self, created: int | None = None) -> None:
         self.created = created
+
+    def _created(self) -> int:
+        return int(time.time()) if self.created is None else self.created
 
     def decode_request(self, body: Any) -> tuple[Request, tuple[str, ...]]:
         return _codec.decode_request(body)
@@ -89,13 +94,13 @@ class OpenAIChatCodec:
         return _codec.decode_response(body)
 
     def encode_response(self, response: Response) -> dict[str, Any]:
-        return _codec.encode_response(response, self.created)
+        return _codec.encode_response(response, self._created())
 
     def stream_decoder(self) -> StreamDecoder:
         return StreamDecoder()
 
     def stream_encoder(self, request: Request) -> StreamEncoder:
-        return StreamEncoder(include_usage=request.stream_usage, created=self.created)
+        return StreamEncoder(include_usage=request.stream_usage, created=self._created())
 
     def encode_error(self, status: int, kind: str, message: str) -> tuple[int, dict[str, Any]]:
         return _codec.encode_error(status, kind, message)
@@ -121,6 +126,7 @@ class OpenAIChat(BaseDialect):
     usage_hints: ClassVar[tuple[str, str] | None] = (USAGE_HINT, "model")
     #: The gateway's translation to and from the canonical form.
     codec: ClassVar[Codec | None] = OpenAIChatCodec()
+    operations: ClassVar[Mapping[str, str]] = {"generate": "/chat/completions"}
 
     def recognizes(self, path: str) -> bool:
         return route(path).endswith(_SUFFIXES)

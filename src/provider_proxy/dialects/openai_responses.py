@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar
 
 from .._adapter import JSON
@@ -20,6 +21,7 @@ class OpenAIResponses(OpenAIChat):
     name: ClassVar[str] = "openai-responses"
     #: No translation yet: Chat's codec does not speak this format.
     codec: ClassVar[Codec | None] = None
+    operations: ClassVar[Mapping[str, str]] = {"generate": "/responses"}
 
     def recognizes(self, path: str) -> bool:
         segments = route(path).split("/")

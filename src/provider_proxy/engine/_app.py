@@ -10,6 +10,7 @@ route's provider error format, and every request ends in one
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -37,7 +38,7 @@ from .._json import dumps
 from .._scrub import install_log_filter
 from ..adapters import ProviderAdapter
 from ..dialects import DEFAULT as OWN_FORMAT
-from ..dialects import Dialect
+from ..dialects import GATEWAY, Dialect
 from ..guards import Guards
 from ..observe import EventDispatcher, EventSink, JsonLogSink, PrometheusMetrics
 from ..policy import (
@@ -53,6 +54,7 @@ from ..types import ASGIApp, Receive, Scope, Send
 from ._catalog import DEFAULT_MODELS_TTL, ModelCatalog, handle_models_route
 from ._cors import CORS, CORSMiddleware
 from ._forward import Forwarder
+from ._gateway import Gateway
 from ._heads import content_head, send_error, send_whole
 from ._report import Arrival, Outcome, Report, event_of
 from ._validation import ValidationMode, validate_all
@@ -98,6 +100,7 @@ class ProxyOptions(TypedDict, total=False):
     access_log: bool
     metrics: PrometheusMetrics | bool | None
     overhead_header: bool
+    default_provider: str | None
 
 
 class ProxyApp:
@@ -134,6 +137,8 @@ class ProxyApp:
     :param metrics: Prometheus metrics (``True`` for a new registry), served at
         ``GET {mount}/metrics``; needs the ``prometheus`` extra.
     :param overhead_header: add ``x-proxy-overhead-ms``, the proxy's own time, to answers.
+    :param default_provider: the adapter that serves gateway models named without an
+        adapter prefix (``model="gpt-4.1"``); without one, such a name is a 404.
     """
 
     def __init__(
@@ -202,6 +207,13 @@ class ProxyApp:
             models=self.catalog.model_ids,
             usage=self._events_wanted,
             overhead_header=options.get("overhead_header", False),
+        )
+        self._gateway = Gateway(
+            self._adapters,
+            self._forwarder,
+            transforms=options.get("transforms", ()),
+            default_provider=options.get("default_provider"),
+            max_body_size=max_body_size,
         )
         cors = options.get("cors")
         self._entry: ASGIApp = (
@@ -354,7 +366,7 @@ class ProxyApp:
             target = _Target(None, "", b"", "")
         error = _websocket_refused()
         if _WS_HTTP_RESPONSE in (scope.get("extensions") or {}):
-            dialect = self._dialect(target.adapter, target.path)
+            dialect = self._dialect(target)
             size = await send_error(
                 send, dialect, error, arrival.request_id, message=_WS_HTTP_RESPONSE
             )
@@ -377,11 +389,14 @@ class ProxyApp:
             return _Target(None, name, rest, f"/{name}{text}")
         return _Target(adapter, name, rest, text)
 
-    def _dialect(self, adapter: ProviderAdapter | None, path: str) -> Dialect:
-        """The API format of ``path`` below ``adapter``; the default for the proxy's own."""
-        if adapter is None:
+    def _dialect(self, target: _Target) -> Dialect:
+        """The API format of the target's path: the client's at the gateway, the
+        adapter's path's, else the default for the proxy's own endpoints."""
+        if target.client is not None:
+            return target.client
+        if target.adapter is None:
             return OWN_FORMAT
-        return adapter.dialect_for(path.partition("?")[0])
+        return target.adapter.dialect_for(target.path.partition("?")[0])
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         arrival = Arrival(request_id_from(scope["headers"]), scope["method"])
@@ -393,13 +408,20 @@ class ProxyApp:
                 target = self._route(scope)
                 if _asks_websocket(scope["headers"]):
                     raise _websocket_refused()
-                if target.adapter is not None:
+                gateway = GATEWAY.get(target.path) if target.name == "v1" else None
+                if gateway is not None:
+                    client, operation = gateway
+                    target = dataclasses.replace(target, client=client)
+                    report = await self._gateway.handle(
+                        scope, receive, send, client, operation, arrival
+                    )
+                elif target.adapter is not None:
                     report = await self._forward(scope, receive, send, target, arrival)
                 else:
                     report = await self._own_endpoint(scope, send, target, arrival)
             except ProxyError as error:
                 overhead = self._forwarder.overhead(arrival)
-                dialect = self._dialect(target.adapter, target.path)
+                dialect = self._dialect(target)
                 size = await send_error(send, dialect, error, arrival.request_id, overhead=overhead)
                 report = Report(Outcome.refused(error, size, None), target.provider, target.path)
         finally:
@@ -540,6 +562,8 @@ class _Target:
     rest: bytes
     #: The path as events name it: below the provider, or with the endpoint's name.
     path: str
+    #: The client's format, at the gateway's endpoints.
+    client: Dialect | None = None
 
     @property
     def provider(self) -> str | None:

@@ -3,6 +3,7 @@
 from ._events import EventSink, ProxyEvent
 from ._metrics import PrometheusMetrics
 from ._sinks import EventDispatcher, JsonLogSink, NdjsonUsageSink
+from ._sse import SSEEvent, SSEParser
 from ._usage_tap import UsageTap
 
 __all__ = [
@@ -12,5 +13,7 @@ __all__ = [
     "NdjsonUsageSink",
     "PrometheusMetrics",
     "ProxyEvent",
+    "SSEEvent",
+    "SSEParser",
     "UsageTap",
 ]

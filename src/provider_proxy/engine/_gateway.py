@@ -1,0 +1,337 @@
+"""The gateway: one endpoint per API format, reaching any model of any provider.
+
+``POST {mount}/v1/chat/completions`` and ``POST {mount}/v1/messages`` (see
+:data:`provider_proxy.dialects.GATEWAY`) take a model named
+``"{adapter}/{model}"``. When the provider speaks the client's format, the
+request is forwarded with the model rewritten and the answer relayed as it is;
+otherwise it is translated through the canonical form, both ways, and a stream
+event by event as the provider's events arrive. Either way the request then
+takes the forwarding path every request takes (guards, transforms, usage,
+events): the gateway hands the :class:`~provider_proxy.engine._forward.Forwarder`
+the provider's path and body, and, when it translates, a ``send`` that turns
+the provider's answer into the client's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .._adapter import JSON, BodyTransform, RequestContext
+from .._exceptions import BadRequest, InvalidJSON, ProviderNotFound, ProxyError
+from .._json import dumps, loads
+from ..adapters import ProviderAdapter
+from ..dialects import Dialect
+from ..dialects.canonical import Codec, Request, StreamDecoder, StreamEncoder, StreamError
+from ..observe import SSEParser
+from ..policy import RawHeaders, header_value
+from ..transforms._compose import applies, run_transform
+from ..types import Message, Receive, Scope, Send
+from ._body import RequestBody
+from ._forward import Forwarder
+from ._report import Arrival, Report
+
+#: The response header naming request fields dropped in translation (no effect there).
+DROPPED_HEADER = b"x-proxy-dropped-fields"
+
+#: Headers of the provider's answer that describe its body, set anew for a translated one.
+_BODY_HEADERS = frozenset({b"content-length", b"content-type", b"content-encoding", b"etag"})
+
+
+class ModelNotRouted(ProviderNotFound):
+    """A model name that names no adapter (and there is no default provider)."""
+
+    kind = "model_not_found"
+
+
+class NotTranslatable(ProxyError):
+    """The operation has no equivalent at the provider (``count_tokens`` elsewhere)."""
+
+    status_code = 501
+    kind = "not_implemented"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Target:
+    """Where a gateway request goes: the adapter, the model it is sent, the format and path."""
+
+    adapter: ProviderAdapter
+    model: str
+    dialect: Dialect
+    path: str
+    #: Whether the request and its answer are translated (the formats differ).
+    translated: bool
+
+
+class Gateway:
+    """Routes gateway requests by model; one per app.
+
+    :param adapters: the app's adapters by name.
+    :param forwarder: the app's forwarder, which every request goes through.
+    :param transforms: the app-wide transforms; those that apply to the client's
+        request (model aliases) run before the model is routed.
+    :param default_provider: the adapter of model names without an adapter prefix.
+    :param max_body_size: the largest request body read.
+    """
+
+    def __init__(
+        self,
+        adapters: Mapping[str, ProviderAdapter],
+        forwarder: Forwarder,
+        *,
+        transforms: Sequence[BodyTransform],
+        default_provider: str | None,
+        max_body_size: int | None,
+    ) -> None:
+        if default_provider is not None and default_provider not in adapters:
+            raise ValueError(
+                f"default_provider={default_provider!r} names no adapter; the adapters are: "
+                f"{', '.join(adapters) or 'none'}."
+            )
+        self._adapters = adapters
+        self._forwarder = forwarder
+        self._transforms = tuple(transforms)
+        self._default = default_provider
+        self._max_body_size = max_body_size
+
+    async def handle(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        client: Dialect,
+        operation: str,
+        arrival: Arrival,
+    ) -> Report:
+        """Route, translate when needed, and forward; a refusal is a :class:`ProxyError`."""
+        if scope["method"] != "POST":
+            raise BadRequest(f"The gateway's {scope['path']} endpoint takes POST.")
+        body = RequestBody(receive, self._max_body_size)
+        await body.start()
+        raw = await body.read_all()
+        try:
+            parsed: JSON = loads(raw)
+        except ValueError as exc:
+            raise InvalidJSON(f"The request body is not valid JSON ({exc}).") from None
+        if not isinstance(parsed, dict):
+            raise InvalidJSON("The request body must be a JSON object.")
+        parsed = await self._resolve_aliases(parsed, scope, client, arrival)
+        named = client.model_of(parsed)
+        if not named:
+            raise BadRequest('The request names no model: set "model" to "{provider}/{model}".')
+        target = self._target(named, client, operation)
+        if not target.translated:
+            forwarded = dict(parsed, model=target.model)
+            return await self._forward(scope, receive, send, target, dumps(forwarded), arrival)
+        codec, provider_codec = client.codec, target.dialect.codec
+        if codec is None or provider_codec is None:  # pragma: no cover - _target checks
+            raise NotTranslatable(f"{client.name} cannot be translated here.")
+        request, dropped = codec.decode_request(parsed)
+        request = dataclasses.replace(request, model=target.model)
+        upstream = provider_codec.encode_request(request)
+        translate = _Translator(send, codec, provider_codec, request, dropped)
+        return await self._forward(scope, receive, translate, target, dumps(upstream), arrival)
+
+    async def _resolve_aliases(
+        self, body: dict[str, Any], scope: Scope, client: Dialect, arrival: Arrival
+    ) -> dict[str, Any]:
+        """The body after the app-wide transforms that apply to the client's request."""
+        context = RequestContext(
+            "",
+            "POST",
+            scope["path"],
+            b"",
+            scope["headers"],
+            arrival.request_id,
+            dialect=client.name,
+        )
+        for transform in self._transforms:
+            if applies(transform, context):
+                changed = await run_transform(transform, body, context)
+                if isinstance(changed, dict):
+                    body = changed
+        return body
+
+    def _target(self, named: str, client: Dialect, operation: str) -> Target:
+        """The adapter and model a name means, and how the provider speaks the operation."""
+        prefix, slash, rest = named.partition("/")
+        adapter = self._adapters.get(prefix) if slash and rest else None
+        model = rest
+        if adapter is None:
+            if self._default is None:
+                raise ModelNotRouted(
+                    f"No provider for the model {named!r}: name models as "
+                    '"{provider}/{model}" (for example "openai/gpt-4.1"); '
+                    "GET /v1/models lists every one, and the providers are: "
+                    f"{', '.join(self._adapters) or 'none'}."
+                )
+            adapter, model = self._adapters[self._default], named
+        same = next((d for d in adapter.dialects if d.name == client.name), None)
+        if same is not None:
+            path = adapter.gateway_path(same, operation)
+            if path is not None:
+                return Target(adapter, model, same, path, translated=False)
+        if client.codec is not None:
+            for dialect in adapter.dialects:
+                path = adapter.gateway_path(dialect, operation)
+                if dialect.codec is not None and path is not None:
+                    return Target(adapter, model, dialect, path, translated=True)
+        raise NotTranslatable(
+            f"The provider {adapter.name!r} has no equivalent of this endpoint "
+            f"({operation}) for {client.name} clients."
+        )
+
+    async def _forward(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        target: Target,
+        body: bytes,
+        arrival: Arrival,
+    ) -> Report:
+        """The request as the provider gets it, through the forwarding path of every request."""
+        headers = [
+            item
+            for item in scope["headers"]
+            if item[0] not in (b"content-length", b"transfer-encoding", b"accept-encoding")
+        ]
+        headers.append((b"content-length", str(len(body)).encode("ascii")))
+        if target.translated:  # the answer is read to be translated: not compressed
+            headers.append((b"accept-encoding", b"identity"))
+        upstream_scope = dict(scope, headers=headers)
+        replay = _Replay(body, receive)
+        return await self._forwarder.forward(
+            upstream_scope, replay, send, target.adapter, target.path.encode("ascii"), arrival
+        )
+
+
+class _Replay:
+    """``receive`` for the rewritten body: it first, then the client's own (a disconnect)."""
+
+    __slots__ = ("_body", "_receive")
+
+    def __init__(self, body: bytes, receive: Receive) -> None:
+        self._body: bytes | None = body
+        self._receive = receive
+
+    async def __call__(self) -> Message:
+        body, self._body = self._body, None
+        if body is None:
+            return await self._receive()
+        return {"type": "http.request", "body": body, "more_body": False}
+
+
+class _Translator:
+    """A ``send`` that turns the provider's answer into the client's format.
+
+    Error answers (the provider's, or the proxy's own in the provider's format)
+    and whole answers are collected and translated at their end; a stream is
+    translated event by event, as it arrives.
+    """
+
+    def __init__(
+        self,
+        send: Send,
+        client: Codec,
+        provider: Codec,
+        request: Request,
+        dropped: tuple[str, ...],
+    ) -> None:
+        self._send = send
+        self._client = client
+        self._provider = provider
+        self._request = request
+        self._dropped = dropped
+        self._status = 200
+        self._headers: RawHeaders = []
+        self._error = False
+        self._parts: list[bytes] = []
+        #: While a stream is translated: its parser, the provider's decoder, the client's encoder.
+        self._streaming: tuple[SSEParser, StreamDecoder, StreamEncoder] | None = None
+
+    async def __call__(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            self._start(message["status"], message.get("headers", []))
+            if self._streaming is not None:
+                await self._send_start("text/event-stream")
+            return
+        if kind != "http.response.body":  # pragma: no cover - nothing else is relayed
+            await self._send(message)
+            return
+        chunk: bytes = message.get("body", b"")
+        more: bool = message.get("more_body", False)
+        if self._streaming is not None:
+            await self._stream(self._streaming, chunk, more)
+        else:
+            self._parts.append(chunk)
+            if not more:
+                await self._finish_whole()
+
+    def _start(self, status: int, headers: RawHeaders) -> None:
+        self._status = status
+        self._headers = [item for item in headers if item[0] not in _BODY_HEADERS]
+        content_type = header_value(headers, b"content-type") or b""
+        if status >= 400:
+            self._error = True
+        elif content_type.lower().startswith(b"text/event-stream"):
+            self._streaming = (
+                SSEParser(),
+                self._provider.stream_decoder(),
+                self._client.stream_encoder(self._request),
+            )
+
+    async def _send_start(self, content_type: str, length: int | None = None) -> None:
+        headers = [*self._headers, (b"content-type", content_type.encode("latin-1"))]
+        if length is not None:
+            headers.append((b"content-length", str(length).encode("ascii")))
+        if self._dropped:
+            headers.append((DROPPED_HEADER, ", ".join(self._dropped).encode("latin-1")))
+        await self._send(
+            {"type": "http.response.start", "status": self._status, "headers": headers}
+        )
+
+    async def _stream(
+        self, streaming: tuple[SSEParser, StreamDecoder, StreamEncoder], chunk: bytes, more: bool
+    ) -> None:
+        parser, decoder, encoder = streaming
+        out: list[bytes] = []
+        try:
+            for event in parser.feed(chunk):
+                for canonical in decoder.feed_text(event.event, event.data):
+                    out.append(encoder.feed(canonical))
+            if not more:
+                for canonical in decoder.end():
+                    out.append(encoder.feed(canonical))
+                out.append(encoder.close())
+        except ProxyError as error:  # a provider event the client's format cannot hold
+            out.append(encoder.feed(StreamError(error.status_code, "server_error", error.message)))
+            out.append(encoder.close())
+            more = False
+        data = b"".join(out)
+        if data or not more:
+            await self._send({"type": "http.response.body", "body": data, "more_body": more})
+
+    async def _finish_whole(self) -> None:
+        raw = b"".join(self._parts)
+        try:
+            parsed = loads(raw) if raw else None
+        except ValueError:
+            parsed = None
+        if self._error:
+            error = self._provider.decode_error(self._status, parsed)
+            self._status, payload = self._client.encode_error(
+                error.status, error.kind, error.message
+            )
+        else:
+            try:
+                payload = self._client.encode_response(self._provider.decode_response(parsed))
+            except ProxyError as failure:
+                self._status, payload = self._client.encode_error(
+                    failure.status_code, "server_error", failure.message
+                )
+        content = dumps(payload)
+        await self._send_start("application/json", len(content))
+        await self._send({"type": "http.response.body", "body": content, "more_body": False})
