@@ -162,7 +162,7 @@ class Gateway:
             if self._default is None:
                 raise ModelNotRouted(
                     f"No provider for the model {named!r}: name models as "
-                    '"{provider}/{model}" (for example "openai/gpt-4.1"); '
+                    f'"{{provider}}/{{model}}" (for example "{self._example()}"); '
                     "GET /v1/models lists every one, and the providers are: "
                     f"{', '.join(self._adapters) or 'none'}."
                 )
@@ -181,6 +181,10 @@ class Gateway:
             f"The provider {adapter.name!r} has no equivalent of this endpoint "
             f"({operation}) for {client.name} clients."
         )
+
+    def _example(self) -> str:
+        """A model name as clients write it, with the first adapter's name."""
+        return f"{next(iter(self._adapters), 'provider')}/model-id"
 
     async def _forward(
         self,
