@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +46,11 @@ from provider_proxy.dialects.canonical import (
     Usage,
     UsageReport,
 )
+from provider_proxy.dialects.openai_chat import OpenAIChatCodec
 from provider_proxy.observe._sse import SSEParser
 
-CODEC = OpenAIChat.codec
+#: A fixed ``created`` time, so answers compare equal (the dialect's codec uses the clock).
+CODEC = OpenAIChatCodec(created=0)
 ANTHROPIC = AnthropicMessages.codec
 assert CODEC is not None
 assert ANTHROPIC is not None
@@ -570,6 +573,14 @@ RESPONSE = {
         "completion_tokens_details": {"reasoning_tokens": 7},
     },
 }
+
+
+def test_the_dialects_codec_writes_the_time_of_the_answer() -> None:
+    codec = OpenAIChat.codec
+    assert codec is not None
+    before = int(time.time())
+    created = codec.encode_response(CODEC.decode_response(RESPONSE))["created"]
+    assert before <= created <= int(time.time())
 
 
 def test_a_response_decodes_and_encodes_back_for_the_sdk() -> None:

@@ -197,3 +197,74 @@ def test_a_provider_cut_mid_stream_is_not_a_clean_end(openai_client: openai.Open
     )
     with pytest.raises((openai.APIError, httpx.HTTPError)):
         list(stream)
+
+
+def test_events_name_both_formats_and_whether_translated(
+    openai_client: openai.OpenAI, events: list[ProxyEvent]
+) -> None:
+    openai_client.chat.completions.create(model="anthropic/claude-sonnet-4-5", messages=MESSAGES)
+    openai_client.chat.completions.create(model="openai/gpt-4.1", messages=MESSAGES)
+    assert wait_until(lambda: len(events) >= 2)
+    translated, passed = events[-2], events[-1]
+    assert (translated.client_dialect, translated.dialect, translated.translated) == (
+        "openai-chat",
+        "anthropic-messages",
+        True,
+    )
+    assert (passed.client_dialect, passed.dialect, passed.translated) == (
+        "openai-chat",
+        "openai-chat",
+        False,
+    )
+
+
+def test_count_tokens_elsewhere_is_501_in_anthropics_format(
+    anthropic_client: anthropic.Anthropic,
+) -> None:
+    with pytest.raises(anthropic.APIStatusError) as refused:
+        anthropic_client.messages.count_tokens(model="openai/gpt-4.1", messages=MESSAGES)
+    assert refused.value.status_code == 501
+    assert refused.value.response.json()["type"] == "error"
+
+
+def test_dropped_fields_are_named_on_the_answer(gateway: ServerThread) -> None:
+    response = httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        json={"model": "anthropic/claude-sonnet-4-5", "messages": MESSAGES, "seed": 7},
+    )
+    assert response.status_code == 200
+    assert response.headers["x-proxy-dropped-fields"] == "seed"
+
+
+def test_strict_translation_refuses_what_it_would_drop(upstream: ServerThread) -> None:
+    proxy = make_asgi_app(
+        [AnthropicAdapter(base_url=upstream.url, api_key=ANTHROPIC_KEY)],
+        strict_translation=True,
+        validate_credentials="off",
+    )
+    with serve(proxy) as server:
+        response = httpx.post(
+            f"{server.url}/v1/chat/completions",
+            json={"model": "anthropic/claude-sonnet-4-5", "messages": MESSAGES, "seed": 7},
+        )
+    assert response.status_code == 400
+    assert "'seed'" in response.json()["error"]["message"]
+
+
+def test_default_provider_serves_unprefixed_names(
+    upstream: ServerThread, fake: FakeUpstream
+) -> None:
+    proxy = make_asgi_app(
+        [AnthropicAdapter(base_url=upstream.url, api_key=ANTHROPIC_KEY)],
+        default_provider="anthropic",
+        validate_credentials="off",
+    )
+    with serve(proxy) as server:
+        response = httpx.post(
+            f"{server.url}/v1/chat/completions",
+            json={"model": "claude-sonnet-4-5", "messages": MESSAGES},
+        )
+    assert response.status_code == 200
+    assert json.loads(fake.last.body)["model"] == "claude-sonnet-4-5"
+    with pytest.raises(ValueError, match="default_provider"):
+        make_asgi_app([], default_provider="nobody")

@@ -235,6 +235,9 @@ def test_json_log_line_has_every_field_flat(caplog: pytest.LogCaptureFixture) ->
         "cache_read_tokens": 1024,
         "cache_write_tokens": 0,
         "total_tokens": 1220,
+        "dialect": None,
+        "client_dialect": None,
+        "translated": False,
     }
     # Every event field is there (usage flattened), so a new field cannot be forgotten.
     names = {f.name for f in dataclasses.fields(ProxyEvent)} - {"usage"}

@@ -101,6 +101,7 @@ class ProxyOptions(TypedDict, total=False):
     metrics: PrometheusMetrics | bool | None
     overhead_header: bool
     default_provider: str | None
+    strict_translation: bool
 
 
 class ProxyApp:
@@ -139,6 +140,8 @@ class ProxyApp:
     :param overhead_header: add ``x-proxy-overhead-ms``, the proxy's own time, to answers.
     :param default_provider: the adapter that serves gateway models named without an
         adapter prefix (``model="gpt-4.1"``); without one, such a name is a 404.
+    :param strict_translation: at the gateway, refuse (400) a field a translation
+        would drop for having no effect at the provider, instead of dropping it.
     """
 
     def __init__(
@@ -214,6 +217,7 @@ class ProxyApp:
             transforms=options.get("transforms", ()),
             default_provider=options.get("default_provider"),
             max_body_size=max_body_size,
+            strict=options.get("strict_translation", False),
         )
         cors = options.get("cors")
         self._entry: ASGIApp = (

@@ -201,7 +201,7 @@ class Forwarder:
         assert outcome is not None  # every path above set it or raised
         if outcome.error_kind == "client_disconnected" and outcome.upstream_status is None:
             logger.debug("client went away before the answer (request %s)", arrival.request_id)
-        return Report(outcome, adapter.name, path, model, identity, body.size)
+        return Report(outcome, adapter.name, path, model, identity, body.size, dialect.name)
 
     def overhead(self, arrival: Arrival) -> float | None:
         """The proxy's time so far, for ``x-proxy-overhead-ms`` when it is asked for."""

@@ -23,7 +23,14 @@ from .._exceptions import BadRequest, InvalidJSON, ProviderNotFound, ProxyError
 from .._json import dumps, loads
 from ..adapters import ProviderAdapter
 from ..dialects import Dialect
-from ..dialects.canonical import Codec, Request, StreamDecoder, StreamEncoder, StreamError
+from ..dialects.canonical import (
+    Codec,
+    Request,
+    StreamDecoder,
+    StreamEncoder,
+    StreamError,
+    Unsupported,
+)
 from ..observe import SSEParser
 from ..policy import RawHeaders, header_value
 from ..transforms._compose import applies, run_transform
@@ -73,6 +80,7 @@ class Gateway:
         request (model aliases) run before the model is routed.
     :param default_provider: the adapter of model names without an adapter prefix.
     :param max_body_size: the largest request body read.
+    :param strict: refuse the fields a translation would drop (no effect there) too.
     """
 
     def __init__(
@@ -83,6 +91,7 @@ class Gateway:
         transforms: Sequence[BodyTransform],
         default_provider: str | None,
         max_body_size: int | None,
+        strict: bool = False,
     ) -> None:
         if default_provider is not None and default_provider not in adapters:
             raise ValueError(
@@ -94,6 +103,7 @@ class Gateway:
         self._transforms = tuple(transforms)
         self._default = default_provider
         self._max_body_size = max_body_size
+        self._strict = strict
 
     async def handle(
         self,
@@ -123,15 +133,23 @@ class Gateway:
         target = self._target(named, client, operation)
         if not target.translated:
             forwarded = dict(parsed, model=target.model)
-            return await self._forward(scope, receive, send, target, dumps(forwarded), arrival)
+            report = await self._forward(scope, receive, send, target, dumps(forwarded), arrival)
+            return dataclasses.replace(report, client_dialect=client.name)
         codec, provider_codec = client.codec, target.dialect.codec
         if codec is None or provider_codec is None:  # pragma: no cover - _target checks
             raise NotTranslatable(f"{client.name} cannot be translated here.")
         request, dropped = codec.decode_request(parsed)
+        if dropped and self._strict:
+            raise Unsupported(
+                dropped[0],
+                f"it has no effect on {target.adapter.name!r}, and strict translation "
+                "refuses what it would drop",
+            )
         request = dataclasses.replace(request, model=target.model)
         upstream = provider_codec.encode_request(request)
         translate = _Translator(send, codec, provider_codec, request, dropped)
-        return await self._forward(scope, receive, translate, target, dumps(upstream), arrival)
+        report = await self._forward(scope, receive, translate, target, dumps(upstream), arrival)
+        return dataclasses.replace(report, client_dialect=client.name, translated=True)
 
     async def _resolve_aliases(
         self, body: dict[str, Any], scope: Scope, client: Dialect, arrival: Arrival

@@ -77,6 +77,11 @@ class Report:
     model: str | None = None
     identity: str | None = None
     request_bytes: int = 0
+    #: The API format of the provider's path.
+    dialect: str | None = None
+    #: At the gateway: the client's format, and whether it was translated.
+    client_dialect: str | None = None
+    translated: bool = False
 
 
 def event_of(arrival: Arrival, report: Report) -> ProxyEvent:
@@ -103,4 +108,7 @@ def event_of(arrival: Arrival, report: Report) -> ProxyEvent:
         request_bytes=report.request_bytes,
         response_bytes=outcome.response_bytes,
         usage=outcome.usage,
+        dialect=report.dialect,
+        client_dialect=report.client_dialect,
+        translated=report.translated,
     )

@@ -45,6 +45,12 @@ class ProxyEvent:
     request_bytes: int
     response_bytes: int
     usage: Usage | None
+    #: The name of the API format (dialect) of the provider's path, when it was routed.
+    dialect: str | None = None
+    #: At the gateway, the format the client spoke; ``None`` for other requests.
+    client_dialect: str | None = None
+    #: Whether the gateway translated the request and its answer between formats.
+    translated: bool = False
 
 
 #: Receives each event after its response is done; may be a coroutine function.
