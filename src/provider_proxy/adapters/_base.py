@@ -167,7 +167,7 @@ class BaseAdapter:
         )
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self._name!r}, base_url={str(self._base_url)!r})"
+        return f"{type(self).__name__}(name={self._name!r}, base_url={str(self.base_url)!r})"
 
     @property
     def name(self) -> str:
@@ -339,8 +339,9 @@ class BaseAdapter:
 
     def join(self, path: str) -> httpx.URL:
         """``base_url`` with ``path`` appended (for the adapter's own requests)."""
-        base = self._base_url.raw_path.partition(b"?")[0].rstrip(b"/")
-        return self._base_url.copy_with(raw_path=base + path.encode("ascii"))
+        base_url = self.base_url
+        base = base_url.raw_path.partition(b"?")[0].rstrip(b"/")
+        return base_url.copy_with(raw_path=base + path.encode("ascii"))
 
     async def send_own(self, client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
         """Send one of the adapter's own requests (probe, model list) with its credentials.

@@ -190,6 +190,11 @@ class TokenExchange:
         return f"TokenExchange(url={str(self.url)!r})"
 
     @property
+    def current(self) -> CopilotToken | None:
+        """The token requests are served with now (``None`` before the first exchange)."""
+        return self._current
+
+    @property
     def configured(self) -> bool:
         """Whether there is a GitHub token (or a callable that may return one)."""
         return callable(self.source) or self.source is not None
@@ -426,6 +431,7 @@ class CopilotAdapter(BaseAdapter):
         super().__init__(**options)
         self.github_host = host
         self._pinned_base_url = base_url is not None
+        self._announced_api: httpx.URL | None = None
         self._github_token_env = github_token_env
         self._exchange: TokenExchange | None = None
         if exchange:
@@ -483,12 +489,27 @@ class CopilotAdapter(BaseAdapter):
             return super().auth_headers(context)
         return self._exchanged_auth()
 
+    @property
+    def base_url(self) -> httpx.URL:
+        """The API host the current Copilot token names (unless ``base_url=`` pinned
+        one), else the GitHub server's.
+
+        Derived from the token each time rather than stored: a request reads the
+        host after its credentials, so the two always come from the same token.
+        """
+        exchange = self._exchange
+        token = exchange.current if exchange is not None else None
+        if token is not None and token.api is not None and not self._pinned_base_url:
+            return token.api
+        return self._base_url
+
     async def _exchanged_auth(self) -> Mapping[str, str]:
         assert self._exchange is not None
         token = await self._exchange.token()
-        if token.api is not None and not self._pinned_base_url and token.api != self._base_url:
-            logger.info("the Copilot API of %r is at %s", self.name, token.api)
-            self._base_url = token.api
+        api = token.api
+        if api is not None and not self._pinned_base_url and api != self._announced_api:
+            self._announced_api = api
+            logger.info("the Copilot API of %r is at %s", self.name, api)
         return {"authorization": "Bearer " + token.value.reveal()}
 
     async def validate_credentials(self, client: httpx.AsyncClient) -> CredentialCheck:
