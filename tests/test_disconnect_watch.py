@@ -15,6 +15,8 @@ from provider_proxy.engine._body import RequestBody
 from provider_proxy.engine._watch import DisconnectWatch as _DisconnectWatch
 from provider_proxy.types import Receive
 
+from .conftest import http_scope
+
 pytestmark = pytest.mark.anyio
 
 
@@ -68,20 +70,9 @@ class _Client:
         self.sent.append(message)
 
 
-SCOPE: dict[str, Any] = {
-    "type": "http",
-    "asgi": {"version": "3.0"},
-    "http_version": "1.1",
-    "method": "POST",
-    "scheme": "http",
-    "path": "/openai/chat/completions",
-    "raw_path": b"/openai/chat/completions",
-    "query_string": b"",
-    "root_path": "",
-    "headers": [(b"host", b"proxy"), (b"content-type", b"application/json")],
-    "client": ("127.0.0.1", 50000),
-    "server": ("127.0.0.1", 8000),
-}
+SCOPE = http_scope(
+    "/openai/chat/completions", [(b"host", b"proxy"), (b"content-type", b"application/json")]
+)
 
 
 @pytest.fixture
@@ -99,13 +90,22 @@ def _proxy(upstream: _Upstream, events: list[ProxyEvent]) -> ProxyApp:
     )
 
 
-async def test_a_disconnect_ends_the_exchange_and_leaves_no_cancellation_behind(
-    watches: list[_DisconnectWatch],
-) -> None:
-    upstream, client, events = _Upstream(answers=False), _Client(), []
+async def _waiting_for_upstream(
+    events: list[ProxyEvent],
+) -> tuple[ProxyApp, _Upstream, _Client, asyncio.Task[None]]:
+    """A request in its own task, its exchange waiting for an upstream that never answers."""
+    upstream, client = _Upstream(answers=False), _Client()
     proxy = _proxy(upstream, events)
     task = asyncio.ensure_future(proxy(SCOPE, client.receive, client.send))
     await asyncio.wait_for(upstream.asked.wait(), 5)
+    return proxy, upstream, client, task
+
+
+async def test_a_disconnect_ends_the_exchange_and_leaves_no_cancellation_behind(
+    watches: list[_DisconnectWatch],
+) -> None:
+    events: list[ProxyEvent] = []
+    proxy, upstream, client, task = await _waiting_for_upstream(events)
     client.gone.set()
     await asyncio.wait_for(task, 5)  # ends, cancelled by the watch, without raising
     assert task.cancelling() == 0
@@ -144,14 +144,13 @@ async def test_a_disconnect_after_the_exchange_cancels_nothing(
 async def test_a_cancellation_from_elsewhere_still_cancels(
     watches: list[_DisconnectWatch],
 ) -> None:
-    upstream, client, events = _Upstream(answers=False), _Client(), []
-    proxy = _proxy(upstream, events)
-    task = asyncio.ensure_future(proxy(SCOPE, client.receive, client.send))
-    await asyncio.wait_for(upstream.asked.wait(), 5)
+    events: list[ProxyEvent] = []
+    proxy, upstream, client, task = await _waiting_for_upstream(events)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert upstream.cancelled
+    assert client.sent == []
     (watch,) = watches
     assert not watch.active
     assert not watch.fired
@@ -162,10 +161,8 @@ async def test_a_cancellation_from_elsewhere_still_cancels(
 async def test_a_cancellation_from_elsewhere_wins_over_a_simultaneous_disconnect(
     watches: list[_DisconnectWatch],
 ) -> None:
-    upstream, client, events = _Upstream(answers=False), _Client(), []
-    proxy = _proxy(upstream, events)
-    task = asyncio.ensure_future(proxy(SCOPE, client.receive, client.send))
-    await asyncio.wait_for(upstream.asked.wait(), 5)
+    events: list[ProxyEvent] = []
+    proxy, upstream, client, task = await _waiting_for_upstream(events)
     (watch,) = watches
     assert not watch.fired
     client.gone.set()
@@ -181,6 +178,7 @@ async def test_a_cancellation_from_elsewhere_wins_over_a_simultaneous_disconnect
     assert not watch.fired
     assert watch.disconnected
     assert task.cancelling() == 1
+    assert upstream.cancelled
     await proxy.aclose()
 
 
