@@ -57,6 +57,10 @@ ENV = (
 )
 
 
+OPENAI_FORMATS = {"/chat/completions": "openai-chat", "/responses": "openai-responses"}
+BEARER = ("authorization", f"Bearer {KEY}")
+
+
 @dataclasses.dataclass(frozen=True)
 class Case:
     """One adapter as the contract sees it."""
@@ -69,7 +73,7 @@ class Case:
     #: The credential probe: method and URL.
     probe: tuple[str, str]
     #: The credential header the provider takes, and its value.
-    auth: tuple[str, str]
+    auth: tuple[str, str] = BEARER
     #: Other headers the probe carries.
     probe_headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
     #: Headers the probe must not carry (a credential in the wrong place).
@@ -77,17 +81,13 @@ class Case:
     #: Answers mapped otherwise than by :data:`STATES`, as the provider documents them.
     states: Mapping[int, CredentialState] = dataclasses.field(default_factory=dict)
     #: A paths-to-dialect-name sample of the formats it serves.
-    formats: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    formats: Mapping[str, str] = dataclasses.field(default_factory=lambda: OPENAI_FORMATS)
     #: The check's ``detail`` on an answered probe.
     detail: str | None = None
     #: Whether a GitHub token is exchanged for a Copilot token first.
     exchanges: bool = False
     #: Whether it works without a key (a local server).
     key_optional: bool = False
-
-
-OPENAI_FORMATS = {"/chat/completions": "openai-chat", "/responses": "openai-responses"}
-BEARER = ("authorization", f"Bearer {KEY}")
 
 
 def _copilot_exchange() -> CopilotAdapter:
@@ -110,15 +110,12 @@ CASES = [
         lambda: BaseAdapter(name="acme", base_url="https://llm.acme.example/v1", api_key=KEY),
         lambda: BaseAdapter(name="acme", base_url="https://llm.acme.example/v1"),
         ("GET", "https://llm.acme.example/v1/models"),
-        BEARER,
-        formats=OPENAI_FORMATS,
     ),
     Case(
         "openai",
         lambda: OpenAIAdapter(api_key=KEY),
         OpenAIAdapter,
         ("GET", "https://api.openai.com/v1/models"),
-        BEARER,
         formats={**OPENAI_FORMATS, "/embeddings": "openai-chat"},
     ),
     Case(
@@ -126,8 +123,6 @@ CASES = [
         lambda: OpenAICompatibleAdapter("gw", "https://gw.example/v1", api_key=KEY),
         lambda: OpenAICompatibleAdapter("gw", "https://gw.example/v1"),
         ("GET", "https://gw.example/v1/models"),
-        BEARER,
-        formats=OPENAI_FORMATS,
     ),
     Case(
         "anthropic",
@@ -159,7 +154,6 @@ CASES = [
         lambda: CopilotAdapter(api_key=KEY),
         CopilotAdapter,
         ("GET", "https://api.githubcopilot.com/models"),
-        BEARER,
         probe_headers={
             "copilot-integration-id": "vscode-chat",
             "editor-version": DEFAULT_EDITOR_VERSION,
@@ -200,16 +194,12 @@ CASES = [
         OpenRouterAdapter,
         # GET /models answers without a key; GET /key needs a valid one.
         ("GET", "https://openrouter.ai/api/v1/key"),
-        BEARER,
-        formats=OPENAI_FORMATS,
     ),
     Case(
         "ollama",
         lambda: OllamaAdapter(api_key=KEY),
         OllamaAdapter,
         ("GET", "http://localhost:11434/v1/models"),
-        BEARER,
-        formats=OPENAI_FORMATS,
         key_optional=True,
     ),
     Case(
@@ -217,8 +207,6 @@ CASES = [
         lambda: VLLMAdapter(api_key=KEY),
         VLLMAdapter,
         ("GET", "http://localhost:8000/v1/models"),
-        BEARER,
-        formats=OPENAI_FORMATS,
         key_optional=True,
     ),
     Case(
@@ -226,16 +214,12 @@ CASES = [
         lambda: DashScopeAdapter(api_key=KEY),
         DashScopeAdapter,
         ("GET", "https://dashscope-intl.aliyuncs.com/compatible-mode/v1/models"),
-        BEARER,
-        formats=OPENAI_FORMATS,
     ),
     Case(
         "first-available",
         lambda: _first_available(api_key=KEY),
         _first_available,
         ("GET", "https://backup.example/v1/models"),
-        BEARER,
-        formats=OPENAI_FORMATS,
         detail="backup",  # the check names the adapter that answered
     ),
 ]
