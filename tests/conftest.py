@@ -24,6 +24,26 @@ TRANSPORTS: dict[str, Callable[[], httpx.AsyncBaseTransport]] = {
 }
 
 
+def http_scope(
+    path: str, headers: list[tuple[bytes, bytes]], method: str = "POST"
+) -> dict[str, Any]:
+    """The ASGI scope of an HTTP request to ``path``, for calling an app in process."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode("ascii"),
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 80),
+    }
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"

@@ -13,7 +13,6 @@ from pytest_httpx import HTTPXMock
 
 from provider_proxy import (
     BodyTooLarge,
-    CredentialState,
     EndpointNotAllowed,
     ProviderAdapter,
     ProviderNotConfigured,
@@ -206,64 +205,6 @@ def test_usage_and_model_native_and_openai_compatible() -> None:
     assert compatible_routes.model_of(compatible) == "gemini-2.0-flash"
     assert native_routes.model_of({"contents": []}) is None  # the model is in the URL
     assert native_routes.usage_of({"candidates": []}) is None
-
-
-@pytest.mark.anyio
-@pytest.mark.parametrize(
-    ("status", "body", "state"),
-    [
-        (200, {"models": []}, CredentialState.VALID),
-        (
-            400,
-            {
-                "error": {
-                    "code": 400,
-                    "message": "API key not valid. Please pass a valid API key.",
-                    "status": "INVALID_ARGUMENT",
-                    "details": [
-                        {
-                            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                            "reason": "API_KEY_INVALID",
-                            "domain": "googleapis.com",
-                        }
-                    ],
-                }
-            },
-            CredentialState.AUTH_REJECTED,
-        ),
-        (
-            400,
-            {"error": {"code": 400, "status": "FAILED_PRECONDITION"}},
-            CredentialState.INCONCLUSIVE,
-        ),
-        (401, {}, CredentialState.AUTH_REJECTED),
-        (403, {"error": {"status": "PERMISSION_DENIED"}}, CredentialState.AUTH_REJECTED),
-        (429, {}, CredentialState.INCONCLUSIVE),
-        (500, {}, CredentialState.INCONCLUSIVE),
-    ],
-)
-async def test_probe(
-    httpx_mock: HTTPXMock, status: int, body: dict[str, Any], state: CredentialState
-) -> None:
-    httpx_mock.add_response(url=BASE + "/v1beta/models?pageSize=1", status_code=status, json=body)
-    async with httpx.AsyncClient() as client:
-        check = await GeminiAdapter(api_key="AIza-probe").validate_credentials(client)
-    assert (check.state, check.status_code) == (state, status)
-    request = httpx_mock.get_request()
-    assert request is not None
-    assert request.headers["x-goog-api-key"] == "AIza-probe"
-    assert "AIza-probe" not in str(request.url)
-
-
-@pytest.mark.anyio
-async def test_probe_network_error_and_not_configured(httpx_mock: HTTPXMock) -> None:
-    httpx_mock.add_exception(httpx.ConnectTimeout("slow"))
-    async with httpx.AsyncClient() as client:
-        check = await GeminiAdapter(api_key="k").validate_credentials(client)
-        assert check.state is CredentialState.NETWORK_ERROR
-        assert (await GeminiAdapter().validate_credentials(client)).state is (
-            CredentialState.NOT_CONFIGURED
-        )
 
 
 @pytest.mark.anyio

@@ -76,27 +76,6 @@ def test_vllm_also_forwards_rerank_and_score() -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(
-    ("status", "state"),
-    [
-        (200, CredentialState.VALID),
-        (401, CredentialState.AUTH_REJECTED),
-        (404, CredentialState.INCONCLUSIVE),
-    ],
-)
-async def test_dashscope_probe(httpx_mock: HTTPXMock, status: int, state: CredentialState) -> None:
-    httpx_mock.add_response(
-        url="https://dashscope-intl.aliyuncs.com/compatible-mode/v1/models", status_code=status
-    )
-    async with httpx.AsyncClient() as client:
-        check = await DashScopeAdapter(api_key="sk-ds").validate_credentials(client)
-    assert check.state is state
-    request = httpx_mock.get_request()
-    assert request is not None
-    assert request.headers["authorization"] == "Bearer sk-ds"
-
-
-@pytest.mark.anyio
 async def test_local_servers_probe_and_list_without_a_key(httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(
         url="http://localhost:11434/v1/models",

@@ -3,104 +3,169 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, ClassVar
 
+import httpx
 import pytest
 
-from provider_proxy import BodyTooLarge, ClientDisconnected
-from provider_proxy.engine import _body
+from provider_proxy import BodyTooLarge, ClientDisconnected, ProxyApp, ProxyEvent, make_asgi_app
+from provider_proxy.adapters import OpenAIAdapter
+from provider_proxy.engine import _body, _exchange
 from provider_proxy.engine._body import RequestBody
 from provider_proxy.engine._watch import DisconnectWatch as _DisconnectWatch
+from provider_proxy.types import Receive
+
+from .conftest import http_scope
 
 pytestmark = pytest.mark.anyio
 
 
-def _complete_body() -> RequestBody:
-    body = RequestBody(_never, None)
-    body.more = False
-    return body
+class _Recorded(_DisconnectWatch):
+    """The engine's own watch, kept for the test to look at afterwards."""
+
+    made: ClassVar[list[_DisconnectWatch]] = []
+
+    def __init__(self, body: RequestBody, receive: Receive) -> None:
+        super().__init__(body, receive)
+        self.made.append(self)
 
 
-async def _never() -> dict[str, Any]:
-    await asyncio.Event().wait()
-    raise AssertionError("unreachable")
+class _Upstream(httpx.AsyncBaseTransport):
+    """An upstream that answers at once, or never (the exchange waits for its headers)."""
+
+    def __init__(self, *, answers: bool) -> None:
+        self.answers = answers
+        self.asked = asyncio.Event()
+        self.cancelled = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.asked.set()
+        if self.answers:
+            return httpx.Response(200, json={"model": "m", "choices": []})
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+        raise AssertionError("unreachable")
 
 
-def _receive_after(event: asyncio.Event) -> Any:
-    async def receive() -> dict[str, Any]:
-        await event.wait()
+class _Client:
+    """One request to the proxy, in process: the body whole, then ``http.disconnect``
+    once :attr:`gone` is set."""
+
+    def __init__(self) -> None:
+        self.gone = asyncio.Event()
+        self.sent: list[dict[str, Any]] = []
+        self._body_sent = False
+
+    async def receive(self) -> dict[str, Any]:
+        if not self._body_sent:
+            self._body_sent = True
+            return {"type": "http.request", "body": b'{"model": "m"}', "more_body": False}
+        await self.gone.wait()
         return {"type": "http.disconnect"}
 
-    return receive
+    async def send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
 
 
-async def _exchange(
-    gone: asyncio.Event, *, leave: bool, watches: list[_DisconnectWatch] | None = None
-) -> str:
-    """Wait like an exchange waiting for upstream headers; report how it ended.
-
-    The watch is added to ``watches`` (when given) for the test to inspect.
-    """
-    watch = _DisconnectWatch(_complete_body(), _receive_after(gone))
-    if watches is not None:
-        watches.append(watch)
-    try:
-        try:
-            if leave:
-                gone.set()
-            await asyncio.sleep(30)
-            return "finished"
-        finally:
-            watch.stop()
-    except asyncio.CancelledError:
-        if not watch.absorb():
-            raise
-    watch.settle()
-    return "client left" if watch.disconnected else "not reached"
+SCOPE = http_scope(
+    "/openai/chat/completions", [(b"host", b"proxy"), (b"content-type", b"application/json")]
+)
 
 
-async def test_a_disconnect_ends_the_exchange_and_leaves_no_cancellation_behind() -> None:
-    task = asyncio.ensure_future(_exchange(asyncio.Event(), leave=True))
-    assert await asyncio.wait_for(task, 5) == "client left"
+@pytest.fixture
+def watches(monkeypatch: pytest.MonkeyPatch) -> list[_DisconnectWatch]:
+    made: list[_DisconnectWatch] = []
+    monkeypatch.setattr(_Recorded, "made", made)
+    monkeypatch.setattr(_exchange, "DisconnectWatch", _Recorded)
+    return made
+
+
+def _proxy(upstream: _Upstream, events: list[ProxyEvent]) -> ProxyApp:
+    adapter = OpenAIAdapter(base_url="http://upstream.test/v1", api_key="sk-watch-test-key")
+    return make_asgi_app(
+        [adapter], transport=upstream, validate_credentials="off", sinks=[events.append]
+    )
+
+
+async def _waiting_for_upstream(
+    events: list[ProxyEvent],
+) -> tuple[ProxyApp, _Upstream, _Client, asyncio.Task[None]]:
+    """A request in its own task, its exchange waiting for an upstream that never answers."""
+    upstream, client = _Upstream(answers=False), _Client()
+    proxy = _proxy(upstream, events)
+    task = asyncio.ensure_future(proxy(SCOPE, client.receive, client.send))
+    await asyncio.wait_for(upstream.asked.wait(), 5)
+    return proxy, upstream, client, task
+
+
+async def test_a_disconnect_ends_the_exchange_and_leaves_no_cancellation_behind(
+    watches: list[_DisconnectWatch],
+) -> None:
+    events: list[ProxyEvent] = []
+    proxy, upstream, client, task = await _waiting_for_upstream(events)
+    client.gone.set()
+    await asyncio.wait_for(task, 5)  # ends, cancelled by the watch, without raising
     assert task.cancelling() == 0
+    assert upstream.cancelled  # the request upstream was given up
+    assert client.sent == []  # nobody to answer
+    await proxy.aclose()
+    (event,) = events
+    assert (event.status, event.error_kind) == (499, "client_disconnected")
+    (watch,) = watches
+    assert watch.disconnected
+    assert not watch.fired
 
 
-async def test_a_disconnect_after_the_exchange_cancels_nothing() -> None:
-    gone = asyncio.Event()
+async def test_a_disconnect_after_the_exchange_cancels_nothing(
+    watches: list[_DisconnectWatch],
+) -> None:
+    upstream, client, events = _Upstream(answers=True), _Client(), []
+    proxy = _proxy(upstream, events)
 
-    async def quick() -> str:
-        watch = _DisconnectWatch(_complete_body(), _receive_after(gone))
-        try:
-            await asyncio.sleep(0)
-        finally:
-            watch.stop()
-        gone.set()
+    async def request_then_leave() -> str:
+        await proxy(SCOPE, client.receive, client.send)
+        client.gone.set()
         await asyncio.sleep(0.05)  # would raise CancelledError if the watch still fired
         return "ok"
 
-    assert await asyncio.wait_for(quick(), 5) == "ok"
+    assert await asyncio.wait_for(request_then_leave(), 5) == "ok"
+    assert client.sent[0]["status"] == 200
+    await proxy.aclose()
+    (watch,) = watches
+    assert not watch.active
+    assert not watch.fired
+    assert not watch.disconnected
+    assert [event.error_kind for event in events] == [None]
 
 
-async def test_a_cancellation_from_elsewhere_still_cancels() -> None:
-    watches: list[_DisconnectWatch] = []
-    task = asyncio.ensure_future(_exchange(asyncio.Event(), leave=False, watches=watches))
-    await asyncio.sleep(0.01)
+async def test_a_cancellation_from_elsewhere_still_cancels(
+    watches: list[_DisconnectWatch],
+) -> None:
+    events: list[ProxyEvent] = []
+    proxy, upstream, client, task = await _waiting_for_upstream(events)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    assert upstream.cancelled
+    assert client.sent == []
     (watch,) = watches
+    assert not watch.active
     assert not watch.fired
     assert not watch.disconnected  # the client never left
+    await proxy.aclose()
 
 
-async def test_a_cancellation_from_elsewhere_wins_over_a_simultaneous_disconnect() -> None:
-    gone = asyncio.Event()
-    watches: list[_DisconnectWatch] = []
-    task = asyncio.ensure_future(_exchange(gone, leave=False, watches=watches))
-    await asyncio.sleep(0.01)
+async def test_a_cancellation_from_elsewhere_wins_over_a_simultaneous_disconnect(
+    watches: list[_DisconnectWatch],
+) -> None:
+    events: list[ProxyEvent] = []
+    proxy, upstream, client, task = await _waiting_for_upstream(events)
     (watch,) = watches
     assert not watch.fired
-    gone.set()
+    client.gone.set()
     await asyncio.sleep(0)  # the watch sees the disconnect and cancels the task
     assert watch.fired
     assert task.cancelling() == 1
@@ -113,6 +178,8 @@ async def test_a_cancellation_from_elsewhere_wins_over_a_simultaneous_disconnect
     assert not watch.fired
     assert watch.disconnected
     assert task.cancelling() == 1
+    assert upstream.cancelled
+    await proxy.aclose()
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ from provider_proxy.adapters import AnthropicAdapter, GeminiAdapter, OpenAIAdapt
 from provider_proxy.testing import FakeUpstream
 from provider_proxy.transforms import ModelAliases
 
-from .conftest import ANTHROPIC_KEY, OPENAI_KEY
+from .conftest import ANTHROPIC_KEY, OPENAI_KEY, http_scope
 from .redis_server import RedisServer
 from .servers import ServerThread, serve, wait_until
 
@@ -290,20 +290,10 @@ async def test_per_model_rule_reads_no_body_of_an_unknown_client(upstream: Serve
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/openai/chat/completions",
-        "raw_path": b"/openai/chat/completions",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json"), (b"content-length", b"1000")],
-        "client": ("127.0.0.1", 5000),
-        "server": ("127.0.0.1", 80),
-    }
+    scope = http_scope(
+        "/openai/chat/completions",
+        [(b"content-type", b"application/json"), (b"content-length", b"1000")],
+    )
     async with app:
         with anyio.fail_after(5):
             await app(scope, receive, send)

@@ -13,26 +13,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from provider_proxy import ProxyEvent, Usage
 from provider_proxy.observe._metrics import MAX_MODEL_LENGTH, PrometheusMetrics
 
-EVENT = ProxyEvent(
-    request_id="r",
-    provider="openai",
-    method="POST",
-    path="/chat/completions",
-    model="gpt-4o",
-    identity=None,
-    status=200,
-    upstream_status=200,
-    error_kind=None,
-    streamed=False,
-    started_at=1_700_000_000.0,
-    time_to_headers=0.2,
-    time_to_first_byte=0.3,
-    duration=0.75,
-    overhead=0.0004,
-    request_bytes=10,
-    response_bytes=20,
-    usage=Usage(100, 20, 80, 5),
-)
+from .events import event
+
+# The duration and the counts the sums below add up (the rest is the shared event's).
+EVENT = event(duration=0.75, usage=Usage(100, 20, 80, 5))
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

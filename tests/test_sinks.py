@@ -23,27 +23,9 @@ from provider_proxy.observe._sinks import (
     event_fields,
 )
 
-EVENT = ProxyEvent(
-    request_id="req-1",
-    provider="openai",
-    method="POST",
-    path="/chat/completions",
-    model="gpt-4o",
-    identity="team-a",
-    status=200,
-    upstream_status=200,
-    error_kind=None,
-    streamed=True,
-    started_at=1_700_000_000.123456789,
-    time_to_headers=0.2501234567,
-    time_to_first_byte=0.3,
-    duration=1.5,
-    overhead=0.0004,
-    request_bytes=120,
-    response_bytes=3400,
-    usage=Usage(1200, 20, 1024, 0),
-)
-NO_USAGE = dataclasses.replace(EVENT, request_id="req-2", usage=None, path="/models")
+from .events import EVENT, event
+
+NO_USAGE = event(request_id="req-2", usage=None, path="/models")
 
 
 class Boom(RuntimeError):
