@@ -19,7 +19,7 @@ import pytest
 from pytest_httpx import HTTPXMock
 
 import provider_proxy.adapters as adapters_module
-from provider_proxy import CredentialState, ProviderAdapter, RequestContext
+from provider_proxy import CredentialState, Provider, ProviderAdapter, RequestContext
 from provider_proxy.adapters import (
     AnthropicAdapter,
     AzureOpenAIAdapter,
@@ -289,8 +289,7 @@ def _prepare(case: Case, httpx_mock: HTTPXMock) -> None:
 
 def _endpoints(adapter: ProviderAdapter) -> Iterator[tuple[str, str]]:
     """A concrete ``(method, path)`` for each of the adapter's endpoint rules."""
-    if isinstance(adapter, FirstAvailableAdapter):
-        adapter = adapter.current
+    adapter = adapter.serving()
     assert isinstance(adapter, BaseAdapter)
     for rule in type(adapter).endpoints:
         methods, pattern = rule.split(" ", 1)
@@ -300,8 +299,7 @@ def _endpoints(adapter: ProviderAdapter) -> Iterator[tuple[str, str]]:
 
 
 def _declared_dialects(adapter: ProviderAdapter) -> tuple[Dialect, ...]:
-    if isinstance(adapter, FirstAvailableAdapter):
-        adapter = adapter.current
+    adapter = adapter.serving()
     assert isinstance(adapter, BaseAdapter)
     return type(adapter).dialects
 
@@ -330,16 +328,17 @@ def test_every_adapter_class_runs_the_contract() -> None:
 @every_adapter
 def test_implements_the_protocol(case: Case) -> None:
     adapter = case.make()
-    assert isinstance(adapter, ProviderAdapter)
+    assert isinstance(adapter, Provider)
+    assert isinstance(adapter.serving(), ProviderAdapter)
     assert adapter.availability().enabled
     assert adapter.current_availability().enabled
-    assert isinstance(adapter.base_url, httpx.URL)
+    assert isinstance(adapter.serving().base_url, httpx.URL)
     assert not case.keyless().availability().enabled or case.key_optional
 
 
 @every_adapter
 def test_each_endpoint_has_a_dialect(case: Case) -> None:
-    adapter = case.make()
+    adapter = case.make().serving()  # the adapter serving requests
     declared = _declared_dialects(adapter)
     endpoints = list(_endpoints(adapter))
     assert endpoints
@@ -357,7 +356,7 @@ def test_each_endpoint_has_a_dialect(case: Case) -> None:
 
 @every_adapter
 def test_administrative_endpoints_are_refused_by_default(case: Case) -> None:
-    adapter = case.make()
+    adapter = case.make().serving()  # the adapter serving requests
     for prefix, (method, path) in ((p, e) for p in PREFIXES for e in ADMIN):
         assert not adapter.endpoint_allowed(method, prefix + path), (method, prefix + path)
 
@@ -368,7 +367,7 @@ def test_administrative_endpoints_are_refused_by_default(case: Case) -> None:
 @every_adapter
 async def test_auth_headers_never_carry_the_clients(case: Case, httpx_mock: HTTPXMock) -> None:
     _prepare(case, httpx_mock)
-    adapter = case.make()
+    adapter = case.make().serving()  # the adapter serving requests
     client = CLIENT_KEY.encode()
     context = RequestContext(
         adapter.name,
@@ -394,7 +393,7 @@ async def test_auth_headers_never_carry_the_clients(case: Case, httpx_mock: HTTP
 @every_adapter
 async def test_repr_never_shows_a_key(case: Case, httpx_mock: HTTPXMock) -> None:
     _prepare(case, httpx_mock)
-    adapter = case.make()
+    adapter = case.make().serving()  # the adapter serving requests
     secrets = (KEY, GITHUB_TOKEN, COPILOT_TOKEN)
     assert not any(secret in repr(adapter) or secret in str(adapter) for secret in secrets)
     context = RequestContext(adapter.name, "POST", "/chat/completions", b"", [], "rid")
@@ -534,7 +533,7 @@ async def test_aclose_is_awaitable_and_idempotent(case: Case, httpx_mock: HTTPXM
     _prepare(case, httpx_mock)
     adapter = case.make()
     context = RequestContext(adapter.name, "POST", "/chat/completions", b"", [], "rid")
-    await _auth(adapter, context)  # whatever it opens for its credentials is open now
+    await _auth(adapter.serving(), context)  # whatever it opens for its credentials is open now
     closing = adapter.aclose()
     assert inspect.isawaitable(closing)
     await closing

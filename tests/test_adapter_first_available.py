@@ -13,6 +13,7 @@ from pytest_httpx import HTTPXMock
 
 from provider_proxy import (
     EndpointNotAllowed,
+    Provider,
     ProviderAdapter,
     ProviderNotConfigured,
     ProxyApp,
@@ -54,7 +55,10 @@ def test_configuration_is_checked() -> None:
     with pytest.raises(TypeError, match="ProviderAdapter"):
         FirstAvailableAdapter("llm", [object()])  # type: ignore[list-item]
     adapter = FirstAvailableAdapter("llm", [OllamaAdapter(), OpenAIAdapter(api_key="k")])
-    assert isinstance(adapter, ProviderAdapter)
+    # A provider the app mounts; the adapter serving each request is one of its own.
+    assert isinstance(adapter, Provider)
+    assert not isinstance(adapter, ProviderAdapter)
+    assert isinstance(adapter.serving(), ProviderAdapter)
     assert adapter.name == "llm"
     assert repr(adapter) == "FirstAvailableAdapter(name='llm', adapters=[ollama, openai])"
 
@@ -84,7 +88,7 @@ def test_a_key_it_cannot_send_passes_to_the_next() -> None:
             OpenAICompatibleAdapter("backup", base_url="https://gw.example/v1", api_key="k2"),
         ],
     )
-    chosen = fresh(lambda: (adapter.availability(), adapter.current.name, adapter.headers))
+    chosen = fresh(lambda: (adapter.availability(), adapter.serving().name))
     assert chosen[0].enabled
     assert chosen[1] == "backup"
     only = FirstAvailableAdapter("llm", [OpenAIAdapter(api_key=lambda: "sk-broken\nx")])
@@ -108,15 +112,16 @@ def test_every_method_follows_the_first_enabled() -> None:
 
     def snapshot() -> dict[str, Any]:
         assert adapter.availability().enabled
+        serving = adapter.serving()  # the engine talks to this one for the whole request
         url = httpx.URL("https://any.example/x?key=k&alt=sse")
-        dialect = adapter.dialect_for("/v1beta/models/g:generateContent")
+        dialect = serving.dialect_for("/v1beta/models/g:generateContent")
         return {
-            "base_url": str(adapter.base_url),
-            "headers": dict(adapter.headers),
-            "default_headers": dict(adapter.default_headers),
-            "auth": adapter.auth_headers(CONTEXT),
-            "url": str(adapter.rewrite_url(url, CONTEXT)),
-            "gemini_path": adapter.endpoint_allowed("POST", "/v1beta/models/g:generateContent"),
+            "base_url": str(serving.base_url),
+            "headers": dict(serving.headers),
+            "default_headers": dict(serving.default_headers),
+            "auth": serving.auth_headers(CONTEXT),
+            "url": str(serving.rewrite_url(url, CONTEXT)),
+            "gemini_path": serving.endpoint_allowed("POST", "/v1beta/models/g:generateContent"),
             "error": json.loads(dialect.error_body(EndpointNotAllowed("no"), "rid"))["error"],
             "usage": dialect.usage_of({"usageMetadata": {"promptTokenCount": 3}}),
             "model": dialect.model_of({"modelVersion": "gemini-x", "model": "m"}),
@@ -160,26 +165,18 @@ def test_the_choice_holds_for_the_rest_of_a_request() -> None:
     second = OpenAICompatibleAdapter("second", "https://second.example/v1", api_key="second-key")
     adapter = FirstAvailableAdapter("llm", [first, second])
 
-    def request_where_the_key_goes_mid_way() -> tuple[str, str]:
-        assert adapter.availability().enabled  # the engine asks this first
-        current[0] = None  # ... the key vanishes before the URL is built
-        return str(adapter.base_url), str(adapter.endpoint_allowed("POST", "/chat/completions"))
+    serving = adapter.serving()  # what the engine holds for one request
+    current[0] = None  # ... the key vanishes before the URL is built
+    assert serving is first
+    assert str(serving.base_url) == "https://first.example/v1"
+    assert serving.endpoint_allowed("POST", "/chat/completions")
+    # The next request chooses again.
+    assert adapter.serving() is second
 
-    assert fresh(request_where_the_key_goes_mid_way) == ("https://first.example/v1", "True")
-    # The next request chooses again; without a pin (outside a request) too.
-    assert fresh(lambda: (adapter.availability(), str(adapter.base_url))[1]) == (
-        "https://second.example/v1"
-    )
-    assert fresh(lambda: str(adapter.base_url)) == "https://second.example/v1"
-    assert fresh(lambda: adapter.current) is second
-
-    def pinned_second_then_key_appears() -> Any:
-        adapter.availability()
-        current[0] = "appeared"
-        return str(adapter.base_url), adapter.auth_headers(CONTEXT)
-
+    serving = adapter.serving()
+    current[0] = "appeared"
     # The second was chosen; the first's key appearing mid-request is not sent there.
-    assert fresh(pinned_second_then_key_appears) == (
+    assert (str(serving.base_url), serving.auth_headers(CONTEXT)) == (
         "https://second.example/v1",
         {"authorization": "Bearer second-key"},
     )
@@ -191,11 +188,8 @@ def test_nested() -> None:
     )
     outer = FirstAvailableAdapter("outer", [inner, OpenAIAdapter(api_key="k")])
 
-    def base() -> str:
-        assert outer.availability().enabled
-        return str(outer.base_url)
-
-    assert fresh(base) == "http://gpu:11434/v1"
+    assert outer.availability().enabled
+    assert str(outer.serving().base_url) == "http://gpu:11434/v1"
 
 
 @pytest.mark.anyio

@@ -296,4 +296,4 @@ def test_usage_hints_only_for_the_built_in_readers() -> None:
     assert read(HintedButCountsItsOwnWay()) == (None, None)
     routed = FirstAvailableAdapter("any", [custom, OpenAIAdapter(api_key="k")])
     assert routed.availability().enabled
-    assert routed.dialect_for("/chat/completions").usage_hints is None
+    assert routed.serving().dialect_for("/chat/completions").usage_hints is None

@@ -65,7 +65,7 @@ def test_copilot_other_paths_answer_in_openais_format(path: str) -> None:
 
 
 def test_first_available_passes_the_path_on() -> None:
-    chosen = FirstAvailableAdapter("chat", [CopilotAdapter(api_key=COPILOT_KEY)])
+    chosen = FirstAvailableAdapter("chat", [CopilotAdapter(api_key=COPILOT_KEY)]).serving()
     error = EndpointNotAllowed("no")
     _anthropic_shape(_error_body(chosen, error, "rid-1", "/v1/messages"), "permission_error")
     _openai_shape(_error_body(chosen, error, "rid-1", "/chat/completions"), error.kind)

@@ -41,7 +41,7 @@ from ._exceptions import (
     UpstreamUnreachable,
 )
 from ._secret import Secret
-from .adapters import ProviderAdapter
+from .adapters import Provider, ProviderAdapter
 from .engine import (
     CORS,
     DEFAULT_MAX_BODY_SIZE,
@@ -90,6 +90,7 @@ __all__ = [
     "PathRefused",
     "PoolExhausted",
     "PrometheusMetrics",
+    "Provider",
     "ProviderAdapter",
     "ProviderNotConfigured",
     "ProviderNotFound",

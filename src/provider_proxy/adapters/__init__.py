@@ -2,7 +2,7 @@
 
 from ._base import AdapterOptions, ApiKey, BaseAdapter, ProviderOptions
 from ._identity import ClientIdentity
-from ._protocol import ProviderAdapter
+from ._protocol import Provider, ProviderAdapter
 from .anthropic import AnthropicAdapter
 from .azure import AzureOpenAIAdapter
 from .copilot import CopilotAdapter, CopilotTokenError
@@ -28,6 +28,7 @@ __all__ = [
     "OpenAIAdapter",
     "OpenAICompatibleAdapter",
     "OpenRouterAdapter",
+    "Provider",
     "ProviderAdapter",
     "ProviderOptions",
     "VLLMAdapter",

@@ -269,6 +269,10 @@ class BaseAdapter:
             return None
         return wanted[0] if len(wanted) == 1 else Composed(wanted)
 
+    def serving(self) -> BaseAdapter:
+        """Itself: an adapter serves its own requests."""
+        return self
+
     def dialect_for(self, path: str) -> Dialect:
         """The first of :attr:`dialects` that recognises ``path``, else the first of them."""
         dialects = self.dialects

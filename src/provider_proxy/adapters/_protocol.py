@@ -22,16 +22,52 @@ from ..policy import HeaderPolicy
 
 
 @runtime_checkable
-class ProviderAdapter(Protocol):
-    """What the engine needs from a provider.
+class Provider(Protocol):
+    """What the app mounts under a name: one adapter, or a group that picks one.
 
-    ``{mount}/{name}/X`` is forwarded to ``{base_url}/X``.
+    For each request the engine asks :meth:`serving` for the
+    :class:`ProviderAdapter` that serves it, and talks to that one only.
     """
 
     @property
     def name(self) -> str:
         """The URL segment the provider is mounted under."""
         ...
+
+    def availability(self) -> Availability:
+        """Whether requests can be served now (credentials present), and why not.
+
+        Cheap: a key callable is not asked (see :meth:`current_availability`).
+        """
+        ...
+
+    def current_availability(self) -> Availability:
+        """:meth:`availability`, asking a key callable too (for choosing among adapters)."""
+        ...
+
+    def serving(self) -> ProviderAdapter:
+        """The adapter that serves the next request: an adapter itself, a group one of its own."""
+        ...
+
+    async def validate_credentials(self, client: httpx.AsyncClient) -> CredentialCheck:
+        """Probe the provider cheaply to tell whether the credentials are accepted."""
+        ...
+
+    async def fetch_models(self, client: httpx.AsyncClient) -> list[ModelInfo]:
+        """The provider's models, normalised."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what the provider holds (a client for a token exchange); the app calls it."""
+        ...
+
+
+@runtime_checkable
+class ProviderAdapter(Provider, Protocol):
+    """What the engine needs from the adapter serving a request.
+
+    ``{mount}/{name}/X`` is forwarded to ``{base_url}/X``.
+    """
 
     @property
     def base_url(self) -> httpx.URL:
@@ -51,17 +87,6 @@ class ProviderAdapter(Protocol):
     @property
     def header_policy(self) -> HeaderPolicy:
         """Which of the client's headers never go upstream, beyond the fixed rules."""
-        ...
-
-    def availability(self) -> Availability:
-        """Whether requests can be served now (credentials present), and why not.
-
-        Cheap: a key callable is not asked (see :meth:`current_availability`).
-        """
-        ...
-
-    def current_availability(self) -> Availability:
-        """:meth:`availability`, asking a key callable too (for choosing among adapters)."""
         ...
 
     @property
@@ -100,16 +125,4 @@ class ProviderAdapter(Protocol):
 
     def rewrite_url(self, url: httpx.URL, context: RequestContext) -> httpx.URL:
         """A last change to the upstream URL (a query parameter to add or remove)."""
-        ...
-
-    async def validate_credentials(self, client: httpx.AsyncClient) -> CredentialCheck:
-        """Probe the provider cheaply to tell whether the credentials are accepted."""
-        ...
-
-    async def fetch_models(self, client: httpx.AsyncClient) -> list[ModelInfo]:
-        """The provider's models, normalised."""
-        ...
-
-    async def aclose(self) -> None:
-        """Release what the adapter holds (a client for a token exchange); the app calls it."""
         ...

@@ -36,7 +36,7 @@ from .._exceptions import (
 )
 from .._json import dumps
 from .._scrub import install_log_filter
-from ..adapters import ProviderAdapter
+from ..adapters import Provider
 from ..dialects import DEFAULT as OWN_FORMAT
 from ..dialects import GATEWAY, Dialect
 from ..guards import Guards
@@ -144,12 +144,10 @@ class ProxyApp:
         would drop for having no effect at the provider, instead of dropping it.
     """
 
-    def __init__(
-        self, adapters: Sequence[ProviderAdapter], **options: Unpack[ProxyOptions]
-    ) -> None:
-        self._adapters: dict[str, ProviderAdapter] = {}
+    def __init__(self, adapters: Sequence[Provider], **options: Unpack[ProxyOptions]) -> None:
+        self._adapters: dict[str, Provider] = {}
         for adapter in adapters:
-            if not isinstance(adapter, ProviderAdapter):
+            if not isinstance(adapter, Provider):
                 raise TypeError(f"{adapter!r} does not implement ProviderAdapter.")
             if adapter.name in RESERVED_NAMES:
                 raise ValueError(
@@ -232,7 +230,7 @@ class ProxyApp:
         return f"ProxyApp(providers={list(self._adapters)!r})"
 
     @property
-    def adapters(self) -> Mapping[str, ProviderAdapter]:
+    def adapters(self) -> Mapping[str, Provider]:
         """The mounted adapters by name."""
         return self._adapters
 
@@ -400,7 +398,7 @@ class ProxyApp:
             return target.client
         if target.adapter is None:
             return OWN_FORMAT
-        return target.adapter.dialect_for(target.path.partition("?")[0])
+        return target.adapter.serving().dialect_for(target.path.partition("?")[0])
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         arrival = Arrival(request_id_from(scope["headers"]), scope["method"])
@@ -507,7 +505,7 @@ class ProxyApp:
             availability = adapter.availability()
             entry: dict[str, Any] = {
                 "enabled": availability.enabled,
-                "base_url": str(adapter.base_url),
+                "base_url": str(adapter.serving().base_url),
             }
             if not availability.enabled:
                 entry["reason"] = availability.reason
@@ -561,7 +559,7 @@ class ProxyApp:
 class _Target:
     """What the path below the mount names: an adapter, or one of the proxy's own endpoints."""
 
-    adapter: ProviderAdapter | None
+    adapter: Provider | None
     name: str
     rest: bytes
     #: The path as events name it: below the provider, or with the endpoint's name.
@@ -588,7 +586,7 @@ def _websocket_refused() -> WebSocketNotRelayed:
     )
 
 
-def make_asgi_app(adapters: Sequence[ProviderAdapter], **options: Unpack[ProxyOptions]) -> ProxyApp:
+def make_asgi_app(adapters: Sequence[Provider], **options: Unpack[ProxyOptions]) -> ProxyApp:
     """Build the proxy for ``adapters``; mount the result under any prefix.
 
     The options are :class:`ProxyApp`'s.

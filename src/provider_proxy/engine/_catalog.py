@@ -26,7 +26,7 @@ from .._adapter import ModelInfo
 from .._bounded import AnswerTooLarge
 from .._exceptions import BadRequest, MethodNotAllowed, ProviderNotFound, ProxyError
 from .._json import dumps, loads
-from ..adapters import ProviderAdapter
+from ..adapters import Provider
 from ..state import Store
 
 logger = logging.getLogger("provider_proxy")
@@ -66,7 +66,7 @@ class ModelCatalog:
 
     def __init__(
         self,
-        adapters: Mapping[str, ProviderAdapter],
+        adapters: Mapping[str, Provider],
         store: Store,
         *,
         ttl: float = DEFAULT_MODELS_TTL,

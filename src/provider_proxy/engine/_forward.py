@@ -32,7 +32,7 @@ from .._exceptions import (
     ProxyError,
 )
 from .._json import dumps, loads
-from ..adapters import ProviderAdapter
+from ..adapters import Provider, ProviderAdapter
 from ..dialects import KEY_PARAMS, PRIVATE_HEADERS, Dialect
 from ..guards import Admission, Guards
 from ..policy import (
@@ -111,13 +111,19 @@ class Forwarder:
         scope: Scope,
         receive: Receive,
         send: Send,
-        adapter: ProviderAdapter,
+        provider: Provider,
         rest: bytes,
         arrival: Arrival,
+        serving: ProviderAdapter | None = None,
     ) -> Report:
         """Forward and relay, or answer the refusal in the path's format; never raises
-        a :class:`ProxyError` (a failure mid-answer is the outcome's ``abort``)."""
+        a :class:`ProxyError` (a failure mid-answer is the outcome's ``abort``).
+
+        :param serving: the adapter ``provider`` chose already for this request.
+        """
         body = RequestBody(receive, self._max_body_size)
+        adapter = serving if serving is not None else provider.serving()
+        name = provider.name
         path = rest.decode("ascii", "replace")
         dialect = adapter.dialect_for(path)
         identity: str | None = None
@@ -128,7 +134,7 @@ class Forwarder:
             admission: Admission | None = None
             try:
                 try:
-                    route = self._route(scope, adapter, rest, arrival.request_id)
+                    route = self._route(scope, provider, adapter, rest, arrival.request_id)
                     path, dialect = route.path, route.dialect
                     guards = self._guards
                     context = route.context
@@ -141,7 +147,7 @@ class Forwarder:
                     elif guards is not None:
                         admission = await held.enter_async_context(
                             await guards.admit(
-                                scope, provider=adapter.name, model=None, request_bytes=declared
+                                scope, provider=name, model=None, request_bytes=declared
                             )
                         )
                         identity, limits = admission.identity, as_raw(dict(admission.headers))
@@ -155,7 +161,7 @@ class Forwarder:
                         admission = await held.enter_async_context(
                             await guards.admit(
                                 scope,
-                                provider=adapter.name,
+                                provider=name,
                                 model=context.path_model or model,
                                 request_bytes=source.received,
                                 identity=identity,
@@ -171,10 +177,10 @@ class Forwarder:
                     # A bug or misconfiguration in adapter or transform code: a clear 500,
                     # with the details in the log rather than in the answer.
                     logger.exception(
-                        "could not prepare the %s request %s", adapter.name, arrival.request_id
+                        "could not prepare the %s request %s", name, arrival.request_id
                     )
                     raise ProxyError(
-                        f"The proxy could not prepare the request for {adapter.name!r} "
+                        f"The proxy could not prepare the request for {name!r} "
                         f"({type(exc).__name__}); its log has the details under request id "
                         f"{arrival.request_id}."
                     ) from exc
@@ -201,7 +207,7 @@ class Forwarder:
         assert outcome is not None  # every path above set it or raised
         if outcome.error_kind == "client_disconnected" and outcome.upstream_status is None:
             logger.debug("client went away before the answer (request %s)", arrival.request_id)
-        return Report(outcome, adapter.name, path, model, identity, body.size, dialect.name)
+        return Report(outcome, name, path, model, identity, body.size, dialect.name)
 
     def overhead(self, arrival: Arrival) -> float | None:
         """The proxy's time so far, for ``x-proxy-overhead-ms`` when it is asked for."""
@@ -211,18 +217,25 @@ class Forwarder:
 
     # -- the route and the body ---------------------------------------------------------
 
-    def _route(self, scope: Scope, adapter: ProviderAdapter, rest: bytes, request_id: str) -> Route:
+    def _route(
+        self,
+        scope: Scope,
+        provider: Provider,
+        adapter: ProviderAdapter,
+        rest: bytes,
+        request_id: str,
+    ) -> Route:
         """The provider configured, the path confined and allowed, its dialect and context."""
-        availability = adapter.availability()
+        availability = provider.availability()
         if not availability.enabled:
             raise ProviderNotConfigured(
-                f"The provider {adapter.name!r} is not configured: {availability.reason}"
+                f"The provider {provider.name!r} is not configured: {availability.reason}"
             )
         method: str = scope["method"]
         path = confine(rest).decode("ascii")
         if not adapter.endpoint_allowed(method, path):
             raise EndpointNotAllowed(
-                f"The proxy does not forward {method} {path} to {adapter.name!r}: only "
+                f"The proxy does not forward {method} {path} to {provider.name!r}: only "
                 "the provider's inference endpoints are open. The operator can open more "
                 "with the adapter's allow= option."
             )
@@ -231,7 +244,7 @@ class Forwarder:
             query = query_without(query, KEY_PARAMS)  # the client's key is its own
         dialect = adapter.dialect_for(path)
         context = RequestContext(
-            adapter.name,
+            provider.name,
             method,
             path,
             query,
@@ -241,7 +254,7 @@ class Forwarder:
             path_model=dialect.model_in_path(path),
             dialect=dialect.name,
         )
-        return Route(adapter, dialect, method, path, context)
+        return Route(provider.name, adapter, dialect, method, path, context)
 
     def _check_declared(self, declared: int | None) -> None:
         limit = self._max_body_size

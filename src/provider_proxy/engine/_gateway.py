@@ -21,7 +21,7 @@ from typing import Any
 from .._adapter import JSON, BodyTransform, RequestContext
 from .._exceptions import BadRequest, InvalidJSON, ProviderNotFound, ProxyError
 from .._json import dumps, loads
-from ..adapters import ProviderAdapter
+from ..adapters import Provider, ProviderAdapter
 from ..dialects import Dialect
 from ..dialects.canonical import (
     Codec,
@@ -63,6 +63,8 @@ class NotTranslatable(ProxyError):
 class Target:
     """Where a gateway request goes: the adapter, the model it is sent, the format and path."""
 
+    #: What the model's prefix names (an adapter, or a group that chose ``adapter``).
+    provider: Provider
     adapter: ProviderAdapter
     model: str
     dialect: Dialect
@@ -85,7 +87,7 @@ class Gateway:
 
     def __init__(
         self,
-        adapters: Mapping[str, ProviderAdapter],
+        adapters: Mapping[str, Provider],
         forwarder: Forwarder,
         *,
         transforms: Sequence[BodyTransform],
@@ -174,9 +176,9 @@ class Gateway:
     def _target(self, named: str, client: Dialect, operation: str) -> Target:
         """The adapter and model a name means, and how the provider speaks the operation."""
         prefix, slash, rest = named.partition("/")
-        adapter = self._adapters.get(prefix) if slash and rest else None
+        provider = self._adapters.get(prefix) if slash and rest else None
         model = rest
-        if adapter is None:
+        if provider is None:
             if self._default is None:
                 raise ModelNotRouted(
                     f"No provider for the model {named!r}: name models as "
@@ -184,17 +186,18 @@ class Gateway:
                     "GET /v1/models lists every one, and the providers are: "
                     f"{', '.join(self._adapters) or 'none'}."
                 )
-            adapter, model = self._adapters[self._default], named
+            provider, model = self._adapters[self._default], named
+        adapter = provider.serving()
         same = next((d for d in adapter.dialects if d.name == client.name), None)
         if same is not None:
             path = adapter.gateway_path(same, operation)
             if path is not None:
-                return Target(adapter, model, same, path, translated=False)
+                return Target(provider, adapter, model, same, path, translated=False)
         if client.codec is not None:
             for dialect in adapter.dialects:
                 path = adapter.gateway_path(dialect, operation)
                 if dialect.codec is not None and path is not None:
-                    return Target(adapter, model, dialect, path, translated=True)
+                    return Target(provider, adapter, model, dialect, path, translated=True)
         raise NotTranslatable(
             f"The provider {adapter.name!r} has no equivalent of this endpoint "
             f"({operation}) for {client.name} clients."
@@ -225,7 +228,13 @@ class Gateway:
         upstream_scope = dict(scope, headers=headers)
         replay = _Replay(body, receive)
         return await self._forwarder.forward(
-            upstream_scope, replay, send, target.adapter, target.path.encode("ascii"), arrival
+            upstream_scope,
+            replay,
+            send,
+            target.provider,
+            target.path.encode("ascii"),
+            arrival,
+            serving=target.adapter,
         )
 
 

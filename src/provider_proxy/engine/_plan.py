@@ -23,6 +23,9 @@ from ..policy import RawHeaders
 class Route:
     """A request's provider, path and API format, checked: configured, confined, allowed."""
 
+    #: The name the provider is mounted under (a group's, when a group chose the adapter).
+    provider: str
+    #: The adapter serving the request.
     adapter: ProviderAdapter
     dialect: Dialect
     method: str
@@ -30,10 +33,6 @@ class Route:
     path: str
     #: The context transforms and the adapter see (without an identity yet).
     context: RequestContext
-
-    @property
-    def provider(self) -> str:
-        return self.adapter.name
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ import anyio
 import httpx
 
 from .._adapter import CredentialCheck, CredentialState
-from ..adapters import ProviderAdapter
+from ..adapters import Provider
 
 logger = logging.getLogger("provider_proxy")
 
@@ -25,7 +25,7 @@ class CredentialsRejected(Exception):
 
 
 async def validate_all(
-    adapters: Sequence[ProviderAdapter], client: httpx.AsyncClient, mode: ValidationMode
+    adapters: Sequence[Provider], client: httpx.AsyncClient, mode: ValidationMode
 ) -> dict[str, CredentialCheck]:
     """Probe every enabled provider at once; the results by name (never a key).
 
@@ -36,7 +36,7 @@ async def validate_all(
     if mode == "off":
         return results
 
-    async def probe(adapter: ProviderAdapter) -> None:
+    async def probe(adapter: Provider) -> None:
         try:
             results[adapter.name] = await adapter.validate_credentials(client)
         except Exception as exc:
