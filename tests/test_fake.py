@@ -17,6 +17,7 @@ import anyio
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageFunctionToolCall
 
 from provider_proxy.testing import FakeUpstream
 
@@ -114,8 +115,9 @@ def test_openai_whole_answer_with_tools_reasoning_and_cached_usage(
     message = completion.choices[0].message
     assert completion.choices[0].finish_reason == "tool_calls"
     assert message.content is None
-    assert message.tool_calls is not None
-    assert json.loads(message.tool_calls[0].function.arguments) == WEATHER_ARGUMENTS
+    (call,) = message.tool_calls or []
+    assert isinstance(call, ChatCompletionMessageFunctionToolCall)
+    assert json.loads(call.function.arguments) == WEATHER_ARGUMENTS
     assert (message.model_extra or {})["reasoning_content"].startswith("Let me think")
     usage = completion.usage
     assert usage is not None
