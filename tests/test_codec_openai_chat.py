@@ -592,9 +592,11 @@ def test_a_response_decodes_and_encodes_back_for_the_sdk() -> None:
         FinishReason.TOOL_CALLS,
         Usage(100, 20, 64, None, 7),
     )
-    encoded = CODEC.encode_response(response)
+    # ``created`` is the answer's time unless the codec is given one.
+    encoded = OpenAIChatCodec(created=0).encode_response(response)
     assert encoded == RESPONSE
     ChatCompletion.model_validate(encoded)
+    assert abs(CODEC.encode_response(response)["created"] - time.time()) < 60
 
 
 def test_an_anthropic_answer_as_a_chat_completion() -> None:

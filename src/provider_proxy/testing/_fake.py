@@ -16,6 +16,29 @@ failing or long stream:
     number of streamed content chunks, and seconds between them.
 ``x-fake-fail-after``
     abort the connection after this many streamed chunks.
+``x-fake-tools: name1,name2``
+    answer with calls of those of the request's tools (the others are ignored),
+    several names in parallel; each call's input is a small object with a value
+    for each property of the tool's schema (``{}`` without any). Streamed, the
+    arguments come in pieces: Anthropic ``tool_use`` blocks with
+    ``input_json_delta`` (stop reason ``tool_use``), OpenAI ``tool_calls``
+    deltas by ``index`` (finish reason ``tool_calls``).
+``x-fake-thinking: 1``
+    think first: on Anthropic a ``thinking`` block with a ``signature``
+    (streamed as ``thinking_delta`` and ``signature_delta``); on OpenAI
+    ``reasoning_content``, as DeepSeek and vLLM send it. On Anthropic it also
+    refuses (400), as Anthropic does with thinking enabled, a turn whose
+    assistant message has a ``tool_use`` but not the signed thinking block it
+    was given first.
+``x-fake-cached: N``
+    usage reports ``N`` prompt tokens read from the cache: OpenAI's
+    ``prompt_tokens_details.cached_tokens``, counted in ``prompt_tokens``;
+    Anthropic's ``cache_read_input_tokens``, not counted in ``input_tokens``.
+
+A request with images (in its user turns) is answered with text naming each
+one's media type (inline data) or URL, ``"Images: image/png, https://..."``,
+so a test can tell they arrived. Streams count in :attr:`FakeUpstream.open_streams`
+and :attr:`FakeUpstream.closed_streams`, and end when the client leaves.
 
 Other routes: ``/echo`` answers the request it got as JSON; ``/stream`` streams
 until the client goes away; ``/gzip`` answers a gzip-encoded body.
@@ -23,10 +46,12 @@ until the client goes away; ``/gzip`` answers a gzip-encoded body.
 
 from __future__ import annotations
 
+import base64
 import gzip
+import hashlib
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +105,12 @@ class FakeUpstream:
     :param chunks: streamed content chunks (and words of a whole answer).
     :param gap: seconds between streamed chunks.
     :param fail_after: abort the connection after this many streamed chunks.
+    :param tools: answer with calls of these of the request's tools (a name, or
+        several: parallel calls).
+    :param thinking: think before answering (Anthropic ``thinking`` blocks, OpenAI
+        ``reasoning_content``), and refuse, as Anthropic does, a tool turn sent
+        back without its signed thinking block.
+    :param cached: report this many prompt tokens as read from the cache.
     """
 
     def __init__(
@@ -90,7 +121,12 @@ class FakeUpstream:
         chunks: int | None = None,
         gap: float = 0.0,
         fail_after: int | None = None,
+        tools: str | Sequence[str] | None = None,
+        thinking: bool = False,
+        cached: int = 0,
     ) -> None:
+        if tools is not None and not isinstance(tools, str):
+            tools = ",".join(tools)
         self._defaults: dict[str, str] = {
             name: str(value)
             for name, value in (
@@ -99,6 +135,9 @@ class FakeUpstream:
                 ("x-fake-chunks", chunks),
                 ("x-fake-gap", gap or None),
                 ("x-fake-fail-after", fail_after),
+                ("x-fake-tools", tools),
+                ("x-fake-thinking", "1" if thinking else None),
+                ("x-fake-cached", cached or None),
             )
             if value is not None
         }
@@ -141,7 +180,7 @@ class FakeUpstream:
                 send, 200, _models(anthropic=request.header("anthropic-version") is not None)
             )
         elif path.endswith("/chat/completions") or anthropic:
-            await self._chat(request, send, anthropic)
+            await self._chat(request, receive, send, anthropic)
         elif path.endswith((":generateContent", ":streamGenerateContent")):
             await self._gemini(request, send)
         else:
@@ -170,14 +209,21 @@ class FakeUpstream:
         request.body = b"".join(parts)
         return request
 
-    async def _chat(self, request: RecordedRequest, send: Send, anthropic: bool) -> None:
+    async def _chat(
+        self, request: RecordedRequest, receive: Receive, send: Send, anthropic: bool
+    ) -> None:
         payload = loads(request.body) if request.body else {}
-        model = str(payload.get("model", "fake-model"))
-        number = next(self._ids)
-        chunks = int(request.header("x-fake-chunks") or len(_WORDS))
+        if not isinstance(payload, dict):
+            payload = {}
+        thinking = _flag(request.header("x-fake-thinking"))
+        if anthropic and thinking:
+            refusal = _thinking_refusal(payload)
+            if refusal is not None:
+                await _error(send, 400, anthropic, refusal, "invalid_request_error")
+                return
+        answer = _answer(request, payload, next(self._ids), thinking=thinking)
         if not payload.get("stream"):
-            text = " ".join(_words(chunks))
-            await _json(send, 200, _completion(anthropic, model, number, text))
+            await _json(send, 200, _completion(anthropic, answer))
             return
         gap = float(request.header("x-fake-gap") or 0)
         fail_after = request.header("x-fake-fail-after")
@@ -192,13 +238,23 @@ class FakeUpstream:
             }
         )
         options = payload.get("stream_options") or {}
-        usage = bool(options.get("include_usage"))
-        for index, event in enumerate(_events(anthropic, model, number, chunks, usage)):
-            if fail_after is not None and index > int(fail_after):
-                raise FakeAbort("the fake upstream aborts the stream as asked")
-            if index and gap:
-                await anyio.sleep(gap)
-            await send({"type": "http.response.body", "body": event, "more_body": True})
+        usage = isinstance(options, dict) and bool(options.get("include_usage"))
+        events = _events(anthropic, answer, usage)
+        limit = None if fail_after is None else int(fail_after)
+        complete: bool | None = None  # stays None when the client leaves first
+        self.open_streams += 1
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(_cancel_on_disconnect, receive, group.cancel_scope)
+                complete = await _send_events(send, events, gap, limit)
+                group.cancel_scope.cancel()
+        finally:
+            self.open_streams -= 1
+            self.closed_streams += 1
+        if complete is None:
+            return
+        if not complete:
+            raise FakeAbort("the fake upstream aborts the stream as asked")
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _gemini(self, request: RecordedRequest, send: Send) -> None:
@@ -253,94 +309,361 @@ def _words(count: int) -> Iterator[str]:
     return itertools.islice(itertools.cycle(_WORDS), count)
 
 
-def _completion(anthropic: bool, model: str, number: int, text: str) -> dict[str, Any]:
+_THOUGHTS = [*("Let", "me", "think", "this", "through,"), *("one", "step", "at", "a", "time.")]
+
+#: What a signature is made of: a digest of the thinking text, so a changed text shows.
+_SIGNATURE_KEY = b"provider_proxy fake thinking signature\x00"
+
+#: The prompt tokens of every answer that no cache served.
+_PROMPT_TOKENS = 10
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """A tool call of an answer: its id, the tool's name and the JSON text of its input."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """What the fake answers, before it is written in a format."""
+
+    id: str
+    model: str
+    words: list[str]
+    reasoning: list[str]
+    calls: list[_Call]
+    cached: int
+
+    @property
+    def signature(self) -> str:
+        return _signature(" ".join(self.reasoning))
+
+    @property
+    def output_tokens(self) -> int:
+        return (
+            len(self.words)
+            + len(self.reasoning)
+            + sum(len(call.arguments) // 4 + 1 for call in self.calls)
+        )
+
+
+def _answer(
+    request: RecordedRequest, payload: dict[str, Any], number: int, *, thinking: bool
+) -> _Answer:
+    """The answer to a chat request, as the knobs shape it."""
+    anthropic = request.path.endswith("/messages")
+    prefix = ("toolu_fake" if anthropic else "call_fake") + f"{number}_"
+    schemas = _tool_schemas(payload.get("tools"))
+    names = [n.strip() for n in (request.header("x-fake-tools") or "").split(",")]
+    calls = [
+        _Call(f"{prefix}{i}", name, dumps(_sample_object(schemas[name])).decode("utf-8"))
+        for i, name in enumerate(n for n in names if n in schemas)
+    ]
+    images = _images(payload.get("messages"))
+    if calls:
+        words: list[str] = []
+    elif images:
+        words = ["Images:", *(f"{image}," for image in images[:-1]), f"{images[-1]}."]
+    else:
+        words = list(_words(int(request.header("x-fake-chunks") or len(_WORDS))))
+    return _Answer(
+        id=(f"msg_fake{number}" if anthropic else f"chatcmpl-fake{number}"),
+        model=str(payload.get("model", "fake-model")),
+        words=words,
+        reasoning=list(_THOUGHTS) if thinking else [],
+        calls=calls,
+        cached=int(request.header("x-fake-cached") or 0),
+    )
+
+
+def _flag(value: str | None) -> bool:
+    return value is not None and value.strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def _tool_schemas(tools: Any) -> dict[str, Any]:
+    """The request's tools by name: each one's input schema (OpenAI's or Anthropic's form)."""
+    schemas: dict[str, Any] = {}
+    for tool in tools if isinstance(tools, list) else ():
+        if not isinstance(tool, dict):
+            continue
+        function = tool.get("function")
+        if isinstance(function, dict):  # OpenAI: {"type": "function", "function": {...}}
+            schemas[str(function.get("name"))] = function.get("parameters")
+        elif "name" in tool:  # Anthropic: {"name": ..., "input_schema": {...}}
+            schemas[str(tool["name"])] = tool.get("input_schema")
+    return schemas
+
+
+def _sample_object(schema: Any) -> dict[str, Any]:
+    """A small object with a value for each property of a JSON schema (``{}`` without any)."""
+    properties = schema.get("properties") if isinstance(schema, dict) else None
+    if not isinstance(properties, dict):
+        return {}
+    return {name: _sample(name, value) for name, value in properties.items()}
+
+
+def _sample(name: str, schema: Any) -> Any:
+    if not isinstance(schema, dict):
+        return f"fake-{name}"
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), None)
+    samples: dict[Any, Any] = {"integer": 1, "number": 1.5, "boolean": True, "array": []}
+    if kind == "object":
+        return _sample_object(schema)
+    return samples.get(kind, f"fake-{name}")
+
+
+def _images(messages: Any) -> list[str]:
+    """Each image of the request's user turns: its media type (inline) or its URL."""
+    found: list[str] = []
+    for message in messages if isinstance(messages, list) else ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if message.get("role") != "user" or not isinstance(content, list):
+            continue
+        for part in content:
+            if not isinstance(part, dict):
+                continue
+            if part.get("type") == "image_url":  # OpenAI: a URL or a data URL
+                url = str((part.get("image_url") or {}).get("url", ""))
+                found.append(url[5:].partition(";")[0] if url.startswith("data:") else url)
+            elif part.get("type") == "image":  # Anthropic: a base64 or a URL source
+                source = part.get("source") or {}
+                found.append(str(source.get("media_type") or source.get("url")))
+    return found
+
+
+def _signature(thinking: str) -> str:
+    digest = hashlib.sha256(_SIGNATURE_KEY + thinking.encode("utf-8")).digest()
+    return base64.b64encode(b"fake" + digest).decode("ascii")
+
+
+def _thinking_refusal(payload: dict[str, Any]) -> str | None:
+    """Why Anthropic, with thinking enabled, would refuse this conversation, or ``None``.
+
+    In the turn under way (the messages after the last user message that is not
+    only tool results), an assistant message with a ``tool_use`` block must start
+    with the thinking block it was given, its signature intact.
+    """
+    messages = payload.get("messages")
+    if not isinstance(messages, list):
+        return None
+    start = 0
+    for index, message in enumerate(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            blocks = content if isinstance(content, list) else [{"type": "text"}]
+            if not all(isinstance(b, dict) and b.get("type") == "tool_result" for b in blocks):
+                start = index + 1
+    for index in range(start, len(messages)):
+        message = messages[index]
+        content = message.get("content") if isinstance(message, dict) else None
+        if message.get("role") != "assistant" or not isinstance(content, list):
+            continue
+        if not any(isinstance(b, dict) and b.get("type") == "tool_use" for b in content):
+            continue
+        first = content[0] if isinstance(content[0], dict) else {}
+        kind = first.get("type")
+        if kind == "redacted_thinking":
+            continue
+        if kind != "thinking":
+            return (
+                f"messages.{index}.content.0.type: Expected `thinking` or `redacted_thinking`, "
+                f"but found `{kind}`. When `thinking` is enabled, a final `assistant` message "
+                "must start with a thinking block (preceeding the lastmost set of `tool_use` "
+                "and `tool_result` blocks)."
+            )
+        if first.get("signature") != _signature(str(first.get("thinking", ""))):
+            return f"messages.{index}.content.0: Invalid `signature` in `thinking` block"
+    return None
+
+
+def _completion(anthropic: bool, answer: _Answer) -> dict[str, Any]:
+    """A whole answer, in Anthropic's format or OpenAI's."""
+    text = " ".join(answer.words)
     if anthropic:
+        content: list[dict[str, Any]] = []
+        if answer.reasoning:
+            thought = " ".join(answer.reasoning)
+            content.append({"type": "thinking", "thinking": thought, "signature": answer.signature})
+        if text or not answer.calls:
+            content.append({"type": "text", "text": text})
+        content.extend(
+            {"type": "tool_use", "id": c.id, "name": c.name, "input": loads(c.arguments)}
+            for c in answer.calls
+        )
         return {
-            "id": f"msg_fake{number}",
+            "id": answer.id,
             "type": "message",
             "role": "assistant",
-            "model": model,
-            "content": [{"type": "text", "text": text}],
-            "stop_reason": "end_turn",
+            "model": answer.model,
+            "content": content,
+            "stop_reason": "tool_use" if answer.calls else "end_turn",
             "stop_sequence": None,
-            "usage": {"input_tokens": 10, "output_tokens": len(text.split())},
+            "usage": _anthropic_usage(answer, answer.output_tokens),
         }
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": text or None if answer.calls else text,
+    }
+    if answer.reasoning:
+        message["reasoning_content"] = " ".join(answer.reasoning)
+    if answer.calls:
+        message["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in answer.calls
+        ]
     return {
-        "id": f"chatcmpl-fake{number}",
+        "id": answer.id,
         "object": "chat.completion",
         "created": 1_700_000_000,
-        "model": model,
+        "model": answer.model,
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": "stop",
+                "message": message,
+                "finish_reason": "tool_calls" if answer.calls else "stop",
             }
         ],
-        "usage": {
-            "prompt_tokens": 10,
-            "completion_tokens": len(text.split()),
-            "total_tokens": 10 + len(text.split()),
-        },
+        "usage": _openai_usage(answer),
     }
 
 
-def _events(
-    anthropic: bool, model: str, number: int, chunks: int, usage: bool = False
-) -> Iterator[bytes]:
+def _anthropic_usage(answer: _Answer, output_tokens: int) -> dict[str, Any]:
+    """Anthropic's usage: ``input_tokens`` leaves out the tokens read from the cache."""
+    usage: dict[str, Any] = {"input_tokens": _PROMPT_TOKENS}
+    if answer.cached:
+        usage["cache_creation_input_tokens"] = 0
+        usage["cache_read_input_tokens"] = answer.cached
+    usage["output_tokens"] = output_tokens
+    return usage
+
+
+def _openai_usage(answer: _Answer) -> dict[str, Any]:
+    """OpenAI's usage: ``prompt_tokens`` counts the cached ones too."""
+    prompt, completion = _PROMPT_TOKENS + answer.cached, answer.output_tokens
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    if answer.cached:
+        usage["prompt_tokens_details"] = {"cached_tokens": answer.cached}
+    if answer.reasoning:
+        usage["completion_tokens_details"] = {"reasoning_tokens": len(answer.reasoning)}
+    return usage
+
+
+def _pieces(text: str, count: int = 3) -> list[str]:
+    """``text`` in about ``count`` pieces, as a provider streams a tool call's arguments."""
+    size = max(1, -(-len(text) // count))
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def _spaced(words: list[str]) -> Iterator[str]:
+    for i, word in enumerate(words):
+        yield word if i == 0 else " " + word
+
+
+def _events(anthropic: bool, answer: _Answer, usage: bool = False) -> list[bytes]:
     """The SSE events of a streamed answer, one network write each.
 
     With ``usage`` (OpenAI's ``stream_options.include_usage``) a last chunk with
     empty ``choices`` carries the token counts, as OpenAI sends it.
     """
-    words = list(_words(chunks))
     if anthropic:
-        message = _completion(True, model, number, "")
-        message["content"] = []
-        message["usage"] = {"input_tokens": 10, "output_tokens": 1}
-        yield _sse({"type": "message_start", "message": message}, "message_start")
-        yield _sse(
-            {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "text", "text": ""},
-            },
-            "content_block_start",
-        )
-        for i, word in enumerate(words):
-            text = word if i == 0 else " " + word
-            delta = {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "text_delta", "text": text},
-            }
-            yield _sse(delta, "content_block_delta")
-        yield _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
-        yield _sse(
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                "usage": {"output_tokens": len(words)},
-            },
-            "message_delta",
-        )
-        yield _sse({"type": "message_stop"}, "message_stop")
-        return
+        return list(_anthropic_events(answer))
+    return list(_openai_events(answer, usage))
+
+
+def _anthropic_events(answer: _Answer) -> Iterator[bytes]:
+    """As Anthropic streams: https://docs.anthropic.com/en/api/messages-streaming."""
+    message = _completion(True, answer)
+    message.update(content=[], stop_reason=None, usage=_anthropic_usage(answer, 1))
+    yield _sse({"type": "message_start", "message": message}, "message_start")
+    blocks: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+    if answer.reasoning:
+        deltas = [{"type": "thinking_delta", "thinking": t} for t in _spaced(answer.reasoning)]
+        deltas.append({"type": "signature_delta", "signature": answer.signature})
+        blocks.append(({"type": "thinking", "thinking": "", "signature": ""}, deltas))
+    if answer.words or not answer.calls:
+        deltas = [{"type": "text_delta", "text": t} for t in _spaced(answer.words)]
+        blocks.append(({"type": "text", "text": ""}, deltas))
+    for call in answer.calls:
+        block = {"type": "tool_use", "id": call.id, "name": call.name, "input": {}}
+        pieces = _pieces(call.arguments) if call.arguments != "{}" else [""]
+        blocks.append((block, [{"type": "input_json_delta", "partial_json": p} for p in pieces]))
+    for index, (block, deltas) in enumerate(blocks):
+        start = {"type": "content_block_start", "index": index, "content_block": block}
+        yield _sse(start, "content_block_start")
+        for delta in deltas:
+            event = {"type": "content_block_delta", "index": index, "delta": delta}
+            yield _sse(event, "content_block_delta")
+        yield _sse({"type": "content_block_stop", "index": index}, "content_block_stop")
+    stop = "tool_use" if answer.calls else "end_turn"
+    yield _sse(
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": stop, "stop_sequence": None},
+            "usage": {"output_tokens": answer.output_tokens},
+        },
+        "message_delta",
+    )
+    yield _sse({"type": "message_stop"}, "message_stop")
+
+
+def _openai_events(answer: _Answer, usage: bool) -> Iterator[bytes]:
+    """As OpenAI streams, with reasoning as DeepSeek and vLLM stream it (``reasoning_content``)."""
     base = {
-        "id": f"chatcmpl-fake{number}",
+        "id": answer.id,
         "object": "chat.completion.chunk",
         "created": 1_700_000_000,
-        "model": model,
+        "model": answer.model,
     }
-    for i, word in enumerate(words):
-        text = word if i == 0 else " " + word
-        delta = {"role": "assistant", "content": text} if i == 0 else {"content": text}
+    deltas: list[dict[str, Any]] = [
+        {"content": None, "reasoning_content": t} for t in _spaced(answer.reasoning)
+    ]
+    deltas.extend({"content": t} for t in _spaced(answer.words))
+    for index, call in enumerate(answer.calls):
+        function = {"name": call.name, "arguments": ""}
+        head = {"index": index, "id": call.id, "type": "function", "function": function}
+        deltas.append({"content": None, "tool_calls": [head]})
+        pieces = _pieces(call.arguments) if call.arguments != "{}" else ["{}"]
+        deltas.extend(
+            {"tool_calls": [{"index": index, "function": {"arguments": p}}]} for p in pieces
+        )
+    if deltas:
+        deltas[0] = {"role": "assistant", **deltas[0]}
+    for delta in deltas:
         yield _sse({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
-    yield _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    finish = "tool_calls" if answer.calls else "stop"
+    yield _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
     if usage:
-        counts = {"prompt_tokens": 10, "completion_tokens": len(words)}
-        yield _sse({**base, "choices": [], "usage": {**counts, "total_tokens": 10 + len(words)}})
+        yield _sse({**base, "choices": [], "usage": _openai_usage(answer)})
     yield b"data: [DONE]\n\n"
+
+
+async def _send_events(send: Send, events: list[bytes], gap: float, limit: int | None) -> bool:
+    """Send the events of a stream; ``False`` when it stopped after ``limit`` of them."""
+    for index, event in enumerate(events):
+        if limit is not None and index > limit:
+            return False
+        if index and gap:
+            await anyio.sleep(gap)
+        await send({"type": "http.response.body", "body": event, "more_body": True})
+    return True
+
+
+async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()
 
 
 def _gemini_chunk(model: str, text: str, output_tokens: int) -> dict[str, Any]:
@@ -397,16 +720,27 @@ def _echo(request: RecordedRequest) -> dict[str, Any]:
     }
 
 
-async def _error(send: Send, status: int, anthropic: bool, message: str | None = None) -> None:
+async def _error(
+    send: Send,
+    status: int,
+    anthropic: bool,
+    message: str | None = None,
+    error_type: str | None = None,
+) -> None:
     message = message or f"fake upstream error {status}"
     if anthropic:
         payload: dict[str, Any] = {
             "type": "error",
-            "error": {"type": "api_error", "message": message},
+            "error": {"type": error_type or "api_error", "message": message},
         }
     else:
         payload = {
-            "error": {"message": message, "type": "fake_error", "param": None, "code": str(status)}
+            "error": {
+                "message": message,
+                "type": error_type or "fake_error",
+                "param": None,
+                "code": str(status),
+            }
         }
     await _json(send, status, payload)
 
