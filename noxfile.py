@@ -68,7 +68,9 @@ def bench(session: nox.Session) -> None:
 
     ``nox -s bench -- --quick`` for a short run, ``-- --scenario stream`` for one
     scenario. Uses ``wrk`` when it is on ``PATH``; the table is saved to
-    ``benchmarks/results/latest.md``.
+    ``benchmarks/results/latest.md``. The ``gateway`` scenario compares with
+    LiteLLM's proxy, which it installs (``litellm[proxy]``) into a venv of its
+    own under ``~/.cache/provider-proxy-bench`` on first use, never into this one.
     """
     session.install("-e", ".[fast,server]")
     session.run("python", "-m", "benchmarks", *session.posargs)

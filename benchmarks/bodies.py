@@ -33,10 +33,10 @@ def _prose(length: int, offset: int) -> str:
     return " ".join(parts)[:length]
 
 
-def chat_body(size: int, *, stream: bool = False) -> bytes:
+def chat_body(size: int, *, stream: bool = False, model: str = "gpt-bench") -> bytes:
     """A chat completion request of exactly ``size`` bytes (at least about 200)."""
     body: dict[str, Any] = {
-        "model": "gpt-bench",
+        "model": model,
         "temperature": 0.7,
         "max_tokens": 256,
         "stream": stream,

@@ -35,7 +35,9 @@ from urllib.parse import urlsplit
 
 import httptools
 
-_STAMP = re.compile(rb'"t":(\d+)')
+#: The upstream's send stamp: a ``"t"`` field (OpenAI chunks), or ``[t<ns>]`` in the
+#: text of an Anthropic delta, which translation into another format carries along.
+_STAMP = re.compile(rb'"t":(\d+)|\[t(\d+)\]')
 
 
 def percentiles(
@@ -171,7 +173,7 @@ class Connection(asyncio.Protocol):
                 match = _STAMP.search(event)
                 if match:
                     self.events += 1
-                    self.on_event(self.now, int(match[1]))
+                    self.on_event(self.now, int(match[1] or match[2]))
 
     def on_message_complete(self) -> None:
         self.keep_alive = self._parser.should_keep_alive()

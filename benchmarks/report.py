@@ -18,13 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from .procs import ROOT, Cores
-from .scenarios import COLUMNS, Outcome, Row
+from .scenarios import COLUMNS, EXTRA_COLUMNS, Outcome, Row
 
 _HEADINGS = {
     "direct": "Direct",
     "floor": "Floor",
     "proxy": "Proxy",
     "proxy-transform": "Proxy + transform",
+    "gateway": "Gateway (translated)",
+    "litellm": "LiteLLM",
 }
 _PACKAGES = ("provider-proxy", "aiohttp", "orjson", "httpx", "uvicorn", "httptools", "uvloop")
 
@@ -86,29 +88,39 @@ def _number(value: float | None, unit: str) -> str:
     return f"{value:g}"
 
 
-_HEADER = ["Scenario", "Metric", *(_HEADINGS[c] for c in COLUMNS), "Proxy vs reference"]
-_HEADER += ["Target", "Met"]
+def _columns(rows: list[Row]) -> list[str]:
+    """The columns of numbers: the usual ones, and the gateway's when a row has them."""
+    extra = [c for c in EXTRA_COLUMNS if any(c in row.values for row in rows)]
+    return [*COLUMNS, *extra]
 
 
-def _cells(row: Row) -> list[str]:
+def _header(columns: list[str]) -> list[str]:
+    headings = (_HEADINGS[c] for c in columns)
+    return ["Scenario", "Metric", *headings, "Proxy vs reference", "Target", "Met"]
+
+
+def _cells(row: Row, columns: list[str]) -> list[str]:
     unit = f" ({row.unit})" if row.unit else ""
     met = "" if row.met is None else ("yes" if row.met else "**no**")
     cells = [row.scenario, row.metric + unit]
-    cells += [_number(row.values.get(column), row.unit) for column in COLUMNS]
+    cells += [_number(row.values.get(column), row.unit) for column in columns]
     return [*cells, row.result, row.target, met]
 
 
 def table(rows: list[Row]) -> str:
     """The results as one Markdown table."""
-    lines = ["| " + " | ".join(_HEADER) + " |", "|" + "---|" * len(_HEADER)]
-    lines += ["| " + " | ".join(_cells(row)) + " |" for row in rows]
+    columns = _columns(rows)
+    header = _header(columns)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cells(row, columns)) + " |" for row in rows]
     return "\n".join(lines)
 
 
 def rst_table(rows: list[Row]) -> str:
     """The results as a reStructuredText list-table."""
+    columns = _columns(rows)
     lines = [".. list-table::", "   :header-rows: 1", ""]
-    for cells in [_HEADER, *(_cells(row) for row in rows)]:
+    for cells in [_header(columns), *(_cells(row, columns) for row in rows)]:
         lines.append("   * - " + (cells[0] or "\\"))
         lines += [f"     - {cell}" if cell else "     -" for cell in cells[1:]]
     return "\n".join(lines)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import loadgen
+from . import litellm_proxy, loadgen
 from .bodies import chat_body
 from .procs import (
     DISTURBED,
@@ -35,6 +35,9 @@ from .procs import (
 
 #: The columns of absolute numbers, in order.
 COLUMNS = ("direct", "floor", "proxy", "proxy-transform")
+
+#: Columns only the gateway scenario fills; the table shows them when a row has them.
+EXTRA_COLUMNS = ("gateway", "litellm")
 
 
 @dataclass(frozen=True)
@@ -72,10 +75,13 @@ class Outcome:
     notes: list[str] = field(default_factory=list)
 
 
-def _body_file(settings: Settings, size: int) -> Path:
-    path = settings.workdir / f"chat-{size}.json"
+def _body_file(
+    settings: Settings, size: int, *, model: str = "gpt-bench", stream: bool = False
+) -> Path:
+    name = f"chat-{size}" + (f"-{model.replace('/', '_')}" if model != "gpt-bench" else "")
+    path = settings.workdir / f"{name}{'-stream' if stream else ''}.json"
     if not path.exists():
-        path.write_bytes(chat_body(size))
+        path.write_bytes(chat_body(size, model=model, stream=stream))
     return path
 
 
@@ -303,6 +309,230 @@ def stream(settings: Settings) -> Outcome:
     return outcome
 
 
+# -- the gateway: OpenAI Chat in, Anthropic Messages upstream ------------------------------
+
+#: The gateway scenario's targets, in the order they are measured each round.
+GATEWAY_KINDS: tuple[str, ...] = ("direct", "proxy", "gateway", "litellm")
+
+
+def gateway(settings: Settings) -> Outcome:
+    """The translated path beside the same request's passthrough, and LiteLLM's, in one run.
+
+    ``proxy`` relays an OpenAI chat request to the fake's OpenAI route;
+    ``gateway`` takes the same request at ``/v1/chat/completions`` with
+    ``model="anthropic/claude-x"`` and translates it to Anthropic Messages and
+    the answer back; ``litellm`` is LiteLLM's proxy to the same Anthropic fake.
+    Throughput at 64 connections (whole answers), then streams of 50 events
+    20 ms apart: each event's delay from the upstream's send stamp.
+    """
+    outcome = Outcome()
+    size, connections, chunks, gap_ms = 1024, 64, 50, 20
+    models = {"direct": "gpt-bench", "proxy": "gpt-bench"}
+    models |= {"gateway": litellm_proxy.MODEL, "litellm": litellm_proxy.MODEL}
+    whole = {kind: _body_file(settings, size, model=m) for kind, m in models.items()}
+    streamed = {k: _body_file(settings, size, model=m, stream=True) for k, m in models.items()}
+    loads: dict[str, list[dict[str, Any]]] = {}
+    streams: dict[str, list[dict[str, Any]]] = {}
+    litellm_missing = ""
+    with servers(("proxy", "gateway"), settings.cores) as by_kind:
+        try:
+            by_kind["litellm"] = litellm_proxy.start(
+                by_kind["upstream"].url, settings.cores.server, settings.workdir
+            )
+        except litellm_proxy.Unavailable as exc:
+            litellm_missing = f"LiteLLM was not measured: {exc}."
+            outcome.notes.append(litellm_missing)
+        try:
+            kinds: list[str] = [k for k in GATEWAY_KINDS if k in by_kind]
+            loads = {kind: [] for kind in kinds}
+            streams = {kind: [] for kind in kinds}
+
+            def load(kind: str, seconds: int) -> dict[str, Any]:
+                server = by_kind[kind]
+                return loadgen.run(
+                    settings.generator,
+                    server.url + server.chat_path,
+                    whole[kind],
+                    connections=connections,
+                    seconds=seconds,
+                    cpu=settings.cores.other,
+                )
+
+            def stream_(kind: str) -> dict[str, Any]:
+                server = by_kind[kind]
+                return _client(
+                    settings,
+                    "stream",
+                    url=server.url + server.chat_path,
+                    body_file=str(streamed[kind]),
+                    concurrency=8,
+                    duration=2 * settings.seconds,
+                    chunks=chunks,
+                    gap_ms=gap_ms,
+                )
+
+            for kind in kinds:
+                load(kind, settings.warmup)
+            for _ in range(settings.rounds):
+                for kind in kinds:
+                    loads[kind].append(
+                        undisturbed(
+                            functools.partial(load, kind, settings.seconds),
+                            settings.cores,
+                            _server_pid(by_kind, kind),
+                            by_kind["upstream"].pid,
+                        )
+                    )
+                for kind in kinds:
+                    streams[kind].append(
+                        undisturbed(
+                            functools.partial(stream_, kind),
+                            settings.cores,
+                            _server_pid(by_kind, kind),
+                            by_kind["upstream"].pid,
+                        )
+                    )
+            if "litellm" in by_kind:
+                outcome.raw["litellm"] = by_kind["litellm"].note
+                outcome.notes.append(
+                    f"gateway: {by_kind['litellm'].note} (its proxy, one worker, on the "
+                    "server's core), from a venv of its own; never a dependency."
+                )
+        finally:
+            if "litellm" in by_kind:
+                stop(by_kind["litellm"].process)
+    outcome.raw["runs"] = loads
+    outcome.raw["streams"] = streams
+    _disturbance_note(outcome, "gateway", loads)
+    _disturbance_note(outcome, "gateway stream", streams)
+
+    failed: set[str] = set()
+    for kind, results in loads.items():
+        errors = sum(r["errors"] for r in results)
+        total = sum(r["requests"] for r in results)
+        if errors:
+            outcome.notes.append(f"gateway via {kind}: {errors} of {total} requests failed.")
+        if errors * 2 > total:
+            failed.add(kind)
+    for kind, results in streams.items():
+        incomplete = sum(r["incomplete"] for r in results)
+        count = sum(r["streams"] for r in results)
+        if incomplete:
+            outcome.notes.append(
+                f"gateway stream via {kind}: {incomplete} of {count} streams were incomplete."
+            )
+        if incomplete * 2 > count or not count:
+            failed.add(f"{kind} stream")
+
+    def rps(kind: str) -> float | None:
+        if kind not in loads or kind in failed:
+            return None
+        return _median([r["rps"] for r in loads[kind]])
+
+    def latency(kind: str, point: str) -> float | None:
+        if kind not in loads or kind in failed:
+            return None
+        return _median([r["latency_ms"][point] for r in loads[kind]])
+
+    def streamed_ms(kind: str, metric: str, point: str) -> float | None:
+        if kind not in streams or f"{kind} stream" in failed:
+            return None
+        return _median([r[metric][point] for r in streams[kind]])
+
+    name = f"gateway 1 KB, {connections} conns"
+    throughput = {kind: rps(kind) for kind in GATEWAY_KINDS}
+    proxy_rps, gateway_rps, litellm_rps = (throughput[k] for k in ("proxy", "gateway", "litellm"))
+    if proxy_rps and gateway_rps:
+        ratio = gateway_rps / proxy_rps
+        outcome.rows.append(
+            Row(
+                name,
+                "throughput, translated",
+                throughput,
+                "req/s",
+                f"translated {ratio:.2f}x the proxy's passthrough",
+                "≥ 0.6x passthrough",
+                ratio >= 0.6,
+            )
+        )
+    if gateway_rps and litellm_rps:
+        versus = gateway_rps / litellm_rps
+        outcome.rows.append(
+            Row(
+                name,
+                "throughput vs LiteLLM",
+                throughput,
+                "req/s",
+                f"translated {versus:.1f}x LiteLLM",
+                "≥ 20x LiteLLM",
+                versus >= 20,
+            )
+        )
+    else:
+        reason = litellm_missing or "its requests failed (see the notes)"
+        outcome.rows.append(
+            Row(
+                name,
+                "throughput vs LiteLLM",
+                throughput,
+                "req/s",
+                f"not measured: {reason.removeprefix('LiteLLM was not measured: ')}",
+                "≥ 20x LiteLLM",
+                None,
+            )
+        )
+    p50 = {kind: latency(kind, "p50") for kind in throughput}
+    if p50["proxy"] is not None and p50["gateway"] is not None:
+        outcome.rows.append(
+            Row(
+                name,
+                "latency p50",
+                p50,
+                "ms",
+                f"translated {_ms(p50['gateway'] - p50['proxy'])} over passthrough",
+            )
+        )
+
+    label = f"gateway stream-{chunks}x{gap_ms}ms"
+    for metric, title, point, limit in (
+        ("chunk_delay_ms", "per-event delay p50", "p50", 0.1),
+        ("chunk_delay_ms", "per-event delay p99", "p99", None),
+        ("ttfb_ms", "time to first byte p50", "p50", None),
+    ):
+        values = {kind: streamed_ms(kind, metric, point) for kind in throughput}
+        proxy_v, gateway_v = values["proxy"], values["gateway"]
+        if proxy_v is None or gateway_v is None or values["direct"] is None:
+            continue
+        added = gateway_v - proxy_v
+        result = (
+            f"translation {_ms(added)} over passthrough "
+            f"(passthrough {_ms(proxy_v - values['direct'])} over direct"
+        )
+        if values["litellm"] is not None:
+            result += f"; LiteLLM {_ms(values['litellm'] - values['direct'])}"
+        outcome.rows.append(
+            Row(
+                label,
+                title,
+                values,
+                "ms",
+                result + ")",
+                "" if limit is None else f"≤ {limit:g} ms added by translation",
+                None if limit is None else added <= limit,
+            )
+        )
+    counted = {kind: sum(r["streams"] for r in results) for kind, results in streams.items()}
+    outcome.notes.append(
+        "gateway: direct and proxy send an OpenAI chat request to the fake's OpenAI route; "
+        "gateway sends the same request with model anthropic/claude-x to the gateway's "
+        "/v1/chat/completions (AnthropicAdapter only, so it is translated to Messages and "
+        "back); litellm is LiteLLM's proxy to the same Anthropic fake. Streams: "
+        + ", ".join(f"{n} via {kind}" for kind, n in counted.items())
+        + f", 8 at a time; each of the {chunks} events is timed from the upstream's send stamp."
+    )
+    return outcome
+
+
 # -- memory and descriptors ----------------------------------------------------------------
 
 
@@ -524,4 +754,5 @@ SCENARIOS: dict[str, Callable[[Settings], Outcome]] = {
     "memory": memory,
     "aborts": aborts,
     "micro": micro,
+    "gateway": gateway,
 }

@@ -1,8 +1,10 @@
 """``python -m benchmarks.serve KIND --upstream URL``: one server of a run, on this core.
 
-``upstream`` is the fake upstream; ``floor``, ``proxy`` and ``proxy-transform``
-are ASGI apps served by uvicorn on httptools and uvloop, one worker, as the
-proxy is deployed. Prints ``READY <port> <note>`` once it accepts requests.
+``upstream`` is the fake upstream; ``floor``, ``proxy``, ``proxy-transform``
+and ``gateway`` (the proxy with an Anthropic adapter only, reached through its
+OpenAI-Chat gateway endpoint, so every request is translated) are ASGI apps
+served by uvicorn on httptools and uvloop, one worker, as the proxy is deployed.
+Prints ``READY <port> <note>`` once it accepts requests.
 """
 
 from __future__ import annotations
@@ -42,6 +44,14 @@ def proxy_app(upstream: str, *, transform: bool) -> tuple[Any, str]:
     return make_asgi_app([adapter]), "transform=adapter"
 
 
+def gateway_app(upstream: str) -> tuple[Any, str]:
+    """The gateway in front of an Anthropic-backed model: OpenAI Chat in, Messages upstream."""
+    from provider_proxy import make_asgi_app
+    from provider_proxy.adapters import AnthropicAdapter
+
+    return make_asgi_app([AnthropicAdapter(base_url=upstream, api_key="x")]), "anthropic"
+
+
 def _serve_asgi(app: Any, sock: socket.socket, note: str) -> None:
     import uvicorn
 
@@ -68,7 +78,8 @@ def _serve_asgi(app: Any, sock: socket.socket, note: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("kind", choices=["upstream", "floor", "proxy", "proxy-transform"])
+    kinds = ["upstream", "floor", "proxy", "proxy-transform", "gateway"]
+    parser.add_argument("kind", choices=kinds)
     parser.add_argument("--upstream", default="-", help="the upstream's base URL")
     args = parser.parse_args()
     raise_fd_limit()
@@ -84,6 +95,9 @@ def main() -> None:
         from .floor import Floor
 
         _serve_asgi(Floor(args.upstream), sock, "-")
+    elif args.kind == "gateway":
+        app, note = gateway_app(args.upstream)
+        _serve_asgi(app, sock, note)
     else:
         app, note = proxy_app(args.upstream, transform=args.kind == "proxy-transform")
         _serve_asgi(app, sock, note)

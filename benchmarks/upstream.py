@@ -7,6 +7,15 @@ event stream instead; each event carries the time it was written
 (``time.perf_counter_ns``, which is ``CLOCK_MONOTONIC`` and so comparable
 across processes), from which the client computes each chunk's delay.
 ``GET /_stats`` reports the counters the scenarios check.
+
+``POST /v1/messages`` answers as Anthropic's Messages API does: a whole
+``message``, or, when the body asks for ``"stream": true``, the documented
+event sequence (``message_start``, ``content_block_start``, ``ping``, one
+``content_block_delta`` per chunk, ``content_block_stop``, ``message_delta``
+with the output usage, ``message_stop``). Its chunk count and gap come from
+``x-bench-stream`` when the request carries it, else :data:`DEFAULT_STREAM`
+(a client such as LiteLLM forwards no such header). Each delta's text carries
+the send stamp as ``[t<ns>]``, so it survives translation into another format.
 """
 
 from __future__ import annotations
@@ -24,6 +33,11 @@ from provider_proxy._json import dumps
 from .bodies import TRANSFORM_MARKER
 
 STREAM_HEADER = b"x-bench-stream"
+
+#: Chunks and gap (ms) of an Anthropic stream whose request names none.
+DEFAULT_STREAM = b"50,20"
+
+_MESSAGES_PATH = b"/v1/messages"
 
 _COMPLETION = dumps(
     {
@@ -52,6 +66,68 @@ _EVENT = (
     b'"finish_reason":null}]}\n\n'
 )
 
+_MESSAGE = dumps(
+    {
+        "id": "msg_bench",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-x",
+        "content": [{"type": "text", "text": "Hello from the bench upstream."}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 10, "output_tokens": 6},
+    }
+)
+
+
+def _sse(event: str, data: object) -> bytes:
+    return b"event: %s\ndata: %s\n\n" % (event.encode("ascii"), dumps(data))
+
+
+_MESSAGES_OPENING = (
+    _sse(
+        "message_start",
+        {
+            "type": "message_start",
+            "message": {
+                "id": "msg_bench",
+                "type": "message",
+                "role": "assistant",
+                "model": "claude-x",
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": {"input_tokens": 10, "output_tokens": 1},
+            },
+        },
+    )
+    + _sse(
+        "content_block_start",
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    )
+    + _sse("ping", {"type": "ping"})
+)
+_MESSAGES_DELTA = (
+    b"event: content_block_delta\ndata: "
+    b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" token[t%d]"}}'
+    b"\n\n"
+)
+
+
+def _messages_closing(chunks: int) -> bytes:
+    return (
+        _sse("content_block_stop", {"type": "content_block_stop", "index": 0})
+        + _sse(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": chunks},
+            },
+        )
+        + _sse("message_stop", {"type": "message_stop"})
+    )
+
 
 def _response(body: bytes, *, keep_alive: bool = True) -> bytes:
     connection = b"" if keep_alive else b"connection: close\r\n"
@@ -62,6 +138,7 @@ def _response(body: bytes, *, keep_alive: bool = True) -> bytes:
 
 
 _CHAT_RESPONSE = _response(_COMPLETION)
+_MESSAGE_RESPONSE = _response(_MESSAGE)
 _MODELS_RESPONSE = _response(_MODELS)
 
 
@@ -87,6 +164,8 @@ class UpstreamProtocol(asyncio.Protocol):
         self._url = b""
         self._stream: bytes | None = None
         self._tail = b""
+        #: The whole body, kept for Messages requests only (does it ask for a stream?).
+        self._body: bytearray | None = None
         self._task: asyncio.Task[None] | None = None
 
     # -- asyncio -------------------------------------------------------------------
@@ -119,9 +198,14 @@ class UpstreamProtocol(asyncio.Protocol):
         self._url = b""
         self._stream = None
         self._tail = b""
+        self._body = None
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+
+    def on_headers_complete(self) -> None:
+        if self._url.startswith(_MESSAGES_PATH) and not self._url.startswith(b"/v1/messages/"):
+            self._body = bytearray()
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if name.lower() == STREAM_HEADER:
@@ -130,6 +214,8 @@ class UpstreamProtocol(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         # The transform adds its key last, so the marker is in the body's tail.
         self._tail = (self._tail + body[-64:])[-64:]
+        if self._body is not None:
+            self._body += body
 
     def on_message_complete(self) -> None:
         stats = self._stats
@@ -139,6 +225,9 @@ class UpstreamProtocol(asyncio.Protocol):
         keep_alive = self._parser.should_keep_alive()
         transport = self._transport
         if transport is None:
+            return
+        if self._body is not None:
+            self._answer_messages(transport, keep_alive)
             return
         if self._stream is not None:
             chunks, _, gap = self._stream.partition(b",")
@@ -156,7 +245,22 @@ class UpstreamProtocol(asyncio.Protocol):
         if not keep_alive:
             transport.close()
 
-    async def _send_stream(self, chunks: int, gap: float, keep_alive: bool) -> None:
+    def _answer_messages(self, transport: asyncio.Transport, keep_alive: bool) -> None:
+        """Anthropic's Messages API: a stream when the body asks for one, else a message."""
+        body = bytes(self._body or b"")
+        if b'"stream":true' in body or b'"stream": true' in body:
+            chunks, _, gap = (self._stream or DEFAULT_STREAM).partition(b",")
+            self._task = asyncio.get_running_loop().create_task(
+                self._send_stream(int(chunks), float(gap or 0) / 1000, keep_alive, anthropic=True)
+            )
+            return
+        transport.write(_MESSAGE_RESPONSE)
+        if not keep_alive:
+            transport.close()
+
+    async def _send_stream(
+        self, chunks: int, gap: float, keep_alive: bool, *, anthropic: bool = False
+    ) -> None:
         stats = self._stats
         stats.streams += 1
         stats.open_streams += 1
@@ -172,7 +276,14 @@ class UpstreamProtocol(asyncio.Protocol):
                     await asyncio.sleep(gap)
                 if self._transport is None:
                     return
-                event = _EVENT % time.perf_counter_ns()
+                if not anthropic:
+                    event = _EVENT % time.perf_counter_ns()
+                else:
+                    event = _MESSAGES_DELTA % time.perf_counter_ns()
+                    if index == 0:
+                        event = _MESSAGES_OPENING + event
+                    if index == chunks - 1:
+                        event += _messages_closing(chunks)
                 transport.write(b"%x\r\n%s\r\n" % (len(event), event))
             transport.write(b"0\r\n\r\n")
             finished = True
