@@ -439,10 +439,6 @@ REFUSED_ENCODE_ROWS = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the encoders name 'tool_result.content' and 'document', not the table's rows",
-)
 @pytest.mark.parametrize(("dialect", "name"), REFUSED_ENCODE_ROWS)
 def test_a_refused_encode_row_names_itself(dialect: str, name: str) -> None:
     request, _ = ENCODE_CASES[dialect][name]
@@ -451,11 +447,6 @@ def test_a_refused_encode_row_names_itself(dialect: str, name: str) -> None:
     assert refused.value.field == name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFAULT_MAX_TOKENS is not above the low-and-up THINKING_BUDGETS; "
-    "Anthropic needs max_tokens > budget_tokens",
-)
 def test_a_mapped_effort_without_max_tokens_is_a_valid_anthropic_body() -> None:
     codec = CODECS[ANTHROPIC]
     for effort, budget in _anthropic_codec.THINKING_BUDGETS.items():
@@ -463,3 +454,10 @@ def test_a_mapped_effort_without_max_tokens_is_a_valid_anthropic_body() -> None:
             continue
         body = codec.encode_request(_request(HELLO, reasoning=ReasoningConfig(effort=effort)))  # type: ignore[arg-type]
         assert body["max_tokens"] > body["thinking"]["budget_tokens"], effort
+
+
+def test_a_max_tokens_below_the_efforts_budget_is_refused_naming_it() -> None:
+    request = _request(HELLO, reasoning=ReasoningConfig(effort="high"), max_tokens=1000)  # type: ignore[arg-type]
+    with pytest.raises(Unsupported) as refused:
+        CODECS[ANTHROPIC].encode_request(request)
+    assert refused.value.field == "max_tokens"

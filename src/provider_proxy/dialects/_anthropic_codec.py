@@ -95,7 +95,7 @@ ENCODE_FIELDS: FidelityTable = {
     "reasoning without signature": Rule(D, "Anthropic ignores earlier unsigned thinking"),
     "refusal": Rule(M, "as text"),
     "stream_usage": Rule(D, "Anthropic always streams usage"),
-    "max_tokens": Rule(M, "DEFAULT_MAX_TOKENS when absent"),
+    "max_tokens": Rule(M, "DEFAULT_MAX_TOKENS (plus any thinking budget) when absent"),
 }
 
 STOP_REASONS: dict[str, FinishReason] = {
@@ -395,9 +395,23 @@ def _decode_tool_result(block: dict[str, Any], where: str, control: Any) -> Tool
 
 def encode_request(request: Request) -> dict[str, Any]:
     """A canonical request as a Messages body."""
+    thinking = _encode_thinking(request.reasoning)
+    budget = thinking.get("budget_tokens") if thinking is not None else None
+    # A budget the proxy chose for an effort (not one the client gave) must leave
+    # room for the answer: Anthropic needs max_tokens above it.
+    chosen = request.reasoning is not None and request.reasoning.budget_tokens is None
+    max_tokens = request.max_tokens
+    if max_tokens is None:
+        max_tokens = DEFAULT_MAX_TOKENS + (budget or 0)
+    elif chosen and budget is not None and max_tokens <= budget:
+        raise Unsupported(
+            "max_tokens",
+            f"it must be above the thinking budget ({budget} tokens) the reasoning "
+            "effort asks for; raise max_tokens or lower the effort",
+        )
     body: dict[str, Any] = {
         "model": request.model,
-        "max_tokens": request.max_tokens if request.max_tokens is not None else DEFAULT_MAX_TOKENS,
+        "max_tokens": max_tokens,
         "messages": [{"role": m.role, "content": encode_blocks(m.parts)} for m in request.messages],
     }
     if request.system:
@@ -413,7 +427,6 @@ def encode_request(request: Request) -> dict[str, Any]:
     choice = _encode_tool_choice(request)
     if choice is not None:
         body["tool_choice"] = choice
-    thinking = _encode_thinking(request.reasoning)
     if thinking is not None:
         body["thinking"] = thinking
     if request.user is not None:

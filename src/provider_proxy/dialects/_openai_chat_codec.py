@@ -484,6 +484,8 @@ def _encode_user(parts: tuple[Part, ...]) -> list[dict[str, Any]]:
 def _encode_tool_result(result: ToolResult) -> dict[str, Any]:
     texts = []
     for part in result.content:
+        if isinstance(part, Image):
+            raise Unsupported("tool_result.image", "OpenAI Chat tool results hold text only")
         if not isinstance(part, Text):
             raise Unsupported("tool_result.content", f"{type(part).__name__} in a tool result")
         texts.append(part)
@@ -500,6 +502,10 @@ def _encode_image(image: Image) -> dict[str, Any]:
 
 
 def _encode_document(document: Document) -> dict[str, Any]:
+    if document.url is not None:
+        raise Unsupported("document.url", "only base64 documents translate to OpenAI Chat")
+    if document.text is not None:
+        raise Unsupported("document.text", "only base64 documents translate to OpenAI Chat")
     if document.data is None or document.media_type is None:
         raise Unsupported("document", "only base64 documents translate to OpenAI Chat")
     file: dict[str, Any] = {"file_data": u.data_url(document.media_type, document.data)}
