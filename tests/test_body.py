@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -167,3 +168,39 @@ def test_declared_body_length_ignores_content_length_beside_chunked(
     headers: list[tuple[bytes, bytes]], expected: int | None
 ) -> None:
     assert declared_body_length(headers) == expected
+
+
+async def test_a_stream_that_took_the_last_chunk_before_the_end_arrived_still_ends() -> None:
+    # The upload takes the last chunk while the body's end is still to come; the
+    # watch then reads the end and stops reading ahead. The stream must end there,
+    # not call ``receive`` again (which would wait for the client to leave).
+    pending = [_part(b"a", True), _part(b"b", True), _part(b"", False)]
+    end_may_come = asyncio.Event()
+    after_the_end = 0
+
+    async def receive() -> Message:
+        nonlocal after_the_end
+        if len(pending) == 1:
+            await end_may_come.wait()
+        if pending:
+            return pending.pop(0)
+        after_the_end += 1
+        await asyncio.Event().wait()  # nothing more until the client leaves
+        raise AssertionError("unreachable")
+
+    body = RequestBody(receive, None)
+    assert await body.start() == b"a"
+    body.hand_over()
+    watch = asyncio.ensure_future(body.read_ahead())
+    stream = body.stream()
+    taken = [await stream.__anext__(), await stream.__anext__()]
+    end_may_come.set()
+    await watch  # the end arrived; reading ahead is over
+    rest = await asyncio.wait_for(_drain(stream), 2)
+    assert taken + rest == [b"a", b"b"]
+    assert not body.more
+    assert after_the_end == 0
+
+
+async def _drain(stream: Any) -> list[bytes]:
+    return [chunk async for chunk in stream]

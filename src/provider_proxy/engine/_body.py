@@ -75,7 +75,11 @@ class RequestBody:
 
     async def _next(self) -> bytes:
         ahead = self._ahead
-        if ahead is not None and (ahead.chunks or ahead.reading or self.error is not None):
+        # Once the watch has read the end (or an error), what is left is in the
+        # read-ahead: ``receive`` would only wait for the client to leave.
+        if ahead is not None and (
+            ahead.chunks or ahead.reading or self._complete or self.error is not None
+        ):
             return await self._take_ahead(ahead)
         chunk = self._accept(await self._receive())
         self.more = not self._complete
