@@ -3,6 +3,7 @@
 from ._base import AdapterOptions, ApiKey, BaseAdapter, ProviderOptions
 from ._identity import ClientIdentity
 from ._protocol import Provider, ProviderAdapter
+from ._tokens import IssuedToken, TokenSource
 from .anthropic import AnthropicAdapter
 from .azure import AzureOpenAIAdapter
 from .copilot import CopilotAdapter, CopilotTokenError
@@ -24,6 +25,7 @@ __all__ = [
     "DashScopeAdapter",
     "FirstAvailableAdapter",
     "GeminiAdapter",
+    "IssuedToken",
     "OllamaAdapter",
     "OpenAIAdapter",
     "OpenAICompatibleAdapter",
@@ -31,5 +33,6 @@ __all__ = [
     "Provider",
     "ProviderAdapter",
     "ProviderOptions",
+    "TokenSource",
     "VLLMAdapter",
 ]

@@ -12,7 +12,7 @@ import inspect
 import os
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, ClassVar, TypedDict
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
 import httpx
 from typing_extensions import Unpack
@@ -32,6 +32,9 @@ from ..dialects import Dialect, OpenAIChat, OpenAIResponses
 from ..policy import EndpointRule, HeaderPolicy, endpoint_allowed, parse_rules
 from ..transforms._compose import Composed, applies, checked_transforms
 from ._identity import ClientIdentity
+
+if TYPE_CHECKING:
+    from ._tokens import TokenSource
 
 #: An API key: the key itself, a :class:`~provider_proxy.Secret`, or a callable
 #: that returns the current key (or ``None``), called for every request so keys
@@ -59,6 +62,7 @@ class ProviderOptions(TypedDict, total=False):
     transforms: Sequence[BodyTransform]
     forward_headers: str | Iterable[str]
     client_identity: ClientIdentity | None
+    token_source: TokenSource | None
 
 
 class AdapterOptions(ProviderOptions, total=False):
@@ -116,6 +120,8 @@ class BaseAdapter:
             (``["x-forwarded-for"]``) forwarded all the same; by default none is.
         :param client_identity: the client presented upstream instead of the
             caller's; ``headers=`` and ``user_agent=`` still win over it.
+        :param token_source: a :class:`~provider_proxy.adapters.TokenSource` of
+            short-lived tokens, sent as the key is (``auth_header``, ``auth_scheme``).
         :param allow: endpoint rules forwarded beyond the adapter's ``endpoints``
             (``["GET,POST /files/**"]``; ``["* /**"]`` allows everything); a
             single string is one rule.
@@ -135,6 +141,11 @@ class BaseAdapter:
         transforms = options.get("transforms", ())
         forward_headers = options.get("forward_headers", ())
         client_identity = options.get("client_identity")
+        self._token_source = options.get("token_source")
+        if self._token_source is not None and options.get("api_key") is not None:
+            raise ValueError(
+                "Pass api_key= (sent as it is) or token_source= (short-lived tokens), not both."
+            )
         if not _NAME_RE.fullmatch(name):
             raise ValueError(
                 f"Adapter name {name!r} must be 1-64 of lower-case letters, digits, '.', '_' "
@@ -200,6 +211,11 @@ class BaseAdapter:
         return current_key(self._key, f"The key callable of adapter {self.name!r}")
 
     def availability(self) -> Availability:
+        source = self._token_source
+        if source is not None:
+            if source.configured:
+                return _AVAILABLE
+            return Availability(False, "No credential for its token source.")
         # A key callable is asked once per request, in auth_headers(), not here.
         if self.key_optional or callable(self._key) or self.api_key() is not None:
             return _AVAILABLE
@@ -234,7 +250,9 @@ class BaseAdapter:
     def auth_headers(
         self, context: RequestContext
     ) -> Mapping[str, str] | Awaitable[Mapping[str, str]]:
-        """The credential headers; a subclass may return an awaitable (a token exchange)."""
+        """The credential headers; awaitable with a ``token_source`` (or in a subclass)."""
+        if self._token_source is not None:
+            return self._issued_auth(self._token_source)
         key = self.api_key()
         if key is None:
             if self.key_optional:
@@ -244,6 +262,10 @@ class BaseAdapter:
                 "returned none."
             )
         return {self.auth_header: self.auth_scheme + key.reveal()}
+
+    async def _issued_auth(self, source: TokenSource) -> Mapping[str, str]:
+        token = await source.token()
+        return {self.auth_header: self.auth_scheme + token.value.reveal()}
 
     def rewrite_url(self, url: httpx.URL, context: RequestContext) -> httpx.URL:
         return url
@@ -289,7 +311,9 @@ class BaseAdapter:
         return dialect.operations.get(operation)
 
     async def aclose(self) -> None:
-        """Nothing to close; adapters holding resources (a token exchange's client) override it."""
+        """Close the token source, if any (adapters holding more resources override this)."""
+        if self._token_source is not None:
+            await self._token_source.aclose()
 
     # -- credentials and models -------------------------------------------------
 

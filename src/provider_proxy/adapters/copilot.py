@@ -22,7 +22,6 @@ Server ``https://api.enterprise.githubcopilot.com``.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import math
@@ -54,6 +53,8 @@ from ._base import (
     current_key,
     key_source,
 )
+from ._tokens import EXPIRY_SKEW as _EXPIRY_SKEW
+from ._tokens import IssuedToken, TokenSource
 
 logger = logging.getLogger("provider_proxy")
 
@@ -66,10 +67,6 @@ DEFAULT_EDITOR_VERSION = "vscode/1.104.1"
 
 #: Seconds before ``expires_at`` by which a Copilot token is renewed.
 REFRESH_MARGIN = 60.0
-# A token this close to its expiry is not sent any more (it could expire in flight).
-_EXPIRY_SKEW = 5.0
-# After a failed background renewal, the old token is served this long before trying again.
-_RETRY_SECONDS = 10.0
 
 _HOST_RE = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
 _TOKEN_PATH = "/copilot_internal/v2/token"
@@ -127,20 +124,11 @@ def _github_token(source: KeySource) -> Secret | None:
     return current_key(source, "The github_token callable")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class CopilotToken:
-    """A Copilot API token from an exchange, and when to renew it (times in epoch seconds)."""
-
-    value: Secret
-    expires_at: float
-    refresh_at: float
-    #: The API base URL the exchange named (``endpoints.api``), if any.
-    api: httpx.URL | None = None
-    #: The GitHub token it was exchanged for (to notice a rotated one).
-    source: Secret = dataclasses.field(default_factory=lambda: Secret(""), repr=False)
+#: A Copilot API token from an exchange (the generic :class:`IssuedToken`).
+CopilotToken = IssuedToken
 
 
-class TokenExchange:
+class TokenExchange(TokenSource):
     """Exchanges a GitHub OAuth token for Copilot tokens: cached, renewed early, single-flight.
 
     A token is renewed from ``refresh_in`` seconds after it was issued (at the
@@ -168,91 +156,19 @@ class TokenExchange:
         clock: Callable[[], float] = time.time,
         margin: float = REFRESH_MARGIN,
     ) -> None:
-        #: The GitHub token, or the callable that returns it.
-        self.source = github_token
+        super().__init__(github_token, clock=clock, what="GitHub token")
         self.url = _parse_base_url(url)
         self._headers = {"accept": "application/json", **(headers or {})}
         self._client = client
         self._owns_client = client is None
-        self._clock = clock
         self._margin = margin
-        self._current: CopilotToken | None = None
-        self._pending: asyncio.Task[CopilotToken] | None = None
-        self._pending_source: Secret | None = None
-        self._retry_at = 0.0
-        # The last failed exchange (its GitHub token and error), answered again
-        # until _retry_at rather than asking GitHub once per request.
-        self._failure: tuple[Secret, ProxyError] | None = None
-        #: How many exchanges were started (for status and tests).
-        self.exchanges = 0
 
     def __repr__(self) -> str:
         return f"TokenExchange(url={str(self.url)!r})"
 
-    @property
-    def current(self) -> CopilotToken | None:
-        """The token requests are served with now (``None`` before the first exchange)."""
-        return self._current
-
-    @property
-    def configured(self) -> bool:
-        """Whether there is a GitHub token (or a callable that may return one)."""
-        return callable(self.source) or self.source is not None
-
     def github_token(self) -> Secret:
         """The current GitHub token; :class:`ProviderNotConfigured` when there is none."""
-        token = _github_token(self.source)
-        if token is None:
-            raise ProviderNotConfigured(
-                "No GitHub token to exchange for a Copilot token right now: its key "
-                "callable returned none."
-            )
-        return token
-
-    async def token(self) -> CopilotToken:
-        """A usable Copilot token, exchanging a new one only when needed."""
-        source = self.github_token()
-        current = self._current
-        now = self._clock()
-        if (
-            current is not None
-            and current.source == source
-            and now < current.expires_at - _EXPIRY_SKEW
-        ):
-            if now >= current.refresh_at and now >= self._retry_at:
-                self._start(source)  # renewed in the background; this one serves meanwhile
-            return current
-        failure = self._failure
-        if failure is not None and failure[0] == source and now < self._retry_at:
-            raise failure[1].with_traceback(None)
-        return await asyncio.shield(self._start(source))
-
-    def _start(self, source: Secret) -> asyncio.Task[CopilotToken]:
-        """The exchange in flight for ``source``, started if there is none."""
-        task = self._pending
-        loop = asyncio.get_running_loop()
-        if (
-            task is None
-            or task.done()
-            or task.get_loop() is not loop
-            or self._pending_source != source
-        ):
-            self.exchanges += 1
-            task = loop.create_task(self._refresh(source))
-            task.add_done_callback(_log_failure)
-            self._pending, self._pending_source = task, source
-        return task
-
-    async def _refresh(self, source: Secret) -> CopilotToken:
-        try:
-            token = await self._exchange(source)
-        except ProxyError as exc:
-            self._retry_at = self._clock() + _RETRY_SECONDS
-            self._failure = (source, exc)
-            raise
-        if self._pending is asyncio.current_task():  # not overtaken by a rotated key
-            self._current, self._failure, self._retry_at = token, None, 0.0
-        return token
+        return self.credential()
 
     def _client_now(self) -> httpx.AsyncClient:
         if self._client is None or self._client.is_closed:
@@ -261,7 +177,9 @@ class TokenExchange:
             self._client = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
         return self._client
 
-    async def _exchange(self, source: Secret) -> CopilotToken:
+    async def fetch(self, credential: Secret) -> CopilotToken:
+        """One exchange of the GitHub token ``credential`` for a Copilot token."""
+        source = credential
         host = self.url.host
         headers = {**self._headers, "authorization": "token " + source.reveal()}
         client = self._client_now()
@@ -338,11 +256,8 @@ class TokenExchange:
             return None
         return url
 
-    async def aclose(self) -> None:
-        """Cancel a renewal in flight and close the client the exchange opened itself."""
-        task, self._pending = self._pending, None
-        if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
-            task.cancel()
+    async def close(self) -> None:
+        """Close the client the exchange opened itself."""
         client = self._client
         if self._owns_client and client is not None:
             self._client = None
@@ -353,11 +268,6 @@ def _number(value: Any) -> float | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
     return None
-
-
-def _log_failure(task: asyncio.Task[CopilotToken]) -> None:
-    if not task.cancelled() and (exc := task.exception()) is not None:
-        logger.warning("the Copilot token exchange failed: %s", exc)
 
 
 class CopilotAdapter(BaseAdapter):
