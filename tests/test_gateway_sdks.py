@@ -366,14 +366,6 @@ def test_openai_sees_anthropic_thinking_as_reasoning_content(
     assert text == TEXT  # the thinking never shows as answer text
 
 
-@pytest.mark.xfail(
-    raises=openai.BadRequestError,
-    reason=(
-        "the gateway does not keep the thinking signature a Chat client cannot carry "
-        "(DESIGN: kept server-side, keyed by the tool-call id, restored on the next turn), "
-        "so Anthropic refuses the tool turn sent back"
-    ),
-)
 def test_openai_thinking_tool_loop_on_an_anthropic_model(
     openai_client: openai.OpenAI, fake: FakeUpstream
 ) -> None:

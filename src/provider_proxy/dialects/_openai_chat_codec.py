@@ -252,7 +252,7 @@ def _decode_messages(
                 Message("user", _decode_user_content(message.get("content"), where, dropped))
             )
         elif role == "assistant":
-            messages.append(Message("assistant", _decode_assistant(message, where)))
+            messages.append(Message("assistant", _decode_assistant(message, where, dropped)))
         elif role == "tool":
             _add_tool_result(messages, message, where)
         else:
@@ -330,7 +330,7 @@ def _decode_file(part: dict[str, Any], where: str) -> Document:
     )
 
 
-def _decode_assistant(message: dict[str, Any], where: str) -> tuple[Part, ...]:
+def _decode_assistant(message: dict[str, Any], where: str, dropped: list[str]) -> tuple[Part, ...]:
     u.only(
         message,
         ("role", "content", "name", "refusal", "tool_calls", "reasoning_content", "reasoning"),
@@ -357,6 +357,10 @@ def _decode_assistant(message: dict[str, Any], where: str) -> tuple[Part, ...]:
     if message.get("refusal") is not None:
         parts.append(Refusal(u.text(message["refusal"], f"{where}.refusal")))
     for j, call in enumerate(message.get("tool_calls") or ()):
+        if isinstance(call, dict) and "index" in call:
+            # A streamed call's position, kept by SDKs that send the answer back whole.
+            dropped.append("messages[].tool_calls[].index")
+            call = {key: value for key, value in call.items() if key != "index"}
         parts.append(_decode_tool_call(call, f"{where}.tool_calls[{j}]"))
     return tuple(parts)
 
@@ -593,7 +597,8 @@ def decode_response(body: Any) -> Response:
         raise UntranslatableResponse(f"Expected one choice, the provider answered {len(choices)}.")
     choice = u.obj(choices[0], "choices[0]")
     message = u.obj(choice.get("message"), "choices[0].message")
-    parts = _decode_assistant({k: v for k, v in message.items() if k in _ANSWER_KEYS}, "message")
+    answer = {k: v for k, v in message.items() if k in _ANSWER_KEYS}
+    parts = _decode_assistant(answer, "message", [])
     return Response(
         id=str(body.get("id", "")),
         model=str(body.get("model", "")),

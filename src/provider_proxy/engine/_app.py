@@ -216,6 +216,8 @@ class ProxyApp:
             default_provider=options.get("default_provider"),
             max_body_size=max_body_size,
             strict=options.get("strict_translation", False),
+            store=self.store,
+            guards=self._guards,
         )
         cors = options.get("cors")
         self._entry: ASGIApp = (

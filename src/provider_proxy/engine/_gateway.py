@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .._adapter import JSON, BodyTransform, RequestContext
-from .._exceptions import BadRequest, InvalidJSON, ProviderNotFound, ProxyError
+from .._exceptions import BadRequest, ClientNotAuthorized, InvalidJSON, ProviderNotFound, ProxyError
 from .._json import dumps, loads
 from ..adapters import Provider, ProviderAdapter
 from ..dialects import Dialect
@@ -31,12 +31,15 @@ from ..dialects.canonical import (
     StreamError,
     Unsupported,
 )
+from ..guards import Guards
 from ..observe import SSEParser
 from ..policy import RawHeaders, header_value
+from ..state import Store
 from ..transforms._compose import applies, run_transform
 from ..types import Message, Receive, Scope, Send
 from ._body import RequestBody
 from ._forward import Forwarder
+from ._reasoning import Kept, ReasoningMemory, StreamCapture
 from ._report import Arrival, Report
 
 #: The response header naming request fields dropped in translation (no effect there).
@@ -83,6 +86,8 @@ class Gateway:
     :param default_provider: the adapter of model names without an adapter prefix.
     :param max_body_size: the largest request body read.
     :param strict: refuse the fields a translation would drop (no effect there) too.
+    :param store: where reasoning a client's format cannot carry is kept between turns.
+    :param guards: the app's guards, whose identity keys that reasoning per client.
     """
 
     def __init__(
@@ -94,6 +99,8 @@ class Gateway:
         default_provider: str | None,
         max_body_size: int | None,
         strict: bool = False,
+        store: Store | None = None,
+        guards: Guards | None = None,
     ) -> None:
         if default_provider is not None and default_provider not in adapters:
             raise ValueError(
@@ -106,6 +113,8 @@ class Gateway:
         self._default = default_provider
         self._max_body_size = max_body_size
         self._strict = strict
+        self._memory = ReasoningMemory(store) if store is not None else None
+        self._guards = guards
 
     async def handle(
         self,
@@ -147,11 +156,25 @@ class Gateway:
                 f"it has no effect on {target.adapter.name!r}, and strict translation "
                 "refuses what it would drop",
             )
+        identity = await self._identity(scope)
+        if self._memory is not None:
+            request = await self._memory.restore(identity, request)
         request = dataclasses.replace(request, model=target.model)
         upstream = provider_codec.encode_request(request)
-        translate = _Translator(send, codec, provider_codec, request, dropped)
+        translate = _Translator(
+            send, codec, provider_codec, request, dropped, self._memory, identity
+        )
         report = await self._forward(scope, receive, translate, target, dumps(upstream), arrival)
         return dataclasses.replace(report, client_dialect=client.name, translated=True)
+
+    async def _identity(self, scope: Scope) -> str | None:
+        """The client's identity, to key its kept reasoning (the forwarder checks it too)."""
+        if self._guards is None:
+            return None
+        try:
+            return await self._guards.identify(scope)
+        except ClientNotAuthorized:
+            return None  # refused when forwarded, before anything is kept
 
     async def _resolve_aliases(
         self, body: dict[str, Any], scope: Scope, client: Dialect, arrival: Arrival
@@ -269,8 +292,13 @@ class _Translator:
         provider: Codec,
         request: Request,
         dropped: tuple[str, ...],
+        memory: ReasoningMemory | None = None,
+        identity: str | None = None,
     ) -> None:
         self._send = send
+        self._memory = memory
+        self._identity = identity
+        self._capture = StreamCapture() if memory is not None else None
         self._client = client
         self._provider = provider
         self._request = request
@@ -329,9 +357,13 @@ class _Translator:
     ) -> None:
         parser, decoder, encoder = streaming
         out: list[bytes] = []
+        keep: list[tuple[str, list[Kept]]] = []
+        capture = self._capture
         try:
             for event in parser.feed(chunk):
                 for canonical in decoder.feed_text(event.event, event.data):
+                    if capture is not None and (found := capture.feed(canonical)) is not None:
+                        keep.append(found)
                     out.append(encoder.feed(canonical))
             if not more:
                 for canonical in decoder.end():
@@ -341,6 +373,9 @@ class _Translator:
             out.append(encoder.feed(StreamError(error.status_code, "server_error", error.message)))
             out.append(encoder.close())
             more = False
+        if self._memory is not None:
+            for call_id, parts in keep:
+                await self._memory.remember(self._identity, call_id, parts)
         data = b"".join(out)
         if data or not more:
             await self._send({"type": "http.response.body", "body": data, "more_body": more})
@@ -358,7 +393,10 @@ class _Translator:
             )
         else:
             try:
-                payload = self._client.encode_response(self._provider.decode_response(parsed))
+                response = self._provider.decode_response(parsed)
+                if self._memory is not None:
+                    await self._memory.remember_response(self._identity, response)
+                payload = self._client.encode_response(response)
             except ProxyError as failure:
                 self._status, payload = self._client.encode_error(
                     failure.status_code, "server_error", failure.message
