@@ -173,6 +173,7 @@ class BaseAdapter:
         extra = (allow,) if isinstance(allow, str) else tuple(allow)
         self._endpoint_rules: tuple[EndpointRule, ...] = parse_rules((*self.endpoints, *extra))
         self._endpoint_cache: dict[tuple[str, str], bool] = {}
+        self._dialect_cache: dict[str, Dialect] = {}
         self._transforms = checked_transforms(
             (*self.default_transforms(), *transforms), f"The transforms of adapter {name!r}"
         )
@@ -296,12 +297,17 @@ class BaseAdapter:
         return self
 
     def dialect_for(self, path: str) -> Dialect:
-        """The first of :attr:`dialects` that recognises ``path``, else the first of them."""
-        dialects = self.dialects
-        for dialect in dialects:
-            if dialect.recognizes(path):
-                return dialect
-        return dialects[0]
+        """The first of :attr:`dialects` that recognises ``path``, else the first of them.
+
+        Remembered per path (clients call few distinct paths), as endpoint decisions are.
+        """
+        found = self._dialect_cache.get(path)
+        if found is None:
+            found = next((d for d in self.dialects if d.recognizes(path)), self.dialects[0])
+            if len(self._dialect_cache) >= _ENDPOINT_CACHE_SIZE:
+                self._dialect_cache.clear()
+            self._dialect_cache[path] = found
+        return found
 
     def gateway_path(self, dialect: Dialect, operation: str) -> str | None:
         """Where this provider serves ``operation`` in ``dialect``'s format (the gateway

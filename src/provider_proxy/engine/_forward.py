@@ -125,7 +125,7 @@ class Forwarder:
         adapter = serving if serving is not None else provider.serving()
         name = provider.name
         path = rest.decode("ascii", "replace")
-        dialect = adapter.dialect_for(path)
+        dialect: Dialect | None = None  # the route's, once it is known
         identity: str | None = None
         model: str | None = None
         limits: RawHeaders = []
@@ -197,6 +197,8 @@ class Forwarder:
                 )
             except ProxyError as error:
                 overhead = self.overhead(arrival)
+                if dialect is None:
+                    dialect = adapter.dialect_for(path)
                 size = await send_error(send, dialect, error, arrival.request_id, limits, overhead)
                 outcome = Outcome.refused(error, size, None)
             except ClientDisconnected:
@@ -207,7 +209,8 @@ class Forwarder:
         assert outcome is not None  # every path above set it or raised
         if outcome.error_kind == "client_disconnected" and outcome.upstream_status is None:
             logger.debug("client went away before the answer (request %s)", arrival.request_id)
-        return Report(outcome, name, path, model, identity, body.size, dialect.name)
+        dialect_name = dialect.name if dialect is not None else None
+        return Report(outcome, name, path, model, identity, body.size, dialect_name)
 
     def overhead(self, arrival: Arrival) -> float | None:
         """The proxy's time so far, for ``x-proxy-overhead-ms`` when it is asked for."""
