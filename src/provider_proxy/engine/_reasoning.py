@@ -2,7 +2,7 @@
 
 A thinking model's signed reasoning (and its redacted reasoning) must go back
 to the provider unchanged with the tool calls it led to, but a client of a
-format without room for it (OpenAI Chat) drops it. When the gateway
+format without room for it (a chat format without signatures) drops it. When the gateway
 translates an answer, it keeps those parts in the app's store, keyed by the
 client's identity and the first tool-call id they preceded; when the next
 request sends that tool call back without them, they are put back in front of
