@@ -268,3 +268,34 @@ def test_default_provider_serves_unprefixed_names(
     assert json.loads(fake.last.body)["model"] == "claude-sonnet-4-5"
     with pytest.raises(ValueError, match="default_provider"):
         make_asgi_app([], default_provider="nobody")
+
+
+def test_content_the_provider_cannot_hold_is_named_too(gateway: ServerThread) -> None:
+    body = {
+        "model": "openai/gpt-4.1",
+        "max_tokens": 32,
+        "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+        "messages": MESSAGES,
+    }
+    response = httpx.post(f"{gateway.url}/v1/messages", json=body)
+    assert response.status_code == 200
+    assert response.headers["x-proxy-dropped-fields"] == "cache_control"
+
+
+def test_strict_translation_refuses_content_it_would_drop(upstream: ServerThread) -> None:
+    proxy = make_asgi_app(
+        [OpenAIAdapter(base_url=upstream.url + "/v1", api_key=OPENAI_KEY)],
+        strict_translation=True,
+        validate_credentials="off",
+    )
+    body = {
+        "model": "openai/gpt-4.1",
+        "max_tokens": 32,
+        "system": [{"type": "text", "text": "Hi.", "cache_control": {"type": "ephemeral"}}],
+        "messages": MESSAGES,
+    }
+    with serve(proxy) as server:
+        response = httpx.post(f"{server.url}/v1/messages", json=body)
+    assert response.status_code == 400
+    assert response.json()["type"] == "error"
+    assert "'cache_control'" in response.json()["error"]["message"]

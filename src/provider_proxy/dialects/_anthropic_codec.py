@@ -41,6 +41,7 @@ from .canonical import (
     Unsupported,
     UntranslatableResponse,
     Usage,
+    all_parts,
     kind_for_status,
 )
 
@@ -391,6 +392,15 @@ def _decode_tool_result(block: dict[str, Any], where: str, control: Any) -> Tool
         is_error=u.opt_bool(block.get("is_error"), f"{where}.is_error") or False,
         cache_control=control,
     )
+
+
+def dropped_by_encoding(request: Request) -> tuple[str, ...]:
+    """The :data:`ENCODE_FIELDS` dropped rows that ``request`` carries (the header names them)."""
+    found: list[str] = []
+    if any(isinstance(p, Reasoning) and p.signature is None for p in all_parts(request)):
+        found.append("reasoning without signature")
+    # (``stream_usage`` is no drop: the client gets the usage Anthropic always streams.)
+    return tuple(found)
 
 
 def encode_request(request: Request) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from .canonical import (
     Unsupported,
     UntranslatableResponse,
     Usage,
+    all_parts,
     kind_for_status,
 )
 
@@ -392,6 +393,24 @@ def _add_tool_result(messages: list[Message], message: dict[str, Any], where: st
         messages[-1] = Message("user", (*last.parts, result))
     else:
         messages.append(Message("user", (result,)))
+
+
+def dropped_by_encoding(request: Request) -> tuple[str, ...]:
+    """The :data:`ENCODE_FIELDS` dropped rows that ``request`` carries (the header names them)."""
+    parts = all_parts(request)
+    found: list[str] = []
+    if any(isinstance(p, Reasoning) and p.signature is not None for p in parts):
+        found.append("reasoning.signature")
+    if any(isinstance(p, RedactedReasoning) for p in parts):
+        found.append("redacted_reasoning")
+    cacheable = (Text, Image, Document, ToolCall, ToolResult)
+    if any(isinstance(p, cacheable) and p.cache_control is not None for p in parts) or any(
+        tool.cache_control is not None for tool in request.tools
+    ):
+        found.append("cache_control")
+    if any(isinstance(p, ToolResult) and p.is_error for p in parts):
+        found.append("tool_result.is_error")
+    return tuple(found)
 
 
 def encode_request(request: Request) -> dict[str, Any]:

@@ -67,6 +67,9 @@ class AnthropicMessagesCodec:
     def encode_request(self, request: Request) -> dict[str, Any]:
         return _codec.encode_request(request)
 
+    def dropped_by_encoding(self, request: Request) -> tuple[str, ...]:
+        return _codec.dropped_by_encoding(request)
+
     def decode_response(self, body: Any) -> Response:
         return _codec.decode_response(body)
 

@@ -451,6 +451,19 @@ StreamEvent = (
     | StreamError
 )
 
+
+def all_parts(request: Request) -> list[Part]:
+    """Every content part of ``request``: the system prompt's, the messages', and
+    those inside tool results."""
+    parts: list[Part] = list(request.system)
+    for message in request.messages:
+        for part in message.parts:
+            parts.append(part)
+            if isinstance(part, ToolResult):
+                parts.extend(part.content)
+    return parts
+
+
 # -- the codec interface ----------------------------------------------------------------
 
 
@@ -496,6 +509,10 @@ class Codec(Protocol):
 
     def encode_request(self, request: Request) -> dict[str, Any]:
         """A canonical request as this format's body."""
+        ...
+
+    def dropped_by_encoding(self, request: Request) -> tuple[str, ...]:
+        """The :attr:`encode_fields` rows dropped (no effect here) in encoding ``request``."""
         ...
 
     def decode_response(self, body: Any) -> Response:
@@ -598,5 +615,6 @@ __all__ = [
     "UntranslatableResponse",
     "Usage",
     "UsageReport",
+    "all_parts",
     "kind_for_status",
 ]

@@ -150,6 +150,7 @@ class Gateway:
         if codec is None or provider_codec is None:  # pragma: no cover - _target checks
             raise NotTranslatable(f"{client.name} cannot be translated here.")
         request, dropped = codec.decode_request(parsed)
+        dropped = (*dropped, *provider_codec.dropped_by_encoding(request))
         if dropped and self._strict:
             raise Unsupported(
                 dropped[0],
