@@ -299,3 +299,20 @@ def test_strict_translation_refuses_content_it_would_drop(upstream: ServerThread
     assert response.status_code == 400
     assert response.json()["type"] == "error"
     assert "'cache_control'" in response.json()["error"]["message"]
+
+
+def test_each_sdk_lists_the_models_in_its_own_format(
+    openai_client: openai.OpenAI, anthropic_client: anthropic.Anthropic
+) -> None:
+    openai_ids = {model.id for model in openai_client.models.list()}
+    page = anthropic_client.models.list(limit=1)
+    assert page.data[0].type == "model"
+    assert page.data[0].display_name
+    assert page.has_more
+    anthropic_ids = {model.id for model in anthropic_client.models.list(limit=1000)}
+    assert anthropic_ids == openai_ids  # the same catalog, each SDK's shape
+    assert any(name.startswith("anthropic/") for name in anthropic_ids)
+    second = anthropic_client.models.list(limit=1, after_id=page.data[0].id)
+    assert second.data[0].id != page.data[0].id
+    with pytest.raises(anthropic.NotFoundError):
+        anthropic_client.models.retrieve("nobody/none")

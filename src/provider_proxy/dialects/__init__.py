@@ -5,7 +5,7 @@ are, its error body, its usage reader and the headers its clients send keys
 in. Adapters say which dialect each of their paths speaks.
 """
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from . import canonical
 from ._base import BaseDialect, Dialect
@@ -26,6 +26,16 @@ GATEWAY: Mapping[str, tuple[Dialect, str]] = {
 
 #: The format of the proxy's own endpoints (``/v1/models``) and of unknown routes.
 DEFAULT: Dialect = BUILTIN[0]
+
+
+def client_dialect(headers: Iterable[tuple[bytes, bytes]]) -> Dialect:
+    """The format a client speaks, by the header only its SDKs send; else the default."""
+    names = {name for name, _ in headers}
+    for dialect in BUILTIN:
+        if dialect.client_marker is not None and dialect.client_marker in names:
+            return dialect
+    return DEFAULT
+
 
 #: Every header in which a client of a built-in format sends a key: never forwarded.
 CREDENTIAL_HEADERS: frozenset[bytes] = frozenset().union(

@@ -13,7 +13,7 @@ Dialects are pure: functions of a path or a parsed JSON payload, no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 from urllib.parse import unquote
 
@@ -57,6 +57,9 @@ class Dialect(Protocol):
     #: Where a provider serves each operation of this format (``"generate"``,
     #: ``"count_tokens"``), below its base URL: the gateway's upstream paths.
     operations: ClassVar[Mapping[str, str]]
+    #: A request header only this format's SDKs send (``anthropic-version``), by which
+    #: the proxy's own endpoints tell which format a client speaks; ``None``: none.
+    client_marker: ClassVar[bytes | None]
 
     def recognizes(self, path: str) -> bool:
         """Whether ``path`` (below the base URL, percent-encoded) is one of this format's."""
@@ -82,6 +85,14 @@ class Dialect(Protocol):
         """The proxy's own error in this format's JSON error body."""
         ...
 
+    def model_list(self, models: Sequence[Mapping[str, Any]], has_more: bool) -> dict[str, Any]:
+        """The model catalog's page (``provider/model`` ids) as this format lists models."""
+        ...
+
+    def model_entry(self, model: Mapping[str, Any]) -> dict[str, Any]:
+        """One model of the catalog as this format describes one."""
+        ...
+
 
 class BaseDialect:
     """Defaults for a dialect: the model in the body, ``"stream": true``, OpenAI's errors.
@@ -99,6 +110,7 @@ class BaseDialect:
     #: The translation to and from the canonical form, for the gateway; ``None``: none.
     codec: ClassVar[Codec | None] = None
     operations: ClassVar[Mapping[str, str]] = {}
+    client_marker: ClassVar[bytes | None] = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -126,6 +138,13 @@ class BaseDialect:
 
     def error_body(self, error: ProxyError, request_id: str) -> bytes:
         return openai_error(error)
+
+    def model_list(self, models: Sequence[Mapping[str, Any]], has_more: bool) -> dict[str, Any]:
+        """``{"object": "list", "data": [...], "has_more"}``: OpenAI's list, most SDKs' too."""
+        return {"object": "list", "data": [dict(m) for m in models], "has_more": has_more}
+
+    def model_entry(self, model: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(model)
 
 
 def route(path: str) -> str:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import datetime
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from .._adapter import JSON, Usage
@@ -98,6 +99,7 @@ class AnthropicMessages(BaseDialect):
     usage_hints: ClassVar[tuple[str, str] | None] = ("usage", "model")
     #: The gateway's translation to and from the canonical form.
     codec: ClassVar[Codec | None] = AnthropicMessagesCodec()
+    client_marker: ClassVar[bytes | None] = b"anthropic-version"
     operations: ClassVar[Mapping[str, str]] = {
         "generate": "/v1/messages",
         "count_tokens": "/v1/messages/count_tokens",
@@ -116,6 +118,29 @@ class AnthropicMessages(BaseDialect):
 
     def usage_of(self, payload: JSON) -> Usage | None:
         return anthropic_usage(payload)
+
+    def model_list(self, models: Sequence[Mapping[str, Any]], has_more: bool) -> dict[str, Any]:
+        """``{"data", "has_more", "first_id", "last_id"}``, as the Models API pages them."""
+        data = [self.model_entry(model) for model in models]
+        return {
+            "data": data,
+            "has_more": has_more,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+        }
+
+    def model_entry(self, model: Mapping[str, Any]) -> dict[str, Any]:
+        """``{"type": "model", "id", "display_name", "created_at"}`` (RFC 3339)."""
+        created = model.get("created")
+        stamp = datetime.datetime.fromtimestamp(
+            created if isinstance(created, (int, float)) else 0, datetime.timezone.utc
+        )
+        return {
+            "type": "model",
+            "id": model["id"],
+            "display_name": model.get("name") or model["id"],
+            "created_at": stamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
 
     def error_body(self, error: ProxyError, request_id: str) -> bytes:
         """``{"type": "error", "error": {"type", "message"}, "request_id"}``."""

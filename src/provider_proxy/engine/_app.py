@@ -38,7 +38,7 @@ from .._json import dumps
 from .._scrub import install_log_filter
 from ..adapters import Provider
 from ..dialects import DEFAULT as OWN_FORMAT
-from ..dialects import GATEWAY, Dialect
+from ..dialects import GATEWAY, Dialect, client_dialect
 from ..guards import Guards
 from ..observe import EventDispatcher, EventSink, JsonLogSink, PrometheusMetrics
 from ..policy import (
@@ -412,6 +412,8 @@ class ProxyApp:
                 target = self._route(scope)
                 if _asks_websocket(scope["headers"]):
                     raise _websocket_refused()
+                if target.name == "v1":  # answered in the format the client speaks
+                    target = dataclasses.replace(target, client=client_dialect(scope["headers"]))
                 gateway = GATEWAY.get(target.path) if target.name == "v1" else None
                 if gateway is not None:
                     client, operation = gateway
@@ -473,7 +475,11 @@ class ProxyApp:
         if name == "v1" and rest.startswith(b"/models"):
             content = dumps(
                 await handle_models_route(
-                    self.catalog, method, rest.decode("ascii"), scope.get("query_string", b"")
+                    self.catalog,
+                    method,
+                    rest.decode("ascii"),
+                    scope.get("query_string", b""),
+                    client_dialect(scope["headers"]),
                 )
             )
         elif name in ("health", "status", "metrics") and rest in (b"", b"/"):

@@ -27,6 +27,7 @@ from .._bounded import AnswerTooLarge
 from .._exceptions import BadRequest, MethodNotAllowed, ProviderNotFound, ProxyError
 from .._json import dumps, loads
 from ..adapters import Provider
+from ..dialects import DEFAULT, Dialect
 from ..state import Store
 
 logger = logging.getLogger("provider_proxy")
@@ -189,17 +190,24 @@ class ModelCatalog:
         search: str | None = None,
         limit: int | None = None,
         offset: int = 0,
+        *,
+        dialect: Dialect = DEFAULT,
+        after_id: str | None = None,
     ) -> dict[str, Any]:
-        """The list, filtered and paged, with ``has_more`` and ``failed``."""
+        """The list, filtered and paged (from ``offset``, or after the model ``after_id``),
+        in ``dialect``'s list format, with ``failed``."""
         data, failed = await self.models(provider)
         if search:
             needle = search.lower()
             data = [
                 m for m in data if needle in m["id"].lower() or needle in (m["name"] or "").lower()
             ]
+        if after_id is not None:
+            ids = [m["id"] for m in data]
+            offset = ids.index(after_id) + 1 if after_id in ids else len(ids)
         end = len(data) if limit is None else offset + limit
         page = data[offset:end]
-        return {"object": "list", "data": page, "has_more": end < len(data), "failed": failed}
+        return {**dialect.model_list(page, end < len(data)), "failed": failed}
 
     async def one(self, provider: str, model: str) -> dict[str, Any] | None:
         data, _ = await self.models(provider)
@@ -253,7 +261,7 @@ class CatalogPathNotFound(ModelNotFound):
 
 
 async def handle_models_route(
-    catalog: ModelCatalog, method: str, rest: str, query: bytes
+    catalog: ModelCatalog, method: str, rest: str, query: bytes, dialect: Dialect = DEFAULT
 ) -> dict[str, Any]:
     """Answer ``GET /v1/models`` and ``GET /v1/models/{provider}/{model}``.
 
@@ -273,11 +281,18 @@ async def handle_models_route(
         provider = params.get("provider") or None
         if provider is not None and provider not in catalog._adapters:
             raise ProviderNotFound(f"No provider named {provider!r}.")
-        return await catalog.listing(provider, params.get("search"), limit, offset)
+        return await catalog.listing(
+            provider,
+            params.get("search"),
+            limit,
+            offset,
+            dialect=dialect,
+            after_id=params.get("after_id") or None,
+        )
     provider, _, model = urllib.parse.unquote(rest[len("/models/") :]).partition("/")
     if rest.startswith("/models/") and provider and model:
         found = await catalog.one(provider, model)
         if found is not None:
-            return found
+            return dialect.model_entry(found)
         raise ModelNotFound(f"The model {provider}/{model} is not in the catalog.")
     raise CatalogPathNotFound("Use /v1/models or /v1/models/{provider}/{model}.")
