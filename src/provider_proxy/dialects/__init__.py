@@ -19,13 +19,13 @@ BUILTIN: tuple[Dialect, ...] = (OpenAIChat(), OpenAIResponses(), AnthropicMessag
 
 #: The gateway's endpoints, below the mount: the client's format and the operation.
 GATEWAY: Mapping[str, tuple[Dialect, str]] = {
-    "/v1/chat/completions": (BUILTIN[0], "generate"),
-    "/v1/messages": (BUILTIN[2], "generate"),
-    "/v1/messages/count_tokens": (BUILTIN[2], "count_tokens"),
+    "/v1/chat/completions": (OpenAIChat(), "generate"),
+    "/v1/messages": (AnthropicMessages(), "generate"),
+    "/v1/messages/count_tokens": (AnthropicMessages(), "count_tokens"),
 }
 
 #: The format of the proxy's own endpoints (``/v1/models``) and of unknown routes.
-DEFAULT: Dialect = BUILTIN[0]
+DEFAULT: Dialect = OpenAIChat()
 
 
 def client_dialect(headers: Iterable[tuple[bytes, bytes]]) -> Dialect:

@@ -50,6 +50,25 @@ async def exchange(
     progress = Progress()
     watch = DisconnectWatch(body, receive)
     failure: BaseException | None = None
+
+    def answered(
+        status: int, error_kind: str | None, abort: UpstreamStreamError | None = None
+    ) -> Outcome:
+        """The outcome of an answer that reached the client, with what is known of it now."""
+        return Outcome(
+            status,
+            upstream_status,
+            error_kind,
+            streamed,
+            sent_at,
+            headers_at,
+            progress.first_byte_at,
+            progress.response_bytes,
+            usage,
+            model,
+            abort=abort,
+        )
+
     try:
         with watch:
             try:
@@ -91,19 +110,7 @@ async def exchange(
             failure = watch.reason
     except UpstreamStreamError as exc:
         watch.settle()
-        return Outcome(
-            upstream_status or 502,
-            upstream_status,
-            "upstream_stream_error",
-            streamed,
-            sent_at,
-            headers_at,
-            progress.first_byte_at,
-            progress.response_bytes,
-            usage,
-            model,
-            abort=exc,
-        )
+        return answered(upstream_status or 502, "upstream_stream_error", exc)
     except Exception as exc:
         watch.settle()
         if relaying:  # no other answer can be sent once one has started
@@ -125,18 +132,8 @@ async def exchange(
         return Outcome.refused(failure, size, sent_at)
     # (The server also reports a disconnect once a response is complete.)
     left = watch.disconnected and not completed
-    return Outcome(
-        upstream_status if upstream_status is not None else 499,
-        upstream_status,
-        "client_disconnected" if left else None,
-        streamed,
-        sent_at,
-        headers_at,
-        progress.first_byte_at,
-        progress.response_bytes,
-        usage,
-        model,
-    )
+    status = upstream_status if upstream_status is not None else 499
+    return answered(status, "client_disconnected" if left else None)
 
 
 def _tap(dialect: Dialect, headers: RawHeaders, content_type: str | None) -> UsageTap:

@@ -35,7 +35,7 @@ from ..guards import Guards
 from ..observe import SSEParser
 from ..policy import RawHeaders, header_value
 from ..state import Store
-from ..transforms._compose import applies, run_transform
+from ..transforms._compose import Composed, applies, run_transform
 from ..types import Message, Receive, Scope, Send
 from ._body import RequestBody
 from ._forward import Forwarder
@@ -109,7 +109,7 @@ class Gateway:
             )
         self._adapters = adapters
         self._forwarder = forwarder
-        self._transforms = tuple(transforms)
+        self._transforms = Composed(transforms)
         self._default = default_provider
         self._max_body_size = max_body_size
         self._strict = strict
@@ -190,11 +190,10 @@ class Gateway:
             arrival.request_id,
             dialect=client.name,
         )
-        for transform in self._transforms:
-            if applies(transform, context):
-                changed = await run_transform(transform, body, context)
-                if isinstance(changed, dict):
-                    body = changed
+        if applies(self._transforms, context):
+            changed = await run_transform(self._transforms, body, context)
+            if isinstance(changed, dict):
+                return changed
         return body
 
     def _target(self, named: str, client: Dialect, operation: str) -> Target:
