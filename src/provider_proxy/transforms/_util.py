@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import unquote
 
 from .._adapter import JSON, RequestContext
+from ..dialects._base import route as decoded_path
 
 # Path suffixes (below the adapter's base URL) of the JSON endpoints the
 # transforms know. Suffixes, so that a gateway's prefix (Azure's
@@ -50,7 +50,7 @@ def route(context: RequestContext) -> str:
     Decoded so that ``/v1/m%65ssages`` (which the provider reads as
     ``/v1/messages``) cannot slip past a transform that concerns messages.
     """
-    return unquote(context.path).rstrip("/")
+    return decoded_path(context.path)
 
 
 def posts_to(context: RequestContext, suffixes: tuple[str, ...], *, any_type: bool = False) -> bool:
