@@ -55,6 +55,7 @@ from .engine import (
 )
 from .guards import Admission, Guards, Quota, RateLimit
 from .observe import EventSink, JsonLogSink, NdjsonUsageSink, PrometheusMetrics, ProxyEvent
+from .policy import Cooldown, Deployment, RetryPolicy, Route
 from .state import MemoryStore, RateResult, RedisStore, Store
 from .transports import DEFAULT_LIMITS, DEFAULT_TIMEOUT, default_transport
 
@@ -71,9 +72,11 @@ __all__ = [
     "CORSMiddleware",
     "ClientDisconnected",
     "ClientNotAuthorized",
+    "Cooldown",
     "CredentialCheck",
     "CredentialState",
     "CredentialsRejected",
+    "Deployment",
     "EndpointNotAllowed",
     "EventSink",
     "Forbidden",
@@ -105,6 +108,8 @@ __all__ = [
     "RateResult",
     "RedisStore",
     "RequestContext",
+    "RetryPolicy",
+    "Route",
     "Secret",
     "Store",
     "StoreUnavailable",

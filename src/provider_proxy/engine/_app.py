@@ -43,6 +43,8 @@ from ..guards import Guards
 from ..observe import EventDispatcher, EventSink, JsonLogSink, PrometheusMetrics
 from ..policy import (
     RawHeaders,
+    RetryPolicy,
+    Route,
     header_value,
     path_below_mount,
     request_id_from,
@@ -57,6 +59,7 @@ from ._forward import Forwarder
 from ._gateway import Gateway
 from ._heads import content_head, send_error, send_whole
 from ._report import Arrival, Outcome, Report, event_of
+from ._router import Router
 from ._validation import ValidationMode, validate_all
 
 logger = logging.getLogger("provider_proxy")
@@ -102,6 +105,8 @@ class ProxyOptions(TypedDict, total=False):
     overhead_header: bool
     default_provider: str | None
     strict_translation: bool
+    routes: Mapping[str, Route]
+    retry: RetryPolicy | None
 
 
 class ProxyApp:
@@ -142,6 +147,10 @@ class ProxyApp:
         adapter prefix (``model="gpt-4.1"``); without one, such a name is a 404.
     :param strict_translation: at the gateway, refuse (400) a field a translation
         would drop for having no effect at the provider, instead of dropping it.
+    :param routes: gateway model names served by one of several deployments, with
+        retries, fallbacks and cool-downs (see :doc:`routing`).
+    :param retry: the retry policy of routes without their own (by default
+        :class:`~provider_proxy.RetryPolicy`'s defaults).
     """
 
     def __init__(self, adapters: Sequence[Provider], **options: Unpack[ProxyOptions]) -> None:
@@ -219,6 +228,19 @@ class ProxyApp:
             store=self.store,
             guards=self._guards,
         )
+        self._router: Router | None = None
+        routes = options.get("routes") or {}
+        if routes:
+            self._router = Router(
+                routes,
+                self._adapters,
+                self._gateway.serve,
+                self.store,
+                retry=options.get("retry"),
+                guards=self._guards,
+            )
+            self._gateway.router = self._router
+            self.catalog.routes = list(routes)
         cors = options.get("cors")
         self._entry: ASGIApp = (
             self._dispatch if cors is None else CORSMiddleware(self._dispatch, cors)
@@ -555,6 +577,7 @@ class ProxyApp:
             "providers": self._providers(),
             "models": self.catalog.status(),
             "guards": None if self._guards is None else self._guards.status(),
+            "routes": None if self._router is None else self._router.status(),
             "requests": {
                 "in_flight": self._in_flight,
                 "total": sum(self._by_status.values()),

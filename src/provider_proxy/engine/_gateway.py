@@ -15,8 +15,8 @@ the provider's answer into the client's.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from .._adapter import JSON, BodyTransform, RequestContext
 from .._exceptions import BadRequest, ClientNotAuthorized, InvalidJSON, ProviderNotFound, ProxyError
@@ -47,6 +47,29 @@ DROPPED_HEADER = b"x-proxy-dropped-fields"
 
 #: Headers of the provider's answer that describe its body, set anew for a translated one.
 _BODY_HEADERS = frozenset({b"content-length", b"content-type", b"content-encoding", b"etag"})
+
+
+#: Wraps the ``send`` of one attempt, given the provider's format (see :meth:`Gateway.serve`).
+Hold = Callable[[Send, Dialect], Send]
+
+
+class Routed(Protocol):
+    """The router's side of the gateway: the models it serves (routes), and how."""
+
+    def __contains__(self, model: object) -> bool: ...
+
+    async def handle(
+        self,
+        model: str,
+        parsed: dict[str, Any],
+        size: int,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        client: Dialect,
+        operation: str,
+        arrival: Arrival,
+    ) -> Report: ...
 
 
 class ModelNotRouted(ProviderNotFound):
@@ -115,6 +138,8 @@ class Gateway:
         self._strict = strict
         self._memory = ReasoningMemory(store) if store is not None else None
         self._guards = guards
+        #: Serves the models that name routes (set by the app when it has routes).
+        self.router: Routed | None = None
 
     async def handle(
         self,
@@ -141,10 +166,37 @@ class Gateway:
         named = client.model_of(parsed)
         if not named:
             raise BadRequest('The request names no model: set "model" to "{provider}/{model}".')
+        if self.router is not None and named in self.router:
+            return await self.router.handle(
+                named, parsed, len(raw), scope, receive, send, client, operation, arrival
+            )
+        return await self.serve(named, parsed, scope, receive, send, client, operation, arrival)
+
+    async def serve(
+        self,
+        named: str,
+        parsed: dict[str, Any],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        client: Dialect,
+        operation: str,
+        arrival: Arrival,
+        *,
+        hold: Hold | None = None,
+    ) -> Report:
+        """One model's request (``"{adapter}/{model}"``): translated when the provider's
+        format differs, then forwarded.
+
+        :param hold: wraps the ``send`` the forwarder answers into, given the
+            provider's format (the router's holdback, inside any translation).
+        """
         target = self._target(named, client, operation)
         if not target.translated:
             forwarded = dict(parsed, model=target.model)
-            report = await self._forward(scope, receive, send, target, dumps(forwarded), arrival)
+            report = await self._forward(
+                scope, receive, send, target, dumps(forwarded), arrival, hold
+            )
             return dataclasses.replace(report, client_dialect=client.name)
         codec, provider_codec = client.codec, target.dialect.codec
         if codec is None or provider_codec is None:  # pragma: no cover - _target checks
@@ -165,7 +217,9 @@ class Gateway:
         translate = _Translator(
             send, codec, provider_codec, request, dropped, self._memory, identity
         )
-        report = await self._forward(scope, receive, translate, target, dumps(upstream), arrival)
+        report = await self._forward(
+            scope, receive, translate, target, dumps(upstream), arrival, hold
+        )
         return dataclasses.replace(report, client_dialect=client.name, translated=True)
 
     async def _identity(self, scope: Scope) -> str | None:
@@ -238,8 +292,11 @@ class Gateway:
         target: Target,
         body: bytes,
         arrival: Arrival,
+        hold: Hold | None = None,
     ) -> Report:
         """The request as the provider gets it, through the forwarding path of every request."""
+        if hold is not None:
+            send = hold(send, target.dialect)
         headers = [
             item
             for item in scope["headers"]

@@ -48,17 +48,23 @@ class RetryPolicy:
     :param max_retry_after: a provider's ``Retry-After`` longer than this means
         no retry on that deployment (another one may still serve).
     :param max_retry_body: the largest request body kept to be sent again.
+    :param hold_bytes: the most of a streamed answer held back while waiting for
+        its first meaningful event (so an error event first can still fail over).
+    :param hold_seconds: after this long since the answer's head, a chunk that
+        arrives commits the answer to the client whatever it holds.
     """
 
     attempts: int = 3
     backoff: float = 0.25
     max_backoff: float = 8.0
     jitter: bool = True
-    retry_on: frozenset[int] = RETRY_STATUSES
+    retry_on: Collection[int] = RETRY_STATUSES
     deadline: float | None = None
     attempt_timeout: float | None = None
     max_retry_after: float = 30.0
     max_retry_body: int = DEFAULT_MAX_RETRY_BODY
+    hold_bytes: int = 64 * 1024
+    hold_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
@@ -69,8 +75,10 @@ class RetryPolicy:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"RetryPolicy({name}=) is a number of seconds above 0, or None.")
-        if self.max_retry_body < 0:
-            raise ValueError("RetryPolicy(max_retry_body=) is a number of bytes (0 or more).")
+        if self.max_retry_body < 0 or self.hold_bytes < 0 or self.hold_seconds < 0:
+            raise ValueError(
+                "RetryPolicy's max_retry_body, hold_bytes and hold_seconds are 0 or more."
+            )
         object.__setattr__(self, "retry_on", frozenset(self.retry_on))
 
     def retries(self, status: int) -> bool:

@@ -8,9 +8,11 @@ loopback server.
 """
 
 from ._fake import FakeAbort, FakeUpstream, RecordedRequest
+from ._faults import Faults
 
 __all__ = [
     "FakeAbort",
     "FakeUpstream",
+    "Faults",
     "RecordedRequest",
 ]

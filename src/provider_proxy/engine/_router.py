@@ -1,0 +1,542 @@
+"""The router: a gateway model that names a route is served by one of its deployments.
+
+Each attempt picks a deployment (the route's strategy, among those whose
+circuit is not open; a conversation's sticky one first), sends the request
+there through the gateway (translated when that deployment speaks another
+format), and holds its answer back (:class:`~provider_proxy.engine._holdback.Holdback`)
+until it commits. A failure before that (a retried status, a connect error,
+a timeout before the answer, an error as a stream's first event) is counted
+against the deployment's circuit and tried again: elsewhere at once when
+another deployment can serve, on the same one after a backoff otherwise.
+Once a byte went to the client, nothing is retried. The rules are pure, in
+:mod:`provider_proxy.policy._routing`; circuits and sticky choices live in
+the app's store, so instances sharing a Redis share them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from .._exceptions import BodyTooLarge, ClientNotAuthorized, ProxyError, UpstreamTimeout
+from ..adapters import Provider
+from ..dialects import Dialect
+from ..guards import Guards
+from ..policy import (
+    Candidate,
+    CircuitState,
+    Cooldown,
+    RetryPolicy,
+    Route,
+    after_failure,
+    after_success,
+    check_routes,
+    choose,
+    circuit_phase,
+    decode_state,
+    encode_state,
+    ewma,
+    retry_after_seconds,
+    sticky_key,
+)
+from ..state import Store
+from ..types import Receive, Scope, Send
+from ._holdback import Holdback
+from ._report import Arrival, Report
+
+logger = logging.getLogger("provider_proxy")
+
+#: The response header counting the attempts an answer took, when more than one.
+ATTEMPTS_HEADER = b"x-proxy-attempts"
+
+#: Seconds a conversation stays with the deployment that served it.
+STICKY_TTL = 3600.0
+
+#: The proxy's own error kinds that another attempt may cure (the provider, not the client).
+RETRIED_KINDS = frozenset(
+    {"upstream_unreachable", "upstream_timeout", "pool_exhausted", "provider_not_configured"}
+)
+
+#: Serve one model's request through the gateway: ``(model, hold)`` and the request's facts.
+Serve = Callable[..., Awaitable[Report]]
+
+
+class RouteUnavailable(ProxyError):
+    """Every deployment of the route is cooling down (``Retry-After``: the soonest back)."""
+
+    status_code = 503
+    kind = "route_unavailable"
+    retryable = True
+
+
+@dataclass(frozen=True, slots=True)
+class _Tried:
+    """One attempt that failed before its answer committed."""
+
+    target: str
+    holdback: Holdback | None
+    report: Report | None
+    retry_after: float | None
+    #: Whether another attempt may help (the provider failed, not the request).
+    retryable: bool
+
+
+class Circuits:
+    """Deployments' circuits, in the app's store (``pp:circuit:{target}``).
+
+    A store that fails is logged and read as closed circuits: routing goes on.
+    """
+
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._clock = clock
+        #: The last state seen of each target, for ``/status``.
+        self.seen: dict[str, CircuitState] = {}
+
+    async def state(self, target: str) -> CircuitState:
+        try:
+            raw = await self._store.get(_circuit_key(target))
+        except Exception:  # a store outage must not stop routing
+            logger.warning("could not read the circuit of %s from the store", target)
+            raw = None
+        state = self.seen[target] = decode_state(raw)
+        return state
+
+    async def failed(self, target: str, policy: Cooldown, retry_after: float | None) -> None:
+        state = await self.state(target)
+        new = after_failure(state, self._clock(), policy, retry_after)
+        await self._write(target, new, policy)
+        if (
+            circuit_phase(new, self._clock()) == "open"
+            and circuit_phase(state, self._clock()) != "open"
+        ):
+            logger.warning(
+                "%s cools down for %.1f s", target, max(0.0, new.open_until - self._clock())
+            )
+
+    async def succeeded(self, target: str, policy: Cooldown) -> None:
+        state = self.seen.get(target)
+        if state is None or state != after_success(state):
+            await self._write(target, after_success(CircuitState()), policy)
+
+    async def probe(self, target: str, lease: str, policy: Cooldown) -> bool:
+        """Take the one probe slot of a cooled (half-open) target."""
+        try:
+            return await self._store.acquire(_probe_key(target), lease, 1, policy.probe_timeout)
+        except Exception:
+            return True
+
+    async def end_probe(self, target: str, lease: str) -> None:
+        try:
+            await self._store.release(_probe_key(target), lease)
+        except Exception:
+            logger.warning("could not release the probe of %s", target)
+
+    async def _write(self, target: str, state: CircuitState, policy: Cooldown) -> None:
+        self.seen[target] = state
+        try:
+            await self._store.set(_circuit_key(target), encode_state(state), policy.ttl)
+        except Exception:
+            logger.warning("could not write the circuit of %s to the store", target)
+
+    def phase(self, target: str) -> str:
+        return circuit_phase(self.seen.get(target, CircuitState()), self._clock())
+
+
+def _circuit_key(target: str) -> str:
+    return f"pp:circuit:{target}"
+
+
+def _probe_key(target: str) -> str:
+    return f"pp:probe:{target}"
+
+
+class Router:
+    """Serves the gateway's requests for route names; one per app.
+
+    :param routes: the routes by the model name clients use.
+    :param adapters: the app's adapters by name (routes are checked against them).
+    :param serve: the gateway's way to send one model's request.
+    :param store: where circuits and sticky choices are kept.
+    :param retry: the app's retry policy, for routes without their own.
+    :param guards: the app's guards, whose identity keeps a client's conversations apart.
+    """
+
+    def __init__(
+        self,
+        routes: Mapping[str, Route],
+        adapters: Mapping[str, Provider],
+        serve: Serve,
+        store: Store,
+        *,
+        retry: RetryPolicy | None = None,
+        guards: Guards | None = None,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        check_routes(routes, list(adapters))
+        self._routes = dict(routes)
+        self._adapters = adapters
+        self._serve = serve
+        self._store = store
+        self._retry = retry if retry is not None else RetryPolicy()
+        self._guards = guards
+        self._rng = rng if rng is not None else random.Random()
+        self._clock = clock
+        self.circuits = Circuits(store, clock)
+        self._in_flight: dict[str, int] = {}
+        self._latency: dict[str, float] = {}
+        self._served: dict[str, int] = {}
+
+    def __contains__(self, model: object) -> bool:
+        return model in self._routes
+
+    @property
+    def routes(self) -> Mapping[str, Route]:
+        return self._routes
+
+    # -- one request ------------------------------------------------------------------
+
+    async def handle(
+        self,
+        model: str,
+        parsed: dict[str, Any],
+        size: int,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        client: Dialect,
+        operation: str,
+        arrival: Arrival,
+    ) -> Report:
+        """Serve ``model`` (a route's name): attempts, retries and fallbacks."""
+        route = self._routes[model]
+        policy = route.retry or self._retry
+        attempts = policy.attempts if size <= policy.max_retry_body else 1
+        if attempts < policy.attempts:
+            logger.info(
+                "request %s: its body (%d bytes) is over max_retry_body: sent once, not retried",
+                arrival.request_id,
+                size,
+            )
+        started = anyio.current_time()
+        sticky = await self._sticky(model, route, parsed, scope, client)
+        excluded: set[str] = set()
+        last: _Tried | None = None
+        for attempt in range(1, attempts + 1):
+            target = await self._pick(model, excluded, sticky, arrival.request_id)
+            if target is None and last is not None:
+                target = last.target  # none left untried: the last one again, after a backoff
+            if target is None:
+                raise self._unavailable(model)
+            remaining = None
+            if policy.deadline is not None:
+                remaining = policy.deadline - (anyio.current_time() - started)
+            if last is not None and target == last.target:
+                wait = policy.wait(attempt - 1, self._rng.random(), last.retry_after, remaining)
+                if wait is None:
+                    break
+                await anyio.sleep(wait)
+            tried = await self._attempt(
+                target,
+                route,
+                policy,
+                attempt,
+                remaining,
+                (scope, receive, send, client, operation, arrival, parsed),
+            )
+            if isinstance(tried, Report):
+                await self._remember(sticky, target)
+                return tried
+            last = tried
+            if not tried.retryable:
+                break
+            await self.circuits.failed(tried.target, route.cooldown, tried.retry_after)
+            excluded.add(tried.target)
+            if policy.deadline is not None and anyio.current_time() - started >= policy.deadline:
+                break
+        assert last is not None
+        return await self._give_up(last)
+
+    async def _attempt(
+        self,
+        target: str,
+        route: Route,
+        policy: RetryPolicy,
+        attempt: int,
+        remaining: float | None,
+        request: tuple[Scope, Receive, Send, Dialect, str, Arrival, dict[str, Any]],
+    ) -> Report | _Tried:
+        """One try at ``target``: its report when the answer committed, else what failed."""
+        scope, receive, send, client, operation, arrival, parsed = request
+        limit = policy.attempt_timeout
+        if remaining is not None:
+            limit = remaining if limit is None else min(limit, remaining)
+        cancel = anyio.CancelScope(
+            deadline=math.inf if limit is None else anyio.current_time() + limit
+        )
+        holdbacks: list[Holdback] = []
+
+        def hold(inner: Send, dialect: Dialect) -> Send:
+            holdback = Holdback(
+                inner,
+                dialect,
+                max_bytes=policy.hold_bytes,
+                max_seconds=policy.hold_seconds,
+                on_commit=lambda: setattr(cancel, "deadline", math.inf),
+            )
+            if attempt > 1:
+                holdback.extra_headers = [(ATTEMPTS_HEADER, str(attempt).encode("ascii"))]
+            holdbacks.append(holdback)
+            return holdback
+
+        lease = arrival.request_id  # as _pick took the probe slot
+        probing = self.circuits.phase(target) == "half_open"
+        self._in_flight[target] = self._in_flight.get(target, 0) + 1
+        begun = time.monotonic()
+        report: Report | None = None
+        try:
+            with cancel:
+                report = await self._serve(
+                    target, parsed, scope, receive, send, client, operation, arrival, hold=hold
+                )
+        except ProxyError as error:
+            if error.status_code < 500 or isinstance(error, BodyTooLarge):
+                raise  # the request itself is at fault: no deployment will do better
+            logger.warning(
+                "%s could not take request %s: %s", target, arrival.request_id, error.message
+            )
+            return _Tried(target, None, None, None, retryable=True)
+        finally:
+            self._in_flight[target] -= 1
+            if probing:
+                await self.circuits.end_probe(target, lease)
+        holdback = holdbacks[0] if holdbacks else None
+        if cancel.cancelled_caught:
+            logger.warning(
+                "%s gave no answer to request %s within %.3g s", target, arrival.request_id, limit
+            )
+            return _Tried(target, None, None, None, retryable=True)
+        assert report is not None
+        if holdback is None or holdback.state == "committed":
+            self._latency[target] = ewma(self._latency.get(target), time.monotonic() - begun)
+            self._served[target] = self._served.get(target, 0) + 1
+            await self.circuits.succeeded(target, route.cooldown)
+            return report
+        outcome = report.outcome
+        if outcome.error_kind == "client_disconnected":
+            return report  # nobody to answer
+        retry_after = (
+            retry_after_seconds(holdback.headers, self._clock()) if holdback.answered else None
+        )
+        if holdback.error is not None:
+            retryable = policy.retries(holdback.error.status)
+        elif (
+            outcome.upstream_status is not None
+            and holdback.answered
+            and holdback.status == outcome.upstream_status
+        ):
+            retryable = policy.retries(outcome.upstream_status)
+        elif outcome.abort is not None:
+            retryable = True  # cut before anything reached the client
+        else:
+            retryable = outcome.error_kind in RETRIED_KINDS
+        return _Tried(target, holdback, report, retry_after, retryable)
+
+    async def _give_up(self, last: _Tried) -> Report:
+        """The last failure's answer goes to the client, since nothing else will serve."""
+        if last.holdback is None or last.report is None:
+            raise UpstreamTimeout(
+                f"No deployment answered in time (the last tried was {last.target!r})."
+            )
+        await last.holdback.commit()
+        return last.report
+
+    def _unavailable(self, model: str) -> RouteUnavailable:
+        now = self._clock()
+        soonest = min(
+            (
+                s.open_until
+                for t in self._leaves(model)
+                if (s := self.circuits.seen.get(t)) is not None and s.open_until > now
+            ),
+            default=None,
+        )
+        headers = {} if soonest is None else {"Retry-After": str(max(1, math.ceil(soonest - now)))}
+        return RouteUnavailable(
+            f"Every deployment of the route {model!r} is cooling down or not configured.",
+            headers=headers,
+        )
+
+    # -- choosing ---------------------------------------------------------------------
+
+    async def _pick(
+        self, name: str, excluded: set[str], sticky: str | None, lease: str
+    ) -> str | None:
+        """The deployment (``"{adapter}/{model}"``) of the next attempt, or ``None``."""
+        now = self._clock()
+        while True:
+            open_now = await self._open_targets(name, now)
+            usable = [t for t in self._leaves(name) if t not in excluded and t not in open_now]
+            if not usable:
+                return None
+            if sticky is not None:
+                remembered = await self._recall(sticky)
+                if remembered in usable:
+                    return remembered
+            target = self._choose(name, set(usable))
+            if target is None:
+                return None
+            route = self._route_of(target, name)
+            if self.circuits.phase(target) != "half_open":
+                return target
+            if await self.circuits.probe(target, lease, route.cooldown):
+                return target
+            excluded = {*excluded, target}  # another instance is probing it
+
+    async def _open_targets(self, name: str, now: float) -> set[str]:
+        found: set[str] = set()
+        for target in self._leaves(name):
+            adapter = self._adapters.get(target.partition("/")[0])
+            if adapter is None or not adapter.availability().enabled:
+                found.add(target)  # not configured: skipped (see /status)
+                continue
+            if circuit_phase(await self.circuits.state(target), now) == "open":
+                found.add(target)
+        return found
+
+    def _choose(self, name: str, usable: set[str]) -> str | None:
+        """Walk down from route ``name`` by each route's strategy to a usable deployment."""
+        route = self._routes[name]
+        candidates: list[Candidate] = []
+        targets: dict[int, str] = {}
+        for index, deployment in enumerate(route.deployments):
+            target = deployment.target
+            if target in self._routes:
+                if not usable & set(self._leaves(target)):
+                    continue
+                load = sum(self._in_flight.get(t, 0) for t in self._leaves(target))
+                latency = None
+            elif target in usable:
+                load = self._in_flight.get(target, 0)
+                latency = self._latency.get(target)
+            else:
+                continue
+            candidates.append(Candidate(index, deployment.weight, load, latency))
+            targets[index] = target
+        if not candidates:
+            return None
+        picked = targets[
+            choose(route.strategy, candidates, (self._rng.random(), self._rng.random()))
+        ]
+        return self._choose(picked, usable) if picked in self._routes else picked
+
+    def _leaves(self, name: str) -> list[str]:
+        """Every ``"{adapter}/{model}"`` a route may reach, in order."""
+        leaves: list[str] = []
+        for deployment in self._routes[name].deployments:
+            target = deployment.target
+            for leaf in self._leaves(target) if target in self._routes else [target]:
+                if leaf not in leaves:
+                    leaves.append(leaf)
+        return leaves
+
+    def _route_of(self, target: str, name: str) -> Route:
+        """The innermost route that names ``target`` (whose cool-down applies)."""
+        for deployment in self._routes[name].deployments:
+            if deployment.target == target:
+                return self._routes[name]
+            if deployment.target in self._routes and target in self._leaves(deployment.target):
+                return self._route_of(target, deployment.target)
+        return self._routes[name]  # pragma: no cover - target is one of name's leaves
+
+    # -- stickiness -------------------------------------------------------------------
+
+    async def _sticky(
+        self, model: str, route: Route, parsed: dict[str, Any], scope: Scope, client: Dialect
+    ) -> str | None:
+        """The store key of this conversation's deployment, when the route is sticky."""
+        if not route.sticky or len(self._leaves(model)) < 2:
+            return None
+        conversation = _conversation(client, parsed)
+        if conversation is None:
+            return None
+        identity: str | None = None
+        if self._guards is not None:
+            try:
+                identity = await self._guards.identify(scope)
+            except ClientNotAuthorized:
+                return None  # refused when forwarded
+        return sticky_key(model, identity, conversation)
+
+    async def _recall(self, key: str) -> str | None:
+        try:
+            raw = await self._store.get(key)
+        except Exception:
+            return None
+        return None if raw is None else raw.decode("utf-8", "replace")
+
+    async def _remember(self, key: str | None, target: str) -> None:
+        if key is None:
+            return
+        try:
+            await self._store.set(key, target.encode("utf-8"), STICKY_TTL)
+        except Exception:
+            logger.warning("could not keep the sticky deployment in the store")
+
+    # -- status -----------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """Each route: its strategy and each deployment's health, load and latency."""
+        now = self._clock()
+        routes: dict[str, Any] = {}
+        for name, route in self._routes.items():
+            deployments = []
+            for deployment in route.deployments:
+                target = deployment.target
+                entry: dict[str, Any] = {"target": target, "weight": deployment.weight}
+                if target in self._routes:
+                    entry["route"] = True
+                else:
+                    adapter = self._adapters.get(target.partition("/")[0])
+                    state = self.circuits.seen.get(target, CircuitState())
+                    entry.update(
+                        configured=adapter is not None and adapter.availability().enabled,
+                        circuit=circuit_phase(state, now),
+                        cooling_for=round(max(0.0, state.open_until - now), 3),
+                        in_flight=self._in_flight.get(target, 0),
+                        served=self._served.get(target, 0),
+                        latency=self._latency.get(target),
+                    )
+                deployments.append(entry)
+            routes[name] = {
+                "strategy": route.strategy,
+                "sticky": route.sticky,
+                "deployments": deployments,
+            }
+        return routes
+
+    def names(self) -> Sequence[str]:
+        return list(self._routes)
+
+
+def _conversation(client: Dialect, parsed: dict[str, Any]) -> str | None:
+    """What names the conversation: the client's ``user``, else its opening (system
+    prompt and first message), read with the client format's codec."""
+    codec = client.codec
+    if codec is None:
+        return None
+    try:
+        request, _ = codec.decode_request(parsed)
+    except Exception:
+        return None  # not this step's to refuse: the attempt answers it
+    if request.user:
+        return f"user:{request.user}"
+    return repr((request.system, request.messages[:1]))
