@@ -1,7 +1,8 @@
 """Ready-made provider adapters, and :class:`BaseAdapter` for writing your own."""
 
-from ._base import AdapterOptions, ApiKey, BaseAdapter, ProviderOptions
+from ._base import AdapterOptions, ApiKey, ApiKeys, BaseAdapter, ProviderOptions
 from ._identity import ClientIdentity
+from ._keys import KEY_STATUSES, KeyPool, forget_used_key, used_key
 from ._protocol import Provider, ProviderAdapter
 from ._tokens import IssuedToken, TokenSource
 from .anthropic import AnthropicAdapter
@@ -14,9 +15,11 @@ from .openrouter import OpenRouterAdapter
 from .presets import DashScopeAdapter, OllamaAdapter, VLLMAdapter
 
 __all__ = [
+    "KEY_STATUSES",
     "AdapterOptions",
     "AnthropicAdapter",
     "ApiKey",
+    "ApiKeys",
     "AzureOpenAIAdapter",
     "BaseAdapter",
     "ClientIdentity",
@@ -26,6 +29,7 @@ __all__ = [
     "FirstAvailableAdapter",
     "GeminiAdapter",
     "IssuedToken",
+    "KeyPool",
     "OllamaAdapter",
     "OpenAIAdapter",
     "OpenAICompatibleAdapter",
@@ -35,4 +39,6 @@ __all__ = [
     "ProviderOptions",
     "TokenSource",
     "VLLMAdapter",
+    "forget_used_key",
+    "used_key",
 ]

@@ -36,7 +36,7 @@ from .._exceptions import (
 )
 from .._json import dumps
 from .._scrub import install_log_filter
-from ..adapters import Provider
+from ..adapters import BaseAdapter, Provider
 from ..dialects import DEFAULT as OWN_FORMAT
 from ..dialects import GATEWAY, Dialect, client_dialect
 from ..guards import Guards
@@ -59,7 +59,7 @@ from ._forward import Forwarder
 from ._gateway import Gateway
 from ._heads import content_head, send_error, send_whole
 from ._report import Arrival, Outcome, Report, event_of
-from ._router import Router
+from ._router import Router, settle_key
 from ._validation import ValidationMode, validate_all
 
 logger = logging.getLogger("provider_proxy")
@@ -230,7 +230,10 @@ class ProxyApp:
         )
         self._router: Router | None = None
         routes = options.get("routes") or {}
-        if routes:
+        pooled = any(
+            isinstance(a, BaseAdapter) and a.key_pool is not None for a in self._adapters.values()
+        )
+        if routes or options.get("retry") is not None or pooled:
             self._router = Router(
                 routes,
                 self._adapters,
@@ -440,8 +443,8 @@ class ProxyApp:
                 if gateway is not None:
                     client, operation = gateway
                     target = dataclasses.replace(target, client=client)
-                    report = await self._gateway.handle(
-                        scope, receive, send, client, operation, arrival
+                    report = settle_key(
+                        await self._gateway.handle(scope, receive, send, client, operation, arrival)
                     )
                 elif target.adapter is not None:
                     report = await self._forward(scope, receive, send, target, arrival)
@@ -468,8 +471,8 @@ class ProxyApp:
         if metrics is not None:
             metrics.track_start(target.name)
         try:
-            return await self._forwarder.forward(
-                scope, receive, send, adapter, target.rest, arrival
+            return settle_key(
+                await self._forwarder.forward(scope, receive, send, adapter, target.rest, arrival)
             )
         finally:
             if metrics is not None:

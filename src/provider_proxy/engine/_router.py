@@ -15,18 +15,19 @@ the app's store, so instances sharing a Redis share them.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
 
 from .._exceptions import BodyTooLarge, ClientNotAuthorized, ProxyError, UpstreamTimeout
-from ..adapters import Provider
+from ..adapters import KEY_STATUSES, BaseAdapter, Provider, forget_used_key, used_key
 from ..dialects import Dialect
 from ..guards import Guards
 from ..policy import (
@@ -64,6 +65,13 @@ RETRIED_KINDS = frozenset(
     {"upstream_unreachable", "upstream_timeout", "pool_exhausted", "provider_not_configured"}
 )
 
+#: Key failovers of one request at most (each cools the key that failed).
+_MAX_KEY_RETRIES = 8
+
+#: The request's facts, as the gateway gave them: scope, receive, send, the
+#: client's format, the operation, its arrival and its parsed body.
+_Request = tuple[Scope, Receive, Send, Dialect, str, Arrival, dict[str, Any]]
+
 #: Serve one model's request through the gateway: ``(model, hold)`` and the request's facts.
 Serve = Callable[..., Awaitable[Report]]
 
@@ -86,6 +94,8 @@ class _Tried:
     retry_after: float | None
     #: Whether another attempt may help (the provider failed, not the request).
     retryable: bool
+    #: Whether its key failed, and another key of the same deployment may serve.
+    key_retry: bool = False
 
 
 class Circuits:
@@ -123,7 +133,7 @@ class Circuits:
 
     async def succeeded(self, target: str, policy: Cooldown) -> None:
         state = self.seen.get(target)
-        if state is None or state != after_success(state):
+        if state is not None and state != after_success(state):
             await self._write(target, after_success(CircuitState()), policy)
 
     async def probe(self, target: str, lease: str, policy: Cooldown) -> bool:
@@ -194,9 +204,36 @@ class Router:
         self._in_flight: dict[str, int] = {}
         self._latency: dict[str, float] = {}
         self._served: dict[str, int] = {}
+        #: Gateway models named directly that the router serves all the same:
+        #: with an app-wide ``retry=``, or an adapter holding a pool of keys.
+        self._direct = retry is not None
+        self._implicit: dict[str, Route] = {}
 
     def __contains__(self, model: object) -> bool:
-        return model in self._routes
+        if not isinstance(model, str):
+            return False
+        if model in self._routes:
+            return True
+        adapter, slash, rest = model.partition("/")
+        provider = self._adapters.get(adapter)
+        if provider is None or not slash or not rest:
+            return False
+        if self._direct:
+            return True
+        pool = provider.key_pool if isinstance(provider, BaseAdapter) else None
+        return pool is not None and pool.several
+
+    def _get(self, name: str) -> Route:
+        """A route by name; a model named directly is a route of its own (without a
+        circuit: it is the only place it can go)."""
+        route = self._routes.get(name)
+        if route is not None:
+            return route
+        route = self._implicit.get(name)
+        if route is None:
+            retry = self._retry if self._direct else RetryPolicy(attempts=1)
+            route = self._implicit[name] = Route([name], retry=retry, sticky=False)
+        return route
 
     @property
     def routes(self) -> Mapping[str, Route]:
@@ -217,7 +254,18 @@ class Router:
         arrival: Arrival,
     ) -> Report:
         """Serve ``model`` (a route's name): attempts, retries and fallbacks."""
-        route = self._routes[model]
+        try:
+            return await self._handle(
+                model, parsed, size, (scope, receive, send, client, operation, arrival, parsed)
+            )
+        finally:
+            forget_used_key()  # settled here, not again by the app
+
+    async def _handle(
+        self, model: str, parsed: dict[str, Any], size: int, request: _Request
+    ) -> Report:
+        scope, _, _, client, _, arrival, _ = request
+        route = self._get(model)
         policy = route.retry or self._retry
         attempts = policy.attempts if size <= policy.max_retry_body else 1
         if attempts < policy.attempts:
@@ -229,8 +277,10 @@ class Router:
         started = anyio.current_time()
         sticky = await self._sticky(model, route, parsed, scope, client)
         excluded: set[str] = set()
+        failed: list[str] = []
         last: _Tried | None = None
-        for attempt in range(1, attempts + 1):
+        tries = key_retries = 0
+        for attempt in itertools.count(1):
             target = await self._pick(model, excluded, sticky, arrival.request_id)
             if target is None and last is not None:
                 target = last.target  # none left untried: the last one again, after a backoff
@@ -239,31 +289,34 @@ class Router:
             remaining = None
             if policy.deadline is not None:
                 remaining = policy.deadline - (anyio.current_time() - started)
-            if last is not None and target == last.target:
-                wait = policy.wait(attempt - 1, self._rng.random(), last.retry_after, remaining)
+            if last is not None and target == last.target and not last.key_retry:
+                wait = policy.wait(tries, self._rng.random(), last.retry_after, remaining)
                 if wait is None:
                     break
                 await anyio.sleep(wait)
-            tried = await self._attempt(
-                target,
-                route,
-                policy,
-                attempt,
-                remaining,
-                (scope, receive, send, client, operation, arrival, parsed),
-            )
+            tried = await self._attempt(target, route, policy, attempt, remaining, request)
             if isinstance(tried, Report):
                 await self._remember(sticky, target)
-                return tried
+                return replace(tried, route=model, deployments=(*failed, target))
             last = tried
+            failed.append(target)
+            if tried.key_retry and key_retries < _MAX_KEY_RETRIES:
+                key_retries += 1  # the same deployment with another key, at once
+                continue
+            tries += 1
             if not tried.retryable:
                 break
-            await self.circuits.failed(tried.target, route.cooldown, tried.retry_after)
+            if model not in self._implicit:
+                cooldown = self._route_of(tried.target, model).cooldown
+                await self.circuits.failed(tried.target, cooldown, tried.retry_after)
+            if tries >= attempts:
+                break
             excluded.add(tried.target)
             if policy.deadline is not None and anyio.current_time() - started >= policy.deadline:
                 break
         assert last is not None
-        return await self._give_up(last)
+        report = await self._give_up(last)
+        return replace(report, route=model, deployments=tuple(failed))
 
     async def _attempt(
         self,
@@ -272,7 +325,7 @@ class Router:
         policy: RetryPolicy,
         attempt: int,
         remaining: float | None,
-        request: tuple[Scope, Receive, Send, Dialect, str, Arrival, dict[str, Any]],
+        request: _Request,
     ) -> Report | _Tried:
         """One try at ``target``: its report when the answer committed, else what failed."""
         scope, receive, send, client, operation, arrival, parsed = request
@@ -302,6 +355,7 @@ class Router:
         self._in_flight[target] = self._in_flight.get(target, 0) + 1
         begun = time.monotonic()
         report: Report | None = None
+        forget_used_key()
         try:
             with cancel:
                 report = await self._serve(
@@ -315,6 +369,7 @@ class Router:
             )
             return _Tried(target, None, None, None, retryable=True)
         finally:
+            used = used_key()
             self._in_flight[target] -= 1
             if probing:
                 await self.circuits.end_probe(target, lease)
@@ -329,6 +384,9 @@ class Router:
             self._latency[target] = ewma(self._latency.get(target), time.monotonic() - begun)
             self._served[target] = self._served.get(target, 0) + 1
             await self.circuits.succeeded(target, route.cooldown)
+            if used is not None:
+                used[0].succeeded(used[1])
+                return replace(report, key=used[1])
             return report
         outcome = report.outcome
         if outcome.error_kind == "client_disconnected":
@@ -348,7 +406,21 @@ class Router:
             retryable = True  # cut before anything reached the client
         else:
             retryable = outcome.error_kind in RETRIED_KINDS
-        return _Tried(target, holdback, report, retry_after, retryable)
+        key_retry = False
+        status = outcome.upstream_status
+        if used is not None and status is not None and status in KEY_STATUSES:
+            pool, name = used
+            pool.failed(name, status, retry_after)  # this key cools, not the deployment
+            key_retry = pool.ready() > 0
+            logger.warning(
+                "%s key %s answered %d for request %s%s",
+                target,
+                name,
+                status,
+                arrival.request_id,
+                "; trying another key" if key_retry else "",
+            )
+        return _Tried(target, holdback, report, retry_after, retryable or key_retry, key_retry)
 
     async def _give_up(self, last: _Tried) -> Report:
         """The last failure's answer goes to the client, since nothing else will serve."""
@@ -408,13 +480,15 @@ class Router:
             if adapter is None or not adapter.availability().enabled:
                 found.add(target)  # not configured: skipped (see /status)
                 continue
+            if name in self._implicit:
+                continue  # a model named directly has nowhere else to go
             if circuit_phase(await self.circuits.state(target), now) == "open":
                 found.add(target)
         return found
 
     def _choose(self, name: str, usable: set[str]) -> str | None:
         """Walk down from route ``name`` by each route's strategy to a usable deployment."""
-        route = self._routes[name]
+        route = self._get(name)
         candidates: list[Candidate] = []
         targets: dict[int, str] = {}
         for index, deployment in enumerate(route.deployments):
@@ -441,7 +515,7 @@ class Router:
     def _leaves(self, name: str) -> list[str]:
         """Every ``"{adapter}/{model}"`` a route may reach, in order."""
         leaves: list[str] = []
-        for deployment in self._routes[name].deployments:
+        for deployment in self._get(name).deployments:
             target = deployment.target
             for leaf in self._leaves(target) if target in self._routes else [target]:
                 if leaf not in leaves:
@@ -450,12 +524,12 @@ class Router:
 
     def _route_of(self, target: str, name: str) -> Route:
         """The innermost route that names ``target`` (whose cool-down applies)."""
-        for deployment in self._routes[name].deployments:
+        for deployment in self._get(name).deployments:
             if deployment.target == target:
-                return self._routes[name]
+                return self._get(name)
             if deployment.target in self._routes and target in self._leaves(deployment.target):
                 return self._route_of(target, deployment.target)
-        return self._routes[name]  # pragma: no cover - target is one of name's leaves
+        return self._get(name)  # pragma: no cover - target is one of name's leaves
 
     # -- stickiness -------------------------------------------------------------------
 
@@ -525,6 +599,22 @@ class Router:
 
     def names(self) -> Sequence[str]:
         return list(self._routes)
+
+
+def settle_key(report: Report) -> Report:
+    """Tell the pool how the key a request took fared (outside the router: nothing is
+    retried, but a key answered 429 or 401/403 cools), and name it in the report."""
+    used = used_key()
+    if used is None:
+        return report
+    forget_used_key()
+    pool, name = used
+    status = report.outcome.upstream_status
+    if status is not None and status in KEY_STATUSES:
+        pool.failed(name, status)
+    elif status is not None and status < 400:
+        pool.succeeded(name)
+    return replace(report, key=name)
 
 
 def _conversation(client: Dialect, parsed: dict[str, Any]) -> str | None:

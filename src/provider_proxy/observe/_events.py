@@ -51,6 +51,18 @@ class ProxyEvent:
     client_dialect: str | None = None
     #: Whether the gateway translated the request and its answer between formats.
     translated: bool = False
+    #: At the gateway, the route the client named (``model="smart"``), if any.
+    route: str | None = None
+    #: The deployments tried, ``"{adapter}/{model}"``, the one that answered last.
+    deployments: tuple[str, ...] = ()
+    #: The name (never the value) of the key the answer's deployment was sent with,
+    #: when its adapter holds a pool of keys.
+    key: str | None = None
+
+    @property
+    def attempts(self) -> int:
+        """How many times the request was sent: 1 unless a route retried or fell back."""
+        return max(1, len(self.deployments))
 
 
 #: Receives each event after its response is done; may be a coroutine function.
