@@ -24,7 +24,7 @@ from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter
 from provider_proxy.testing import FakeUpstream, Faults
 
 from .conftest import ANTHROPIC_KEY, OPENAI_KEY
-from .servers import ServerThread, free_port, serve
+from .servers import ServerThread, free_port, serve, wait_until
 
 TEXT = "Hello from the fake upstream, streamed one piece at a time."
 CHAT = {"model": "smart", "messages": [{"role": "user", "content": "Say hello."}]}
@@ -424,6 +424,28 @@ def test_a_conversation_sticks_to_its_deployment_and_moves_when_it_fails(
         assert chat(rig, body).is_success
     moved = {json.loads(r.body)["model"] for r in rig.openai_fake.requests[count:]}
     assert moved == ({"a", "b"} - {first})
+
+
+def test_events_and_metrics_record_the_attempts(proxied: Callable[..., Rig]) -> None:
+    rig = proxied(SMART, metrics=True)
+    rig.anthropic.fail(1, status=503)
+    assert chat(rig).status_code == 200
+    assert wait_until(lambda: len(rig.events) == 1)
+    (event,) = rig.events
+    assert event.route == "smart"
+    assert event.deployments == ("anthropic/claude-x", "openai/gpt-x")
+    assert event.attempts == 2
+    assert event.provider == "openai"
+    assert event.status == 200
+    metrics = httpx.get(f"{rig.proxy_url}/metrics").text
+    assert (
+        'provider_proxy_route_attempts_total{deployment="anthropic/claude-x",outcome="failed",'
+        'route="smart"} 1.0'
+    ) in metrics
+    assert (
+        'provider_proxy_route_attempts_total{deployment="openai/gpt-x",outcome="served",'
+        'route="smart"} 1.0'
+    ) in metrics
 
 
 # -- what the app shows and refuses --------------------------------------------------------

@@ -266,6 +266,7 @@ class Router:
     ) -> Report:
         scope, _, _, client, _, arrival, _ = request
         route = self._get(model)
+        named = model if model in self._routes else None  # a route, not a model named directly
         policy = route.retry or self._retry
         attempts = policy.attempts if size <= policy.max_retry_body else 1
         if attempts < policy.attempts:
@@ -297,7 +298,7 @@ class Router:
             tried = await self._attempt(target, route, policy, attempt, remaining, request)
             if isinstance(tried, Report):
                 await self._remember(sticky, target)
-                return replace(tried, route=model, deployments=(*failed, target))
+                return replace(tried, route=named, deployments=(*failed, target))
             last = tried
             failed.append(target)
             if tried.key_retry and key_retries < _MAX_KEY_RETRIES:
@@ -316,7 +317,7 @@ class Router:
                 break
         assert last is not None
         report = await self._give_up(last)
-        return replace(report, route=model, deployments=tuple(failed))
+        return replace(report, route=named, deployments=tuple(failed))
 
     async def _attempt(
         self,
