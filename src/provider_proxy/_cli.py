@@ -23,7 +23,13 @@ def _uvicorn() -> Any:
     return uvicorn
 
 
-def serve(host: str, port: int, validate: str = "warn") -> int:
+#: Seconds open streams get to finish when ``serve`` is told to stop (SIGTERM).
+DEFAULT_DRAIN_TIMEOUT = 30.0
+
+
+def serve(
+    host: str, port: int, validate: str = "warn", drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
+) -> int:
     """Serve the proxy with uvicorn, with every provider that has a key in the environment."""
     adapters = from_environment()
     if not adapters:
@@ -34,7 +40,11 @@ def serve(host: str, port: int, validate: str = "warn") -> int:
         return 2
     names = ", ".join(adapter.name for adapter in adapters)
     print(f"provider-proxy: serving {names} on http://{host}:{port}/{{provider}}/...")
-    app = make_asgi_app(adapters, validate_credentials=validate)  # type: ignore[arg-type]
+    app = make_asgi_app(
+        adapters,
+        validate_credentials=validate,  # type: ignore[arg-type]
+        drain_timeout=drain_timeout,
+    )
     # uvicorn's access log writes each request line, query included, where a
     # client may have put its key (?key=); the proxy's own log leaves queries out.
     _uvicorn().run(app, host=host, port=port, log_level="info", access_log=False)
@@ -59,12 +69,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="warn",
         help="probe each provider's key at startup (strict: refuse to start if one fails)",
     )
+    serve_parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=DEFAULT_DRAIN_TIMEOUT,
+        help="on SIGTERM, seconds open streams get to finish (new requests get 503)",
+    )
     commands.add_parser(
         "demo", help="run a fake provider, the proxy and a streamed chat completion, offline"
     )
     args = parser.parse_args(argv)
     if args.command == "serve":
-        return serve(args.host, args.port, args.validate_credentials)
+        return serve(args.host, args.port, args.validate_credentials, args.drain_timeout)
     _uvicorn()
     from ._demo import run_demo
 

@@ -32,6 +32,7 @@ from .._exceptions import (
     MethodNotAllowed,
     ProviderNotFound,
     ProxyError,
+    UpstreamStreamError,
     WebSocketNotRelayed,
 )
 from .._json import dumps
@@ -55,6 +56,7 @@ from ..transports import DEFAULT_LIMITS, DEFAULT_TIMEOUT, SharedTransport, defau
 from ..types import ASGIApp, Receive, Scope, Send
 from ._catalog import DEFAULT_MODELS_TTL, ModelCatalog, handle_models_route
 from ._cors import CORS, CORSMiddleware
+from ._drain import Drain, Draining
 from ._forward import Forwarder
 from ._gateway import Gateway
 from ._heads import content_head, send_error, send_whole
@@ -107,6 +109,7 @@ class ProxyOptions(TypedDict, total=False):
     strict_translation: bool
     routes: Mapping[str, Route]
     retry: RetryPolicy | None
+    drain_timeout: float | None
 
 
 class ProxyApp:
@@ -150,7 +153,12 @@ class ProxyApp:
     :param routes: gateway model names served by one of several deployments, with
         retries, fallbacks and cool-downs (see :doc:`routing`).
     :param retry: the retry policy of routes without their own (by default
-        :class:`~provider_proxy.RetryPolicy`'s defaults).
+        :class:`~provider_proxy.RetryPolicy`'s defaults); given, gateway models
+        named directly are retried too.
+    :param drain_timeout: on shutdown (SIGTERM under a server in the main thread,
+        or :meth:`aclose`), refuse new requests with 503 and ``/health`` with
+        ``draining``, and give open ones this many seconds before aborting them;
+        ``None`` (the default): no drain.
     """
 
     def __init__(self, adapters: Sequence[Provider], **options: Unpack[ProxyOptions]) -> None:
@@ -244,6 +252,8 @@ class ProxyApp:
             )
             self._gateway.router = self._router
             self.catalog.routes = list(routes)
+        drain_timeout = options.get("drain_timeout")
+        self._drain = Drain(drain_timeout) if drain_timeout is not None else None
         cors = options.get("cors")
         self._entry: ASGIApp = (
             self._dispatch if cors is None else CORSMiddleware(self._dispatch, cors)
@@ -294,6 +304,8 @@ class ProxyApp:
         fails startup with :class:`~provider_proxy.CredentialsRejected`.
         """
         self.transport  # noqa: B018 - created now rather than on the first request
+        if self._drain is not None:
+            self._drain.install()
         if self._validation_mode != "off" and not self._credentials:
             try:
                 async with self._own_client() as client:
@@ -311,6 +323,9 @@ class ProxyApp:
         exchange) are closed too, with their ``aclose()``.
         A later request opens a new transport.
         """
+        if self._drain is not None:
+            await self._drain.drain()
+            self._drain.uninstall()
         await self._dispatcher.aclose()
         await self.catalog.aclose()
         await self.store.aclose()
@@ -428,13 +443,46 @@ class ProxyApp:
         return target.adapter.serving().dialect_for(target.path.partition("?")[0])
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        drain = self._drain
+        if drain is None:
+            await self._answer(scope, receive, send, None)
+            return
         arrival = Arrival(request_id_from(scope["headers"]), scope["method"])
+        with drain.track(send) as tracked:
+            await self._answer(scope, receive, tracked.send, arrival)
+        if not tracked.aborted:
+            return
+        # Still open when the drain ran out of time: aborted, with its event.
+        outcome = Outcome(
+            tracked.status or 503,
+            error_kind="drained",
+            streamed=tracked.streamed,
+            response_bytes=tracked.response_bytes,
+        )
+        self._finish(arrival, Report(outcome))
+        if tracked.status is None:
+            error = _draining()
+            try:
+                dialect = self._dialect(self._route(scope))
+            except ProxyError:
+                dialect = OWN_FORMAT
+            await send_error(send, dialect, error, arrival.request_id)
+            return
+        raise UpstreamStreamError("The proxy shut down before the answer was complete.")
+
+    async def _answer(
+        self, scope: Scope, receive: Receive, send: Send, arrival: Arrival | None
+    ) -> None:
+        if arrival is None:
+            arrival = Arrival(request_id_from(scope["headers"]), scope["method"])
         self._in_flight += 1
         target = _Target(None, "", b"", "")
         report: Report | None = None
         try:
             try:
                 target = self._route(scope)
+                if self._drain is not None and self._drain.draining and target.name != "health":
+                    raise _draining()
                 if _asks_websocket(scope["headers"]):
                     raise _websocket_refused()
                 if target.name == "v1":  # answered in the format the client speaks
@@ -497,6 +545,7 @@ class ProxyApp:
             # the setup: the same clients as the providers' routes, not anyone.
             identity = await self._guards.identify(scope)
         content_type = _JSON
+        code = 200
         if name == "v1" and rest.startswith(b"/models"):
             content = dumps(
                 await handle_models_route(
@@ -512,6 +561,8 @@ class ProxyApp:
                 raise MethodNotAllowed(f"The {name} endpoint answers GET only.")
             if name == "health":
                 health, identity = await self._health_for(scope)
+                if self._drain is not None and self._drain.draining:
+                    health["status"], code = "draining", 503  # a load balancer moves away
                 content = dumps(health)
             elif name == "status":
                 content = dumps(await self._status())
@@ -528,8 +579,8 @@ class ProxyApp:
             what = f"No provider named {name!r}" if name else "No provider in the path"
             raise ProviderNotFound(f"{what}; the mounted providers are: {mounted}.")
         head = content_head(content_type, len(content), arrival.request_id)
-        await send_whole(send, 200, head, content)
-        outcome = Outcome(200, response_bytes=len(content))
+        await send_whole(send, code, head, content)
+        outcome = Outcome(code, response_bytes=len(content))
         return Report(outcome, None, target.path, identity=identity)
 
     def _providers(self) -> dict[str, dict[str, Any]]:
@@ -604,6 +655,13 @@ class _Target:
     @property
     def provider(self) -> str | None:
         return None if self.adapter is None else self.name
+
+
+def _draining() -> Draining:
+    return Draining(
+        "The proxy is shutting down; send the request again (another instance will answer).",
+        headers={"Retry-After": "1"},
+    )
 
 
 def _asks_websocket(headers: RawHeaders) -> bool:

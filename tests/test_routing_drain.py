@@ -1,0 +1,182 @@
+"""Graceful drain: SIGTERM to uvicorn in a real process, open streams finish or are
+aborted at drain_timeout, new requests and /health get 503 meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from provider_proxy import make_asgi_app
+from provider_proxy.adapters import OpenAIAdapter
+from provider_proxy.testing import FakeUpstream
+
+from .conftest import OPENAI_KEY
+from .servers import ServerThread, env_without_keys, free_port, get_when_up, serve, wait_until
+
+STREAM = {
+    "model": "gpt-x",
+    "stream": True,
+    "messages": [{"role": "user", "content": "Say hello."}],
+}
+
+#: The proxy under uvicorn in the main thread of its own process, as deployed.
+SCRIPT = textwrap.dedent(
+    """
+    import logging, sys
+    import uvicorn
+    from provider_proxy import make_asgi_app
+    from provider_proxy.adapters import OpenAIAdapter
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s %(message)s")
+    upstream, port, drain = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+    app = make_asgi_app(
+        [OpenAIAdapter(base_url=upstream + "/v1", api_key="sk-drain-test-0123456789")],
+        validate_credentials="off",
+        drain_timeout=drain,
+    )
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    """
+)
+
+
+@pytest.fixture
+def slow_upstream() -> Iterator[ServerThread]:
+    """A provider whose streams take about 2 s (10 chunks, 0.2 s apart)."""
+    with serve(FakeUpstream(chunks=10, gap=0.2), lifespan="off") as server:
+        yield server
+
+
+def start_proxy(upstream: ServerThread, drain: float) -> tuple[subprocess.Popen[str], str]:
+    port = free_port()
+    env = env_without_keys(PYTHONPATH=os.environ.get("PYTHONPATH", ""))
+    process = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, upstream.url, str(port), str(drain)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    get_when_up(f"{url}/health", process)
+    return process, url
+
+
+class StreamReader(threading.Thread):
+    """Reads one streamed answer in the background: its lines, and how it ended."""
+
+    def __init__(self, url: str, first_line: threading.Event) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.first_line = first_line
+        self.lines: list[str] = []
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with httpx.stream(
+                "POST", f"{self.url}/openai/chat/completions", json=STREAM, timeout=30
+            ) as response:
+                for line in response.iter_lines():
+                    self.lines.append(line)
+                    self.first_line.set()
+        except httpx.HTTPError as exc:
+            self.error = exc
+        finally:
+            self.first_line.set()
+
+
+def test_sigterm_lets_open_streams_finish_while_new_requests_get_503(
+    slow_upstream: ServerThread,
+) -> None:
+    process, url = start_proxy(slow_upstream, drain=15)
+    try:
+        started = threading.Event()
+        reader = StreamReader(url, started)
+        reader.start()
+        assert started.wait(10)
+        process.send_signal(signal.SIGTERM)
+        assert wait_until(lambda: _health(url).status_code == 503, timeout=5)
+        health = _health(url)
+        assert health.json()["status"] == "draining"
+        refused = httpx.post(f"{url}/openai/chat/completions", json=STREAM, timeout=5)
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "1"
+        assert refused.json()["error"]["type"]  # in the route's (OpenAI's) error format
+        assert process.poll() is None  # still serving the open stream
+        reader.join(15)
+        assert reader.error is None
+        assert "data: [DONE]" in reader.lines  # complete, not cut
+        assert sum(line.startswith("data: {") for line in reader.lines) >= 10
+        assert process.wait(10) is not None
+    finally:
+        if process.poll() is None:
+            process.kill()
+        output, _ = process.communicate(timeout=10)
+    assert "draining" in output
+
+
+def test_streams_still_open_at_drain_timeout_are_aborted_with_their_event(
+    slow_upstream: ServerThread,
+) -> None:
+    process, url = start_proxy(slow_upstream, drain=0.5)
+    try:
+        started = threading.Event()
+        reader = StreamReader(url, started)
+        reader.start()
+        assert started.wait(10)
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        reader.join(10)
+        assert isinstance(reader.error, httpx.RemoteProtocolError)  # aborted, not ended
+        assert "data: [DONE]" not in reader.lines
+        assert 0.4 <= time.monotonic() - signalled < 1.9  # the stream alone lasts ~2 s
+        process.wait(10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        output, _ = process.communicate(timeout=10)
+    access = [
+        json.loads(line.split(" ", 1)[1])
+        for line in output.splitlines()
+        if line.startswith("provider_proxy.access ")
+    ]
+    assert any(event.get("error_kind") == "drained" for event in access), output
+
+
+def test_a_host_closing_the_app_drains_it(slow_upstream: ServerThread) -> None:
+    events: list[Any] = []
+    proxy = make_asgi_app(
+        [OpenAIAdapter(base_url=slow_upstream.url + "/v1", api_key=OPENAI_KEY)],
+        validate_credentials="off",
+        drain_timeout=10,
+        sinks=[events.append],
+    )
+    with serve(proxy, lifespan="off") as server:
+        started = threading.Event()
+        reader = StreamReader(server.url, started)
+        reader.start()
+        assert started.wait(10)
+        assert server.loop is not None
+        closing = asyncio.run_coroutine_threadsafe(proxy.aclose(), server.loop)
+        assert wait_until(lambda: _health(server.url).status_code == 503, timeout=5)
+        reader.join(10)
+        closing.result(10)
+    assert reader.error is None
+    assert "data: [DONE]" in reader.lines
+    assert any(e.status == 503 and e.error_kind is None for e in events)  # /health, draining
+
+
+def _health(url: str) -> httpx.Response:
+    return httpx.get(f"{url}/health", timeout=5)
