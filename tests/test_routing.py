@@ -217,7 +217,32 @@ def test_no_deployment_in_time_is_a_504(proxied: Callable[..., Rig]) -> None:
     rig.openai.hang(2, seconds=3)
     response = chat(rig)
     assert response.status_code == 504
+    assert response.headers["x-proxy-attempts"] == "2"
     assert response.json()["error"]["message"].startswith("No deployment answered in time")
+
+
+def test_app_and_adapter_retry_policies_apply_to_models_named_directly(
+    proxied: Callable[..., Rig], fakes: Rig
+) -> None:
+    direct = {**CHAT, "model": "openai/gpt-x"}
+    rig = proxied({}, adapters=fakes.adapters(retry=RetryPolicy(attempts=2, backoff=0.01)))
+    rig.openai.fail(1, status=503)
+    response = chat(rig, direct)
+    assert response.status_code == 200
+    assert response.headers["x-proxy-attempts"] == "2"
+    rig.anthropic.fail(1, status=503)  # no policy for this adapter: not retried
+    anthropic = chat(rig, {**CHAT, "model": "anthropic/claude-x"})
+    assert anthropic.status_code == 503
+    assert "x-proxy-attempts" not in anthropic.headers
+
+
+def test_an_app_retry_policy_retries_every_gateway_model(proxied: Callable[..., Rig]) -> None:
+    rig = proxied({}, retry=RetryPolicy(attempts=3, backoff=0.01))
+    rig.anthropic.fail(2, status=529)
+    response = chat(rig, {**CHAT, "model": "anthropic/claude-x"})
+    assert response.status_code == 200
+    assert response.headers["x-proxy-attempts"] == "3"
+    assert response.json()["choices"][0]["message"]["content"] == TEXT
 
 
 # -- stream integrity ---------------------------------------------------------------------

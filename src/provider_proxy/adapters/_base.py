@@ -29,7 +29,7 @@ from .._bounded import AnswerTooLarge, send_bounded
 from .._exceptions import ProviderNotConfigured
 from .._secret import CONTROL_CHARACTERS, Secret, clean_credential
 from ..dialects import Dialect, OpenAIChat, OpenAIResponses
-from ..policy import EndpointRule, HeaderPolicy, endpoint_allowed, parse_rules
+from ..policy import EndpointRule, HeaderPolicy, RetryPolicy, endpoint_allowed, parse_rules
 from ..transforms._compose import Composed, applies, checked_transforms
 from ._identity import ClientIdentity
 from ._keys import KeyPool, Keys
@@ -67,6 +67,7 @@ class ProviderOptions(TypedDict, total=False):
     forward_headers: str | Iterable[str]
     client_identity: ClientIdentity | None
     token_source: TokenSource | None
+    retry: RetryPolicy | None
 
 
 class AdapterOptions(ProviderOptions, total=False):
@@ -131,6 +132,8 @@ class BaseAdapter:
             single string is one rule.
         :param transforms: body transforms for this provider's requests, run after
             the adapter's own :meth:`default_transforms`.
+        :param retry: how gateway requests naming this provider's models directly
+            (``"openai/gpt-4.1"``) are retried; routes have their own.
         """
         name = options.get("name")
         name = self.default_name if name is None else name
@@ -146,6 +149,8 @@ class BaseAdapter:
         forward_headers = options.get("forward_headers", ())
         client_identity = options.get("client_identity")
         self._token_source = options.get("token_source")
+        #: The retry policy of gateway requests for this provider's models, if any.
+        self.retry: RetryPolicy | None = options.get("retry")
         if self._token_source is not None and options.get("api_key") is not None:
             raise ValueError(
                 "Pass api_key= (sent as it is) or token_source= (short-lived tokens), not both."

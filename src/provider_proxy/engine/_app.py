@@ -239,7 +239,8 @@ class ProxyApp:
         self._router: Router | None = None
         routes = options.get("routes") or {}
         pooled = any(
-            isinstance(a, BaseAdapter) and a.key_pool is not None for a in self._adapters.values()
+            isinstance(a, BaseAdapter) and (a.key_pool is not None or a.retry is not None)
+            for a in self._adapters.values()
         )
         if routes or options.get("retry") is not None or pooled:
             self._router = Router(

@@ -220,8 +220,10 @@ class Router:
             return False
         if self._direct:
             return True
-        pool = provider.key_pool if isinstance(provider, BaseAdapter) else None
-        return pool is not None and pool.several
+        if not isinstance(provider, BaseAdapter):
+            return False
+        pool = provider.key_pool
+        return provider.retry is not None or (pool is not None and pool.several)
 
     def _get(self, name: str) -> Route:
         """A route by name; a model named directly is a route of its own (without a
@@ -231,7 +233,10 @@ class Router:
             return route
         route = self._implicit.get(name)
         if route is None:
-            retry = self._retry if self._direct else RetryPolicy(attempts=1)
+            provider = self._adapters.get(name.partition("/")[0])
+            retry = provider.retry if isinstance(provider, BaseAdapter) else None
+            if retry is None:
+                retry = self._retry if self._direct else RetryPolicy(attempts=1)
             route = self._implicit[name] = Route([name], retry=retry, sticky=False)
         return route
 
@@ -316,7 +321,7 @@ class Router:
             if policy.deadline is not None and anyio.current_time() - started >= policy.deadline:
                 break
         assert last is not None
-        report = await self._give_up(last)
+        report = await self._give_up(last, len(failed))
         return replace(report, route=named, deployments=tuple(failed))
 
     async def _attempt(
@@ -423,11 +428,12 @@ class Router:
             )
         return _Tried(target, holdback, report, retry_after, retryable or key_retry, key_retry)
 
-    async def _give_up(self, last: _Tried) -> Report:
+    async def _give_up(self, last: _Tried, attempts: int) -> Report:
         """The last failure's answer goes to the client, since nothing else will serve."""
         if last.holdback is None or last.report is None:
             raise UpstreamTimeout(
-                f"No deployment answered in time (the last tried was {last.target!r})."
+                f"No deployment answered in time (the last tried was {last.target!r}).",
+                headers={"x-proxy-attempts": str(attempts)} if attempts > 1 else None,
             )
         await last.holdback.commit()
         return last.report
