@@ -461,24 +461,23 @@ class Router:
     ) -> str | None:
         """The deployment (``"{adapter}/{model}"``) of the next attempt, or ``None``."""
         now = self._clock()
+        remembered = await self._recall(sticky) if sticky is not None else None
+        open_now = await self._open_targets(name, now)
         while True:
-            open_now = await self._open_targets(name, now)
             usable = [t for t in self._leaves(name) if t not in excluded and t not in open_now]
             if not usable:
                 return None
-            if sticky is not None:
-                remembered = await self._recall(sticky)
-                if remembered in usable:
-                    return remembered
-            target = self._choose(name, set(usable))
+            if remembered in usable:
+                target: str | None = remembered  # the conversation's, while it is healthy
+            else:
+                target = self._choose(name, set(usable))
             if target is None:
                 return None
-            route = self._route_of(target, name)
             if self.circuits.phase(target) != "half_open":
                 return target
-            if await self.circuits.probe(target, lease, route.cooldown):
+            if await self.circuits.probe(target, lease, self._route_of(target, name).cooldown):
                 return target
-            excluded = {*excluded, target}  # another instance is probing it
+            excluded = {*excluded, target}  # another request is probing it
 
     async def _open_targets(self, name: str, now: float) -> set[str]:
         found: set[str] = set()
