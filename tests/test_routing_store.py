@@ -66,3 +66,35 @@ def test_two_instances_share_a_cooldown(redis_server: RedisServer) -> None:
         finally:
             first.stop()
             second.stop()
+
+
+def test_two_instances_share_a_key_cooldown(redis_server: RedisServer) -> None:
+    first_key, second_key = "sk-shared-first-0123456789", "sk-shared-second-0123456789"
+    fake = FakeUpstream()
+    faults = Faults(fake)
+    prefix = f"t-{uuid.uuid4().hex}:"
+    body = {**CHAT, "model": "openai/gpt-x"}
+    with serve(faults, lifespan="off") as upstream:
+
+        def instance() -> ServerThread:
+            adapter = OpenAIAdapter(base_url=upstream.url + "/v1", api_key=[first_key, second_key])
+            store = RedisStore.from_url(redis_server.url, prefix=prefix)
+            app = make_asgi_app([adapter], store=store, validate_credentials="off")
+            return ServerThread(app).start()
+
+        first, second = instance(), instance()
+        try:
+            faults.fail(1, status=429, retry_after=30)
+            response = httpx.post(f"{first.url}/v1/chat/completions", json=body, timeout=30)
+            assert response.status_code == 200
+            assert response.headers["x-proxy-attempts"] == "2"
+            # The second instance starts with the first key too, but knows it is cooling.
+            for _ in range(3):
+                response = httpx.post(f"{second.url}/v1/chat/completions", json=body, timeout=30)
+                assert response.status_code == 200
+                assert "x-proxy-attempts" not in response.headers
+            sent = [r.header("authorization") for r in fake.requests]
+            assert sent == [f"Bearer {second_key}"] * 4
+        finally:
+            first.stop()
+            second.stop()

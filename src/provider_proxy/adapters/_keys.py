@@ -71,7 +71,7 @@ class KeyPool:
         *,
         cooldown: Cooldown | None = None,
         auth_cooldown: float = DEFAULT_AUTH_COOLDOWN,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._what = what
         self._source: Callable[[], Any] | None = keys if callable(keys) else None
@@ -157,6 +157,21 @@ class KeyPool:
         state = self._states.get(name)
         if state is not None:
             self._states[name] = after_success(state)
+
+    def states(self) -> dict[str, CircuitState]:
+        """Each key's circuit by name (to share through a store)."""
+        return dict(self._states)
+
+    def merge(self, states: Mapping[str, CircuitState]) -> None:
+        """Adopt what another instance learnt: for each key, the state cooling longer.
+
+        Times are the pool's clock's; a pool whose states are shared between
+        processes needs a clock they agree on (``time.time``).
+        """
+        for name, theirs in states.items():
+            ours = self._states.get(name)
+            if ours is None or (theirs.open_until, theirs.level) > (ours.open_until, ours.level):
+                self._states[name] = theirs
 
     def status(self) -> dict[str, dict[str, Any]]:
         """Each key by name: its circuit and how long it still cools."""

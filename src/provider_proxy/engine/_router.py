@@ -27,7 +27,8 @@ from typing import Any
 import anyio
 
 from .._exceptions import BodyTooLarge, ClientNotAuthorized, ProxyError, UpstreamTimeout
-from ..adapters import KEY_STATUSES, BaseAdapter, Provider, forget_used_key, used_key
+from .._json import dumps, loads
+from ..adapters import KEY_STATUSES, BaseAdapter, KeyPool, Provider, forget_used_key, used_key
 from ..dialects import Dialect
 from ..guards import Guards
 from ..policy import (
@@ -158,6 +159,28 @@ class Circuits:
 
     def phase(self, target: str) -> str:
         return circuit_phase(self.seen.get(target, CircuitState()), self._clock())
+
+
+#: Seconds a pool's shared key states are kept (longer than any cool-down).
+_KEY_STATE_TTL = 3600.0
+
+
+def _keys_key(adapter: str) -> str:
+    return f"pp:keys:{adapter}"
+
+
+def _encode_key_states(states: Mapping[str, CircuitState]) -> bytes:
+    return dumps({name: encode_state(state).decode("ascii") for name, state in states.items()})
+
+
+def _decode_key_states(raw: bytes) -> dict[str, CircuitState]:
+    try:
+        stored = loads(raw)
+    except ValueError:
+        return {}
+    if not isinstance(stored, dict):
+        return {}
+    return {str(k): decode_state(str(v).encode("ascii", "replace")) for k, v in stored.items()}
 
 
 def _circuit_key(target: str) -> str:
@@ -362,6 +385,9 @@ class Router:
         begun = time.monotonic()
         report: Report | None = None
         forget_used_key()
+        pooled = self._pool_of(target)
+        if pooled is not None:
+            await self._load_keys(*pooled)
         try:
             with cancel:
                 report = await self._serve(
@@ -391,8 +417,12 @@ class Router:
             self._served[target] = self._served.get(target, 0) + 1
             await self.circuits.succeeded(target, route.cooldown)
             if used is not None:
-                used[0].succeeded(used[1])
-                return replace(report, key=used[1])
+                pool, name = used
+                was = pool.states().get(name)
+                pool.succeeded(name)
+                if pooled is not None and was is not None and was != CircuitState():
+                    await self._save_keys(pooled[0], pool)
+                return replace(report, key=name)
             return report
         outcome = report.outcome
         if outcome.error_kind == "client_disconnected":
@@ -417,6 +447,8 @@ class Router:
         if used is not None and status is not None and status in KEY_STATUSES:
             pool, name = used
             pool.failed(name, status, retry_after)  # this key cools, not the deployment
+            if pooled is not None:
+                await self._save_keys(pooled[0], pool)
             key_retry = pool.ready() > 0
             logger.warning(
                 "%s key %s answered %d for request %s%s",
@@ -453,6 +485,35 @@ class Router:
             f"Every deployment of the route {model!r} is cooling down or not configured.",
             headers=headers,
         )
+
+    # -- key pools, shared through the store -------------------------------------------
+
+    def _pool_of(self, target: str) -> tuple[str, KeyPool] | None:
+        """The adapter's name and key pool, when the target's adapter holds several keys."""
+        name = target.partition("/")[0]
+        provider = self._adapters.get(name)
+        if not isinstance(provider, BaseAdapter):
+            return None
+        pool = provider.key_pool
+        return (name, pool) if pool is not None and pool.several else None
+
+    async def _load_keys(self, adapter: str, pool: KeyPool) -> None:
+        """What other instances learnt of the pool's keys (one store read)."""
+        try:
+            raw = await self._store.get(_keys_key(adapter))
+        except Exception:
+            logger.warning("could not read the key cool-downs of %s from the store", adapter)
+            return
+        if raw:
+            pool.merge(_decode_key_states(raw))
+
+    async def _save_keys(self, adapter: str, pool: KeyPool) -> None:
+        try:
+            await self._store.set(
+                _keys_key(adapter), _encode_key_states(pool.states()), _KEY_STATE_TTL
+            )
+        except Exception:
+            logger.warning("could not write the key cool-downs of %s to the store", adapter)
 
     # -- choosing ---------------------------------------------------------------------
 
