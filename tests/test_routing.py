@@ -499,6 +499,8 @@ def test_an_unconfigured_deployment_is_skipped(proxied: Callable[..., Rig], fake
     assert "x-proxy-attempts" not in response.headers
     status = httpx.get(f"{rig.proxy_url}/status").json()["routes"]["smart"]["deployments"]
     assert status[0]["configured"] is False
+    health = httpx.get(f"{rig.proxy_url}/health").json()
+    assert health["routes"]["smart"] == {"deployments": 2, "unconfigured": ["keyless/gpt-x"]}
 
 
 def test_a_route_may_name_another_route(proxied: Callable[..., Rig]) -> None:

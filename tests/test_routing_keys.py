@@ -126,6 +126,9 @@ def test_a_gateway_request_is_served_by_another_key_when_one_fails(rig: Any, sta
     assert keys_sent(fake) == [K2]  # the first key's answer was the fault
     for _ in range(3):  # the failed key cools; the other serves
         assert post(server, "/v1/chat/completions").status_code == 200
+    keys = httpx.get(f"{server.url}/status").json()["providers"]["openai"]["keys"]
+    assert keys["#1"]["circuit"] == "open"
+    assert keys["#2"]["circuit"] == "closed"
     assert keys_sent(fake) == [K2, K2, K2, K2]
     assert wait_until(lambda: len(events) == 4)
     assert events[0].key == "#2"

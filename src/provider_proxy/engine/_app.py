@@ -594,6 +594,9 @@ class ProxyApp:
             }
             if not availability.enabled:
                 entry["reason"] = availability.reason
+            pool = adapter.key_pool if isinstance(adapter, BaseAdapter) else None
+            if pool is not None and pool.names():
+                entry["keys"] = pool.status()  # by name, never the key
             check = self._credentials.get(name)
             if check is not None:
                 entry["credentials"] = {
@@ -610,7 +613,10 @@ class ProxyApp:
     def _health(self) -> dict[str, Any]:
         providers = self._providers()
         status = "ok" if any(p["enabled"] for p in providers.values()) else "unconfigured"
-        return {"status": status, "providers": providers}
+        health: dict[str, Any] = {"status": status, "providers": providers}
+        if self._router is not None and self._router.routes:
+            health["routes"] = self._router.health()
+        return health
 
     async def _health_for(self, scope: Scope) -> tuple[dict[str, Any], str | None]:
         """``/health``: open to all, but the setup (base URLs, checks) only to known clients."""
@@ -623,6 +629,7 @@ class ProxyApp:
             health["providers"] = {
                 name: {"enabled": entry["enabled"]} for name, entry in health["providers"].items()
             }
+            health.pop("routes", None)
         return health, None
 
     async def _status(self) -> dict[str, Any]:

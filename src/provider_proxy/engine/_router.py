@@ -20,7 +20,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -648,6 +648,9 @@ class Router:
                 else:
                     adapter = self._adapters.get(target.partition("/")[0])
                     state = self.circuits.seen.get(target, CircuitState())
+                    pooled = self._pool_of(target)
+                    if pooled is not None:
+                        entry["keys"] = pooled[1].status()
                     entry.update(
                         configured=adapter is not None and adapter.availability().enabled,
                         circuit=circuit_phase(state, now),
@@ -664,8 +667,18 @@ class Router:
             }
         return routes
 
-    def names(self) -> Sequence[str]:
-        return list(self._routes)
+    def health(self) -> dict[str, Any]:
+        """Each route: its deployments skipped for want of a configured adapter."""
+        skipped: dict[str, Any] = {}
+        for name in self._routes:
+            unconfigured = [
+                t
+                for t in self._leaves(name)
+                if not (a := self._adapters.get(t.partition("/")[0]))
+                or not a.availability().enabled
+            ]
+            skipped[name] = {"deployments": len(self._leaves(name)), "unconfigured": unconfigured}
+        return skipped
 
 
 def settle_key(report: Report) -> Report:
