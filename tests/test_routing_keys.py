@@ -130,7 +130,7 @@ def test_a_gateway_request_is_served_by_another_key_when_one_fails(rig: Any, sta
     assert keys["#1"]["circuit"] == "open"
     assert keys["#2"]["circuit"] == "closed"
     assert keys_sent(fake) == [K2, K2, K2, K2]
-    assert wait_until(lambda: len(events) == 4)
+    assert wait_until(lambda: len(events) == 5)  # the four answers, and /status
     assert events[0].key == "#2"
     assert events[0].attempts == 2
     assert events[0].deployments == ("openai/gpt-x", "openai/gpt-x")
