@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from provider_proxy import make_asgi_app
+from provider_proxy import make_asgi_app, mount
 from provider_proxy.adapters import OpenAIAdapter
 from provider_proxy.testing import FakeUpstream
 
@@ -36,7 +36,7 @@ SCRIPT = textwrap.dedent(
     """
     import logging, sys
     import uvicorn
-    from provider_proxy import make_asgi_app
+    from provider_proxy import make_asgi_app, mount
     from provider_proxy.adapters import OpenAIAdapter
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s %(message)s")
@@ -155,7 +155,18 @@ def test_streams_still_open_at_drain_timeout_are_aborted_with_their_event(
     assert any(event.get("error_kind") == "drained" for event in access), output
 
 
-def test_a_host_closing_the_app_drains_it(slow_upstream: ServerThread) -> None:
+async def _host(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A host app of its own: answers ``/`` with 200."""
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"host"})
+
+
+def test_a_host_closing_the_mounted_app_drains_it(slow_upstream: ServerThread) -> None:
     events: list[Any] = []
     proxy = make_asgi_app(
         [OpenAIAdapter(base_url=slow_upstream.url + "/v1", api_key=OPENAI_KEY)],
@@ -163,19 +174,23 @@ def test_a_host_closing_the_app_drains_it(slow_upstream: ServerThread) -> None:
         drain_timeout=10,
         sinks=[events.append],
     )
-    with serve(proxy, lifespan="off") as server:
+    with serve(mount(_host, "/llm", proxy)) as server:
         started = threading.Event()
-        reader = StreamReader(server.url, started)
+        reader = StreamReader(server.url + "/llm", started)
         reader.start()
         assert started.wait(10)
         assert server.loop is not None
         closing = asyncio.run_coroutine_threadsafe(proxy.aclose(), server.loop)
-        assert wait_until(lambda: _health(server.url).status_code == 503, timeout=5)
+        assert wait_until(lambda: _health(server.url + "/llm").status_code == 503, timeout=5)
+        refused = httpx.post(f"{server.url}/llm/openai/chat/completions", json=STREAM, timeout=5)
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "1"
+        assert httpx.get(server.url + "/").text == "host"  # the host's own routes go on
         reader.join(10)
         closing.result(10)
     assert reader.error is None
     assert "data: [DONE]" in reader.lines
-    assert any(e.status == 503 and e.error_kind is None for e in events)  # /health, draining
+    assert any(e.error_kind == "draining" for e in events)
 
 
 def _health(url: str) -> httpx.Response:
