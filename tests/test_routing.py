@@ -528,3 +528,13 @@ def test_bad_routes_are_refused_at_construction(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         make_asgi_app(fakes.adapters(), routes=routes)
+
+
+def test_a_model_named_directly_of_an_unconfigured_adapter_says_so(
+    proxied: Callable[..., Rig], fakes: Rig
+) -> None:
+    keyless = OpenAIAdapter(name="keyless", base_url=fakes.openai_url + "/v1", api_key_env="NOPE_X")
+    rig = proxied({}, adapters=[keyless, *fakes.adapters()], retry=RetryPolicy(attempts=2))
+    response = chat(rig, {**CHAT, "model": "keyless/gpt-x"})
+    assert response.status_code == 503
+    assert "not configured" in response.json()["error"]["message"]

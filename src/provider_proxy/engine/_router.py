@@ -541,14 +541,15 @@ class Router:
             excluded = {*excluded, target}  # another request is probing it
 
     async def _open_targets(self, name: str, now: float) -> set[str]:
+        """The route's deployments to skip now: cooling, or their adapter not configured."""
         found: set[str] = set()
+        if name in self._implicit:
+            return found  # a model named directly has nowhere else to go: its answer says why
         for target in self._leaves(name):
             adapter = self._adapters.get(target.partition("/")[0])
             if adapter is None or not adapter.availability().enabled:
-                found.add(target)  # not configured: skipped (see /status)
+                found.add(target)  # not configured: skipped (see /health and /status)
                 continue
-            if name in self._implicit:
-                continue  # a model named directly has nowhere else to go
             if circuit_phase(await self.circuits.state(target), now) == "open":
                 found.add(target)
         return found
