@@ -84,6 +84,8 @@ def test_an_adapter_with_a_list_of_keys_holds_a_pool() -> None:
     seen = [adapter.api_key() for _ in range(2)]
     assert [k.reveal() for k in seen if k is not None] == [K1, K2]
     assert OpenAIAdapter(api_key=K1).key_pool is None
+    own = KeyPool([K1, K2], "adapter 'openai'", auth_cooldown=1.0)
+    assert OpenAIAdapter(api_key=own).key_pool is own
 
 
 # -- through the proxy --------------------------------------------------------------------

@@ -259,6 +259,8 @@ def test_bad_routes_and_deployments_are_refused() -> None:
         Route(["openai/x"], strategy="random")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="weight above 0"):
         Deployment("openai/x", weight=0)
+    with pytest.raises(ValueError, match="sticky_ttl"):
+        Route(["openai/x"], sticky_ttl=0)
 
 
 def test_sticky_keys_differ_by_client_and_conversation() -> None:

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 ApiKey = str | Secret | Callable[[], "str | Secret | None"]
 #: What ``api_key=`` takes: a key, or several (a list, or names to keys) for a
 #: :class:`~provider_proxy.adapters.KeyPool`, or a callable returning one or several.
-ApiKeys = ApiKey | Keys | Callable[[], "str | Secret | Keys | None"]
+ApiKeys = ApiKey | Keys | KeyPool | Callable[[], "str | Secret | Keys | None"]
 #: A key as held: checked once when given, or a callable asked (and checked) each time.
 KeySource = Secret | Callable[[], "str | Secret | None"] | None
 
@@ -168,7 +168,9 @@ class BaseAdapter:
         what = f"The api_key of adapter {name!r}"
         self._pool: KeyPool | None = None
         self._key: KeySource
-        if isinstance(api_key, (list, tuple, Mapping)) or callable(api_key):
+        if isinstance(api_key, KeyPool):  # built with options of its own
+            self._key = self._pool = api_key
+        elif isinstance(api_key, (list, tuple, Mapping)) or callable(api_key):
             self._key = self._pool = KeyPool(api_key, f"adapter {name!r}")
         else:
             # (a str is a Sequence too, which mypy cannot tell from a list here)

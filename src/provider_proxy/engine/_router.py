@@ -58,9 +58,6 @@ logger = logging.getLogger("provider_proxy")
 #: The response header counting the attempts an answer took, when more than one.
 ATTEMPTS_HEADER = b"x-proxy-attempts"
 
-#: Seconds a conversation stays with the deployment that served it.
-STICKY_TTL = 3600.0
-
 #: The proxy's own error kinds that another attempt may cure (the provider, not the client).
 RETRIED_KINDS = frozenset(
     {"upstream_unreachable", "upstream_timeout", "pool_exhausted", "provider_not_configured"}
@@ -325,7 +322,7 @@ class Router:
                 await anyio.sleep(wait)
             tried = await self._attempt(target, route, policy, attempt, remaining, request)
             if isinstance(tried, Report):
-                await self._remember(sticky, target)
+                await self._remember(sticky, target, route.sticky_ttl)
                 return replace(tried, route=named, deployments=(*failed, target))
             last = tried
             failed.append(target)
@@ -625,11 +622,11 @@ class Router:
             return None
         return None if raw is None else raw.decode("utf-8", "replace")
 
-    async def _remember(self, key: str | None, target: str) -> None:
+    async def _remember(self, key: str | None, target: str, ttl: float) -> None:
         if key is None:
             return
         try:
-            await self._store.set(key, target.encode("utf-8"), STICKY_TTL)
+            await self._store.set(key, target.encode("utf-8"), ttl)
         except Exception:
             logger.warning("could not keep the sticky deployment in the store")
 

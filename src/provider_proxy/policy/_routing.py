@@ -29,6 +29,9 @@ DEFAULT_MAX_RETRY_BODY = 4 * 1024 * 1024
 
 Phase = Literal["closed", "open", "half_open"]
 
+#: Seconds a conversation's deployment is remembered (``Route(sticky_ttl=)``).
+DEFAULT_STICKY_TTL = 3600.0
+
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
@@ -340,6 +343,7 @@ class Route:
     :param retry: this route's retries; by default the app's ``retry=``.
     :param sticky: keep a conversation on the deployment that served it while it is healthy.
     :param cooldown: when its deployments are skipped, and for how long.
+    :param sticky_ttl: seconds a conversation's deployment is remembered.
     """
 
     deployments: tuple[Deployment, ...]
@@ -347,6 +351,7 @@ class Route:
     retry: RetryPolicy | None
     sticky: bool
     cooldown: Cooldown
+    sticky_ttl: float
 
     def __init__(
         self,
@@ -356,6 +361,7 @@ class Route:
         retry: RetryPolicy | None = None,
         sticky: bool = True,
         cooldown: Cooldown | None = None,
+        sticky_ttl: float = DEFAULT_STICKY_TTL,
     ) -> None:
         items = tuple(d if isinstance(d, Deployment) else Deployment(d) for d in deployments)
         if not items:
@@ -369,6 +375,9 @@ class Route:
         object.__setattr__(self, "retry", retry)
         object.__setattr__(self, "sticky", sticky)
         object.__setattr__(self, "cooldown", cooldown if cooldown is not None else Cooldown())
+        if not sticky_ttl > 0:
+            raise ValueError("Route(sticky_ttl=) is a number of seconds above 0.")
+        object.__setattr__(self, "sticky_ttl", float(sticky_ttl))
 
 
 def check_routes(routes: Mapping[str, Route], adapters: Collection[str]) -> None:
