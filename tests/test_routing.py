@@ -15,7 +15,9 @@ import pytest
 from provider_proxy import (
     Cooldown,
     Deployment,
+    Guards,
     ProxyEvent,
+    RateLimit,
     RetryPolicy,
     Route,
     make_asgi_app,
@@ -175,6 +177,15 @@ def test_a_client_error_is_never_retried(proxied: Callable[..., Rig], status: in
     assert rig.anthropic.faulted == 1
 
 
+def test_the_proxys_own_rate_limit_is_not_retried(proxied: Callable[..., Rig]) -> None:
+    rig = proxied(SMART, guards=Guards(rate_limits=[RateLimit(1, 60)]))
+    assert chat(rig).status_code == 200
+    response = chat(rig)
+    assert response.status_code == 429
+    assert "x-proxy-attempts" not in response.headers
+    assert served_by(rig) == (0, 1)  # the first request only: no fallback for the second
+
+
 def test_out_of_attempts_the_last_failure_is_answered(proxied: Callable[..., Rig]) -> None:
     rig = proxied(SOLO, retry=RetryPolicy(attempts=3, backoff=0.01))
     rig.openai.fail(5, status=503)
@@ -209,6 +220,17 @@ def test_a_deployment_that_hangs_before_its_headers_is_abandoned(
     assert response.status_code == 200
     assert response.headers["x-proxy-attempts"] == "2"
     assert 0.5 <= elapsed < 4
+    assert served_by(rig) == (1, 0)
+
+
+def test_an_upstream_read_timeout_before_the_headers_falls_back(
+    proxied: Callable[..., Rig],
+) -> None:
+    rig = proxied(SMART, timeout=httpx.Timeout(10, read=0.4))
+    rig.anthropic.hang(1, seconds=3)
+    response = chat(rig)
+    assert response.status_code == 200
+    assert response.headers["x-proxy-attempts"] == "2"
     assert served_by(rig) == (1, 0)
 
 
