@@ -186,6 +186,17 @@ def test_the_proxys_own_rate_limit_is_not_retried(proxied: Callable[..., Rig]) -
     assert served_by(rig) == (0, 1)  # the first request only: no fallback for the second
 
 
+def test_a_fallback_is_not_charged_to_the_clients_rate_limit_again(
+    proxied: Callable[..., Rig],
+) -> None:
+    rig = proxied(SMART, guards=Guards(rate_limits=[RateLimit(1, 60)]))
+    rig.anthropic.fail(1, status=503)
+    response = chat(rig)
+    assert response.status_code == 200  # one request: one unit, however many attempts
+    assert response.headers["x-proxy-attempts"] == "2"
+    assert chat(rig).status_code == 429
+
+
 def test_out_of_attempts_the_last_failure_is_answered(proxied: Callable[..., Rig]) -> None:
     rig = proxied(SOLO, retry=RetryPolicy(attempts=3, backoff=0.01))
     rig.openai.fail(5, status=503)

@@ -115,11 +115,15 @@ class Forwarder:
         rest: bytes,
         arrival: Arrival,
         serving: ProviderAdapter | None = None,
+        *,
+        repeat: bool = False,
     ) -> Report:
         """Forward and relay, or answer the refusal in the path's format; never raises
         a :class:`ProxyError` (a failure mid-answer is the outcome's ``abort``).
 
         :param serving: the adapter ``provider`` chose already for this request.
+        :param repeat: a retry of a request the guards admitted once (a route's
+            next attempt): its rate limits are not charged again.
         """
         body = RequestBody(receive, self._max_body_size)
         adapter = serving if serving is not None else provider.serving()
@@ -147,7 +151,11 @@ class Forwarder:
                     elif guards is not None:
                         admission = await held.enter_async_context(
                             await guards.admit(
-                                scope, provider=name, model=None, request_bytes=declared
+                                scope,
+                                provider=name,
+                                model=None,
+                                request_bytes=declared,
+                                repeat=repeat,
                             )
                         )
                         identity, limits = admission.identity, as_raw(dict(admission.headers))
@@ -165,6 +173,7 @@ class Forwarder:
                                 model=context.path_model or model,
                                 request_bytes=source.received,
                                 identity=identity,
+                                repeat=repeat,
                             )
                         )
                         identity, limits = admission.identity, as_raw(dict(admission.headers))

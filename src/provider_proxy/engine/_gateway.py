@@ -184,18 +184,20 @@ class Gateway:
         arrival: Arrival,
         *,
         hold: Hold | None = None,
+        repeat: bool = False,
     ) -> Report:
         """One model's request (``"{adapter}/{model}"``): translated when the provider's
         format differs, then forwarded.
 
         :param hold: wraps the ``send`` the forwarder answers into, given the
             provider's format (the router's holdback, inside any translation).
+        :param repeat: the router's retry of this request (charged once by the guards).
         """
         target = self._target(named, client, operation)
         if not target.translated:
             forwarded = dict(parsed, model=target.model)
             report = await self._forward(
-                scope, receive, send, target, dumps(forwarded), arrival, hold
+                scope, receive, send, target, dumps(forwarded), arrival, hold, repeat
             )
             return dataclasses.replace(report, client_dialect=client.name)
         codec, provider_codec = client.codec, target.dialect.codec
@@ -218,7 +220,7 @@ class Gateway:
             send, codec, provider_codec, request, dropped, self._memory, identity
         )
         report = await self._forward(
-            scope, receive, translate, target, dumps(upstream), arrival, hold
+            scope, receive, translate, target, dumps(upstream), arrival, hold, repeat
         )
         return dataclasses.replace(report, client_dialect=client.name, translated=True)
 
@@ -293,6 +295,7 @@ class Gateway:
         body: bytes,
         arrival: Arrival,
         hold: Hold | None = None,
+        repeat: bool = False,
     ) -> Report:
         """The request as the provider gets it, through the forwarding path of every request."""
         if hold is not None:
@@ -315,6 +318,7 @@ class Gateway:
             target.path.encode("ascii"),
             arrival,
             serving=target.adapter,
+            repeat=repeat,
         )
 
 

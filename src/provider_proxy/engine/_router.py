@@ -388,7 +388,16 @@ class Router:
         try:
             with cancel:
                 report = await self._serve(
-                    target, parsed, scope, receive, send, client, operation, arrival, hold=hold
+                    target,
+                    parsed,
+                    scope,
+                    receive,
+                    send,
+                    client,
+                    operation,
+                    arrival,
+                    hold=hold,
+                    repeat=attempt > 1,
                 )
         except ProxyError as error:
             if error.status_code < 500 or isinstance(error, BodyTooLarge):

@@ -298,17 +298,21 @@ class Guards:
         model: str | None,
         request_bytes: int | None,
         identity: str | Unidentified | None = UNIDENTIFIED,
+        repeat: bool = False,
     ) -> Admission:
         """Check a request; raises the refusal, or returns the :class:`Admission`.
 
         :param identity: only the result of :meth:`identify` for this same
             ``scope``: it is trusted as is, without checking the credentials again.
+        :param repeat: the proxy's own retry of a request admitted once already:
+            its rate limits are not charged again (quotas and slots still apply).
         """
         if isinstance(identity, Unidentified):
             identity = await self.identify(scope)
         admission = Admission(identity, {}, self, scope, provider, model)
         with one_deadline():  # a hung store delays the request once, not per check
-            await self._check_rates(scope, admission, request_bytes)
+            if not repeat:
+                await self._check_rates(scope, admission, request_bytes)
             await self._check_quotas(scope, identity, admission)
             await self._hold_slots(identity, admission)
         return admission
