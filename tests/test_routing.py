@@ -448,6 +448,10 @@ def test_a_route_whose_every_deployment_cools_is_a_503_with_retry_after(
     assert 25 <= int(response.headers["retry-after"]) <= 30
     error = response.json()["error"]
     assert "cooling down" in error["message"]
+    assert wait_until(lambda: len(rig.events) == 2)
+    assert rig.events[1].route == "smart"
+    assert rig.events[1].error_kind == "route_unavailable"
+    assert rig.events[1].deployments == ()
     response = httpx.post(
         f"{rig.proxy_url}/v1/messages",
         json={**CHAT, "max_tokens": 5},

@@ -45,13 +45,15 @@ from ..policy import (
     decode_state,
     encode_state,
     ewma,
+    path_below_mount,
     retry_after_seconds,
     sticky_key,
 )
 from ..state import Store
 from ..types import Receive, Scope, Send
+from ._heads import send_error
 from ._holdback import Holdback
-from ._report import Arrival, Report
+from ._report import Arrival, Outcome, Report
 
 logger = logging.getLogger("provider_proxy")
 
@@ -311,7 +313,7 @@ class Router:
             if target is None and last is not None:
                 target = last.target  # none left untried: the last one again, after a backoff
             if target is None:
-                raise self._unavailable(model)
+                return await self._refuse(self._unavailable(model), request, named, ())
             remaining = None
             if policy.deadline is not None:
                 remaining = policy.deadline - (anyio.current_time() - started)
@@ -341,8 +343,14 @@ class Router:
             if policy.deadline is not None and anyio.current_time() - started >= policy.deadline:
                 break
         assert last is not None
-        report = await self._give_up(last, len(failed))
-        return replace(report, route=named, deployments=tuple(failed))
+        if last.holdback is None or last.report is None:  # nothing answered in time
+            timeout = UpstreamTimeout(
+                f"No deployment answered in time (the last tried was {last.target!r}).",
+                headers={"x-proxy-attempts": str(len(failed))} if len(failed) > 1 else None,
+            )
+            return await self._refuse(timeout, request, named, tuple(failed))
+        await last.holdback.commit()  # the last failure's answer: nothing else will serve
+        return replace(last.report, route=named, deployments=tuple(failed))
 
     async def _attempt(
         self,
@@ -466,15 +474,25 @@ class Router:
             )
         return _Tried(target, holdback, report, retry_after, retryable or key_retry, key_retry)
 
-    async def _give_up(self, last: _Tried, attempts: int) -> Report:
-        """The last failure's answer goes to the client, since nothing else will serve."""
-        if last.holdback is None or last.report is None:
-            raise UpstreamTimeout(
-                f"No deployment answered in time (the last tried was {last.target!r}).",
-                headers={"x-proxy-attempts": str(attempts)} if attempts > 1 else None,
-            )
-        await last.holdback.commit()
-        return last.report
+    async def _refuse(
+        self,
+        error: ProxyError,
+        request: _Request,
+        route: str | None,
+        deployments: tuple[str, ...],
+    ) -> Report:
+        """Answer the router's own error in the client's format, its report naming the route."""
+        scope, _, send, client, _, arrival, parsed = request
+        size = await send_error(send, client, error, arrival.request_id)
+        path = path_below_mount(scope).decode("ascii", "replace")
+        return Report(
+            Outcome.refused(error, size, None),
+            path=path,
+            model=client.model_of(parsed),
+            client_dialect=client.name,
+            route=route,
+            deployments=deployments,
+        )
 
     def _unavailable(self, model: str) -> RouteUnavailable:
         now = self._clock()
