@@ -7,6 +7,7 @@ the provider's credentials and relays the answer as it streams.
 
 from .__version__ import __version__
 from ._adapter import (
+    AnswerRewriter,
     Availability,
     BodyTransform,
     CredentialCheck,
@@ -64,6 +65,7 @@ __all__ = [
     "DEFAULT_MAX_BODY_SIZE",
     "DEFAULT_TIMEOUT",
     "Admission",
+    "AnswerRewriter",
     "Availability",
     "BadRequest",
     "BodyTooLarge",

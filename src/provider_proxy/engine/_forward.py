@@ -48,6 +48,7 @@ from ..policy import (
 )
 from ..transforms._compose import Composed, applies, checked_transforms, run_transform
 from ..types import Receive, Scope, Send
+from ._answers import rewriting_send
 from ._body import RequestBody, declared_body_length
 from ._exchange import exchange
 from ._heads import as_raw, send_error
@@ -185,11 +186,12 @@ class Forwarder:
                         f"{arrival.request_id}."
                     ) from exc
                 plan = Plan(route, request, context.path_model or model, identity, limits)
+                rewriters = context.answer_rewriters  # added by the transforms that ran
                 outcome = await exchange(
                     plan,
                     body,
                     receive,
-                    send,
+                    rewriting_send(send, rewriters) if rewriters else send,
                     self._transport(),
                     start=arrival.start,
                     read_usage=self._usage(),
