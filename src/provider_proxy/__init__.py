@@ -56,7 +56,7 @@ from .engine import (
 )
 from .guards import Admission, Guards, Quota, RateLimit
 from .observe import EventSink, JsonLogSink, NdjsonUsageSink, PrometheusMetrics, ProxyEvent
-from .state import MemoryStore, RateResult, RedisStore, Store
+from .state import MemoryStore, RateResult, RedisStore, SessionStore, Store
 from .transports import DEFAULT_LIMITS, DEFAULT_TIMEOUT, default_transport
 
 __all__ = [
@@ -108,6 +108,7 @@ __all__ = [
     "RedisStore",
     "RequestContext",
     "Secret",
+    "SessionStore",
     "Store",
     "StoreUnavailable",
     "TooManyConcurrent",

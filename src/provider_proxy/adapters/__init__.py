@@ -3,6 +3,16 @@
 from ._base import AdapterOptions, ApiKey, BaseAdapter, ProviderOptions
 from ._identity import ClientIdentity
 from ._protocol import Provider, ProviderAdapter
+from ._stateful import (
+    AnswerReader,
+    Sessions,
+    StaleConversation,
+    StatefulAdapter,
+    Turn,
+    Upstream,
+    UpstreamRefused,
+    conversation_hash,
+)
 from ._tokens import IssuedToken, TokenSource
 from .anthropic import AnthropicAdapter
 from .azure import AzureOpenAIAdapter
@@ -15,6 +25,7 @@ from .presets import DashScopeAdapter, OllamaAdapter, VLLMAdapter
 
 __all__ = [
     "AdapterOptions",
+    "AnswerReader",
     "AnthropicAdapter",
     "ApiKey",
     "AzureOpenAIAdapter",
@@ -33,6 +44,13 @@ __all__ = [
     "Provider",
     "ProviderAdapter",
     "ProviderOptions",
+    "Sessions",
+    "StaleConversation",
+    "StatefulAdapter",
     "TokenSource",
+    "Turn",
+    "Upstream",
+    "UpstreamRefused",
     "VLLMAdapter",
+    "conversation_hash",
 ]

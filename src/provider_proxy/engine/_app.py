@@ -48,7 +48,7 @@ from ..policy import (
     request_id_from,
     split_provider,
 )
-from ..state import MemoryStore, Store
+from ..state import SESSION_TTL, MemoryStore, SessionStore, Store
 from ..transports import DEFAULT_LIMITS, DEFAULT_TIMEOUT, SharedTransport, default_transport
 from ..types import ASGIApp, Receive, Scope, Send
 from ._catalog import DEFAULT_MODELS_TTL, ModelCatalog, handle_models_route
@@ -102,6 +102,7 @@ class ProxyOptions(TypedDict, total=False):
     overhead_header: bool
     default_provider: str | None
     strict_translation: bool
+    session_ttl: float
 
 
 class ProxyApp:
@@ -142,6 +143,9 @@ class ProxyApp:
         adapter prefix (``model="gpt-4.1"``); without one, such a name is a 404.
     :param strict_translation: at the gateway, refuse (400) a field a translation
         would drop for having no effect at the provider, instead of dropping it.
+    :param session_ttl: seconds a conversation session of a stateful upstream
+        (:class:`~provider_proxy.adapters.StatefulAdapter`) lives unused; 30 minutes
+        by default.
     """
 
     def __init__(self, adapters: Sequence[Provider], **options: Unpack[ProxyOptions]) -> None:
@@ -181,6 +185,8 @@ class ProxyApp:
         self._guards = options.get("guards")
         if self._guards is not None:
             self._guards.bind(self.store)
+        #: The conversation sessions of stateful upstreams, in the app's store.
+        self.sessions = SessionStore(self.store, ttl=options.get("session_ttl", SESSION_TTL))
         self.catalog = ModelCatalog(
             self._adapters,
             self.store,
@@ -193,6 +199,7 @@ class ProxyApp:
         sinks: list[EventSink] = list(options.get("sinks", ()))
         if self._metrics is not None:
             sinks.append(self._metrics)
+            self._metrics.watch_sessions(self.sessions.status)
         self._access_log = JsonLogSink() if options.get("access_log", True) else None
         if self._access_log is not None:
             sinks.append(self._access_log)
@@ -208,6 +215,7 @@ class ProxyApp:
             models=self.catalog.model_ids,
             usage=self._events_wanted,
             overhead_header=options.get("overhead_header", False),
+            sessions=self.sessions,
         )
         self._gateway = Gateway(
             self._adapters,
@@ -555,6 +563,7 @@ class ProxyApp:
             "providers": self._providers(),
             "models": self.catalog.status(),
             "guards": None if self._guards is None else self._guards.status(),
+            "sessions": self.sessions.status(),
             "requests": {
                 "in_flight": self._in_flight,
                 "total": sum(self._by_status.values()),
