@@ -22,6 +22,7 @@ from .gemini import GeminiAdapter
 from .openai import OpenAIAdapter, OpenAICompatibleAdapter
 from .openrouter import OpenRouterAdapter
 from .presets import DashScopeAdapter, OllamaAdapter, VLLMAdapter
+from .qwen_chat import QwenAuthError, QwenChallenge, QwenChatAdapter
 
 __all__ = [
     "AdapterOptions",
@@ -44,6 +45,9 @@ __all__ = [
     "Provider",
     "ProviderAdapter",
     "ProviderOptions",
+    "QwenAuthError",
+    "QwenChallenge",
+    "QwenChatAdapter",
     "Sessions",
     "StaleConversation",
     "StatefulAdapter",

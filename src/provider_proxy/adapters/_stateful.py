@@ -278,9 +278,6 @@ class StatefulAdapter(BaseAdapter):
     def gateway_path(self, dialect: Dialect, operation: str) -> str | None:
         return "/chat/completions" if dialect is _CHAT and operation == "generate" else None
 
-    def credential_probe(self) -> httpx.Request | None:
-        return None  # a stateful upstream has no cheap probe
-
 
 # -- the conversation ---------------------------------------------------------------------
 
