@@ -18,7 +18,7 @@ from provider_proxy.adapters._environment import from_environment
 from provider_proxy.testing import FakeQwenChat
 from provider_proxy.transforms import XmlToolCalls
 
-from .servers import ServerThread, serve
+from .servers import ServerThread, serve, wait_until
 from .test_xml_tools import ROO_TOOLS
 
 TOKEN = "fake-umid-token-0123456789"
@@ -312,3 +312,23 @@ async def test_the_startup_probe_tells_a_refused_session(
     async with httpx.AsyncClient() as client:
         check = await adapter.validate_credentials(client)
     assert check.state.value == state
+
+
+def test_a_client_that_leaves_mid_stream_closes_the_upstream_and_keeps_nothing(
+    fake: tuple[FakeQwenChat, ServerThread],
+) -> None:
+    qwen = fake[0]
+    qwen.gap = 0.5
+    app = make_asgi_app([_adapter(fake)], validate_credentials="off")
+    body = {"model": "qwen3-max", "messages": [{"role": "user", "content": "a b c d e f"}]}
+    with serve(app) as server:
+        with httpx.stream(
+            "POST", f"{server.url}/qwen-chat/v1/chat/completions", json={**body, "stream": True}
+        ) as response:
+            assert response.status_code == 200
+            first = next(response.iter_raw())
+            assert b"chat.completion.chunk" in first
+        assert wait_until(lambda: qwen.closed_streams == 1)
+        assert (qwen.open_streams, qwen.completed_streams) == (0, 0)  # cut short, not finished
+        status = httpx.get(f"{server.url}/status").json()["sessions"]
+    assert status["saved"] == 0  # the client never had the answer: nothing continues from it

@@ -31,6 +31,8 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
+
 from .._json import dumps, loads
 from ..types import Receive, Scope, Send
 
@@ -71,15 +73,28 @@ class FakeQwenChat:
 
     :param token: the ``bx-umidtoken`` it accepts.
     :param cookie: a ``name=value`` the ``Cookie`` header must hold.
-    :param expired: answer every request as for an expired login (401).
+    :param gap: seconds between streamed pieces.
+
+    Set :attr:`expired` to answer every request as for an expired login (401).
+    Streams count in :attr:`open_streams` and :attr:`closed_streams`, and end
+    when the client leaves.
     """
 
     def __init__(
-        self, *, token: str = "fake-umid-token", cookie: str = "token=fake-session"
+        self,
+        *,
+        token: str = "fake-umid-token",
+        cookie: str = "token=fake-session",
+        gap: float = 0.0,
     ) -> None:
         self.token = token
         self.cookie = cookie
+        self.gap = gap
         self.expired = False
+        self.open_streams = 0
+        self.closed_streams = 0
+        #: Streams sent to their end (the others ended when the client left).
+        self.completed_streams = 0
         self.chats: dict[str, FakeChat] = {}
         #: ``(path, json body)`` of every request that passed the checks.
         self.requests: list[tuple[str, Any]] = []
@@ -126,7 +141,7 @@ class FakeQwenChat:
         elif scope["method"] == "POST" and path == "/api/v2/chat/completions":
             query = scope.get("query_string", b"").decode()
             chat_id = dict(p.partition("=")[::2] for p in query.split("&") if p).get("chat_id")
-            await self._completion(send, chat_id, body)
+            await self._completion(receive, send, chat_id, body)
         else:
             await _json(send, 404, _failure("Not_Found", f"no route {path}"))
 
@@ -147,7 +162,9 @@ class FakeQwenChat:
         self.chats[chat_id] = FakeChat(body["models"][0])
         await _json(send, 200, {"success": True, "data": {"id": chat_id}})
 
-    async def _completion(self, send: Send, chat_id: str | None, body: Any) -> None:
+    async def _completion(
+        self, receive: Receive, send: Send, chat_id: str | None, body: Any
+    ) -> None:
         chat = self.chats.get(chat_id or "")
         if chat is None or not isinstance(body, dict) or body.get("chat_id") != chat_id:
             await _json(send, 200, _failure("Not_Found", f"The chat {chat_id} is not exist"))
@@ -214,10 +231,27 @@ class FakeQwenChat:
                 "headers": [(b"content-type", b"text/event-stream; charset=utf-8")],
             }
         )
-        for event in events:
-            chunk = b"data: " + dumps(event) + b"\n\n"
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
+        self.open_streams += 1
+        try:
+            async with anyio.create_task_group() as group:
+
+                async def watch() -> None:
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    group.cancel_scope.cancel()  # the client left: the stream ends
+
+                group.start_soon(watch)
+                for event in events:
+                    chunk = b"data: " + dumps(event) + b"\n\n"
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    if self.gap:
+                        await anyio.sleep(self.gap)
+                await send({"type": "http.response.body", "body": b""})
+                self.completed_streams += 1
+                group.cancel_scope.cancel()
+        finally:
+            self.open_streams -= 1
+            self.closed_streams += 1
 
 
 def _delta(content: str, phase: str, status: str) -> dict[str, Any]:
