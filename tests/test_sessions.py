@@ -364,3 +364,27 @@ def test_an_upstream_that_loses_a_fresh_conversation_is_a_502_in_openai_format(
         )
     assert response.status_code == 502
     assert "did not know a conversation it had just opened" in response.json()["error"]["message"]
+
+
+def test_two_proxies_on_one_redis_continue_one_conversation(
+    memo: tuple[MemoChat, ServerThread], redis_server: RedisServer
+) -> None:
+    chat = memo[0]
+    prefix = f"t-{uuid.uuid4().hex}:"
+    first_app = _proxy(memo, store=RedisStore.from_url(redis_server.url, prefix=prefix))
+    second_app = _proxy(memo, store=RedisStore.from_url(redis_server.url, prefix=prefix))
+    with serve(first_app) as one, serve(second_app) as two:
+        with _client(one) as client:
+            answer = _ask(client, [{"role": "user", "content": "hi"}])
+        with _client(two) as client:
+            _ask(
+                client,
+                [
+                    {"role": "user", "content": "hi"},
+                    {"role": "assistant", "content": answer},
+                    {"role": "user", "content": "on the other instance"},
+                ],
+            )
+    assert chat.received[-1]["conversation"] == "conv-1"
+    assert chat.received[-1]["text"] == "on the other instance"
+    assert len(chat.conversations) == 1

@@ -397,8 +397,12 @@ def _chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
 
 
 def _stream(text: str, size: int) -> bytes:
+    return _stream_of([text[i : i + size] for i in range(0, len(text), size)])
+
+
+def _stream_of(pieces: list[str]) -> bytes:
     events = [_chunk({"role": "assistant", "content": ""})]
-    events += [_chunk({"content": text[i : i + size]}) for i in range(0, len(text), size)]
+    events += [_chunk({"content": piece}) for piece in pieces]
     events.append(_chunk({}, "stop"))
     events.append({"id": "chatcmpl-1", "choices": [], "usage": {"prompt_tokens": 3}})
     body = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
@@ -490,3 +494,18 @@ def test_a_stream_cut_short_sends_what_it_held_as_text() -> None:
     out = rewriter.chunk(raw) + rewriter.end()
     text, calls, _, _ = _read_stream(out)
     assert (text, calls) == ("see <read_file><path>a", [])
+
+
+@settings(max_examples=200, deadline=None)
+@given(cuts=st.lists(st.integers(min_value=0, max_value=len(ANSWER)), max_size=15))
+def test_any_split_of_the_models_stream_gives_the_same_tool_calls(cuts: list[int]) -> None:
+    bounds = sorted({0, len(ANSWER), *cuts})
+    rewriter = _rewriter()
+    raw = _stream_of([ANSWER[a:b] for a, b in itertools.pairwise(bounds)])
+    text, calls, finish, done = _read_stream(rewriter.chunk(raw) + rewriter.end())
+    assert text == "I'll read the file first.\n\n\n"
+    assert [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in calls] == [
+        ("read_file", {"path": "src/main.py"}),
+        ("execute_command", {"command": "pytest -q"}),
+    ]
+    assert (finish, done) == (["tool_calls"], True)

@@ -244,3 +244,22 @@ def test_an_anthropic_client_at_the_gateway_gets_tool_use_blocks(
     assert next(b.text.strip() for b in message.content if b.type == "text") == (
         "I'll look at the file."
     )
+
+
+def test_as_an_app_wide_transform_at_the_gateway_it_runs_once(model: XmlModel) -> None:
+    with serve(model, lifespan="off") as upstream:
+        adapter = OpenAICompatibleAdapter("xml", upstream.url + "/v1", key_optional=True)
+        proxy = make_asgi_app([adapter], validate_credentials="off", transforms=[XmlToolCalls()])
+        with (
+            serve(proxy) as server,
+            openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0) as client,
+        ):
+            completion = client.chat.completions.create(
+                model="xml/m",
+                messages=[{"role": "user", "content": "run the tests"}],
+                tools=ROO_TOOLS,
+                extra_headers=HEADERS,
+            )
+    assert _calls(completion.choices[0].message) == EXPECTED
+    system = model.bodies[-1]["messages"][0]["content"]
+    assert system.count("TOOL USE") == 1
