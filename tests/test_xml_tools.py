@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 from typing import Any
@@ -303,7 +304,9 @@ def test_history_tool_calls_and_results_are_rendered_in_the_convention() -> None
             {"role": "tool", "tool_call_id": "c2", "content": [{"type": "text", "text": "ok"}]},
         ],
     }
+    before = copy.deepcopy(body)
     out = XmlToolCalls()(body, _context())
+    assert body == before  # the client's body is never changed
     messages = out["messages"]
     assert messages[2] == {
         "role": "assistant",
