@@ -332,3 +332,11 @@ def test_a_client_that_leaves_mid_stream_closes_the_upstream_and_keeps_nothing(
         assert (qwen.open_streams, qwen.completed_streams) == (0, 0)  # cut short, not finished
         status = httpx.get(f"{server.url}/status").json()["sessions"]
     assert status["saved"] == 0  # the client never had the answer: nothing continues from it
+
+
+def test_clients_with_the_adapters_base_url_can_list_its_models(
+    fake: tuple[FakeQwenChat, ServerThread], proxy: ServerThread
+) -> None:
+    with _client(proxy) as client:  # as Roo Code does with an OpenAI-compatible base URL
+        listed = [model.id for model in client.models.list()]
+    assert listed == ["qwen3-max", "qwen3-coder-plus", "qwen-plus"]

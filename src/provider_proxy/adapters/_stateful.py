@@ -184,24 +184,35 @@ class Upstream:
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         """Send a request below the adapter's base URL; the answer's body is not read yet."""
-        adapter = self._adapter
-        url = adapter.join(path)
+        url = self._adapter.join(path)
         if params:
             url = url.copy_merge_params(dict(params))
-        context = RequestContext(adapter.name, method, path, b"", [], self.request_id)
+        content = None if json is None else dumps(json)
+        request = httpx.Request(method, url, content=content)
+        if content is not None:
+            request.headers["content-type"] = "application/json"
+        for name, value in (headers or {}).items():
+            request.headers[name] = value
+        return await self.send_request(request)
+
+    async def send_request(self, request: httpx.Request) -> httpx.Response:
+        """Send a prebuilt request (the adapter's ``models_request()``) with the adapter's
+        headers and credentials (headers it sets itself win over the defaults)."""
+        adapter = self._adapter
+        context = RequestContext(
+            adapter.name, request.method, request.url.path, b"", [], self.request_id
+        )
         auth = adapter.auth_headers(context)
         if inspect.isawaitable(auth):
             auth = await auth
+        given = dict(request.headers)
         merged: dict[str, str] = {**adapter.default_headers, **adapter.headers, **auth}
-        merged.update(headers or {})
-        merged["accept-encoding"] = "identity"
-        merged["x-request-id"] = self.request_id
-        content = None if json is None else dumps(json)
-        if content is not None:
-            merged.setdefault("content-type", "application/json")
-        request = httpx.Request(
-            method, url, headers=merged, content=content, extensions=self._extensions
-        )
+        for name, value in merged.items():
+            if name.lower() not in given:
+                request.headers[name] = value
+        request.headers["accept-encoding"] = "identity"
+        request.headers["x-request-id"] = self.request_id
+        request.extensions = {**request.extensions, **self._extensions}
         return await self._transport.handle_async_request(request)
 
     async def read(self, response: httpx.Response, limit: int = MAX_UPSTREAM_ANSWER) -> bytes:
@@ -231,7 +242,12 @@ class StatefulAdapter(BaseAdapter):
     """
 
     dialects: ClassVar[tuple[Dialect, ...]] = (_CHAT,)
-    endpoints: ClassVar[tuple[str, ...]] = ("POST /chat/completions", "POST /v1/chat/completions")
+    endpoints: ClassVar[tuple[str, ...]] = (
+        "POST /chat/completions",
+        "POST /v1/chat/completions",
+        "GET /models",
+        "GET /v1/models",
+    )
     #: Request fields the upstream cannot be given; they are dropped and named in
     #: ``x-proxy-dropped-fields``. Anything else the upstream cannot take is refused.
     ignored_fields: ClassVar[tuple[str, ...]] = (
@@ -354,6 +370,8 @@ class _ConversationTransport(httpx.AsyncBaseTransport):
         self._identity = identity
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":  # the endpoints allow only the model list
+            return await self._models(request)
         adapter = self._adapter
         try:
             body = loads(await request.aread())
@@ -395,6 +413,31 @@ class _ConversationTransport(httpx.AsyncBaseTransport):
         content = await answer.whole()
         headers.append(("content-type", "application/json"))
         return httpx.Response(200, headers=headers, content=content)
+
+    async def _models(self, request: httpx.Request) -> httpx.Response:
+        """The upstream's models as OpenAI lists them (clients configured with the
+        adapter's URL as their base URL ask for it)."""
+        adapter = self._adapter
+        own = adapter.models_request()
+        upstream = Upstream(
+            adapter, self._transport, request.extensions, request.headers.get("x-request-id", "")
+        )
+        response = await upstream.send_request(own)
+        raw = await upstream.read(response)
+        try:
+            listed = loads(raw).get("data") if response.status_code == 200 else None
+        except (ValueError, AttributeError):
+            listed = None
+        if not isinstance(listed, list):
+            raise UpstreamRefused(
+                f"The {adapter.name!r} upstream did not list its models ({response.status_code})."
+            )
+        data = [
+            {"id": info.id, "object": "model", "created": 0, "owned_by": adapter.name}
+            for info in (adapter.model_info(item) for item in listed if isinstance(item, dict))
+        ]
+        body = dumps({"object": "list", "data": data})
+        return httpx.Response(200, headers=[("content-type", "application/json")], content=body)
 
     async def _start(
         self, upstream: Upstream, turn: Turn, ids: Mapping[str, Any] | None
