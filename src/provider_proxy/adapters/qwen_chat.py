@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Awaitable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import httpx
 from typing_extensions import Unpack
@@ -91,7 +91,7 @@ class QwenChatAdapter(StatefulAdapter):
 
     def __init__(self, **options: Unpack[QwenChatOptions]) -> None:
         cookies = options.get("cookies")
-        given: AdapterOptions = {k: v for k, v in options.items() if k != "cookies"}  # type: ignore[assignment]
+        given = cast(AdapterOptions, {k: v for k, v in options.items() if k != "cookies"})
         given.setdefault("user_agent", BROWSER_USER_AGENT)
         super().__init__(**given)
         self._cookies = key_source(cookies, ("QWEN_COOKIES",), f"The cookies of {self.name!r}")
