@@ -8,6 +8,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -340,3 +341,33 @@ def test_clients_with_the_adapters_base_url_can_list_its_models(
     with _client(proxy) as client:  # as Roo Code does with an OpenAI-compatible base URL
         listed = [model.id for model in client.models.list()]
     assert listed == ["qwen3-max", "qwen3-coder-plus", "qwen-plus"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_anthropic_client_at_the_gateway_holds_one_chat_too(
+    fake: tuple[FakeQwenChat, ServerThread], proxy: ServerThread, stream: bool
+) -> None:
+    qwen = fake[0]
+    messages: list[Any] = [{"role": "user", "content": "hello"}]
+    with anthropic.Anthropic(base_url=proxy.url, api_key="unused", max_retries=0) as client:
+        for turn in range(2):
+            arguments: Any = {
+                "model": "qwen-chat/qwen3-max",
+                "max_tokens": 100,
+                "system": "Be brief.",
+                "messages": messages,
+            }
+            if stream:
+                with client.messages.stream(**arguments) as events:
+                    message = events.get_final_message()
+            else:
+                message = client.messages.create(**arguments)
+            text = "".join(b.text for b in message.content if b.type == "text")
+            assert text == f"Turn {turn + 1} of chat-1: {messages[-1]['content']}"
+            assert message.stop_reason == "end_turn"
+            messages += [
+                {"role": "assistant", "content": text},
+                {"role": "user", "content": "more"},
+            ]
+    sent = _completions(qwen)
+    assert [body["messages"][0]["content"] for body in sent] == ["Be brief.\n\nhello", "more"]

@@ -14,7 +14,7 @@ import pytest
 from examples.stateful_provider import MemoAdapter, MemoChat
 
 from provider_proxy import Guards, MemoryStore, RedisStore, Store, make_asgi_app
-from provider_proxy.adapters import StaleConversation, Turn, conversation_hash
+from provider_proxy.adapters import StaleConversation, Turn, UpstreamRefused, conversation_hash
 from provider_proxy.dialects.canonical import Request
 from provider_proxy.state import SESSION_TTL, SessionStore
 from provider_proxy.transforms import XmlToolCalls
@@ -388,3 +388,30 @@ def test_two_proxies_on_one_redis_continue_one_conversation(
     assert chat.received[-1]["conversation"] == "conv-1"
     assert chat.received[-1]["text"] == "on the other instance"
     assert len(chat.conversations) == 1
+
+
+class BreaksMidAnswer(MemoAdapter):
+    """An upstream whose answer fails after its words, before it is complete."""
+
+    def answer_reader(self, ids: Any, turn: Turn) -> Any:
+        reader = super().answer_reader(ids, turn)
+
+        def failing() -> list[Any]:
+            raise UpstreamRefused("MemoChat broke off the answer.")
+
+        reader.end = failing  # type: ignore[method-assign]
+        return reader
+
+
+def test_a_failure_mid_answer_is_a_streamed_error_and_keeps_no_session(
+    memo: tuple[MemoChat, ServerThread],
+) -> None:
+    adapter = BreaksMidAnswer(base_url=memo[1].url + "/memo-api")
+    app = make_asgi_app([adapter], validate_credentials="off")
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    with serve(app) as server:
+        raw = httpx.post(f"{server.url}/memo/v1/chat/completions", json=body).content
+        status = httpx.get(f"{server.url}/status").json()["sessions"]
+    events = [json.loads(e[6:]) for e in raw.split(b"\n\n") if e.startswith(b"data: {")]
+    assert events[-1]["error"]["message"] == "MemoChat broke off the answer."
+    assert status["saved"] == 0

@@ -105,8 +105,10 @@ class AnswerReader(abc.ABC):
 
     :meth:`feed` turns raw bytes into answer events (text, reasoning, usage, a
     finish, an error); it may raise :class:`StaleConversation` (before any text)
-    or a :class:`~provider_proxy.ProxyError`. :attr:`next_ids` are the ids the
-    conversation continues from once the answer is complete.
+    or a :class:`~provider_proxy.ProxyError` (before any text: the client's
+    error answer; after: a streamed error event, and no session is kept).
+    :attr:`next_ids` are the ids the conversation continues from once the
+    answer is complete.
     """
 
     @abc.abstractmethod
@@ -515,7 +517,14 @@ class _Answer(httpx.AsyncByteStream):
         yield encoder.feed(MessageStart(self._id, request.model))
         text: list[str] = []
         finished = failed = False
-        async for event in self._events():
+        events = self._events()
+        while not failed:
+            try:
+                event = await anext(events)
+            except StopAsyncIteration:
+                break
+            except ProxyError as error:  # the answer has started: an error event ends it
+                event = StreamError(error.status_code, "server_error", error.message)
             if isinstance(event, TextDelta):
                 text.append(event.text)
             elif isinstance(event, Finish):
@@ -525,8 +534,6 @@ class _Answer(httpx.AsyncByteStream):
             out = encoder.feed(event)
             if out:
                 yield out
-            if failed:
-                break
         if not failed:
             if not finished:
                 yield encoder.feed(Finish(FinishReason.STOP))
