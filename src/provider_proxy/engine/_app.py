@@ -38,7 +38,7 @@ from .._json import dumps
 from .._scrub import install_log_filter
 from ..adapters import Provider
 from ..dialects import DEFAULT as OWN_FORMAT
-from ..dialects import GATEWAY, Dialect, client_dialect
+from ..dialects import GATEWAY, Dialect, Tokenizer, client_dialect
 from ..guards import Guards
 from ..observe import EventDispatcher, EventSink, JsonLogSink, PrometheusMetrics
 from ..policy import (
@@ -102,6 +102,7 @@ class ProxyOptions(TypedDict, total=False):
     overhead_header: bool
     default_provider: str | None
     strict_translation: bool
+    tokenizer: Tokenizer | None
 
 
 class ProxyApp:
@@ -142,6 +143,10 @@ class ProxyApp:
         adapter prefix (``model="gpt-4.1"``); without one, such a name is a 404.
     :param strict_translation: at the gateway, refuse (400) a field a translation
         would drop for having no effect at the provider, instead of dropping it.
+    :param tokenizer: estimates ``POST {mount}/v1/messages/count_tokens`` for models
+        whose provider cannot count tokens, marked ``x-proxy-token-estimate``. By
+        default tiktoken's ``cl100k_base`` when the ``tokens`` extra is installed;
+        ``None`` answers those requests 501.
     """
 
     def __init__(self, adapters: Sequence[Provider], **options: Unpack[ProxyOptions]) -> None:
@@ -218,6 +223,7 @@ class ProxyApp:
             strict=options.get("strict_translation", False),
             store=self.store,
             guards=self._guards,
+            tokenizer=options.get("tokenizer", "auto"),
         )
         cors = options.get("cors")
         self._entry: ASGIApp = (
