@@ -10,7 +10,6 @@ route's provider error format, and every request ends in one
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import time
 from collections import Counter
@@ -395,9 +394,15 @@ class ProxyApp:
         name, rest = split_provider(path_below_mount(scope))
         adapter = self._adapters.get(name)
         text = rest.decode("ascii", "replace")
-        if adapter is None:
-            return _Target(None, name, rest, f"/{name}{text}")
-        return _Target(adapter, name, rest, text)
+        if adapter is not None:
+            return _Target(adapter, name, rest, text)
+        path = f"/{name}{text}"
+        if name != "v1":
+            return _Target(None, name, rest, path)
+        # The gateway's endpoints speak their format; the rest of /v1 the client's.
+        gateway = GATEWAY.get(path)
+        client = client_dialect(scope["headers"]) if gateway is None else gateway[0]
+        return _Target(None, name, rest, path, client)
 
     def _dialect(self, target: _Target) -> Dialect:
         """The API format of the target's path: the client's at the gateway, the
@@ -418,12 +423,9 @@ class ProxyApp:
                 target = self._route(scope)
                 if _asks_websocket(scope["headers"]):
                     raise _websocket_refused()
-                if target.name == "v1":  # answered in the format the client speaks
-                    target = dataclasses.replace(target, client=client_dialect(scope["headers"]))
-                gateway = GATEWAY.get(target.path) if target.name == "v1" else None
+                gateway = GATEWAY.get(target.path) if target.client is not None else None
                 if gateway is not None:
                     client, operation = gateway
-                    target = dataclasses.replace(target, client=client)
                     report = await self._gateway.handle(
                         scope, receive, send, client, operation, arrival
                     )

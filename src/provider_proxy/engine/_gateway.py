@@ -160,10 +160,10 @@ class Gateway:
             if tokenizer is None:
                 raise
             return await self._estimate(scope, send, client, parsed, named, tokenizer, arrival)
+        # The model as the provider knows it, written over the name the client used.
+        parsed = dict(parsed, model=target.model)
         if not target.translated:
-            forwarded = dict(parsed, model=target.model)
-            report = await self._forward(scope, receive, send, target, dumps(forwarded), arrival)
-            return dataclasses.replace(report, client_dialect=client.name)
+            return await self._forward(scope, receive, send, client, target, dumps(parsed), arrival)
         codec, provider_codec = client.codec, target.dialect.codec
         if codec is None or provider_codec is None:  # pragma: no cover - _target checks
             raise NotTranslatable(f"{client.name} cannot be translated here.")
@@ -178,13 +178,13 @@ class Gateway:
         identity = await self._identity(scope)
         if self._memory is not None:
             request = await self._memory.restore(identity, request)
-        request = dataclasses.replace(request, model=target.model)
         upstream = provider_codec.encode_request(request)
         translate = _Translator(
             send, codec, provider_codec, request, dropped, self._memory, identity
         )
-        report = await self._forward(scope, receive, translate, target, dumps(upstream), arrival)
-        return dataclasses.replace(report, client_dialect=client.name, translated=True)
+        return await self._forward(
+            scope, receive, translate, client, target, dumps(upstream), arrival
+        )
 
     async def _identity(self, scope: Scope) -> str | None:
         """The client's identity, to key its kept reasoning (the forwarder checks it too)."""
@@ -199,6 +199,8 @@ class Gateway:
         self, body: dict[str, Any], scope: Scope, client: Dialect, arrival: Arrival
     ) -> dict[str, Any]:
         """The body after the app-wide transforms that apply to the client's request."""
+        if not self._transforms.transforms:
+            return body
         context = RequestContext(
             "",
             "POST",
@@ -301,6 +303,7 @@ class Gateway:
         scope: Scope,
         receive: Receive,
         send: Send,
+        client: Dialect,
         target: Target,
         body: bytes,
         arrival: Arrival,
@@ -324,6 +327,8 @@ class Gateway:
             target.path.encode("ascii"),
             arrival,
             serving=target.adapter,
+            client_dialect=client.name,
+            translated=target.translated,
         )
 
 
