@@ -120,11 +120,15 @@ class Forwarder:
         rest: bytes,
         arrival: Arrival,
         serving: ProviderAdapter | None = None,
+        client_dialect: str | None = None,
+        translated: bool = False,
     ) -> Report:
         """Forward and relay, or answer the refusal in the path's format; never raises
         a :class:`ProxyError` (a failure mid-answer is the outcome's ``abort``).
 
         :param serving: the adapter ``provider`` chose already for this request.
+        :param client_dialect: at the gateway, the client's format, and
+            ``translated``, whether the request and answer are translated (for the report).
         """
         body = RequestBody(receive, self._max_body_size)
         adapter = serving if serving is not None else provider.serving()
@@ -216,7 +220,9 @@ class Forwarder:
         if outcome.error_kind == "client_disconnected" and outcome.upstream_status is None:
             logger.debug("client went away before the answer (request %s)", arrival.request_id)
         dialect_name = dialect.name if dialect is not None else None
-        return Report(outcome, name, path, model, identity, body.size, dialect_name)
+        return Report(
+            outcome, name, path, model, identity, body.size, dialect_name, client_dialect, translated
+        )
 
     def _upstream(self, adapter: ProviderAdapter, identity: str | None) -> httpx.AsyncBaseTransport:
         """The app's transport; for a stateful upstream, one holding the conversation."""
