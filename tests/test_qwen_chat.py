@@ -4,6 +4,7 @@ credential failure as a clear error that never shows the token."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -16,6 +17,15 @@ import pytest
 from provider_proxy import make_asgi_app
 from provider_proxy.adapters import QwenChatAdapter
 from provider_proxy.adapters._environment import from_environment
+from provider_proxy.adapters.qwen_chat import QwenAnswerReader
+from provider_proxy.dialects.canonical import (
+    Finish,
+    FinishReason,
+    ReasoningDelta,
+    TextDelta,
+    Usage,
+    UsageReport,
+)
 from provider_proxy.testing import FakeQwenChat
 from provider_proxy.transforms import XmlToolCalls
 
@@ -371,3 +381,33 @@ def test_an_anthropic_client_at_the_gateway_holds_one_chat_too(
             ]
     sent = _completions(qwen)
     assert [body["messages"][0]["content"] for body in sent] == ["Be brief.\n\nhello", "more"]
+
+
+def test_the_answer_reader_gives_the_same_events_at_every_split() -> None:
+    events = [
+        {"response.created": {"chat_id": "c", "parent_id": "p-1", "message_id": "m-1"}},
+        {"choices": [{"delta": {"content": "Hmm ", "phase": "think", "status": "typing"}}]},
+        {"choices": [{"delta": {"content": "", "phase": "think", "status": "finished"}}]},
+        {"choices": [{"delta": {"content": "Hé, ", "phase": "answer", "status": "typing"}}]},
+        {"choices": [{"delta": {"content": "there", "phase": "answer", "status": "typing"}}]},
+        {
+            "choices": [{"delta": {"content": "", "phase": "answer", "status": "finished"}}],
+            "usage": {"input_tokens": 3, "output_tokens": 2},
+        },
+    ]
+    raw = b"".join(
+        b"data: " + json.dumps(e, ensure_ascii=False).encode() + b"\r\n\r\n" for e in events
+    )
+    expected = [
+        ReasoningDelta("Hmm "),
+        TextDelta("Hé, "),
+        TextDelta("there"),
+        UsageReport(Usage(3, 2)),
+        Finish(FinishReason.STOP),
+    ]
+    for cut in range(len(raw) + 1):
+        reader = QwenAnswerReader("c")
+        assert reader.next_ids is None
+        got = [*reader.feed(raw[:cut]), *reader.feed(raw[cut:]), *reader.end()]
+        assert got == expected, cut
+        assert reader.next_ids == {"chat_id": "c", "parent_id": "p-1"}

@@ -12,6 +12,7 @@ a browser user agent. That API is not a public one and may change.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Mapping
@@ -233,6 +234,10 @@ def _details(answer: Any) -> str:
     return " ".join(str(data[k]) for k in ("code", "details") if data.get(k))[:300]
 
 
+#: The blank line that ends a server-sent event (its lines end in CRLF or LF).
+_EVENT_END = re.compile(rb"\r?\n\r?\n")
+
+
 class QwenAnswerReader(AnswerReader):
     """The service's answer stream: ``response.created`` names where the next message
     goes; ``choices[0].delta`` pieces are thinking (``phase: think``) or the answer."""
@@ -244,10 +249,10 @@ class QwenAnswerReader(AnswerReader):
         self._finished = False
 
     def feed(self, data: bytes) -> list[AnswerEvent]:
-        self._buffer += data.replace(b"\r\n", b"\n")
+        self._buffer += data
         events: list[AnswerEvent] = []
-        while b"\n\n" in self._buffer:
-            block, self._buffer = self._buffer.split(b"\n\n", 1)
+        while (end := _EVENT_END.search(self._buffer)) is not None:
+            block, self._buffer = self._buffer[: end.start()], self._buffer[end.end() :]
             events += self._event(block)
         return events
 
@@ -260,7 +265,7 @@ class QwenAnswerReader(AnswerReader):
         return self._next if self._finished else None
 
     def _event(self, block: bytes) -> list[AnswerEvent]:
-        lines = [line[5:].strip() for line in block.split(b"\n") if line.startswith(b"data:")]
+        lines = [line[5:].strip() for line in block.splitlines() if line.startswith(b"data:")]
         if not lines:
             return []
         try:
