@@ -44,6 +44,10 @@ class XmlModel:
         body = json.loads(raw)
         self.bodies.append(body)
         headers = dict(scope["headers"])
+        if b"x-fail" in headers:
+            error = b'{"error": {"message": "the model is overloaded", "type": "overloaded"}}'
+            await _send(send, 503, b"application/json", error)
+            return
         if "tools" in body:  # this model has none
             await _send(send, 400, b"application/json", b'{"error": {"message": "no tools"}}')
             return
@@ -263,3 +267,19 @@ def test_as_an_app_wide_transform_at_the_gateway_it_runs_once(model: XmlModel) -
     assert _calls(completion.choices[0].message) == EXPECTED
     system = model.bodies[-1]["messages"][0]["content"]
     assert system.count("TOOL USE") == 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_upstream_error_reaches_the_client_as_it_came(
+    client: openai.OpenAI, stream: bool
+) -> None:
+    with pytest.raises(openai.APIStatusError) as raised:
+        client.chat.completions.create(
+            model="m",
+            messages=[{"role": "user", "content": "x"}],
+            tools=ROO_TOOLS,
+            stream=stream,
+            extra_headers={"x-fail": "1"},
+        )
+    assert raised.value.status_code == 503
+    assert raised.value.body == {"message": "the model is overloaded", "type": "overloaded"}
