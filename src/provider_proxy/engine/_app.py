@@ -10,7 +10,6 @@ route's provider error format, and every request ends in one
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import time
 from collections import Counter
@@ -39,7 +38,7 @@ from .._json import dumps
 from .._scrub import install_log_filter
 from ..adapters import BaseAdapter, Provider
 from ..dialects import DEFAULT as OWN_FORMAT
-from ..dialects import GATEWAY, Dialect, client_dialect
+from ..dialects import GATEWAY, Dialect, Tokenizer, client_dialect
 from ..guards import Guards
 from ..observe import EventDispatcher, EventSink, JsonLogSink, PrometheusMetrics
 from ..policy import (
@@ -51,7 +50,7 @@ from ..policy import (
     request_id_from,
     split_provider,
 )
-from ..state import MemoryStore, Store
+from ..state import SESSION_TTL, MemoryStore, SessionStore, Store
 from ..transports import DEFAULT_LIMITS, DEFAULT_TIMEOUT, SharedTransport, default_transport
 from ..types import ASGIApp, Receive, Scope, Send
 from ._catalog import DEFAULT_MODELS_TTL, ModelCatalog, handle_models_route
@@ -107,6 +106,8 @@ class ProxyOptions(TypedDict, total=False):
     overhead_header: bool
     default_provider: str | None
     strict_translation: bool
+    tokenizer: Tokenizer | None
+    session_ttl: float
     routes: Mapping[str, Route]
     retry: RetryPolicy | None
     drain_timeout: float | None
@@ -150,6 +151,13 @@ class ProxyApp:
         adapter prefix (``model="gpt-4.1"``); without one, such a name is a 404.
     :param strict_translation: at the gateway, refuse (400) a field a translation
         would drop for having no effect at the provider, instead of dropping it.
+    :param tokenizer: estimates ``POST {mount}/v1/messages/count_tokens`` for models
+        whose provider cannot count tokens, marked ``x-proxy-token-estimate``. By
+        default tiktoken's ``cl100k_base`` when the ``tokens`` extra is installed;
+        ``None`` answers those requests 501.
+    :param session_ttl: seconds a conversation session of a stateful upstream
+        (:class:`~provider_proxy.adapters.StatefulAdapter`) lives unused; 30 minutes
+        by default.
     :param routes: gateway model names served by one of several deployments, with
         retries, fallbacks and cool-downs (see :doc:`routing`).
     :param retry: the retry policy of routes without their own (by default
@@ -198,6 +206,8 @@ class ProxyApp:
         self._guards = options.get("guards")
         if self._guards is not None:
             self._guards.bind(self.store)
+        #: The conversation sessions of stateful upstreams, in the app's store.
+        self.sessions = SessionStore(self.store, ttl=options.get("session_ttl", SESSION_TTL))
         self.catalog = ModelCatalog(
             self._adapters,
             self.store,
@@ -210,6 +220,7 @@ class ProxyApp:
         sinks: list[EventSink] = list(options.get("sinks", ()))
         if self._metrics is not None:
             sinks.append(self._metrics)
+            self._metrics.watch_sessions(self.sessions.status)
         self._access_log = JsonLogSink() if options.get("access_log", True) else None
         if self._access_log is not None:
             sinks.append(self._access_log)
@@ -225,6 +236,7 @@ class ProxyApp:
             models=self.catalog.model_ids,
             usage=self._events_wanted,
             overhead_header=options.get("overhead_header", False),
+            sessions=self.sessions,
         )
         self._gateway = Gateway(
             self._adapters,
@@ -235,6 +247,7 @@ class ProxyApp:
             strict=options.get("strict_translation", False),
             store=self.store,
             guards=self._guards,
+            tokenizer=options.get("tokenizer", "auto"),
         )
         self._router: Router | None = None
         routes = options.get("routes") or {}
@@ -430,9 +443,15 @@ class ProxyApp:
         name, rest = split_provider(path_below_mount(scope))
         adapter = self._adapters.get(name)
         text = rest.decode("ascii", "replace")
-        if adapter is None:
-            return _Target(None, name, rest, f"/{name}{text}")
-        return _Target(adapter, name, rest, text)
+        if adapter is not None:
+            return _Target(adapter, name, rest, text)
+        path = f"/{name}{text}"
+        if name != "v1":
+            return _Target(None, name, rest, path)
+        # The gateway's endpoints speak their format; the rest of /v1 the client's.
+        gateway = GATEWAY.get(path)
+        client = client_dialect(scope["headers"]) if gateway is None else gateway[0]
+        return _Target(None, name, rest, path, client)
 
     def _dialect(self, target: _Target) -> Dialect:
         """The API format of the target's path: the client's at the gateway, the
@@ -486,12 +505,9 @@ class ProxyApp:
                     raise _draining()
                 if _asks_websocket(scope["headers"]):
                     raise _websocket_refused()
-                if target.name == "v1":  # answered in the format the client speaks
-                    target = dataclasses.replace(target, client=client_dialect(scope["headers"]))
-                gateway = GATEWAY.get(target.path) if target.name == "v1" else None
+                gateway = GATEWAY.get(target.path) if target.client is not None else None
                 if gateway is not None:
                     client, operation = gateway
-                    target = dataclasses.replace(target, client=client)
                     report = settle_key(
                         await self._gateway.handle(scope, receive, send, client, operation, arrival)
                     )
@@ -639,6 +655,7 @@ class ProxyApp:
             "providers": self._providers(),
             "models": self.catalog.status(),
             "guards": None if self._guards is None else self._guards.status(),
+            "sessions": self.sessions.status(),
             "routes": None if self._router is None else self._router.status(),
             "requests": {
                 "in_flight": self._in_flight,

@@ -8,10 +8,12 @@ loopback server.
 """
 
 from ._fake import FakeAbort, FakeUpstream, RecordedRequest
+from ._fake_qwen import FakeQwenChat
 from ._faults import Faults
 
 __all__ = [
     "FakeAbort",
+    "FakeQwenChat",
     "FakeUpstream",
     "Faults",
     "RecordedRequest",
