@@ -27,23 +27,17 @@ from typing import Any
 import anyio
 
 from .._exceptions import BodyTooLarge, ClientNotAuthorized, ProxyError, UpstreamTimeout
-from .._json import dumps, loads
 from ..adapters import KEY_STATUSES, BaseAdapter, KeyPool, Provider, forget_used_key, used_key
 from ..dialects import Dialect
 from ..guards import Guards
 from ..policy import (
     Candidate,
     CircuitState,
-    Cooldown,
     RetryPolicy,
     Route,
-    after_failure,
-    after_success,
     check_routes,
     choose,
     circuit_phase,
-    decode_state,
-    encode_state,
     ewma,
     path_below_mount,
     retry_after_seconds,
@@ -51,6 +45,7 @@ from ..policy import (
 )
 from ..state import Store
 from ..types import Receive, Scope, Send
+from ._circuits import Circuits, SharedKeys
 from ._heads import send_error
 from ._holdback import Holdback
 from ._report import Arrival, Outcome, Report
@@ -98,98 +93,6 @@ class _Tried:
     key_retry: bool = False
 
 
-class Circuits:
-    """Deployments' circuits, in the app's store (``pp:circuit:{target}``).
-
-    A store that fails is logged and read as closed circuits: routing goes on.
-    """
-
-    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
-        self._store = store
-        self._clock = clock
-        #: The last state seen of each target, for ``/status``.
-        self.seen: dict[str, CircuitState] = {}
-
-    async def state(self, target: str) -> CircuitState:
-        try:
-            raw = await self._store.get(_circuit_key(target))
-        except Exception:  # a store outage must not stop routing
-            logger.warning("could not read the circuit of %s from the store", target)
-            raw = None
-        state = self.seen[target] = decode_state(raw)
-        return state
-
-    async def failed(self, target: str, policy: Cooldown, retry_after: float | None) -> None:
-        state = await self.state(target)
-        new = after_failure(state, self._clock(), policy, retry_after)
-        await self._write(target, new, policy)
-        if (
-            circuit_phase(new, self._clock()) == "open"
-            and circuit_phase(state, self._clock()) != "open"
-        ):
-            logger.warning(
-                "%s cools down for %.1f s", target, max(0.0, new.open_until - self._clock())
-            )
-
-    async def succeeded(self, target: str, policy: Cooldown) -> None:
-        state = self.seen.get(target)
-        if state is not None and state != after_success(state):
-            await self._write(target, after_success(CircuitState()), policy)
-
-    async def probe(self, target: str, lease: str, policy: Cooldown) -> bool:
-        """Take the one probe slot of a cooled (half-open) target."""
-        try:
-            return await self._store.acquire(_probe_key(target), lease, 1, policy.probe_timeout)
-        except Exception:
-            return True
-
-    async def end_probe(self, target: str, lease: str) -> None:
-        try:
-            await self._store.release(_probe_key(target), lease)
-        except Exception:
-            logger.warning("could not release the probe of %s", target)
-
-    async def _write(self, target: str, state: CircuitState, policy: Cooldown) -> None:
-        self.seen[target] = state
-        try:
-            await self._store.set(_circuit_key(target), encode_state(state), policy.ttl)
-        except Exception:
-            logger.warning("could not write the circuit of %s to the store", target)
-
-    def phase(self, target: str) -> str:
-        return circuit_phase(self.seen.get(target, CircuitState()), self._clock())
-
-
-#: Seconds a pool's shared key states are kept (longer than any cool-down).
-_KEY_STATE_TTL = 3600.0
-
-
-def _keys_key(adapter: str) -> str:
-    return f"pp:keys:{adapter}"
-
-
-def _encode_key_states(states: Mapping[str, CircuitState]) -> bytes:
-    return dumps({name: encode_state(state).decode("ascii") for name, state in states.items()})
-
-
-def _decode_key_states(raw: bytes) -> dict[str, CircuitState]:
-    try:
-        stored = loads(raw)
-    except ValueError:
-        return {}
-    if not isinstance(stored, dict):
-        return {}
-    return {str(k): decode_state(str(v).encode("ascii", "replace")) for k, v in stored.items()}
-
-
-def _circuit_key(target: str) -> str:
-    return f"pp:circuit:{target}"
-
-
-def _probe_key(target: str) -> str:
-    return f"pp:probe:{target}"
-
-
 class Router:
     """Serves the gateway's requests for route names; one per app.
 
@@ -223,6 +126,7 @@ class Router:
         self._rng = rng if rng is not None else random.Random()
         self._clock = clock
         self.circuits = Circuits(store, clock)
+        self._keys = SharedKeys(store)
         self._in_flight: dict[str, int] = {}
         self._latency: dict[str, float] = {}
         self._served: dict[str, int] = {}
@@ -392,7 +296,7 @@ class Router:
         forget_used_key()
         pooled = self._pool_of(target)
         if pooled is not None:
-            await self._load_keys(*pooled)
+            await self._keys.load(*pooled)
         try:
             with cancel:
                 report = await self._serve(
@@ -435,7 +339,7 @@ class Router:
                 was = pool.states().get(name)
                 pool.succeeded(name)
                 if pooled is not None and was is not None and was != CircuitState():
-                    await self._save_keys(pooled[0], pool)
+                    await self._keys.save(pooled[0], pool)
                 return replace(report, key=name)
             return report
         outcome = report.outcome
@@ -462,7 +366,7 @@ class Router:
             pool, name = used
             pool.failed(name, status, retry_after)  # this key cools, not the deployment
             if pooled is not None:
-                await self._save_keys(pooled[0], pool)
+                await self._keys.save(pooled[0], pool)
             key_retry = pool.ready() > 0
             logger.warning(
                 "%s key %s answered %d for request %s%s",
@@ -510,7 +414,7 @@ class Router:
             headers=headers,
         )
 
-    # -- key pools, shared through the store -------------------------------------------
+    # -- key pools ----------------------------------------------------------------------
 
     def _pool_of(self, target: str) -> tuple[str, KeyPool] | None:
         """The adapter's name and key pool, when the target's adapter holds several keys."""
@@ -520,24 +424,6 @@ class Router:
             return None
         pool = provider.key_pool
         return (name, pool) if pool is not None and pool.several else None
-
-    async def _load_keys(self, adapter: str, pool: KeyPool) -> None:
-        """What other instances learnt of the pool's keys (one store read)."""
-        try:
-            raw = await self._store.get(_keys_key(adapter))
-        except Exception:
-            logger.warning("could not read the key cool-downs of %s from the store", adapter)
-            return
-        if raw:
-            pool.merge(_decode_key_states(raw))
-
-    async def _save_keys(self, adapter: str, pool: KeyPool) -> None:
-        try:
-            await self._store.set(
-                _keys_key(adapter), _encode_key_states(pool.states()), _KEY_STATE_TTL
-            )
-        except Exception:
-            logger.warning("could not write the key cool-downs of %s to the store", adapter)
 
     # -- choosing ---------------------------------------------------------------------
 
