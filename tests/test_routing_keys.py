@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from provider_proxy import ProviderNotConfigured, ProxyEvent, make_asgi_app
+from provider_proxy import ProviderNotConfigured, ProxyEvent, RetryPolicy, make_asgi_app
 from provider_proxy.adapters import KeyPool, OpenAIAdapter
 from provider_proxy.testing import FakeUpstream, Faults
 
@@ -92,6 +92,12 @@ def test_an_adapter_with_a_list_of_keys_holds_a_pool() -> None:
 
 
 @pytest.fixture
+def fake_and_faults() -> tuple[Faults, FakeUpstream]:
+    fake = FakeUpstream()
+    return Faults(fake), fake
+
+
+@pytest.fixture
 def rig() -> Iterator[tuple[Faults, FakeUpstream, ServerThread, list[ProxyEvent]]]:
     fake = FakeUpstream()
     faults = Faults(fake)
@@ -149,15 +155,35 @@ def test_a_cooled_key_comes_back(rig: Any) -> None:
     assert K1 in keys_sent(fake)[1:]
 
 
-def test_passthrough_cools_the_key_but_cannot_retry(rig: Any) -> None:
+def test_a_passthrough_request_is_sent_again_with_another_key(rig: Any) -> None:
     faults, fake, server, events = rig
     faults.fail(1, status=429, retry_after=30)
-    assert post(server, "/openai/chat/completions").status_code == 429  # the key #1's answer
+    response = post(server, "/openai/chat/completions")
+    assert response.status_code == 200
+    assert response.headers["x-proxy-attempts"] == "2"
+    assert fake.requests[0].body == httpx.Request("POST", "/", json=CHAT).read()  # as sent
     for _ in range(3):
         assert post(server, "/openai/chat/completions").status_code == 200
-    assert keys_sent(fake) == [K2, K2, K2]
+    assert keys_sent(fake) == [K2, K2, K2, K2]
     assert wait_until(lambda: len(events) == 4)
-    assert events[0].key == "#1"
+    assert events[0].key == "#2"
+    assert events[0].attempts == 2
+
+
+def test_a_passthrough_body_too_large_to_keep_is_sent_once(fake_and_faults: Any) -> None:
+    faults, fake = fake_and_faults
+    with serve(faults, lifespan="off") as upstream:
+        adapter = OpenAIAdapter(base_url=upstream.url + "/v1", api_key=[K1, K2])
+        proxy = make_asgi_app(
+            [adapter], validate_credentials="off", retry=RetryPolicy(max_retry_body=16)
+        )
+        with serve(proxy) as server:
+            faults.fail(1, status=429)
+            response = post(server, "/openai/chat/completions")
+            assert response.status_code == 429  # the first key's answer, as it came
+            assert "x-proxy-attempts" not in response.headers
+            assert post(server, "/openai/chat/completions").status_code == 200
+    assert keys_sent(fake) == [K2]  # the first key cools all the same
 
 
 def test_both_keys_failing_answers_the_last_failure(rig: Any) -> None:

@@ -536,6 +536,10 @@ class ProxyApp:
         if metrics is not None:
             metrics.track_start(target.name)
         try:
+            if self._router is not None and self._router.pooled(adapter):
+                return await self._router.passthrough(
+                    self._forwarder.forward, scope, receive, send, adapter, target.rest, arrival
+                )
             return settle_key(
                 await self._forwarder.forward(scope, receive, send, adapter, target.rest, arrival)
             )

@@ -40,6 +40,8 @@ class Holdback:
     :param send: where a committed answer goes.
     :param dialect: the provider's format, whose decoder finds a stream's first event.
     :param on_commit: called once, when the answer goes to the client.
+    :param streams: hold a stream until its first meaningful event (else only
+        error answers are held).
     """
 
     def __init__(
@@ -50,9 +52,12 @@ class Holdback:
         max_bytes: int,
         max_seconds: float,
         on_commit: Callable[[], None] | None = None,
+        streams: bool = True,
     ) -> None:
         self._send = send
-        self._codec = dialect.codec
+        # Without ``streams``, only error answers are held (a passthrough stream is
+        # not read for its first event).
+        self._codec = dialect.codec if streams else None
         self._max_bytes = max_bytes
         self._max_seconds = max_seconds
         self._on_commit = on_commit

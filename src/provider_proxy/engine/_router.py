@@ -44,7 +44,7 @@ from ..policy import (
     sticky_key,
 )
 from ..state import Store
-from ..types import Receive, Scope, Send
+from ..types import Message, Receive, Scope, Send
 from ._circuits import Circuits, SharedKeys
 from ._heads import send_error
 from ._holdback import Holdback
@@ -578,6 +578,67 @@ class Router:
             }
         return routes
 
+    def pooled(self, provider: Provider) -> bool:
+        """Whether passthrough requests to ``provider`` may fail over between its keys."""
+        return isinstance(provider, BaseAdapter) and self._pool_of(provider.name) is not None
+
+    async def passthrough(
+        self,
+        forward: Callable[..., Awaitable[Report]],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        provider: Provider,
+        rest: bytes,
+        arrival: Arrival,
+    ) -> Report:
+        """A passthrough request to an adapter with several keys: a key answered
+        401/403/429 is cooled, and the request sent again at once with another,
+        while the client has received nothing and the body was small enough to keep."""
+        name = provider.name
+        pooled = self._pool_of(name)
+        assert pooled is not None
+        policy = self._retry
+        recorder = _Recorder(receive, policy.max_retry_body)
+        current: Receive = recorder
+        attempt = 0
+        while True:
+            attempt += 1
+            forget_used_key()
+            await self._keys.load(*pooled)
+            dialect = provider.serving().dialect_for(rest.decode("ascii", "replace"))
+            holdback = Holdback(
+                send, dialect, max_bytes=policy.hold_bytes, max_seconds=0, streams=False
+            )
+            if attempt > 1:
+                holdback.extra_headers = [(ATTEMPTS_HEADER, str(attempt).encode("ascii"))]
+            report = await forward(
+                scope, current, holdback, provider, rest, arrival, repeat=attempt > 1
+            )
+            if attempt > 1:  # each try, by the adapter's name (the body was not read)
+                report = replace(report, deployments=(name,) * attempt)
+            used = used_key()
+            status = report.outcome.upstream_status
+            if holdback.state == "committed" or used is None or status not in KEY_STATUSES:
+                await holdback.commit()
+                return settle_key(report)
+            pool, key = used
+            retry_after = retry_after_seconds(holdback.headers, self._clock())
+            pool.failed(key, status, retry_after)
+            await self._keys.save(name, pool)
+            forget_used_key()
+            if pool.ready() == 0 or not recorder.complete or attempt > _MAX_KEY_RETRIES:
+                await holdback.commit()
+                return replace(report, key=key)
+            logger.warning(
+                "%s key %s answered %d for request %s; trying another key",
+                name,
+                key,
+                status,
+                arrival.request_id,
+            )
+            current = recorder.replay()
+
     def health(self) -> dict[str, Any]:
         """Each route: its deployments skipped for want of a configured adapter."""
         skipped: dict[str, Any] = {}
@@ -590,6 +651,46 @@ class Router:
             ]
             skipped[name] = {"deployments": len(self._leaves(name)), "unconfigured": unconfigured}
         return skipped
+
+
+class _Recorder:
+    """``receive`` that keeps the request body as it passes (up to ``limit`` bytes),
+    so a passthrough request can be sent again with another key."""
+
+    __slots__ = ("_parts", "_receive", "_size", "complete", "limit")
+
+    def __init__(self, receive: Receive, limit: int) -> None:
+        self._receive = receive
+        self._parts: list[bytes] | None = []
+        self._size = 0
+        self.limit = limit
+        #: The whole body passed, and is kept.
+        self.complete = False
+
+    async def __call__(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.request" and self._parts is not None:
+            chunk: bytes = message.get("body", b"")
+            self._size += len(chunk)
+            if self._size > self.limit:
+                self._parts = None  # too large to keep: sent once
+            else:
+                self._parts.append(chunk)
+                self.complete = not message.get("more_body", False)
+        return message
+
+    def replay(self) -> Receive:
+        """The kept body, then the client's ``receive`` (for its disconnect)."""
+        assert self._parts is not None
+        assert self.complete
+        pending: list[Message] = [
+            {"type": "http.request", "body": b"".join(self._parts), "more_body": False}
+        ]
+
+        async def receive() -> Message:
+            return pending.pop() if pending else await self._receive()
+
+        return receive
 
 
 def settle_key(report: Report) -> Report:
