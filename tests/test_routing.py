@@ -516,7 +516,9 @@ def test_events_and_metrics_record_the_attempts(proxied: Callable[..., Rig]) -> 
 def test_routes_are_listed_in_models_and_status(proxied: Callable[..., Rig]) -> None:
     rig = proxied(SMART)
     models = httpx.get(f"{rig.proxy_url}/v1/models").json()
-    assert "smart" in [m["id"] for m in models["data"]]
+    (smart,) = [m for m in models["data"] if m["id"] == "smart"]
+    assert smart["route"] is True
+    assert smart["owned_by"] == "proxy"
     status = httpx.get(f"{rig.proxy_url}/status").json()["routes"]
     assert status["smart"]["strategy"] == "priority"
     assert [d["target"] for d in status["smart"]["deployments"]] == [
