@@ -3,6 +3,7 @@ by another key; in process for the pool, through real servers for the proxy."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from provider_proxy import ProviderNotConfigured, ProxyEvent, RetryPolicy, make_asgi_app
+from provider_proxy import ProviderNotConfigured, ProxyEvent, RetryPolicy, Route, make_asgi_app
 from provider_proxy.adapters import KeyPool, OpenAIAdapter
 from provider_proxy.testing import FakeUpstream, Faults
 
@@ -193,3 +194,22 @@ def test_both_keys_failing_answers_the_last_failure(rig: Any) -> None:
     assert response.status_code == 401
     assert response.headers["x-proxy-attempts"] == "2"
     assert fake.requests == []
+
+
+def test_a_sticky_conversation_keeps_its_deployment_and_its_key() -> None:
+    fake = FakeUpstream()
+    with serve(fake, lifespan="off") as upstream:
+        adapter = OpenAIAdapter(base_url=upstream.url + "/v1", api_key=[K1, K2])
+        route = Route(["openai/a", "openai/b"], strategy="weighted")
+        proxy = make_asgi_app([adapter], routes={"fast": route}, validate_credentials="off")
+        with serve(proxy) as server:
+            body = {"model": "fast", "messages": [{"role": "user", "content": "Keep me."}]}
+            for _ in range(6):
+                response = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=30)
+                assert response.status_code == 200
+            for i in range(6):  # other conversations take the keys in turn
+                other = {"model": "fast", "messages": [{"role": "user", "content": f"o{i}"}]}
+                httpx.post(f"{server.url}/v1/chat/completions", json=other, timeout=30)
+    served = [(json.loads(r.body)["model"], r.header("authorization")) for r in fake.requests]
+    assert len(set(served[:6])) == 1  # one deployment, one key
+    assert {key for _, key in served[6:]} == {f"Bearer {K1}", f"Bearer {K2}"}

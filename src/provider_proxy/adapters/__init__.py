@@ -2,7 +2,7 @@
 
 from ._base import AdapterOptions, ApiKey, ApiKeys, BaseAdapter, ProviderOptions
 from ._identity import ClientIdentity
-from ._keys import KEY_STATUSES, KeyPool, forget_used_key, used_key
+from ._keys import KEY_STATUSES, KeyPool, forget_used_key, prefer_key, used_key
 from ._protocol import Provider, ProviderAdapter
 from ._stateful import (
     AnswerReader,
@@ -62,5 +62,6 @@ __all__ = [
     "VLLMAdapter",
     "conversation_hash",
     "forget_used_key",
+    "prefer_key",
     "used_key",
 ]

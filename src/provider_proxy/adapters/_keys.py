@@ -40,6 +40,17 @@ _used: contextvars.ContextVar[tuple[KeyPool, str] | None] = contextvars.ContextV
 )
 
 
+_preferred: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "provider_proxy.preferred_key", default=None
+)
+
+
+def prefer_key(name: str | None) -> None:
+    """Ask the pools for key ``name`` in the current request while it is not cooling
+    (a sticky conversation's key, so the provider's prompt cache holds)."""
+    _preferred.set(name)
+
+
 def used_key() -> tuple[KeyPool, str] | None:
     """The pool and the name of the key the current request took last, if pooled."""
     return _used.get()
@@ -128,7 +139,11 @@ class KeyPool:
             return keys[0][1]
         now = self._clock()
         ready = [k for k in keys if self._phase(k[0], now) != "open"]
-        if ready:
+        wanted = _preferred.get()
+        chosen = next((k for k in ready if k[0] == wanted), None) if wanted else None
+        if chosen is not None:
+            name, key = chosen
+        elif ready:
             name, key = ready[next(self._turn) % len(ready)]
         else:
             name, key = min(keys, key=lambda k: self._states[k[0]].open_until)

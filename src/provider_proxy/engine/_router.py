@@ -27,7 +27,15 @@ from typing import Any
 import anyio
 
 from .._exceptions import BodyTooLarge, ClientNotAuthorized, ProxyError, UpstreamTimeout
-from ..adapters import KEY_STATUSES, BaseAdapter, KeyPool, Provider, forget_used_key, used_key
+from ..adapters import (
+    KEY_STATUSES,
+    BaseAdapter,
+    KeyPool,
+    Provider,
+    forget_used_key,
+    prefer_key,
+    used_key,
+)
 from ..dialects import Dialect
 from ..guards import Guards
 from ..policy import (
@@ -191,6 +199,7 @@ class Router:
             )
         finally:
             forget_used_key()  # settled here, not again by the app
+            prefer_key(None)
 
     async def _handle(
         self, model: str, parsed: dict[str, Any], size: int, request: _Request
@@ -208,12 +217,13 @@ class Router:
             )
         started = anyio.current_time()
         sticky = await self._sticky(model, route, parsed, scope, client)
+        remembered, remembered_key = await self._recall(sticky)
         excluded: set[str] = set()
         failed: list[str] = []
         last: _Tried | None = None
         tries = key_retries = 0
         for attempt in itertools.count(1):
-            target = await self._pick(model, excluded, sticky, arrival.request_id)
+            target = await self._pick(model, excluded, remembered, arrival.request_id)
             if target is None and last is not None:
                 target = last.target  # none left untried: the last one again, after a backoff
             if target is None:
@@ -226,9 +236,12 @@ class Router:
                 if wait is None:
                     break
                 await anyio.sleep(wait)
+            # The conversation's key too, on its deployment (not after that key failed).
+            prefer_key(remembered_key if target == remembered and not key_retries else None)
             tried = await self._attempt(target, route, policy, attempt, remaining, request)
+            prefer_key(None)
             if isinstance(tried, Report):
-                await self._remember(sticky, target, route.sticky_ttl)
+                await self._remember(sticky, target, tried.key, route.sticky_ttl)
                 return replace(tried, route=named, deployments=(*failed, target))
             last = tried
             failed.append(target)
@@ -428,11 +441,11 @@ class Router:
     # -- choosing ---------------------------------------------------------------------
 
     async def _pick(
-        self, name: str, excluded: set[str], sticky: str | None, lease: str
+        self, name: str, excluded: set[str], remembered: str | None, lease: str
     ) -> str | None:
-        """The deployment (``"{adapter}/{model}"``) of the next attempt, or ``None``."""
+        """The deployment (``"{adapter}/{model}"``) of the next attempt, or ``None``;
+        ``remembered`` (the conversation's) while it is usable."""
         now = self._clock()
-        remembered = await self._recall(sticky) if sticky is not None else None
         open_now = await self._open_targets(name, now)
         while True:
             usable = [t for t in self._leaves(name) if t not in excluded and t not in open_now]
@@ -528,18 +541,27 @@ class Router:
                 return None  # refused when forwarded
         return sticky_key(model, identity, conversation)
 
-    async def _recall(self, key: str) -> str | None:
+    async def _recall(self, key: str | None) -> tuple[str | None, str | None]:
+        """The conversation's deployment and pooled key's name, as last remembered."""
+        if key is None:
+            return None, None
         try:
             raw = await self._store.get(key)
         except Exception:
-            return None
-        return None if raw is None else raw.decode("utf-8", "replace")
+            return None, None
+        if raw is None:
+            return None, None
+        target, _, name = raw.decode("utf-8", "replace").partition("\n")
+        return target, name or None
 
-    async def _remember(self, key: str | None, target: str, ttl: float) -> None:
+    async def _remember(
+        self, key: str | None, target: str, key_name: str | None, ttl: float
+    ) -> None:
         if key is None:
             return
+        value = target if key_name is None else f"{target}\n{key_name}"
         try:
-            await self._store.set(key, target.encode("utf-8"), ttl)
+            await self._store.set(key, value.encode("utf-8"), ttl)
         except Exception:
             logger.warning("could not keep the sticky deployment in the store")
 
