@@ -195,3 +195,30 @@ def test_a_host_closing_the_mounted_app_drains_it(slow_upstream: ServerThread) -
 
 def _health(url: str) -> httpx.Response:
     return httpx.get(f"{url}/health", timeout=5)
+
+
+def test_serve_drains_on_sigterm() -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "provider_proxy", "serve", "--port", str(port)),
+            *("--validate-credentials", "off", "--drain-timeout", "5"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env_without_keys(
+            OPENAI_API_KEY="sk-serve-drain-0123456789", PYTHONPATH=os.environ.get("PYTHONPATH", "")
+        ),
+    )
+    try:
+        get_when_up(f"http://127.0.0.1:{port}/health", process)
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        process.wait(10)
+        assert time.monotonic() - started < 5  # nothing open: no wait for the timeout
+    finally:
+        if process.poll() is None:
+            process.kill()
+        output, _ = process.communicate(timeout=10)
+    assert "draining before shutdown" in output
