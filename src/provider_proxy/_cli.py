@@ -1,18 +1,53 @@
-"""The ``provider-proxy`` command: ``serve`` the proxy alone, or run the offline ``demo``."""
+"""The ``provider-proxy`` command: ``serve`` the proxy alone, ``check`` its configuration,
+or run the offline ``demo``.
+
+Exit codes: 0 fine, 2 a configuration problem (said on stderr, one per line),
+3 startup failed (``--validate-credentials strict`` with a key that does not work).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
+import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from .adapters._environment import KEY_VARIABLES, from_environment
-from .engine import make_asgi_app
+from .adapters._environment import KEY_VARIABLES
+from .config import ConfigInvalid, ServiceConfig, load_config, poll_all, reload_all
+from .config._logs import configure_logging
+from .engine import ProxyApp, make_asgi_app
+from .engine._ports import ProviderAtRoot
 
-#: What ``serve`` looks for, as said when nothing is set.
+logger = logging.getLogger("provider_proxy.service")
+
+#: Exit status of a configuration that does not hold.
+CONFIG_ERROR = 2
+#: uvicorn's exit status when the app's startup failed.
+STARTUP_FAILURE = 3
+
+#: Flags and the keys they set; a flag wins over the environment and the file.
+_FLAGS = {
+    "host": "server.host",
+    "port": "server.port",
+    "workers": "server.workers",
+    "log_level": "server.log_level",
+    "log_format": "server.log_format",
+    "validate_credentials": "validate_credentials",
+}
+#: The variable a worker process reads each flag from (workers start afresh).
+_FLAG_VARIABLES = {
+    "server.host": "PROVIDER_PROXY_HOST",
+    "server.port": "PROVIDER_PROXY_PORT",
+    "server.log_level": "PROVIDER_PROXY_LOG_LEVEL",
+    "server.log_format": "PROVIDER_PROXY_LOG_FORMAT",
+    "validate_credentials": "PROVIDER_PROXY_VALIDATE_CREDENTIALS",
+}
 
 
 def _uvicorn() -> Any:
@@ -23,22 +58,233 @@ def _uvicorn() -> Any:
     return uvicorn
 
 
-def serve(host: str, port: int, validate: str = "warn") -> int:
-    """Serve the proxy with uvicorn, with every provider that has a key in the environment."""
-    adapters = from_environment()
-    if not adapters:
-        print(
-            f"No provider has a key: set one or more of {KEY_VARIABLES}.",
-            file=sys.stderr,
-        )
-        return 2
-    names = ", ".join(adapter.name for adapter in adapters)
-    print(f"provider-proxy: serving {names} on http://{host}:{port}/{{provider}}/...")
-    app = make_asgi_app(adapters, validate_credentials=validate)  # type: ignore[arg-type]
-    # uvicorn's access log writes each request line, query included, where a
-    # client may have put its key (?key=); the proxy's own log leaves queries out.
-    _uvicorn().run(app, host=host, port=port, log_level="info", access_log=False)
+def _flags(args: argparse.Namespace) -> dict[str, tuple[str, Any]]:
+    flags: dict[str, tuple[str, Any]] = {}
+    for name, key in _FLAGS.items():
+        value = getattr(args, name, None)
+        if value is not None:
+            flags[key] = ("--" + name.replace("_", "-"), value)
+    return flags
+
+
+def _load(args: argparse.Namespace) -> ServiceConfig | int:
+    try:
+        return load_config(args.config, os.environ, _flags(args))
+    except ConfigInvalid as invalid:
+        for problem in invalid.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return CONFIG_ERROR
+
+
+def check(args: argparse.Namespace) -> int:
+    """Validate the configuration and print it with every secret masked."""
+    config = _load(args)
+    if isinstance(config, int):
+        return config
+    for warning in config.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(json.dumps(config.masked(), indent=2, sort_keys=True))
+    if not config.built.adapters:
+        print(f"warning: no provider is configured: set one of {KEY_VARIABLES}", file=sys.stderr)
+    else:
+        names = ", ".join(a.name for a in config.built.adapters)
+        print(f"configuration is valid; providers: {names}", file=sys.stderr)
     return 0
+
+
+def build_app(config: ServiceConfig) -> ProxyApp:
+    """The proxy the configuration describes."""
+    return make_asgi_app(config.built.adapters, **config.built.options)
+
+
+def _announce(config: ServiceConfig, proxy: ProxyApp) -> None:
+    """One line per provider: where it goes, whether its key is there and worked."""
+    for warning in config.warnings:
+        logger.warning(warning)
+    ports = {name: port for name, port in config.ports.items()}
+    for name, adapter in proxy.adapters.items():
+        availability = adapter.availability()
+        check = proxy.credentials.get(name)
+        if check is not None:
+            credentials = check.state.value
+        else:
+            credentials = "set" if availability.enabled else "missing"
+        fields: dict[str, Any] = {
+            "provider": name,
+            "base_url": str(adapter.serving().base_url),
+            "credentials": credentials,
+        }
+        if name in ports:
+            fields["port"] = ports[name]
+        if not availability.enabled:
+            fields["reason"] = availability.reason
+        logger.info("provider %s", name, extra={"fields": fields})
+
+
+class _Service:
+    """The proxy with the service's lifespan around it: startup lines, key file reloads."""
+
+    def __init__(self, config: ServiceConfig, proxy: ProxyApp) -> None:
+        self.config = config
+        self.proxy = proxy
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await self.proxy(scope, receive, send)
+            return
+        message = await receive()
+        assert message["type"] == "lifespan.startup"
+        try:
+            await self.proxy.startup()
+        except Exception as exc:
+            logger.error("startup failed: %s", exc)
+            await send({"type": "lifespan.startup.failed", "message": str(exc)})
+            return
+        _announce(self.config, self.proxy)
+        async with self._reloading():
+            await send({"type": "lifespan.startup.complete"})
+            while (await receive())["type"] != "lifespan.shutdown":
+                pass
+        await self.proxy.aclose()
+        await send({"type": "lifespan.shutdown.complete"})
+
+    @contextlib.asynccontextmanager
+    async def _reloading(self) -> AsyncIterator[None]:
+        """Key files read again on ``SIGHUP`` and every ``reload_interval`` seconds."""
+        if not self.config.built.key_files:
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGHUP, reload_all)
+        interval = float(self.config.server["reload_interval"])
+
+        async def poll() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                poll_all()
+
+        task = loop.create_task(poll()) if interval > 0 else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+
+
+def _server(app: Any, host: str, port: int, level: str, lifespan: str) -> Any:
+    uvicorn = _uvicorn()
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        lifespan=lifespan,
+        log_level=level,
+        log_config=None,  # the service's handler on stdout
+        # uvicorn's access log writes each request line, query included, where a
+        # client may have put its key (?key=); the proxy's own log leaves queries out.
+        access_log=False,
+        # who the client is behind a proxy is the guards' call (trusted_proxies)
+        proxy_headers=False,
+    )
+    return uvicorn.Server(config)
+
+
+async def _serve_all(servers: list[Any]) -> None:
+    main, *others = servers
+    main_task = asyncio.ensure_future(main.serve())
+    while not main.started and not main_task.done():
+        await asyncio.sleep(0.01)
+    if not main.started:
+        await main_task
+        return
+    tasks = [main_task, *(asyncio.ensure_future(s.serve()) for s in others)]
+    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for server in servers:  # one stopped (a signal, a port taken): stop them all
+        server.should_exit = True
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def service_app() -> _Service:
+    """The service as an ASGI app from the environment, for each worker process."""
+    config = load_config(None, os.environ)
+    server = config.server
+    configure_logging(server["log_level"], server["log_format"])
+    return _Service(config, build_app(config))
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Check the configuration, then serve it with uvicorn."""
+    config = _load(args)
+    if isinstance(config, int):
+        return config
+    if not config.built.adapters:
+        print(f"No provider has a key: set one or more of {KEY_VARIABLES}.", file=sys.stderr)
+        return CONFIG_ERROR
+    server = config.server
+    configure_logging(server["log_level"], server["log_format"])
+    workers = int(server["workers"])
+    if workers > 1:
+        return _serve_workers(config, args, workers)
+    proxy = build_app(config)
+    servers = [_server(_Service(config, proxy), server["host"], server["port"],
+                       server["log_level"], "on")]
+    for name, port in config.ports.items():
+        servers.append(
+            _server(ProviderAtRoot(proxy, name), server["host"], port, server["log_level"], "on")
+        )
+    names = ", ".join(proxy.adapters)
+    logger.info(
+        "serving %s on http://%s:%s/{provider}/...", names, server["host"], server["port"]
+    )
+    asyncio.run(_serve_all(servers))
+    return 0 if servers[0].started else STARTUP_FAILURE
+
+
+def _serve_workers(config: ServiceConfig, args: argparse.Namespace, workers: int) -> int:
+    """Several processes on one port; each reads the same configuration from the environment."""
+    if config.ports:
+        print("error: [ports] is served by one process; set workers = 1", file=sys.stderr)
+        return CONFIG_ERROR
+    if config.path is not None:
+        os.environ["PROVIDER_PROXY_CONFIG"] = config.path
+    for key, (_, value) in _flags(args).items():
+        variable = _FLAG_VARIABLES.get(key)
+        if variable is not None:
+            os.environ[variable] = str(value)
+    server = config.server
+    _uvicorn().run(
+        "provider_proxy._cli:service_app",
+        factory=True,
+        host=server["host"],
+        port=server["port"],
+        workers=workers,
+        log_level=server["log_level"],
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+    )
+    return 0
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", metavar="FILE", help="a proxy.toml (default: $PROVIDER_PROXY_CONFIG)"
+    )
+    parser.add_argument("--host")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--workers", type=int, help="worker processes (share limits via Redis)")
+    parser.add_argument(
+        "--log-level", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    parser.add_argument(
+        "--log-format", choices=["json", "text"], help="JSON lines (default) or text for a terminal"
+    )
+    parser.add_argument(
+        "--validate-credentials",
+        choices=["off", "warn", "strict"],
+        help="probe each provider's key at startup (strict: refuse to start if one fails)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,24 +293,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     serve_parser = commands.add_parser(
-        "serve", help="serve the proxy alone (providers whose keys are in the environment)"
+        "serve", help="serve the proxy alone (a proxy.toml, or keys in the environment)"
     )
-    serve_parser.add_argument("--host", default=os.environ.get("PROVIDER_PROXY_HOST", "127.0.0.1"))
-    serve_parser.add_argument(
-        "--port", type=int, default=int(os.environ.get("PROVIDER_PROXY_PORT", "8000"))
+    _add_config_flags(serve_parser)
+    check_parser = commands.add_parser(
+        "check", help="validate the configuration and print it, secrets masked"
     )
-    serve_parser.add_argument(
-        "--validate-credentials",
-        choices=["off", "warn", "strict"],
-        default="warn",
-        help="probe each provider's key at startup (strict: refuse to start if one fails)",
-    )
+    _add_config_flags(check_parser)
     commands.add_parser(
         "demo", help="run a fake provider, the proxy and a streamed chat completion, offline"
     )
     args = parser.parse_args(argv)
     if args.command == "serve":
-        return serve(args.host, args.port, args.validate_credentials)
+        return serve(args)
+    if args.command == "check":
+        return check(args)
     _uvicorn()
     from ._demo import run_demo
 
