@@ -101,7 +101,7 @@ def _announce(config: ServiceConfig, proxy: ProxyApp) -> None:
     """One line per provider: where it goes, whether its key is there and worked."""
     for warning in config.warnings:
         logger.warning(warning)
-    ports = {name: port for name, port in config.ports.items()}
+    ports = config.ports
     for name, adapter in proxy.adapters.items():
         availability = adapter.availability()
         check = proxy.credentials.get(name)
@@ -193,13 +193,13 @@ def _server(app: Any, host: str, port: int, level: str, lifespan: str) -> Any:
 async def _serve_all(servers: list[Any]) -> None:
     main, *others = servers
     main_task = asyncio.ensure_future(main.serve())
-    while not main.started and not main_task.done():
+    while not main.started and not main_task.done():  # noqa: ASYNC110 - uvicorn sets a flag
         await asyncio.sleep(0.01)
     if not main.started:
         await main_task
         return
     tasks = [main_task, *(asyncio.ensure_future(s.serve()) for s in others)]
-    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     for server in servers:  # one stopped (a signal, a port taken): stop them all
         server.should_exit = True
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -227,16 +227,15 @@ def serve(args: argparse.Namespace) -> int:
     if workers > 1:
         return _serve_workers(config, args, workers)
     proxy = build_app(config)
-    servers = [_server(_Service(config, proxy), server["host"], server["port"],
-                       server["log_level"], "on")]
+    servers = [
+        _server(_Service(config, proxy), server["host"], server["port"], server["log_level"], "on")
+    ]
     for name, port in config.ports.items():
         servers.append(
             _server(ProviderAtRoot(proxy, name), server["host"], port, server["log_level"], "on")
         )
     names = ", ".join(proxy.adapters)
-    logger.info(
-        "serving %s on http://%s:%s/{provider}/...", names, server["host"], server["port"]
-    )
+    logger.info("serving %s on http://%s:%s/{provider}/...", names, server["host"], server["port"])
     asyncio.run(_serve_all(servers))
     return 0 if servers[0].started else STARTUP_FAILURE
 
@@ -274,9 +273,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host")
     parser.add_argument("--port", type=int)
     parser.add_argument("--workers", type=int, help="worker processes (share limits via Redis)")
-    parser.add_argument(
-        "--log-level", choices=["critical", "error", "warning", "info", "debug"]
-    )
+    parser.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"])
     parser.add_argument(
         "--log-format", choices=["json", "text"], help="JSON lines (default) or text for a terminal"
     )

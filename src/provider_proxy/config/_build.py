@@ -150,7 +150,9 @@ class Builder:
             if guards is not None:
                 options["guards"] = guards
         if "cors" in document:
-            self.call("cors", lambda: options.__setitem__("cors", CORS(**document["cors"])))
+            cors = self.call("cors", CORS, **document["cors"])
+            if cors is not None:
+                options["cors"] = cors
         if "store" in document:
             self.store(document["store"])
         usage_file = document.get("sinks", {}).get("usage_file")
@@ -158,10 +160,11 @@ class Builder:
             options["sinks"] = [NdjsonUsageSink(usage_file)]
         return self.built
 
-    def call(self, key: str, action: Callable[[], Any]) -> Any:
-        """Run ``action``; a :class:`ValueError` or :class:`TypeError` becomes a problem at ``key``."""
+    def call(self, key: str, action: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``action(*args, **kwargs)``; a :class:`ValueError`, :class:`TypeError` or
+        :class:`OSError` becomes a problem at ``key``."""
         try:
-            return action()
+            return action(*args, **kwargs)
         except (ValueError, TypeError) as exc:
             self.problem(key, str(exc))
             return None
@@ -183,7 +186,7 @@ class Builder:
             return None
         cls: Any
         if path is not None:
-            cls = self.call(f"{key}.class", lambda: import_object(path))
+            cls = self.call(f"{key}.class", import_object, path)
             if cls is None:
                 return None
         else:
@@ -191,8 +194,11 @@ class Builder:
             if kind == OPENAI_COMPATIBLE:
                 cls = OpenAICompatibleAdapter
                 if "base_url" not in options:
-                    self.problem(key, "an openai_compatible provider needs base_url",
-                                 'add base_url = "https://host/v1"')
+                    self.problem(
+                        key,
+                        "an openai_compatible provider needs base_url",
+                        'add base_url = "https://host/v1"',
+                    )
                     return None
             elif kind in BUILTIN_TYPES:
                 cls = BUILTIN_TYPES[kind]
@@ -210,7 +216,7 @@ class Builder:
                     self.problem(f"{key}.{option}", "unknown key", did_you_mean(option, known))
         key_file = options.pop("api_key_file", None)
         if key_file is not None:
-            watched = self.call(f"{key}.api_key_file", lambda: KeyFile(key_file, self._interval))
+            watched = self.call(f"{key}.api_key_file", KeyFile, key_file, self._interval)
             if watched is None:
                 return None
             self.built.key_files.append(watched)
@@ -245,13 +251,15 @@ class Builder:
             path = options.pop("class", None)
             item = f"{key}[{i}]"
             if not isinstance(path, str):
-                self.problem(item, "needs class", 'add class = "provider_proxy.transforms:StripAnsi"')
+                self.problem(
+                    item, "needs class", 'add class = "StripAnsi" or "package.module:Class"'
+                )
                 continue
             if ":" not in path:  # a ready-made transform by its name
                 path = f"provider_proxy.transforms:{path}"
-            cls = self.call(f"{item}.class", lambda: import_object(path))
+            cls = self.call(f"{item}.class", import_object, path)
             if cls is not None:
-                obj = self.call(item, lambda: cls(**options))
+                obj = self.call(item, cls, **options)
                 if obj is not None:
                     made.append(obj)
         return made
@@ -265,34 +273,38 @@ class Builder:
                 rule["window"] = rule.pop("window_ms") / 1000
             missing = [k for k in ("limit", "window") if k not in rule]
             if missing:
-                self.problem(f"guards.rate_limits[{i}]", f"needs {' and '.join(missing)}",
-                             "e.g. limit = 100, window = 900 (seconds)")
+                self.problem(
+                    f"guards.rate_limits[{i}]",
+                    f"needs {' and '.join(missing)}",
+                    "e.g. limit = 100, window = 900 (seconds)",
+                )
                 continue
-            made = self.call(f"guards.rate_limits[{i}]", lambda: RateLimit(**rule))
+            made = self.call(f"guards.rate_limits[{i}]", RateLimit, **rule)
             if made is not None:
                 rules.append(made)
         quotas: list[Quota] = []
         for i, quota in enumerate(options.pop("quotas", [])):
-            made = self.call(f"guards.quotas[{i}]", lambda: Quota(**quota))
+            made = self.call(f"guards.quotas[{i}]", Quota, **quota)
             if made is not None:
                 quotas.append(made)
         keys_file = options.pop("client_keys_file", None)
         watched: ClientKeysFile | None = None
         if keys_file is not None:
             watched = self.call(
-                "guards.client_keys_file", lambda: ClientKeysFile(keys_file, self._interval)
+                "guards.client_keys_file", ClientKeysFile, keys_file, self._interval
             )
             if watched is None:
                 return None
             hashes = watched.hashes()
             if not hashes:
-                self.problem("guards.client_keys_file", f"{keys_file} holds no key",
-                             "write one key (or sha256:HEX) a line")
+                self.problem(
+                    "guards.client_keys_file",
+                    f"{keys_file} holds no key",
+                    "write one key (or sha256:HEX) a line",
+                )
                 return None
             options["client_key_hashes"] = hashes
-        guards = self.call(
-            "guards", lambda: Guards(rate_limits=rules, quotas=quotas, **options)
-        )
+        guards = self.call("guards", Guards, rate_limits=rules, quotas=quotas, **options)
         if guards is not None and watched is not None:
             keys = options.get("client_keys")
             watched.on_change = lambda new: guards.set_client_keys(keys, new)
@@ -305,9 +317,11 @@ class Builder:
         if url == "memory":
             return
         if not url.startswith(("redis://", "rediss://", "unix://")):
-            self.problem("store", "must be memory or a redis:// URL", 'e.g. "redis://127.0.0.1:6379/0"')
+            self.problem(
+                "store", "must be memory or a redis:// URL", 'e.g. "redis://127.0.0.1:6379/0"'
+            )
             return
-        store = self.call("store", lambda: RedisStore.from_url(url, **options))
+        store = self.call("store", RedisStore.from_url, url, **options)
         if store is not None:
             self.built.options["store"] = store
 

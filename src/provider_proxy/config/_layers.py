@@ -31,45 +31,107 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         ("PROVIDER_PROXY_PORT", "PORT", "PROXY_PORT"), "server.port", "int", "port to listen on"
     ),
-    Variable(("PROVIDER_PROXY_WORKERS", "WEB_CONCURRENCY"), "server.workers", "int",
-             "worker processes (share limits through a Redis store)"),
-    Variable(("PROVIDER_PROXY_LOG_LEVEL", "LOG_LEVEL"), "server.log_level", "lower",
-             "debug, info, warning, error or critical"),
+    Variable(
+        ("PROVIDER_PROXY_WORKERS", "WEB_CONCURRENCY"),
+        "server.workers",
+        "int",
+        "worker processes (share limits through a Redis store)",
+    ),
+    Variable(
+        ("PROVIDER_PROXY_LOG_LEVEL", "LOG_LEVEL"),
+        "server.log_level",
+        "lower",
+        "debug, info, warning, error or critical",
+    ),
     Variable(("PROVIDER_PROXY_LOG_FORMAT",), "server.log_format", "lower", "json or text"),
-    Variable(("PROVIDER_PROXY_RELOAD_INTERVAL",), "server.reload_interval", "float",
-             "seconds between checks of key files (0: only on SIGHUP)"),
-    Variable(("PROVIDER_PROXY_VALIDATE_CREDENTIALS",), "validate_credentials", "lower",
-             "off, warn or strict"),
-    Variable(("PROVIDER_PROXY_ALLOWED_ORIGINS", "ALLOWED_ORIGINS", "CORS_ORIGINS"),
-             "cors.allow_origins", "list", "browser origins allowed (comma-separated)"),
-    Variable(("PROVIDER_PROXY_CLIENT_KEYS",), "guards.client_keys", "list",
-             "keys clients must send (comma-separated)"),
-    Variable(("PROVIDER_PROXY_CLIENT_KEYS_FILE",), "guards.client_keys_file", "str",
-             "file of client keys or their SHA-256 hashes, one a line"),
-    Variable(("PROVIDER_PROXY_MAX_CONCURRENT", "MAX_CONCURRENT_REQUESTS"),
-             "guards.max_concurrent", "int", "requests in flight at most (503 beyond)"),
-    Variable(("PROVIDER_PROXY_TRUSTED_PROXIES", "TRUSTED_PROXIES"), "guards.trusted_proxies",
-             "list", "proxies whose X-Forwarded-For is believed (comma-separated)"),
+    Variable(
+        ("PROVIDER_PROXY_RELOAD_INTERVAL",),
+        "server.reload_interval",
+        "float",
+        "seconds between checks of key files (0: only on SIGHUP)",
+    ),
+    Variable(
+        ("PROVIDER_PROXY_VALIDATE_CREDENTIALS",),
+        "validate_credentials",
+        "lower",
+        "off, warn or strict",
+    ),
+    Variable(
+        ("PROVIDER_PROXY_ALLOWED_ORIGINS", "ALLOWED_ORIGINS", "CORS_ORIGINS"),
+        "cors.allow_origins",
+        "list",
+        "browser origins allowed (comma-separated)",
+    ),
+    Variable(
+        ("PROVIDER_PROXY_CLIENT_KEYS",),
+        "guards.client_keys",
+        "list",
+        "keys clients must send (comma-separated)",
+    ),
+    Variable(
+        ("PROVIDER_PROXY_CLIENT_KEYS_FILE",),
+        "guards.client_keys_file",
+        "str",
+        "file of client keys or their SHA-256 hashes, one a line",
+    ),
+    Variable(
+        ("PROVIDER_PROXY_MAX_CONCURRENT", "MAX_CONCURRENT_REQUESTS"),
+        "guards.max_concurrent",
+        "int",
+        "requests in flight at most (503 beyond)",
+    ),
+    Variable(
+        ("PROVIDER_PROXY_TRUSTED_PROXIES", "TRUSTED_PROXIES"),
+        "guards.trusted_proxies",
+        "list",
+        "proxies whose X-Forwarded-For is believed (comma-separated)",
+    ),
     Variable(("PROVIDER_PROXY_TIMEOUT",), "timeout", "float", "upstream timeout, seconds"),
     Variable(("REQUEST_TIMEOUT",), "timeout", "ms", "upstream timeout, milliseconds"),
-    Variable(("PROVIDER_PROXY_MAX_BODY_SIZE",), "max_body_size", "int",
-             "largest request body, bytes"),
-    Variable(("PROVIDER_PROXY_STORE", "REDIS_URL"), "store", "str",
-             "memory, or redis://host:port/db to share limits between workers"),
+    Variable(
+        ("PROVIDER_PROXY_MAX_BODY_SIZE",), "max_body_size", "int", "largest request body, bytes"
+    ),
+    Variable(
+        ("PROVIDER_PROXY_STORE", "REDIS_URL"),
+        "store",
+        "str",
+        "memory, or redis://host:port/db to share limits between workers",
+    ),
     Variable(("PROVIDER_PROXY_METRICS",), "metrics", "bool", "serve /metrics (Prometheus)"),
     Variable(("PROVIDER_PROXY_ACCESS_LOG",), "access_log", "bool", "one JSON line per request"),
-    Variable(("PROVIDER_PROXY_USAGE_FILE",), "sinks.usage_file", "str",
-             "append token usage, one JSON line per request"),
-    Variable(("PROVIDER_PROXY_MODELS_TTL",), "models_ttl", "float",
-             "seconds the model catalog is cached"),
-    Variable(("PROVIDER_PROXY_INFERENCE_API",), "inference_api", "bool",
-             "serve the /api/v1 inference and model endpoints"),
-    Variable(("PROVIDER_PROXY_DEFAULT_PROVIDER",), "default_provider", "str",
-             "the provider of gateway models named without one"),
-    Variable(("WS_MAX_CONNECTIONS", "PROVIDER_PROXY_WS_MAX_CONNECTIONS"), "ws_max_connections",
-             "int", "WebSocket connections at most"),
-    Variable(("WS_HEARTBEAT_INTERVAL",), "ws_heartbeat_interval", "ms",
-             "WebSocket heartbeat, milliseconds"),
+    Variable(
+        ("PROVIDER_PROXY_USAGE_FILE",),
+        "sinks.usage_file",
+        "str",
+        "append token usage, one JSON line per request",
+    ),
+    Variable(
+        ("PROVIDER_PROXY_MODELS_TTL",), "models_ttl", "float", "seconds the model catalog is cached"
+    ),
+    Variable(
+        ("PROVIDER_PROXY_INFERENCE_API",),
+        "inference_api",
+        "bool",
+        "serve the /api/v1 inference and model endpoints",
+    ),
+    Variable(
+        ("PROVIDER_PROXY_DEFAULT_PROVIDER",),
+        "default_provider",
+        "str",
+        "the provider of gateway models named without one",
+    ),
+    Variable(
+        ("WS_MAX_CONNECTIONS", "PROVIDER_PROXY_WS_MAX_CONNECTIONS"),
+        "ws_max_connections",
+        "int",
+        "WebSocket connections at most",
+    ),
+    Variable(
+        ("WS_HEARTBEAT_INTERVAL",),
+        "ws_heartbeat_interval",
+        "ms",
+        "WebSocket heartbeat, milliseconds",
+    ),
 )
 
 #: The rate limit of the service this replaces: both or neither, milliseconds.
@@ -162,7 +224,8 @@ def environment_document(
         for suffix in ("_API_BASE", "_BASE_URL"):
             name = prefix + suffix
             if env.get(name):
-                set_key(layer, f"providers.{kind}.base_url", env[name], f"environment variable {name}")
+                source = f"environment variable {name}"
+                set_key(layer, f"providers.{kind}.base_url", env[name], source)
                 break
     return layer, problems
 
@@ -213,4 +276,3 @@ def flag_layer(flags: Mapping[str, tuple[str, Any]]) -> Layer:
     for key, (flag, value) in flags.items():
         set_key(layer, key, value, flag)
     return layer
-

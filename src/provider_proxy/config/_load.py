@@ -35,7 +35,7 @@ from ._schema import (
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - 3.10
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
 #: The variable naming the file when ``--config`` is not given.
 CONFIG_VARIABLE = "PROVIDER_PROXY_CONFIG"
@@ -125,8 +125,7 @@ def load_config(
     document, missing, referenced = resolve_references(merged.document, env, merged.sources)
     problems += missing
     passthrough = {
-        name: Field((bool, int, float, str))
-        for name in app_option_names() - set(TOP) - _STRUCTURED
+        name: Field((bool, int, float, str)) for name in app_option_names() - set(TOP) - _STRUCTURED
     }
     problems += check_document(document, merged.sources, passthrough)
     if "routes" in document and "routes" not in app_option_names():
@@ -159,8 +158,7 @@ def load_config(
         del document["providers"]
         if built.adapters:
             document["providers"] = {
-                a.name: merged.document.get("providers", {}).get(a.name, {})
-                for a in built.adapters
+                a.name: merged.document.get("providers", {}).get(a.name, {}) for a in built.adapters
             }
     _check_ports(document, built, checker)
     if checker.problems:

@@ -99,9 +99,7 @@ PROVIDER_KEYS: dict[str, Field | Table | ListOf] = {
     "default_headers": _HEADERS,
     "allow": Field((str, list), items=(str,)),
     "forward_headers": Field((str, list), items=(str,)),
-    "client_identity": Table(
-        {"user_agent": _STR, "headers": _HEADERS, "drop_prefixes": _STRS}
-    ),
+    "client_identity": Table({"user_agent": _STR, "headers": _HEADERS, "drop_prefixes": _STRS}),
     "transforms": ListOf(Table({"class": _STR}, open=True)),
 }
 
@@ -289,8 +287,11 @@ class Checker:
             self.problem(key, f"must be {want}, not {value!r}")
             return
         if spec.choices and value not in spec.choices:
-            self.problem(key, f"must be one of {', '.join(spec.choices)}, not {value!r}",
-                         did_you_mean(str(value), spec.choices))
+            self.problem(
+                key,
+                f"must be one of {', '.join(spec.choices)}, not {value!r}",
+                did_you_mean(str(value), spec.choices),
+            )
         if isinstance(value, list) and spec.items:
             for i, item in enumerate(value):
                 if not _is(item, spec.items):

@@ -51,7 +51,26 @@ def _record(model: ModelInfo) -> dict[str, Any]:
         "context_length": model.context_length,
         "pricing": dict(model.pricing) if model.pricing is not None else None,
         "created": created if isinstance(created, int) else 0,
+        **_details(model.raw),
     }
+
+
+#: What a provider may say about a model beyond its name, size and price, kept
+#: for the clients that read them (the ``/api/v1/models`` endpoints).
+DETAILS = ("description", "supported_parameters", "is_moderated", "max_completion_tokens")
+
+
+def _details(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The :data:`DETAILS` a listing gives, at the top or under its ``top_provider``."""
+    found: dict[str, Any] = {}
+    top = raw.get("top_provider")
+    for name in DETAILS:
+        value = raw.get(name)
+        if value is None and isinstance(top, Mapping):
+            value = top.get(name)
+        if value is not None:
+            found[name] = value
+    return found
 
 
 class ModelCatalog:
@@ -180,6 +199,7 @@ class ModelCatalog:
                         "name": model["display_name"],
                         "context_length": model["context_length"],
                         "pricing": model["pricing"],
+                        **{k: model[k] for k in DETAILS if k in model},
                     }
                 )
         return data, failed

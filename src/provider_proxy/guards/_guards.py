@@ -352,15 +352,33 @@ class Guards:
             await self._hold_slots(identity, admission)
         return admission
 
+    async def limit_endpoint(self, scope: Scope, identity: str | None) -> Mapping[str, str]:
+        """Count a request to one of the proxy's own endpoints against the rate limits
+        whose ``paths`` name it; raises the 429, or returns the limit headers.
+
+        Rules without ``paths`` count provider requests only, as before.
+        """
+        admission = Admission(identity, {}, self, scope)
+        with one_deadline():
+            await self._check_rates(scope, admission, 0, scoped_only=True)
+        return admission.headers
+
     async def _check_rates(
-        self, scope: Scope, admission: Admission, request_bytes: int | None
+        self,
+        scope: Scope,
+        admission: Admission,
+        request_bytes: int | None,
+        *,
+        scoped_only: bool = False,
     ) -> None:
         """Take the request's cost from every rule; the tightest sets the limit headers."""
         store = self._store()
         identity, provider, model = admission.identity, admission._provider, admission._model
         tightest: RateResult | None = None
         for rule in self.rate_limits:
-            if not rule.covers(scope):
+            if not rule.covers(scope) or (scoped_only and not rule.paths):
+                continue
+            if scoped_only and rule.unit != "requests":
                 continue
             key = self._rule_key(rule, scope, identity, provider, model)
             if rule.unit == "tokens":
