@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import os
-import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from .adapters._environment import KEY_VARIABLES
-from .config import ConfigInvalid, ServiceConfig, load_config, poll_all, reload_all
+from .config import ConfigInvalid, ServiceConfig, load_config
 from .config._logs import configure_logging
-from .engine import ProxyApp, make_asgi_app
+from .config._service import ProtectiveHeaders, Service, build_app
 from .engine._ports import ProviderAtRoot
 
 logger = logging.getLogger("provider_proxy.service")
@@ -92,86 +90,6 @@ def check(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_app(config: ServiceConfig) -> ProxyApp:
-    """The proxy the configuration describes."""
-    return make_asgi_app(config.built.adapters, **config.built.options)
-
-
-def _announce(config: ServiceConfig, proxy: ProxyApp) -> None:
-    """One line per provider: where it goes, whether its key is there and worked."""
-    for warning in config.warnings:
-        logger.warning(warning)
-    ports = config.ports
-    for name, adapter in proxy.adapters.items():
-        availability = adapter.availability()
-        check = proxy.credentials.get(name)
-        if check is not None:
-            credentials = check.state.value
-        else:
-            credentials = "set" if availability.enabled else "missing"
-        fields: dict[str, Any] = {
-            "provider": name,
-            "base_url": str(adapter.serving().base_url),
-            "credentials": credentials,
-        }
-        if name in ports:
-            fields["port"] = ports[name]
-        if not availability.enabled:
-            fields["reason"] = availability.reason
-        logger.info("provider %s", name, extra={"fields": fields})
-
-
-class _Service:
-    """The proxy with the service's lifespan around it: startup lines, key file reloads."""
-
-    def __init__(self, config: ServiceConfig, proxy: ProxyApp) -> None:
-        self.config = config
-        self.proxy = proxy
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "lifespan":
-            await self.proxy(scope, receive, send)
-            return
-        message = await receive()
-        assert message["type"] == "lifespan.startup"
-        try:
-            await self.proxy.startup()
-        except Exception as exc:
-            logger.error("startup failed: %s", exc)
-            await send({"type": "lifespan.startup.failed", "message": str(exc)})
-            return
-        _announce(self.config, self.proxy)
-        async with self._reloading():
-            await send({"type": "lifespan.startup.complete"})
-            while (await receive())["type"] != "lifespan.shutdown":
-                pass
-        await self.proxy.aclose()
-        await send({"type": "lifespan.shutdown.complete"})
-
-    @contextlib.asynccontextmanager
-    async def _reloading(self) -> AsyncIterator[None]:
-        """Key files read again on ``SIGHUP`` and every ``reload_interval`` seconds."""
-        if not self.config.built.key_files:
-            yield
-            return
-        loop = asyncio.get_running_loop()
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signal.SIGHUP, reload_all)
-        interval = float(self.config.server["reload_interval"])
-
-        async def poll() -> None:
-            while True:
-                await asyncio.sleep(interval)
-                poll_all()
-
-        task = loop.create_task(poll()) if interval > 0 else None
-        try:
-            yield
-        finally:
-            if task is not None:
-                task.cancel()
-
-
 def _server(app: Any, host: str, port: int, level: str, lifespan: str) -> Any:
     uvicorn = _uvicorn()
     config = uvicorn.Config(
@@ -205,12 +123,12 @@ async def _serve_all(servers: list[Any]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def service_app() -> _Service:
+def service_app() -> Service:
     """The service as an ASGI app from the environment, for each worker process."""
     config = load_config(None, os.environ)
     server = config.server
     configure_logging(server["log_level"], server["log_format"])
-    return _Service(config, build_app(config))
+    return Service(config, build_app(config))
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -228,11 +146,17 @@ def serve(args: argparse.Namespace) -> int:
         return _serve_workers(config, args, workers)
     proxy = build_app(config)
     servers = [
-        _server(_Service(config, proxy), server["host"], server["port"], server["log_level"], "on")
+        _server(Service(config, proxy), server["host"], server["port"], server["log_level"], "on")
     ]
     for name, port in config.ports.items():
         servers.append(
-            _server(ProviderAtRoot(proxy, name), server["host"], port, server["log_level"], "on")
+            _server(
+                ProtectiveHeaders(ProviderAtRoot(proxy, name)),
+                server["host"],
+                port,
+                server["log_level"],
+                "on",
+            )
         )
     names = ", ".join(proxy.adapters)
     logger.info("serving %s on http://%s:%s/{provider}/...", names, server["host"], server["port"])

@@ -1,8 +1,9 @@
 """``{mount}/api/v1``: the REST service API some clients were written against.
 
 ``POST /inference`` and ``/inference/stream`` take a body in the format of the
-gateway's ``/v1/chat/completions`` and go through the gateway (routed by model, translated when the provider speaks
-another format). ``GET /models...`` answer from the merged catalog. Errors are
+gateway's ``/v1/chat/completions`` and go through the gateway (routed by model,
+translated when the provider speaks another format). ``GET /models...`` answer
+from the merged catalog. Errors are
 in that service's format (:mod:`provider_proxy.dialects.service_api`), the
 provider's included: an error answer is held (it is small and bounded), then
 sent in that format once it is known whether the provider or the proxy gave it.
