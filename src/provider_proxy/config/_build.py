@@ -160,16 +160,16 @@ class Builder:
             options["sinks"] = [NdjsonUsageSink(usage_file)]
         return self.built
 
-    def call(self, key: str, action: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def call(self, at: str, action: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """``action(*args, **kwargs)``; a :class:`ValueError`, :class:`TypeError` or
-        :class:`OSError` becomes a problem at ``key``."""
+        :class:`OSError` becomes a problem at ``at``."""
         try:
             return action(*args, **kwargs)
         except (ValueError, TypeError) as exc:
-            self.problem(key, str(exc))
+            self.problem(at, str(exc))
             return None
         except OSError as exc:
-            self.problem(key, f"cannot read {exc.filename}: {exc.strerror}")
+            self.problem(at, f"cannot read {exc.filename}: {exc.strerror}")
             return None
 
     # -- adapters --------------------------------------------------------------------
@@ -211,9 +211,11 @@ class Builder:
                 )
                 return None
             known = _adapter_keys(cls)
-            for option in options:
-                if option not in known:
-                    self.problem(f"{key}.{option}", "unknown key", did_you_mean(option, known))
+            unknown = [option for option in options if option not in known]
+            for option in unknown:
+                self.problem(f"{key}.{option}", "unknown key", did_you_mean(option, known))
+            if unknown:
+                return None
         key_file = options.pop("api_key_file", None)
         if key_file is not None:
             watched = self.call(f"{key}.api_key_file", KeyFile, key_file, self._interval)

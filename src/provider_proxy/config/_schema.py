@@ -287,10 +287,11 @@ class Checker:
             self.problem(key, f"must be {want}, not {value!r}")
             return
         if spec.choices and value not in spec.choices:
+            close = difflib.get_close_matches(str(value), spec.choices, n=1, cutoff=0.6)
             self.problem(
                 key,
                 f"must be one of {', '.join(spec.choices)}, not {value!r}",
-                did_you_mean(str(value), spec.choices),
+                f"did you mean {close[0]!r}?" if close else None,
             )
         if isinstance(value, list) and spec.items:
             for i, item in enumerate(value):
