@@ -1,0 +1,409 @@
+"""``provider-proxy serve`` and ``check`` as real processes: each setting seen from outside."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from provider_proxy.testing import FakeUpstream
+
+from .servers import ServerThread, env_without_keys, free_port, get_when_up, wait_until
+
+CLIENT_KEY = "ck-standalone-client-1"
+ROTATED_CLIENT_KEY = "ck-standalone-client-2"
+GW_KEY = "sk-gw-from-file-000001"
+GW_KEY_ROTATED = "sk-gw-from-file-000002"
+CLAUDE_KEY = "sk-claude-by-reference-1"
+
+
+class Running:
+    """A ``provider-proxy serve`` process; its stdout collected line by line."""
+
+    def __init__(self, args: list[str], env: dict[str, str], port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "provider_proxy", "serve", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        get_when_up(self.url + "/health", self.process)
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def records(self) -> list[dict[str, Any]]:
+        """The JSON lines written so far."""
+        return [json.loads(line) for line in list(self.lines)]
+
+    def stop(self) -> str:
+        self.process.terminate()
+        _, err = self.process.communicate(timeout=15)
+        self._reader.join(5)
+        return err
+
+
+def chat(model: str = "fake-model") -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": "Hi"}]}
+
+
+# -- one service configured by a file, shared -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("standalone")
+
+
+@pytest.fixture(scope="module")
+def service(upstream: ServerThread, files: Path) -> Iterator[Running]:
+    (files / "gw.key").write_text(GW_KEY + "\n")
+    (files / "clients.txt").write_text(f"{CLIENT_KEY} team-a\n")
+    port, claude_port = free_port(), free_port()
+    (files / "proxy.toml").write_text(
+        f"""
+validate_credentials = "off"
+metrics = true
+inference_api = true
+default_provider = "gw"
+
+[server]
+port = {port}
+reload_interval = 0
+
+[providers.gw]
+type = "openai_compatible"
+base_url = "${{FAKE_URL}}/v1"
+user_agent = "n8n-agent/1.0"
+api_key_file = "{files / "gw.key"}"
+
+[providers.claude]
+type = "anthropic"
+base_url = "${{FAKE_URL}}"
+api_key = "${{CLAUDE_TEST_KEY}}"
+
+[guards]
+client_keys_file = "{files / "clients.txt"}"
+
+[[guards.rate_limits]]
+limit = 2
+window = 600
+key = "ip"
+paths = ["/status"]
+
+[cors]
+allow_origins = ["https://app.example"]
+
+[sinks]
+usage_file = "{files / "usage.ndjson"}"
+
+[ports]
+claude = {claude_port}
+"""
+    )
+    env = env_without_keys(FAKE_URL=upstream.url, CLAUDE_TEST_KEY=CLAUDE_KEY)
+    running = Running(["--config", str(files / "proxy.toml")], env, port)
+    running.claude_url = f"http://127.0.0.1:{claude_port}"  # type: ignore[attr-defined]
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def auth(key: str = CLIENT_KEY) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
+
+
+def test_startup_lines_name_each_provider_with_its_base_url(
+    service: Running, upstream: ServerThread
+) -> None:
+    started = {
+        r["provider"]: r for r in service.records() if r.get("message", "").startswith("provider ")
+    }
+    assert started["gw"]["base_url"] == upstream.url + "/v1"
+    assert started["gw"]["credentials"] == "set"
+    assert started["claude"]["base_url"] == upstream.url
+    assert started["claude"]["port"] == int(service.claude_url.rsplit(":", 1)[1])  # type: ignore[attr-defined]
+    assert all(r["level"] in ("info", "warning") for r in service.records())
+
+
+def test_base_url_user_agent_and_key_file_reach_the_provider(
+    service: Running, fake: FakeUpstream
+) -> None:
+    answer = httpx.post(service.url + "/gw/chat/completions", json=chat(), headers=auth())
+    assert answer.status_code == 200, answer.text
+    seen = fake.last
+    assert seen.path == "/v1/chat/completions"
+    assert seen.header("user-agent") == "n8n-agent/1.0"
+    assert seen.header("authorization") == f"Bearer {GW_KEY}"
+    assert answer.headers["x-content-type-options"] == "nosniff"
+
+
+def test_access_log_line_on_stdout_without_keys_or_query(service: Running) -> None:
+    httpx.post(
+        service.url + "/gw/chat/completions?tag=query-text-not-logged",
+        json=chat(),
+        headers=auth(),
+    )
+
+    def logged() -> list[dict[str, Any]]:
+        return [
+            r
+            for r in service.records()
+            if r["logger"] == "provider_proxy.access" and r.get("provider") == "gw"
+        ]
+
+    assert wait_until(lambda: bool(logged()))
+    line = logged()[-1]
+    assert line["status"] == 200
+    assert line["path"] == "/chat/completions"
+    assert line["identity"] == "team-a"
+    assert line["model"] == "fake-model"
+    assert line["total_tokens"] > 0
+    text = "\n".join(service.lines)
+    assert "query-text-not-logged" not in text
+    for secret in (CLIENT_KEY, GW_KEY, CLAUDE_KEY):
+        assert secret not in text
+
+
+def test_client_keys_are_required_and_errors_are_not_cached(service: Running) -> None:
+    refused = httpx.post(service.url + "/gw/chat/completions", json=chat())
+    assert refused.status_code == 401
+    assert refused.headers["cache-control"] == "no-store"
+    assert refused.headers["x-content-type-options"] == "nosniff"
+
+
+def test_allowed_origin_gets_cors_headers(service: Running) -> None:
+    preflight = httpx.options(
+        service.url + "/gw/chat/completions",
+        headers={
+            "origin": "https://app.example",
+            "access-control-request-method": "POST",
+        },
+    )
+    assert preflight.headers["access-control-allow-origin"] == "https://app.example"
+    other = httpx.options(
+        service.url + "/gw/chat/completions",
+        headers={"origin": "https://evil.example", "access-control-request-method": "POST"},
+    )
+    assert "access-control-allow-origin" not in other.headers
+
+
+def test_usage_file_gets_a_line_per_call(service: Running, files: Path) -> None:
+    httpx.post(service.url + "/gw/chat/completions", json=chat(), headers=auth())
+    usage = files / "usage.ndjson"
+    assert wait_until(lambda: usage.exists() and usage.read_text().strip() != "")
+    line = json.loads(usage.read_text().splitlines()[-1])
+    assert line["provider"] == "gw"
+
+
+def test_metrics_are_served(service: Running) -> None:
+    metrics = httpx.get(service.url + "/metrics", headers=auth())
+    assert metrics.status_code == 200
+    assert "provider_proxy_" in metrics.text
+
+
+def test_own_endpoint_rate_limit_by_path(service: Running) -> None:
+    answers = [httpx.get(service.url + "/status", headers=auth()).status_code for _ in range(3)]
+    assert answers == [200, 200, 429]
+    assert httpx.get(service.url + "/v1/models", headers=auth()).status_code == 200
+
+
+def test_inference_api_is_on(service: Running, fake: FakeUpstream) -> None:
+    answer = httpx.post(service.url + "/api/v1/inference", json=chat(), headers=auth())
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["object"] == "chat.completion"
+    assert fake.last.path == "/v1/chat/completions"
+
+
+def test_health_has_timestamp_uptime_version(service: Running) -> None:
+    health = httpx.get(service.url + "/health").json()
+    assert health["timestamp"].endswith("Z")
+    assert health["uptime"] >= 0
+    assert health["version"]
+
+
+def test_one_provider_at_the_root_of_its_port(service: Running, fake: FakeUpstream) -> None:
+    url = service.claude_url  # type: ignore[attr-defined]
+    assert httpx.get(url + "/health").json()["provider"] == "claude"
+    answer = httpx.post(
+        url + "/v1/messages",
+        json={
+            "model": "claude-fake-1",
+            "max_tokens": 5,
+            "messages": [{"role": "user", "content": "Hi"}],
+        },
+        headers={"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01"},
+    )
+    assert answer.status_code == 200, answer.text
+    assert fake.last.path == "/v1/messages"
+    assert fake.last.header("x-api-key") == CLAUDE_KEY
+
+
+def test_key_files_reload_on_sighup(service: Running, files: Path, fake: FakeUpstream) -> None:
+    (files / "gw.key").write_text(GW_KEY_ROTATED + "\n")
+    (files / "clients.txt").write_text(f"{ROTATED_CLIENT_KEY} team-b\n")
+    os.utime(files / "gw.key", ns=(time.time_ns(), time.time_ns() + 1))
+    service.process.send_signal(signal.SIGHUP)
+
+    def rotated() -> bool:
+        answer = httpx.post(
+            service.url + "/gw/chat/completions", json=chat(), headers=auth(ROTATED_CLIENT_KEY)
+        )
+        return answer.status_code == 200
+
+    assert wait_until(rotated)
+    assert fake.last.header("authorization") == f"Bearer {GW_KEY_ROTATED}"
+    old = httpx.post(service.url + "/gw/chat/completions", json=chat(), headers=auth())
+    assert old.status_code == 401
+    assert service.process.poll() is None  # SIGHUP reloads; it does not stop the service
+
+
+# -- the environment alone ------------------------------------------------------------
+
+
+def test_environment_alone_as_the_service_it_replaces(
+    upstream: ServerThread, fake: FakeUpstream
+) -> None:
+    port = free_port()
+    env = env_without_keys(
+        OPENROUTER_API_KEY="sk-or-env-only-0001",
+        OPENROUTER_API_BASE=upstream.url + "/v1",
+        PORT=str(port),
+        HOST="127.0.0.1",
+        LOG_LEVEL="warning",
+        ALLOWED_ORIGINS="https://a.example,https://b.example",
+        RATE_LIMIT_WINDOW_MS="600000",
+        RATE_LIMIT_MAX_REQUESTS="3",
+        REQUEST_TIMEOUT="400",
+        PROVIDER_PROXY_VALIDATE_CREDENTIALS="off",
+    )
+    running = Running([], env, port)
+    try:
+        url = running.url + "/openrouter/chat/completions"
+        ok = httpx.post(url, json=chat(), headers={"origin": "https://b.example"})
+        assert ok.status_code == 200
+        assert ok.headers["access-control-allow-origin"] == "https://b.example"
+        assert fake.last.header("authorization") == "Bearer sk-or-env-only-0001"
+        slow = httpx.post(url, json=chat(), headers={"x-fake-delay": "3"}, timeout=10)
+        assert slow.status_code == 504  # REQUEST_TIMEOUT is milliseconds
+        limited = httpx.post(url, json=chat())
+        assert limited.status_code == 200
+        refused = httpx.post(url, json=chat())
+        assert refused.status_code == 429
+        assert refused.headers["x-ratelimit-limit"] == "3"
+        assert wait_until(lambda: any(r["level"] == "warning" for r in running.records()))
+        # LOG_LEVEL=warning: no access lines, no startup info
+        assert not [r for r in running.records() if r["level"] == "info"]
+    finally:
+        running.stop()
+
+
+def test_text_log_format_for_a_terminal(upstream: ServerThread) -> None:
+    port = free_port()
+    env = env_without_keys(
+        OPENAI_API_KEY="sk-text-log-000001", OPENAI_BASE_URL=upstream.url + "/v1"
+    )
+    running = Running(
+        ["--port", str(port), "--log-format", "text", "--validate-credentials", "off"], env, port
+    )
+    try:
+        httpx.get(running.url + "/health")
+        assert wait_until(lambda: any("GET /health 200" in line for line in running.lines))
+        assert any("provider_proxy.service: provider openai" in line for line in running.lines)
+    finally:
+        running.stop()
+
+
+# -- check --------------------------------------------------------------------------
+
+
+def run(
+    command: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "provider_proxy", command, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env or env_without_keys(),
+        check=False,
+    )
+
+
+def test_check_prints_the_effective_configuration_masked(tmp_path: Path) -> None:
+    config = tmp_path / "proxy.toml"
+    config.write_text(
+        '[server]\nport = 7001\n[providers.openai]\napi_key = "${KEY}"\n'
+        '[providers.openai.headers]\nx-org = "${ORG}"\n'
+        '[guards]\nclient_keys = ["plain-client-key"]\n'
+    )
+    env = env_without_keys(KEY="sk-check-secret-00001", ORG="org-secret-1")
+    result = run("check", "--config", str(config), env=env)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["providers"]["openai"] == {"api_key": "***", "headers": {"x-org": "***"}}
+    assert shown["guards"]["client_keys"] == ["***"]
+    assert shown["server"]["port"] == 7001
+    for secret in ("sk-check-secret", "org-secret-1", "plain-client-key"):
+        assert secret not in result.stdout + result.stderr
+    assert "configuration is valid; providers: openai" in result.stderr
+
+
+def test_precedence_flag_over_environment_over_file(tmp_path: Path) -> None:
+    config = tmp_path / "proxy.toml"
+    config.write_text('[server]\nport = 7001\n[providers.openai]\napi_key = "k"\n')
+
+    def port(*args: str, **env: str) -> int:
+        result = run("check", "--config", str(config), *args, env=env_without_keys(**env))
+        assert result.returncode == 0, result.stderr
+        return int(json.loads(result.stdout)["server"]["port"])
+
+    assert port() == 7001
+    assert port(PORT="7002") == 7002
+    assert port("--port", "7003", PORT="7002") == 7003
+
+
+def test_check_and_serve_refuse_a_bad_file_with_the_same_messages(tmp_path: Path) -> None:
+    config = tmp_path / "proxy.toml"
+    config.write_text('[servr]\nport = 1\n[providers.openai]\napi_key = "${MISSING_KEY_VAR}"\n')
+    checked = run("check", "--config", str(config))
+    served = run("serve", "--config", str(config))
+    assert checked.returncode == served.returncode == 2
+    expected = [
+        f"error: {config}: providers.openai.api_key: the environment variable MISSING_KEY_VAR "
+        "is not set (set MISSING_KEY_VAR, or write the value without ${MISSING_KEY_VAR})",
+        f"error: {config}: servr: unknown key (did you mean 'server'?)",
+    ]
+    assert checked.stderr.splitlines() == expected
+    assert served.stderr.splitlines() == expected
+    assert checked.stdout == served.stdout == ""
+
+
+def test_check_from_the_environment_variable_naming_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "proxy.toml"
+    config.write_text('validate_credentials = "strct"\n')
+    result = run("check", env=env_without_keys(PROVIDER_PROXY_CONFIG=str(config)))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: {config}: validate_credentials: must be one of off, warn, strict, not 'strct' "
+        "(did you mean 'strict'?)"
+    )
