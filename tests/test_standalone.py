@@ -407,3 +407,41 @@ def test_check_from_the_environment_variable_naming_the_file(tmp_path: Path) -> 
         f"error: {config}: validate_credentials: must be one of off, warn, strict, not 'strct' "
         "(did you mean 'strict'?)"
     )
+
+
+# -- the shipped example and the documented table ---------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_example_file_is_valid_and_complete(tmp_path: Path) -> None:
+    import tomllib
+
+    from provider_proxy.config._schema import SERVER, TOP
+
+    example = ROOT / "examples" / "proxy.toml"
+    (tmp_path / "anthropic_api_key").write_text("sk-ant-example-000001\n")
+    env = env_without_keys(
+        OPENROUTER_API_KEY="sk-or-example-00001",
+        CORP_LLM_KEY="corp-example-key-1",
+        CLIENT_KEY_TEAM_A="client-example-key-1",
+        CREDENTIALS_DIRECTORY=str(tmp_path),
+    )
+    result = run("check", "--config", str(example), env=env)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert set(shown["providers"]) == {"openrouter", "anthropic", "corp", "local"}
+    for secret in ("sk-or-example", "corp-example-key", "client-example-key", "sk-ant-example"):
+        assert secret not in result.stdout + result.stderr
+    parsed = tomllib.loads(example.read_text())
+    assert set(TOP) <= set(parsed)  # every top-level key is shown
+    assert set(SERVER.keys) <= set(parsed["server"])
+
+
+def test_every_variable_is_in_the_documented_table() -> None:
+    from provider_proxy.config import CONFIG_VARIABLE, VARIABLES
+
+    page = (ROOT / "docs" / "standalone.rst").read_text()
+    for name in (CONFIG_VARIABLE, *(n for v in VARIABLES for n in v.names)):
+        assert f"``{name}``" in page, name
+    assert "``RATE_LIMIT_WINDOW_MS``" in page

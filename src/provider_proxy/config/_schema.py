@@ -145,7 +145,6 @@ SERVER = Table(
         "log_level": Field((str,), choices=("critical", "error", "warning", "info", "debug")),
         "log_format": Field((str,), choices=("json", "text")),
         "reload_interval": _NUM,
-        "mount": _STR,
     }
 )
 
