@@ -16,6 +16,8 @@ from provider_proxy.config import VARIABLES, ConfigInvalid, KeyFile, load_config
 from provider_proxy.config._layers import environment_document
 from provider_proxy.transforms import StripAnsi
 
+from .servers import wait_until
+
 
 def write(tmp_path: Path, text: str, name: str = "proxy.toml") -> str:
     path = tmp_path / name
@@ -406,3 +408,53 @@ def test_rate_limit_paths_choose_the_requests_that_count() -> None:
     assert not rule.covers({"path": "/openai/chat/completions", "headers": []})
     assert RateLimit(2, 60).covers({"path": "/anything", "headers": []})
     assert rule.label == "2 requests/60s per identity on /api/v1/inference*"
+
+
+def test_node_log_levels_are_understood() -> None:
+    layer, found = environment_document({"LOG_LEVEL": "warn"}, {})
+    assert found == []
+    assert layer.document["server"]["log_level"] == "warning"
+
+
+def test_a_port_is_one_providers_only(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        [server]
+        port = 9000
+        [providers.openai]
+        api_key = "k"
+        [providers.anthropic]
+        api_key = "k"
+        [ports]
+        openai = 9000
+        anthropic = 9000
+        """,
+    )
+    assert problems(path) == [
+        f"{path}: ports.openai: port 9000 is already the main server's (pick another)",
+        f"{path}: ports.anthropic: port 9000 is already openai's (pick another)",
+    ]
+
+
+def test_key_file_is_polled_every_interval(tmp_path: Path) -> None:
+    path = tmp_path / "key"
+    path.write_text("sk-polled-key-000001\n")
+    key = KeyFile(path, interval=0.05)
+    path.write_text("sk-polled-key-000002\n")
+    os.utime(path, ns=(3, 3))
+    assert wait_until(lambda: (k := key()) is not None and k.reveal() == "sk-polled-key-000002")
+
+
+def test_an_emptied_client_keys_file_keeps_the_last_keys(tmp_path: Path) -> None:
+    clients = tmp_path / "clients"
+    clients.write_text("kept-client-key team\n")
+    path = write(
+        tmp_path, f'[providers.openai]\napi_key = "k"\n[guards]\nclient_keys_file = "{clients}"\n'
+    )
+    config = load_config(path, {})
+    clients.write_text("# nothing yet\n")
+    os.utime(clients, ns=(4, 4))
+    reload_all()
+    scope: dict[str, Any] = {"headers": [(b"authorization", b"Bearer kept-client-key")]}
+    assert _identify(config.built.options["guards"], scope) == "team"

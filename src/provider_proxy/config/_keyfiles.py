@@ -115,8 +115,16 @@ class ClientKeysFile(Watched):
         return found
 
     def changed(self) -> None:
-        if self.on_change is not None:
-            self.on_change(self.hashes())
+        if self.on_change is None:
+            return
+        hashes = self.hashes()
+        if not hashes:  # an emptied file locks everyone out: more likely a rotation half done
+            logger.warning("the client key file %s holds no key; the last keys stay", self.path)
+            return
+        try:
+            self.on_change(hashes)
+        except ValueError as exc:
+            logger.warning("the client key file %s was not applied: %s", self.path, exc)
 
 
 def reload_all() -> None:

@@ -20,7 +20,9 @@ class Variable:
 
     names: tuple[str, ...]
     key: str
-    kind: str  # "str", "int", "float", "bool", "list", "ms" (milliseconds to seconds)
+    #: "str", "int", "float", "bool", "list", "lower", "level" (a log level), or
+    #: "ms" (milliseconds, made seconds).
+    kind: str
     doc: str
 
 
@@ -40,7 +42,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         ("PROVIDER_PROXY_LOG_LEVEL", "LOG_LEVEL"),
         "server.log_level",
-        "lower",
+        "level",
         "debug, info, warning, error or critical",
     ),
     Variable(("PROVIDER_PROXY_LOG_FORMAT",), "server.log_format", "lower", "json or text"),
@@ -162,6 +164,9 @@ def _convert(kind: str, text: str) -> Any:
         return [part.strip() for part in text.split(",") if part.strip()]
     if kind == "lower":
         return text.strip().lower()
+    if kind == "level":  # Node's loggers say "warn"
+        level = text.strip().lower()
+        return {"warn": "warning", "fatal": "critical"}.get(level, level)
     return text
 
 

@@ -206,7 +206,8 @@ def _aim_base_urls(layer: Layer, file_providers: Mapping[str, Any] | None) -> No
 
 def _check_ports(document: Mapping[str, Any], built: Built, checker: Checker) -> None:
     names = {adapter.name for adapter in built.adapters}
-    seen: dict[int, str] = {}
+    main = document.get("server", {}).get("port", SERVER_DEFAULTS["port"])
+    seen: dict[int, str] = {main: "the main server"}
     for name, port in document.get("ports", {}).items():
         if name not in names:
             checker.problem(
@@ -214,5 +215,7 @@ def _check_ports(document: Mapping[str, Any], built: Built, checker: Checker) ->
                 f"names no provider; the providers are: {', '.join(sorted(names)) or 'none'}",
             )
         if port in seen:
-            checker.problem(f"ports.{name}", f"port {port} is already {seen[port]}'s")
+            checker.problem(
+                f"ports.{name}", f"port {port} is already {seen[port]}'s", "pick another"
+            )
         seen[port] = name
