@@ -445,3 +445,46 @@ def test_every_variable_is_in_the_documented_table() -> None:
     for name in (CONFIG_VARIABLE, *(n for v in VARIABLES for n in v.names)):
         assert f"``{name}``" in page, name
     assert "``RATE_LIMIT_WINDOW_MS``" in page
+
+
+# -- several workers, one budget ------------------------------------------------------
+
+
+def test_workers_share_limits_through_redis(upstream: ServerThread, tmp_path: Path) -> None:
+    from .redis_server import RedisServer
+
+    redis = RedisServer().start()
+    port = free_port()
+    config = tmp_path / "proxy.toml"
+    config.write_text(
+        f"""
+validate_credentials = "off"
+store = "{redis.url}"
+[server]
+workers = 2
+[providers.gw]
+type = "openai_compatible"
+base_url = "{upstream.url}/v1"
+api_key = "k-workers-000001"
+[[guards.rate_limits]]
+limit = 4
+window = 600
+key = "ip"
+"""
+    )
+    running = Running(["--config", str(config), "--port", str(port)], env_without_keys(), port)
+    try:
+        url = running.url + "/gw/chat/completions"
+        statuses = [httpx.post(url, json=chat()).status_code for _ in range(6)]
+        assert statuses == [200, 200, 200, 200, 429, 429]
+        import redis as redis_client
+
+        with redis_client.Redis.from_url(redis.url) as direct:
+            assert direct.keys("provider_proxy:rate*")  # the budget is in Redis, not a worker
+        served_by = {r.get("logger") for r in running.records()}
+        assert "provider_proxy.access" in served_by
+        started = [r for r in running.records() if r.get("message") == "provider gw"]
+        assert len(started) == 2  # one startup line per worker
+    finally:
+        running.stop()
+        redis.stop()
