@@ -488,3 +488,44 @@ key = "ip"
     finally:
         running.stop()
         redis.stop()
+
+
+def test_keys_in_an_environment_file_rotate_on_sighup(
+    upstream: ServerThread, fake: FakeUpstream, tmp_path: Path
+) -> None:
+    env_file = tmp_path / "env"
+    env_file.write_text(
+        "export GW_ENV_KEY='sk-env-file-gw-0001'\nOPENAI_API_KEY=sk-env-file-oa-0001\n"
+    )
+    config = tmp_path / "proxy.toml"
+    config.write_text(
+        f"""
+validate_credentials = "off"
+[server]
+reload_interval = 0
+[providers.gw]
+type = "openai_compatible"
+base_url = "{upstream.url}/v1"
+api_key = "${{GW_ENV_KEY}}"
+[providers.openai]
+base_url = "{upstream.url}/v1"
+"""
+    )
+    port = free_port()
+    args = ["--config", str(config), "--env-file", str(env_file), "--port", str(port)]
+    running = Running(args, env_without_keys(), port)
+
+    def key_seen(provider: str) -> str | None:
+        httpx.post(f"{running.url}/{provider}/chat/completions", json=chat())
+        return fake.last.header("authorization")
+
+    try:
+        assert key_seen("gw") == "Bearer sk-env-file-gw-0001"
+        assert key_seen("openai") == "Bearer sk-env-file-oa-0001"
+        env_file.write_text("GW_ENV_KEY=sk-env-file-gw-0002\nOPENAI_API_KEY=sk-env-file-oa-0002\n")
+        running.process.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: key_seen("gw") == "Bearer sk-env-file-gw-0002")
+        assert key_seen("openai") == "Bearer sk-env-file-oa-0002"
+        assert not any("sk-env-file" in line for line in running.lines)
+    finally:
+        running.stop()

@@ -17,13 +17,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from .adapters._environment import KEY_VARIABLES
-from .config import ConfigInvalid, ServiceConfig, load_config
+from .config import ConfigInvalid, Problem, ServiceConfig, load_config
+from .config._keyfiles import EnvironmentFile
 from .config._logs import configure_logging
 from .config._service import ProtectiveHeaders, Service, build_app
 from .engine._ports import ProviderAtRoot
 
 logger = logging.getLogger("provider_proxy.service")
 
+#: The variable naming the environment file when ``--env-file`` is not given.
+ENV_FILE_VARIABLE = "PROVIDER_PROXY_ENV_FILE"
 #: Exit status of a configuration that does not hold.
 CONFIG_ERROR = 2
 #: uvicorn's exit status when the app's startup failed.
@@ -65,9 +68,30 @@ def _flags(args: argparse.Namespace) -> dict[str, tuple[str, Any]]:
     return flags
 
 
+def _configure(path: str | None, env_file: str | None, flags: Any) -> ServiceConfig:
+    """The configuration, after the environment file (if any) is put in the environment.
+
+    :raises ConfigInvalid: with every problem.
+    """
+    env_file = env_file or os.environ.get(ENV_FILE_VARIABLE) or None
+    watched: EnvironmentFile | None = None
+    if env_file is not None:
+        try:
+            watched = EnvironmentFile(env_file, 0)
+        except OSError as exc:
+            raise ConfigInvalid(
+                [Problem(env_file, "", f"{env_file}: cannot read the file ({exc.strerror})")]
+            ) from None
+    config = load_config(path, os.environ, flags, live_environment=watched is not None)
+    if watched is not None:
+        watched.interval = float(config.server["reload_interval"])
+        config.built.key_files.append(watched)
+    return config
+
+
 def _load(args: argparse.Namespace) -> ServiceConfig | int:
     try:
-        return load_config(args.config, os.environ, _flags(args))
+        return _configure(args.config, args.env_file, _flags(args))
     except ConfigInvalid as invalid:
         for problem in invalid.problems:
             print(f"error: {problem}", file=sys.stderr)
@@ -125,7 +149,7 @@ async def _serve_all(servers: list[Any]) -> None:
 
 def service_app() -> Service:
     """The service as an ASGI app from the environment, for each worker process."""
-    config = load_config(None, os.environ)
+    config = _configure(None, None, {})
     server = config.server
     configure_logging(server["log_level"], server["log_format"])
     return Service(config, build_app(config))
@@ -171,6 +195,8 @@ def _serve_workers(config: ServiceConfig, args: argparse.Namespace, workers: int
         return CONFIG_ERROR
     if config.path is not None:
         os.environ["PROVIDER_PROXY_CONFIG"] = config.path
+    if args.env_file:
+        os.environ[ENV_FILE_VARIABLE] = args.env_file
     for key, (_, value) in _flags(args).items():
         variable = _FLAG_VARIABLES.get(key)
         if variable is not None:
@@ -193,6 +219,12 @@ def _serve_workers(config: ServiceConfig, args: argparse.Namespace, workers: int
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", metavar="FILE", help="a proxy.toml (default: $PROVIDER_PROXY_CONFIG)"
+    )
+    parser.add_argument(
+        "--env-file",
+        metavar="FILE",
+        help="NAME=value lines put in the environment, read again on SIGHUP "
+        "(default: $PROVIDER_PROXY_ENV_FILE)",
     )
     parser.add_argument("--host")
     parser.add_argument("--port", type=int)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +36,7 @@ from ..engine import CORS, ProxyOptions
 from ..guards import Guards, Quota, RateLimit
 from ..observe import NdjsonUsageSink
 from ..state import RedisStore
-from ._keyfiles import ClientKeysFile, KeyFile
+from ._keyfiles import ClientKeysFile, KeyFile, environ_key
 from ._schema import PROVIDER_KEYS, Checker, Problem, did_you_mean
 
 #: The built-in adapter types by name (``type = "openrouter"``); a provider
@@ -115,9 +116,20 @@ def import_object(path: str) -> Any:
 class Builder:
     """Builds :class:`Built` from a checked document, collecting problems."""
 
-    def __init__(self, checker: Checker, reload_interval: float) -> None:
+    def __init__(
+        self,
+        checker: Checker,
+        reload_interval: float,
+        *,
+        live_keys: Mapping[str, str] | None = None,
+    ) -> None:
+        """
+        :param live_keys: with a reloaded environment file, the keys whose value
+            is one ``${NAME}``, to ``NAME``: their adapters read it at each use.
+        """
         self._checker = checker
         self._interval = reload_interval
+        self._live = live_keys
         self.built = Built()
 
     @property
@@ -216,6 +228,8 @@ class Builder:
                 self.problem(f"{key}.{option}", "unknown key", did_you_mean(option, known))
             if unknown:
                 return None
+        if self._live is not None:
+            self._live_key(key, cls, options)
         key_file = options.pop("api_key_file", None)
         if key_file is not None:
             watched = self.call(f"{key}.api_key_file", KeyFile, key_file, self._interval)
@@ -242,6 +256,19 @@ class Builder:
         if only_if_enabled and not adapter.availability().enabled:
             return None
         return adapter  # type: ignore[no-any-return]
+
+    def _live_key(self, key: str, cls: Any, options: dict[str, Any]) -> None:
+        """Make the adapter read its key from the environment at each use."""
+        name = self._live.get(f"{key}.api_key") if self._live is not None else None
+        if name is not None:
+            options["api_key"] = environ_key((name,))
+            return
+        if any(k in options for k in ("api_key", "api_key_env", "api_key_file")):
+            return
+        env = getattr(cls, "default_api_key_env", None)
+        names = (env,) if isinstance(env, str) else tuple(env or ())
+        if names and any(os.environ.get(n) for n in names):
+            options["api_key"] = environ_key(names)
 
     # -- the rest ----------------------------------------------------------------------
 

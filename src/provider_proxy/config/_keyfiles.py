@@ -139,11 +139,63 @@ def poll_all() -> None:
         watched.check()
 
 
-def environ_key(name: str) -> Callable[[], Secret | None]:
-    """A key read from the environment at each call (for keys set by a secrets injector)."""
+class EnvironmentKey:
+    """A provider key read from ``os.environ`` at each use: the first of ``names`` set."""
 
-    def current() -> Secret | None:
-        value = os.environ.get(name)
-        return Secret(value) if value else None
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
 
-    return current
+    def __repr__(self) -> str:
+        return f"EnvironmentKey({', '.join(self.names)})"
+
+    def __call__(self) -> Secret | None:
+        for name in self.names:
+            value = os.environ.get(name)
+            if value:
+                return Secret(value)
+        return None
+
+
+def environ_key(names: tuple[str, ...]) -> EnvironmentKey:
+    """The key of the first of ``names`` in the environment, at each call."""
+    return EnvironmentKey(names)
+
+
+class EnvironmentFile(Watched):
+    """``NAME=value`` lines put in ``os.environ`` (over what was there), and again when
+    the file changes; names the file no longer has are removed.
+
+    Blank lines and ``#`` comments are skipped; ``export`` and quotes are allowed,
+    as in a systemd ``EnvironmentFile`` or a ``.env`` file.
+    """
+
+    def __init__(self, path: str | Path, interval: float) -> None:
+        self._applied: set[str] = set()
+        super().__init__(path, interval)
+        self.apply()
+
+    def __repr__(self) -> str:
+        return f"EnvironmentFile({str(self.path)!r})"
+
+    def values(self) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for line in self._text.splitlines():
+            text = line.strip()
+            if not text or text.startswith("#") or "=" not in text:
+                continue
+            name, _, value = text.removeprefix("export ").partition("=")
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            found[name.strip()] = value
+        return found
+
+    def apply(self) -> None:
+        values = self.values()
+        for gone in self._applied - set(values):
+            os.environ.pop(gone, None)
+        os.environ.update(values)
+        self._applied = set(values)
+
+    def changed(self) -> None:
+        self.apply()

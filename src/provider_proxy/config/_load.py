@@ -99,10 +99,15 @@ def load_config(
     path: str | None,
     env: Mapping[str, str],
     flags: Mapping[str, tuple[str, Any]] | None = None,
+    *,
+    live_environment: bool = False,
 ) -> ServiceConfig:
     """The configuration from ``path`` (or ``$PROVIDER_PROXY_CONFIG``), ``env`` and ``flags``.
 
     :param flags: dotted key to ``(flag, value)``, as given on the command line.
+    :param live_environment: provider keys from the environment (by reference or
+        the provider's own variable) are read from ``os.environ`` at each use,
+        so an environment file read again rotates them.
     :raises ConfigInvalid: with every problem found.
     """
     path = path or env.get(CONFIG_VARIABLE) or None
@@ -122,8 +127,9 @@ def load_config(
     layers.append(env_layer)
     layers.append(flag_layer(flags or {}))
     merged = merge(layers)
-    document, missing, referenced = resolve_references(merged.document, env, merged.sources)
-    problems += missing
+    resolved = resolve_references(merged.document, env, merged.sources)
+    document, referenced = resolved.document, resolved.referenced
+    problems += resolved.problems
     passthrough = {
         name: Field((bool, int, float, str)) for name in app_option_names() - set(TOP) - _STRUCTURED
     }
@@ -147,7 +153,11 @@ def load_config(
     checker = Checker(merged.sources, {})
     checker.problems.extend(problems)
     interval = server["reload_interval"]
-    builder = Builder(checker, float(interval) if isinstance(interval, (int, float)) else 0.0)
+    builder = Builder(
+        checker,
+        float(interval) if isinstance(interval, (int, float)) else 0.0,
+        live_keys=resolved.whole if live_environment else None,
+    )
     try:
         built = builder.build(document, from_environment=from_environment)
     except Exception:  # a document already found wrong may not build at all

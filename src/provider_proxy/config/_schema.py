@@ -318,17 +318,28 @@ def check_document(
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A document with its references replaced, and what they were."""
+
+    document: Any
+    problems: list[Problem]
+    #: Keys whose values came from a reference (masked when printed: references
+    #: are where secrets are kept).
+    referenced: set[str]
+    #: Keys whose whole value was one reference, to the variable's name (a key
+    #: read again from the environment when it is reloaded).
+    whole: dict[str, str]
+
+
 def resolve_references(
     document: Any, env: Mapping[str, str], sources: Mapping[str, str], key: str = ""
-) -> tuple[Any, list[Problem], set[str]]:
-    """``document`` with every ``"${NAME}"`` replaced by that environment variable.
-
-    Returns the resolved document, a problem for each variable not set, and the
-    keys whose values came from a reference (masked when printed: references
-    are where secrets are kept).
-    """
+) -> Resolved:
+    """``document`` with every ``"${NAME}"`` replaced by that environment variable;
+    a problem for each variable not set."""
     problems: list[Problem] = []
     referenced: set[str] = set()
+    whole: dict[str, str] = {}
 
     def walk(value: Any, path: str) -> Any:
         if isinstance(value, dict):
@@ -337,6 +348,9 @@ def resolve_references(
             return [walk(v, f"{path}[{i}]") for i, v in enumerate(value)]
         if not isinstance(value, str) or "${" not in value:
             return value
+        alone = _REFERENCE.fullmatch(value)
+        if alone is not None:
+            whole[path] = alone.group(1)
 
         def substitute(match: re.Match[str]) -> str:
             name = match.group(1)
@@ -356,7 +370,8 @@ def resolve_references(
 
         return _REFERENCE.sub(substitute, value)
 
-    return walk(document, key), problems, referenced
+    resolved = walk(document, key)
+    return Resolved(resolved, problems, referenced, whole)
 
 
 MASK = "***"
