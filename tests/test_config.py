@@ -458,3 +458,22 @@ def test_an_emptied_client_keys_file_keeps_the_last_keys(tmp_path: Path) -> None
     reload_all()
     scope: dict[str, Any] = {"headers": [(b"authorization", b"Bearer kept-client-key")]}
     assert _identify(config.built.options["guards"], scope) == "team"
+
+
+def test_rate_limits_in_one_variable_with_endpoint_scopes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENROUTER_API_KEY", "k")
+    env = {
+        "RATE_LIMIT_MAX_REQUESTS": "100",
+        "PROVIDER_PROXY_RATE_LIMITS": "50/900 ip /api/v1/inference*,/v1/messages; 10/60",
+    }
+    rules = load_config(None, env).built.options["guards"].rate_limits
+    assert rules == (
+        RateLimit(100, 900.0, key="ip", name="per IP"),
+        RateLimit(50, 900.0, key="ip", paths=("/api/v1/inference*", "/v1/messages")),
+        RateLimit(10, 60.0),
+    )
+    assert problems(None, {"PROVIDER_PROXY_RATE_LIMITS": "fifty per minute"}) == [
+        "environment variable PROVIDER_PROXY_RATE_LIMITS: guards.rate_limits: 'fifty per "
+        "minute' does not start with LIMIT/SECONDS (e.g. \"100/900 ip; 50/900 ip "
+        '/api/v1/inference*,/v1/messages")'
+    ]

@@ -529,3 +529,87 @@ base_url = "{upstream.url}/v1"
         assert not any("sk-env-file" in line for line in running.lines)
     finally:
         running.stop()
+
+
+def test_the_provider_proxy_variables_from_outside(
+    upstream: ServerThread, fake: FakeUpstream, tmp_path: Path
+) -> None:
+    port = free_port()
+    usage = tmp_path / "usage.ndjson"
+    env = env_without_keys(
+        OPENAI_API_KEY="sk-pp-vars-000001",
+        OPENAI_API_BASE=upstream.url + "/v1",
+        PROVIDER_PROXY_HOST="127.0.0.1",
+        PROVIDER_PROXY_PORT=str(port),
+        PROVIDER_PROXY_VALIDATE_CREDENTIALS="off",
+        PROVIDER_PROXY_LOG_FORMAT="json",
+        PROVIDER_PROXY_ACCESS_LOG="false",
+        PROVIDER_PROXY_METRICS="true",
+        PROVIDER_PROXY_MAX_BODY_SIZE="2000",
+        PROVIDER_PROXY_CLIENT_KEYS="ck-pp-vars-1,ck-pp-vars-2",
+        PROVIDER_PROXY_MAX_CONCURRENT="1",
+        PROVIDER_PROXY_TIMEOUT="1.5",
+        PROVIDER_PROXY_USAGE_FILE=str(usage),
+        PROVIDER_PROXY_INFERENCE_API="true",
+        PROVIDER_PROXY_DEFAULT_PROVIDER="openai",
+        PROVIDER_PROXY_RATE_LIMITS="2/600 ip /status",
+        PROVIDER_PROXY_TRUSTED_PROXIES="127.0.0.1",
+        PROVIDER_PROXY_MODELS_TTL="600",
+    )
+    running = Running([], env, port)
+    key = auth("ck-pp-vars-2")
+    try:
+        base = running.url
+        assert httpx.post(base + "/openai/chat/completions", json=chat()).status_code == 401
+        # DEFAULT_PROVIDER: a model named without a provider goes to openai, at its base URL
+        answer = httpx.post(base + "/v1/chat/completions", json=chat("gpt-x"), headers=key)
+        assert answer.status_code == 200, answer.text
+        assert fake.last.header("authorization") == "Bearer sk-pp-vars-000001"
+        assert json.loads(fake.last.body)["model"] == "gpt-x"
+        big = {**chat(), "padding": "x" * 3000}
+        assert (
+            httpx.post(base + "/openai/chat/completions", json=big, headers=key).status_code == 413
+        )
+        assert httpx.get(base + "/metrics", headers=key).status_code == 200
+        assert httpx.get(base + "/api/v1/models", headers=key).status_code == 200
+        assert [httpx.get(base + "/status", headers=key).status_code for _ in range(3)] == [
+            200,
+            200,
+            429,
+        ]
+        # TRUSTED_PROXIES: behind 127.0.0.1, the forwarded address is the client's
+        forwarded = {**key, "x-forwarded-for": "203.0.113.9"}
+        assert httpx.get(base + "/status", headers=forwarded).status_code == 200
+        slow = httpx.post(
+            base + "/openai/chat/completions",
+            json=chat(),
+            headers={**key, "x-fake-delay": "4"},
+            timeout=10,
+        )
+        assert slow.status_code == 504  # PROVIDER_PROXY_TIMEOUT, seconds
+        assert wait_until(lambda: usage.exists() and "openai" in usage.read_text())
+        # MAX_CONCURRENT: a second request while one is in flight is refused
+        results: list[int] = []
+
+        def in_flight() -> None:
+            results.append(
+                httpx.post(
+                    base + "/openai/chat/completions",
+                    json=chat(),
+                    headers={**key, "x-fake-delay": "1"},
+                    timeout=10,
+                ).status_code
+            )
+
+        holder = threading.Thread(target=in_flight)
+        holder.start()
+        assert wait_until(lambda: fake.last.header("x-fake-delay") == "1")
+        second = httpx.post(base + "/openai/chat/completions", json=chat(), headers=key)
+        holder.join(10)
+        assert (results, second.status_code) == ([200], 503)
+        # ACCESS_LOG=false: no access lines, but the service's own
+        loggers = {r["logger"] for r in running.records()}
+        assert "provider_proxy.access" not in loggers
+        assert "provider_proxy.service" in loggers
+    finally:
+        running.stop()

@@ -142,6 +142,38 @@ RATE_MAX = "RATE_LIMIT_MAX_REQUESTS"
 #: Its defaults, when only one of the two is set.
 RATE_DEFAULTS = {RATE_WINDOW: "900000", RATE_MAX: "100"}
 
+#: Rate limits in one variable: ``LIMIT/SECONDS [ip|identity] [PATH,PATH...]`` rules
+#: separated by ``;``.
+RATE_LIMITS = "PROVIDER_PROXY_RATE_LIMITS"
+RATE_LIMITS_EXAMPLE = 'e.g. "100/900 ip; 50/900 ip /api/v1/inference*,/v1/messages"'
+
+
+def parse_rate_limits(text: str) -> list[dict[str, Any]]:
+    """The rules of :data:`RATE_LIMITS`; raises :class:`ValueError` naming the bad rule."""
+    rules: list[dict[str, Any]] = []
+    for part in text.split(";"):
+        words = part.split()
+        if not words:
+            continue
+        limit, slash, window = words[0].partition("/")
+        rule: dict[str, Any] = {}
+        try:
+            rule["limit"], rule["window"] = int(limit), float(window)
+        except ValueError:
+            raise ValueError(f"{part.strip()!r} does not start with LIMIT/SECONDS") from None
+        if not slash:
+            raise ValueError(f"{part.strip()!r} does not start with LIMIT/SECONDS")
+        rest = words[1:]
+        if rest and rest[0] in ("ip", "identity"):
+            rule["key"] = rest.pop(0)
+        if rest:
+            rule["paths"] = [p for p in rest.pop(0).split(",") if p]
+        if rest:
+            raise ValueError(f"{part.strip()!r} has more than a key and its paths")
+        rules.append(rule)
+    return rules
+
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -215,6 +247,8 @@ def environment_document(
             continue
         taken.add(variable.key)
         set_key(layer, variable.key, value, source)
+    rules: list[dict[str, Any]] = []
+    sources: list[str] = []
     if env.get(RATE_WINDOW) or env.get(RATE_MAX):
         source = f"environment variables {RATE_WINDOW} and {RATE_MAX}"
         try:
@@ -223,8 +257,18 @@ def environment_document(
         except ValueError:
             problems.append(Problem(source, "guards.rate_limits", "must be integers"))
         else:
-            rule = {"limit": limit, "window": window / 1000, "key": "ip", "name": "per IP"}
-            set_key(layer, "guards.rate_limits", [rule], source)
+            rules.append({"limit": limit, "window": window / 1000, "key": "ip", "name": "per IP"})
+            sources.append(source)
+    if env.get(RATE_LIMITS):
+        source = f"environment variable {RATE_LIMITS}"
+        try:
+            rules += parse_rate_limits(env[RATE_LIMITS])
+        except ValueError as exc:
+            problems.append(Problem(source, "guards.rate_limits", str(exc), RATE_LIMITS_EXAMPLE))
+        else:
+            sources.append(source)
+    if rules:
+        set_key(layer, "guards.rate_limits", rules, " and ".join(sources))
     for kind, prefix in base_url_prefixes.items():
         for suffix in ("_API_BASE", "_BASE_URL"):
             name = prefix + suffix
