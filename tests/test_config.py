@@ -80,6 +80,12 @@ def test_every_problem_names_file_key_and_fix(tmp_path: Path) -> None:
         f"{path}: guards.rate_limits[0]: needs window (e.g. limit = 100, window = 900 (seconds))",
         f"{path}: ports.nobody: names no provider; the providers are: openai",
     ]
+    wrong_default = write(
+        tmp_path, 'default_provider = "nobody"\n[providers.openai]\napi_key = "k"\n', "d.toml"
+    )
+    assert problems(wrong_default) == [
+        f"{wrong_default}: default_provider: names no provider; the providers are: openai"
+    ]
 
 
 def test_a_file_that_is_not_toml_or_not_there(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from .config import ConfigInvalid, Problem, ServiceConfig, load_config
 from .config._keyfiles import EnvironmentFile
 from .config._logs import configure_logging
 from .config._service import ProtectiveHeaders, Service, build_app
+from .engine import ProxyApp
 from .engine._ports import ProviderAtRoot
 
 logger = logging.getLogger("provider_proxy.service")
@@ -89,20 +90,27 @@ def _configure(path: str | None, env_file: str | None, flags: Any) -> ServiceCon
     return config
 
 
-def _load(args: argparse.Namespace) -> ServiceConfig | int:
+def _load(args: argparse.Namespace) -> tuple[ServiceConfig, ProxyApp] | int:
+    """The configuration and the app it builds, or the exit status after saying why not."""
     try:
-        return _configure(args.config, args.env_file, _flags(args))
+        config = _configure(args.config, args.env_file, _flags(args))
     except ConfigInvalid as invalid:
         for problem in invalid.problems:
             print(f"error: {problem}", file=sys.stderr)
+        return CONFIG_ERROR
+    try:  # what only the app checks: default_provider names a provider, the extras are there
+        return config, build_app(config)
+    except (ValueError, TypeError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return CONFIG_ERROR
 
 
 def check(args: argparse.Namespace) -> int:
     """Validate the configuration and print it with every secret masked."""
-    config = _load(args)
-    if isinstance(config, int):
-        return config
+    loaded = _load(args)
+    if isinstance(loaded, int):
+        return loaded
+    config, _ = loaded
     for warning in config.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(json.dumps(config.masked(), indent=2, sort_keys=True))
@@ -157,9 +165,10 @@ def service_app() -> Service:
 
 def serve(args: argparse.Namespace) -> int:
     """Check the configuration, then serve it with uvicorn."""
-    config = _load(args)
-    if isinstance(config, int):
-        return config
+    loaded = _load(args)
+    if isinstance(loaded, int):
+        return loaded
+    config, proxy = loaded
     if not config.built.adapters:
         print(f"No provider has a key: set one or more of {KEY_VARIABLES}.", file=sys.stderr)
         return CONFIG_ERROR
@@ -168,7 +177,6 @@ def serve(args: argparse.Namespace) -> int:
     workers = int(server["workers"])
     if workers > 1:
         return _serve_workers(config, args, workers)
-    proxy = build_app(config)
     servers = [
         _server(Service(config, proxy), server["host"], server["port"], server["log_level"], "on")
     ]

@@ -77,8 +77,6 @@ def base_url_prefixes() -> dict[str, str]:
 _BUILT_OPTIONS = frozenset(
     {"transport", "timeout", "limits", "transforms", "guards", "cors", "store", "sinks"}
 )
-#: Top-level keys that are settings of ``serve``, not of the app.
-SERVICE_KEYS = frozenset({"server", "providers", "ports", "guards", "cors", "sinks", "limits"})
 
 
 def app_option_names() -> frozenset[str]:

@@ -215,7 +215,14 @@ def _aim_base_urls(layer: Layer, file_providers: Mapping[str, Any] | None) -> No
 
 
 def _check_ports(document: Mapping[str, Any], built: Built, checker: Checker) -> None:
+    """``[ports]`` and ``default_provider`` name providers there are, each port once."""
     names = {adapter.name for adapter in built.adapters}
+    default = document.get("default_provider")
+    if default is not None and names and default not in names:
+        checker.problem(
+            "default_provider",
+            f"names no provider; the providers are: {', '.join(sorted(names))}",
+        )
     main = document.get("server", {}).get("port", SERVER_DEFAULTS["port"])
     seen: dict[int, str] = {main: "the main server"}
     for name, port in document.get("ports", {}).items():
