@@ -61,16 +61,8 @@ DETAILS = ("description", "supported_parameters", "is_moderated", "max_completio
 
 
 def _details(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """The :data:`DETAILS` a listing gives, at the top or under its ``top_provider``."""
-    found: dict[str, Any] = {}
-    top = raw.get("top_provider")
-    for name in DETAILS:
-        value = raw.get(name)
-        if value is None and isinstance(top, Mapping):
-            value = top.get(name)
-        if value is not None:
-            found[name] = value
-    return found
+    """The :data:`DETAILS` the adapter's model record gives."""
+    return {name: raw[name] for name in DETAILS if raw.get(name) is not None}
 
 
 class ModelCatalog:
