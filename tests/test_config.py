@@ -483,3 +483,14 @@ def test_rate_limits_in_one_variable_with_endpoint_scopes(monkeypatch: pytest.Mo
         "minute' does not start with LIMIT/SECONDS (e.g. \"100/900 ip; 50/900 ip "
         '/api/v1/inference*,/v1/messages")'
     ]
+
+
+def test_trusted_proxies_as_a_server_setting(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, '[server]\ntrusted_proxies = ["10.0.0.1"]\n[providers.openai]\napi_key = "k"\n'
+    )
+    guards = load_config(path, {}).built.options["guards"]
+    behind = {"client": ("10.0.0.1", 1), "headers": [(b"x-forwarded-for", b"203.0.113.7")]}
+    from provider_proxy.guards._guards import client_ip
+
+    assert client_ip(behind, guards._trusted) == "203.0.113.7"

@@ -155,6 +155,12 @@ class Builder:
             options["limits"] = httpx.Limits(**document["limits"])
         if "transforms" in document:
             options["transforms"] = self.objects("transforms", document["transforms"])
+        trusted = document.get("server", {}).get("trusted_proxies")
+        if trusted is not None:  # who the client is: the guards' call
+            document = {
+                **document,
+                "guards": {"trusted_proxies": trusted, **document.get("guards", {})},
+            }
         if "guards" in document:
             guards = self.guards(document["guards"])
             if guards is not None:

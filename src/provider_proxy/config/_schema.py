@@ -145,6 +145,8 @@ SERVER = Table(
         "log_level": Field((str,), choices=("critical", "error", "warning", "info", "debug")),
         "log_format": Field((str,), choices=("json", "text")),
         "reload_interval": _NUM,
+        #: The same as ``guards.trusted_proxies`` (a server setting to some).
+        "trusted_proxies": _STRS,
     }
 )
 
