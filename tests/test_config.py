@@ -248,17 +248,22 @@ def test_masking_hides_keys_given_inline_and_by_reference(tmp_path: Path) -> Non
         """
         [providers.openai]
         api_key = "sk-inline-123456"
+        [providers.openai.headers]
+        Authorization = "Bearer sk-in-a-header-1"
+        x-team = "blue"
         [guards]
         client_keys = ["ck-inline-1", "${CLIENT_KEY}"]
         """,
     )
     shown = load_config(path, {"CLIENT_KEY": "ck-ref-2"}).masked()
     assert shown["providers"]["openai"]["api_key"] == "***"
+    assert shown["providers"]["openai"]["headers"] == {"Authorization": "***", "x-team": "blue"}
     assert shown["guards"]["client_keys"] == ["***", "***"]
     text = repr(shown)
     assert "sk-inline" not in text
     assert "ck-inline" not in text
     assert "ck-ref" not in text
+    assert "sk-in-a-header" not in text
 
 
 # -- the environment alone ---------------------------------------------------------

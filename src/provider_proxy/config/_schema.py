@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..dialects import PRIVATE_HEADERS
+
 #: A key's origin for messages when nothing more precise is known.
 DEFAULT_SOURCE = "default"
 
@@ -195,8 +197,19 @@ TOP: dict[str, Field | Table | ListOf | Either] = {
     "ports": Table(values=_INT),
 }
 
-#: Key names whose values are secrets wherever they appear.
-SECRET_NAMES = frozenset({"api_key", "client_keys", "password", "token", "github_token"})
+#: Key names whose values are secrets wherever they appear (header names in any case).
+SECRET_NAMES = frozenset(
+    {
+        "api_key",
+        "client_keys",
+        "password",
+        "token",
+        "github_token",
+        "cookie",
+        "proxy-authorization",
+        *(name.decode("latin-1") for name in PRIVATE_HEADERS),
+    }
+)
 
 _TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer", float: "a number"}
 _TYPE_NAMES.update({list: "a list", dict: "a table"})
@@ -389,7 +402,7 @@ def masked(document: Any, referenced: set[str], path: str = "") -> Any:
         out: dict[str, Any] = {}
         for name, value in document.items():
             sub = f"{path}.{name}" if path else name
-            if name in SECRET_NAMES and value:
+            if name.lower() in SECRET_NAMES and value:
                 out[name] = [MASK] * len(value) if isinstance(value, list) else MASK
             else:
                 out[name] = masked(value, referenced, sub)
