@@ -499,3 +499,30 @@ def test_trusted_proxies_as_a_server_setting(tmp_path: Path) -> None:
     from provider_proxy.guards._guards import client_ip
 
     assert client_ip(behind, guards._trusted) == "203.0.113.7"
+
+
+def test_the_log_handler_scrubs_every_logger_and_quiets_http_debug() -> None:
+    import io
+    import json
+    import logging
+
+    from provider_proxy import Secret
+    from provider_proxy.config._logs import _QUIET, configure_logging
+
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    stream = io.StringIO()
+    try:
+        key = Secret("sk-held-by-the-proxy-0001")  # registered when made
+        configure_logging("debug", "json", stream)
+        logging.getLogger("uvicorn.error").warning("echoed %s", key.reveal())
+        logging.getLogger("httpcore.http11").debug("send_request_headers %s", key.reveal())
+        (line,) = stream.getvalue().splitlines()
+        record = json.loads(line)
+        assert record["logger"] == "uvicorn.error"
+        assert record["level"] == "warning"
+        assert "sk-held-by-the-proxy" not in line
+    finally:
+        root.handlers[:], root.level = saved
+        for name in _QUIET:
+            logging.getLogger(name).setLevel(logging.NOTSET)

@@ -2,8 +2,9 @@
 
 The access log's records carry their :class:`~provider_proxy.ProxyEvent`, whose
 fields become the line; other records become ``{"time", "level", "logger",
-"message"}``. Keys never reach a line: the app's secret filter runs on the
-``provider_proxy`` loggers before any handler.
+"message"}``. Keys never reach a line: the handler itself scrubs every record
+(uvicorn's and the HTTP clients' too) of the keys the proxy holds, and the HTTP
+clients' debug logs, which may quote headers, stay off.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 from typing import Any, TextIO
 
 from .._json import dumps
+from .._scrub import ScrubFilter
 from ..observe import ProxyEvent
 from ..observe._sinks import event_fields
 
@@ -69,10 +71,17 @@ class TextFormatter(logging.Formatter):
         return text
 
 
+#: Loggers that may quote request headers at DEBUG: never below INFO here.
+_QUIET = ("httpx", "httpcore", "hpack", "h2", "aiohttp", "urllib3")
+
+
 def configure_logging(level: str, fmt: str, stream: TextIO | None = None) -> None:
     """Send every log record at ``level`` and above to stdout, as JSON or text."""
     handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(ScrubFilter())
+    for name in _QUIET:
+        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLevelName(level.upper())))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
