@@ -37,7 +37,7 @@ from ..guards import Guards, Quota, RateLimit
 from ..observe import NdjsonUsageSink
 from ..state import RedisStore
 from ._keyfiles import ClientKeysFile, KeyFile, environ_key
-from ._schema import PROVIDER_KEYS, Checker, Problem, did_you_mean
+from ._schema import PROVIDER_KEYS, TOP, Checker, Problem, did_you_mean
 
 #: The built-in adapter types by name (``type = "openrouter"``); a provider
 #: table named after one of them needs no ``type``.
@@ -82,6 +82,22 @@ _BUILT_OPTIONS = frozenset(
 def app_option_names() -> frozenset[str]:
     """The keyword options ``make_asgi_app`` takes in this version."""
     return frozenset(ProxyOptions.__annotations__)
+
+
+_PLAIN_TYPES = frozenset({"bool", "int", "float", "str", "None"})
+
+
+def plain_options() -> frozenset[str]:
+    """The options of ``make_asgi_app`` a file gives as they are: those of plain
+    types (``bool``, ``float | None``, a ``Literal``), whatever this version has."""
+    plain = set()
+    for name, annotation in ProxyOptions.__annotations__.items():
+        found: object = getattr(annotation, "__forward_arg__", annotation)
+        text = found if isinstance(found, str) else str(getattr(annotation, "__name__", ""))
+        parts = [part.strip() for part in text.split("|")]
+        if all(part in _PLAIN_TYPES or part.startswith("Literal[") for part in parts):
+            plain.add(name)
+    return frozenset(plain - _BUILT_OPTIONS)
 
 
 @dataclass
@@ -144,7 +160,8 @@ class Builder:
             if adapter is not None:
                 self.built.adapters.append(adapter)
         options = self.built.options
-        passed = app_option_names() - _BUILT_OPTIONS
+        # the top-level keys the schema knows, and the plain ones it may not (yet)
+        passed = ((app_option_names() & set(TOP)) | plain_options()) - _BUILT_OPTIONS
         for name, value in document.items():
             if name in passed:
                 options[name] = value

@@ -19,6 +19,7 @@ from ._build import (
     Built,
     app_option_names,
     base_url_prefixes,
+    plain_options,
 )
 from ._layers import Layer, environment_document, file_layer, flag_layer, merge
 from ._schema import (
@@ -130,19 +131,23 @@ def load_config(
     resolved = resolve_references(merged.document, env, merged.sources)
     document, referenced = resolved.document, resolved.referenced
     problems += resolved.problems
-    passthrough = {
-        name: Field((bool, int, float, str)) for name in app_option_names() - set(TOP) - _STRUCTURED
-    }
-    problems += check_document(document, merged.sources, passthrough)
-    if "routes" in document and "routes" not in app_option_names():
+    passthrough = {name: Field((bool, int, float, str)) for name in plain_options() - set(TOP)}
+    if "routes" in document:  # said plainly rather than as an unknown key
+        routes = document.pop("routes")
         problems.append(
             Problem(
                 merged.sources.get("routes", path or ""),
                 "routes",
-                "this version of provider-proxy has no routes",
-                "address models as provider/model at the gateway instead",
+                "a [routes] table is not read from a file yet"
+                if "routes" in app_option_names()
+                else "this version of provider-proxy has no routes",
+                "pass routes= to make_asgi_app from Python, or name models as provider/model",
             )
         )
+        document["routes"] = routes
+    problems += check_document(
+        {k: v for k, v in document.items() if k != "routes"}, merged.sources, passthrough
+    )
     from_environment = "providers" not in from_file
     if from_environment:
         document["providers"] = {
@@ -176,8 +181,6 @@ def load_config(
     return ServiceConfig(document, merged.sources, path, warnings, built, referenced)
 
 
-#: ``make_asgi_app`` options a document cannot give as a plain value.
-_STRUCTURED = frozenset({"transport", "sinks", "routes", "retry"})
 
 
 def _drop_unsupported(layer: Layer) -> list[str]:

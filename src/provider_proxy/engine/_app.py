@@ -10,7 +10,6 @@ route's provider error format, and every request ends in one
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime
 import logging
 import time
@@ -39,7 +38,7 @@ from .._json import dumps
 from .._scrub import install_log_filter
 from ..adapters import Provider
 from ..dialects import DEFAULT as OWN_FORMAT
-from ..dialects import GATEWAY, Dialect, client_dialect
+from ..dialects import GATEWAY, Dialect, Tokenizer, client_dialect
 from ..guards import Guards
 from ..observe import EventDispatcher, EventSink, JsonLogSink, PrometheusMetrics
 from ..policy import (
@@ -107,6 +106,7 @@ class ProxyOptions(TypedDict, total=False):
     overhead_header: bool
     default_provider: str | None
     strict_translation: bool
+    tokenizer: Tokenizer | None
     inference_api: bool
 
 
@@ -148,6 +148,10 @@ class ProxyApp:
         adapter prefix (``model="gpt-4.1"``); without one, such a name is a 404.
     :param strict_translation: at the gateway, refuse (400) a field a translation
         would drop for having no effect at the provider, instead of dropping it.
+    :param tokenizer: estimates ``POST {mount}/v1/messages/count_tokens`` for models
+        whose provider cannot count tokens, marked ``x-proxy-token-estimate``. By
+        default tiktoken's ``cl100k_base`` when the ``tokens`` extra is installed;
+        ``None`` answers those requests 501.
     :param inference_api: also answer ``{mount}/api/v1/inference``, ``/inference/stream``
         and ``/models...`` in the REST service API some clients were written against
         (see :doc:`standalone`); ``api`` is then a reserved name.
@@ -229,6 +233,7 @@ class ProxyApp:
             strict=options.get("strict_translation", False),
             store=self.store,
             guards=self._guards,
+            tokenizer=options.get("tokenizer", "auto"),
         )
         self._inference = (
             InferenceAPI(
@@ -411,9 +416,15 @@ class ProxyApp:
         name, rest = split_provider(path_below_mount(scope))
         adapter = self._adapters.get(name)
         text = rest.decode("ascii", "replace")
-        if adapter is None:
-            return _Target(None, name, rest, f"/{name}{text}")
-        return _Target(adapter, name, rest, text)
+        if adapter is not None:
+            return _Target(adapter, name, rest, text)
+        path = f"/{name}{text}"
+        if name != "v1":
+            return _Target(None, name, rest, path)
+        # The gateway's endpoints speak their format; the rest of /v1 the client's.
+        gateway = GATEWAY.get(path)
+        client = client_dialect(scope["headers"]) if gateway is None else gateway[0]
+        return _Target(None, name, rest, path, client)
 
     def _dialect(self, target: _Target) -> Dialect:
         """The API format of the target's path: the client's at the gateway, the
@@ -434,16 +445,13 @@ class ProxyApp:
                 target = self._route(scope)
                 if _asks_websocket(scope["headers"]):
                     raise _websocket_refused()
-                if target.name == "v1":  # answered in the format the client speaks
-                    target = dataclasses.replace(target, client=client_dialect(scope["headers"]))
-                gateway = GATEWAY.get(target.path) if target.name == "v1" else None
+                gateway = GATEWAY.get(target.path) if target.client is not None else None
                 if target.name == _API and self._inference is not None:
                     report = await self._inference.handle(
                         scope, receive, send, target.rest.decode("ascii", "replace"), arrival
                     )
                 elif gateway is not None:
                     client, operation = gateway
-                    target = dataclasses.replace(target, client=client)
                     report = await self._gateway.handle(
                         scope, receive, send, client, operation, arrival
                     )
