@@ -181,8 +181,6 @@ def load_config(
     return ServiceConfig(document, merged.sources, path, warnings, built, referenced)
 
 
-
-
 def _drop_unsupported(layer: Layer) -> list[str]:
     """Settings of the environment this version cannot honour, removed and said.
 

@@ -215,7 +215,15 @@ class Forwarder:
             logger.debug("client went away before the answer (request %s)", arrival.request_id)
         dialect_name = dialect.name if dialect is not None else None
         return Report(
-            outcome, name, path, model, identity, body.size, dialect_name, client_dialect, translated
+            outcome,
+            name,
+            path,
+            model,
+            identity,
+            body.size,
+            dialect_name,
+            client_dialect,
+            translated,
         )
 
     def overhead(self, arrival: Arrival) -> float | None:
