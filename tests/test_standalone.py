@@ -613,3 +613,15 @@ def test_the_provider_proxy_variables_from_outside(
         assert "provider_proxy.service" in loggers
     finally:
         running.stop()
+
+
+def test_check_with_the_environment_alone_names_the_providers_found(upstream: ServerThread) -> None:
+    env = env_without_keys(
+        OPENROUTER_API_KEY="sk-or-check-env-0001", OPENROUTER_API_BASE=upstream.url + "/api/v1"
+    )
+    result = run("check", env=env)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["providers"] == {"openrouter": {"base_url": upstream.url + "/api/v1"}}
+    assert "sk-or-check-env" not in result.stdout + result.stderr
+    assert "configuration is valid; providers: openrouter" in result.stderr
