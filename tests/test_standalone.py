@@ -625,3 +625,9 @@ def test_check_with_the_environment_alone_names_the_providers_found(upstream: Se
     assert shown["providers"] == {"openrouter": {"base_url": upstream.url + "/api/v1"}}
     assert "sk-or-check-env" not in result.stdout + result.stderr
     assert "configuration is valid; providers: openrouter" in result.stderr
+
+
+def test_check_without_any_provider_fails_as_serve_would() -> None:
+    result = run("check")
+    assert result.returncode == 2
+    assert "error: No provider has a key: set one or more of OPENAI_API_KEY" in result.stderr

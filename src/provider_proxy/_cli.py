@@ -28,6 +28,7 @@ logger = logging.getLogger("provider_proxy.service")
 
 #: The variable naming the environment file when ``--env-file`` is not given.
 ENV_FILE_VARIABLE = "PROVIDER_PROXY_ENV_FILE"
+_NO_PROVIDER = f"No provider has a key: set one or more of {KEY_VARIABLES}."
 #: Exit status of a configuration that does not hold.
 CONFIG_ERROR = 2
 #: uvicorn's exit status when the app's startup failed.
@@ -114,11 +115,11 @@ def check(args: argparse.Namespace) -> int:
     for warning in config.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(json.dumps(config.masked(), indent=2, sort_keys=True))
-    if not config.built.adapters:
-        print(f"warning: no provider is configured: set one of {KEY_VARIABLES}", file=sys.stderr)
-    else:
-        names = ", ".join(a.name for a in config.built.adapters)
-        print(f"configuration is valid; providers: {names}", file=sys.stderr)
+    if not config.built.adapters:  # what serve would refuse
+        print(f"error: {_NO_PROVIDER}", file=sys.stderr)
+        return CONFIG_ERROR
+    names = ", ".join(a.name for a in config.built.adapters)
+    print(f"configuration is valid; providers: {names}", file=sys.stderr)
     return 0
 
 
@@ -170,7 +171,7 @@ def serve(args: argparse.Namespace) -> int:
         return loaded
     config, proxy = loaded
     if not config.built.adapters:
-        print(f"No provider has a key: set one or more of {KEY_VARIABLES}.", file=sys.stderr)
+        print(_NO_PROVIDER, file=sys.stderr)
         return CONFIG_ERROR
     server = config.server
     configure_logging(server["log_level"], server["log_format"])
