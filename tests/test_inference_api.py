@@ -85,7 +85,12 @@ def proxy(provider: tuple[ServerThread, FakeUpstream]) -> Iterator[ServerThread]
         inference_api=True,
         default_provider="openrouter",
         validate_credentials="off",
-        guards=Guards(rate_limits=[RateLimit(3, 600, key="ip", paths=["/api/v1/models/top"])]),
+        guards=Guards(
+            rate_limits=[
+                RateLimit(3, 600, key="ip", paths=["/api/v1/models/top"]),
+                RateLimit(100, 600, key="ip", paths=["/api/v1/inference*"]),
+            ]
+        ),
     )
     with serve(app) as server:
         yield server
@@ -138,6 +143,16 @@ def test_inference_is_routed_and_translated_like_the_gateway(
     assert completion.choices[0].message.content
     assert fake.last.path == "/v1/messages"
     assert json.loads(fake.last.body)["model"] == "claude-fake-1"
+
+
+def test_inference_answers_carry_their_rate_limit(proxy: ServerThread) -> None:
+    answer = httpx.post(proxy.url + "/api/v1/inference", json=chat("openai/gpt-4o"))
+    assert answer.status_code == 200
+    assert answer.headers["x-ratelimit-limit"] == "100"
+    assert int(answer.headers["x-ratelimit-remaining"]) < 100
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    # the rule is scoped: the model endpoints are not counted by it
+    assert "x-ratelimit-limit" not in httpx.get(proxy.url + "/api/v1/models").headers
 
 
 def test_errors_are_in_the_services_format(proxy: ServerThread) -> None:

@@ -283,7 +283,8 @@ class _Replay:
 
 
 class _HeldError:
-    """``send`` that passes a success through and holds an error answer back."""
+    """``send`` that passes a success through (marked ``nosniff`` as every answer
+    here is) and holds an error answer back."""
 
     def __init__(self, send: Send) -> None:
         self._send = send
@@ -301,6 +302,10 @@ class _HeldError:
                 if name.startswith(b"x-ratelimit-") or name in (b"retry-after", b"x-should-retry")
             ]
             return
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", []))
+            if all(name != b"x-content-type-options" for name, _ in headers):
+                message = {**message, "headers": [*headers, *_PROTECTIVE]}
         if self.status is not None:
             if message["type"] == "http.response.body" and len(self.body) < _MAX_HELD:
                 self.body += message.get("body", b"")[: _MAX_HELD - len(self.body)]
