@@ -631,3 +631,62 @@ def test_check_without_any_provider_fails_as_serve_would() -> None:
     result = run("check")
     assert result.returncode == 2
     assert "error: No provider has a key: set one or more of OPENAI_API_KEY" in result.stderr
+
+
+def test_more_file_keys_from_outside(
+    upstream: ServerThread, fake: FakeUpstream, tmp_path: Path
+) -> None:
+    config = tmp_path / "proxy.toml"
+    port = free_port()
+    config.write_text(
+        f"""
+validate_credentials = "off"
+overhead_header = true
+models_ttl = 600
+transforms = [{{ class = "ModelAliases", aliases = {{ fast = "gpt-fast-1" }} }}]
+
+[providers.gw]
+type = "openai_compatible"
+base_url = "{upstream.url}/v1"
+api_key_env = "MY_GATEWAY_KEY"
+default_headers = {{ x-default = "from-config" }}
+headers = {{ x-fixed = "always" }}
+allow = ["GET /echo"]
+
+[providers.gw.client_identity]
+user_agent = "presented-agent/3"
+headers = {{ x-stainless-lang = "python" }}
+
+[guards]
+max_concurrent_per_client = 5
+"""
+    )
+    env = env_without_keys(MY_GATEWAY_KEY="sk-from-api-key-env-1")
+    running = Running(["--config", str(config), "--port", str(port)], env, port)
+    try:
+        answer = httpx.post(
+            running.url + "/gw/chat/completions",
+            json=chat("fast"),
+            headers={"x-stainless-lang": "js", "x-fixed": "client's"},
+        )
+        assert answer.status_code == 200, answer.text
+        assert float(answer.headers["x-proxy-overhead-ms"]) >= 0  # overhead_header
+        seen = fake.last
+        assert json.loads(seen.body)["model"] == "gpt-fast-1"  # the transform
+        assert seen.header("authorization") == "Bearer sk-from-api-key-env-1"  # api_key_env
+        assert seen.header("x-default") == "from-config"  # default_headers
+        assert seen.header("x-fixed") == "always"  # headers win over the client's
+        assert seen.header("user-agent") == "presented-agent/3"  # client_identity
+        assert seen.header("x-stainless-lang") == "python"
+        # allow: an endpoint beyond the inference API is forwarded
+        assert httpx.get(running.url + "/gw/echo").json()["path"] == "/v1/echo"
+        assert httpx.get(running.url + "/gw/files").status_code == 403
+        # models_ttl: the second listing comes from the cache
+        before = len([r for r in fake.requests if r.path == "/v1/models"])
+        assert httpx.get(running.url + "/v1/models").status_code == 200
+        assert httpx.get(running.url + "/v1/models").status_code == 200
+        assert len([r for r in fake.requests if r.path == "/v1/models"]) == before + 1
+        status = httpx.get(running.url + "/status").json()
+        assert status["guards"]["max_concurrent_per_client"] == 5
+    finally:
+        running.stop()
