@@ -10,6 +10,7 @@ route's provider error format, and every request ends in one
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import time
 from collections import Counter
@@ -54,7 +55,8 @@ from ._catalog import DEFAULT_MODELS_TTL, ModelCatalog, handle_models_route
 from ._cors import CORS, CORSMiddleware
 from ._forward import Forwarder
 from ._gateway import Gateway
-from ._heads import content_head, send_error, send_whole
+from ._heads import as_raw, content_head, send_error, send_whole
+from ._inference_api import InferenceAPI
 from ._report import Arrival, Outcome, Report, event_of
 from ._validation import ValidationMode, validate_all
 
@@ -77,6 +79,9 @@ DEFAULT_MAX_BODY_SIZE = 32 * 1024 * 1024
 RESERVED_NAMES = frozenset({"health", "status", "metrics", "v1"})
 
 _JSON = b"application/json"
+
+#: The name under the mount of the REST service API (``inference_api=True``).
+_API = "api"
 
 #: The ASGI extension that lets an app answer a WebSocket handshake with HTTP.
 _WS_HTTP_RESPONSE = "websocket.http.response"
@@ -103,6 +108,7 @@ class ProxyOptions(TypedDict, total=False):
     strict_translation: bool
     tokenizer: Tokenizer | None
     session_ttl: float
+    inference_api: bool
 
 
 class ProxyApp:
@@ -150,6 +156,9 @@ class ProxyApp:
     :param session_ttl: seconds a conversation session of a stateful upstream
         (:class:`~provider_proxy.adapters.StatefulAdapter`) lives unused; 30 minutes
         by default.
+    :param inference_api: also answer ``{mount}/api/v1/inference``, ``/inference/stream``
+        and ``/models...`` in the REST service API some clients were written against
+        (see :doc:`standalone`); ``api`` is then a reserved name.
     """
 
     def __init__(self, adapters: Sequence[Provider], **options: Unpack[ProxyOptions]) -> None:
@@ -157,7 +166,9 @@ class ProxyApp:
         for adapter in adapters:
             if not isinstance(adapter, Provider):
                 raise TypeError(f"{adapter!r} does not implement ProviderAdapter.")
-            if adapter.name in RESERVED_NAMES:
+            if adapter.name in RESERVED_NAMES or (
+                adapter.name == _API and options.get("inference_api", False)
+            ):
                 raise ValueError(
                     f"The adapter name {adapter.name!r} is reserved for the proxy's own "
                     f"endpoints ({', '.join(sorted(RESERVED_NAMES))}); pass name= to rename it."
@@ -231,6 +242,17 @@ class ProxyApp:
             store=self.store,
             guards=self._guards,
             tokenizer=options.get("tokenizer", "auto"),
+        )
+        self._inference = (
+            InferenceAPI(
+                self._gateway,
+                self.catalog,
+                guards=self._guards,
+                default_provider=options.get("default_provider"),
+                max_body_size=max_body_size,
+            )
+            if options.get("inference_api", False)
+            else None
         )
         cors = options.get("cors")
         self._entry: ASGIApp = (
@@ -432,7 +454,11 @@ class ProxyApp:
                 if _asks_websocket(scope["headers"]):
                     raise _websocket_refused()
                 gateway = GATEWAY.get(target.path) if target.client is not None else None
-                if gateway is not None:
+                if target.name == _API and self._inference is not None:
+                    report = await self._inference.handle(
+                        scope, receive, send, target.rest.decode("ascii", "replace"), arrival
+                    )
+                elif gateway is not None:
                     client, operation = gateway
                     report = await self._gateway.handle(
                         scope, receive, send, client, operation, arrival
@@ -487,6 +513,9 @@ class ProxyApp:
             # The catalog asks providers with their keys, and status pages name
             # the setup: the same clients as the providers' routes, not anyone.
             identity = await self._guards.identify(scope)
+        limits: Mapping[str, str] = {}
+        if self._guards is not None and name in _GUARDED_ENDPOINTS:
+            limits = await self._guards.limit_endpoint(scope, identity)
         content_type = _JSON
         if name == "v1" and rest.startswith(b"/models"):
             content = dumps(
@@ -518,7 +547,7 @@ class ProxyApp:
             mounted = ", ".join(self._adapters) or "none"
             what = f"No provider named {name!r}" if name else "No provider in the path"
             raise ProviderNotFound(f"{what}; the mounted providers are: {mounted}.")
-        head = content_head(content_type, len(content), arrival.request_id)
+        head = content_head(content_type, len(content), arrival.request_id) + as_raw(dict(limits))
         await send_whole(send, 200, head, content)
         outcome = Outcome(200, response_bytes=len(content))
         return Report(outcome, None, target.path, identity=identity)
@@ -549,7 +578,17 @@ class ProxyApp:
     def _health(self) -> dict[str, Any]:
         providers = self._providers()
         status = "ok" if any(p["enabled"] for p in providers.values()) else "unconfigured"
-        return {"status": status, "providers": providers}
+        return {"status": status, "providers": providers, **self._alive()}
+
+    def _alive(self) -> dict[str, Any]:
+        """When ``/health`` answered, for how long the app has run, which version."""
+        now = time.time()
+        moment = datetime.datetime.fromtimestamp(now, datetime.timezone.utc)
+        return {
+            "timestamp": moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "uptime": round(now - self._started, 3),
+            "version": __version__,
+        }
 
     async def _health_for(self, scope: Scope) -> tuple[dict[str, Any], str | None]:
         """``/health``: open to all, but the setup (base URLs, checks) only to known clients."""
