@@ -112,6 +112,10 @@ class BaseAdapter:
         "GET /models/**",
     )
 
+    #: The WebSocket endpoints relayed (rules as in :attr:`endpoints`, method ``GET``):
+    #: by default none, so a socket to any other path is refused.
+    socket_endpoints: ClassVar[tuple[str, ...]] = ()
+
     def __init__(self, **options: Unpack[AdapterOptions]) -> None:
         """
         :param api_key_env: the environment variable to read the key from when
@@ -173,6 +177,7 @@ class BaseAdapter:
         extra = (allow,) if isinstance(allow, str) else tuple(allow)
         self._endpoint_rules: tuple[EndpointRule, ...] = parse_rules((*self.endpoints, *extra))
         self._endpoint_cache: dict[tuple[str, str], bool] = {}
+        self._socket_rules: tuple[EndpointRule, ...] = parse_rules(self.socket_endpoints)
         self._dialect_cache: dict[str, Dialect] = {}
         self._transforms = checked_transforms(
             (*self.default_transforms(), *transforms), f"The transforms of adapter {name!r}"
@@ -280,6 +285,17 @@ class BaseAdapter:
                 self._endpoint_cache.clear()
             self._endpoint_cache[key] = allowed
         return allowed
+
+    def opens_socket(self, path: str) -> bool:
+        """Whether ``path`` (below the base URL, confined) is a provider socket the proxy relays."""
+        return endpoint_allowed(self._socket_rules, "GET", path)
+
+    def socket_auth(
+        self, auth: Mapping[str, str], url: httpx.URL
+    ) -> tuple[Mapping[str, str], httpx.URL]:
+        """Where the credentials of :meth:`auth_headers` go on a socket's handshake:
+        headers, by default; an adapter whose provider wants them in the URL moves them."""
+        return auth, url
 
     def default_transforms(self) -> Sequence[BodyTransform]:
         """Transforms the provider always needs (none by default); called once, at init."""
