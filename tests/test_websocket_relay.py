@@ -435,3 +435,39 @@ def test_500_aborted_sockets_leave_nothing_open(
     proxy: ProxyApp = server.proxy  # type: ignore[attr-defined]
     assert wait_until(lambda: proxy._sockets.count.open == 0)
     assert wait_until(lambda: len(connection_events(events)) == 500, timeout=30)
+
+
+@pytest.mark.anyio
+async def test_without_the_http_response_extension_a_refusal_is_a_mapped_close(
+    socket_upstream: ServerThread,
+) -> None:
+    adapter = OpenAIAdapter(base_url=socket_upstream.url + "/v1", api_key=OPENAI_KEY)
+    proxy = make_asgi_app([adapter], validate_credentials="off")
+    sent: list[dict[str, Any]] = []
+    incoming = [{"type": "websocket.connect"}]
+
+    async def receive() -> dict[str, Any]:
+        if incoming:
+            return incoming.pop()
+        await asyncio.sleep(3600)  # pragma: no cover - the relay never waits here
+        raise AssertionError
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "websocket",
+        "path": "/openai/responses",
+        "raw_path": b"/openai/responses",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"x-fake-status", b"429")],
+        "client": ("127.0.0.1", 5000),
+        "subprotocols": [],
+        "extensions": {},
+    }
+    await proxy(scope, receive, send)
+    await proxy.aclose()
+    assert [m["type"] for m in sent] == ["websocket.accept", "websocket.close"]
+    assert sent[1]["code"] == 1013
+    assert "HTTP 429" in sent[1]["reason"]

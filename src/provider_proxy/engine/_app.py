@@ -275,9 +275,7 @@ class ProxyApp:
         self._inference = InferenceSocket(
             self._gateway,
             InferenceSocketOptions(
-                heartbeat_interval=options.get(
-                    "ws_heartbeat_interval", DEFAULT_HEARTBEAT_INTERVAL
-                ),
+                heartbeat_interval=options.get("ws_heartbeat_interval", DEFAULT_HEARTBEAT_INTERVAL),
                 max_connections=options.get("ws_max_connections", DEFAULT_MAX_CONNECTIONS),
                 connections_per_minute=options.get(
                     "ws_connections_per_minute", DEFAULT_CONNECTIONS_PER_MINUTE

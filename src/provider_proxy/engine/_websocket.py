@@ -192,9 +192,12 @@ class SocketRelay:
                 session.response_bytes = await client.refuse(dialect, error, arrival.request_id)
                 return
             session.status = session.upstream_status = 101
-            await client.accept(
+            accepted = await client.accept(
                 upstream.subprotocol, [(REQUEST_ID, arrival.request_id.encode("ascii"))]
             )
+            if not accepted:
+                session.status, session.error_kind = 499, "client_disconnected"
+                return
             await session.run(upstream)
         finally:
             with anyio.CancelScope(shield=True):

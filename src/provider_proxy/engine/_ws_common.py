@@ -147,12 +147,18 @@ class ClientSocket:
         """Whether the server can answer the handshake with an HTTP response."""
         return WS_HTTP_RESPONSE in (self.scope.get("extensions") or {})
 
-    async def accept(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> None:
+    async def accept(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> bool:
+        """Accept the handshake; ``False`` when the client went away meanwhile."""
         message: dict[str, Any] = {"type": "websocket.accept", "headers": headers}
         if subprotocol is not None:
             message["subprotocol"] = subprotocol
-        await self._send(message)
+        try:
+            await self._send(message)
+        except Exception:  # gone during the upstream handshake
+            self.closed = True
+            return False
         self.accepted = True
+        return True
 
     async def send(self, data: str | bytes) -> bool:
         """Send one message; ``False`` when the client is gone."""
@@ -205,10 +211,13 @@ class ClientSocket:
         """Refuse the handshake with a given HTTP answer (a provider's), where possible."""
         if not self.accepted and self.http_response:
             self.closed = True
-            await self._send(
-                {"type": "websocket.http.response.start", "status": status, "headers": headers}
-            )
-            await self._send({"type": "websocket.http.response.body", "body": body})
+            try:
+                await self._send(
+                    {"type": "websocket.http.response.start", "status": status, "headers": headers}
+                )
+                await self._send({"type": "websocket.http.response.body", "body": body})
+            except Exception:
+                logger.debug("the client left before the refusal", exc_info=True)
             return
         if not self.accepted:
             await self.accept(None, [])
