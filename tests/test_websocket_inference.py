@@ -120,7 +120,7 @@ def test_two_requests_at_once_stream_multiplexed_by_id(
 
 
 def test_cancel_stops_one_request_and_its_upstream(
-    build: Callable[..., str], fake: FakeUpstream
+    build: Callable[..., str], fake: FakeUpstream, events: list[Any]
 ) -> None:
     url = build()
     with connect(url, additional_headers={"x-fake-chunks": "100", "x-fake-gap": "0.02"}) as ws:
@@ -144,6 +144,11 @@ def test_cancel_stops_one_request_and_its_upstream(
         error = frame(ws)
     assert error["type"] == "error"
     assert error["error"]["type"] == "validation"
+    assert wait_until(lambda: len(events) == 2)
+    assert sorted((e.status, e.error_kind or "") for e in events) == [
+        (200, ""),
+        (499, "client_disconnected"),
+    ]
 
 
 def test_heartbeats_come_every_interval(build: Callable[..., str]) -> None:

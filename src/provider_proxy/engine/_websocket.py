@@ -11,6 +11,11 @@ unparsed, except those the format's :attr:`~provider_proxy.dialects.Dialect.sock
 name: a turn's start (the client's request for an answer) passes the guards
 and the transforms, its end (the provider's last event of the answer) gives its usage and one
 :class:`~provider_proxy.ProxyEvent`. The socket ends in an event of its own.
+
+The session (the two pumps, the turns, the limits) talks to a
+:class:`~provider_proxy.engine._ws_common.SocketPeer`, so a socket the proxy
+answers itself (turns run over HTTP through the gateway, their events sent
+back as frames) is relayed by the same code as a provider's.
 """
 
 from __future__ import annotations
@@ -55,7 +60,6 @@ from ..transports._websocket import (
     SocketOptions,
     SocketRefused,
     SocketUnreachable,
-    UpstreamSocket,
     open_socket,
 )
 from ..types import Receive, Scope, Send
@@ -71,6 +75,7 @@ from ._ws_common import (
     ClientSocket,
     SocketCount,
     SocketLimits,
+    SocketPeer,
     close_code,
 )
 
@@ -132,7 +137,7 @@ class SocketRelay:
         session.adapter = adapter
         dialect: Dialect = adapter.dialect_for(path.partition("?")[0])
         counted: str | None = None
-        upstream: UpstreamSocket | None = None
+        upstream: SocketPeer | None = None
         try:
             try:
                 availability = provider.availability()
@@ -220,7 +225,7 @@ class SocketRelay:
 
     async def _open(
         self, adapter: ProviderAdapter, dialect: Dialect, context: RequestContext, scope: Scope
-    ) -> UpstreamSocket:
+    ) -> SocketPeer:
         """The provider's socket, opened with the adapter's credentials."""
         auth = adapter.auth_headers(context)
         if inspect.isawaitable(auth):
@@ -306,7 +311,7 @@ class _Session:
         found = self.dialect.model_of(payload) if self.dialect is not None else None
         return found or self.model
 
-    async def run(self, upstream: UpstreamSocket) -> None:
+    async def run(self, upstream: SocketPeer) -> None:
         """Relay until either side closes, or a limit ends the socket."""
         async with anyio.create_task_group() as group:
 
@@ -326,7 +331,7 @@ class _Session:
             group.start_soon(upstream_then_stop)
             group.start_soon(watch_then_stop)
 
-    async def _from_client(self, upstream: UpstreamSocket) -> None:
+    async def _from_client(self, upstream: SocketPeer) -> None:
         client, limit = self.client, self.relay.limits.max_frame_bytes
         hints = self.dialect.socket_hints if self.dialect is not None else ()
         while True:
@@ -390,7 +395,7 @@ class _Session:
         self.turns.append(_Turn(started, started_at, model, admission))
         return text
 
-    async def _from_upstream(self, upstream: UpstreamSocket) -> None:
+    async def _from_upstream(self, upstream: SocketPeer) -> None:
         client = self.client
         hints = self.dialect.socket_hints if self.dialect is not None else ()
         while True:
@@ -456,7 +461,7 @@ class _Session:
                 return
             await anyio.sleep(moment - now)
 
-    async def _close_both(self, code: int, reason: str, upstream: UpstreamSocket) -> None:
+    async def _close_both(self, code: int, reason: str, upstream: SocketPeer) -> None:
         await self.client.close(code, reason)
         await upstream.close(code, reason)
 

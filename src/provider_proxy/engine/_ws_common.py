@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from .._exceptions import ProxyError
 from ..dialects import Dialect
@@ -71,6 +71,27 @@ class SocketLimits:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"ws_{name} must be a number of seconds above 0, or None.")
+
+
+class SocketPeer(Protocol):
+    """The far side of a relayed socket: a provider's socket
+    (:class:`~provider_proxy.transports._websocket.UpstreamSocket`), or one the
+    proxy answers itself, turn by turn, over HTTP (a gateway socket)."""
+
+    #: The subprotocol to accept the client's socket with.
+    subprotocol: str | None
+
+    async def recv(self) -> str | bytes:
+        """The next message; raises ``SocketClosed`` when the session is over."""
+        ...
+
+    async def send(self, message: str | bytes) -> None:
+        """Deliver one of the client's messages."""
+        ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """End the session (the client closed, or a limit did)."""
+        ...
 
 
 class SocketCount:

@@ -34,7 +34,7 @@ from ..policy import request_id_from
 from ..state import Store
 from ..types import Message, Receive, Scope, Send
 from ._gateway import Gateway
-from ._report import Arrival, Report
+from ._report import Arrival, Outcome, Report
 from ._ws_common import (
     MESSAGE_TOO_BIG,
     NORMAL,
@@ -274,9 +274,11 @@ class _Connection:
         self, request_id: str, data: dict[str, Any], cancel: anyio.CancelScope
     ) -> None:
         answer = _Answer(self, request_id)
+        arrival = Arrival(request_id_from(self.scope["headers"]), "POST")
+        reported = False
         try:
             with cancel:
-                await self._exchange(request_id, data, answer)
+                reported = await self._exchange(request_id, data, answer, arrival)
             if cancel.cancelled_caught:
                 await self.send(
                     {
@@ -287,12 +289,24 @@ class _Connection:
                 )
         finally:
             self.running.pop(request_id, None)
+            if not reported:  # cancelled, or the socket closed, before its answer ended
+                model = data.get("model")
+                self.socket._finish(
+                    arrival,
+                    Report(
+                        Outcome.client_left(),
+                        path=_ENDPOINT,
+                        model=model if isinstance(model, str) else None,
+                        client_dialect=self.socket._client.name,
+                    ),
+                )
 
-    async def _exchange(self, request_id: str, data: dict[str, Any], answer: _Answer) -> None:
+    async def _exchange(
+        self, request_id: str, data: dict[str, Any], answer: _Answer, arrival: Arrival
+    ) -> bool:
+        """Serve one request through the gateway; whether its report went to the app."""
         body = dumps({**data, "stream": True, "stream_options": {"include_usage": True}})
-        arrival = Arrival(request_id_from(self.scope["headers"]), "POST")
         scope = _http_scope(self.scope, len(body))
-        report: Report | None = None
         try:
             report = await self.socket._gateway.handle(
                 scope,
@@ -303,18 +317,27 @@ class _Connection:
                 arrival,
             )
         except ProxyError as error:
+            self.socket._finish(
+                arrival,
+                Report(
+                    Outcome.refused(error, 0, None),
+                    path=_ENDPOINT,
+                    client_dialect=self.socket._client.name,
+                ),
+            )
             await self.error(
                 request_id, error.status_code, error.message, error_type(error.status_code, False)
             )
-            return
+            return True
         except Exception:
             logger.exception("the /ws request %s failed", request_id)
+            outcome = Outcome(500, error_kind="internal_error")
+            self.socket._finish(arrival, Report(outcome, path=_ENDPOINT))
             await self.error(request_id, 500, "The proxy failed to serve the request.", "internal")
-            return
-        finally:
-            if report is not None:
-                self.socket._finish(arrival, report)
+            return True
+        self.socket._finish(arrival, report)
         await answer.end(report)
+        return True
 
 
 class _Answer:
