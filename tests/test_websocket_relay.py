@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -471,3 +472,36 @@ async def test_without_the_http_response_extension_a_refusal_is_a_mapped_close(
     assert [m["type"] for m in sent] == ["websocket.accept", "websocket.close"]
     assert sent[1]["code"] == 1013
     assert "HTTP 429" in sent[1]["reason"]
+
+
+def test_a_turn_holds_its_concurrency_slot_until_it_ends(
+    build: Callable[..., ServerThread], fake_ws: FakeSocketUpstream
+) -> None:
+    server = build(guards=Guards(client_keys=[CLIENT_KEY], max_concurrent_per_client=1))
+    with connect(ws_url(server, "/openai/responses"), additional_headers=AUTH) as ws:
+        ws.send(json.dumps({"type": "response.create", "model": "gpt-5", "fake_wait": True}))
+        assert recv_json(ws)["type"] == "response.created"  # the turn is in flight
+        refused = turn(ws, model="gpt-5")
+        assert refused[0]["error"]["code"] == "too_many_concurrent"
+        ws.send(json.dumps({"type": "fake.release"}))
+        while recv_json(ws)["type"] != "response.completed":
+            pass
+        assert turn(ws, model="gpt-5")[-1]["type"] == "response.completed"  # slot freed
+    creates = [m for m in fake_ws.last.received if "response.create" in str(m)]
+    assert len(creates) == 2
+
+
+def test_no_key_in_the_logs_even_at_debug(
+    build: Callable[..., ServerThread], caplog: pytest.LogCaptureFixture
+) -> None:
+    server = build()
+    with caplog.at_level(logging.DEBUG):
+        with connect(ws_url(server, "/gemini" + LIVE + f"?key={CLIENT_KEY}")) as ws:
+            ws.send(json.dumps({"setup": {"model": "models/gemini-live"}}))
+            assert recv_json(ws) == {"setupComplete": {}}
+    proxy_log = "\n".join(
+        r.getMessage() for r in caplog.records if r.name.startswith("provider_proxy")
+    )
+    assert "GET /ws/google" in proxy_log  # the upstream handshake was logged, key scrubbed
+    assert GEMINI_KEY not in proxy_log
+    assert CLIENT_KEY not in proxy_log

@@ -18,7 +18,9 @@ In every protocol:
 - a binary message is echoed back as binary;
 - ``{"type": "fake.echo", ...}`` is echoed back as sent;
 - ``{"type": "fake.close", "code": 4001, "reason": "..."}`` closes with that code;
-- ``{"type": "fake.crash"}`` fails the socket (the server closes it with 1011).
+- ``{"type": "fake.crash"}`` fails the socket (the server closes it with 1011);
+- a ``response.create`` with ``"fake_wait": true`` gets its ``response.created``
+  at once but its end only after ``{"type": "fake.release"}``.
 
 A handshake with ``x-fake-status: 429`` is refused with that status and a JSON body.
 """
@@ -132,6 +134,7 @@ class FakeSocketUpstream:
         if kind == "realtime":
             await _send_json(send, {"type": "session.created", "session": {"id": "sess_fake"}})
         turn = 0
+        held: list[tuple[dict[str, Any], int]] = []
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
@@ -173,9 +176,17 @@ class FakeSocketUpstream:
                 raise FakeCrash("the fake provider failed the socket")
             elif kind == "gemini":
                 await _gemini(send, payload)
+            elif action == "fake.release":
+                for waiting, number in held:
+                    await _response(send, kind, waiting, number, created=False)
+                held.clear()
             elif action == "response.create":
                 turn += 1
-                await _response(send, kind, payload, turn)
+                if payload.get("fake_wait") is True:
+                    await _created(send, payload, turn)
+                    held.append((payload, turn))
+                else:
+                    await _response(send, kind, payload, turn)
 
 
 async def _send_json(send: Send, payload: dict[str, Any]) -> None:
@@ -190,16 +201,28 @@ def _usage(turn: int) -> dict[str, int]:
     }
 
 
-async def _response(send: Send, kind: str, payload: dict[str, Any], turn: int) -> None:
-    """A Realtime or Responses-socket answer to one ``response.create``."""
+def _created_response(payload: dict[str, Any], turn: int) -> dict[str, Any]:
     model = payload.get("model") or (payload.get("response") or {}).get("model") or "fake-model"
-    response_id = f"resp_{turn}"
-    created = {"id": response_id, "object": "response", "status": "in_progress", "model": model}
-    await _send_json(send, {"type": "response.created", "response": created})
+    return {"id": f"resp_{turn}", "object": "response", "status": "in_progress", "model": model}
+
+
+async def _created(send: Send, payload: dict[str, Any], turn: int) -> None:
+    await _send_json(
+        send, {"type": "response.created", "response": _created_response(payload, turn)}
+    )
+
+
+async def _response(
+    send: Send, kind: str, payload: dict[str, Any], turn: int, *, created: bool = True
+) -> None:
+    """A Realtime or Responses-socket answer to one ``response.create``."""
+    if created:
+        await _created(send, payload, turn)
+    response = _created_response(payload, turn)
     delta = "response.output_text.delta"
     for piece in _FAKE_TEXT:
-        await _send_json(send, {"type": delta, "response_id": response_id, "delta": piece})
-    done = dict(created, status="completed", usage=_usage(turn))
+        await _send_json(send, {"type": delta, "response_id": response["id"], "delta": piece})
+    done = dict(response, status="completed", usage=_usage(turn))
     end = "response.done" if kind == "realtime" else "response.completed"
     await _send_json(send, {"type": end, "response": done})
 

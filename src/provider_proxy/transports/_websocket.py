@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from websockets.exceptions import ConnectionClosed
 
 logger = logging.getLogger("provider_proxy")
+#: The websockets library's log of upstream sockets: under ``provider_proxy``, so the
+#: app's filter scrubs keys from it (a URL it logs may carry one, as Gemini Live's).
+_library_logger = logging.getLogger("provider_proxy.websockets")
 
 #: The longest a provider may take to accept a socket.
 DEFAULT_OPEN_TIMEOUT = 10.0
@@ -156,6 +159,7 @@ async def open_socket(
             ping_timeout=PING_INTERVAL,
             close_timeout=5,
             max_size=options.max_message_bytes,
+            logger=_library_logger,
         )
     except InvalidStatus as refused:
         response = refused.response
@@ -166,7 +170,10 @@ async def open_socket(
         raise SocketRefused(response.status_code, raw, bytes(response.body or b"")) from None
     except TimeoutError:
         raise SocketUnreachable(host, "no handshake in time") from None
-    except (OSError, InvalidHandshake) as exc:
+    except OSError as exc:
         logger.warning("could not open a WebSocket to %s: %s", host, exc)
         raise SocketUnreachable(host, "connection failed") from None
+    except InvalidHandshake as exc:  # its text may quote the URL: only its kind is logged
+        logger.warning("could not open a WebSocket to %s: %s", host, type(exc).__name__)
+        raise SocketUnreachable(host, "invalid handshake") from None
     return UpstreamSocket(connection, connection.subprotocol)
