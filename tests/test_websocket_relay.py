@@ -147,7 +147,7 @@ def test_realtime_turn_relayed_with_the_providers_key_and_one_event_per_turn(
         "/realtime",
     )
     assert end.frames == 2 + 2 * 6 + 1  # two creates, two answers of six, session.created
-    assert end.usage.input_tokens == 30
+    assert end.usage is None  # the turns carry it, so no sink counts it twice
 
 
 def test_frames_both_ways_in_order_text_and_binary(

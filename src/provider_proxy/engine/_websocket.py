@@ -303,7 +303,6 @@ class _Session:
         self.error_kind: str | None = None
         self.response_bytes = 0
         self.turns: deque[_Turn] = deque()
-        self.usage: Usage | None = None
         self._last = time.monotonic()
 
     def model_of(self, payload: JSON) -> str | None:
@@ -432,7 +431,6 @@ class _Session:
         turn.model = self.dialect.model_of(payload) or turn.model or self.model
         if turn.admission is not None:
             await turn.admission.finish(usage, 0)
-        self.usage = _added(self.usage, usage)
         self._emit_turn(turn, usage, None)
 
     async def _watch(self) -> None:
@@ -521,29 +519,12 @@ class _Session:
             overhead=0.0,
             request_bytes=client.bytes_in,
             response_bytes=client.bytes_out or self.response_bytes,
-            usage=self.usage,
+            usage=None,  # the turns' events carry it: counted once, by sinks and metrics
             dialect=self.dialect.name if self.dialect is not None else None,
             websocket="connection",
             frames=client.frames,
             close_code=client.code,
         )
-
-
-def _added(total: Usage | None, more: Usage | None) -> Usage | None:
-    if more is None:
-        return total
-    if total is None:
-        return more
-
-    def plus(a: int | None, b: int | None) -> int | None:
-        return None if a is None and b is None else (a or 0) + (b or 0)
-
-    return Usage(
-        plus(total.input_tokens, more.input_tokens),
-        plus(total.output_tokens, more.output_tokens),
-        plus(total.cache_read_tokens, more.cache_read_tokens),
-        plus(total.cache_write_tokens, more.cache_write_tokens),
-    )
 
 
 def _subprotocol_key(scope: Scope) -> str | None:
