@@ -139,6 +139,8 @@ def test_realtime_turn_relayed_with_the_providers_key_and_one_event_per_turn(
         ("gpt-realtime", 20, 4),
     ]
     assert all(t.identity == "client-1" and t.status == 200 for t in turns)
+    create = json.dumps({"type": "response.create", "response": {"modalities": ["text"]}})
+    assert turns[0].request_bytes == len(create)
     end = connection_events(events)[0]
     assert (end.status, end.close_code, end.provider, end.path) == (
         101,

@@ -247,7 +247,7 @@ class SocketRelay:
             self._options,
         )
 
-    async def admit_turn(self, session: _Session, payload: JSON) -> Admission | None:
+    async def admit_turn(self, session: _Session, payload: JSON, size: int) -> Admission | None:
         """A turn's request through the guards; raises the refusal."""
         if self._guards is None:
             return None
@@ -255,7 +255,7 @@ class SocketRelay:
             session.client.scope,
             provider=session.provider,
             model=session.model_of(payload),
-            request_bytes=None,
+            request_bytes=size,
             identity=session.identity,
         )
 
@@ -282,6 +282,8 @@ class _Turn:
     started_at: float
     model: str | None
     admission: Admission | None
+    #: The size of the turn's request message.
+    request_bytes: int = 0
 
 
 class _Session:
@@ -382,16 +384,18 @@ class _Session:
                     payload = changed
                     text = dumps(payload).decode("utf-8")
                     model = self.model_of(payload)
-            admission = await self.relay.admit_turn(self, payload)
+            size = len(text.encode("utf-8"))
+            admission = await self.relay.admit_turn(self, payload, size)
         except ProxyError as error:
-            self._emit_turn(_Turn(started, started_at, model, None), None, error)
+            size = len(text.encode("utf-8"))
+            self._emit_turn(_Turn(started, started_at, model, None, size), None, error)
             message = self.dialect.socket_error(error)
             if message is None:
                 await self.client.close(POLICY_VIOLATION, error.message)
             else:
                 await self.client.send(message)
             return None
-        self.turns.append(_Turn(started, started_at, model, admission))
+        self.turns.append(_Turn(started, started_at, model, admission, size))
         return text
 
     async def _from_upstream(self, upstream: SocketPeer) -> None:
@@ -430,7 +434,7 @@ class _Session:
         )
         turn.model = self.dialect.model_of(payload) or turn.model or self.model
         if turn.admission is not None:
-            await turn.admission.finish(usage, 0)
+            await turn.admission.finish(usage, turn.request_bytes)
         self._emit_turn(turn, usage, None)
 
     async def _watch(self) -> None:
@@ -468,7 +472,7 @@ class _Session:
         while self.turns:
             turn = self.turns.popleft()
             if turn.admission is not None:
-                await turn.admission.finish(None, 0)
+                await turn.admission.finish(None, turn.request_bytes)
 
     def _emit_turn(self, turn: _Turn, usage: Usage | None, error: ProxyError | None) -> None:
         now = time.perf_counter()
@@ -489,7 +493,7 @@ class _Session:
                 time_to_first_byte=None,
                 duration=now - turn.started,
                 overhead=0.0,
-                request_bytes=0,
+                request_bytes=turn.request_bytes,
                 response_bytes=0,
                 usage=usage,
                 dialect=self.dialect.name if self.dialect is not None else None,
