@@ -173,4 +173,3 @@ class OpenAIChat(BaseDialect):
                 },
             }
         ).decode("utf-8")
-
