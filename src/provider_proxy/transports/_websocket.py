@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("provider_proxy")
 #: The websockets library's log of upstream sockets: under ``provider_proxy``, so the
-#: app's filter scrubs keys from it (a URL it logs may carry one, as Gemini Live's).
+#: app's filter scrubs keys from it (a URL it logs may carry one in its query).
 _library_logger = logging.getLogger("provider_proxy.websockets")
 
 #: The longest a provider may take to accept a socket.
