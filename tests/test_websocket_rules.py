@@ -217,3 +217,16 @@ def test_limits_are_checked_when_given() -> None:
         InferenceSocketOptions(heartbeat_interval=0)
     with pytest.raises(ValueError, match="ws_connections_per_minute"):
         InferenceSocketOptions(connections_per_minute=0)
+
+
+def test_the_operator_chooses_the_sockets_of_an_adapter() -> None:
+    closed = OpenAIAdapter(api_key="k" * 10, sockets=[])
+    assert not closed.opens_socket("/realtime")
+    assert not closed.opens_socket("/responses")
+    only = OpenAIAdapter(api_key="k" * 10, sockets=["GET /realtime"])
+    assert only.opens_socket("/realtime")
+    assert not only.opens_socket("/responses")
+    local = OpenAICompatibleAdapter("vllm", "http://127.0.0.1:8000/v1", sockets=["GET /realtime"])
+    assert local.opens_socket("/realtime")
+    with pytest.raises(ValueError, match="list of strings"):
+        OpenAIAdapter(api_key="k" * 10, sockets="GET /realtime")

@@ -63,6 +63,7 @@ class ProviderOptions(TypedDict, total=False):
     forward_headers: str | Iterable[str]
     client_identity: ClientIdentity | None
     token_source: TokenSource | None
+    sockets: Iterable[str] | None
 
 
 class AdapterOptions(ProviderOptions, total=False):
@@ -131,6 +132,8 @@ class BaseAdapter:
             single string is one rule.
         :param transforms: body transforms for this provider's requests, run after
             the adapter's own :meth:`default_transforms`.
+        :param sockets: the WebSocket endpoints relayed, instead of the adapter's
+            :attr:`socket_endpoints` (``[]`` relays none).
         """
         name = options.get("name")
         name = self.default_name if name is None else name
@@ -177,7 +180,10 @@ class BaseAdapter:
         extra = (allow,) if isinstance(allow, str) else tuple(allow)
         self._endpoint_rules: tuple[EndpointRule, ...] = parse_rules((*self.endpoints, *extra))
         self._endpoint_cache: dict[tuple[str, str], bool] = {}
-        self._socket_rules: tuple[EndpointRule, ...] = parse_rules(self.socket_endpoints)
+        sockets = options.get("sockets")
+        self._socket_rules: tuple[EndpointRule, ...] = parse_rules(
+            self.socket_endpoints if sockets is None else sockets
+        )
         self._dialect_cache: dict[str, Dialect] = {}
         self._transforms = checked_transforms(
             (*self.default_transforms(), *transforms), f"The transforms of adapter {name!r}"
