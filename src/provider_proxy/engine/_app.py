@@ -141,7 +141,7 @@ class ProxyApp:
 
     :param adapters: the providers; ``{mount}/{adapter.name}/X`` goes to
         ``{adapter.base_url}/X``. Names must be unique; ``health``, ``status``,
-        ``metrics`` and ``v1`` are kept for the proxy's own endpoints.
+        ``metrics``, ``v1`` and ``ws`` are kept for the proxy's own endpoints.
     :param transport: the upstream transport (any :class:`httpx.AsyncBaseTransport`); by
         default the fastest installed. The app closes it on shutdown, as
         :class:`httpx.AsyncClient` does.
