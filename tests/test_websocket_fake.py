@@ -11,7 +11,7 @@ from websockets.sync.client import connect
 
 from provider_proxy.testing import FakeSocketUpstream
 
-from .servers import ServerThread, serve
+from .servers import ServerThread, serve, wait_until
 
 SECRET = "the-client-key-0123456789"
 
@@ -77,4 +77,4 @@ def test_realtime_and_gemini_live_and_a_refusal(
     with pytest.raises(InvalidStatus) as refused:
         connect(_url(server, "/v1/responses"), additional_headers={"x-fake-status": "401"})
     assert refused.value.response.status_code == 401
-    assert fake.open_sockets == 0
+    assert wait_until(lambda: fake.open_sockets == 0)
