@@ -21,7 +21,7 @@ from websockets.asyncio.client import connect as async_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from provider_proxy import Guards, ProxyApp, RateLimit, make_asgi_app
+from provider_proxy import Guards, ProxyApp, Quota, RateLimit, make_asgi_app
 from provider_proxy.adapters import AzureOpenAIAdapter, GeminiAdapter, OpenAIAdapter
 from provider_proxy.testing import FakeSocketUpstream
 from provider_proxy.transforms import ParameterPolicy
@@ -507,3 +507,38 @@ def test_no_key_in_the_logs_even_at_debug(
     assert "GET /ws/google" in proxy_log  # the upstream handshake was logged, key scrubbed
     assert GEMINI_KEY not in proxy_log
     assert CLIENT_KEY not in proxy_log
+
+
+def test_turns_the_provider_starts_itself_are_charged_and_limited(
+    build: Callable[..., ServerThread], events: list[Any]
+) -> None:
+    # Server voice activity starts a response with no response.create: it is counted
+    # and charged when it ends, and a client over its quota is then disconnected.
+    guards = Guards(client_keys=[CLIENT_KEY], quotas=[Quota(tokens=30)])
+    server = build(guards=guards)
+    url = ws_url(server, "/openai/realtime?model=gpt-realtime")
+    with connect(url, additional_headers=AUTH) as ws:
+        assert recv_json(ws)["type"] == "session.created"
+        for expected_input in (10, 20):  # 14 then 24 tokens: 38, over the quota of 30
+            ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+            while (event := recv_json(ws))["type"] != "response.done":
+                pass
+            assert event["response"]["usage"]["input_tokens"] == expected_input
+        ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+        while (event := recv_json(ws))["type"] != "response.done":
+            pass  # the third answer is delivered: it was made before the check
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1013
+    assert "quota" in closed.value.rcvd.reason
+    assert wait_until(lambda: len(connection_events(events)) == 1)
+    assert [(t.status, t.usage.input_tokens) for t in turn_events(events)] == [
+        (200, 10),
+        (200, 20),
+        (429, 30),
+    ]
+    # Once the day's quota is used up, a response.create is refused before it is sent.
+    with connect(url, additional_headers=AUTH) as ws:
+        assert recv_json(ws)["type"] == "session.created"
+        assert turn(ws)[0]["error"]["code"] == "quota_exceeded"

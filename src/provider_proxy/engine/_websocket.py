@@ -77,6 +77,7 @@ from ._ws_common import (
     SocketLimits,
     SocketPeer,
     close_code,
+    status_close_code,
 )
 
 logger = logging.getLogger("provider_proxy")
@@ -413,29 +414,47 @@ class _Session:
                     await client.close(closed.code, closed.reason)
                 return
             self._last = time.monotonic()
+            refused: ProxyError | None = None
             if isinstance(data, str) and hints and any(hint in data for hint in hints):
-                await self._turn_end(data)
+                refused = await self._turn_end(data)
             if not await client.send(data):
                 return
+            if refused is not None:  # over its limits: no more turns on this socket
+                await self._close_both(
+                    status_close_code(refused.status_code), refused.message, upstream
+                )
+                return
 
-    async def _turn_end(self, text: str) -> None:
+    async def _turn_end(self, text: str) -> ProxyError | None:
+        """A provider message that may end a turn: its usage charged and its event sent.
+
+        A turn the provider started on its own (voice activity, with no request
+        the guards saw) is admitted now: counted and charged, and a client over
+        its limits gets the refusal, which ends the socket.
+        """
         assert self.dialect is not None
         try:
             payload = loads(text)
         except ValueError:
-            return
+            return None
         if self.dialect.socket_turn(payload) != "end":
-            return
+            return None
         usage = self.dialect.usage_of(payload)
-        turn = (
-            self.turns.popleft()
-            if self.turns
-            else _Turn(time.perf_counter(), time.time(), None, None)
-        )
-        turn.model = self.dialect.model_of(payload) or turn.model or self.model
+        model = self.dialect.model_of(payload)
+        refused: ProxyError | None = None
+        if self.turns:
+            turn = self.turns.popleft()
+        else:
+            turn = _Turn(time.perf_counter(), time.time(), model or self.model, None)
+            try:
+                turn.admission = await self.relay.admit_turn(self, payload, 0)
+            except ProxyError as error:
+                refused = error
+        turn.model = model or turn.model or self.model
         if turn.admission is not None:
             await turn.admission.finish(usage, turn.request_bytes)
-        self._emit_turn(turn, usage, None)
+        self._emit_turn(turn, usage, refused)
+        return refused
 
     async def _watch(self) -> None:
         """Close the socket when it was idle, or open, for too long."""

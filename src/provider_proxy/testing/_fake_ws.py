@@ -20,7 +20,9 @@ In every protocol:
 - ``{"type": "fake.close", "code": 4001, "reason": "..."}`` closes with that code;
 - ``{"type": "fake.crash"}`` fails the socket (the server closes it with 1011);
 - a ``response.create`` with ``"fake_wait": true`` gets its ``response.created``
-  at once but its end only after ``{"type": "fake.release"}``.
+  at once but its end only after ``{"type": "fake.release"}``;
+- on the Realtime socket, ``input_audio_buffer.commit`` is answered with a
+  response, as server voice activity detection starts one (no ``response.create``).
 
 A handshake with ``x-fake-status: 429`` is refused with that status and a JSON body.
 """
@@ -180,6 +182,9 @@ class FakeSocketUpstream:
                 for waiting, number in held:
                     await _response(send, kind, waiting, number, created=False)
                 held.clear()
+            elif action == "input_audio_buffer.commit" and kind == "realtime":
+                turn += 1
+                await _response(send, kind, payload, turn)
             elif action == "response.create":
                 turn += 1
                 if payload.get("fake_wait") is True:
