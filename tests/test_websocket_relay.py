@@ -542,3 +542,20 @@ def test_turns_the_provider_starts_itself_are_charged_and_limited(
     with connect(url, additional_headers=AUTH) as ws:
         assert recv_json(ws)["type"] == "session.created"
         assert turn(ws)[0]["error"]["code"] == "quota_exceeded"
+
+
+def test_a_failing_adapter_is_a_clear_500(socket_upstream: ServerThread) -> None:
+    class Broken(OpenAIAdapter):
+        def auth_headers(self, context: Any) -> Any:
+            raise RuntimeError("secret detail")
+
+    adapter = Broken(base_url=socket_upstream.url + "/v1", api_key=OPENAI_KEY)
+    proxy = make_asgi_app([adapter], validate_credentials="off")
+    with serve(proxy, ws="websockets-sansio") as server:
+        with pytest.raises(InvalidStatus) as refused:
+            connect(ws_url(server, "/openai/responses")).close()
+    response = refused.value.response
+    assert response.status_code == 500
+    message = json.loads(response.body)["error"]["message"]
+    assert "RuntimeError" in message
+    assert "secret detail" not in message

@@ -177,7 +177,21 @@ class SocketRelay:
                     dialect=dialect.name,
                 )
                 session.context = context
-                upstream = await self._open(adapter, dialect, context, scope)
+                try:
+                    upstream = await self._open(adapter, dialect, context, scope)
+                except (ProxyError, SocketRefused, SocketUnreachable):
+                    raise
+                except Exception as exc:
+                    # A bug or misconfiguration in adapter code: a clear 500, with the
+                    # details in the log rather than in the answer.
+                    logger.exception(
+                        "could not open the %s socket %s", provider.name, arrival.request_id
+                    )
+                    raise ProxyError(
+                        f"The proxy could not open the socket to {provider.name!r} "
+                        f"({type(exc).__name__}); its log has the details under request id "
+                        f"{arrival.request_id}."
+                    ) from exc
             except SocketRefused as refused:
                 session.status = refused.status
                 session.upstream_status = refused.status
