@@ -21,7 +21,7 @@ from websockets.asyncio.client import connect as async_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from provider_proxy import Guards, ProxyApp, Quota, RateLimit, make_asgi_app
+from provider_proxy import CORS, Guards, ProxyApp, Quota, RateLimit, make_asgi_app
 from provider_proxy.adapters import AzureOpenAIAdapter, GeminiAdapter, OpenAIAdapter
 from provider_proxy.testing import FakeSocketUpstream
 from provider_proxy.transforms import ParameterPolicy
@@ -559,3 +559,26 @@ def test_a_failing_adapter_is_a_clear_500(socket_upstream: ServerThread) -> None
     message = json.loads(response.body)["error"]["message"]
     assert "RuntimeError" in message
     assert "secret detail" not in message
+
+
+def test_with_cors_only_allowed_origins_open_sockets(build: Callable[..., ServerThread]) -> None:
+    server = build(cors=CORS(allow_origins=["https://app.example"]))
+    for path in ("/openai/responses", "/ws"):
+        with pytest.raises(InvalidStatus) as refused:
+            connect(
+                ws_url(server, path),
+                additional_headers=AUTH,
+                origin="https://evil.example",  # type: ignore[arg-type]
+            ).close()
+        assert refused.value.response.status_code == 403
+        assert json.loads(refused.value.response.body)["error"]["code"] == "forbidden"
+    with connect(
+        ws_url(server, "/openai/responses"),
+        additional_headers=AUTH,
+        origin="https://app.example",  # type: ignore[arg-type]
+    ) as ws:
+        ws.send(json.dumps({"type": "fake.echo"}))
+        assert recv_json(ws) == {"type": "fake.echo"}
+    with connect(ws_url(server, "/openai/responses"), additional_headers=AUTH) as ws:
+        ws.send(json.dumps({"type": "fake.echo"}))  # no Origin: not a browser
+        assert recv_json(ws) == {"type": "fake.echo"}

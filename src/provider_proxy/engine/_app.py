@@ -29,6 +29,7 @@ from .._adapter import (
 )
 from .._exceptions import (
     ClientNotAuthorized,
+    Forbidden,
     MethodNotAllowed,
     ProviderNotFound,
     ProxyError,
@@ -287,6 +288,7 @@ class ProxyApp:
             finish=self._finish,
         )
         cors = options.get("cors")
+        self._cors = cors
         self._entry: ASGIApp = (
             self._dispatch if cors is None else CORSMiddleware(self._dispatch, cors)
         )
@@ -435,14 +437,18 @@ class ProxyApp:
             target = self._route(scope)
         except ProxyError:
             target = _Target(None, "", b"", "")
-        if target.name == "ws" and target.rest in (b"", b"/"):
+        error: ProxyError = _websocket_refused()
+        if not self._origin_allowed(scope):
+            error = Forbidden(
+                "This page's origin may not open sockets to the proxy (see its cors= option)."
+            )
+        elif target.name == "ws" and target.rest in (b"", b"/"):
             await self._inference.handle(scope, receive, send)
             return
-        if target.adapter is not None and self._sockets.relays(target.adapter, target.rest):
+        elif target.adapter is not None and self._sockets.relays(target.adapter, target.rest):
             await self._sockets.handle(scope, receive, send, target.adapter, target.rest)
             return
         arrival = Arrival(request_id_from(scope["headers"]), "GET")
-        error = _websocket_refused()
         if _WS_HTTP_RESPONSE in (scope.get("extensions") or {}):
             dialect = self._dialect(target)
             size = await send_error(
@@ -454,6 +460,14 @@ class ProxyApp:
             # what the server answers a close before accepting
             outcome = Outcome(403, error_kind=error.kind)
         self._finish(arrival, Report(outcome, target.provider, target.path))
+
+    def _origin_allowed(self, scope: Scope) -> bool:
+        """Browsers apply no CORS to sockets: with ``cors=``, a page of another origin
+        may not open one (a cross-site page would otherwise use its visitor's cookies)."""
+        origin = header_value(scope["headers"], b"origin")
+        if self._cors is None or origin is None:
+            return True
+        return self._cors.origin_allowed(origin.decode("latin-1"))
 
     def _route(self, scope: Scope) -> _Target:
         """The adapter the path names (if any), and the path for the event and errors.
