@@ -356,12 +356,16 @@ def test_base_url_variables_point_each_builtin_provider(
     assert str(router.serving().base_url) == "http://127.0.0.1:9/api/v1"
 
 
-def test_variables_this_version_cannot_honour_are_said_not_fatal() -> None:
-    env = {"OPENROUTER_API_KEY": "k", "WS_MAX_CONNECTIONS": "10"}
+def test_websocket_variables_reach_the_app_in_its_units() -> None:
+    env = {
+        "OPENROUTER_API_KEY": "k",
+        "WS_MAX_CONNECTIONS": "10",
+        "WS_HEARTBEAT_INTERVAL": "1500",
+    }
     config = load_config(None, env)
-    assert config.warnings == [
-        "environment variable WS_MAX_CONNECTIONS is not supported by this version and is ignored"
-    ]
+    assert config.warnings == []
+    assert config.built.options["ws_max_connections"] == 10
+    assert config.built.options["ws_heartbeat_interval"] == 1.5  # milliseconds to seconds
 
 
 def test_without_keys_no_provider_is_served() -> None:
