@@ -15,6 +15,7 @@ LAYERS = (
     "guards",
     "observe",
     "policy",
+    "spend",
     "state",
     "testing",
     "transforms",

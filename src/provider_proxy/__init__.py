@@ -55,6 +55,7 @@ from .engine import (
 )
 from .guards import Admission, Guards, Quota, RateLimit
 from .observe import EventSink, JsonLogSink, NdjsonUsageSink, PrometheusMetrics, ProxyEvent
+from .spend import Cost, Price, Pricing
 from .state import MemoryStore, RateResult, RedisStore, Store
 from .transports import DEFAULT_LIMITS, DEFAULT_TIMEOUT, default_transport
 
@@ -71,6 +72,7 @@ __all__ = [
     "CORSMiddleware",
     "ClientDisconnected",
     "ClientNotAuthorized",
+    "Cost",
     "CredentialCheck",
     "CredentialState",
     "CredentialsRejected",
@@ -89,6 +91,8 @@ __all__ = [
     "Overloaded",
     "PathRefused",
     "PoolExhausted",
+    "Price",
+    "Pricing",
     "PrometheusMetrics",
     "Provider",
     "ProviderAdapter",

@@ -173,11 +173,12 @@ def usage(
     output_tokens: int | None,
     cache_read: int | None = None,
     cache_write: int | None = None,
+    reasoning: int | None = None,
 ) -> Usage | None:
     """A :class:`Usage`, or ``None`` when nothing was reported."""
     if input_tokens is output_tokens is cache_read is cache_write is None:
         return None
-    return Usage(input_tokens, output_tokens, cache_read, cache_write)
+    return Usage(input_tokens, output_tokens, cache_read, cache_write, reasoning)
 
 
 def top_level_model(payload: JSON) -> str | None:

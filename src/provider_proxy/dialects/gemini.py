@@ -55,6 +55,8 @@ def gemini_usage(payload: Any) -> Usage | None:
         None if prompt is None else prompt + (tools or 0),
         None if candidates is None and thoughts is None else (candidates or 0) + (thoughts or 0),
         int_count(counts.get("cachedContentTokenCount")),
+        None,
+        thoughts,
     )
 
 

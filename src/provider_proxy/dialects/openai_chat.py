@@ -58,12 +58,15 @@ def openai_usage(payload: Any) -> Usage | None:
         cached = int_count(get(counts.get("prompt_tokens_details"), "cached_tokens"))
         if cached is None:
             cached = int_count(counts.get("prompt_cache_hit_tokens"))
-        return usage(prompt, output, cached)
+        reasoning = int_count(get(counts.get("completion_tokens_details"), "reasoning_tokens"))
+        return usage(prompt, output, cached, None, reasoning)
     if "input_tokens" in counts or "output_tokens" in counts:
         return usage(
             int_count(counts.get("input_tokens")),
             int_count(counts.get("output_tokens")),
             int_count(get(counts.get("input_tokens_details"), "cached_tokens")),
+            None,
+            int_count(get(counts.get("output_tokens_details"), "reasoning_tokens")),
         )
     return None
 

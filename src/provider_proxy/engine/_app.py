@@ -48,6 +48,7 @@ from ..policy import (
     request_id_from,
     split_provider,
 )
+from ..spend import Cost, PriceSpec, Pricing, SpendTally
 from ..state import MemoryStore, Store
 from ..transports import DEFAULT_LIMITS, DEFAULT_TIMEOUT, SharedTransport, default_transport
 from ..types import ASGIApp, Receive, Scope, Send
@@ -102,6 +103,7 @@ class ProxyOptions(TypedDict, total=False):
     overhead_header: bool
     default_provider: str | None
     strict_translation: bool
+    prices: Mapping[str, PriceSpec] | Pricing | None
 
 
 class ProxyApp:
@@ -142,6 +144,10 @@ class ProxyApp:
         adapter prefix (``model="gpt-4.1"``); without one, such a name is a 404.
     :param strict_translation: at the gateway, refuse (400) a field a translation
         would drop for having no effect at the provider, instead of dropping it.
+    :param prices: USD per million tokens by model (``{"my-model": {"input": 0.5,
+        "output": 1.5, "cache_read": 0.05}}``, or a :class:`~provider_proxy.Pricing`),
+        for the cost of each request (:attr:`ProxyEvent.cost`); models not listed
+        are priced by the ``prices`` extra's library, else their cost is ``None``.
     """
 
     def __init__(self, adapters: Sequence[Provider], **options: Unpack[ProxyOptions]) -> None:
@@ -178,9 +184,14 @@ class ProxyApp:
 
         store = options.get("store")
         self.store: Store = MemoryStore() if store is None else store
+        prices = options.get("prices")
+        #: Where the cost of each request comes from.
+        self.pricing = prices if isinstance(prices, Pricing) else Pricing(prices)
+        self._spend = SpendTally()
         self._guards = options.get("guards")
         if self._guards is not None:
             self._guards.bind(self.store)
+            self._guards.bind_pricing(self.pricing)
         self.catalog = ModelCatalog(
             self._adapters,
             self.store,
@@ -456,8 +467,24 @@ class ProxyApp:
     def _finish(self, arrival: Arrival, report: Report) -> None:
         """Count the answer and hand its event to the sinks."""
         self._by_status[report.outcome.status] += 1
+        cost, unknown = self._cost(report)
+        if report.provider is not None and report.outcome.upstream_status is not None:
+            model = report.model or report.outcome.model
+            usage = report.outcome.usage
+            self._spend.add(report.provider, model, report.identity, usage, cost)
         if self._dispatcher.sinks and (self._other_sinks or self._events_wanted()):
-            self._dispatcher.emit(event_of(arrival, report))
+            self._dispatcher.emit(event_of(arrival, report, cost, unknown))
+
+    def _cost(self, report: Report) -> tuple[Cost | None, str | None]:
+        """What a provider's answer cost, or why that is not known (``None`` twice for
+        the proxy's own endpoints)."""
+        adapter = self._adapters.get(report.provider) if report.provider else None
+        if adapter is None:
+            return None, None
+        model = report.model or report.outcome.model
+        return self.pricing.cost(
+            adapter.name, model, report.outcome.usage, str(adapter.serving().base_url)
+        )
 
     # -- the proxy's own endpoints --------------------------------------------------
 
@@ -555,6 +582,7 @@ class ProxyApp:
             "providers": self._providers(),
             "models": self.catalog.status(),
             "guards": None if self._guards is None else self._guards.status(),
+            "spend": self._spend.status(),
             "requests": {
                 "in_flight": self._in_flight,
                 "total": sum(self._by_status.values()),

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from .._adapter import Usage
 from .._exceptions import ProxyError, UpstreamStreamError
 from ..observe import ProxyEvent
+from ..spend import Cost
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +85,13 @@ class Report:
     translated: bool = False
 
 
-def event_of(arrival: Arrival, report: Report) -> ProxyEvent:
-    """The request's one event: built here, from its arrival and its report."""
+def event_of(
+    arrival: Arrival,
+    report: Report,
+    cost: Cost | None = None,
+    cost_unknown: str | None = None,
+) -> ProxyEvent:
+    """The request's one event: built here, from its arrival, its report and its cost."""
     now = time.perf_counter()
     outcome = report.outcome
     sent = outcome.sent_at if outcome.sent_at is not None else now
@@ -111,4 +117,6 @@ def event_of(arrival: Arrival, report: Report) -> ProxyEvent:
         dialect=report.dialect,
         client_dialect=report.client_dialect,
         translated=report.translated,
+        cost=cost,
+        cost_unknown=cost_unknown,
     )

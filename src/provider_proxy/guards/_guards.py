@@ -34,6 +34,7 @@ from .._exceptions import (
 )
 from ..dialects import CREDENTIAL_HEADERS, KEY_PARAMS
 from ..policy import param_value
+from ..spend import Pricing
 from ..state import RateResult, Store, one_deadline
 from ..types import Scope
 
@@ -261,6 +262,8 @@ class Guards:
         self._trusted = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
         self.store = store
         self._now = now or (lambda: datetime.datetime.now(datetime.timezone.utc))
+        #: Prices for budgets; the app binds its own.
+        self.pricing = Pricing()
 
     def __repr__(self) -> str:
         auth = "keys" if self._keys else "callable" if self._authenticate else "none"
@@ -272,6 +275,10 @@ class Guards:
         """Use ``store`` unless one was given (the app passes its own)."""
         if self.store is None:
             self.store = store
+
+    def bind_pricing(self, pricing: Pricing) -> None:
+        """Price budgeted requests with ``pricing`` (the app passes its own)."""
+        self.pricing = pricing
 
     @property
     def needs_model(self) -> bool:
