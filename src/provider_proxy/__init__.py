@@ -53,7 +53,7 @@ from .engine import (
     make_asgi_app,
     mount,
 )
-from .guards import Admission, Guards, Quota, RateLimit
+from .guards import Admission, Budget, BudgetExceeded, Guards, ModelNotPriced, Quota, RateLimit
 from .observe import EventSink, JsonLogSink, NdjsonUsageSink, PrometheusMetrics, ProxyEvent
 from .spend import Cost, Price, Pricing
 from .state import MemoryStore, RateResult, RedisStore, Store
@@ -69,6 +69,8 @@ __all__ = [
     "BadRequest",
     "BodyTooLarge",
     "BodyTransform",
+    "Budget",
+    "BudgetExceeded",
     "CORSMiddleware",
     "ClientDisconnected",
     "ClientNotAuthorized",
@@ -87,6 +89,7 @@ __all__ = [
     "ModelInfo",
     "ModelLookup",
     "ModelNotAllowed",
+    "ModelNotPriced",
     "NdjsonUsageSink",
     "Overloaded",
     "PathRefused",

@@ -81,6 +81,10 @@ class Dialect(Protocol):
         """Token usage in one response body or one streamed event, normalised."""
         ...
 
+    def output_limit_of(self, body: JSON) -> int | None:
+        """The most output tokens a request body allows (its ``max_tokens``), if it says."""
+        ...
+
     def error_body(self, error: ProxyError, request_id: str) -> bytes:
         """The proxy's own error in this format's JSON error body."""
         ...
@@ -136,6 +140,9 @@ class BaseDialect:
     def usage_of(self, payload: JSON) -> Usage | None:
         return None
 
+    def output_limit_of(self, body: JSON) -> int | None:
+        return None
+
     def error_body(self, error: ProxyError, request_id: str) -> bytes:
         return openai_error(error)
 
@@ -179,6 +186,15 @@ def usage(
     if input_tokens is output_tokens is cache_read is cache_write is None:
         return None
     return Usage(input_tokens, output_tokens, cache_read, cache_write, reasoning)
+
+
+def first_count(body: JSON, *keys: str) -> int | None:
+    """The first of ``keys`` in a JSON object that holds a token count."""
+    for key in keys:
+        count = int_count(get(body, key))
+        if count is not None:
+            return count
+    return None
 
 
 def top_level_model(payload: JSON) -> str | None:

@@ -11,7 +11,7 @@ from .._exceptions import ProxyError
 from .._json import dumps
 from . import _anthropic_codec as _codec
 from ._anthropic_stream import StreamDecoder, StreamEncoder
-from ._base import BaseDialect, get, int_count, route, top_level_model, usage
+from ._base import BaseDialect, first_count, get, int_count, route, top_level_model, usage
 from .canonical import Codec, FidelityTable, Request, Response, StreamError
 
 # Anthropic's error types by status (https://docs.anthropic.com/en/api/errors).
@@ -118,6 +118,10 @@ class AnthropicMessages(BaseDialect):
 
     def usage_of(self, payload: JSON) -> Usage | None:
         return anthropic_usage(payload)
+
+    def output_limit_of(self, body: JSON) -> int | None:
+        """``max_tokens`` (``max_tokens_to_sample`` on ``/v1/complete``)."""
+        return first_count(body, "max_tokens", "max_tokens_to_sample")
 
     def model_list(self, models: Sequence[Mapping[str, Any]], has_more: bool) -> dict[str, Any]:
         """``{"data", "has_more", "first_id", "last_id"}``, as the Models API pages them."""

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from .._adapter import JSON, Usage
 from .._exceptions import ProxyError
 from .._json import dumps
-from ._base import BaseDialect, get, int_count, route, top_level_model, usage
+from ._base import BaseDialect, first_count, get, int_count, route, top_level_model, usage
 
 #: Query parameters that carry a Google credential (``key`` is the API key's
 #: usual place; ``access_token`` and its alias ``oauth_token`` an OAuth token).
@@ -104,6 +104,10 @@ class Gemini(BaseDialect):
 
     def usage_of(self, payload: JSON) -> Usage | None:
         return gemini_usage(payload)
+
+    def output_limit_of(self, body: JSON) -> int | None:
+        """``generationConfig.maxOutputTokens`` (the OpenAI-compatible paths are OpenAI Chat)."""
+        return first_count(get(body, "generationConfig"), "maxOutputTokens")
 
     def error_body(self, error: ProxyError, request_id: str) -> bytes:
         """Google's error format: ``{"error": {"code", "message", "status"}}``."""

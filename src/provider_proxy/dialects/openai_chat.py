@@ -15,6 +15,7 @@ from .._exceptions import ProxyError
 from . import _openai_chat_codec as _codec
 from ._base import (
     BaseDialect,
+    first_count,
     get,
     int_count,
     openai_error,
@@ -139,6 +140,11 @@ class OpenAIChat(BaseDialect):
 
     def usage_of(self, payload: JSON) -> Usage | None:
         return openai_usage(payload)
+
+    def output_limit_of(self, body: JSON) -> int | None:
+        """``max_completion_tokens`` (which wins), ``max_tokens``, or the Responses
+        API's ``max_output_tokens``."""
+        return first_count(body, "max_completion_tokens", "max_tokens", "max_output_tokens")
 
     def error_body(self, error: ProxyError, request_id: str) -> bytes:
         return openai_error(error)

@@ -34,7 +34,7 @@ from .._exceptions import (
 from .._json import dumps, loads
 from ..adapters import Provider, ProviderAdapter
 from ..dialects import KEY_PARAMS, PRIVATE_HEADERS, Dialect
-from ..guards import Admission, Guards
+from ..guards import Admission, Estimate, Guards
 from ..policy import (
     REQUEST_ID,
     HeaderPolicy,
@@ -70,6 +70,8 @@ class _Body:
     model: str | None = None
     #: Bytes received, when the body was read whole.
     received: int | None = None
+    #: The output limit the (transformed) body sets (``max_tokens``), when it was parsed.
+    output_limit: int | None = None
 
 
 class Forwarder:
@@ -165,6 +167,11 @@ class Forwarder:
                                 model=context.path_model or model,
                                 request_bytes=source.received,
                                 identity=identity,
+                                estimate=Estimate(
+                                    source.length or 0,
+                                    source.output_limit,
+                                    str(route.adapter.base_url),
+                                ),
                             )
                         )
                         identity, limits = admission.identity, as_raw(dict(admission.headers))
@@ -205,7 +212,12 @@ class Forwarder:
                 outcome = Outcome.client_left()
             finally:
                 if admission is not None:
-                    admission.charge(outcome.usage if outcome is not None else None, body.size)
+                    admission.charge(
+                        outcome.usage if outcome is not None else None,
+                        body.size,
+                        billed=_maybe_billed(outcome),
+                        cut_after=_cut_after(outcome),
+                    )
         assert outcome is not None  # every path above set it or raised
         if outcome.error_kind == "client_disconnected" and outcome.upstream_status is None:
             logger.debug("client went away before the answer (request %s)", arrival.request_id)
@@ -287,6 +299,7 @@ class Forwarder:
         strict = transform is not None
         parsed = _parse(raw, strict=strict)
         model: str | None = None
+        output_limit: int | None = None
         if parsed is not _NOT_PARSED:
             model_of = route.dialect.model_of
             model = model_of(parsed)
@@ -295,6 +308,7 @@ class Forwarder:
                 if changed is not None:
                     parsed = changed
                     model = model_of(changed) or model
+            output_limit = route.dialect.output_limit_of(parsed)
             # The upstream gets what the transforms and guards read, not the bytes
             # sent, which its parser might read otherwise (the first of two "model"s).
             forwarded = _serialise(parsed, strict=strict)
@@ -302,7 +316,7 @@ class Forwarder:
                 model = None  # forwarded as sent: its model is not known
             else:
                 raw = forwarded
-        return _Body(httpx.ByteStream(raw), len(raw), model, received)
+        return _Body(httpx.ByteStream(raw), len(raw), model, received, output_limit)
 
     def _transform_for(
         self, adapter: ProviderAdapter, context: RequestContext
@@ -374,6 +388,25 @@ class _StreamedBody(httpx.AsyncByteStream):
     async def __aiter__(self) -> Any:
         async for chunk in self._body.stream():
             yield chunk
+
+
+def _maybe_billed(outcome: Outcome | None) -> bool:
+    """Whether the provider may have billed the request: it was sent, and not answered
+    with an error status."""
+    if outcome is None or outcome.sent_at is None:
+        return False
+    status = outcome.upstream_status
+    return status is None or status < 400
+
+
+def _cut_after(outcome: Outcome | None) -> int | None:
+    """The bytes relayed of an answer that broke off (the client left, the stream
+    failed), whose usage may be partial; ``None`` for an answer that completed."""
+    if outcome is None or outcome.upstream_status is None:
+        return None
+    if outcome.error_kind in ("client_disconnected", "upstream_stream_error"):
+        return outcome.response_bytes
+    return None
 
 
 def _parse(raw: bytes, *, strict: bool) -> JSON:
