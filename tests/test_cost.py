@@ -14,6 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from provider_proxy import Guards, ProxyApp, Usage
+from provider_proxy.engine import _priced
 from provider_proxy.observe import NdjsonUsageSink, PrometheusMetrics
 from provider_proxy.observe._sinks import event_fields
 from provider_proxy.spend import LIBRARY, Cost, Price, Pricing, SpendTally, cost_of, estimate
@@ -314,3 +315,74 @@ def test_cost_of_real_requests_in_events_access_log_and_status(
         f'provider_proxy_cost_usd_total{{model="gpt-fake",provider="openai"}} {float(total)}'
         in metrics
     )
+
+
+# -- x-proxy-cost-usd --------------------------------------------------------------------
+
+
+def test_cost_header_on_whole_answers_only(make_proxy: Callable[..., ProxyApp]) -> None:
+    sink = Collect()
+    proxy = make_proxy(sinks=[sink], prices=PRICES, cost_header=True)
+    with serve(proxy) as server:
+        whole = httpx.post(
+            server.url + "/openai/chat/completions",
+            json=CHAT,
+            headers={"x-fake-cached": "4"},
+            timeout=10,
+        )
+        streamed = httpx.post(
+            server.url + "/openai/chat/completions",
+            json={**CHAT, "stream": True, "stream_options": {"include_usage": True}},
+            timeout=10,
+        )
+        unpriced = httpx.post(
+            server.url + "/openai/chat/completions",
+            json={**CHAT, "model": "model-nobody-prices"},
+            timeout=10,
+        )
+        assert wait_until(lambda: len(sink.events) == 3)
+    first = sink.events[0]
+    assert first.cost is not None
+    assert whole.headers["x-proxy-cost-usd"] == str(first.cost.total)
+    assert whole.json()["usage"]["prompt_tokens_details"]["cached_tokens"] == 4
+    assert first.response_bytes == len(whole.content)
+    assert first.time_to_first_byte is not None
+    assert "x-proxy-cost-usd" not in streamed.headers  # a stream never waits
+    assert streamed.text.endswith("data: [DONE]\n\n")
+    assert "x-proxy-cost-usd" not in unpriced.headers
+    assert unpriced.status_code == 200
+
+
+def test_cost_header_at_the_gateway_in_the_clients_format(
+    make_proxy: Callable[..., ProxyApp],
+) -> None:
+    proxy = make_proxy(prices={"claude-fake": {"input": 3, "output": 15}}, cost_header=True)
+    with serve(proxy) as server:
+        response = httpx.post(
+            server.url + "/v1/chat/completions",
+            json={**CHAT, "model": "anthropic/claude-fake"},
+            timeout=10,
+        )
+    assert response.status_code == 200
+    usage = response.json()["usage"]
+    expected = (usage["prompt_tokens"] * 3 + usage["completion_tokens"] * 15) / M
+    assert Decimal(response.headers["x-proxy-cost-usd"]) == expected
+
+
+def test_a_long_answer_is_relayed_as_it_comes_without_the_header(
+    make_proxy: Callable[..., ProxyApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_priced, "MAX_PRICED_BYTES", 16)
+    sink = Collect()
+    proxy = make_proxy(sinks=[sink], prices=PRICES, cost_header=True)
+    with serve(proxy) as server:
+        response = httpx.post(server.url + "/openai/chat/completions", json=CHAT, timeout=10)
+        assert wait_until(lambda: len(sink.events) == 1)
+    assert response.status_code == 200
+    assert "x-proxy-cost-usd" not in response.headers
+    body = response.json()  # whole, in order, though read in two parts
+    assert body["usage"]["prompt_tokens"] == 10
+    event = sink.events[0]
+    assert event.cost is not None
+    assert event.usage is not None
+    assert event.response_bytes == len(response.content)

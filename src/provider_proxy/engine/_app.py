@@ -104,6 +104,7 @@ class ProxyOptions(TypedDict, total=False):
     default_provider: str | None
     strict_translation: bool
     prices: Mapping[str, PriceSpec] | Pricing | None
+    cost_header: bool
 
 
 class ProxyApp:
@@ -148,6 +149,8 @@ class ProxyApp:
         "output": 1.5, "cache_read": 0.05}}``, or a :class:`~provider_proxy.Pricing`),
         for the cost of each request (:attr:`ProxyEvent.cost`); models not listed
         are priced by the ``prices`` extra's library, else their cost is ``None``.
+    :param cost_header: add ``x-proxy-cost-usd``, the answer's cost in USD, to whole
+        (not streamed) answers whose cost is known; they are read whole first.
     """
 
     def __init__(self, adapters: Sequence[Provider], **options: Unpack[ProxyOptions]) -> None:
@@ -219,6 +222,7 @@ class ProxyApp:
             models=self.catalog.model_ids,
             usage=self._events_wanted,
             overhead_header=options.get("overhead_header", False),
+            cost_header=self.pricing if options.get("cost_header", False) else None,
         )
         self._gateway = Gateway(
             self._adapters,

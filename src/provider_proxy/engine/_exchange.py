@@ -24,6 +24,7 @@ from ..types import Receive, Send
 from ._body import RequestBody
 from ._heads import relayed_head, send_error
 from ._plan import Plan
+from ._priced import CostHeader, relay_priced
 from ._relay import Progress, relay_response
 from ._report import Outcome
 from ._watch import DisconnectWatch
@@ -39,6 +40,7 @@ async def exchange(
     start: float,
     read_usage: bool,
     overhead_header: bool,
+    cost_header: CostHeader | None = None,
 ) -> Outcome:
     """Send the plan's request and relay the answer, stopping at once if the client leaves."""
     route = plan.route
@@ -87,15 +89,28 @@ async def exchange(
             overhead = sent_at - start if overhead_header else None
             relaying = True
             try:
-                await relay_response(
-                    response,
-                    send,
-                    relayed_head(headers, plan.request_id, plan.limits, overhead),
-                    provider=route.provider,
-                    request_id=plan.request_id,
-                    progress=progress,
-                    tap=tap,
-                )
+                head = relayed_head(headers, plan.request_id, plan.limits, overhead)
+                if cost_header is not None and tap is not None and not streamed:
+                    await relay_priced(
+                        response,
+                        send,
+                        head,
+                        provider=route.provider,
+                        request_id=plan.request_id,
+                        progress=progress,
+                        tap=tap,
+                        price=cost_header,
+                    )
+                else:
+                    await relay_response(
+                        response,
+                        send,
+                        head,
+                        provider=route.provider,
+                        request_id=plan.request_id,
+                        progress=progress,
+                        tap=tap,
+                    )
                 completed = True
             finally:
                 watch.stop()

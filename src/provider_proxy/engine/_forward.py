@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from .._adapter import JSON, BodyTransform, ModelLookup, RequestContext
+from .._adapter import JSON, BodyTransform, ModelLookup, RequestContext, Usage
 from .._exceptions import (
     BodyTooLarge,
     ClientDisconnected,
@@ -46,12 +46,14 @@ from ..policy import (
     request_headers_for_upstream,
     upstream_url,
 )
+from ..spend import Pricing
 from ..transforms._compose import Composed, applies, checked_transforms, run_transform
 from ..types import Receive, Scope, Send
 from ._body import RequestBody, declared_body_length
 from ._exchange import exchange
 from ._heads import as_raw, send_error
 from ._plan import Plan, Route
+from ._priced import CostHeader
 from ._report import Arrival, Outcome, Report
 
 logger = logging.getLogger("provider_proxy")
@@ -83,6 +85,7 @@ class Forwarder:
     :param models: the model ids of a provider, for transforms that resolve aliases.
     :param usage: whether to read token usage from responses (someone consumes it).
     :param overhead_header: whether to add ``x-proxy-overhead-ms`` to answers.
+    :param cost_header: the prices for ``x-proxy-cost-usd`` on whole answers, if wanted.
     """
 
     def __init__(
@@ -96,6 +99,7 @@ class Forwarder:
         models: ModelLookup | None,
         usage: Callable[[], bool],
         overhead_header: bool,
+        cost_header: Pricing | None = None,
     ) -> None:
         self._transport = transport
         self._extensions = dict(extensions)
@@ -105,6 +109,8 @@ class Forwarder:
         self._models = models
         self._usage = usage
         self.overhead_header = overhead_header
+        #: Prices answers for ``x-proxy-cost-usd`` (``cost_header=True``), else ``None``.
+        self.cost_header = cost_header
         self._last_netloc: tuple[httpx.URL | None, bytes] = (None, b"")
         self._policies: dict[tuple[HeaderPolicy, Dialect], HeaderPolicy] = {}
 
@@ -199,8 +205,11 @@ class Forwarder:
                     send,
                     self._transport(),
                     start=arrival.start,
-                    read_usage=self._usage(),
+                    read_usage=self._usage() or self.cost_header is not None,
                     overhead_header=self.overhead_header,
+                    cost_header=None
+                    if self.cost_header is None
+                    else self._priced(route, context.path_model or model),
                 )
             except ProxyError as error:
                 overhead = self.overhead(arrival)
@@ -223,6 +232,18 @@ class Forwarder:
             logger.debug("client went away before the answer (request %s)", arrival.request_id)
         dialect_name = dialect.name if dialect is not None else None
         return Report(outcome, name, path, model, identity, body.size, dialect_name)
+
+    def _priced(self, route: Route, asked: str | None) -> CostHeader:
+        """The ``x-proxy-cost-usd`` value of an answer on ``route``, from its usage."""
+        pricing = self.cost_header
+        assert pricing is not None
+        base_url = str(route.adapter.base_url)
+
+        def header(usage: Usage | None, answered: str | None) -> bytes | None:
+            cost, _ = pricing.cost(route.provider, asked or answered, usage, base_url)
+            return None if cost is None else str(cost.total).encode("ascii")
+
+        return header
 
     def overhead(self, arrival: Arrival) -> float | None:
         """The proxy's time so far, for ``x-proxy-overhead-ms`` when it is asked for."""
