@@ -54,7 +54,14 @@ from .engine import (
     mount,
 )
 from .guards import Admission, Budget, BudgetExceeded, Guards, ModelNotPriced, Quota, RateLimit
-from .observe import EventSink, JsonLogSink, NdjsonUsageSink, PrometheusMetrics, ProxyEvent
+from .observe import (
+    EventSink,
+    JsonLogSink,
+    NdjsonUsageSink,
+    OpenTelemetry,
+    PrometheusMetrics,
+    ProxyEvent,
+)
 from .spend import Cost, Price, Pricing
 from .state import MemoryStore, RateResult, RedisStore, Store
 from .transports import DEFAULT_LIMITS, DEFAULT_TIMEOUT, default_transport
@@ -91,6 +98,7 @@ __all__ = [
     "ModelNotAllowed",
     "ModelNotPriced",
     "NdjsonUsageSink",
+    "OpenTelemetry",
     "Overloaded",
     "PathRefused",
     "PoolExhausted",

@@ -40,7 +40,14 @@ from ..adapters import Provider
 from ..dialects import DEFAULT as OWN_FORMAT
 from ..dialects import GATEWAY, Dialect, client_dialect
 from ..guards import Guards
-from ..observe import EventDispatcher, EventSink, JsonLogSink, PrometheusMetrics
+from ..observe import (
+    EventDispatcher,
+    EventSink,
+    JsonLogSink,
+    OpenTelemetry,
+    PrometheusMetrics,
+    ProxyEvent,
+)
 from ..policy import (
     RawHeaders,
     header_value,
@@ -105,6 +112,7 @@ class ProxyOptions(TypedDict, total=False):
     strict_translation: bool
     prices: Mapping[str, PriceSpec] | Pricing | None
     cost_header: bool
+    telemetry: OpenTelemetry | None
 
 
 class ProxyApp:
@@ -151,6 +159,8 @@ class ProxyApp:
         are priced by the ``prices`` extra's library, else their cost is ``None``.
     :param cost_header: add ``x-proxy-cost-usd``, the answer's cost in USD, to whole
         (not streamed) answers whose cost is known; they are read whole first.
+    :param telemetry: OpenTelemetry spans and GenAI metrics for provider requests
+        (:class:`~provider_proxy.observe.OpenTelemetry`; the ``otel`` extra).
     """
 
     def __init__(self, adapters: Sequence[Provider], **options: Unpack[ProxyOptions]) -> None:
@@ -210,7 +220,9 @@ class ProxyApp:
         self._access_log = JsonLogSink() if options.get("access_log", True) else None
         if self._access_log is not None:
             sinks.append(self._access_log)
+        self._telemetry = options.get("telemetry")
         self._other_sinks = len(sinks) - (self._access_log is not None)
+        self._other_sinks += self._telemetry is not None  # it needs usage too
         self._dispatcher = EventDispatcher(sinks)
 
         self._forwarder = Forwarder(
@@ -422,6 +434,7 @@ class ProxyApp:
         self._in_flight += 1
         target = _Target(None, "", b"", "")
         report: Report | None = None
+        span: Any = None
         try:
             try:
                 target = self._route(scope)
@@ -430,16 +443,22 @@ class ProxyApp:
                 if target.name == "v1":  # answered in the format the client speaks
                     target = dataclasses.replace(target, client=client_dialect(scope["headers"]))
                 gateway = GATEWAY.get(target.path) if target.name == "v1" else None
-                if gateway is not None:
-                    client, operation = gateway
-                    target = dataclasses.replace(target, client=client)
-                    report = await self._gateway.handle(
-                        scope, receive, send, client, operation, arrival
-                    )
-                elif target.adapter is not None:
-                    report = await self._forward(scope, receive, send, target, arrival)
-                else:
-                    report = await self._own_endpoint(scope, send, target, arrival)
+                traced: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+                telemetry = self._telemetry
+                if telemetry is not None and (gateway is not None or target.adapter is not None):
+                    span = telemetry.begin(scope["headers"], arrival.started_at, target.path)
+                    traced = telemetry.current(span)
+                with traced:
+                    if gateway is not None:
+                        client, operation = gateway
+                        target = dataclasses.replace(target, client=client)
+                        report = await self._gateway.handle(
+                            scope, receive, send, client, operation, arrival
+                        )
+                    elif target.adapter is not None:
+                        report = await self._forward(scope, receive, send, target, arrival)
+                    else:
+                        report = await self._own_endpoint(scope, send, target, arrival)
             except ProxyError as error:
                 overhead = self._forwarder.overhead(arrival)
                 dialect = self._dialect(target)
@@ -448,7 +467,9 @@ class ProxyApp:
         finally:
             self._in_flight -= 1
             if report is not None:
-                self._finish(arrival, report)
+                self._finish(arrival, report, span)
+            elif span is not None:
+                span.end()
         if report.outcome.abort is not None:
             raise report.outcome.abort  # the server aborts the connection
 
@@ -468,16 +489,37 @@ class ProxyApp:
             if metrics is not None:
                 metrics.track_end(target.name)
 
-    def _finish(self, arrival: Arrival, report: Report) -> None:
-        """Count the answer and hand its event to the sinks."""
+    def _finish(self, arrival: Arrival, report: Report, span: Any = None) -> None:
+        """Count the answer, hand its event to the sinks, and end its span."""
         self._by_status[report.outcome.status] += 1
         cost, unknown = self._cost(report)
         if report.provider is not None and report.outcome.upstream_status is not None:
             model = report.model or report.outcome.model
             usage = report.outcome.usage
             self._spend.add(report.provider, model, report.identity, usage, cost)
-        if self._dispatcher.sinks and (self._other_sinks or self._events_wanted()):
-            self._dispatcher.emit(event_of(arrival, report, cost, unknown))
+        wanted = self._dispatcher.sinks and (self._other_sinks or self._events_wanted())
+        if wanted or span is not None:
+            event = event_of(arrival, report, cost, unknown)
+            if wanted:
+                self._dispatcher.emit(event)
+            if span is not None:
+                self._end_span(span, event, report)
+
+    def _end_span(self, span: Any, event: ProxyEvent, report: Report) -> None:
+        """The request's span, described from its event (a failing exporter breaks nothing)."""
+        assert self._telemetry is not None
+        adapter = self._adapters.get(report.provider) if report.provider else None
+        url = adapter.serving().base_url if adapter is not None else None
+        try:
+            self._telemetry.end(
+                span,
+                event,
+                request_model=report.model,
+                response_model=report.outcome.model,
+                server=None if url is None else (url.host, url.port),
+            )
+        except Exception:
+            logger.exception("could not end the OpenTelemetry span of a request")
 
     def _cost(self, report: Report) -> tuple[Cost | None, str | None]:
         """What a provider's answer cost, or why that is not known (``None`` twice for

@@ -2,6 +2,7 @@
 
 from ._events import EventSink, ProxyEvent
 from ._metrics import PrometheusMetrics
+from ._otel import OpenTelemetry
 from ._sinks import EventDispatcher, JsonLogSink, NdjsonUsageSink
 from ._sse import SSEEvent, SSEParser
 from ._usage_tap import UsageTap
@@ -11,6 +12,7 @@ __all__ = [
     "EventSink",
     "JsonLogSink",
     "NdjsonUsageSink",
+    "OpenTelemetry",
     "PrometheusMetrics",
     "ProxyEvent",
     "SSEEvent",
