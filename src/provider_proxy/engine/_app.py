@@ -47,6 +47,7 @@ from ..observe import (
     OpenTelemetry,
     PrometheusMetrics,
     ProxyEvent,
+    RecentTraffic,
 )
 from ..policy import (
     RawHeaders,
@@ -61,6 +62,7 @@ from ..transports import DEFAULT_LIMITS, DEFAULT_TIMEOUT, SharedTransport, defau
 from ..types import ASGIApp, Receive, Scope, Send
 from ._catalog import DEFAULT_MODELS_TTL, ModelCatalog, handle_models_route
 from ._cors import CORS, CORSMiddleware
+from ._dashboard import admitted, page, page_headers
 from ._forward import Forwarder
 from ._gateway import Gateway
 from ._heads import content_head, send_error, send_whole
@@ -83,7 +85,7 @@ _OWN_TIMEOUT_CAP = 15.0
 DEFAULT_MAX_BODY_SIZE = 32 * 1024 * 1024
 
 #: Names under the mount point that the proxy answers itself.
-RESERVED_NAMES = frozenset({"health", "status", "metrics", "v1"})
+RESERVED_NAMES = frozenset({"health", "status", "metrics", "v1", "dashboard"})
 
 _JSON = b"application/json"
 
@@ -113,6 +115,7 @@ class ProxyOptions(TypedDict, total=False):
     prices: Mapping[str, PriceSpec] | Pricing | None
     cost_header: bool
     telemetry: OpenTelemetry | None
+    dashboard: bool
 
 
 class ProxyApp:
@@ -161,6 +164,8 @@ class ProxyApp:
         (not streamed) answers whose cost is known; they are read whole first.
     :param telemetry: OpenTelemetry spans and GenAI metrics for provider requests
         (:class:`~provider_proxy.observe.OpenTelemetry`; the ``otel`` extra).
+    :param dashboard: serve ``GET {mount}/dashboard``, a page plotting ``/status``
+        live; under guards, for ``Guards(admins=[...])`` only.
     """
 
     def __init__(self, adapters: Sequence[Provider], **options: Unpack[ProxyOptions]) -> None:
@@ -201,6 +206,8 @@ class ProxyApp:
         #: Where the cost of each request comes from.
         self.pricing = prices if isinstance(prices, Pricing) else Pricing(prices)
         self._spend = SpendTally()
+        self._traffic = RecentTraffic()
+        self._dashboard = options.get("dashboard", False)
         self._guards = options.get("guards")
         if self._guards is not None:
             self._guards.bind(self.store)
@@ -493,6 +500,9 @@ class ProxyApp:
         """Count the answer, hand its event to the sinks, and end its span."""
         self._by_status[report.outcome.status] += 1
         cost, unknown = self._cost(report)
+        if report.provider is not None:
+            outcome = report.outcome
+            self._traffic.add(report.provider, outcome.status >= 400 or bool(outcome.error_kind))
         if report.provider is not None and report.outcome.upstream_status is not None:
             model = report.model or report.outcome.model
             usage = report.outcome.usage
@@ -554,6 +564,16 @@ class ProxyApp:
                     scope.get("query_string", b""),
                     client_dialect(scope["headers"]),
                 )
+            )
+        elif name == "dashboard" and self._dashboard and rest in (b"", b"/"):
+            if method not in ("GET", "HEAD"):
+                raise MethodNotAllowed("The dashboard answers GET only.")
+            identity = await admitted(self._guards, scope)
+            content = page()
+            head = content_head(b"text/html; charset=utf-8", len(content), arrival.request_id)
+            await send_whole(send, 200, [*head, *page_headers()], content)
+            return Report(
+                Outcome(200, response_bytes=len(content)), None, target.path, identity=identity
             )
         elif name in ("health", "status", "metrics") and rest in (b"", b"/"):
             if method not in ("GET", "HEAD"):
@@ -629,6 +649,7 @@ class ProxyApp:
             "models": self.catalog.status(),
             "guards": None if self._guards is None else self._guards.status(),
             "spend": self._spend.status(),
+            "recent": self._traffic.status(),
             "requests": {
                 "in_flight": self._in_flight,
                 "total": sum(self._by_status.values()),

@@ -265,6 +265,8 @@ class Guards:
     :param max_concurrent_per_client: requests in flight per client (429 beyond).
     :param trusted_proxies: addresses or networks (``"10.0.0.0/8"``) whose
         ``X-Forwarded-For`` is believed.
+    :param admins: identities (from ``client_keys`` or ``authenticate``) that may
+        open the proxy's dashboard.
     :param store: where counters live; by default the app's store.
     """
 
@@ -279,6 +281,7 @@ class Guards:
         max_concurrent: int | None = None,
         max_concurrent_per_client: int | None = None,
         trusted_proxies: Iterable[str] = (),
+        admins: Iterable[str] = (),
         store: Store | None = None,
         now: Callable[[], datetime.datetime] | None = None,
     ) -> None:
@@ -298,6 +301,9 @@ class Guards:
         self.rate_limits = tuple(rate_limits)
         self.quotas = tuple(quotas)
         self.budgets = tuple(budgets)
+        if isinstance(admins, str):
+            raise TypeError("admins must be a list of identities, not one string.")
+        self.admins = frozenset(admins)
         for budget in self.budgets:
             if not isinstance(budget, Budget):
                 raise TypeError(f"budgets must be Budget values, not {budget!r}.")
@@ -324,6 +330,10 @@ class Guards:
         """Use ``store`` unless one was given (the app passes its own)."""
         if self.store is None:
             self.store = store
+
+    def is_admin(self, identity: str | None) -> bool:
+        """Whether ``identity`` may open the dashboard."""
+        return identity is not None and identity in self.admins
 
     def bind_pricing(self, pricing: Pricing) -> None:
         """Price budgeted requests with ``pricing`` (the app passes its own)."""

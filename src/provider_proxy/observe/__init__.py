@@ -3,6 +3,7 @@
 from ._events import EventSink, ProxyEvent
 from ._metrics import PrometheusMetrics
 from ._otel import OpenTelemetry
+from ._recent import RecentTraffic
 from ._sinks import EventDispatcher, JsonLogSink, NdjsonUsageSink
 from ._sse import SSEEvent, SSEParser
 from ._usage_tap import UsageTap
@@ -15,6 +16,7 @@ __all__ = [
     "OpenTelemetry",
     "PrometheusMetrics",
     "ProxyEvent",
+    "RecentTraffic",
     "SSEEvent",
     "SSEParser",
     "UsageTap",
