@@ -8,7 +8,7 @@ import datetime
 import json
 import math
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from decimal import Decimal
 
 import anthropic
@@ -498,3 +498,74 @@ def test_redis_down_follows_the_stores_on_error_mode(upstream: ServerThread) -> 
         )
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "store_unavailable"
+
+
+# -- the store's reserve, and the request's output limit -----------------------------------
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(
+    request: pytest.FixtureRequest, redis_server: RedisServer
+) -> AsyncIterator[MemoryStore | RedisStore]:
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    redis = RedisStore.from_url(redis_server.url, prefix=f"t-{uuid.uuid4().hex}:")
+    try:
+        yield redis
+    finally:
+        await redis.aclose()
+
+
+@pytest.mark.anyio
+async def test_reserve_adds_only_within_the_limit(store: MemoryStore | RedisStore) -> None:
+    assert await store.reserve("b", 6, 10, 60) == (True, 6)
+    assert await store.reserve("b", 5, 10, 60) == (False, 6)
+    assert await store.reserve("b", 4, 10, 60) == (True, 10)
+    assert await store.add("b", -7, 60) == 3  # settled below what was reserved
+    assert await store.reserve("b", 7, 10, 60) == (True, 10)
+    assert await store.reserve("big", 10**15, 2 * 10**15, 60) == (True, 10**15)
+
+
+@pytest.mark.anyio
+async def test_200_concurrent_reservations_never_pass_the_limit(
+    store: MemoryStore | RedisStore,
+) -> None:
+    import anyio
+
+    granted = 0
+
+    async def take() -> None:
+        nonlocal granted
+        added, value = await store.reserve("race", 7, 100, 60)
+        assert value <= 100
+        granted += added
+
+    async with anyio.create_task_group() as group:
+        for _ in range(200):
+            group.start_soon(take)
+    assert granted == 14  # 14 * 7 = 98; a 15th would pass 100
+    assert await store.add("race", 0, 60) == 98
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "expected"),
+    [
+        ("/v1/chat/completions", {"max_tokens": 10}, 10),
+        ("/v1/chat/completions", {"max_tokens": 10, "max_completion_tokens": 20}, 20),
+        ("/v1/responses", {"max_output_tokens": 30}, 30),
+        ("/v1/chat/completions", {"max_tokens": "10"}, None),
+        ("/v1/chat/completions", {}, None),
+        ("/v1/messages", {"max_tokens": 40}, 40),
+        ("/v1/complete", {"max_tokens_to_sample": 50}, 50),
+        ("/v1beta/models/g:generateContent", {"generationConfig": {"maxOutputTokens": 60}}, 60),
+        ("/v1beta/models/g:generateContent", {"generationConfig": []}, None),
+    ],
+)
+def test_dialects_read_the_output_limit_a_request_sets(
+    path: str, body: dict[str, object], expected: int | None
+) -> None:
+    from provider_proxy.dialects import BUILTIN
+
+    [dialect] = [d for d in BUILTIN if d.recognizes(path)][:1]
+    assert dialect.output_limit_of(body) == expected

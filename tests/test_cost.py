@@ -386,3 +386,34 @@ def test_a_long_answer_is_relayed_as_it_comes_without_the_header(
     assert event.cost is not None
     assert event.usage is not None
     assert event.response_bytes == len(response.content)
+
+
+def test_requests_without_a_billed_answer_say_why_they_have_no_cost(
+    make_proxy: Callable[..., ProxyApp],
+) -> None:
+    sink = Collect()
+    proxy = make_proxy(sinks=[sink], prices=PRICES)
+    with serve(proxy) as server:
+        failed = httpx.post(
+            server.url + "/openai/chat/completions",
+            json=CHAT,
+            headers={"x-fake-status": "500"},
+            timeout=10,
+        )
+        assert failed.status_code == 500
+        assert wait_until(lambda: len(sink.events) == 1)
+    [event] = sink.events
+    assert event.cost is None
+    assert event.cost_unknown == "the provider answered 500, with no usage"
+
+
+def test_usage_is_read_for_the_status_page_when_prices_are_given(
+    make_proxy: Callable[..., ProxyApp],
+) -> None:
+    # No sink, no guards, the access log's level off: only /status wants the spend.
+    proxy = make_proxy(prices=PRICES)
+    with serve(proxy) as server:
+        httpx.post(server.url + "/openai/chat/completions", json=CHAT, timeout=10)
+        status = httpx.get(server.url + "/status", timeout=10).json()
+    assert status["spend"]["total"]["priced"] == 1
+    assert Decimal(status["spend"]["by_model"]["gpt-fake"]["cost_usd"]) > 0

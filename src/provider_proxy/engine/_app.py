@@ -208,6 +208,8 @@ class ProxyApp:
         self._spend = SpendTally()
         self._traffic = RecentTraffic()
         self._dashboard = options.get("dashboard", False)
+        #: Spend is wanted on /status (and so usage read) when prices or the page are.
+        self._spend_wanted = prices is not None or self._dashboard
         self._guards = options.get("guards")
         if self._guards is not None:
             self._guards.bind(self.store)
@@ -290,7 +292,7 @@ class ProxyApp:
 
     def _events_wanted(self) -> bool:
         """Whether anyone consumes events (and so token usage) right now."""
-        if self._other_sinks or self._guards is not None:
+        if self._other_sinks or self._guards is not None or self._spend_wanted:
             return True
         return self._access_log is not None and self._access_log.enabled()
 
@@ -537,7 +539,12 @@ class ProxyApp:
         adapter = self._adapters.get(report.provider) if report.provider else None
         if adapter is None:
             return None, None
-        model = report.model or report.outcome.model
+        outcome = report.outcome
+        if outcome.upstream_status is None:
+            return None, "the provider did not answer"
+        if outcome.usage is None and outcome.upstream_status >= 400:
+            return None, f"the provider answered {outcome.upstream_status}, with no usage"
+        model = report.model or outcome.model
         return self.pricing.cost(
             adapter.name, model, report.outcome.usage, str(adapter.serving().base_url)
         )
