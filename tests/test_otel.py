@@ -17,6 +17,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from provider_proxy import Guards, ProxyApp
 from provider_proxy.observe import OpenTelemetry
+from provider_proxy.testing import FakeUpstream
 
 from .conftest import ANTHROPIC_KEY, CLIENT_KEY, OPENAI_KEY
 from .servers import ServerThread, serve, wait_until
@@ -163,3 +164,20 @@ def test_gateway_requests_are_traced_with_the_provider_model(
     assert span.name == "chat claude-fake"
     assert attributes["gen_ai.provider.name"] == "anthropic"
     assert attributes["gen_ai.usage.output_tokens"] > 0
+
+
+def test_the_upstream_request_carries_the_proxys_span_as_parent(
+    traced: ServerThread, telemetry: Telemetry, fake: FakeUpstream
+) -> None:
+    httpx.post(
+        traced.url + "/openai/chat/completions",
+        json=CHAT,
+        headers={**AUTH, "traceparent": TRACEPARENT},
+        timeout=10,
+    )
+    assert wait_until(lambda: len(telemetry.spans.get_finished_spans()) == 1)
+    [span] = telemetry.spans.get_finished_spans()
+    sent = [r.header("traceparent") for r in fake.requests if r.header("traceparent")]
+    proxy_span = format(span.context.span_id, "016x")
+    assert sent[-1] == f"00-{TRACE_ID}-{proxy_span}-01"
+    assert [r.header("traceparent") for r in fake.requests].count(TRACEPARENT) == 0

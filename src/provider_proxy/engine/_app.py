@@ -244,6 +244,7 @@ class ProxyApp:
             usage=self._events_wanted,
             overhead_header=options.get("overhead_header", False),
             cost_header=self.pricing if options.get("cost_header", False) else None,
+            trace_headers=None if self._telemetry is None else self._telemetry.trace_headers,
         )
         self._gateway = Gateway(
             self._adapters,

@@ -86,6 +86,7 @@ class Forwarder:
     :param usage: whether to read token usage from responses (someone consumes it).
     :param overhead_header: whether to add ``x-proxy-overhead-ms`` to answers.
     :param cost_header: the prices for ``x-proxy-cost-usd`` on whole answers, if wanted.
+    :param trace_headers: the current trace context as headers, for the upstream request.
     """
 
     def __init__(
@@ -100,6 +101,7 @@ class Forwarder:
         usage: Callable[[], bool],
         overhead_header: bool,
         cost_header: Pricing | None = None,
+        trace_headers: Callable[[], Mapping[str, str]] | None = None,
     ) -> None:
         self._transport = transport
         self._extensions = dict(extensions)
@@ -111,6 +113,7 @@ class Forwarder:
         self.overhead_header = overhead_header
         #: Prices answers for ``x-proxy-cost-usd`` (``cost_header=True``), else ``None``.
         self.cost_header = cost_header
+        self._trace_headers = trace_headers
         self._last_netloc: tuple[httpx.URL | None, bytes] = (None, b"")
         self._policies: dict[tuple[HeaderPolicy, Dialect], HeaderPolicy] = {}
 
@@ -366,6 +369,8 @@ class Forwarder:
         )
         headers = request_headers_for_upstream(context.headers, self._policy(route))
         fixed = {**context.upstream_headers, **adapter.headers, **auth}
+        if self._trace_headers is not None:
+            fixed.update(self._trace_headers())  # the proxy's span, not the caller's
         apply_headers(headers, fixed, adapter.default_headers)
         headers.append((b"host", self._netloc(adapter.base_url)))
         headers.append((REQUEST_ID, context.request_id.encode("ascii")))

@@ -11,7 +11,8 @@ token usage), ``server.address``/``server.port`` of the provider and
 The span continues the trace of the incoming request (its ``traceparent``,
 ``tracestate`` and ``baggage``, read with the globally configured propagator)
 and is the current span while the request is forwarded, so instrumented code
-below it (a transport, a transform) nests under it. It holds no prompt, no
+below it (a transport, a transform) nests under it; the upstream request
+carries its context in place of the caller's. It holds no prompt, no
 answer and no key: only what :class:`~provider_proxy.ProxyEvent` holds.
 """
 
@@ -120,6 +121,13 @@ class OpenTelemetry:
         """Make ``span`` the current one (without ending it) for the block."""
         with self._trace.use_span(span, end_on_exit=False):
             yield
+
+    def trace_headers(self) -> dict[str, str]:
+        """The current trace context as headers (``traceparent``, ...), for the
+        upstream request: the provider's own spans then nest under the proxy's."""
+        carrier: dict[str, str] = {}
+        self._propagate.inject(carrier)
+        return carrier
 
     def end(
         self,
