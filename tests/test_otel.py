@@ -95,6 +95,7 @@ def test_a_span_per_request_with_genai_attributes_in_the_callers_trace(
         "server.address": "127.0.0.1",
         "server.port": port,
         "http.response.status_code": 200,
+        "gen_ai.response.finish_reasons": ("stop",),
         "gen_ai.usage.input_tokens": 13,
         "gen_ai.usage.output_tokens": 11,
         "gen_ai.usage.cache_read.input_tokens": 3,
@@ -163,6 +164,7 @@ def test_gateway_requests_are_traced_with_the_provider_model(
     attributes = dict(span.attributes or {})
     assert span.name == "chat claude-fake"
     assert attributes["gen_ai.provider.name"] == "anthropic"
+    assert attributes["gen_ai.response.finish_reasons"] == ("end_turn",)  # the provider's word
     assert attributes["gen_ai.usage.output_tokens"] > 0
 
 
@@ -181,3 +183,66 @@ def test_the_upstream_request_carries_the_proxys_span_as_parent(
     proxy_span = format(span.context.span_id, "016x")
     assert sent[-1] == f"00-{TRACE_ID}-{proxy_span}-01"
     assert [r.header("traceparent") for r in fake.requests].count(TRACEPARENT) == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "reasons"),
+    [
+        (
+            "/v1/chat/completions",
+            {"choices": [{"finish_reason": "stop"}, {"finish_reason": "length"}]},
+            ("stop", "length"),
+        ),
+        ("/v1/chat/completions", {"choices": [{"delta": {}, "finish_reason": None}]}, ()),
+        (
+            "/v1/responses",
+            {"type": "response.completed", "response": {"status": "completed"}},
+            ("completed",),
+        ),
+        (
+            "/v1/responses",
+            {"status": "incomplete", "incomplete_details": {"reason": "max_output_tokens"}},
+            ("max_output_tokens",),
+        ),
+        ("/v1/responses", {"response": {"status": "in_progress"}}, ()),
+        ("/v1/messages", {"type": "message", "stop_reason": "tool_use"}, ("tool_use",)),
+        (
+            "/v1/messages",
+            {"type": "message_delta", "delta": {"stop_reason": "max_tokens"}},
+            ("max_tokens",),
+        ),
+        ("/v1/messages", {"type": "message_start", "message": {"stop_reason": None}}, ()),
+        ("/v1beta/models/g:generateContent", {"candidates": [{"finishReason": "STOP"}]}, ("STOP",)),
+    ],
+)
+def test_dialects_read_finish_reasons(
+    path: str, payload: dict[str, object], reasons: tuple[str, ...]
+) -> None:
+    from provider_proxy.dialects import BUILTIN
+
+    dialect = next(d for d in BUILTIN if d.recognizes(path))
+    assert dialect.finish_reasons_of(payload) == reasons
+
+
+def test_the_tap_reads_finish_reasons_from_events_it_would_skip_for_usage() -> None:
+    from provider_proxy.dialects import OpenAIChat
+    from provider_proxy.observe import UsageTap
+
+    dialect = OpenAIChat()
+    tap = UsageTap(
+        dialect.usage_of,
+        dialect.model_of,
+        content_type="text/event-stream",
+        content_encoding=None,
+        usage_hint="usage",
+        model_hint="model",
+        extract_finish=dialect.finish_reasons_of,
+        finish_hint=dialect.finish_hint,
+    )
+    for data in (
+        {"model": "m", "choices": [{"delta": {"content": "hi"}, "finish_reason": None}]},
+        {"model": "m", "choices": [{"delta": {}, "finish_reason": "length"}]},
+    ):
+        tap.feed(b"data: " + json.dumps(data).encode() + b"\n\n")
+    assert tap.result() == (None, "m")
+    assert tap.finish_reasons == ("length",)

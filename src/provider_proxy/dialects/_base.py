@@ -52,6 +52,9 @@ class Dialect(Protocol):
     #: take something from; an event containing neither is not parsed. ``None``:
     #: parse every event.
     usage_hints: ClassVar[tuple[str, str] | None]
+    #: A substring of every streamed event :meth:`finish_reasons_of` reads (with
+    #: ``usage_hints``: events with none of them are not parsed); ``None``: none.
+    finish_hint: ClassVar[str | None]
     #: Translation to and from the canonical form, for the gateway; ``None``: none.
     codec: ClassVar[Codec | None]
     #: Where a provider serves each operation of this format (``"generate"``,
@@ -85,6 +88,10 @@ class Dialect(Protocol):
         """The most output tokens a request body allows (its ``max_tokens``), if it says."""
         ...
 
+    def finish_reasons_of(self, payload: JSON) -> tuple[str, ...]:
+        """Why the answer ended, as the provider says it, in one response body or event."""
+        ...
+
     def error_body(self, error: ProxyError, request_id: str) -> bytes:
         """The proxy's own error in this format's JSON error body."""
         ...
@@ -111,6 +118,7 @@ class BaseDialect:
     account_headers: ClassVar[frozenset[bytes]] = frozenset()
     client_headers: ClassVar[tuple[str, ...]] = ()
     usage_hints: ClassVar[tuple[str, str] | None] = None
+    finish_hint: ClassVar[str | None] = None
     #: The translation to and from the canonical form, for the gateway; ``None``: none.
     codec: ClassVar[Codec | None] = None
     operations: ClassVar[Mapping[str, str]] = {}
@@ -142,6 +150,9 @@ class BaseDialect:
 
     def output_limit_of(self, body: JSON) -> int | None:
         return None
+
+    def finish_reasons_of(self, payload: JSON) -> tuple[str, ...]:
+        return ()
 
     def error_body(self, error: ProxyError, request_id: str) -> bytes:
         return openai_error(error)
@@ -195,6 +206,14 @@ def first_count(body: JSON, *keys: str) -> int | None:
         if count is not None:
             return count
     return None
+
+
+def choice_reasons(payload: JSON, choices: str, key: str) -> tuple[str, ...]:
+    """The string ``key`` of each object in the list ``payload[choices]``."""
+    items = get(payload, choices)
+    if not isinstance(items, list):
+        return ()
+    return tuple(reason for item in items if isinstance(reason := get(item, key), str))
 
 
 def top_level_model(payload: JSON) -> str | None:

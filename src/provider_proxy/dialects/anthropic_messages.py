@@ -97,6 +97,7 @@ class AnthropicMessages(BaseDialect):
     credential_headers: ClassVar[frozenset[bytes]] = frozenset({b"x-api-key", b"authorization"})
     client_headers: ClassVar[tuple[str, ...]] = ("anthropic-version", "anthropic-beta")
     usage_hints: ClassVar[tuple[str, str] | None] = ("usage", "model")
+    finish_hint: ClassVar[str | None] = "stop_reason"
     #: The gateway's translation to and from the canonical form.
     codec: ClassVar[Codec | None] = AnthropicMessagesCodec()
     client_marker: ClassVar[bytes | None] = b"anthropic-version"
@@ -122,6 +123,14 @@ class AnthropicMessages(BaseDialect):
     def output_limit_of(self, body: JSON) -> int | None:
         """``max_tokens`` (``max_tokens_to_sample`` on ``/v1/complete``)."""
         return first_count(body, "max_tokens", "max_tokens_to_sample")
+
+    def finish_reasons_of(self, payload: JSON) -> tuple[str, ...]:
+        """A message's ``stop_reason`` (streamed in ``message_delta``'s ``delta``)."""
+        for holder in (payload, get(payload, "delta")):
+            reason = get(holder, "stop_reason")
+            if isinstance(reason, str):
+                return (reason,)
+        return ()
 
     def model_list(self, models: Sequence[Mapping[str, Any]], has_more: bool) -> dict[str, Any]:
         """``{"data", "has_more", "first_id", "last_id"}``, as the Models API pages them."""

@@ -15,6 +15,7 @@ from .._exceptions import ProxyError
 from . import _openai_chat_codec as _codec
 from ._base import (
     BaseDialect,
+    choice_reasons,
     first_count,
     get,
     int_count,
@@ -131,6 +132,7 @@ class OpenAIChat(BaseDialect):
     )
     client_headers: ClassVar[tuple[str, ...]] = ("x-stainless-*",)
     usage_hints: ClassVar[tuple[str, str] | None] = (USAGE_HINT, "model")
+    finish_hint: ClassVar[str | None] = "finish_reason"
     #: The gateway's translation to and from the canonical form.
     codec: ClassVar[Codec | None] = OpenAIChatCodec()
     operations: ClassVar[Mapping[str, str]] = {"generate": "/chat/completions"}
@@ -145,6 +147,10 @@ class OpenAIChat(BaseDialect):
         """``max_completion_tokens`` (which wins), ``max_tokens``, or the Responses
         API's ``max_output_tokens``."""
         return first_count(body, "max_completion_tokens", "max_tokens", "max_output_tokens")
+
+    def finish_reasons_of(self, payload: JSON) -> tuple[str, ...]:
+        """Each choice's ``finish_reason`` (a streamed chunk has them once, at the end)."""
+        return choice_reasons(payload, "choices", "finish_reason")
 
     def error_body(self, error: ProxyError, request_id: str) -> bytes:
         return openai_error(error)

@@ -530,6 +530,7 @@ class ProxyApp:
                 request_model=report.model,
                 response_model=report.outcome.model,
                 server=None if url is None else (url.host, url.port),
+                finish_reasons=report.outcome.finish_reasons,
             )
         except Exception:
             logger.exception("could not end the OpenTelemetry span of a request")

@@ -49,6 +49,7 @@ async def exchange(
     upstream_status: int | None = None
     streamed = completed = relaying = False
     usage = model = None
+    finish_reasons: tuple[str, ...] = ()
     progress = Progress()
     watch = DisconnectWatch(body, receive)
     failure: BaseException | None = None
@@ -69,6 +70,7 @@ async def exchange(
             usage,
             model,
             abort=abort,
+            finish_reasons=finish_reasons,
         )
 
     try:
@@ -117,6 +119,7 @@ async def exchange(
                 await response.aclose()
                 if tap is not None:
                     usage, model = tap.result()
+                    finish_reasons = tap.finish_reasons
     except asyncio.CancelledError:
         if not watch.absorb():
             raise
@@ -157,6 +160,8 @@ def _tap(dialect: Dialect, headers: RawHeaders, content_type: str | None) -> Usa
     return UsageTap(
         dialect.usage_of,
         dialect.model_of,
+        extract_finish=dialect.finish_reasons_of,
+        finish_hint=dialect.finish_hint,
         content_type=content_type,
         content_encoding=_text(header_value(headers, b"content-encoding")),
         usage_hint=hints[0] if hints else None,

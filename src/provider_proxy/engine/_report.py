@@ -51,6 +51,8 @@ class Outcome:
     #: The failure to raise to the server once the event is out: the answer had
     #: started, so the connection must be aborted rather than ended cleanly.
     abort: UpstreamStreamError | None = None
+    #: Why the answer ended, as the provider said (per choice), when it was read.
+    finish_reasons: tuple[str, ...] = ()
 
     @classmethod
     def refused(cls, error: ProxyError, response_bytes: int, sent_at: float | None) -> Outcome:

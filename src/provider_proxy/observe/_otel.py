@@ -137,6 +137,7 @@ class OpenTelemetry:
         request_model: str | None,
         response_model: str | None,
         server: tuple[str, int | None] | None,
+        finish_reasons: tuple[str, ...] = (),
     ) -> None:
         """Name and describe the span from the request's event, end it, and record metrics.
 
@@ -162,6 +163,8 @@ class OpenTelemetry:
         if response_model:
             attributes["gen_ai.response.model"] = response_model
             metric_attributes["gen_ai.response.model"] = response_model
+        if finish_reasons:
+            attributes["gen_ai.response.finish_reasons"] = list(finish_reasons)
         attributes["http.response.status_code"] = event.status
         attributes.update(_usage_attributes(event.usage))
         if event.cost is not None:
