@@ -47,7 +47,6 @@ from ..observe import (
     OpenTelemetry,
     PrometheusMetrics,
     ProxyEvent,
-    RecentTraffic,
 )
 from ..policy import (
     RawHeaders,
@@ -56,10 +55,11 @@ from ..policy import (
     request_id_from,
     split_provider,
 )
-from ..spend import Cost, PriceSpec, Pricing, SpendTally
+from ..spend import PriceSpec, Pricing
 from ..state import MemoryStore, Store
 from ..transports import DEFAULT_LIMITS, DEFAULT_TIMEOUT, SharedTransport, default_transport
 from ..types import ASGIApp, Receive, Scope, Send
+from ._accounts import Accounts
 from ._catalog import DEFAULT_MODELS_TTL, ModelCatalog, handle_models_route
 from ._cors import CORS, CORSMiddleware
 from ._dashboard import admitted, page, page_headers
@@ -205,8 +205,7 @@ class ProxyApp:
         prices = options.get("prices")
         #: Where the cost of each request comes from.
         self.pricing = prices if isinstance(prices, Pricing) else Pricing(prices)
-        self._spend = SpendTally()
-        self._traffic = RecentTraffic()
+        self._accounts = Accounts(self._adapters, self.pricing)
         self._dashboard = options.get("dashboard", False)
         #: Spend is wanted on /status (and so usage read) when prices or the page are.
         self._spend_wanted = prices is not None or self._dashboard
@@ -502,14 +501,7 @@ class ProxyApp:
     def _finish(self, arrival: Arrival, report: Report, span: Any = None) -> None:
         """Count the answer, hand its event to the sinks, and end its span."""
         self._by_status[report.outcome.status] += 1
-        cost, unknown = self._cost(report)
-        if report.provider is not None:
-            outcome = report.outcome
-            self._traffic.add(report.provider, outcome.status >= 400 or bool(outcome.error_kind))
-        if report.provider is not None and report.outcome.upstream_status is not None:
-            model = report.model or report.outcome.model
-            usage = report.outcome.usage
-            self._spend.add(report.provider, model, report.identity, usage, cost)
+        cost, unknown = self._accounts.record(report)
         wanted = self._dispatcher.sinks and (self._other_sinks or self._events_wanted())
         if wanted or span is not None:
             event = event_of(arrival, report, cost, unknown)
@@ -534,22 +526,6 @@ class ProxyApp:
             )
         except Exception:
             logger.exception("could not end the OpenTelemetry span of a request")
-
-    def _cost(self, report: Report) -> tuple[Cost | None, str | None]:
-        """What a provider's answer cost, or why that is not known (``None`` twice for
-        the proxy's own endpoints)."""
-        adapter = self._adapters.get(report.provider) if report.provider else None
-        if adapter is None:
-            return None, None
-        outcome = report.outcome
-        if outcome.upstream_status is None:
-            return None, "the provider did not answer"
-        if outcome.usage is None and outcome.upstream_status >= 400:
-            return None, f"the provider answered {outcome.upstream_status}, with no usage"
-        model = report.model or outcome.model
-        return self.pricing.cost(
-            adapter.name, model, report.outcome.usage, str(adapter.serving().base_url)
-        )
 
     # -- the proxy's own endpoints --------------------------------------------------
 
@@ -657,8 +633,7 @@ class ProxyApp:
             "providers": self._providers(),
             "models": self.catalog.status(),
             "guards": None if self._guards is None else self._guards.status(),
-            "spend": self._spend.status(),
-            "recent": self._traffic.status(),
+            **self._accounts.status(),
             "requests": {
                 "in_flight": self._in_flight,
                 "total": sum(self._by_status.values()),
