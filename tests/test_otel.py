@@ -243,6 +243,6 @@ def test_the_tap_reads_finish_reasons_from_events_it_would_skip_for_usage() -> N
         {"model": "m", "choices": [{"delta": {"content": "hi"}, "finish_reason": None}]},
         {"model": "m", "choices": [{"delta": {}, "finish_reason": "length"}]},
     ):
-        tap.feed(b"data: " + json.dumps(data).encode() + b"\n\n")
+        tap.feed(b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n")
     assert tap.result() == (None, "m")
     assert tap.finish_reasons == ("length",)

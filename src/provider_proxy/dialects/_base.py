@@ -54,6 +54,7 @@ class Dialect(Protocol):
     usage_hints: ClassVar[tuple[str, str] | None]
     #: A substring of every streamed event :meth:`finish_reasons_of` reads (with
     #: ``usage_hints``: events with none of them are not parsed); ``None``: none.
+    #: Specific enough that the other events lack it (a key with a string value).
     finish_hint: ClassVar[str | None]
     #: Translation to and from the canonical form, for the gateway; ``None``: none.
     codec: ClassVar[Codec | None]

@@ -97,7 +97,7 @@ class AnthropicMessages(BaseDialect):
     credential_headers: ClassVar[frozenset[bytes]] = frozenset({b"x-api-key", b"authorization"})
     client_headers: ClassVar[tuple[str, ...]] = ("anthropic-version", "anthropic-beta")
     usage_hints: ClassVar[tuple[str, str] | None] = ("usage", "model")
-    finish_hint: ClassVar[str | None] = "stop_reason"
+    finish_hint: ClassVar[str | None] = '"stop_reason":"'
     #: The gateway's translation to and from the canonical form.
     codec: ClassVar[Codec | None] = AnthropicMessagesCodec()
     client_marker: ClassVar[bytes | None] = b"anthropic-version"

@@ -132,7 +132,8 @@ class OpenAIChat(BaseDialect):
     )
     client_headers: ClassVar[tuple[str, ...]] = ("x-stainless-*",)
     usage_hints: ClassVar[tuple[str, str] | None] = (USAGE_HINT, "model")
-    finish_hint: ClassVar[str | None] = "finish_reason"
+    #: Every chunk has ``"finish_reason":null`` until the one that says why it ended.
+    finish_hint: ClassVar[str | None] = '"finish_reason":"'
     #: The gateway's translation to and from the canonical form.
     codec: ClassVar[Codec | None] = OpenAIChatCodec()
     operations: ClassVar[Mapping[str, str]] = {"generate": "/chat/completions"}
