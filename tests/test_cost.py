@@ -417,3 +417,15 @@ def test_usage_is_read_for_the_status_page_when_prices_are_given(
         status = httpx.get(server.url + "/status", timeout=10).json()
     assert status["spend"]["total"]["priced"] == 1
     assert Decimal(status["spend"]["by_model"]["gpt-fake"]["cost_usd"]) > 0
+
+
+def test_library_models_without_a_price_per_token_have_no_cost() -> None:
+    # Listed with no price at all (free, or unknown: the table does not say), or
+    # priced by the character: never guessed as free.
+    for model, url in [
+        ("qwen-3-coder-480b", "https://api.cerebras.ai/v1"),
+        ("canopylabs/orpheus-arabic-saudi", "https://api.groq.com/openai/v1"),
+    ]:
+        cost, why = Pricing().cost("p", model, Usage(100, 100), url)
+        assert cost is None
+        assert why == f"{LIBRARY} has no price per token for {model!r}"

@@ -69,7 +69,10 @@ class Pricing:
         found, why = self._library(model, base_url)
         if found is None:
             return None, "", why
-        return _from_library(found, input_tokens), LIBRARY, None
+        price = _from_library(found, input_tokens)
+        if price is None:
+            return None, "", f"{LIBRARY} has no price per token for {model!r}"
+        return price, LIBRARY, None
 
     def cost(
         self, provider: str, model: str | None, usage: Usage | None, base_url: str | None = None
@@ -139,15 +142,21 @@ def _rate(value: Any, input_tokens: int) -> Decimal | None:
     return rate
 
 
-def _from_library(prices: Any, input_tokens: int) -> Price:
-    """The library's ``ModelPrice`` as a :class:`Price` for a prompt of ``input_tokens``."""
+def _from_library(prices: Any, input_tokens: int) -> Price | None:
+    """The library's ``ModelPrice`` as a :class:`Price` for a prompt of ``input_tokens``;
+    ``None`` for a model it prices otherwise (per image, per request)."""
 
     def rate(name: str) -> Decimal | None:
         return _rate(getattr(prices, name, None), input_tokens)
 
+    token_input, token_output = rate("input_mtok"), rate("output_mtok")
+    if token_input is None and token_output is None:
+        # Priced by the image, the character or the request, or listed without a
+        # price (free, or not known: the table does not say which).
+        return None
     return Price(
-        input=rate("input_mtok") or Decimal(0),
-        output=rate("output_mtok") or Decimal(0),
+        input=token_input or Decimal(0),
+        output=token_output or Decimal(0),
         cache_read=rate("cache_read_mtok"),
         cache_write=rate("cache_write_mtok"),
     )
