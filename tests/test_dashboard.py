@@ -167,6 +167,7 @@ def test_the_charts_render_real_requests_in_headless_chromium(
             budgets = page.inner_text("[data-chart=budgets]")
             providers = page.inner_text("[data-chart=providers]")
             spent = page.inner_text("#spent")
+            in_flight = page.inner_text("#in-flight")
             page.screenshot(path=str(shot), full_page=True)
         finally:
             browser.close()

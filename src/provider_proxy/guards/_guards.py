@@ -323,7 +323,8 @@ class Guards:
     def __repr__(self) -> str:
         auth = "keys" if self._keys else "callable" if self._authenticate else "none"
         return (
-            f"Guards(auth={auth}, rate_limits={len(self.rate_limits)}, quotas={len(self.quotas)})"
+            f"Guards(auth={auth}, rate_limits={len(self.rate_limits)}, quotas={len(self.quotas)}, "
+            f"budgets={len(self.budgets)})"
         )
 
     def bind(self, store: Store) -> None:
