@@ -181,6 +181,7 @@ def test_the_charts_render_real_requests_in_headless_chromium(
     assert "team-a" in budgets
     assert "openai" in providers
     assert "enabled" in providers
+    assert in_flight == "0"  # its own poll is not counted
     total = float(sum(e.cost.total for e in sink.events if e.cost is not None))
     assert spent.startswith("$")
     assert float(spent[1:]) == pytest.approx(total, rel=0.01)
