@@ -481,13 +481,16 @@ def test_two_instances_share_one_budget_on_redis(
     assert spent <= limit
 
 
-def test_redis_down_follows_the_stores_on_error_mode(upstream: ServerThread) -> None:
+@pytest.mark.parametrize(("mode", "status"), [("closed", 503), ("open", 200)])
+def test_redis_down_follows_the_stores_on_error_mode(
+    upstream: ServerThread, mode: str, status: int
+) -> None:
     from .servers import free_port
 
     sink = Collect()
     proxy = make_asgi_app(
         [OpenAIAdapter(base_url=upstream.url + "/v1", api_key=OPENAI_KEY)],
-        store=RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0", on_error="closed"),
+        store=RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0", on_error=mode),  # type: ignore[arg-type]
         guards=Guards(client_keys={CLIENT_KEY: "team-a"}, budgets=[Budget("1", period="day")]),
         prices=PRICES,
         sinks=[sink],
@@ -496,8 +499,12 @@ def test_redis_down_follows_the_stores_on_error_mode(upstream: ServerThread) -> 
         response = httpx.post(
             server.url + "/openai/chat/completions", json=chat(), headers=AUTH, timeout=10
         )
-    assert response.status_code == 503
-    assert response.json()["error"]["code"] == "store_unavailable"
+    assert response.status_code == status
+    if mode == "closed":
+        assert response.json()["error"]["code"] == "store_unavailable"
+    else:  # let through unbudgeted, and priced all the same
+        assert wait_until(lambda: len(sink.events) == 1)
+        assert sink.events[0].cost is not None
 
 
 # -- the store's reserve, and the request's output limit -----------------------------------
