@@ -429,3 +429,17 @@ def test_library_models_without_a_price_per_token_have_no_cost() -> None:
         cost, why = Pricing().cost("p", model, Usage(100, 100), url)
         assert cost is None
         assert why == f"{LIBRARY} has no price per token for {model!r}"
+
+
+def test_without_the_prices_extra_unknown_models_say_how_to_price_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "genai_prices.data_snapshot", None)
+    assert Pricing().cost("openai", "gpt-4o", Usage(1, 1)) == (
+        None,
+        "no price for 'gpt-4o': pass prices=, or install the 'prices' extra "
+        "(pip install 'provider-proxy[prices]')",
+    )
+    assert Pricing(PRICES).cost("openai", "gpt-fake", Usage(1, 1))[0] is not None
