@@ -13,6 +13,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -197,12 +198,14 @@ def _health(url: str) -> httpx.Response:
     return httpx.get(f"{url}/health", timeout=5)
 
 
-def test_serve_drains_on_sigterm() -> None:
+def test_serve_drains_on_sigterm(tmp_path: Path) -> None:
     port = free_port()
+    config = tmp_path / "proxy.toml"
+    config.write_text('drain_timeout = 5\nvalidate_credentials = "off"\n')
     process = subprocess.Popen(
         [
             *(sys.executable, "-m", "provider_proxy", "serve", "--port", str(port)),
-            *("--validate-credentials", "off", "--drain-timeout", "5"),
+            *("--config", str(config)),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
