@@ -68,6 +68,9 @@ RETRIED_KINDS = frozenset(
     {"upstream_unreachable", "upstream_timeout", "pool_exhausted", "provider_not_configured"}
 )
 
+#: Models named directly whose one-deployment route is kept (then they are made anew).
+_IMPLICIT_ROUTES = 1024
+
 #: Key failovers of one request at most (each cools the key that failed).
 _MAX_KEY_RETRIES = 8
 
@@ -142,6 +145,9 @@ class Router:
         #: with an app-wide ``retry=``, or an adapter holding a pool of keys.
         self._direct = retry is not None
         self._implicit: dict[str, Route] = {}
+        #: The deployments of the routes: those whose load, latency and circuit are
+        #: tracked (a client may name models directly without bound).
+        self._known = {t for name in self._routes for t in self._leaves(name)}
 
     def __contains__(self, model: object) -> bool:
         if not isinstance(model, str):
@@ -171,6 +177,8 @@ class Router:
             retry = provider.retry if isinstance(provider, BaseAdapter) else None
             if retry is None:
                 retry = self._retry if self._direct else RetryPolicy(attempts=1)
+            if len(self._implicit) >= _IMPLICIT_ROUTES:
+                self._implicit.clear()  # clients name models without bound: kept few
             route = self._implicit[name] = Route([name], retry=retry, sticky=False)
         return route
 
@@ -251,7 +259,7 @@ class Router:
             tries += 1
             if not tried.retryable:
                 break
-            if model not in self._implicit:
+            if model in self._routes:
                 cooldown = self._route_of(tried.target, model).cooldown
                 await self.circuits.failed(tried.target, cooldown, tried.retry_after)
             if tries >= attempts:
@@ -303,7 +311,9 @@ class Router:
 
         lease = arrival.request_id  # as _pick took the probe slot
         probing = self.circuits.phase(target) == "half_open"
-        self._in_flight[target] = self._in_flight.get(target, 0) + 1
+        known = target in self._known
+        if known:
+            self._in_flight[target] = self._in_flight.get(target, 0) + 1
         begun = time.monotonic()
         report: Report | None = None
         forget_used_key()
@@ -333,7 +343,8 @@ class Router:
             return _Tried(target, None, None, None, retryable=True)
         finally:
             used = used_key()
-            self._in_flight[target] -= 1
+            if known:
+                self._in_flight[target] -= 1
             if probing:
                 await self.circuits.end_probe(target, lease)
         holdback = holdbacks[0] if holdbacks else None
@@ -344,8 +355,9 @@ class Router:
             return _Tried(target, None, None, None, retryable=True)
         assert report is not None
         if holdback is None or holdback.state == "committed":
-            self._latency[target] = ewma(self._latency.get(target), time.monotonic() - begun)
-            self._served[target] = self._served.get(target, 0) + 1
+            if known:
+                self._latency[target] = ewma(self._latency.get(target), time.monotonic() - begun)
+                self._served[target] = self._served.get(target, 0) + 1
             await self.circuits.succeeded(target, route.cooldown)
             if used is not None:
                 pool, name = used
@@ -466,7 +478,7 @@ class Router:
     async def _open_targets(self, name: str, now: float) -> set[str]:
         """The route's deployments to skip now: cooling, or their adapter not configured."""
         found: set[str] = set()
-        if name in self._implicit:
+        if name not in self._routes:
             return found  # a model named directly has nowhere else to go: its answer says why
         for target in self._leaves(name):
             adapter = self._adapters.get(target.partition("/")[0])
