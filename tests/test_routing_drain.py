@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect as ws_connect
 
 from provider_proxy import make_asgi_app, mount
 from provider_proxy.adapters import OpenAIAdapter
@@ -187,6 +189,9 @@ def test_a_host_closing_the_mounted_app_drains_it(slow_upstream: ServerThread) -
         assert refused.status_code == 503
         assert refused.headers["retry-after"] == "1"
         assert httpx.get(server.url + "/").text == "host"  # the host's own routes go on
+        with pytest.raises(InvalidStatus) as socket_refused:  # no new sockets either
+            ws_connect(server.url.replace("http", "ws") + "/llm/ws").close()
+        assert socket_refused.value.response.status_code == 503
         reader.join(10)
         closing.result(10)
     assert reader.error is None

@@ -550,7 +550,9 @@ class ProxyApp:
         except ProxyError:
             target = _Target(None, "", b"", "")
         error: ProxyError = _websocket_refused()
-        if not self._origin_allowed(scope):
+        if self._drain is not None and self._drain.draining:
+            error = _draining()  # sockets are long: opened on another instance
+        elif not self._origin_allowed(scope):
             error = Forbidden(
                 "This page's origin may not open sockets to the proxy (see its cors= option)."
             )
