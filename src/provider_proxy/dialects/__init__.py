@@ -12,7 +12,7 @@ from ._base import BaseDialect, Dialect
 from .anthropic_messages import AnthropicMessages, AnthropicMessagesCodec
 from .gemini import Gemini
 from .openai_chat import OpenAIChat, OpenAIChatCodec
-from .openai_responses import OpenAIResponses
+from .openai_responses import OpenAIResponses, OpenAIResponsesCodec
 
 #: The built-in dialects, one instance each.
 BUILTIN: tuple[Dialect, ...] = (OpenAIChat(), OpenAIResponses(), AnthropicMessages(), Gemini())
@@ -22,7 +22,12 @@ GATEWAY: Mapping[str, tuple[Dialect, str]] = {
     "/v1/chat/completions": (OpenAIChat(), "generate"),
     "/v1/messages": (AnthropicMessages(), "generate"),
     "/v1/messages/count_tokens": (AnthropicMessages(), "count_tokens"),
+    "/v1/responses": (OpenAIResponses(), "generate"),
 }
+
+#: Below the mount, where the gateway's kept answers are fetched and deleted
+#: (``{prefix}{id}``), and the format their clients speak.
+STORED_ANSWERS: Mapping[str, Dialect] = {"/v1/responses/": OpenAIResponses()}
 
 #: The format of the proxy's own endpoints (``/v1/models``) and of unknown routes.
 DEFAULT: Dialect = OpenAIChat()
@@ -67,6 +72,7 @@ __all__ = [
     "GATEWAY",
     "KEY_PARAMS",
     "PRIVATE_HEADERS",
+    "STORED_ANSWERS",
     "AnthropicMessages",
     "AnthropicMessagesCodec",
     "BaseDialect",
@@ -75,5 +81,6 @@ __all__ = [
     "OpenAIChat",
     "OpenAIChatCodec",
     "OpenAIResponses",
+    "OpenAIResponsesCodec",
     "canonical",
 ]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from .._adapter import Usage as ProxyUsage
 from .._exceptions import BadRequest, ProxyError
@@ -234,6 +234,11 @@ class Request:
     #: An end-user id, for the provider's abuse monitoring.
     user: str | None = None
     reasoning: ReasoningConfig | None = None
+    #: Keep this conversation and its answer, so a later request can continue it by the
+    #: answer's id (a stateful client format on a provider without server-side state).
+    store: bool = False
+    #: The id of a kept answer whose conversation this request continues.
+    continues: str | None = None
 
 
 # -- the response -----------------------------------------------------------------------
@@ -495,6 +500,16 @@ class StreamEncoder(Protocol):
         ...
 
 
+@runtime_checkable
+class StoredAnswers(Protocol):
+    """A client format whose answers can be kept, fetched by id and deleted
+    (the gateway keeps them; a codec of such a format implements this too)."""
+
+    def deleted_body(self, response_id: str) -> dict[str, Any]:
+        """What deleting the kept answer ``response_id`` is answered with."""
+        ...
+
+
 class Codec(Protocol):
     """One API format to and from the canonical form (a dialect's ``codec``)."""
 
@@ -598,6 +613,7 @@ __all__ = [
     "Response",
     "Role",
     "Rule",
+    "StoredAnswers",
     "StreamDecoder",
     "StreamEncoder",
     "StreamError",

@@ -2,13 +2,67 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from .._adapter import JSON
+from . import _responses_codec as _codec
 from ._base import get, route, top_level_model
-from .canonical import Codec
+from ._responses_stream import StreamDecoder, StreamEncoder
+from .canonical import Codec, FidelityTable, Request, Response, StreamError
 from .openai_chat import OpenAIChat
+
+
+class OpenAIResponsesCodec:
+    """OpenAI Responses ⇄ canonical (see :mod:`provider_proxy.dialects._responses_codec`).
+
+    Its answers can be kept by the gateway, fetched and deleted by id
+    (:class:`~provider_proxy.dialects.canonical.StoredAnswers`).
+
+    :param created: the ``created_at`` time (Unix seconds) written in answers; by
+        default the time of each answer.
+    """
+
+    request_fields: FidelityTable = _codec.REQUEST_FIELDS
+    encode_fields: FidelityTable = _codec.ENCODE_FIELDS
+
+    def __init__(self, created: int | None = None) -> None:
+        self.created = created
+
+    def _created(self) -> int:
+        return int(time.time()) if self.created is None else self.created
+
+    def decode_request(self, body: Any) -> tuple[Request, tuple[str, ...]]:
+        return _codec.decode_request(body)
+
+    def encode_request(self, request: Request) -> dict[str, Any]:
+        return _codec.encode_request(request)
+
+    def dropped_by_encoding(self, request: Request) -> tuple[str, ...]:
+        return _codec.dropped_by_encoding(request)
+
+    def decode_response(self, body: Any) -> Response:
+        return _codec.decode_response(body)
+
+    def encode_response(self, response: Response) -> dict[str, Any]:
+        return _codec.encode_response(response, self._created())
+
+    def stream_decoder(self) -> StreamDecoder:
+        return StreamDecoder()
+
+    def stream_encoder(self, request: Request) -> StreamEncoder:
+        return StreamEncoder(request, created=self._created())
+
+    def encode_error(self, status: int, kind: str, message: str) -> tuple[int, dict[str, Any]]:
+        return _codec.encode_error(status, kind, message)
+
+    def decode_error(self, status: int, body: Any) -> StreamError:
+        return _codec.decode_error(status, body)
+
+    def deleted_body(self, response_id: str) -> dict[str, Any]:
+        """``{"id", "object": "response.deleted", "deleted": true}``."""
+        return {"id": response_id, "object": "response.deleted", "deleted": True}
 
 
 class OpenAIResponses(OpenAIChat):
@@ -19,8 +73,8 @@ class OpenAIResponses(OpenAIChat):
     """
 
     name: ClassVar[str] = "openai-responses"
-    #: No translation yet: Chat's codec does not speak this format.
-    codec: ClassVar[Codec | None] = None
+    #: The gateway's translation to and from the canonical form.
+    codec: ClassVar[Codec | None] = OpenAIResponsesCodec()
     operations: ClassVar[Mapping[str, str]] = {"generate": "/responses"}
 
     def recognizes(self, path: str) -> bool:

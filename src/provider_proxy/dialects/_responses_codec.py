@@ -1,0 +1,751 @@
+"""OpenAI Responses ⇄ the canonical form: requests, whole responses and errors.
+
+Request fields are handled as :data:`REQUEST_FIELDS` says. ``instructions``,
+and ``system`` and ``developer`` messages wherever they are, become the
+canonical system prompt. ``input`` items become turns: consecutive assistant
+items (``message``\\ s of role ``assistant``, ``function_call``\\ s,
+``reasoning``) are one assistant turn, consecutive ``function_call_output``\\ s
+one user turn of tool results.
+
+Reasoning: a ``reasoning`` item with summary (or ``reasoning_text``) parts is
+canonical :class:`~provider_proxy.dialects.canonical.Reasoning`, its
+``encrypted_content`` the opaque signature; one with no parts but
+``encrypted_content`` is :class:`~provider_proxy.dialects.canonical.RedactedReasoning`.
+Written back the same way, so Anthropic's signed and redacted thinking make
+the round trip through a Responses client intact (an empty signed thought is
+written with one empty summary part, so it stays what it was).
+
+``store`` and ``previous_response_id`` are canonical :attr:`Request.store` and
+:attr:`Request.continues`: the gateway keeps the conversation for a provider
+without server-side state (``store`` is on unless ``false``, as in the API).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from . import _codec_util as u
+from . import _openai_chat_codec as chat
+from .canonical import (
+    Document,
+    Fidelity,
+    FidelityTable,
+    FinishReason,
+    Image,
+    Message,
+    Part,
+    Reasoning,
+    ReasoningConfig,
+    RedactedReasoning,
+    Refusal,
+    Request,
+    Response,
+    Rule,
+    StreamError,
+    Text,
+    Tool,
+    ToolCall,
+    ToolChoice,
+    ToolResult,
+    Unsupported,
+    UntranslatableResponse,
+    Usage,
+    all_parts,
+)
+
+M, R, D = Fidelity.MAPPED, Fidelity.REFUSED, Fidelity.DROPPED
+
+#: The fate of every request field a Responses client may send (decoding).
+REQUEST_FIELDS: FidelityTable = {
+    "model": Rule(M),
+    "input": Rule(M, "messages, function_call, function_call_output, reasoning items"),
+    "instructions": Rule(M, "as the system prompt"),
+    "max_output_tokens": Rule(M),
+    "temperature": Rule(M),
+    "top_p": Rule(M),
+    "stream": Rule(M),
+    "tools": Rule(M, "function tools; built-in tools (web_search, ...) refused"),
+    "tool_choice": Rule(M, "auto, none, required or a function"),
+    "parallel_tool_calls": Rule(M),
+    "reasoning": Rule(M, "effort; summary: reasoning is returned as summary text"),
+    "text": Rule(M, 'format {"type": "text"} only; verbosity unless "medium"'),
+    "store": Rule(M, "the gateway keeps the conversation"),
+    "previous_response_id": Rule(M, "a response the gateway kept"),
+    "include": Rule(M, '"reasoning.encrypted_content" (always returned); others refused'),
+    "user": Rule(M),
+    "safety_identifier": Rule(M, "as the user id when user is absent"),
+    "stream_options": Rule(M, "include_obfuscation has no effect"),
+    "truncation": Rule(R, 'unless "disabled"'),
+    "top_logprobs": Rule(R, "unless 0"),
+    "max_tool_calls": Rule(R),
+    "background": Rule(R, "unless false"),
+    "conversation": Rule(R),
+    "prompt": Rule(R),
+    "metadata": Rule(D, "for stored responses"),
+    "service_tier": Rule(D),
+    "prompt_cache_key": Rule(D),
+    "prompt_cache_retention": Rule(D),
+}
+
+#: Refused fields and the values that are their defaults (accepted as if absent).
+_DEFAULTS: dict[str, Callable[[Any], bool]] = {
+    "truncation": lambda v: v == "disabled",
+    "top_logprobs": lambda v: v == 0,
+    "background": lambda v: v is False,
+}
+
+#: The fate of canonical content a Responses body cannot hold (encoding).
+ENCODE_FIELDS: FidelityTable = {
+    "reasoning without signature": Rule(
+        D, "Responses takes back only reasoning with encrypted_content"
+    ),
+    "cache_control": Rule(D, "OpenAI caches prompts by itself"),
+    "tool_result.is_error": Rule(D, "the result's text says it"),
+    "stop": Rule(R, "Responses has no stop sequences"),
+    "document.text": Rule(R),
+    "reasoning.budget_tokens": Rule(M, "to reasoning.effort by EFFORT_FOR_BUDGET"),
+    "stream_usage": Rule(D, "Responses always streams usage"),
+}
+
+#: Built-in tool types: the provider runs them, so they do not translate.
+BUILTIN_TOOLS = frozenset(
+    {
+        "web_search",
+        "web_search_preview",
+        "web_search_2025_08_26",
+        "web_search_preview_2025_03_11",
+        "file_search",
+        "computer_use_preview",
+        "computer_use",
+        "code_interpreter",
+        "image_generation",
+        "mcp",
+        "local_shell",
+        "shell",
+        "apply_patch",
+        "custom",
+    }
+)
+
+_INCOMPLETE: dict[str, FinishReason] = {
+    "max_output_tokens": FinishReason.LENGTH,
+    "content_filter": FinishReason.CONTENT_FILTER,
+}
+_INCOMPLETE_REASONS: dict[FinishReason, str] = {
+    FinishReason.LENGTH: "max_output_tokens",
+    FinishReason.CONTENT_FILTER: "content_filter",
+}
+
+_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+
+
+# -- requests ---------------------------------------------------------------------------
+
+
+def decode_request(body: Any) -> tuple[Request, tuple[str, ...]]:
+    """A client's Responses body as a canonical request, with the names dropped."""
+    body = u.obj(body, "body")
+    dropped: list[str] = []
+    for key, value in body.items():
+        rule = REQUEST_FIELDS.get(key)
+        if rule is None:
+            if value is not None:
+                raise Unsupported(key, "unknown field")
+        elif rule.fate is R and value is not None and not _DEFAULTS.get(key, _never)(value):
+            raise Unsupported(key)
+        elif rule.fate is D and value is not None:
+            dropped.append(key)
+    _check_text(body.get("text"))
+    _check_include(body.get("include"))
+    options = u.obj(body.get("stream_options") or {}, "stream_options")
+    u.only(options, ("include_obfuscation",), "stream_options")
+    system: list[Text] = []
+    instructions = u.opt_str(body.get("instructions"), "instructions")
+    if instructions:
+        system.append(Text(instructions))
+    messages = _decode_input(body.get("input"), system, dropped)
+    user = u.opt_str(body.get("user"), "user")
+    if user is None:
+        user = u.opt_str(body.get("safety_identifier"), "safety_identifier")
+    request = Request(
+        model=u.text(body.get("model"), "model"),
+        messages=messages,
+        system=tuple(system),
+        tools=tuple(_decode_tool(t, f"tools[{i}]") for i, t in enumerate(body.get("tools") or ())),
+        tool_choice=_decode_tool_choice(body.get("tool_choice")),
+        parallel_tool_calls=u.opt_bool(body.get("parallel_tool_calls"), "parallel_tool_calls"),
+        max_tokens=u.opt_int(body.get("max_output_tokens"), "max_output_tokens"),
+        temperature=u.opt_float(body.get("temperature"), "temperature"),
+        top_p=u.opt_float(body.get("top_p"), "top_p"),
+        stream=body.get("stream") is True,
+        stream_usage=body.get("stream") is True,
+        user=user,
+        reasoning=_decode_reasoning(body.get("reasoning")),
+        store=body.get("store") is not False,
+        continues=u.opt_str(body.get("previous_response_id"), "previous_response_id"),
+    )
+    return request, tuple(dict.fromkeys(dropped))
+
+
+def _never(value: Any) -> bool:
+    return False
+
+
+def _check_text(value: Any) -> None:
+    if value is None:
+        return
+    text = u.obj(value, "text")
+    u.only(text, ("format", "verbosity"), "text")
+    verbosity = text.get("verbosity")
+    if verbosity not in (None, "medium"):
+        raise Unsupported("text.verbosity", "the provider has no verbosity setting")
+    form = text.get("format")
+    if form is not None and u.obj(form, "text.format").get("type") != "text":
+        raise Unsupported("text.format", "only plain text output translates")
+
+
+def _check_include(value: Any) -> None:
+    for i, item in enumerate(u.arr(value or [], "include")):
+        if item != "reasoning.encrypted_content":
+            raise Unsupported(f"include[{i}]", f"{item!r} does not translate")
+
+
+def _decode_reasoning(value: Any) -> ReasoningConfig | None:
+    if value is None:
+        return None
+    raw = u.obj(value, "reasoning")
+    u.only(raw, ("effort", "summary", "generate_summary"), "reasoning")
+    effort = u.opt_str(raw.get("effort"), "reasoning.effort")
+    if effort is None:
+        return None
+    if effort not in _EFFORTS:
+        raise Unsupported("reasoning.effort", f"unknown effort {effort!r}")
+    return ReasoningConfig(effort=effort)  # type: ignore[arg-type]
+
+
+def _decode_tool(value: Any, where: str) -> Tool:
+    raw = u.obj(value, where)
+    kind = raw.get("type")
+    if kind != "function":
+        name = kind if isinstance(kind, str) else "?"
+        note = "built-in tools run at the provider" if name in BUILTIN_TOOLS else "unknown type"
+        raise Unsupported(f"{where}.type", f"{name!r}: {note}; only function tools translate")
+    u.only(raw, ("type", "name", "description", "parameters", "strict"), where)
+    parameters = raw.get("parameters")
+    return Tool(
+        name=u.text(raw.get("name"), f"{where}.name"),
+        description=u.opt_str(raw.get("description"), f"{where}.description"),
+        parameters=u.obj(parameters, f"{where}.parameters")
+        if parameters is not None
+        else {"type": "object", "properties": {}},
+        strict=u.opt_bool(raw.get("strict"), f"{where}.strict"),
+    )
+
+
+def _decode_tool_choice(value: Any) -> ToolChoice | None:
+    if value is None:
+        return None
+    if value in ("auto", "none", "required"):
+        return ToolChoice(value)
+    raw = u.obj(value, "tool_choice")
+    if raw.get("type") != "function":
+        raise Unsupported("tool_choice.type", "only a function tool choice translates")
+    u.only(raw, ("type", "name"), "tool_choice")
+    return ToolChoice("tool", u.text(raw.get("name"), "tool_choice.name"))
+
+
+def _decode_input(value: Any, system: list[Text], dropped: list[str]) -> tuple[Message, ...]:
+    if isinstance(value, str):
+        return (Message("user", (Text(value),)),)
+    turns: list[Message] = []
+    for i, raw in enumerate(u.arr(value, "input")):
+        where = f"input[{i}]"
+        item = u.obj(raw, where)
+        kind = item.get("type", "message")
+        for key in ("id", "status"):
+            if item.get(key) is not None:
+                dropped.append(f"input[].{key}")
+        if kind == "message":
+            role = item.get("role")
+            if role in ("system", "developer"):
+                u.only(item, ("type", "role", "content", "id", "status"), where)
+                system.extend(_decode_texts(item.get("content"), f"{where}.content"))
+            elif role == "user":
+                u.only(item, ("type", "role", "content", "id", "status"), where)
+                _append(turns, "user", _decode_user(item.get("content"), f"{where}.content"))
+            elif role == "assistant":
+                u.only(item, ("type", "role", "content", "id", "status", "phase"), where)
+                _append(turns, "assistant", _decode_output(item.get("content"), f"{where}.content"))
+            else:
+                raise Unsupported(f"{where}.role", f"role {role!r} does not translate")
+        elif kind == "function_call":
+            u.only(item, ("type", "call_id", "name", "arguments", "id", "status"), where)
+            call = ToolCall(
+                id=u.text(item.get("call_id"), f"{where}.call_id"),
+                name=u.text(item.get("name"), f"{where}.name"),
+                arguments=u.text(item.get("arguments", ""), f"{where}.arguments"),
+            )
+            _append(turns, "assistant", (call,))
+        elif kind == "function_call_output":
+            u.only(item, ("type", "call_id", "output", "id", "status"), where)
+            result = ToolResult(
+                u.text(item.get("call_id"), f"{where}.call_id"),
+                _decode_tool_output(item.get("output"), f"{where}.output"),
+            )
+            _append(turns, "user", (result,), tool_results=True)
+        elif kind == "reasoning":
+            _append(turns, "assistant", (decode_reasoning_item(item, where),))
+        else:
+            raise Unsupported(f"{where}.type", f"{kind!r} items do not translate")
+    return tuple(turns)
+
+
+def _append(
+    turns: list[Message], role: str, parts: tuple[Part, ...], *, tool_results: bool = False
+) -> None:
+    """Add ``parts`` to the last turn when it is the same role's run, else as a new turn."""
+    last = turns[-1] if turns else None
+    joins = last is not None and last.role == role
+    if joins and role == "user" and last is not None:
+        # Tool results join tool results only: a user's message is its own turn.
+        joins = tool_results and all(isinstance(p, ToolResult) for p in last.parts)
+    if joins and last is not None:
+        turns[-1] = Message(last.role, (*last.parts, *parts))
+    else:
+        turns.append(Message(role, parts))  # type: ignore[arg-type]
+
+
+def _decode_texts(content: Any, where: str) -> list[Text]:
+    if isinstance(content, str):
+        return [Text(content)]
+    texts = []
+    for j, value in enumerate(u.arr(content, where)):
+        part = u.obj(value, f"{where}[{j}]")
+        if part.get("type") not in ("input_text", "output_text", "text"):
+            raise Unsupported(f"{where}[{j}].type", "only text parts here")
+        texts.append(Text(u.text(part.get("text"), f"{where}[{j}].text")))
+    return texts
+
+
+def _decode_user(content: Any, where: str) -> tuple[Part, ...]:
+    if isinstance(content, str):
+        return (Text(content),)
+    return tuple(
+        _decode_input_part(value, f"{where}[{j}]") for j, value in enumerate(u.arr(content, where))
+    )
+
+
+def _decode_input_part(value: Any, where: str) -> Text | Image | Document:
+    part = u.obj(value, where)
+    kind = part.get("type")
+    if kind in ("input_text", "text"):
+        u.only(part, ("type", "text"), where)
+        return Text(u.text(part.get("text"), f"{where}.text"))
+    if kind == "input_image":
+        u.only(part, ("type", "image_url", "detail"), where)
+        if part.get("detail") not in (None, "auto"):
+            raise Unsupported(f"{where}.detail", "the provider has no image detail setting")
+        url = u.text(part.get("image_url"), f"{where}.image_url")
+        inline = u.parse_data_url(url)
+        if inline is not None:
+            return Image(data=inline[1], media_type=inline[0])
+        if url.startswith("data:"):
+            raise Unsupported(f"{where}.image_url", "only base64 data URLs translate")
+        return Image(url=url)
+    if kind == "input_file":
+        u.only(part, ("type", "file_data", "filename", "file_url"), where)
+        title = u.opt_str(part.get("filename"), f"{where}.filename")
+        if part.get("file_url") is not None:
+            return Document(url=u.text(part["file_url"], f"{where}.file_url"), title=title)
+        inline = u.parse_data_url(u.text(part.get("file_data"), f"{where}.file_data"))
+        if inline is None:
+            raise Unsupported(f"{where}.file_data", "expected a base64 data URL")
+        return Document(media_type=inline[0], data=inline[1], title=title)
+    raise Unsupported(f"{where}.type", f"{kind!r} parts do not translate")
+
+
+def _decode_output(content: Any, where: str) -> tuple[Part, ...]:
+    if isinstance(content, str):
+        return (Text(content),) if content else ()
+    parts: list[Part] = []
+    for j, value in enumerate(u.arr(content, where)):
+        at = f"{where}[{j}]"
+        part = u.obj(value, at)
+        kind = part.get("type")
+        if kind in ("output_text", "input_text", "text"):
+            u.only(part, ("type", "text", "annotations", "logprobs"), at)
+            parts.append(Text(u.text(part.get("text"), f"{at}.text")))
+        elif kind == "refusal":
+            u.only(part, ("type", "refusal"), at)
+            parts.append(Refusal(u.text(part.get("refusal"), f"{at}.refusal")))
+        else:
+            raise Unsupported(f"{at}.type", f"{kind!r} parts do not translate")
+    return tuple(parts)
+
+
+def _decode_tool_output(value: Any, where: str) -> tuple[Text | Image | Document, ...]:
+    if isinstance(value, str):
+        return (Text(value),) if value else ()
+    return tuple(
+        _decode_input_part(part, f"{where}[{j}]") for j, part in enumerate(u.arr(value, where))
+    )
+
+
+def decode_reasoning_item(item: dict[str, Any], where: str) -> Reasoning | RedactedReasoning:
+    """A ``reasoning`` item (input or output) as canonical reasoning."""
+    u.only(item, ("type", "id", "summary", "content", "encrypted_content", "status"), where)
+    texts: list[str] = []
+    has_parts = False
+    for key, kinds in (("summary", ("summary_text",)), ("content", ("reasoning_text",))):
+        for j, value in enumerate(u.arr(item.get(key) or [], f"{where}.{key}")):
+            part = u.obj(value, f"{where}.{key}[{j}]")
+            if part.get("type") not in kinds:
+                raise Unsupported(f"{where}.{key}[{j}].type")
+            texts.append(u.text(part.get("text"), f"{where}.{key}[{j}].text"))
+            has_parts = True
+        if has_parts:
+            break  # the summary, when there is one, is what the client was shown
+    encrypted = u.opt_str(item.get("encrypted_content"), f"{where}.encrypted_content")
+    if not has_parts and encrypted is not None:
+        return RedactedReasoning(encrypted)
+    return Reasoning("\n\n".join(texts), encrypted)
+
+
+def dropped_by_encoding(request: Request) -> tuple[str, ...]:
+    """The :data:`ENCODE_FIELDS` dropped rows that ``request`` carries."""
+    parts = all_parts(request)
+    found: list[str] = []
+    if any(isinstance(p, Reasoning) and p.signature is None for p in parts):
+        found.append("reasoning without signature")
+    cacheable = (Text, Image, Document, ToolCall, ToolResult)
+    if any(isinstance(p, cacheable) and p.cache_control is not None for p in parts) or any(
+        tool.cache_control is not None for tool in request.tools
+    ):
+        found.append("cache_control")
+    if any(isinstance(p, ToolResult) and p.is_error for p in parts):
+        found.append("tool_result.is_error")
+    return tuple(found)
+
+
+def encode_request(request: Request) -> dict[str, Any]:
+    """A canonical request as a Responses body (``store: false``: the gateway keeps state)."""
+    if request.stop:
+        raise Unsupported("stop", "the Responses API has no stop sequences")
+    body: dict[str, Any] = {"model": request.model, "input": _encode_input(request)}
+    if request.max_tokens is not None:
+        body["max_output_tokens"] = request.max_tokens
+    for key in ("temperature", "top_p", "user", "parallel_tool_calls"):
+        value = getattr(request, key)
+        if value is not None:
+            body[key] = value
+    if request.tools:
+        body["tools"] = [_encode_tool(tool) for tool in request.tools]
+    if request.tool_choice is not None:
+        choice = request.tool_choice
+        body["tool_choice"] = (
+            {"type": "function", "name": choice.name} if choice.kind == "tool" else choice.kind
+        )
+    effort = chat._effort(request.reasoning)
+    if effort is not None:
+        body["reasoning"] = {"effort": effort, "summary": "auto"}
+        body["include"] = ["reasoning.encrypted_content"]
+    body["store"] = False
+    if request.stream:
+        body["stream"] = True
+    return body
+
+
+def _encode_tool(tool: Tool) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "function", "name": tool.name}
+    if tool.description is not None:
+        out["description"] = tool.description
+    out["parameters"] = dict(tool.parameters)
+    if tool.strict is not None:
+        out["strict"] = tool.strict
+    return out
+
+
+def _encode_input(request: Request) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    if request.system:
+        content = [{"type": "input_text", "text": t.text} for t in request.system]
+        items.append({"type": "message", "role": "system", "content": content})
+    for message in request.messages:
+        if message.role == "assistant":
+            items.extend(encode_output(message.parts, ids=False))
+        else:
+            items.extend(_encode_user(message.parts))
+    return items
+
+
+def _encode_user(parts: tuple[Part, ...]) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    content: list[dict[str, Any]] = []
+    for part in parts:
+        if isinstance(part, ToolResult):
+            items.append(
+                {
+                    "type": "function_call_output",
+                    "call_id": part.call_id,
+                    "output": _encode_tool_output(part),
+                }
+            )
+        elif isinstance(part, Text | Image | Document):
+            content.append(_encode_input_part(part))
+        else:
+            raise Unsupported("input[].content", f"{type(part).__name__} in a user turn")
+    if content:
+        items.append({"type": "message", "role": "user", "content": content})
+    return items
+
+
+def _encode_tool_output(result: ToolResult) -> str | list[dict[str, Any]]:
+    if all(isinstance(p, Text) for p in result.content):
+        return "".join(p.text for p in result.content if isinstance(p, Text))
+    return [_encode_input_part(p) for p in result.content]
+
+
+def _encode_input_part(part: Text | Image | Document) -> dict[str, Any]:
+    if isinstance(part, Text):
+        return {"type": "input_text", "text": part.text}
+    if isinstance(part, Image):
+        url = part.url or u.data_url(part.media_type or "image/png", part.data or "")
+        return {"type": "input_image", "image_url": url, "detail": "auto"}
+    if part.text is not None:
+        raise Unsupported("document.text", "Responses files are base64 data or a URL")
+    out: dict[str, Any] = {"type": "input_file"}
+    if part.url is not None:
+        out["file_url"] = part.url
+    else:
+        out["file_data"] = u.data_url(part.media_type or "application/pdf", part.data or "")
+    if part.title is not None:
+        out["filename"] = part.title
+    return out
+
+
+def encode_output(
+    parts: tuple[Part, ...], *, ids: bool = True, prefix: str = ""
+) -> list[dict[str, Any]]:
+    """An assistant turn (or an answer) as output items, in order.
+
+    Text and refusals that follow each other are one ``message`` item.
+    ``ids``: give each item an id (answers have them; input items need none).
+    """
+    items: list[dict[str, Any]] = []
+    content: list[dict[str, Any]] = []
+
+    def item_id(kind: str) -> dict[str, str]:
+        return {"id": f"{kind}_{prefix}{len(items)}"} if ids else {}
+
+    def flush() -> None:
+        if content:
+            message = {"type": "message", **item_id("msg"), "role": "assistant"}
+            items.append({**message, "status": "completed", "content": list(content)})
+            content.clear()
+
+    for part in parts:
+        if isinstance(part, Text):
+            content.append({"type": "output_text", "text": part.text, "annotations": []})
+        elif isinstance(part, Refusal):
+            content.append({"type": "refusal", "refusal": part.text})
+        elif isinstance(part, Reasoning):
+            flush()
+            if part.signature is None and not ids:
+                continue  # unsigned reasoning cannot be sent back (dropped_by_encoding says)
+            items.append(reasoning_item(part, item_id("rs")))
+        elif isinstance(part, RedactedReasoning):
+            flush()
+            items.append(reasoning_item(part, item_id("rs")))
+        elif isinstance(part, ToolCall):
+            flush()
+            call = {"type": "function_call", **item_id("fc"), "call_id": part.id}
+            items.append(
+                {**call, "name": part.name, "arguments": part.arguments, "status": "completed"}
+            )
+        else:
+            raise Unsupported("input[].content", f"{type(part).__name__} in an assistant turn")
+    flush()
+    return items
+
+
+def reasoning_item(part: Reasoning | RedactedReasoning, item_id: dict[str, str]) -> dict[str, Any]:
+    """A ``reasoning`` item (see the module docstring for the encoding)."""
+    item: dict[str, Any] = {"type": "reasoning", **item_id}
+    if isinstance(part, RedactedReasoning):
+        return {**item, "summary": [], "encrypted_content": part.data}
+    item["summary"] = [{"type": "summary_text", "text": part.text}]
+    if part.signature is not None:
+        item["encrypted_content"] = part.signature
+    return item
+
+
+# -- responses --------------------------------------------------------------------------
+
+
+def decode_usage(value: Any) -> Usage:
+    """Responses ``usage`` (``input_tokens`` includes the cached ones) as canonical."""
+    if not isinstance(value, dict):
+        return Usage()
+    inputs = value.get("input_tokens_details") or {}
+    outputs = value.get("output_tokens_details") or {}
+    return Usage(
+        input_tokens=value.get("input_tokens"),
+        output_tokens=value.get("output_tokens"),
+        cache_read_tokens=inputs.get("cached_tokens"),
+        cache_write_tokens=inputs.get("cache_write_tokens"),
+        reasoning_tokens=outputs.get("reasoning_tokens"),
+    )
+
+
+def encode_usage(usage: Usage) -> dict[str, Any]:
+    """Canonical usage as the Responses ``usage`` object."""
+    prompt, completion = usage.input_tokens or 0, usage.output_tokens or 0
+    return {
+        "input_tokens": prompt,
+        "input_tokens_details": {
+            "cached_tokens": usage.cache_read_tokens or 0,
+            "cache_write_tokens": usage.cache_write_tokens or 0,
+        },
+        "output_tokens": completion,
+        "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens or 0},
+        "total_tokens": prompt + completion,
+    }
+
+
+def finish_of(status: Any, incomplete: Any, parts: tuple[Part, ...]) -> FinishReason:
+    """Why the answer stopped, from its ``status`` and ``incomplete_details``."""
+    if status == "completed":
+        calls = any(isinstance(p, ToolCall) for p in parts)
+        return FinishReason.TOOL_CALLS if calls else FinishReason.STOP
+    if status == "incomplete":
+        reason = incomplete.get("reason") if isinstance(incomplete, dict) else None
+        if reason in _INCOMPLETE:
+            return _INCOMPLETE[reason]
+        raise UntranslatableResponse(f"The answer is incomplete for an unknown reason: {reason!r}.")
+    raise UntranslatableResponse(f"The provider answered with the status {status!r}.")
+
+
+def decode_response(body: Any) -> Response:
+    """A Responses ``response`` object as a canonical response."""
+    body = u.obj(body, "response")
+    parts: list[Part] = []
+    for i, value in enumerate(u.arr(body.get("output") or [], "output")):
+        item = u.obj(value, f"output[{i}]")
+        kind = item.get("type")
+        if kind == "message":
+            parts.extend(_decode_output(item.get("content"), f"output[{i}].content"))
+        elif kind == "function_call":
+            parts.append(
+                ToolCall(
+                    str(item.get("call_id", "")),
+                    str(item.get("name", "")),
+                    str(item.get("arguments", "")),
+                )
+            )
+        elif kind == "reasoning":
+            parts.append(decode_reasoning_item(item, f"output[{i}]"))
+        else:
+            raise UntranslatableResponse(f"The answer has an output item of type {kind!r}.")
+    return Response(
+        id=str(body.get("id", "")),
+        model=str(body.get("model", "")),
+        parts=tuple(parts),
+        finish=finish_of(body.get("status"), body.get("incomplete_details"), tuple(parts)),
+        usage=decode_usage(body.get("usage")),
+    )
+
+
+def response_object(
+    response_id: str,
+    model: str,
+    created: int,
+    request: Request | None,
+    *,
+    status: str,
+    output: list[dict[str, Any]],
+    usage: Usage | None = None,
+    finish: FinishReason | None = None,
+    error: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``response`` object: the answer and the settings it was made with."""
+    choice: Any = "auto"
+    if request is not None and request.tool_choice is not None:
+        kind, name = request.tool_choice.kind, request.tool_choice.name
+        choice = {"type": "function", "name": name} if kind == "tool" else kind
+    incomplete = None
+    if finish in _INCOMPLETE_REASONS:
+        incomplete = {"reason": _INCOMPLETE_REASONS[finish]}
+    effort = None if request is None or request.reasoning is None else request.reasoning.effort
+    return {
+        "id": response_id,
+        "object": "response",
+        "created_at": created,
+        "status": status,
+        "error": error,
+        "incomplete_details": incomplete,
+        "instructions": None,
+        "max_output_tokens": None if request is None else request.max_tokens,
+        "model": model,
+        "output": output,
+        "parallel_tool_calls": True
+        if request is None or request.parallel_tool_calls is None
+        else request.parallel_tool_calls,
+        "previous_response_id": None if request is None else request.continues,
+        "reasoning": {"effort": effort, "summary": None},
+        "store": False if request is None else request.store,
+        "temperature": None if request is None else request.temperature,
+        "text": {"format": {"type": "text"}},
+        "tool_choice": choice,
+        "tools": [] if request is None else [_encode_tool(t) for t in request.tools],
+        "top_p": None if request is None else request.top_p,
+        "truncation": "disabled",
+        "usage": None if usage is None else encode_usage(usage),
+        "user": None if request is None else request.user,
+        "metadata": {},
+    }
+
+
+def encode_response(
+    response: Response, created: int = 0, request: Request | None = None
+) -> dict[str, Any]:
+    """A canonical response as a Responses ``response`` object (``created``: Unix seconds)."""
+    status = "incomplete" if response.finish in _INCOMPLETE_REASONS else "completed"
+    return response_object(
+        response.id,
+        response.model,
+        created,
+        request,
+        status=status,
+        output=encode_output(response.parts, prefix=item_prefix(response.id)),
+        usage=response.usage,
+        finish=response.finish,
+    )
+
+
+def item_prefix(response_id: str) -> str:
+    """What output item ids of the answer ``response_id`` start with after their kind."""
+    return response_id.removeprefix("resp_")[-16:] + "_"
+
+
+# -- errors -----------------------------------------------------------------------------
+
+#: Errors are OpenAI's: the same body and types as Chat Completions.
+encode_error = chat.encode_error
+decode_error = chat.decode_error
+
+
+def decode_stream_error(data: dict[str, Any]) -> StreamError:
+    """A streamed ``error`` event, or a ``response.failed`` event's ``response.error``."""
+    error = data.get("error")
+    if not isinstance(error, dict):
+        response = data.get("response")
+        error = response.get("error") if isinstance(response, dict) else None
+    if not isinstance(error, dict):
+        error = data
+    code = str(error.get("code") or "")
+    message = error.get("message")
+    kind = "rate_limit" if "rate_limit" in code else "server_error"
+    status = 429 if kind == "rate_limit" else 502
+    text = message if isinstance(message, str) else "The provider's answer failed."
+    return StreamError(status, kind, text)
