@@ -29,6 +29,16 @@ GATEWAY: Mapping[str, tuple[Dialect, str]] = {
 #: (``{prefix}{id}``), and the format their clients speak.
 STORED_ANSWERS: Mapping[str, Dialect] = {"/v1/responses/": OpenAIResponses()}
 
+
+def stored_answer(path: str) -> tuple[Dialect, str] | None:
+    """The format and the id of a kept answer's path below the mount
+    (``/v1/responses/{id}``), or ``None`` when the path is not one."""
+    for prefix, dialect in STORED_ANSWERS.items():
+        if path.startswith(prefix):
+            return dialect, path[len(prefix) :]
+    return None
+
+
 #: The format of the proxy's own endpoints (``/v1/models``) and of unknown routes.
 DEFAULT: Dialect = OpenAIChat()
 
@@ -83,4 +93,5 @@ __all__ = [
     "OpenAIResponses",
     "OpenAIResponsesCodec",
     "canonical",
+    "stored_answer",
 ]

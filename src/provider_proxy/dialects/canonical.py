@@ -505,6 +505,10 @@ class StoredAnswers(Protocol):
     """A client format whose answers can be kept, fetched by id and deleted
     (the gateway keeps them; a codec of such a format implements this too)."""
 
+    def issue_id(self, token: str) -> str:
+        """An answer id as this format writes one, made from a random ``token``."""
+        ...
+
     def deleted_body(self, response_id: str) -> dict[str, Any]:
         """What deleting the kept answer ``response_id`` is answered with."""
         ...

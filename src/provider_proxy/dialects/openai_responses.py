@@ -60,6 +60,10 @@ class OpenAIResponsesCodec:
     def decode_error(self, status: int, body: Any) -> StreamError:
         return _codec.decode_error(status, body)
 
+    def issue_id(self, token: str) -> str:
+        """``resp_{token}``, as OpenAI's response ids look."""
+        return f"resp_{token}"
+
     def deleted_body(self, response_id: str) -> dict[str, Any]:
         """``{"id", "object": "response.deleted", "deleted": true}``."""
         return {"id": response_id, "object": "response.deleted", "deleted": True}

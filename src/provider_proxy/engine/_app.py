@@ -38,7 +38,7 @@ from .._json import dumps
 from .._scrub import install_log_filter
 from ..adapters import Provider
 from ..dialects import DEFAULT as OWN_FORMAT
-from ..dialects import GATEWAY, Dialect, client_dialect
+from ..dialects import GATEWAY, Dialect, client_dialect, stored_answer
 from ..guards import Guards
 from ..observe import EventDispatcher, EventSink, JsonLogSink, PrometheusMetrics
 from ..policy import (
@@ -57,6 +57,7 @@ from ._forward import Forwarder
 from ._gateway import Gateway
 from ._heads import content_head, send_error, send_whole
 from ._report import Arrival, Outcome, Report, event_of
+from ._responses_state import StoredResponses
 from ._validation import ValidationMode, validate_all
 
 logger = logging.getLogger("provider_proxy")
@@ -102,6 +103,7 @@ class ProxyOptions(TypedDict, total=False):
     overhead_header: bool
     default_provider: str | None
     strict_translation: bool
+    stored_responses: StoredResponses | None
 
 
 class ProxyApp:
@@ -142,6 +144,9 @@ class ProxyApp:
         adapter prefix (``model="gpt-4.1"``); without one, such a name is a 404.
     :param strict_translation: at the gateway, refuse (400) a field a translation
         would drop for having no effect at the provider, instead of dropping it.
+    :param stored_responses: how the gateway keeps the conversations of stateful
+        clients (``store``, ``previous_response_id``) for providers without state:
+        time to live, size and per-client caps (in ``store``).
     """
 
     def __init__(self, adapters: Sequence[Provider], **options: Unpack[ProxyOptions]) -> None:
@@ -218,6 +223,7 @@ class ProxyApp:
             strict=options.get("strict_translation", False),
             store=self.store,
             guards=self._guards,
+            stored=options.get("stored_responses"),
         )
         cors = options.get("cors")
         self._entry: ASGIApp = (
@@ -415,7 +421,13 @@ class ProxyApp:
                 if target.name == "v1":  # answered in the format the client speaks
                     target = dataclasses.replace(target, client=client_dialect(scope["headers"]))
                 gateway = GATEWAY.get(target.path) if target.name == "v1" else None
-                if gateway is not None:
+                stored = stored_answer(target.path) if target.name == "v1" else None
+                if stored is not None:
+                    target = dataclasses.replace(target, client=stored[0])
+                    report = await self._gateway.handle_stored(
+                        scope, send, stored[0], stored[1], arrival
+                    )
+                elif gateway is not None:
                     client, operation = gateway
                     target = dataclasses.replace(target, client=client)
                     report = await self._gateway.handle(

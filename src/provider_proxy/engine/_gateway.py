@@ -18,14 +18,24 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import anyio
+
 from .._adapter import JSON, BodyTransform, RequestContext
-from .._exceptions import BadRequest, ClientNotAuthorized, InvalidJSON, ProviderNotFound, ProxyError
+from .._exceptions import (
+    BadRequest,
+    ClientNotAuthorized,
+    InvalidJSON,
+    MethodNotAllowed,
+    ProviderNotFound,
+    ProxyError,
+)
 from .._json import dumps, loads
 from ..adapters import Provider, ProviderAdapter
 from ..dialects import Dialect
 from ..dialects.canonical import (
     Codec,
     Request,
+    StoredAnswers,
     StreamDecoder,
     StreamEncoder,
     StreamError,
@@ -39,8 +49,10 @@ from ..transforms._compose import Composed, applies, run_transform
 from ..types import Message, Receive, Scope, Send
 from ._body import RequestBody
 from ._forward import Forwarder
+from ._heads import content_head, send_whole
 from ._reasoning import Kept, ReasoningMemory, StreamCapture
-from ._report import Arrival, Report
+from ._report import Arrival, Outcome, Report
+from ._responses_state import AnswerStore, Keeping, StoredResponses
 
 #: The response header naming request fields dropped in translation (no effect there).
 DROPPED_HEADER = b"x-proxy-dropped-fields"
@@ -88,6 +100,7 @@ class Gateway:
     :param strict: refuse the fields a translation would drop (no effect there) too.
     :param store: where reasoning a client's format cannot carry is kept between turns.
     :param guards: the app's guards, whose identity keys that reasoning per client.
+    :param stored: how conversations of stateful clients are kept (in ``store``).
     """
 
     def __init__(
@@ -101,6 +114,7 @@ class Gateway:
         strict: bool = False,
         store: Store | None = None,
         guards: Guards | None = None,
+        stored: StoredResponses | None = None,
     ) -> None:
         if default_provider is not None and default_provider not in adapters:
             raise ValueError(
@@ -114,6 +128,7 @@ class Gateway:
         self._max_body_size = max_body_size
         self._strict = strict
         self._memory = ReasoningMemory(store) if store is not None else None
+        self._answers = AnswerStore(store, stored) if store is not None else None
         self._guards = guards
 
     async def handle(
@@ -142,6 +157,8 @@ class Gateway:
         if not named:
             raise BadRequest('The request names no model: set "model" to "{provider}/{model}".')
         target = self._target(named, client, operation)
+        if not target.translated and client.codec is not None and _keeps(client.codec):
+            target = await self._continuing(target, parsed, client.codec, scope)
         if not target.translated:
             forwarded = dict(parsed, model=target.model)
             report = await self._forward(scope, receive, send, target, dumps(forwarded), arrival)
@@ -158,15 +175,74 @@ class Gateway:
                 "refuses what it would drop",
             )
         identity = await self._identity(scope)
+        keeping: Keeping | None = None
+        stored = _stored(codec)
+        if self._answers is not None and stored is not None:
+            request, keeping = await self._answers.begin(identity, request, stored)
         if self._memory is not None:
             request = await self._memory.restore(identity, request)
         request = dataclasses.replace(request, model=target.model)
-        upstream = provider_codec.encode_request(request)
-        translate = _Translator(
-            send, codec, provider_codec, request, dropped, self._memory, identity
-        )
-        report = await self._forward(scope, receive, translate, target, dumps(upstream), arrival)
+        try:
+            upstream = provider_codec.encode_request(request)
+            translate = _Translator(
+                send, codec, provider_codec, request, dropped, self._memory, identity, keeping
+            )
+            report = await self._forward(
+                scope, receive, translate, target, dumps(upstream), arrival
+            )
+        finally:
+            if keeping is not None:
+                with anyio.CancelScope(shield=True):  # a client gone still frees its slot
+                    await keeping.end()
         return dataclasses.replace(report, client_dialect=client.name, translated=True)
+
+    async def _continuing(
+        self, target: Target, body: dict[str, Any], codec: Codec, scope: Scope
+    ) -> Target:
+        """``target``, translated when the request continues an answer the proxy kept:
+        the provider would not know its id, so the kept turns are sent instead."""
+        if self._answers is None:
+            return target
+        try:
+            request, _ = codec.decode_request(body)
+        except ProxyError:
+            return target  # not translatable: the provider's own state, if any
+        if request.continues is None:
+            return target
+        if not await self._answers.has(await self._identity(scope), request.continues):
+            return target
+        return dataclasses.replace(target, translated=True)
+
+    async def handle_stored(
+        self, scope: Scope, send: Send, client: Dialect, answer_id: str, arrival: Arrival
+    ) -> Report:
+        """``GET`` or ``DELETE`` of an answer the gateway kept, in the client's format."""
+        codec = client.codec
+        stored = _stored(codec)
+        if self._answers is None or codec is None or stored is None or not answer_id:
+            raise ProviderNotFound("No such stored response endpoint.")
+        if "/" in answer_id:
+            raise ProviderNotFound(
+                "Only GET and DELETE of a stored response itself are served here."
+            )
+        identity = await self._identity_required(scope)
+        method = scope["method"]
+        if method == "GET":
+            payload = codec.encode_response(await self._answers.fetch(identity, answer_id))
+        elif method == "DELETE":
+            await self._answers.delete(identity, answer_id)
+            payload = stored.deleted_body(answer_id)
+        else:
+            raise MethodNotAllowed("A stored response answers GET and DELETE.")
+        content = dumps(payload)
+        head = content_head(b"application/json", len(content), arrival.request_id)
+        await send_whole(send, 200, head, content)
+        outcome = Outcome(200, response_bytes=len(content))
+        return Report(outcome, None, scope["path"], identity=identity, client_dialect=client.name)
+
+    async def _identity_required(self, scope: Scope) -> str | None:
+        """The client's identity; a client the guards do not know is refused (401)."""
+        return None if self._guards is None else await self._guards.identify(scope)
 
     async def _identity(self, scope: Scope) -> str | None:
         """The client's identity, to key its kept reasoning (the forwarder checks it too)."""
@@ -261,6 +337,15 @@ class Gateway:
         )
 
 
+def _stored(codec: object) -> StoredAnswers | None:
+    """``codec`` when its format's answers can be kept (and fetched, and deleted)."""
+    return codec if isinstance(codec, StoredAnswers) else None
+
+
+def _keeps(codec: object) -> bool:
+    return _stored(codec) is not None
+
+
 class _Replay:
     """``receive`` for the rewritten body: it first, then the client's own (a disconnect)."""
 
@@ -294,8 +379,11 @@ class _Translator:
         dropped: tuple[str, ...],
         memory: ReasoningMemory | None = None,
         identity: str | None = None,
+        keeping: Keeping | None = None,
     ) -> None:
         self._send = send
+        #: The answer kept for a stateful client: it is renamed to the id the proxy issued.
+        self._keeping = keeping
         self._memory = memory
         self._identity = identity
         self._capture = StreamCapture() if memory is not None else None
@@ -358,19 +446,26 @@ class _Translator:
         parser, decoder, encoder = streaming
         out: list[bytes] = []
         keep: list[tuple[str, list[Kept]]] = []
-        capture = self._capture
+        capture, keeping = self._capture, self._keeping
         try:
             for event in parser.feed(chunk):
                 for canonical in decoder.feed_text(event.event, event.data):
+                    if keeping is not None:
+                        canonical = keeping.rename(canonical)
                     if capture is not None and (found := capture.feed(canonical)) is not None:
                         keep.append(found)
                     out.append(encoder.feed(canonical))
             if not more:
                 for canonical in decoder.end():
+                    if keeping is not None:
+                        canonical = keeping.rename(canonical)
                     out.append(encoder.feed(canonical))
                 out.append(encoder.close())
         except ProxyError as error:  # a provider event the client's format cannot hold
-            out.append(encoder.feed(StreamError(error.status_code, "server_error", error.message)))
+            failure = StreamError(error.status_code, "server_error", error.message)
+            if keeping is not None:
+                keeping.rename(failure)
+            out.append(encoder.feed(failure))
             out.append(encoder.close())
             more = False
         if self._memory is not None:
@@ -394,6 +489,8 @@ class _Translator:
         else:
             try:
                 response = self._provider.decode_response(parsed)
+                if self._keeping is not None:
+                    response = self._keeping.whole(response)
                 if self._memory is not None:
                     await self._memory.remember_response(self._identity, response)
                 payload = self._client.encode_response(response)
