@@ -3,6 +3,7 @@
 from ._app import DEFAULT_MAX_BODY_SIZE, ProxyApp, ProxyOptions, make_asgi_app
 from ._cors import CORS, CORSMiddleware
 from ._mount import mount
+from ._responses_state import StoredResponses
 from ._validation import CredentialsRejected, ValidationMode
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "CredentialsRejected",
     "ProxyApp",
     "ProxyOptions",
+    "StoredResponses",
     "ValidationMode",
     "make_asgi_app",
     "mount",
