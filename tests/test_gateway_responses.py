@@ -20,7 +20,7 @@ from openai.types.responses import ResponseFunctionToolCall
 
 from provider_proxy import Guards, ProxyApp, StoredResponses, make_asgi_app
 from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter, OpenAICompatibleAdapter
-from provider_proxy.dialects import Dialect, OpenAIChat
+from provider_proxy.dialects import Dialect, OpenAIChat, OpenAIResponses
 from provider_proxy.testing import FakeUpstream
 
 from .conftest import ANTHROPIC_KEY, OPENAI_KEY, TRANSPORTS
@@ -45,11 +45,18 @@ class ChatOnly(OpenAICompatibleAdapter):
     dialects: ClassVar[tuple[Dialect, ...]] = (OpenAIChat(),)
 
 
+class ResponsesOnly(OpenAICompatibleAdapter):
+    """A server that speaks only the Responses API."""
+
+    dialects: ClassVar[tuple[Dialect, ...]] = (OpenAIResponses(),)
+
+
 def _adapters(upstream: ServerThread) -> list[Any]:
     return [
         OpenAIAdapter(base_url=upstream.url + "/v1", api_key=OPENAI_KEY),
         AnthropicAdapter(base_url=upstream.url, api_key=ANTHROPIC_KEY),
         ChatOnly(name="local", base_url=upstream.url + "/v1", api_key="local-key-0123456789"),
+        ResponsesOnly(name="resp", base_url=upstream.url + "/v1", api_key="resp-key-0123456789"),
     ]
 
 
@@ -341,3 +348,42 @@ def test_a_response_kept_by_the_proxy_continues_on_an_openai_model(
     assert [item.get("role") for item in sent["input"]] == ["user", "assistant", "user"]
     assert second.output_text == TEXT
     assert client.responses.retrieve(second.id).id == second.id
+
+
+# -- the other way: Chat and Anthropic clients on a Responses-only provider ---------------
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_chat_client_reaches_a_responses_only_provider(
+    client: openai.OpenAI, fake: FakeUpstream, stream: bool
+) -> None:
+    messages: Any = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Weather in Paris?"},
+    ]
+    tools: Any = [{"type": "function", "function": {"name": "weather", "parameters": WEATHER}}]
+    headers = {"x-fake-tools": "weather"}
+    if stream:
+        with client.chat.completions.stream(
+            model="resp/gpt-5", messages=messages, tools=tools, extra_headers=headers
+        ) as events:
+            completion = events.get_final_completion()
+    else:
+        completion = client.chat.completions.create(
+            model="resp/gpt-5", messages=messages, tools=tools, extra_headers=headers
+        )
+    assert fake.last.path == "/v1/responses"
+    sent = _sent(fake)
+    assert sent["store"] is False  # the provider keeps nothing: Chat clients send it all
+    assert sent["input"][0] == {
+        "type": "message",
+        "role": "system",
+        "content": [{"type": "input_text", "text": "Be brief."}],
+    }
+    assert sent["tools"] == [{"type": "function", "name": "weather", "parameters": WEATHER}]
+    choice = completion.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.tool_calls is not None
+    (call,) = choice.message.tool_calls
+    assert call.type == "function"
+    assert json.loads(call.function.arguments) == {"city": "fake-city"}

@@ -614,6 +614,10 @@ def test_an_answer_the_client_cannot_read_is_an_error(body: dict[str, Any]) -> N
 def test_it_is_a_format_whose_answers_are_kept() -> None:
     assert isinstance(CODEC, StoredAnswers)
     assert not isinstance(CHAT, StoredAnswers)
+    assert CODEC.issue_id("abc") == "resp_abc"
+    assert CODEC.continued({"previous_response_id": "resp_1", "input": "Hi."}) == "resp_1"
+    assert CODEC.continued({"input": "Hi."}) is None
+    assert CODEC.continued([]) is None
     assert CODEC.deleted_body("resp_1") == {
         "id": "resp_1",
         "object": "response.deleted",

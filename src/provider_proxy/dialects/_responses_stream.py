@@ -37,6 +37,7 @@ from .canonical import (
     ToolCallDelta,
     ToolCallEnd,
     ToolCallStart,
+    Unsupported,
     UntranslatableResponse,
     Usage,
     UsageReport,
@@ -124,9 +125,7 @@ class StreamDecoder:
         elif kind == "reasoning":
             try:
                 part = codec.decode_reasoning_item(item, "item")
-            except UntranslatableResponse as error:  # pragma: no cover - it raises Unsupported
-                return [StreamError(502, "server_error", error.message)]
-            except Exception:
+            except Unsupported:
                 return [StreamError(502, "server_error", "The provider sent a bad reasoning item.")]
             if isinstance(part, RedactedReasoning):
                 out.append(RedactedReasoningBlock(part.data))
@@ -215,7 +214,7 @@ class StreamEncoder:
             return self._content(kind, event.text)
         if isinstance(event, ReasoningDelta):
             out = self._open("reasoning")
-            if len(self._text) == 0 and not self._item_parts():
+            if self._item is not None and not self._item["summary"]:
                 out += self._summary_part_added()
             self._text.append(event.text)
             return out + self._event(
@@ -315,10 +314,6 @@ class StreamEncoder:
     def _item_id(self) -> str:
         assert self._item is not None
         return str(self._item["id"])
-
-    def _item_parts(self) -> list[dict[str, Any]]:
-        assert self._item is not None
-        return list(self._item.get("content") or self._item.get("summary") or [])
 
     def _open(self, kind: str) -> bytes:
         """The item of ``kind`` open (the one open, or a new one)."""

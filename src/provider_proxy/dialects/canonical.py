@@ -505,6 +505,11 @@ class StoredAnswers(Protocol):
     """A client format whose answers can be kept, fetched by id and deleted
     (the gateway keeps them; a codec of such a format implements this too)."""
 
+    def continued(self, body: Any) -> str | None:
+        """The id of the answer a client's request body continues, if any (a cheap
+        read, for the gateway to tell whether it kept that answer)."""
+        ...
+
     def issue_id(self, token: str) -> str:
         """An answer id as this format writes one, made from a random ``token``."""
         ...

@@ -60,6 +60,11 @@ class OpenAIResponsesCodec:
     def decode_error(self, status: int, body: Any) -> StreamError:
         return _codec.decode_error(status, body)
 
+    def continued(self, body: Any) -> str | None:
+        """The body's ``previous_response_id``."""
+        previous = get(body, "previous_response_id")
+        return previous if isinstance(previous, str) else None
+
     def issue_id(self, token: str) -> str:
         """``resp_{token}``, as OpenAI's response ids look."""
         return f"resp_{token}"

@@ -157,8 +157,9 @@ class Gateway:
         if not named:
             raise BadRequest('The request names no model: set "model" to "{provider}/{model}".')
         target = self._target(named, client, operation)
-        if not target.translated and client.codec is not None and _keeps(client.codec):
-            target = await self._continuing(target, parsed, client.codec, scope)
+        stateful = _stored(client.codec)
+        if not target.translated and stateful is not None:
+            target = await self._continuing(target, parsed, stateful, scope)
         if not target.translated:
             forwarded = dict(parsed, model=target.model)
             report = await self._forward(scope, receive, send, target, dumps(forwarded), arrival)
@@ -197,20 +198,15 @@ class Gateway:
         return dataclasses.replace(report, client_dialect=client.name, translated=True)
 
     async def _continuing(
-        self, target: Target, body: dict[str, Any], codec: Codec, scope: Scope
+        self, target: Target, body: dict[str, Any], codec: StoredAnswers, scope: Scope
     ) -> Target:
         """``target``, translated when the request continues an answer the proxy kept:
         the provider would not know its id, so the kept turns are sent instead."""
-        if self._answers is None:
+        previous = codec.continued(body)
+        if self._answers is None or previous is None:
             return target
-        try:
-            request, _ = codec.decode_request(body)
-        except ProxyError:
-            return target  # not translatable: the provider's own state, if any
-        if request.continues is None:
-            return target
-        if not await self._answers.has(await self._identity(scope), request.continues):
-            return target
+        if not await self._answers.has(await self._identity(scope), previous):
+            return target  # the provider's own, if anyone's
         return dataclasses.replace(target, translated=True)
 
     async def handle_stored(
@@ -340,10 +336,6 @@ class Gateway:
 def _stored(codec: object) -> StoredAnswers | None:
     """``codec`` when its format's answers can be kept (and fetched, and deleted)."""
     return codec if isinstance(codec, StoredAnswers) else None
-
-
-def _keeps(codec: object) -> bool:
-    return _stored(codec) is not None
 
 
 class _Replay:
