@@ -1,5 +1,6 @@
 """A fake LLM provider: a tiny ASGI app that answers like OpenAI and Anthropic
-(and Gemini's ``generateContent``).
+(and Gemini's ``generateContent``, and OpenAI's Responses API, stateful:
+:mod:`provider_proxy.testing._fake_responses`).
 
 It runs the demo offline and is the upstream of the test suite and the
 benchmarks; tests of an app that embeds the proxy can use it too. It records
