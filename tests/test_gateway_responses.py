@@ -24,7 +24,7 @@ from provider_proxy.dialects import Dialect, OpenAIChat, OpenAIResponses
 from provider_proxy.testing import FakeUpstream
 
 from .conftest import ANTHROPIC_KEY, OPENAI_KEY, TRANSPORTS
-from .servers import ServerThread, serve
+from .servers import ServerThread, serve, wait_until
 
 CLAUDE = "anthropic/claude-sonnet-4-5"
 LOCAL = "local/qwen3-8b"
@@ -387,3 +387,78 @@ def test_a_chat_client_reaches_a_responses_only_provider(
     (call,) = choice.message.tool_calls
     assert call.type == "function"
     assert json.loads(call.function.arguments) == {"city": "fake-city"}
+
+
+# -- the rest of the request's path: disconnects, dropped fields, events ------------------
+
+
+def test_a_client_leaving_a_translated_stream_frees_the_upstream_and_its_slot(
+    upstream: ServerThread, fake: FakeUpstream, transport_kind: str
+) -> None:
+    proxy = make_asgi_app(
+        _adapters(upstream),
+        transport=TRANSPORTS[transport_kind](),
+        validate_credentials="off",
+        stored_responses=StoredResponses(per_client=1),
+    )
+    closed = fake.closed_streams
+    slow = {"x-fake-chunks": "2000", "x-fake-gap": "0.02"}
+    body = {"model": CLAUDE, "input": "Talk.", "stream": True}
+    with serve(proxy) as gateway:
+        with httpx.stream(
+            "POST", gateway.url + "/v1/responses", json=body, headers=slow, timeout=10
+        ) as response:
+            assert response.status_code == 200
+            received = b""
+            for chunk in response.iter_raw():
+                received += chunk
+                if received.count(b"response.output_text.delta") >= 3:
+                    break
+        assert wait_until(lambda: fake.closed_streams == closed + 1, timeout=5)
+        # The unfinished answer was not kept, so its slot is free for the next one.
+        with _client(gateway) as client:
+            assert client.responses.create(model=CLAUDE, input="Hi.").status == "completed"
+
+
+def test_dropped_fields_are_named_and_strict_translation_refuses_them(
+    upstream: ServerThread, transport_kind: str
+) -> None:
+    body = {"model": CLAUDE, "input": "Hi.", "metadata": {"a": "b"}, "prompt_cache_key": "k"}
+    for strict in (False, True):
+        proxy = make_asgi_app(
+            _adapters(upstream),
+            transport=TRANSPORTS[transport_kind](),
+            validate_credentials="off",
+            strict_translation=strict,
+        )
+        with serve(proxy) as gateway:
+            answer = httpx.post(gateway.url + "/v1/responses", json=body)
+        if strict:
+            assert answer.status_code == 400
+            assert "metadata" in answer.json()["error"]["message"]
+        else:
+            assert answer.status_code == 200
+            assert answer.headers["x-proxy-dropped-fields"] == "metadata, prompt_cache_key"
+
+
+def test_the_event_says_which_formats_met_and_the_usage(
+    upstream: ServerThread, transport_kind: str
+) -> None:
+    events: list[Any] = []
+    proxy = make_asgi_app(
+        _adapters(upstream),
+        transport=TRANSPORTS[transport_kind](),
+        validate_credentials="off",
+        sinks=[events.append],
+    )
+    with serve(proxy) as gateway, _client(gateway) as client:
+        with client.responses.stream(model=CLAUDE, input="Hi.") as stream:
+            stream.get_final_response()
+        assert wait_until(lambda: len(events) == 1)
+    (event,) = events
+    assert event.client_dialect == "openai-responses"
+    assert event.dialect == "anthropic-messages"
+    assert event.translated is True
+    assert event.provider == "anthropic"
+    assert event.usage is not None
+    assert event.usage.input_tokens == 10

@@ -851,3 +851,62 @@ def test_errors_are_openai_s() -> None:
     assert body["error"]["message"] == "busy"
     error = CODEC.decode_error(429, {"error": {"message": "slow", "type": "rate_limit_error"}})
     assert error == StreamError(429, "rate_limit", "slow")
+
+
+# -- any canonical stream, as the SDK reads it ----------------------------------------------
+
+words = st.text(st.characters(min_codepoint=32, max_codepoint=0x3000), min_size=1, max_size=6)
+
+
+@st.composite
+def canonical_streams(draw: st.DrawFn) -> list[StreamEvent]:
+    """A well-formed canonical stream: a start, runs of content, tool calls, a finish."""
+    events: list[StreamEvent] = [MessageStart("resp_prop", "m")]
+    calls = 0
+    for kind in draw(
+        st.lists(
+            st.sampled_from(["text", "refusal", "reasoning", "signed", "redacted", "call"]),
+            max_size=6,
+        )
+    ):
+        pieces = draw(st.lists(words, min_size=1, max_size=3))
+        if kind == "text":
+            events += [TextDelta(p) for p in pieces]
+        elif kind == "refusal":
+            events += [RefusalDelta(p) for p in pieces]
+        elif kind in ("reasoning", "signed"):
+            events += [ReasoningDelta(p) for p in pieces]
+            if kind == "signed":
+                events.append(ReasoningSignature(draw(words)))
+        elif kind == "redacted":
+            events.append(RedactedReasoningBlock(draw(words)))
+        else:
+            events.append(ToolCallStart(calls, f"call_{calls}", draw(words)))
+            events += [ToolCallDelta(calls, p) for p in pieces]
+            events.append(ToolCallEnd(calls))
+            calls += 1
+    # Responses says "tool calls" by having them: without any, the answer stopped otherwise.
+    others = [FinishReason.STOP, FinishReason.LENGTH, FinishReason.CONTENT_FILTER]
+    finish = FinishReason.TOOL_CALLS if calls else draw(st.sampled_from(others))
+    return [*events, Finish(finish), UsageReport(Usage(draw(st.integers(0, 99)), 7))]
+
+
+@settings(max_examples=150, deadline=None)
+@given(canonical_streams())
+def test_any_canonical_stream_is_one_the_sdk_accumulates(events: list[StreamEvent]) -> None:
+    sdk_events, state = _replay(_encode(events))
+    assert [e.sequence_number for e in sdk_events] == list(range(len(sdk_events)))
+    final = sdk_events[-1]
+    assert final.type in ("response.completed", "response.incomplete")
+    text = "".join(e.text for e in events if isinstance(e, TextDelta))
+    assert final.response.output_text == text
+    calls = [item for item in final.response.output if item.type == "function_call"]
+    assert [c.call_id for c in calls] == [e.id for e in events if isinstance(e, ToolCallStart)]
+    # Decoded again, the stream says the same (a call without arguments gets "{}").
+    again = decode_stream([_encode(events)])
+    assert "".join(e.text for e in again if isinstance(e, TextDelta)) == text
+    assert [e for e in again if isinstance(e, Finish)] == [
+        e for e in events if isinstance(e, Finish)
+    ]
+    if final.type == "response.completed":
+        assert state._completed_response is not None
