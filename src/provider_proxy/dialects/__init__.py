@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 
 from . import canonical
 from ._base import BaseDialect, Dialect
+from ._token_estimate import Tokenizer, estimate_input_tokens, offline_tokenizer
 from .anthropic_messages import AnthropicMessages, AnthropicMessagesCodec
 from .gemini import Gemini
 from .openai_chat import OpenAIChat, OpenAIChatCodec
@@ -92,6 +93,9 @@ __all__ = [
     "OpenAIChatCodec",
     "OpenAIResponses",
     "OpenAIResponsesCodec",
+    "Tokenizer",
     "canonical",
+    "estimate_input_tokens",
+    "offline_tokenizer",
     "stored_answer",
 ]

@@ -10,7 +10,6 @@ route's provider error format, and every request ends in one
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import time
 from collections import Counter
@@ -38,7 +37,7 @@ from .._json import dumps
 from .._scrub import install_log_filter
 from ..adapters import Provider
 from ..dialects import DEFAULT as OWN_FORMAT
-from ..dialects import GATEWAY, Dialect, client_dialect, stored_answer
+from ..dialects import GATEWAY, Dialect, Tokenizer, client_dialect, stored_answer
 from ..guards import Guards
 from ..observe import EventDispatcher, EventSink, JsonLogSink, PrometheusMetrics
 from ..policy import (
@@ -103,6 +102,7 @@ class ProxyOptions(TypedDict, total=False):
     overhead_header: bool
     default_provider: str | None
     strict_translation: bool
+    tokenizer: Tokenizer | None
     stored_responses: StoredResponses | None
 
 
@@ -144,6 +144,10 @@ class ProxyApp:
         adapter prefix (``model="gpt-4.1"``); without one, such a name is a 404.
     :param strict_translation: at the gateway, refuse (400) a field a translation
         would drop for having no effect at the provider, instead of dropping it.
+    :param tokenizer: estimates ``POST {mount}/v1/messages/count_tokens`` for models
+        whose provider cannot count tokens, marked ``x-proxy-token-estimate``. By
+        default tiktoken's ``cl100k_base`` when the ``tokens`` extra is installed;
+        ``None`` answers those requests 501.
     :param stored_responses: how the gateway keeps the conversations of stateful
         clients (``store``, ``previous_response_id``) for providers without state:
         time to live, size and per-client caps (in ``store``).
@@ -223,6 +227,7 @@ class ProxyApp:
             strict=options.get("strict_translation", False),
             store=self.store,
             guards=self._guards,
+            tokenizer=options.get("tokenizer", "auto"),
             stored=options.get("stored_responses"),
         )
         cors = options.get("cors")
@@ -395,9 +400,20 @@ class ProxyApp:
         name, rest = split_provider(path_below_mount(scope))
         adapter = self._adapters.get(name)
         text = rest.decode("ascii", "replace")
-        if adapter is None:
-            return _Target(None, name, rest, f"/{name}{text}")
-        return _Target(adapter, name, rest, text)
+        if adapter is not None:
+            return _Target(adapter, name, rest, text)
+        path = f"/{name}{text}"
+        if name != "v1":
+            return _Target(None, name, rest, path)
+        # The gateway's endpoints speak their format; the rest of /v1 the client's.
+        gateway, stored = GATEWAY.get(path), stored_answer(path)
+        if gateway is not None:
+            client = gateway[0]
+        elif stored is not None:  # a kept answer: its format's
+            client = stored[0]
+        else:
+            client = client_dialect(scope["headers"])
+        return _Target(None, name, rest, path, client)
 
     def _dialect(self, target: _Target) -> Dialect:
         """The API format of the target's path: the client's at the gateway, the
@@ -418,20 +434,16 @@ class ProxyApp:
                 target = self._route(scope)
                 if _asks_websocket(scope["headers"]):
                     raise _websocket_refused()
-                if target.name == "v1":  # answered in the format the client speaks
-                    target = dataclasses.replace(target, client=client_dialect(scope["headers"]))
-                gateway = GATEWAY.get(target.path) if target.name == "v1" else None
-                stored = stored_answer(target.path) if target.name == "v1" else None
-                if stored is not None:
-                    target = dataclasses.replace(target, client=stored[0])
-                    report = await self._gateway.handle_stored(
-                        scope, send, stored[0], stored[1], arrival
-                    )
-                elif gateway is not None:
+                gateway = GATEWAY.get(target.path) if target.client is not None else None
+                stored = stored_answer(target.path) if target.client is not None else None
+                if gateway is not None:
                     client, operation = gateway
-                    target = dataclasses.replace(target, client=client)
                     report = await self._gateway.handle(
                         scope, receive, send, client, operation, arrival
+                    )
+                elif stored is not None:
+                    report = await self._gateway.handle_stored(
+                        scope, send, stored[0], stored[1], arrival
                     )
                 elif target.adapter is not None:
                     report = await self._forward(scope, receive, send, target, arrival)

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import anyio
+import anyio.to_thread
 
 from .._adapter import JSON, BodyTransform, RequestContext
 from .._exceptions import (
@@ -31,7 +32,7 @@ from .._exceptions import (
 )
 from .._json import dumps, loads
 from ..adapters import Provider, ProviderAdapter
-from ..dialects import Dialect
+from ..dialects import Dialect, Tokenizer, estimate_input_tokens, offline_tokenizer
 from ..dialects.canonical import (
     Codec,
     Request,
@@ -56,6 +57,9 @@ from ._responses_state import AnswerStore, Keeping, StoredResponses
 
 #: The response header naming request fields dropped in translation (no effect there).
 DROPPED_HEADER = b"x-proxy-dropped-fields"
+
+#: The header of a ``count_tokens`` answer the proxy estimated, naming the tokenizer.
+ESTIMATE_HEADER = b"x-proxy-token-estimate"
 
 #: Headers of the provider's answer that describe its body, set anew for a translated one.
 _BODY_HEADERS = frozenset({b"content-length", b"content-type", b"content-encoding", b"etag"})
@@ -100,6 +104,9 @@ class Gateway:
     :param strict: refuse the fields a translation would drop (no effect there) too.
     :param store: where reasoning a client's format cannot carry is kept between turns.
     :param guards: the app's guards, whose identity keys that reasoning per client.
+    :param tokenizer: what estimates ``count_tokens`` for providers that cannot count;
+        ``"auto"`` loads :func:`~provider_proxy.dialects.offline_tokenizer` on first
+        use; ``None`` (or ``"auto"`` without the ``tokens`` extra) answers 501.
     :param stored: how conversations of stateful clients are kept (in ``store``).
     """
 
@@ -114,6 +121,7 @@ class Gateway:
         strict: bool = False,
         store: Store | None = None,
         guards: Guards | None = None,
+        tokenizer: Tokenizer | Literal["auto"] | None = "auto",
         stored: StoredResponses | None = None,
     ) -> None:
         if default_provider is not None and default_provider not in adapters:
@@ -130,6 +138,7 @@ class Gateway:
         self._memory = ReasoningMemory(store) if store is not None else None
         self._answers = AnswerStore(store, stored) if store is not None else None
         self._guards = guards
+        self._tokenizer: Tokenizer | Literal["auto"] | None = tokenizer
 
     async def handle(
         self,
@@ -156,14 +165,20 @@ class Gateway:
         named = client.model_of(parsed)
         if not named:
             raise BadRequest('The request names no model: set "model" to "{provider}/{model}".')
-        target = self._target(named, client, operation)
+        try:
+            target = self._target(named, client, operation)
+        except NotTranslatable:
+            tokenizer = await self._loaded_tokenizer() if operation == "count_tokens" else None
+            if tokenizer is None:
+                raise
+            return await self._estimate(scope, send, client, parsed, named, tokenizer, arrival)
+        # The model as the provider knows it, written over the name the client used.
+        parsed = dict(parsed, model=target.model)
         stateful = _stored(client.codec)
         if not target.translated and stateful is not None:
             target = await self._continuing(target, parsed, stateful, scope)
         if not target.translated:
-            forwarded = dict(parsed, model=target.model)
-            report = await self._forward(scope, receive, send, target, dumps(forwarded), arrival)
-            return dataclasses.replace(report, client_dialect=client.name)
+            return await self._forward(scope, receive, send, client, target, dumps(parsed), arrival)
         codec, provider_codec = client.codec, target.dialect.codec
         if codec is None or provider_codec is None:  # pragma: no cover - _target checks
             raise NotTranslatable(f"{client.name} cannot be translated here.")
@@ -182,20 +197,18 @@ class Gateway:
             request, keeping = await self._answers.begin(identity, request, stored)
         if self._memory is not None:
             request = await self._memory.restore(identity, request)
-        request = dataclasses.replace(request, model=target.model)
         try:
             upstream = provider_codec.encode_request(request)
             translate = _Translator(
                 send, codec, provider_codec, request, dropped, self._memory, identity, keeping
             )
-            report = await self._forward(
-                scope, receive, translate, target, dumps(upstream), arrival
+            return await self._forward(
+                scope, receive, translate, client, target, dumps(upstream), arrival
             )
         finally:
             if keeping is not None:
                 with anyio.CancelScope(shield=True):  # a client gone still frees its slot
                     await keeping.end()
-        return dataclasses.replace(report, client_dialect=client.name, translated=True)
 
     async def _continuing(
         self, target: Target, body: dict[str, Any], codec: StoredAnswers, scope: Scope
@@ -253,6 +266,8 @@ class Gateway:
         self, body: dict[str, Any], scope: Scope, client: Dialect, arrival: Arrival
     ) -> dict[str, Any]:
         """The body after the app-wide transforms that apply to the client's request."""
+        if not self._transforms.transforms:
+            return body
         context = RequestContext(
             "",
             "POST",
@@ -268,20 +283,68 @@ class Gateway:
                 return changed
         return body
 
-    def _target(self, named: str, client: Dialect, operation: str) -> Target:
-        """The adapter and model a name means, and how the provider speaks the operation."""
+    async def _estimate(
+        self,
+        scope: Scope,
+        send: Send,
+        client: Dialect,
+        body: dict[str, Any],
+        named: str,
+        tokenizer: Tokenizer,
+        arrival: Arrival,
+    ) -> Report:
+        """``count_tokens`` answered by the proxy's tokenizer, for a provider that cannot count.
+
+        The client is identified as for any request (a bad key is refused); the
+        answer says it is an estimate and which tokenizer made it.
+        """
+        assert client.codec is not None
+        provider, model = self._resolve(named)
+        identity = None if self._guards is None else await self._guards.identify(scope)
+        request, _ = client.codec.decode_request(body)
+        tokens = estimate_input_tokens(request, tokenizer)
+        answer = dumps({"input_tokens": tokens})
+        head = [
+            *content_head(b"application/json", len(answer), arrival.request_id),
+            (ESTIMATE_HEADER, tokenizer.name.encode("ascii", "replace")),
+        ]
+        await send_whole(send, 200, head, answer)
+        outcome = Outcome(200, response_bytes=len(answer))
+        return Report(
+            outcome,
+            provider.name,
+            "",
+            model=model,
+            identity=identity,
+            client_dialect=client.name,
+        )
+
+    async def _loaded_tokenizer(self) -> Tokenizer | None:
+        """The tokenizer, loaded (in a thread: it reads its data) on first use."""
+        if self._tokenizer == "auto":
+            loaded = await anyio.to_thread.run_sync(offline_tokenizer)
+            self._tokenizer = loaded
+            return loaded
+        return self._tokenizer
+
+    def _resolve(self, named: str) -> tuple[Provider, str]:
+        """The provider a model name's prefix means (else the default one), and the model."""
         prefix, slash, rest = named.partition("/")
         provider = self._adapters.get(prefix) if slash and rest else None
-        model = rest
-        if provider is None:
-            if self._default is None:
-                raise ModelNotRouted(
-                    f"No provider for the model {named!r}: name models as "
-                    f'"{{provider}}/{{model}}" (for example "{self._example()}"); '
-                    "GET /v1/models lists every one, and the providers are: "
-                    f"{', '.join(self._adapters) or 'none'}."
-                )
-            provider, model = self._adapters[self._default], named
+        if provider is not None:
+            return provider, rest
+        if self._default is None:
+            raise ModelNotRouted(
+                f"No provider for the model {named!r}: name models as "
+                f'"{{provider}}/{{model}}" (for example "{self._example()}"); '
+                "GET /v1/models lists every one, and the providers are: "
+                f"{', '.join(self._adapters) or 'none'}."
+            )
+        return self._adapters[self._default], named
+
+    def _target(self, named: str, client: Dialect, operation: str) -> Target:
+        """The adapter and model a name means, and how the provider speaks the operation."""
+        provider, model = self._resolve(named)
         adapter = provider.serving()
         same = next((d for d in adapter.dialects if d.name == client.name), None)
         if same is not None:
@@ -307,6 +370,7 @@ class Gateway:
         scope: Scope,
         receive: Receive,
         send: Send,
+        client: Dialect,
         target: Target,
         body: bytes,
         arrival: Arrival,
@@ -330,6 +394,8 @@ class Gateway:
             target.path.encode("ascii"),
             arrival,
             serving=target.adapter,
+            client_dialect=client.name,
+            translated=target.translated,
         )
 
 
