@@ -251,6 +251,7 @@ REQUEST_VALUES: dict[str, dict[str, Any]] = {
         "conversation": "conv_1",
         "prompt": {"id": "pmpt_1"},
         "metadata": {"purpose": "test"},
+        "client_metadata": {"session_id": "s-1"},
         "service_tier": "flex",
         "prompt_cache_key": "tenant-1",
         "prompt_cache_retention": "24h",

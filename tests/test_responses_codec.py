@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from openai import omit
 from openai.lib.streaming.responses._responses import ResponseStreamState
 from openai.types.responses import Response as SDKResponse
-from openai.types.responses import ResponseStreamEvent
+from openai.types.responses import ResponseFunctionToolCall, ResponseStreamEvent
 from pydantic import TypeAdapter
 
 from provider_proxy.dialects import AnthropicMessagesCodec, OpenAIChatCodec, OpenAIResponsesCodec
@@ -910,3 +910,110 @@ def test_any_canonical_stream_is_one_the_sdk_accumulates(events: list[StreamEven
     ]
     if final.type == "response.completed":
         assert state._completed_response is not None
+
+
+# -- what the Codex CLI sends ---------------------------------------------------------------
+
+CODEX_TURN = json.loads((GOLDEN.parent / "codex_tool_turn.json").read_text(encoding="utf-8"))
+
+
+def test_a_codex_tool_turn_decodes_whole() -> None:
+    """A second turn as the Codex CLI (0.169) sent it: developer messages, a namespace
+    of tools, the reasoning item it was given with its encrypted_content, the call and
+    its output, and its own metadata."""
+    request, dropped = CODEC.decode_request(CODEX_TURN)
+    assert set(dropped) == {
+        "client_metadata",
+        "prompt_cache_key",
+        "input[].id",
+        "input[].status",
+    }
+    assert request.store is False
+    assert request.stream is True
+    assert request.system[0].text.startswith("You are a coding agent running in the Codex CLI")
+    assistant = next(m for m in request.messages if m.role == "assistant")
+    reasoning, call = assistant.parts
+    assert reasoning == Reasoning(
+        "Let me think this through, one step at a time.",
+        "ZmFrZV3vzl7bG2F+GMHaazOla/1KdmUB3jp7jaqgPo4VYbtj",
+    )
+    assert isinstance(call, ToolCall)
+    assert (call.id, call.name) == ("call_fake3_0", "exec_command")
+    (result,) = request.messages[-1].parts
+    assert isinstance(result, ToolResult)
+    assert result.call_id == "call_fake3_0"
+    assert [tool.name for tool in request.tools] == [
+        "exec_command",
+        "view_image",
+        "multi_agent_v1--close_agent",
+        "multi_agent_v1--resume_agent",
+    ]
+    # The namespace's description leads each of its functions'.
+    assert request.tools[2].description is not None
+    assert request.tools[2].description.startswith("Tools for spawning and managing sub-agents.")
+    # And Anthropic gets a body it accepts: signed thinking first in the tool turn.
+    body = ANTHROPIC.encode_request(request)
+    turn = next(m for m in body["messages"] if m["role"] == "assistant")
+    assert [block["type"] for block in turn["content"]] == ["thinking", "tool_use"]
+    assert turn["content"][0]["signature"] == reasoning.signature
+
+
+NAMESPACED: Any = {
+    "type": "namespace",
+    "name": "crm",
+    "description": "Customer records.",
+    "tools": [{"type": "function", "name": "lookup", "parameters": WEATHER}],
+}
+
+
+def test_a_namespace_is_flat_tools_there_and_a_namespaced_call_back() -> None:
+    request, _ = _decode(
+        tools=[NAMESPACED], tool_choice={"type": "function", "name": "lookup", "namespace": "crm"}
+    )
+    assert request.tools == (Tool("crm--lookup", "Customer records.", WEATHER),)
+    assert request.tool_choice == ToolChoice("tool", "crm--lookup")
+    assert ANTHROPIC.encode_request(request)["tools"][0]["name"] == "crm--lookup"
+    # The provider calls the flat name; the client sees its namespace's function.
+    answer = Response(
+        "resp_1", "m", (ToolCall("c1", "crm--lookup", "{}"),), FinishReason.TOOL_CALLS
+    )
+    (item,) = SDKResponse.model_validate(CODEC.encode_response(answer)).output
+    assert isinstance(item, ResponseFunctionToolCall)
+    assert (item.namespace, item.name) == ("crm", "lookup")
+    events, _ = _replay(
+        _encode(
+            [
+                MessageStart("resp_1", "m"),
+                ToolCallStart(0, "c1", "crm--lookup"),
+                ToolCallEnd(0),
+                Finish(FinishReason.TOOL_CALLS),
+            ]
+        )
+    )
+    added = next(e for e in events if e.type == "response.output_item.added")
+    assert (added.item.namespace, added.item.name) == ("crm", "lookup")
+    # Sent back, the call is the flat name again.
+    item_json = item.model_dump(exclude_none=True)
+    again, _ = _decode(input=[{"role": "user", "content": "Hi."}, item_json], tools=[NAMESPACED])
+    assert again.messages[1].parts == (ToolCall("c1", "crm--lookup", "{}"),)
+
+
+@pytest.mark.parametrize(
+    ("tools", "name"),
+    [
+        ([{"type": "function", "name": "a--b"}], "tools[0].name"),
+        ([{**NAMESPACED, "name": "c--rm"}], "tools[0].name"),
+        (
+            [{**NAMESPACED, "tools": [{"type": "function", "name": "x--y"}]}],
+            "tools[0].tools[0].name",
+        ),
+        (
+            [{**NAMESPACED, "tools": [{"type": "custom", "name": "patch"}]}],
+            "tools[0].tools[0].type",
+        ),
+    ],
+)
+def test_a_name_that_would_be_ambiguous_is_refused(tools: Any, name: str) -> None:
+    with pytest.raises(Unsupported) as refused:
+        _decode(tools=tools)
+    assert refused.value.field == name

@@ -15,6 +15,14 @@ Written back the same way, so Anthropic's signed and redacted thinking make
 the round trip through a Responses client intact (an empty signed thought is
 written with one empty summary part, so it stays what it was).
 
+Namespaces: a ``namespace`` tool groups function tools under a name, and the
+model's calls of them say it (``function_call.namespace``). Formats without
+namespaces get each function as a flat tool named
+``{namespace}--{name}`` (:data:`NAMESPACE_SEPARATOR`; the namespace's
+description comes first in each function's), and a call of such a name comes
+back to the client as the namespace's function. So that this is unambiguous,
+a function or namespace name containing the separator is refused.
+
 ``store`` and ``previous_response_id`` are canonical :attr:`Request.store` and
 :attr:`Request.continues`: the gateway keeps the conversation for a provider
 without server-side state (``store`` is on unless ``false``, as in the API).
@@ -22,6 +30,7 @@ without server-side state (``store`` is on unless ``false``, as in the API).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -65,7 +74,9 @@ REQUEST_FIELDS: FidelityTable = {
     "temperature": Rule(M),
     "top_p": Rule(M),
     "stream": Rule(M),
-    "tools": Rule(M, "function tools; built-in tools (web_search, ...) refused"),
+    "tools": Rule(
+        M, "function tools and namespaces of them; built-in tools (web_search, ...) refused"
+    ),
     "tool_choice": Rule(M, "auto, none, required or a function"),
     "parallel_tool_calls": Rule(M),
     "reasoning": Rule(M, "effort; summary: reasoning is returned as summary text"),
@@ -83,6 +94,7 @@ REQUEST_FIELDS: FidelityTable = {
     "conversation": Rule(R),
     "prompt": Rule(R),
     "metadata": Rule(D, "for stored responses"),
+    "client_metadata": Rule(D, "the client's own (the Codex CLI's)"),
     "service_tier": Rule(D),
     "prompt_cache_key": Rule(D),
     "prompt_cache_retention": Rule(D),
@@ -139,6 +151,20 @@ _INCOMPLETE_REASONS: dict[FinishReason, str] = {
 
 _EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 
+#: Between a namespace and its function's name, in the flat name of a translated tool.
+NAMESPACE_SEPARATOR = "--"
+
+
+def flat_name(namespace: str | None, name: str) -> str:
+    """A namespaced function's name for formats without namespaces."""
+    return name if namespace is None else f"{namespace}{NAMESPACE_SEPARATOR}{name}"
+
+
+def split_name(name: str) -> tuple[str | None, str]:
+    """The inverse of :func:`flat_name`: ``(namespace, name)``."""
+    namespace, separator, rest = name.partition(NAMESPACE_SEPARATOR)
+    return (namespace, rest) if separator and namespace and rest else (None, name)
+
 
 # -- requests ---------------------------------------------------------------------------
 
@@ -172,7 +198,7 @@ def decode_request(body: Any) -> tuple[Request, tuple[str, ...]]:
         model=u.text(body.get("model"), "model"),
         messages=messages,
         system=tuple(system),
-        tools=tuple(_decode_tool(t, f"tools[{i}]") for i, t in enumerate(body.get("tools") or ())),
+        tools=_decode_tools(body.get("tools")),
         tool_choice=_decode_tool_choice(body.get("tool_choice")),
         parallel_tool_calls=u.opt_bool(body.get("parallel_tool_calls"), "parallel_tool_calls"),
         max_tokens=u.opt_int(body.get("max_output_tokens"), "max_output_tokens"),
@@ -224,6 +250,37 @@ def _decode_reasoning(value: Any) -> ReasoningConfig | None:
     return ReasoningConfig(effort=effort)  # type: ignore[arg-type]
 
 
+def _decode_tools(value: Any) -> tuple[Tool, ...]:
+    tools: list[Tool] = []
+    for i, raw in enumerate(u.arr(value or [], "tools")):
+        where = f"tools[{i}]"
+        item = u.obj(raw, where)
+        if item.get("type") != "namespace":
+            tools.append(_decode_tool(item, where))
+            continue
+        u.only(item, ("type", "name", "description", "tools"), where)
+        namespace = _name(item.get("name"), f"{where}.name")
+        about = u.opt_str(item.get("description"), f"{where}.description")
+        for j, inner in enumerate(u.arr(item.get("tools"), f"{where}.tools")):
+            tool = _decode_tool(inner, f"{where}.tools[{j}]")
+            described = "\n\n".join(text for text in (about, tool.description) if text)
+            tools.append(
+                dataclasses.replace(
+                    tool, name=flat_name(namespace, tool.name), description=described or None
+                )
+            )
+    return tuple(tools)
+
+
+def _name(value: Any, where: str) -> str:
+    name = u.text(value, where)
+    if NAMESPACE_SEPARATOR in name:
+        raise Unsupported(
+            where, f"{NAMESPACE_SEPARATOR!r} separates a namespace from its functions' names"
+        )
+    return name
+
+
 def _decode_tool(value: Any, where: str) -> Tool:
     raw = u.obj(value, where)
     kind = raw.get("type")
@@ -234,7 +291,7 @@ def _decode_tool(value: Any, where: str) -> Tool:
     u.only(raw, ("type", "name", "description", "parameters", "strict"), where)
     parameters = raw.get("parameters")
     return Tool(
-        name=u.text(raw.get("name"), f"{where}.name"),
+        name=_name(raw.get("name"), f"{where}.name"),
         description=u.opt_str(raw.get("description"), f"{where}.description"),
         parameters=u.obj(parameters, f"{where}.parameters")
         if parameters is not None
@@ -251,8 +308,9 @@ def _decode_tool_choice(value: Any) -> ToolChoice | None:
     raw = u.obj(value, "tool_choice")
     if raw.get("type") != "function":
         raise Unsupported("tool_choice.type", "only a function tool choice translates")
-    u.only(raw, ("type", "name"), "tool_choice")
-    return ToolChoice("tool", u.text(raw.get("name"), "tool_choice.name"))
+    u.only(raw, ("type", "name", "namespace"), "tool_choice")
+    namespace = u.opt_str(raw.get("namespace"), "tool_choice.namespace")
+    return ToolChoice("tool", flat_name(namespace, u.text(raw.get("name"), "tool_choice.name")))
 
 
 def _decode_input(value: Any, system: list[Text], dropped: list[str]) -> tuple[Message, ...]:
@@ -280,10 +338,15 @@ def _decode_input(value: Any, system: list[Text], dropped: list[str]) -> tuple[M
             else:
                 raise Unsupported(f"{where}.role", f"role {role!r} does not translate")
         elif kind == "function_call":
-            u.only(item, ("type", "call_id", "name", "arguments", "id", "status"), where)
+            u.only(
+                item, ("type", "call_id", "name", "namespace", "arguments", "id", "status"), where
+            )
             call = ToolCall(
                 id=u.text(item.get("call_id"), f"{where}.call_id"),
-                name=u.text(item.get("name"), f"{where}.name"),
+                name=flat_name(
+                    u.opt_str(item.get("namespace"), f"{where}.namespace"),
+                    u.text(item.get("name"), f"{where}.name"),
+                ),
                 arguments=u.text(item.get("arguments", ""), f"{where}.arguments"),
             )
             _append(turns, "assistant", (call,))
@@ -559,14 +622,26 @@ def encode_output(
             items.append(reasoning_item(part, item_id("rs")))
         elif isinstance(part, ToolCall):
             flush()
-            call = {"type": "function_call", **item_id("fc"), "call_id": part.id}
             items.append(
-                {**call, "name": part.name, "arguments": part.arguments, "status": "completed"}
+                {
+                    "type": "function_call",
+                    **item_id("fc"),
+                    "call_id": part.id,
+                    **call_name(part.name),
+                    "arguments": part.arguments,
+                    "status": "completed",
+                }
             )
         else:
             raise Unsupported("input[].content", f"{type(part).__name__} in an assistant turn")
     flush()
     return items
+
+
+def call_name(name: str) -> dict[str, str]:
+    """A call's ``name``, and its ``namespace`` when the flat name has one."""
+    namespace, own = split_name(name)
+    return {"name": own} if namespace is None else {"name": own, "namespace": namespace}
 
 
 def reasoning_item(part: Reasoning | RedactedReasoning, item_id: dict[str, str]) -> dict[str, Any]:
@@ -636,10 +711,14 @@ def decode_response(body: Any) -> Response:
         if kind == "message":
             parts.extend(_decode_output(item.get("content"), f"output[{i}].content"))
         elif kind == "function_call":
+            namespace = item.get("namespace")
             parts.append(
                 ToolCall(
                     str(item.get("call_id", "")),
-                    str(item.get("name", "")),
+                    flat_name(
+                        namespace if isinstance(namespace, str) else None,
+                        str(item.get("name", "")),
+                    ),
                     str(item.get("arguments", "")),
                 )
             )
@@ -672,7 +751,7 @@ def response_object(
     choice: Any = "auto"
     if request is not None and request.tool_choice is not None:
         kind, name = request.tool_choice.kind, request.tool_choice.name
-        choice = {"type": "function", "name": name} if kind == "tool" else kind
+        choice = {"type": "function", **call_name(name or "")} if kind == "tool" else kind
     incomplete = None
     if finish in _INCOMPLETE_REASONS:
         incomplete = {"reason": _INCOMPLETE_REASONS[finish]}

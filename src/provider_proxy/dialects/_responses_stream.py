@@ -94,7 +94,11 @@ class StreamDecoder:
             if item.get("type") == "function_call" and isinstance(index, int):
                 self._calls[index] = (self._tools, False)
                 self._tools += 1
-                call_id, name = str(item.get("call_id", "")), str(item.get("name", ""))
+                namespace = item.get("namespace")
+                call_id = str(item.get("call_id", ""))
+                name = codec.flat_name(
+                    namespace if isinstance(namespace, str) else None, str(item.get("name", ""))
+                )
                 out.append(ToolCallStart(self._calls[index][0], call_id, name))
         elif kind == "response.output_text.delta":
             out.append(TextDelta(str(data.get("delta", ""))))
@@ -242,7 +246,7 @@ class StreamEncoder:
                 "type": "function_call",
                 "id": self._new_id("fc"),
                 "call_id": event.id,
-                "name": event.name,
+                **codec.call_name(event.name),
                 "arguments": "",
                 "status": "in_progress",
             }

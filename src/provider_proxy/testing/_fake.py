@@ -24,6 +24,9 @@ failing or long stream:
     arguments come in pieces: Anthropic ``tool_use`` blocks with
     ``input_json_delta`` (stop reason ``tool_use``), OpenAI ``tool_calls``
     deltas by ``index`` (finish reason ``tool_calls``).
+``x-fake-tools-once: 1``
+    with ``x-fake-tools``: call the tools only while the conversation has no
+    tool result yet (then answer), so an agent's tool loop ends.
 ``x-fake-thinking: 1``
     think first: on Anthropic a ``thinking`` block with a ``signature``
     (streamed as ``thinking_delta`` and ``signature_delta``); on OpenAI
@@ -408,6 +411,8 @@ def _answer(
     prefix = ("toolu_fake" if anthropic else "call_fake") + f"{number}_"
     schemas = _tool_schemas(payload.get("tools"))
     names = [n.strip() for n in (request.header("x-fake-tools") or "").split(",")]
+    if _flag(request.header("x-fake-tools-once")) and _has_tool_result(payload):
+        names = []
     calls = [
         _Call(f"{prefix}{i}", name, dumps(_sample_object(schemas[name])).decode("utf-8"))
         for i, name in enumerate(n for n in names if n in schemas)
@@ -427,6 +432,22 @@ def _answer(
         calls=calls,
         cached=int(request.header("x-fake-cached") or 0),
     )
+
+
+def _has_tool_result(payload: dict[str, Any]) -> bool:
+    """Whether the conversation carries a tool's result, in any of the fake's formats."""
+    turns = payload.get("messages") or payload.get("input")
+    for turn in turns if isinstance(turns, list) else ():
+        if not isinstance(turn, dict):
+            continue
+        if turn.get("role") == "tool" or turn.get("type") == "function_call_output":
+            return True
+        content = turn.get("content")
+        if isinstance(content, list) and any(
+            isinstance(block, dict) and block.get("type") == "tool_result" for block in content
+        ):
+            return True
+    return False
 
 
 def _flag(value: str | None) -> bool:
