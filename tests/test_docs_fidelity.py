@@ -350,6 +350,21 @@ NESTED_DROPS.append(
             "model": "m",
             "input": [
                 {
+                    "role": "user",
+                    "content": [{"type": "input_image", "image_url": "https://a", "detail": "low"}],
+                },
+                {"role": "assistant", "phase": "final_answer", "content": "Done."},
+            ],
+        },
+    )
+)
+NESTED_DROPS.append(
+    (
+        RESPONSES,
+        {
+            "model": "m",
+            "input": [
+                {
                     "type": "message",
                     "id": "msg_1",
                     "status": "completed",

@@ -225,19 +225,6 @@ REFUSED: list[tuple[dict[str, Any], str]] = [
         {"input": [{"role": "user", "content": [{"type": "input_audio", "data": "x"}]}]},
         "input[0].content[0].type",
     ),
-    (
-        {
-            "input": [
-                {
-                    "role": "user",
-                    "content": [
-                        {"type": "input_image", "image_url": "https://a", "detail": "high"}
-                    ],
-                }
-            ]
-        },
-        "input[0].content[0].detail",
-    ),
     ({"frobnicate": 1}, "frobnicate"),
 ]
 
@@ -279,6 +266,21 @@ def test_fields_without_effect_are_dropped_and_named() -> None:
         "input[].id",
         "input[].status",
     )
+
+
+def test_an_image_detail_and_an_answer_phase_are_dropped_and_named() -> None:
+    image = {"type": "input_image", "image_url": "https://x.example/a.png", "detail": "high"}
+    request, dropped = _decode(
+        input=[
+            {"role": "user", "content": [image]},
+            {"role": "assistant", "phase": "final_answer", "content": "Done."},
+            {"type": "function_call", "call_id": "c", "name": "look", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c", "output": [image]},
+        ]
+    )
+    assert dropped == ("input[].content[].detail", "input[].phase")
+    assert request.messages[0].parts == (Image(url="https://x.example/a.png"),)
+    assert request.messages[2].parts == (ToolResult("c", (Image(url="https://x.example/a.png"),)),)
 
 
 def test_store_is_on_unless_false_and_safety_identifier_is_the_user() -> None:

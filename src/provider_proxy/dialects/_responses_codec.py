@@ -46,10 +46,12 @@ from .canonical import (
     Part,
     Reasoning,
     ReasoningConfig,
+    ReasoningEffort,
     RedactedReasoning,
     Refusal,
     Request,
     Response,
+    Role,
     Rule,
     StreamError,
     Text,
@@ -149,7 +151,7 @@ _INCOMPLETE_REASONS: dict[FinishReason, str] = {
     FinishReason.CONTENT_FILTER: "content_filter",
 }
 
-_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+_EFFORTS: tuple[ReasoningEffort, ...] = ("none", "minimal", "low", "medium", "high", "xhigh")
 
 #: Between a namespace and its function's name, in the flat name of a translated tool.
 NAMESPACE_SEPARATOR = "--"
@@ -245,9 +247,10 @@ def _decode_reasoning(value: Any) -> ReasoningConfig | None:
     effort = u.opt_str(raw.get("effort"), "reasoning.effort")
     if effort is None:
         return None
-    if effort not in _EFFORTS:
+    known = next((level for level in _EFFORTS if level == effort), None)
+    if known is None:
         raise Unsupported("reasoning.effort", f"unknown effort {effort!r}")
-    return ReasoningConfig(effort=effort)  # type: ignore[arg-type]
+    return ReasoningConfig(effort=known)
 
 
 def _decode_tools(value: Any) -> tuple[Tool, ...]:
@@ -331,9 +334,12 @@ def _decode_input(value: Any, system: list[Text], dropped: list[str]) -> tuple[M
                 system.extend(_decode_texts(item.get("content"), f"{where}.content"))
             elif role == "user":
                 u.only(item, ("type", "role", "content", "id", "status"), where)
-                _append(turns, "user", _decode_user(item.get("content"), f"{where}.content"))
+                content = _decode_user(item.get("content"), f"{where}.content", dropped)
+                _append(turns, "user", content)
             elif role == "assistant":
                 u.only(item, ("type", "role", "content", "id", "status", "phase"), where)
+                if item.get("phase") is not None:
+                    dropped.append("input[].phase")  # the answer's own label of its text
                 _append(turns, "assistant", _decode_output(item.get("content"), f"{where}.content"))
             else:
                 raise Unsupported(f"{where}.role", f"role {role!r} does not translate")
@@ -354,7 +360,7 @@ def _decode_input(value: Any, system: list[Text], dropped: list[str]) -> tuple[M
             u.only(item, ("type", "call_id", "output", "id", "status"), where)
             result = ToolResult(
                 u.text(item.get("call_id"), f"{where}.call_id"),
-                _decode_tool_output(item.get("output"), f"{where}.output"),
+                _decode_tool_output(item.get("output"), f"{where}.output", dropped),
             )
             _append(turns, "user", (result,), tool_results=True)
         elif kind == "reasoning":
@@ -365,7 +371,7 @@ def _decode_input(value: Any, system: list[Text], dropped: list[str]) -> tuple[M
 
 
 def _append(
-    turns: list[Message], role: str, parts: tuple[Part, ...], *, tool_results: bool = False
+    turns: list[Message], role: Role, parts: tuple[Part, ...], *, tool_results: bool = False
 ) -> None:
     """Add ``parts`` to the last turn when it is the same role's run, else as a new turn."""
     last = turns[-1] if turns else None
@@ -376,7 +382,7 @@ def _append(
     if joins and last is not None:
         turns[-1] = Message(last.role, (*last.parts, *parts))
     else:
-        turns.append(Message(role, parts))  # type: ignore[arg-type]
+        turns.append(Message(role, parts))
 
 
 def _decode_texts(content: Any, where: str) -> list[Text]:
@@ -391,15 +397,16 @@ def _decode_texts(content: Any, where: str) -> list[Text]:
     return texts
 
 
-def _decode_user(content: Any, where: str) -> tuple[Part, ...]:
+def _decode_user(content: Any, where: str, dropped: list[str]) -> tuple[Part, ...]:
     if isinstance(content, str):
         return (Text(content),)
     return tuple(
-        _decode_input_part(value, f"{where}[{j}]") for j, value in enumerate(u.arr(content, where))
+        _decode_input_part(value, f"{where}[{j}]", dropped)
+        for j, value in enumerate(u.arr(content, where))
     )
 
 
-def _decode_input_part(value: Any, where: str) -> Text | Image | Document:
+def _decode_input_part(value: Any, where: str, dropped: list[str]) -> Text | Image | Document:
     part = u.obj(value, where)
     kind = part.get("type")
     if kind in ("input_text", "text"):
@@ -408,7 +415,7 @@ def _decode_input_part(value: Any, where: str) -> Text | Image | Document:
     if kind == "input_image":
         u.only(part, ("type", "image_url", "detail"), where)
         if part.get("detail") not in (None, "auto"):
-            raise Unsupported(f"{where}.detail", "the provider has no image detail setting")
+            dropped.append("input[].content[].detail")  # the provider has no such setting
         url = u.text(part.get("image_url"), f"{where}.image_url")
         inline = u.parse_data_url(url)
         if inline is not None:
@@ -447,11 +454,14 @@ def _decode_output(content: Any, where: str) -> tuple[Part, ...]:
     return tuple(parts)
 
 
-def _decode_tool_output(value: Any, where: str) -> tuple[Text | Image | Document, ...]:
+def _decode_tool_output(
+    value: Any, where: str, dropped: list[str]
+) -> tuple[Text | Image | Document, ...]:
     if isinstance(value, str):
         return (Text(value),) if value else ()
     return tuple(
-        _decode_input_part(part, f"{where}[{j}]") for j, part in enumerate(u.arr(value, where))
+        _decode_input_part(part, f"{where}[{j}]", dropped)
+        for j, part in enumerate(u.arr(value, where))
     )
 
 
