@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import httpx
 import openai
 import pytest
+from examples.fastapi_app import create_app
 from openai.types.responses import ResponseFunctionToolCall
 
 from provider_proxy import Guards, ProxyApp, StoredResponses, make_asgi_app
@@ -462,3 +463,37 @@ def test_the_event_says_which_formats_met_and_the_usage(
     assert event.provider == "anthropic"
     assert event.usage is not None
     assert event.usage.input_tokens == 10
+
+
+def test_stored_responses_below_a_fastapi_mount(
+    upstream: ServerThread, transport_kind: str
+) -> None:
+    host = create_app(_adapters(upstream), transport=TRANSPORTS[transport_kind]())
+    with (
+        serve(host) as server,
+        openai.OpenAI(base_url=f"{server.url}/llm/v1", api_key="unused", max_retries=0) as client,
+    ):
+        created = client.responses.create(model=CLAUDE, input="Hi.")
+        assert client.responses.retrieve(created.id).output_text == TEXT
+        client.responses.delete(created.id)
+        with pytest.raises(openai.NotFoundError):
+            client.responses.retrieve(created.id)
+
+
+def test_a_stored_response_fetch_is_one_event(upstream: ServerThread, transport_kind: str) -> None:
+    events: list[Any] = []
+    proxy = make_asgi_app(
+        _adapters(upstream),
+        transport=TRANSPORTS[transport_kind](),
+        validate_credentials="off",
+        sinks=[events.append],
+    )
+    with serve(proxy) as gateway, _client(gateway) as client:
+        created = client.responses.create(model=CLAUDE, input="Hi.")
+        client.responses.retrieve(created.id)
+        assert wait_until(lambda: len(events) == 2)
+    fetched = events[1]
+    assert fetched.path == f"/v1/responses/{created.id}"
+    assert fetched.status == 200
+    assert fetched.client_dialect == "openai-responses"
+    assert fetched.provider is None

@@ -443,7 +443,7 @@ class ProxyApp:
                     )
                 elif stored is not None:
                     report = await self._gateway.handle_stored(
-                        scope, send, stored[0], stored[1], arrival
+                        scope, send, stored[0], target.path, stored[1], arrival
                     )
                 elif target.adapter is not None:
                     report = await self._forward(scope, receive, send, target, arrival)

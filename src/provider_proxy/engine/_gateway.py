@@ -223,9 +223,16 @@ class Gateway:
         return dataclasses.replace(target, translated=True)
 
     async def handle_stored(
-        self, scope: Scope, send: Send, client: Dialect, answer_id: str, arrival: Arrival
+        self,
+        scope: Scope,
+        send: Send,
+        client: Dialect,
+        path: str,
+        answer_id: str,
+        arrival: Arrival,
     ) -> Report:
-        """``GET`` or ``DELETE`` of an answer the gateway kept, in the client's format."""
+        """``GET`` or ``DELETE`` of an answer the gateway kept, in the client's format
+        (``path``: below the mount, for the event)."""
         codec = client.codec
         stored = _stored(codec)
         if self._answers is None or codec is None or stored is None or not answer_id:
@@ -247,7 +254,7 @@ class Gateway:
         head = content_head(b"application/json", len(content), arrival.request_id)
         await send_whole(send, 200, head, content)
         outcome = Outcome(200, response_bytes=len(content))
-        return Report(outcome, None, scope["path"], identity=identity, client_dialect=client.name)
+        return Report(outcome, None, path, identity=identity, client_dialect=client.name)
 
     async def _identity_required(self, scope: Scope) -> str | None:
         """The client's identity; a client the guards do not know is refused (401)."""
