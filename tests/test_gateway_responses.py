@@ -497,3 +497,17 @@ def test_a_stored_response_fetch_is_one_event(upstream: ServerThread, transport_
     assert fetched.status == 200
     assert fetched.client_dialect == "openai-responses"
     assert fetched.provider is None
+
+
+@pytest.mark.parametrize("model", [CLAUDE, LOCAL])
+def test_a_stream_the_provider_cuts_never_looks_complete(client: openai.OpenAI, model: str) -> None:
+    kinds: list[str] = []
+    # The connection is aborted: the SDK cannot take it for a finished answer.
+    with pytest.raises(openai.APIConnectionError):
+        with client.responses.stream(
+            model=model, input="Talk.", extra_headers={"x-fake-fail-after": "3"}
+        ) as stream:
+            kinds.extend(event.type for event in stream)
+            stream.get_final_response()
+    assert "response.output_text.delta" in kinds
+    assert "response.completed" not in kinds
