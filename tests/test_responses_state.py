@@ -297,3 +297,22 @@ async def test_an_answer_too_large_to_keep_is_served_but_not_kept() -> None:
 def test_the_limits_must_be_positive(config: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="positive"):
         StoredResponses(**config)
+
+
+class BrokenWrites(MemoryStore):
+    """A store whose writes fail (a backend gone away mid-request)."""
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        raise ConnectionError("the store is gone")
+
+
+async def test_a_store_failing_after_the_answer_is_logged_not_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    answers = AnswerStore(BrokenWrites(), StoredResponses())
+    _, keeping = await answers.begin("alice", Request("m", (HELLO,), store=True), CODEC)
+    for event in (MessageStart("up", "m"), TextDelta("Hi."), Finish(FinishReason.STOP)):
+        keeping.rename(event)
+    with caplog.at_level("WARNING", logger="provider_proxy"):
+        await keeping.end()
+    assert f"could not store the response {keeping.answer_id}" in caplog.text

@@ -237,10 +237,10 @@ class Keeping:
         try:
             if response is not None:
                 kept = await self._answers._keep(self, response)
-        except Exception:
+            if not kept:
+                await self._answers._release(self)
+        except Exception:  # the answer was served: a store failure is only logged
             logger.warning("could not store the response %s", self.answer_id, exc_info=True)
-        if not kept:
-            await self._answers._release(self)
 
 
 class AnswerCollector:
