@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -511,3 +512,48 @@ def test_a_stream_the_provider_cuts_never_looks_complete(client: openai.OpenAI, 
             stream.get_final_response()
     assert "response.output_text.delta" in kinds
     assert "response.completed" not in kinds
+
+
+def test_an_anthropic_client_on_a_responses_only_provider_keeps_its_thinking(
+    gateway: ServerThread, fake: FakeUpstream
+) -> None:
+    tools: Any = [{"name": "weather", "input_schema": WEATHER}]
+    question: Any = {"role": "user", "content": "Weather in Paris?"}
+    headers = {"x-fake-tools": "weather", "x-fake-thinking": "1"}
+    with anthropic.Anthropic(base_url=gateway.url, api_key="key-alice", max_retries=0) as sdk:
+        with sdk.messages.stream(
+            model="resp/gpt-5",
+            max_tokens=2048,
+            messages=[question],
+            tools=tools,
+            thinking={"type": "enabled", "budget_tokens": 1024},
+            extra_headers=headers,
+        ) as stream:
+            first = stream.get_final_message()
+        assert fake.last.path == "/v1/responses"
+        assert _sent(fake)["reasoning"] == {"effort": "minimal", "summary": "auto"}
+        thinking, call = first.content
+        assert thinking.type == "thinking"
+        assert thinking.signature  # the provider's encrypted_content
+        assert call.type == "tool_use"
+        assert first.stop_reason == "tool_use"
+        second = sdk.messages.create(
+            model="resp/gpt-5",
+            max_tokens=2048,
+            messages=[
+                question,
+                {"role": "assistant", "content": [b.model_dump() for b in first.content]},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "tool_result", "tool_use_id": call.id, "content": "Sunny."}
+                    ],
+                },
+            ],
+            tools=tools,
+        )
+    assert second.content[0].type == "text"
+    sent = _sent(fake)["input"]
+    reasoning = next(item for item in sent if item["type"] == "reasoning")
+    assert reasoning["encrypted_content"] == thinking.signature
+    assert sent[-1] == {"type": "function_call_output", "call_id": call.id, "output": "Sunny."}
