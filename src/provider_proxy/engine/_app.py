@@ -47,7 +47,7 @@ from ..policy import (
     request_id_from,
     split_provider,
 )
-from ..state import MemoryStore, Store
+from ..state import SESSION_TTL, MemoryStore, SessionStore, Store
 from ..transports import DEFAULT_LIMITS, DEFAULT_TIMEOUT, SharedTransport, default_transport
 from ..types import ASGIApp, Receive, Scope, Send
 from ._catalog import DEFAULT_MODELS_TTL, ModelCatalog, handle_models_route
@@ -103,6 +103,7 @@ class ProxyOptions(TypedDict, total=False):
     default_provider: str | None
     strict_translation: bool
     tokenizer: Tokenizer | None
+    session_ttl: float
     stored_responses: StoredResponses | None
 
 
@@ -148,6 +149,9 @@ class ProxyApp:
         whose provider cannot count tokens, marked ``x-proxy-token-estimate``. By
         default tiktoken's ``cl100k_base`` when the ``tokens`` extra is installed;
         ``None`` answers those requests 501.
+    :param session_ttl: seconds a conversation session of a stateful upstream
+        (:class:`~provider_proxy.adapters.StatefulAdapter`) lives unused; 30 minutes
+        by default.
     :param stored_responses: how the gateway keeps the conversations of stateful
         clients (``store``, ``previous_response_id``) for providers without state:
         time to live, size and per-client caps (in ``store``).
@@ -190,6 +194,8 @@ class ProxyApp:
         self._guards = options.get("guards")
         if self._guards is not None:
             self._guards.bind(self.store)
+        #: The conversation sessions of stateful upstreams, in the app's store.
+        self.sessions = SessionStore(self.store, ttl=options.get("session_ttl", SESSION_TTL))
         self.catalog = ModelCatalog(
             self._adapters,
             self.store,
@@ -202,6 +208,7 @@ class ProxyApp:
         sinks: list[EventSink] = list(options.get("sinks", ()))
         if self._metrics is not None:
             sinks.append(self._metrics)
+            self._metrics.watch_sessions(self.sessions.status)
         self._access_log = JsonLogSink() if options.get("access_log", True) else None
         if self._access_log is not None:
             sinks.append(self._access_log)
@@ -217,6 +224,7 @@ class ProxyApp:
             models=self.catalog.model_ids,
             usage=self._events_wanted,
             overhead_header=options.get("overhead_header", False),
+            sessions=self.sessions,
         )
         self._gateway = Gateway(
             self._adapters,
@@ -579,6 +587,7 @@ class ProxyApp:
             "providers": self._providers(),
             "models": self.catalog.status(),
             "guards": None if self._guards is None else self._guards.status(),
+            "sessions": self.sessions.status(),
             "requests": {
                 "in_flight": self._in_flight,
                 "total": sum(self._by_status.values()),
