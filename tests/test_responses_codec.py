@@ -582,6 +582,12 @@ def test_an_answer_is_a_response_the_sdk_reads() -> None:
     assert again.finish is FinishReason.TOOL_CALLS
 
 
+def test_a_reasoning_item_with_nothing_in_it_is_no_part() -> None:
+    body = CODEC.encode_response(Response("resp_1", "m", (Text("Hi."),), FinishReason.STOP))
+    body["output"].insert(0, {"type": "reasoning", "id": "rs_1", "summary": []})
+    assert CODEC.decode_response(body).parts == (Text("Hi."),)
+
+
 @pytest.mark.parametrize(
     ("finish", "status", "reason"),
     [

@@ -733,7 +733,9 @@ def decode_response(body: Any) -> Response:
                 )
             )
         elif kind == "reasoning":
-            parts.append(decode_reasoning_item(item, f"output[{i}]"))
+            part = decode_reasoning_item(item, f"output[{i}]")
+            if not isinstance(part, Reasoning) or part.text or part.signature is not None:
+                parts.append(part)  # not an empty item (reasoning neither shown nor kept)
         else:
             raise UntranslatableResponse(f"The answer has an output item of type {kind!r}.")
     return Response(
