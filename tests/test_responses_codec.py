@@ -582,6 +582,13 @@ def test_an_answer_is_a_response_the_sdk_reads() -> None:
     assert again.finish is FinishReason.TOOL_CALLS
 
 
+def test_an_empty_reasoning_item_sent_back_is_no_part() -> None:
+    request, _ = _decode(
+        input=[{"role": "user", "content": "Hi."}, {"type": "reasoning", "summary": []}]
+    )
+    assert request.messages == (Message("user", (Text("Hi."),)),)
+
+
 def test_a_reasoning_item_with_nothing_in_it_is_no_part() -> None:
     body = CODEC.encode_response(Response("resp_1", "m", (Text("Hi."),), FinishReason.STOP))
     body["output"].insert(0, {"type": "reasoning", "id": "rs_1", "summary": []})

@@ -364,7 +364,9 @@ def _decode_input(value: Any, system: list[Text], dropped: list[str]) -> tuple[M
             )
             _append(turns, "user", (result,), tool_results=True)
         elif kind == "reasoning":
-            _append(turns, "assistant", (decode_reasoning_item(item, where),))
+            part = decode_reasoning_item(item, where)
+            if not isinstance(part, Reasoning) or part.text or part.signature is not None:
+                _append(turns, "assistant", (part,))  # an empty item says nothing
         else:
             raise Unsupported(f"{where}.type", f"{kind!r} items do not translate")
     return tuple(turns)
