@@ -20,7 +20,7 @@ from openai.types.responses import ResponseFunctionToolCall, ResponseStreamEvent
 from pydantic import TypeAdapter
 
 from provider_proxy.dialects import AnthropicMessagesCodec, OpenAIChatCodec, OpenAIResponsesCodec
-from provider_proxy.dialects import _responses_codec as codec
+from provider_proxy.dialects import _responses_items as items
 from provider_proxy.dialects.canonical import (
     Document,
     Finish,
@@ -292,8 +292,8 @@ def test_store_is_on_unless_false_and_safety_identifier_is_the_user() -> None:
 
 def test_an_empty_signed_thought_stays_signed_and_redacted_stays_redacted() -> None:
     parts = (Reasoning("", "sig"), RedactedReasoning("data"), Reasoning("Plan.", "sig2"))
-    items = codec.encode_output(parts, ids=False)
-    request, _ = _decode(input=[{"role": "user", "content": "Hi."}, *items])
+    written = items.encode_output(parts, ids=False)
+    request, _ = _decode(input=[{"role": "user", "content": "Hi."}, *written])
     assert request.messages[1].parts == parts
 
 

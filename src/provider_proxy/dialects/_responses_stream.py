@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._json import dumps, loads
-from . import _responses_codec as codec
+from . import _responses_items as items
 from .canonical import (
     Finish,
     FinishReason,
@@ -84,10 +84,10 @@ class StreamDecoder:
             return out
         if kind == "error":
             self._done = True
-            return [codec.decode_stream_error(data)]
+            return [items.decode_stream_error(data)]
         if kind == "response.failed":
             self._done = True
-            return [codec.decode_stream_error(data)]
+            return [items.decode_stream_error(data)]
         index = data.get("output_index")
         if kind == "response.output_item.added":
             item = data.get("item") or {}
@@ -96,7 +96,7 @@ class StreamDecoder:
                 self._tools += 1
                 namespace = item.get("namespace")
                 call_id = str(item.get("call_id", ""))
-                name = codec.flat_name(
+                name = items.flat_name(
                     namespace if isinstance(namespace, str) else None, str(item.get("name", ""))
                 )
                 out.append(ToolCallStart(self._calls[index][0], call_id, name))
@@ -128,7 +128,7 @@ class StreamDecoder:
             out.append(ToolCallEnd(number))
         elif kind == "reasoning":
             try:
-                part = codec.decode_reasoning_item(item, "item")
+                part = items.decode_reasoning_item(item, "item")
             except Unsupported:
                 return [StreamError(502, "server_error", "The provider sent a bad reasoning item.")]
             if isinstance(part, RedactedReasoning):
@@ -142,10 +142,10 @@ class StreamDecoder:
 
     def _completed(self, response: dict[str, Any]) -> list[StreamEvent]:
         self._done = True
-        out: list[StreamEvent] = [UsageReport(codec.decode_usage(response.get("usage")))]
+        out: list[StreamEvent] = [UsageReport(items.decode_usage(response.get("usage")))]
         calls: tuple[Part, ...] = (ToolCall("", "", ""),) if self._calls else ()
         try:
-            reason = codec.finish_of(
+            reason = items.finish_of(
                 response.get("status"), response.get("incomplete_details"), calls
             )
         except UntranslatableResponse as error:
@@ -246,7 +246,7 @@ class StreamEncoder:
                 "type": "function_call",
                 "id": self._new_id("fc"),
                 "call_id": event.id,
-                **codec.call_name(event.name),
+                **items.call_name(event.name),
                 "arguments": "",
                 "status": "in_progress",
             }
@@ -288,7 +288,7 @@ class StreamEncoder:
         return out + self._event(f"response.{status}", response=response)
 
     def _response(self, status: str, output: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:
-        return codec.response_object(
+        return items.response_object(
             self._id, self._model, self._created, self._request, status=status, output=output,
             **fields,
         )  # fmt: skip
@@ -300,7 +300,7 @@ class StreamEncoder:
 
     def _error(self, error: StreamError) -> bytes:
         self._errored = True
-        _, body = codec.encode_error(error.status, error.kind, error.message)
+        _, body = items.encode_error(error.status, error.kind, error.message)
         code = body["error"]["code"]
         out = self._event("error", code=code, message=error.message, param=None)
         if self._started:
@@ -313,7 +313,7 @@ class StreamEncoder:
         return out
 
     def _new_id(self, kind: str) -> str:
-        return f"{kind}_{codec.item_prefix(self._id)}{len(self._output)}"
+        return f"{kind}_{items.item_prefix(self._id)}{len(self._output)}"
 
     def _item_id(self) -> str:
         assert self._item is not None

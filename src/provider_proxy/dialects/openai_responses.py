@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from .._adapter import JSON
 from . import _responses_codec as _codec
+from . import _responses_items as _items
 from ._base import get, route, top_level_model
 from ._responses_stream import StreamDecoder, StreamEncoder
 from .canonical import Codec, FidelityTable, Request, Response, StreamError
@@ -15,7 +16,8 @@ from .openai_chat import OpenAIChat
 
 
 class OpenAIResponsesCodec:
-    """OpenAI Responses ⇄ canonical (see :mod:`provider_proxy.dialects._responses_codec`).
+    """OpenAI Responses ⇄ canonical (see :mod:`provider_proxy.dialects._responses_codec`
+    and :mod:`provider_proxy.dialects._responses_items`).
 
     Its answers can be kept by the gateway, fetched and deleted by id
     (:class:`~provider_proxy.dialects.canonical.StoredAnswers`).
@@ -43,10 +45,10 @@ class OpenAIResponsesCodec:
         return _codec.dropped_by_encoding(request)
 
     def decode_response(self, body: Any) -> Response:
-        return _codec.decode_response(body)
+        return _items.decode_response(body)
 
     def encode_response(self, response: Response) -> dict[str, Any]:
-        return _codec.encode_response(response, self._created())
+        return _items.encode_response(response, self._created())
 
     def stream_decoder(self) -> StreamDecoder:
         return StreamDecoder()
@@ -55,10 +57,10 @@ class OpenAIResponsesCodec:
         return StreamEncoder(request, created=self._created())
 
     def encode_error(self, status: int, kind: str, message: str) -> tuple[int, dict[str, Any]]:
-        return _codec.encode_error(status, kind, message)
+        return _items.encode_error(status, kind, message)
 
     def decode_error(self, status: int, body: Any) -> StreamError:
-        return _codec.decode_error(status, body)
+        return _items.decode_error(status, body)
 
     def continued(self, body: Any) -> str | None:
         """The body's ``previous_response_id``."""
