@@ -557,3 +557,25 @@ def test_an_anthropic_client_on_a_responses_only_provider_keeps_its_thinking(
     reasoning = next(item for item in sent if item["type"] == "reasoning")
     assert reasoning["encrypted_content"] == thinking.signature
     assert sent[-1] == {"type": "function_call_output", "call_id": call.id, "output": "Sunny."}
+
+
+def test_a_continuation_keeps_developer_messages_but_not_instructions(
+    client: openai.OpenAI, fake: FakeUpstream
+) -> None:
+    first = client.responses.create(
+        model=CLAUDE,
+        instructions="Be brief.",
+        input=[
+            {"role": "developer", "content": "Answer in French."},
+            {"role": "user", "content": "Hi."},
+        ],
+    )
+    client.responses.create(model=CLAUDE, previous_response_id=first.id, input="And then?")
+    assert _sent(fake)["system"] == [{"type": "text", "text": "Answer in French."}]
+    client.responses.create(
+        model=CLAUDE, previous_response_id=first.id, instructions="Be kind.", input="Again?"
+    )
+    assert _sent(fake)["system"] == [
+        {"type": "text", "text": "Be kind."},
+        {"type": "text", "text": "Answer in French."},
+    ]

@@ -100,6 +100,7 @@ DECODED: list[tuple[dict[str, Any], Request]] = [
             "m",
             (Message("user", (Text("Weather?"),)),),
             system=(Text("Be brief."), Text("Metric units.")),
+            transient_system=1,  # the instructions: not kept with the conversation
             max_tokens=300,
             temperature=0.5,
             top_p=0.9,

@@ -209,6 +209,24 @@ async def test_a_continuation_gets_the_kept_turns_first() -> None:
     assert (fetched.id, fetched.parts) == (first, (Text("Hello."),))
 
 
+async def test_kept_system_messages_are_carried_and_instructions_are_not() -> None:
+    answers = _answers(Clock())
+    first = Request(
+        "m", (HELLO,), system=(Text("Be brief."), Text("Metric units.")), transient_system=1,
+        store=True,
+    )  # fmt: skip
+    kept = await _turn(answers, "alice", first)
+    follow = Request(
+        "m", (HELLO,), system=(Text("Be kind."), Text("In French.")), transient_system=1,
+        continues=kept, store=True,
+    )  # fmt: skip
+    request, _ = await answers.begin("alice", follow, CODEC)
+    assert request.system == (Text("Be kind."), Text("Metric units."), Text("In French."))
+    second = await _turn(answers, "alice", follow)
+    third, _ = await answers.begin("alice", Request("m", (HELLO,), continues=second), CODEC)
+    assert third.system == (Text("Metric units."), Text("In French."))
+
+
 async def test_another_identity_finds_nothing() -> None:
     answers = _answers(Clock())
     mine = await _turn(answers, "alice", Request("m", (HELLO,), store=True))

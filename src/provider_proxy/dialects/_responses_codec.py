@@ -26,6 +26,9 @@ a function or namespace name containing the separator is refused.
 ``store`` and ``previous_response_id`` are canonical :attr:`Request.store` and
 :attr:`Request.continues`: the gateway keeps the conversation for a provider
 without server-side state (``store`` is on unless ``false``, as in the API).
+``instructions`` are :attr:`Request.transient_system`: as in the API, a
+continued response's instructions are not carried over, its ``system`` and
+``developer`` messages are.
 """
 
 from __future__ import annotations
@@ -189,6 +192,7 @@ def decode_request(body: Any) -> tuple[Request, tuple[str, ...]]:
         reasoning=_decode_reasoning(body.get("reasoning")),
         store=body.get("store") is not False,
         continues=u.opt_str(body.get("previous_response_id"), "previous_response_id"),
+        transient_system=1 if instructions else 0,
     )
     return request, tuple(dict.fromkeys(dropped))
 

@@ -239,6 +239,9 @@ class Request:
     store: bool = False
     #: The id of a kept answer whose conversation this request continues.
     continues: str | None = None
+    #: How many of the first :attr:`system` texts are for this request only, not kept
+    #: with its conversation (the Responses API's ``instructions``).
+    transient_system: int = 0
 
 
 # -- the response -----------------------------------------------------------------------

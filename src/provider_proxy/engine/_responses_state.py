@@ -155,9 +155,16 @@ class AnswerStore:
         """
         if request.continues is not None:
             record = await self._record(identity, request.continues)
-            earlier = from_plain(record["messages"])
+            earlier, kept_system = from_plain(record["messages"]), from_plain(record["system"])
             assert isinstance(earlier, tuple)
-            request = dataclasses.replace(request, messages=(*earlier, *request.messages))
+            assert isinstance(kept_system, tuple)
+            own = request.transient_system
+            request = dataclasses.replace(
+                request,
+                messages=(*earlier, *request.messages),
+                # This request's instructions, then the kept system messages, then its own.
+                system=(*request.system[:own], *kept_system, *request.system[own:]),
+            )
         answer_id = codec.issue_id(secrets.token_hex(16))
         keeping = Keeping(self, identity, answer_id, request)
         if request.store:
@@ -178,7 +185,14 @@ class AnswerStore:
     async def _keep(self, keeping: Keeping, response: Response) -> bool:
         request = keeping.request
         messages = (*request.messages, Message("assistant", response.parts))
-        record = dumps({"messages": to_plain(messages), "response": to_plain(response)})
+        system = request.system[request.transient_system :]
+        record = dumps(
+            {
+                "messages": to_plain(messages),
+                "system": to_plain(system),
+                "response": to_plain(response),
+            }
+        )
         if len(record) > self.config.max_bytes:
             logger.warning(
                 "the response %s is not stored: the conversation is %d bytes, above %d",
