@@ -314,9 +314,11 @@ def test_stored_response_routes_refuse_what_they_do_not_serve(gateway: ServerThr
     headers = {"authorization": "Bearer key-alice"}
     with httpx.Client(base_url=gateway.url, headers=headers) as http:
         assert http.post("/v1/responses/resp_1").status_code == 405
-        missing = http.get("/v1/responses/resp_1/input_items")
+        assert http.post("/v1/responses/resp_1/input_items").status_code == 405
+        missing = http.post("/v1/responses/resp_1/cancel")
         assert missing.status_code == 404
-        assert missing.json()["error"]["message"]
+        assert "input_items" in missing.json()["error"]["message"]
+        assert http.get("/v1/responses/resp_nope/input_items").status_code == 404
 
 
 # -- passthrough: an OpenAI model -------------------------------------------------------
@@ -579,3 +581,39 @@ def test_a_continuation_keeps_developer_messages_but_not_instructions(
         {"type": "text", "text": "Be kind."},
         {"type": "text", "text": "Answer in French."},
     ]
+
+
+def test_a_kept_responses_input_items_are_listed_and_paged(gateway: ServerThread) -> None:
+    with _client(gateway, "key-alice") as alice, _client(gateway, "key-bob") as bob:
+        headers = {"x-fake-tools": "weather"}
+        first = alice.responses.create(
+            model=CLAUDE,
+            input=[
+                {"role": "developer", "content": "Metric units."},
+                {"role": "user", "content": "Weather in Paris?"},
+            ],
+            tools=TOOLS,
+            extra_headers=headers,
+        )
+        (call,) = _calls(first)
+        output = {"type": "function_call_output", "call_id": call.call_id, "output": "21 C."}
+        second = alice.responses.create(
+            model=CLAUDE, previous_response_id=first.id, input=[output], tools=TOOLS
+        )
+        newest_first = list(alice.responses.input_items.list(second.id))
+        assert [item.type for item in newest_first] == [
+            "function_call_output",
+            "function_call",
+            "message",
+            "message",
+        ]
+        assert newest_first[0].call_id == call.call_id
+        assert newest_first[-1].role == "developer"
+        assert len({item.id for item in newest_first}) == 4
+        # Page by page (the SDK follows ``after``), oldest first.
+        paged = list(alice.responses.input_items.list(second.id, limit=1, order="asc"))
+        assert [item.id for item in paged] == [item.id for item in reversed(newest_first)]
+        with pytest.raises(openai.NotFoundError):
+            bob.responses.input_items.list(second.id)
+        with pytest.raises(openai.BadRequestError):
+            alice.responses.input_items.list(second.id, limit=500)

@@ -19,6 +19,7 @@ from openai.types.responses import Response as SDKResponse
 from openai.types.responses import ResponseFunctionToolCall, ResponseStreamEvent
 from pydantic import TypeAdapter
 
+from provider_proxy._exceptions import BadRequest
 from provider_proxy.dialects import AnthropicMessagesCodec, OpenAIChatCodec, OpenAIResponsesCodec
 from provider_proxy.dialects import _responses_items as items
 from provider_proxy.dialects.canonical import (
@@ -1033,3 +1034,29 @@ def test_a_name_that_would_be_ambiguous_is_refused(tools: Any, name: str) -> Non
     with pytest.raises(Unsupported) as refused:
         _decode(tools=tools)
     assert refused.value.field == name
+
+
+def test_input_items_are_paged_as_the_api_pages_them() -> None:
+    turns = (
+        Message("user", (Text("Hi."),)),
+        Message("assistant", (ToolCall("c1", "look", "{}"),)),
+        Message("user", (ToolResult("c1", (Text("Found."),)),)),
+    )
+    page = CODEC.input_items("resp_abc", (Text("Be brief."),), turns, "")
+    assert [item["type"] for item in page["data"]] == [
+        "function_call_output",
+        "function_call",
+        "message",
+        "message",
+    ]
+    assert page["has_more"] is False
+    assert (page["first_id"], page["last_id"]) == (page["data"][0]["id"], page["data"][-1]["id"])
+    first = CODEC.input_items("resp_abc", (), turns, "order=asc&limit=2")
+    assert [item["type"] for item in first["data"]] == ["message", "function_call"]
+    assert first["has_more"] is True
+    rest = CODEC.input_items("resp_abc", (), turns, f"order=asc&after={first['last_id']}")
+    assert [item["type"] for item in rest["data"]] == ["function_call_output"]
+    assert rest["has_more"] is False
+    for query in ("order=sideways", "limit=0", "limit=101", "after=nope"):
+        with pytest.raises(BadRequest):
+            CODEC.input_items("resp_abc", (), turns, query)

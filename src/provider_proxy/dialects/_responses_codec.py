@@ -45,6 +45,7 @@ from ._responses_items import (
     decode_reasoning_item,
     encode_output,
     encode_tool,
+    encode_user,
     flat_name,
 )
 from .canonical import (
@@ -482,50 +483,5 @@ def _encode_input(request: Request) -> list[dict[str, Any]]:
         if message.role == "assistant":
             items.extend(encode_output(message.parts, ids=False))
         else:
-            items.extend(_encode_user(message.parts))
+            items.extend(encode_user(message.parts))
     return items
-
-
-def _encode_user(parts: tuple[Part, ...]) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    content: list[dict[str, Any]] = []
-    for part in parts:
-        if isinstance(part, ToolResult):
-            items.append(
-                {
-                    "type": "function_call_output",
-                    "call_id": part.call_id,
-                    "output": _encode_tool_output(part),
-                }
-            )
-        elif isinstance(part, Text | Image | Document):
-            content.append(_encode_input_part(part))
-        else:
-            raise Unsupported("input[].content", f"{type(part).__name__} in a user turn")
-    if content:
-        items.append({"type": "message", "role": "user", "content": content})
-    return items
-
-
-def _encode_tool_output(result: ToolResult) -> str | list[dict[str, Any]]:
-    if all(isinstance(p, Text) for p in result.content):
-        return "".join(p.text for p in result.content if isinstance(p, Text))
-    return [_encode_input_part(p) for p in result.content]
-
-
-def _encode_input_part(part: Text | Image | Document) -> dict[str, Any]:
-    if isinstance(part, Text):
-        return {"type": "input_text", "text": part.text}
-    if isinstance(part, Image):
-        url = part.url or u.data_url(part.media_type or "image/png", part.data or "")
-        return {"type": "input_image", "image_url": url, "detail": "auto"}
-    if part.text is not None:
-        raise Unsupported("document.text", "Responses files are base64 data or a URL")
-    out: dict[str, Any] = {"type": "input_file"}
-    if part.url is not None:
-        out["file_url"] = part.url
-    else:
-        out["file_data"] = u.data_url(part.media_type or "application/pdf", part.data or "")
-    if part.title is not None:
-        out["filename"] = part.title
-    return out

@@ -11,11 +11,16 @@ for the encodings (reasoning, namespaces) both directions share.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs
 
+from .._exceptions import BadRequest
 from . import _codec_util as u
 from . import _openai_chat_codec as chat
 from .canonical import (
+    Document,
     FinishReason,
+    Image,
+    Message,
     Part,
     Reasoning,
     RedactedReasoning,
@@ -26,6 +31,7 @@ from .canonical import (
     Text,
     Tool,
     ToolCall,
+    ToolResult,
     Unsupported,
     UntranslatableResponse,
     Usage,
@@ -175,6 +181,52 @@ def reasoning_item(part: Reasoning | RedactedReasoning, item_id: dict[str, str])
     if part.signature is not None:
         item["encrypted_content"] = part.signature
     return item
+
+
+def encode_user(parts: tuple[Part, ...]) -> list[dict[str, Any]]:
+    """A user turn as input items: its content as one message, its tool results as outputs."""
+    items: list[dict[str, Any]] = []
+    content: list[dict[str, Any]] = []
+    for part in parts:
+        if isinstance(part, ToolResult):
+            items.append(
+                {
+                    "type": "function_call_output",
+                    "call_id": part.call_id,
+                    "output": encode_tool_output(part),
+                }
+            )
+        elif isinstance(part, Text | Image | Document):
+            content.append(encode_input_part(part))
+        else:
+            raise Unsupported("input[].content", f"{type(part).__name__} in a user turn")
+    if content:
+        items.append({"type": "message", "role": "user", "content": content})
+    return items
+
+
+def encode_tool_output(result: ToolResult) -> str | list[dict[str, Any]]:
+    if all(isinstance(p, Text) for p in result.content):
+        return "".join(p.text for p in result.content if isinstance(p, Text))
+    return [encode_input_part(p) for p in result.content]
+
+
+def encode_input_part(part: Text | Image | Document) -> dict[str, Any]:
+    if isinstance(part, Text):
+        return {"type": "input_text", "text": part.text}
+    if isinstance(part, Image):
+        url = part.url or u.data_url(part.media_type or "image/png", part.data or "")
+        return {"type": "input_image", "image_url": url, "detail": "auto"}
+    if part.text is not None:
+        raise Unsupported("document.text", "Responses files are base64 data or a URL")
+    out: dict[str, Any] = {"type": "input_file"}
+    if part.url is not None:
+        out["file_url"] = part.url
+    else:
+        out["file_data"] = u.data_url(part.media_type or "application/pdf", part.data or "")
+    if part.title is not None:
+        out["filename"] = part.title
+    return out
 
 
 # -- the response -------------------------------------------------------------------------
@@ -329,6 +381,65 @@ def encode_response(
 def item_prefix(response_id: str) -> str:
     """What output item ids of the answer ``response_id`` start with after their kind."""
     return response_id.removeprefix("resp_")[-16:] + "_"
+
+
+# -- a kept answer's input, listed ----------------------------------------------------------
+
+_ID_KINDS = {
+    "message": "msg",
+    "function_call": "fc",
+    "function_call_output": "fco",
+    "reasoning": "rs",
+}
+
+
+def input_items_page(
+    response_id: str, system: tuple[Text, ...], turns: tuple[Message, ...], query: str
+) -> dict[str, Any]:
+    """The input items of a kept answer as the API lists them (see
+    :meth:`~provider_proxy.dialects.OpenAIResponsesCodec.input_items`)."""
+    params = parse_qs(query, keep_blank_values=True)
+    order = _param(params, "order") or "desc"
+    if order not in ("asc", "desc"):
+        raise BadRequest(f"order must be 'asc' or 'desc', not {order!r}.")
+    raw_limit = _param(params, "limit") or "20"
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
+        raise BadRequest(f"limit must be a number from 1 to 100, not {raw_limit!r}.")
+    listed: list[dict[str, Any]] = []
+    if system:
+        content = [{"type": "input_text", "text": t.text} for t in system]
+        listed.append({"type": "message", "role": "developer", "content": content})
+    for turn in turns:
+        if turn.role == "assistant":
+            listed.extend(encode_output(turn.parts, ids=False))
+        else:
+            listed.extend(encode_user(turn.parts))
+    prefix = item_prefix(response_id)
+    for index, item in enumerate(listed):
+        item["id"] = f"{_ID_KINDS.get(item['type'], 'item')}_{prefix}in{index}"
+        if item["type"] != "reasoning":
+            item.setdefault("status", "completed")
+    if order == "desc":
+        listed.reverse()
+    after = _param(params, "after")
+    if after:
+        at = next((i for i, item in enumerate(listed) if item["id"] == after), None)
+        if at is None:
+            raise BadRequest(f"No input item {after!r} in this response.")
+        listed = listed[at + 1 :]
+    page = listed[: int(raw_limit)]
+    return {
+        "object": "list",
+        "data": page,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+        "has_more": len(listed) > len(page),
+    }
+
+
+def _param(params: dict[str, list[str]], name: str) -> str | None:
+    values = params.get(name)
+    return values[-1] if values else None
 
 
 # -- errors -----------------------------------------------------------------------------

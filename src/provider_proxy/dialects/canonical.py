@@ -521,6 +521,20 @@ class StoredAnswers(Protocol):
         """What deleting the kept answer ``response_id`` is answered with."""
         ...
 
+    def input_items(
+        self,
+        response_id: str,
+        system: tuple[Text, ...],
+        turns: tuple[Message, ...],
+        query: str,
+    ) -> dict[str, Any]:
+        """The input of the kept answer ``response_id`` (its kept ``system`` texts and the
+        ``turns`` before it) as this format lists it, paged as the ``query`` string asks.
+
+        :raises BadRequest: the query asks for a page this format does not have.
+        """
+        ...
+
 
 class Codec(Protocol):
     """One API format to and from the canonical form (a dialect's ``codec``)."""

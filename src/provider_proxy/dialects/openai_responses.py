@@ -11,7 +11,7 @@ from . import _responses_codec as _codec
 from . import _responses_items as _items
 from ._base import get, route, top_level_model
 from ._responses_stream import StreamDecoder, StreamEncoder
-from .canonical import Codec, FidelityTable, Request, Response, StreamError
+from .canonical import Codec, FidelityTable, Message, Request, Response, StreamError, Text
 from .openai_chat import OpenAIChat
 
 
@@ -70,6 +70,17 @@ class OpenAIResponsesCodec:
     def issue_id(self, token: str) -> str:
         """``resp_{token}``, as OpenAI's response ids look."""
         return f"resp_{token}"
+
+    def input_items(
+        self,
+        response_id: str,
+        system: tuple[Text, ...],
+        turns: tuple[Message, ...],
+        query: str,
+    ) -> dict[str, Any]:
+        """``{"object": "list", "data", "first_id", "last_id", "has_more"}``, newest first
+        unless ``order=asc``, ``limit`` (1 to 100, 20) items after the ``after`` id."""
+        return _items.input_items_page(response_id, system, turns, query)
 
     def deleted_body(self, response_id: str) -> dict[str, Any]:
         """``{"id", "object": "response.deleted", "deleted": true}``."""

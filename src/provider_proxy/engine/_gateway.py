@@ -237,13 +237,20 @@ class Gateway:
         stored = _stored(codec)
         if self._answers is None or codec is None or stored is None or not answer_id:
             raise ProviderNotFound("No such stored response endpoint.")
-        if "/" in answer_id:
+        answer_id, slash, sub = answer_id.partition("/")
+        if slash and sub != "input_items":
             raise ProviderNotFound(
-                "Only GET and DELETE of a stored response itself are served here."
+                "A stored response serves GET and DELETE, and GET of its input_items."
             )
         identity = await self._identity_required(scope)
         method = scope["method"]
-        if method == "GET":
+        if sub and method == "GET":
+            system, turns = await self._answers.conversation(identity, answer_id)
+            query = scope.get("query_string", b"").decode("latin-1")
+            payload = stored.input_items(answer_id, system, turns, query)
+        elif sub:
+            raise MethodNotAllowed("A stored response's input items answer GET.")
+        elif method == "GET":
             payload = codec.encode_response(await self._answers.fetch(identity, answer_id))
         elif method == "DELETE":
             await self._answers.delete(identity, answer_id)

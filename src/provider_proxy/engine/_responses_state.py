@@ -137,6 +137,16 @@ class AnswerStore:
         assert isinstance(response, Response)
         return response
 
+    async def conversation(
+        self, identity: str | None, answer_id: str
+    ) -> tuple[tuple[Text, ...], tuple[Message, ...]]:
+        """The kept system texts and the turns before the answer ``answer_id``: its input."""
+        record = await self._record(identity, answer_id)
+        system, turns = from_plain(record["system"]), from_plain(record["messages"])
+        assert isinstance(system, tuple)
+        assert isinstance(turns, tuple)
+        return system, turns[:-1]
+
     async def delete(self, identity: str | None, answer_id: str) -> None:
         """Forget the answer ``answer_id`` of this client, and free its slot."""
         await self._record(identity, answer_id)
