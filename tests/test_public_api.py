@@ -10,11 +10,13 @@ import provider_proxy.adapters
 #: Every layer package, each re-exporting what the others may use.
 LAYERS = (
     "adapters",
+    "config",
     "dialects",
     "engine",
     "guards",
     "observe",
     "policy",
+    "spend",
     "state",
     "testing",
     "transforms",

@@ -14,7 +14,7 @@ Dialects are pure: functions of a path or a parsed JSON payload, no I/O.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 from urllib.parse import unquote
 
 from .._adapter import JSON, Usage
@@ -52,6 +52,10 @@ class Dialect(Protocol):
     #: take something from; an event containing neither is not parsed. ``None``:
     #: parse every event.
     usage_hints: ClassVar[tuple[str, str] | None]
+    #: A substring of every streamed event :meth:`finish_reasons_of` reads (with
+    #: ``usage_hints``: events with none of them are not parsed); ``None``: none.
+    #: Specific enough that the other events lack it (a key with a string value).
+    finish_hint: ClassVar[str | None]
     #: Translation to and from the canonical form, for the gateway; ``None``: none.
     codec: ClassVar[Codec | None]
     #: Where a provider serves each operation of this format (``"generate"``,
@@ -81,6 +85,14 @@ class Dialect(Protocol):
         """Token usage in one response body or one streamed event, normalised."""
         ...
 
+    def output_limit_of(self, body: JSON) -> int | None:
+        """The most output tokens a request body allows (its ``max_tokens``), if it says."""
+        ...
+
+    def finish_reasons_of(self, payload: JSON) -> tuple[str, ...]:
+        """Why the answer ended, as the provider says it, in one response body or event."""
+        ...
+
     def error_body(self, error: ProxyError, request_id: str) -> bytes:
         """The proxy's own error in this format's JSON error body."""
         ...
@@ -91,6 +103,24 @@ class Dialect(Protocol):
 
     def model_entry(self, model: Mapping[str, Any]) -> dict[str, Any]:
         """One model of the catalog as this format describes one."""
+        ...
+
+    #: The prefix of a WebSocket subprotocol in which its browser clients send a key
+    #: (``openai-insecure-api-key.``), or ``None``.
+    key_subprotocol: ClassVar[str | None]
+    #: Substrings of a socket message that :meth:`socket_turn` reads something from;
+    #: a message containing none of them is relayed without being parsed.
+    socket_hints: ClassVar[tuple[str, ...]]
+
+    def socket_turn(self, payload: JSON) -> Literal["start", "end"] | None:
+        """On a relayed socket: ``"start"`` for a client message that starts a billed
+        turn (``response.create``), ``"end"`` for a provider message that ends one
+        (and carries its usage), else ``None``."""
+        ...
+
+    def socket_error(self, error: ProxyError) -> str | None:
+        """A refused turn as this format's socket error message; ``None``: the format
+        has none, so the socket is closed instead."""
         ...
 
 
@@ -107,6 +137,7 @@ class BaseDialect:
     account_headers: ClassVar[frozenset[bytes]] = frozenset()
     client_headers: ClassVar[tuple[str, ...]] = ()
     usage_hints: ClassVar[tuple[str, str] | None] = None
+    finish_hint: ClassVar[str | None] = None
     #: The translation to and from the canonical form, for the gateway; ``None``: none.
     codec: ClassVar[Codec | None] = None
     operations: ClassVar[Mapping[str, str]] = {}
@@ -136,6 +167,12 @@ class BaseDialect:
     def usage_of(self, payload: JSON) -> Usage | None:
         return None
 
+    def output_limit_of(self, body: JSON) -> int | None:
+        return None
+
+    def finish_reasons_of(self, payload: JSON) -> tuple[str, ...]:
+        return ()
+
     def error_body(self, error: ProxyError, request_id: str) -> bytes:
         return openai_error(error)
 
@@ -145,6 +182,15 @@ class BaseDialect:
 
     def model_entry(self, model: Mapping[str, Any]) -> dict[str, Any]:
         return dict(model)
+
+    key_subprotocol: ClassVar[str | None] = None
+    socket_hints: ClassVar[tuple[str, ...]] = ()
+
+    def socket_turn(self, payload: JSON) -> Literal["start", "end"] | None:
+        return None
+
+    def socket_error(self, error: ProxyError) -> str | None:
+        return None
 
 
 def route(path: str) -> str:
@@ -173,11 +219,29 @@ def usage(
     output_tokens: int | None,
     cache_read: int | None = None,
     cache_write: int | None = None,
+    reasoning: int | None = None,
 ) -> Usage | None:
     """A :class:`Usage`, or ``None`` when nothing was reported."""
     if input_tokens is output_tokens is cache_read is cache_write is None:
         return None
-    return Usage(input_tokens, output_tokens, cache_read, cache_write)
+    return Usage(input_tokens, output_tokens, cache_read, cache_write, reasoning)
+
+
+def first_count(body: JSON, *keys: str) -> int | None:
+    """The first of ``keys`` in a JSON object that holds a token count."""
+    for key in keys:
+        count = int_count(get(body, key))
+        if count is not None:
+            return count
+    return None
+
+
+def choice_reasons(payload: JSON, choices: str, key: str) -> tuple[str, ...]:
+    """The string ``key`` of each object in the list ``payload[choices]``."""
+    items = get(payload, choices)
+    if not isinstance(items, list):
+        return ()
+    return tuple(reason for item in items if isinstance(reason := get(item, key), str))
 
 
 def top_level_model(payload: JSON) -> str | None:

@@ -309,19 +309,24 @@ class Usage:
         )
 
     def to_usage(self) -> ProxyUsage:
-        """As :class:`provider_proxy.Usage` (which has no reasoning count: it is in the output)."""
+        """As :class:`provider_proxy.Usage` (the same counts)."""
         return ProxyUsage(
-            self.input_tokens, self.output_tokens, self.cache_read_tokens, self.cache_write_tokens
+            self.input_tokens,
+            self.output_tokens,
+            self.cache_read_tokens,
+            self.cache_write_tokens,
+            self.reasoning_tokens,
         )
 
     @classmethod
     def from_usage(cls, usage: ProxyUsage) -> Usage:
-        """From :class:`provider_proxy.Usage` (same meaning; the reasoning count is unknown)."""
+        """From :class:`provider_proxy.Usage` (same meaning)."""
         return cls(
             usage.input_tokens,
             usage.output_tokens,
             usage.cache_read_tokens,
             usage.cache_write_tokens,
+            usage.reasoning_tokens,
         )
 
     @classmethod

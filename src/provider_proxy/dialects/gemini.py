@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from .._adapter import JSON, Usage
 from .._exceptions import ProxyError
 from .._json import dumps
-from ._base import BaseDialect, get, int_count, route, top_level_model, usage
+from ._base import (
+    BaseDialect,
+    choice_reasons,
+    first_count,
+    get,
+    int_count,
+    route,
+    top_level_model,
+    usage,
+)
 
 #: Query parameters that carry a Google credential (``key`` is the API key's
 #: usual place; ``access_token`` and its alias ``oauth_token`` an OAuth token).
@@ -55,6 +64,8 @@ def gemini_usage(payload: Any) -> Usage | None:
         None if prompt is None else prompt + (tools or 0),
         None if candidates is None and thoughts is None else (candidates or 0) + (thoughts or 0),
         int_count(counts.get("cachedContentTokenCount")),
+        None,
+        thoughts,
     )
 
 
@@ -78,6 +89,7 @@ class Gemini(BaseDialect):
     credential_params: ClassVar[frozenset[str]] = CREDENTIAL_PARAMS
     key_param: ClassVar[str | None] = "key"
     usage_hints: ClassVar[tuple[str, str] | None] = (USAGE_HINT, "model")
+    finish_hint: ClassVar[str | None] = "finishReason"
 
     def recognizes(self, path: str) -> bool:
         decoded = route(path)
@@ -102,6 +114,21 @@ class Gemini(BaseDialect):
 
     def usage_of(self, payload: JSON) -> Usage | None:
         return gemini_usage(payload)
+
+    #: Gemini Live (``BidiGenerateContent``): turns start implicitly (voice activity,
+    #: ``turnComplete``); the message that ends one carries ``usageMetadata``.
+    socket_hints: ClassVar[tuple[str, ...]] = ("usageMetadata",)
+
+    def socket_turn(self, payload: JSON) -> Literal["start", "end"] | None:
+        return "end" if isinstance(get(payload, "usageMetadata"), dict) else None
+
+    def output_limit_of(self, body: JSON) -> int | None:
+        """``generationConfig.maxOutputTokens`` (the OpenAI-compatible paths are OpenAI Chat)."""
+        return first_count(get(body, "generationConfig"), "maxOutputTokens")
+
+    def finish_reasons_of(self, payload: JSON) -> tuple[str, ...]:
+        """Each candidate's ``finishReason`` (``STOP``, ``MAX_TOKENS``, ...)."""
+        return choice_reasons(payload, "candidates", "finishReason")
 
     def error_body(self, error: ProxyError, request_id: str) -> bytes:
         """Google's error format: ``{"error": {"code", "message", "status"}}``."""

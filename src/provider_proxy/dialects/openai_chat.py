@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from .._adapter import JSON, Usage
 from .._exceptions import ProxyError
+from .._json import dumps
 from . import _openai_chat_codec as _codec
 from ._base import (
     BaseDialect,
+    choice_reasons,
+    first_count,
     get,
     int_count,
     openai_error,
@@ -28,6 +31,9 @@ from .canonical import Codec, FidelityTable, Request, Response, StreamError
 USAGE_HINT = "usage"
 
 _SUFFIXES = ("/chat/completions", "/completions", "/embeddings", "/moderations")
+
+#: The events that end a turn on OpenAI's sockets.
+_TURN_ENDS = ("response.done", "response.completed", "response.failed", "response.incomplete")
 
 
 def openai_usage(payload: Any) -> Usage | None:
@@ -58,12 +64,15 @@ def openai_usage(payload: Any) -> Usage | None:
         cached = int_count(get(counts.get("prompt_tokens_details"), "cached_tokens"))
         if cached is None:
             cached = int_count(counts.get("prompt_cache_hit_tokens"))
-        return usage(prompt, output, cached)
+        reasoning = int_count(get(counts.get("completion_tokens_details"), "reasoning_tokens"))
+        return usage(prompt, output, cached, None, reasoning)
     if "input_tokens" in counts or "output_tokens" in counts:
         return usage(
             int_count(counts.get("input_tokens")),
             int_count(counts.get("output_tokens")),
             int_count(get(counts.get("input_tokens_details"), "cached_tokens")),
+            None,
+            int_count(get(counts.get("output_tokens_details"), "reasoning_tokens")),
         )
     return None
 
@@ -127,6 +136,8 @@ class OpenAIChat(BaseDialect):
     )
     client_headers: ClassVar[tuple[str, ...]] = ("x-stainless-*",)
     usage_hints: ClassVar[tuple[str, str] | None] = (USAGE_HINT, "model")
+    #: Every chunk has ``"finish_reason":null`` until the one that says why it ended.
+    finish_hint: ClassVar[str | None] = '"finish_reason":"'
     #: The gateway's translation to and from the canonical form.
     codec: ClassVar[Codec | None] = OpenAIChatCodec()
     operations: ClassVar[Mapping[str, str]] = {"generate": "/chat/completions"}
@@ -137,5 +148,44 @@ class OpenAIChat(BaseDialect):
     def usage_of(self, payload: JSON) -> Usage | None:
         return openai_usage(payload)
 
+    def output_limit_of(self, body: JSON) -> int | None:
+        """``max_completion_tokens`` (which wins), ``max_tokens``, or the Responses
+        API's ``max_output_tokens``."""
+        return first_count(body, "max_completion_tokens", "max_tokens", "max_output_tokens")
+
+    def finish_reasons_of(self, payload: JSON) -> tuple[str, ...]:
+        """Each choice's ``finish_reason`` (a streamed chunk has them once, at the end)."""
+        return choice_reasons(payload, "choices", "finish_reason")
+
     def error_body(self, error: ProxyError, request_id: str) -> bytes:
         return openai_error(error)
+
+    #: The Realtime socket (``/realtime``) and the Responses socket: a turn starts
+    #: with the client's ``response.create`` and ends with ``response.done``
+    #: (Realtime) or ``response.completed``/``.failed``/``.incomplete`` (Responses).
+    socket_hints: ClassVar[tuple[str, ...]] = ("response.create", *_TURN_ENDS)
+    #: Browsers cannot set headers on a socket: OpenAI's take the key in this subprotocol.
+    key_subprotocol: ClassVar[str | None] = "openai-insecure-api-key."
+
+    def socket_turn(self, payload: JSON) -> Literal["start", "end"] | None:
+        kind = get(payload, "type")
+        if kind == "response.create":
+            return "start"
+        if kind in _TURN_ENDS:
+            return "end"
+        return None
+
+    def socket_error(self, error: ProxyError) -> str | None:
+        """The Realtime and Responses sockets' ``error`` event."""
+        return dumps(
+            {
+                "type": "error",
+                "status": error.status_code,
+                "error": {
+                    "type": error.kind,
+                    "code": error.kind,
+                    "message": error.message,
+                    "param": None,
+                },
+            }
+        ).decode("utf-8")

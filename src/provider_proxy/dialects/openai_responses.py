@@ -95,6 +95,9 @@ class OpenAIResponses(OpenAIChat):
     """
 
     name: ClassVar[str] = "openai-responses"
+    #: The final status comes with the usage, in ``response.completed`` (or
+    #: ``.incomplete``, ``.failed``): no other event needs reading for it.
+    finish_hint: ClassVar[str | None] = None
     #: The gateway's translation to and from the canonical form.
     codec: ClassVar[Codec | None] = OpenAIResponsesCodec()
     operations: ClassVar[Mapping[str, str]] = {"generate": "/responses"}
@@ -108,3 +111,14 @@ class OpenAIResponses(OpenAIChat):
         if model is not None:
             return model
         return top_level_model(get(payload, "response"))
+
+    def finish_reasons_of(self, payload: JSON) -> tuple[str, ...]:
+        """A finished response's ``status``, or why it is ``incomplete``."""
+        response = get(payload, "response")
+        if not isinstance(response, dict):
+            response = payload
+        status = get(response, "status")
+        if status == "incomplete":
+            reason = get(get(response, "incomplete_details"), "reason")
+            return (reason,) if isinstance(reason, str) else (status,)
+        return (status,) if status in ("completed", "failed", "cancelled") else ()

@@ -3,6 +3,7 @@
 from ._app import DEFAULT_MAX_BODY_SIZE, ProxyApp, ProxyOptions, make_asgi_app
 from ._cors import CORS, CORSMiddleware
 from ._mount import mount
+from ._ports import ProviderAtRoot
 from ._responses_state import StoredResponses
 from ._validation import CredentialsRejected, ValidationMode
 
@@ -11,6 +12,7 @@ __all__ = [
     "DEFAULT_MAX_BODY_SIZE",
     "CORSMiddleware",
     "CredentialsRejected",
+    "ProviderAtRoot",
     "ProxyApp",
     "ProxyOptions",
     "StoredResponses",

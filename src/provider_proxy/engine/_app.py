@@ -10,6 +10,7 @@ route's provider error format, and every request ends in one
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import time
 from collections import Counter
@@ -28,6 +29,7 @@ from .._adapter import (
 )
 from .._exceptions import (
     ClientNotAuthorized,
+    Forbidden,
     MethodNotAllowed,
     ProviderNotFound,
     ProxyError,
@@ -39,7 +41,14 @@ from ..adapters import Provider
 from ..dialects import DEFAULT as OWN_FORMAT
 from ..dialects import GATEWAY, Dialect, Tokenizer, client_dialect, stored_answer
 from ..guards import Guards
-from ..observe import EventDispatcher, EventSink, JsonLogSink, PrometheusMetrics
+from ..observe import (
+    EventDispatcher,
+    EventSink,
+    JsonLogSink,
+    OpenTelemetry,
+    PrometheusMetrics,
+    ProxyEvent,
+)
 from ..policy import (
     RawHeaders,
     header_value,
@@ -47,17 +56,38 @@ from ..policy import (
     request_id_from,
     split_provider,
 )
+from ..spend import PriceSpec, Pricing
 from ..state import SESSION_TTL, MemoryStore, SessionStore, Store
 from ..transports import DEFAULT_LIMITS, DEFAULT_TIMEOUT, SharedTransport, default_transport
 from ..types import ASGIApp, Receive, Scope, Send
+from ._accounts import Accounts
 from ._catalog import DEFAULT_MODELS_TTL, ModelCatalog, handle_models_route
 from ._cors import CORS, CORSMiddleware
+from ._dashboard import admitted, page, page_headers
 from ._forward import Forwarder
 from ._gateway import Gateway
-from ._heads import content_head, send_error, send_whole
+from ._heads import as_raw, content_head, send_error, send_whole
+from ._inference_api import InferenceAPI
 from ._report import Arrival, Outcome, Report, event_of
 from ._responses_state import StoredResponses
 from ._validation import ValidationMode, validate_all
+from ._websocket import SocketRelay
+from ._ws_common import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_FRAME_BYTES,
+    DEFAULT_MAX_LIFETIME,
+    DEFAULT_MAX_SOCKETS,
+    DEFAULT_MAX_SOCKETS_PER_CLIENT,
+    WS_HTTP_RESPONSE,
+    SocketLimits,
+)
+from ._ws_inference import (
+    DEFAULT_CONNECTIONS_PER_MINUTE,
+    DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_MAX_CONNECTIONS,
+    InferenceSocket,
+    InferenceSocketOptions,
+)
 
 logger = logging.getLogger("provider_proxy")
 
@@ -75,12 +105,15 @@ _OWN_TIMEOUT_CAP = 15.0
 DEFAULT_MAX_BODY_SIZE = 32 * 1024 * 1024
 
 #: Names under the mount point that the proxy answers itself.
-RESERVED_NAMES = frozenset({"health", "status", "metrics", "v1"})
+RESERVED_NAMES = frozenset({"health", "status", "metrics", "v1", "ws", "dashboard"})
 
 _JSON = b"application/json"
 
+#: The name under the mount of the REST service API (``inference_api=True``).
+_API = "api"
+
 #: The ASGI extension that lets an app answer a WebSocket handshake with HTTP.
-_WS_HTTP_RESPONSE = "websocket.http.response"
+_WS_HTTP_RESPONSE = WS_HTTP_RESPONSE
 
 
 class ProxyOptions(TypedDict, total=False):
@@ -104,6 +137,19 @@ class ProxyOptions(TypedDict, total=False):
     strict_translation: bool
     tokenizer: Tokenizer | None
     session_ttl: float
+    inference_api: bool
+    ws_max_frame_bytes: int
+    ws_idle_timeout: float | None
+    ws_max_lifetime: float | None
+    ws_max_sockets: int
+    ws_max_sockets_per_client: int
+    ws_heartbeat_interval: float
+    ws_max_connections: int
+    ws_connections_per_minute: int | None
+    prices: Mapping[str, PriceSpec] | Pricing | None
+    cost_header: bool
+    telemetry: OpenTelemetry | None
+    dashboard: bool
     stored_responses: StoredResponses | None
 
 
@@ -119,7 +165,7 @@ class ProxyApp:
 
     :param adapters: the providers; ``{mount}/{adapter.name}/X`` goes to
         ``{adapter.base_url}/X``. Names must be unique; ``health``, ``status``,
-        ``metrics`` and ``v1`` are kept for the proxy's own endpoints.
+        ``metrics``, ``v1`` and ``ws`` are kept for the proxy's own endpoints.
     :param transport: the upstream transport (any :class:`httpx.AsyncBaseTransport`); by
         default the fastest installed. The app closes it on shutdown, as
         :class:`httpx.AsyncClient` does.
@@ -152,6 +198,32 @@ class ProxyApp:
     :param session_ttl: seconds a conversation session of a stateful upstream
         (:class:`~provider_proxy.adapters.StatefulAdapter`) lives unused; 30 minutes
         by default.
+    :param inference_api: also answer ``{mount}/api/v1/inference``, ``/inference/stream``
+        and ``/models...`` in the REST service API some clients were written against
+        (see :doc:`standalone`); ``api`` is then a reserved name.
+    :param ws_max_frame_bytes: the largest WebSocket message relayed either way
+        (16 MiB; closed with 1009 beyond).
+    :param ws_idle_timeout: seconds a relayed provider socket may pass without a
+        message either way (300; closed with 1001); ``None``: no limit.
+    :param ws_max_lifetime: seconds a relayed provider socket may stay open (3600;
+        closed with 1001); ``None``: no limit.
+    :param ws_max_sockets: relayed provider sockets open at once (1000; 1013 beyond).
+    :param ws_max_sockets_per_client: relayed provider sockets open at once per
+        client identity, or IP without client auth (20; 1013 beyond).
+    :param ws_heartbeat_interval: seconds between ``heartbeat`` frames on ``{mount}/ws`` (30).
+    :param ws_max_connections: ``{mount}/ws`` sockets open at once (1000; 1013 beyond).
+    :param ws_connections_per_minute: new ``{mount}/ws`` sockets per client IP per
+        minute (5; 1013 beyond); ``None``: no limit.
+    :param prices: USD per million tokens by model (``{"my-model": {"input": 0.5,
+        "output": 1.5, "cache_read": 0.05}}``, or a :class:`~provider_proxy.Pricing`),
+        for the cost of each request (:attr:`ProxyEvent.cost`); models not listed
+        are priced by the ``prices`` extra's library, else their cost is ``None``.
+    :param cost_header: add ``x-proxy-cost-usd``, the answer's cost in USD, to whole
+        (not streamed) answers whose cost is known; they are read whole first.
+    :param telemetry: OpenTelemetry spans and GenAI metrics for provider requests
+        (:class:`~provider_proxy.observe.OpenTelemetry`; the ``otel`` extra).
+    :param dashboard: serve ``GET {mount}/dashboard``, a page plotting ``/status``
+        live; under guards, for ``Guards(admins=[...])`` only.
     :param stored_responses: how the gateway keeps the conversations of stateful
         clients (``store``, ``previous_response_id``) for providers without state:
         time to live, size and per-client caps (in ``store``).
@@ -162,7 +234,9 @@ class ProxyApp:
         for adapter in adapters:
             if not isinstance(adapter, Provider):
                 raise TypeError(f"{adapter!r} does not implement ProviderAdapter.")
-            if adapter.name in RESERVED_NAMES:
+            if adapter.name in RESERVED_NAMES or (
+                adapter.name == _API and options.get("inference_api", False)
+            ):
                 raise ValueError(
                     f"The adapter name {adapter.name!r} is reserved for the proxy's own "
                     f"endpoints ({', '.join(sorted(RESERVED_NAMES))}); pass name= to rename it."
@@ -191,9 +265,17 @@ class ProxyApp:
 
         store = options.get("store")
         self.store: Store = MemoryStore() if store is None else store
+        prices = options.get("prices")
+        #: Where the cost of each request comes from.
+        self.pricing = prices if isinstance(prices, Pricing) else Pricing(prices)
+        self._accounts = Accounts(self._adapters, self.pricing)
+        self._dashboard = options.get("dashboard", False)
+        #: Spend is wanted on /status (and so usage read) when prices or the page are.
+        self._spend_wanted = prices is not None or self._dashboard
         self._guards = options.get("guards")
         if self._guards is not None:
             self._guards.bind(self.store)
+            self._guards.bind_pricing(self.pricing)
         #: The conversation sessions of stateful upstreams, in the app's store.
         self.sessions = SessionStore(self.store, ttl=options.get("session_ttl", SESSION_TTL))
         self.catalog = ModelCatalog(
@@ -212,7 +294,9 @@ class ProxyApp:
         self._access_log = JsonLogSink() if options.get("access_log", True) else None
         if self._access_log is not None:
             sinks.append(self._access_log)
+        self._telemetry = options.get("telemetry")
         self._other_sinks = len(sinks) - (self._access_log is not None)
+        self._other_sinks += self._telemetry is not None  # it needs usage too
         self._dispatcher = EventDispatcher(sinks)
 
         self._forwarder = Forwarder(
@@ -225,6 +309,8 @@ class ProxyApp:
             usage=self._events_wanted,
             overhead_header=options.get("overhead_header", False),
             sessions=self.sessions,
+            cost_header=self.pricing if options.get("cost_header", False) else None,
+            trace_headers=None if self._telemetry is None else self._telemetry.trace_headers,
         )
         self._gateway = Gateway(
             self._adapters,
@@ -238,7 +324,48 @@ class ProxyApp:
             tokenizer=options.get("tokenizer", "auto"),
             stored=options.get("stored_responses"),
         )
+        self._inference = (
+            InferenceAPI(
+                self._gateway,
+                self.catalog,
+                guards=self._guards,
+                default_provider=options.get("default_provider"),
+                max_body_size=max_body_size,
+            )
+            if options.get("inference_api", False)
+            else None
+        )
+        frame_limit = options.get("ws_max_frame_bytes", DEFAULT_MAX_FRAME_BYTES)
+        self._sockets = SocketRelay(
+            limits=SocketLimits(
+                max_frame_bytes=frame_limit,
+                idle_timeout=options.get("ws_idle_timeout", DEFAULT_IDLE_TIMEOUT),
+                max_lifetime=options.get("ws_max_lifetime", DEFAULT_MAX_LIFETIME),
+                max_sockets=options.get("ws_max_sockets", DEFAULT_MAX_SOCKETS),
+                max_sockets_per_client=options.get(
+                    "ws_max_sockets_per_client", DEFAULT_MAX_SOCKETS_PER_CLIENT
+                ),
+            ),
+            guards=self._guards,
+            forwarder=self._forwarder,
+            emit=self._emit,
+        )
+        self._inference_socket = InferenceSocket(
+            self._gateway,
+            InferenceSocketOptions(
+                heartbeat_interval=options.get("ws_heartbeat_interval", DEFAULT_HEARTBEAT_INTERVAL),
+                max_connections=options.get("ws_max_connections", DEFAULT_MAX_CONNECTIONS),
+                connections_per_minute=options.get(
+                    "ws_connections_per_minute", DEFAULT_CONNECTIONS_PER_MINUTE
+                ),
+                max_frame_bytes=frame_limit,
+            ),
+            guards=self._guards,
+            store=self.store,
+            finish=self._finish,
+        )
         cors = options.get("cors")
+        self._cors = cors
         self._entry: ASGIApp = (
             self._dispatch if cors is None else CORSMiddleware(self._dispatch, cors)
         )
@@ -275,7 +402,7 @@ class ProxyApp:
 
     def _events_wanted(self) -> bool:
         """Whether anyone consumes events (and so token usage) right now."""
-        if self._other_sinks or self._guards is not None:
+        if self._other_sinks or self._guards is not None or self._spend_wanted:
             return True
         return self._access_log is not None and self._access_log.enabled()
 
@@ -375,19 +502,30 @@ class ProxyApp:
                 return
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Refuse the handshake with 426 (WebSockets are not relayed), in the route's format.
+        """``{mount}/ws``, or a provider socket relayed (see :mod:`._websocket`); any
+        other is refused with 426 in the route's format.
 
         Servers without the ``websocket.http.response`` extension can only close,
         which they answer with 403.
         """
         if (await receive())["type"] != "websocket.connect":
             return  # gone before the handshake reached the app
-        arrival = Arrival(request_id_from(scope["headers"]), "GET")
         try:
             target = self._route(scope)
         except ProxyError:
             target = _Target(None, "", b"", "")
-        error = _websocket_refused()
+        error: ProxyError = _websocket_refused()
+        if not self._origin_allowed(scope):
+            error = Forbidden(
+                "This page's origin may not open sockets to the proxy (see its cors= option)."
+            )
+        elif target.name == "ws" and target.rest in (b"", b"/"):
+            await self._inference_socket.handle(scope, receive, send)
+            return
+        elif target.adapter is not None and self._sockets.relays(target.adapter, target.rest):
+            await self._sockets.handle(scope, receive, send, target.adapter, target.rest)
+            return
+        arrival = Arrival(request_id_from(scope["headers"]), "GET")
         if _WS_HTTP_RESPONSE in (scope.get("extensions") or {}):
             dialect = self._dialect(target)
             size = await send_error(
@@ -399,6 +537,14 @@ class ProxyApp:
             # what the server answers a close before accepting
             outcome = Outcome(403, error_kind=error.kind)
         self._finish(arrival, Report(outcome, target.provider, target.path))
+
+    def _origin_allowed(self, scope: Scope) -> bool:
+        """Browsers apply no CORS to sockets: with ``cors=``, a page of another origin
+        may not open one (a cross-site page would otherwise use its visitor's cookies)."""
+        origin = header_value(scope["headers"], b"origin")
+        if self._cors is None or origin is None:
+            return True
+        return self._cors.origin_allowed(origin.decode("latin-1"))
 
     def _route(self, scope: Scope) -> _Target:
         """The adapter the path names (if any), and the path for the event and errors.
@@ -437,6 +583,7 @@ class ProxyApp:
         self._in_flight += 1
         target = _Target(None, "", b"", "")
         report: Report | None = None
+        span: Any = None
         try:
             try:
                 target = self._route(scope)
@@ -444,19 +591,29 @@ class ProxyApp:
                     raise _websocket_refused()
                 gateway = GATEWAY.get(target.path) if target.client is not None else None
                 stored = stored_answer(target.path) if target.client is not None else None
-                if gateway is not None:
-                    client, operation = gateway
-                    report = await self._gateway.handle(
-                        scope, receive, send, client, operation, arrival
-                    )
-                elif stored is not None:
-                    report = await self._gateway.handle_stored(
-                        scope, send, stored[0], target.path, stored[1], arrival
-                    )
-                elif target.adapter is not None:
-                    report = await self._forward(scope, receive, send, target, arrival)
-                else:
-                    report = await self._own_endpoint(scope, send, target, arrival)
+                traced: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+                telemetry = self._telemetry
+                if telemetry is not None and (gateway is not None or target.adapter is not None):
+                    span = telemetry.begin(scope["headers"], arrival.started_at, target.path)
+                    traced = telemetry.current(span)
+                with traced:
+                    if target.name == _API and self._inference is not None:
+                        report = await self._inference.handle(
+                            scope, receive, send, target.rest.decode("ascii", "replace"), arrival
+                        )
+                    elif gateway is not None:
+                        client, operation = gateway
+                        report = await self._gateway.handle(
+                            scope, receive, send, client, operation, arrival
+                        )
+                    elif stored is not None:
+                        report = await self._gateway.handle_stored(
+                            scope, send, stored[0], target.path, stored[1], arrival
+                        )
+                    elif target.adapter is not None:
+                        report = await self._forward(scope, receive, send, target, arrival)
+                    else:
+                        report = await self._own_endpoint(scope, send, target, arrival)
             except ProxyError as error:
                 overhead = self._forwarder.overhead(arrival)
                 dialect = self._dialect(target)
@@ -465,7 +622,9 @@ class ProxyApp:
         finally:
             self._in_flight -= 1
             if report is not None:
-                self._finish(arrival, report)
+                self._finish(arrival, report, span)
+            elif span is not None:
+                span.end()
         if report.outcome.abort is not None:
             raise report.outcome.abort  # the server aborts the connection
 
@@ -485,11 +644,41 @@ class ProxyApp:
             if metrics is not None:
                 metrics.track_end(target.name)
 
-    def _finish(self, arrival: Arrival, report: Report) -> None:
-        """Count the answer and hand its event to the sinks."""
-        self._by_status[report.outcome.status] += 1
+    def _emit(self, event: ProxyEvent) -> None:
+        """Count a WebSocket's event (a socket's, or a turn's on it) and hand it to the sinks."""
+        if event.websocket == "connection":
+            self._by_status[event.status] += 1
         if self._dispatcher.sinks and (self._other_sinks or self._events_wanted()):
-            self._dispatcher.emit(event_of(arrival, report))
+            self._dispatcher.emit(event)
+
+    def _finish(self, arrival: Arrival, report: Report, span: Any = None) -> None:
+        """Count the answer, hand its event to the sinks, and end its span."""
+        self._by_status[report.outcome.status] += 1
+        cost, unknown = self._accounts.record(report)
+        wanted = self._dispatcher.sinks and (self._other_sinks or self._events_wanted())
+        if wanted or span is not None:
+            event = event_of(arrival, report, cost, unknown)
+            if wanted:
+                self._dispatcher.emit(event)
+            if span is not None:
+                self._end_span(span, event, report)
+
+    def _end_span(self, span: Any, event: ProxyEvent, report: Report) -> None:
+        """The request's span, described from its event (a failing exporter breaks nothing)."""
+        assert self._telemetry is not None
+        adapter = self._adapters.get(report.provider) if report.provider else None
+        url = adapter.serving().base_url if adapter is not None else None
+        try:
+            self._telemetry.end(
+                span,
+                event,
+                request_model=report.model,
+                response_model=report.outcome.model,
+                server=None if url is None else (url.host, url.port),
+                finish_reasons=report.outcome.finish_reasons,
+            )
+        except Exception:
+            logger.exception("could not end the OpenTelemetry span of a request")
 
     # -- the proxy's own endpoints --------------------------------------------------
 
@@ -503,6 +692,9 @@ class ProxyApp:
             # The catalog asks providers with their keys, and status pages name
             # the setup: the same clients as the providers' routes, not anyone.
             identity = await self._guards.identify(scope)
+        limits: Mapping[str, str] = {}
+        if self._guards is not None and name in _GUARDED_ENDPOINTS:
+            limits = await self._guards.limit_endpoint(scope, identity)
         content_type = _JSON
         if name == "v1" and rest.startswith(b"/models"):
             content = dumps(
@@ -513,6 +705,16 @@ class ProxyApp:
                     scope.get("query_string", b""),
                     client_dialect(scope["headers"]),
                 )
+            )
+        elif name == "dashboard" and self._dashboard and rest in (b"", b"/"):
+            if method not in ("GET", "HEAD"):
+                raise MethodNotAllowed("The dashboard answers GET only.")
+            identity = await admitted(self._guards, scope)
+            content = page()
+            head = content_head(b"text/html; charset=utf-8", len(content), arrival.request_id)
+            await send_whole(send, 200, [*head, *page_headers()], content)
+            return Report(
+                Outcome(200, response_bytes=len(content)), None, target.path, identity=identity
             )
         elif name in ("health", "status", "metrics") and rest in (b"", b"/"):
             if method not in ("GET", "HEAD"):
@@ -534,7 +736,7 @@ class ProxyApp:
             mounted = ", ".join(self._adapters) or "none"
             what = f"No provider named {name!r}" if name else "No provider in the path"
             raise ProviderNotFound(f"{what}; the mounted providers are: {mounted}.")
-        head = content_head(content_type, len(content), arrival.request_id)
+        head = content_head(content_type, len(content), arrival.request_id) + as_raw(dict(limits))
         await send_whole(send, 200, head, content)
         outcome = Outcome(200, response_bytes=len(content))
         return Report(outcome, None, target.path, identity=identity)
@@ -565,7 +767,17 @@ class ProxyApp:
     def _health(self) -> dict[str, Any]:
         providers = self._providers()
         status = "ok" if any(p["enabled"] for p in providers.values()) else "unconfigured"
-        return {"status": status, "providers": providers}
+        return {"status": status, "providers": providers, **self._alive()}
+
+    def _alive(self) -> dict[str, Any]:
+        """When ``/health`` answered, for how long the app has run, which version."""
+        now = time.time()
+        moment = datetime.datetime.fromtimestamp(now, datetime.timezone.utc)
+        return {
+            "timestamp": moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "uptime": round(now - self._started, 3),
+            "version": __version__,
+        }
 
     async def _health_for(self, scope: Scope) -> tuple[dict[str, Any], str | None]:
         """``/health``: open to all, but the setup (base URLs, checks) only to known clients."""
@@ -588,6 +800,7 @@ class ProxyApp:
             "models": self.catalog.status(),
             "guards": None if self._guards is None else self._guards.status(),
             "sessions": self.sessions.status(),
+            **self._accounts.status(),
             "requests": {
                 "in_flight": self._in_flight,
                 "total": sum(self._by_status.values()),

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from .._adapter import Usage
+from ..spend import Cost
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,17 @@ class ProxyEvent:
     client_dialect: str | None = None
     #: Whether the gateway translated the request and its answer between formats.
     translated: bool = False
+    #: On a WebSocket: ``"connection"`` for the socket's own event at its end,
+    #: ``"turn"`` for one billed turn on it (``response.create`` to ``response.done``).
+    websocket: str | None = None
+    #: On a socket's connection event: the frames relayed (both ways), and the close code.
+    frames: int = 0
+    close_code: int | None = None
+    #: What the exchange cost in USD, from its usage and the model's price; ``None``
+    #: when that is not known, and then ``cost_unknown`` says why.
+    cost: Cost | None = None
+    #: Why ``cost`` is ``None`` (no usage reported, a model without a price), else ``None``.
+    cost_unknown: str | None = None
 
 
 #: Receives each event after its response is done; may be a coroutine function.
