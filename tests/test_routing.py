@@ -577,3 +577,16 @@ def test_a_model_named_directly_of_an_unconfigured_adapter_says_so(
     response = chat(rig, {**CHAT, "model": "keyless/gpt-x"})
     assert response.status_code == 503
     assert "not configured" in response.json()["error"]["message"]
+
+
+def test_a_responses_client_falls_back_too(proxied: Callable[..., Rig]) -> None:
+    rig = proxied(SMART)
+    rig.anthropic.fail(1, status=503)
+    response = httpx.post(
+        f"{rig.proxy_url}/v1/responses", json={"model": "smart", "input": "Say hello."}, timeout=30
+    )
+    assert response.status_code == 200
+    assert response.headers["x-proxy-attempts"] == "2"
+    assert response.json()["object"] == "response"
+    assert rig.anthropic.faulted == 1
+    assert rig.openai_fake.last.path.endswith("/responses")
