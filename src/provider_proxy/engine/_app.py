@@ -72,9 +72,10 @@ from ._forward import Forwarder
 from ._gateway import Gateway
 from ._heads import as_raw, content_head, send_error, send_whole
 from ._inference_api import InferenceAPI
+from ._key_failover import settle_key
 from ._report import Arrival, Outcome, Report, event_of
 from ._responses_state import StoredResponses
-from ._router import Router, settle_key
+from ._router import Router
 from ._validation import ValidationMode, validate_all
 from ._websocket import SocketRelay
 from ._ws_common import (

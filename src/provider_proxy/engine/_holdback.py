@@ -26,6 +26,9 @@ from ..types import Message, Send
 
 State = Literal["holding", "committed", "failed"]
 
+#: The response header counting the attempts an answer took, when more than one.
+ATTEMPTS_HEADER = b"x-proxy-attempts"
+
 
 class Abandoned(ProxyError):
     """Raised into the relay to stop reading a stream that failed before its content."""

@@ -52,16 +52,14 @@ from ..policy import (
     sticky_key,
 )
 from ..state import Store
-from ..types import Message, Receive, Scope, Send
+from ..types import Receive, Scope, Send
 from ._circuits import Circuits, SharedKeys
 from ._heads import send_error
-from ._holdback import Holdback
+from ._holdback import ATTEMPTS_HEADER, Holdback
+from ._key_failover import MAX_KEY_RETRIES, forward_with_keys
 from ._report import Arrival, Outcome, Report
 
 logger = logging.getLogger("provider_proxy")
-
-#: The response header counting the attempts an answer took, when more than one.
-ATTEMPTS_HEADER = b"x-proxy-attempts"
 
 #: The proxy's own error kinds that another attempt may cure (the provider, not the client).
 RETRIED_KINDS = frozenset(
@@ -70,9 +68,6 @@ RETRIED_KINDS = frozenset(
 
 #: Models named directly whose one-deployment route is kept (then they are made anew).
 _IMPLICIT_ROUTES = 1024
-
-#: Key failovers of one request at most (each cools the key that failed).
-_MAX_KEY_RETRIES = 8
 
 #: The request's facts, as the gateway gave them: scope, receive, send, the
 #: client's format, the operation, its arrival and its parsed body.
@@ -253,7 +248,7 @@ class Router:
                 return replace(tried, route=named, deployments=(*failed, target))
             last = tried
             failed.append(target)
-            if tried.key_retry and key_retries < _MAX_KEY_RETRIES:
+            if tried.key_retry and key_retries < MAX_KEY_RETRIES:
                 key_retries += 1  # the same deployment with another key, at once
                 continue
             tries += 1
@@ -626,52 +621,11 @@ class Router:
         rest: bytes,
         arrival: Arrival,
     ) -> Report:
-        """A passthrough request to an adapter with several keys: a key answered
-        401/403/429 is cooled, and the request sent again at once with another,
-        while the client has received nothing and the body was small enough to keep."""
-        name = provider.name
-        pooled = self._pool_of(name)
+        """A passthrough request to an adapter with several keys (see :func:`forward_with_keys`)."""
+        pooled = self._pool_of(provider.name)
         assert pooled is not None
-        policy = self._retry
-        recorder = _Recorder(receive, policy.max_retry_body)
-        current: Receive = recorder
-        attempt = 0
-        while True:
-            attempt += 1
-            forget_used_key()
-            await self._keys.load(*pooled)
-            dialect = provider.serving().dialect_for(rest.decode("ascii", "replace"))
-            holdback = Holdback(
-                send, dialect, max_bytes=policy.hold_bytes, max_seconds=0, streams=False
-            )
-            if attempt > 1:
-                holdback.extra_headers = [(ATTEMPTS_HEADER, str(attempt).encode("ascii"))]
-            report = await forward(
-                scope, current, holdback, provider, rest, arrival, repeat=attempt > 1
-            )
-            if attempt > 1:  # each try, by the adapter's name (the body was not read)
-                report = replace(report, deployments=(name,) * attempt)
-            used = used_key()
-            status = report.outcome.upstream_status
-            if holdback.state == "committed" or used is None or status not in KEY_STATUSES:
-                await holdback.commit()
-                return settle_key(report)
-            pool, key = used
-            retry_after = retry_after_seconds(holdback.headers, self._clock())
-            pool.failed(key, status, retry_after)
-            await self._keys.save(name, pool)
-            forget_used_key()
-            if pool.ready() == 0 or not recorder.complete or attempt > _MAX_KEY_RETRIES:
-                await holdback.commit()
-                return replace(report, key=key)
-            logger.warning(
-                "%s key %s answered %d for request %s; trying another key",
-                name,
-                key,
-                status,
-                arrival.request_id,
-            )
-            current = recorder.replay()
+        request = (scope, receive, send, provider, rest, arrival)
+        return await forward_with_keys(forward, request, self._keys, self._retry, self._clock)
 
     def health(self) -> dict[str, Any]:
         """Each route: its deployments skipped for want of a configured adapter."""
@@ -685,62 +639,6 @@ class Router:
             ]
             skipped[name] = {"deployments": len(self._leaves(name)), "unconfigured": unconfigured}
         return skipped
-
-
-class _Recorder:
-    """``receive`` that keeps the request body as it passes (up to ``limit`` bytes),
-    so a passthrough request can be sent again with another key."""
-
-    __slots__ = ("_parts", "_receive", "_size", "complete", "limit")
-
-    def __init__(self, receive: Receive, limit: int) -> None:
-        self._receive = receive
-        self._parts: list[bytes] | None = []
-        self._size = 0
-        self.limit = limit
-        #: The whole body passed, and is kept.
-        self.complete = False
-
-    async def __call__(self) -> Message:
-        message = await self._receive()
-        if message["type"] == "http.request" and self._parts is not None:
-            chunk: bytes = message.get("body", b"")
-            self._size += len(chunk)
-            if self._size > self.limit:
-                self._parts = None  # too large to keep: sent once
-            else:
-                self._parts.append(chunk)
-                self.complete = not message.get("more_body", False)
-        return message
-
-    def replay(self) -> Receive:
-        """The kept body, then the client's ``receive`` (for its disconnect)."""
-        assert self._parts is not None
-        assert self.complete
-        pending: list[Message] = [
-            {"type": "http.request", "body": b"".join(self._parts), "more_body": False}
-        ]
-
-        async def receive() -> Message:
-            return pending.pop() if pending else await self._receive()
-
-        return receive
-
-
-def settle_key(report: Report) -> Report:
-    """Tell the pool how the key a request took fared (outside the router: nothing is
-    retried, but a key answered 429 or 401/403 cools), and name it in the report."""
-    used = used_key()
-    if used is None:
-        return report
-    forget_used_key()
-    pool, name = used
-    status = report.outcome.upstream_status
-    if status is not None and status in KEY_STATUSES:
-        pool.failed(name, status)
-    elif status is not None and status < 400:
-        pool.succeeded(name)
-    return replace(report, key=name)
 
 
 def _conversation(client: Dialect, parsed: dict[str, Any]) -> str | None:
