@@ -108,9 +108,70 @@ def test_an_environment_value_of_the_wrong_kind_names_the_variable() -> None:
     ]
 
 
-def test_routes_are_refused_until_the_file_can_give_them(tmp_path: Path) -> None:
-    path = write(tmp_path, '[routes.fast]\nmodel = "openai/gpt-4o-mini"\n')
-    assert f"{path}: routes: a [routes] table is not read from a file yet" in problems(path)[-1]
+def test_routes_and_retry_from_the_file(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[providers.openai]
+api_key = "k"
+
+[providers.anthropic]
+api_key = "k"
+
+[retry]
+attempts = 4
+backoff = 0.5
+retry_on = [429, 503]
+
+[routes.smart]
+deployments = ["anthropic/claude-sonnet-4-5", "openai/gpt-4.1"]
+sticky = false
+cooldown = { failures = 2, base = 1.5 }
+
+[routes.fast]
+strategy = "weighted"
+deployments = [{ target = "openai/gpt-4.1-mini", weight = 3 }, "anthropic/claude-haiku-4-5"]
+retry = { attempts = 2 }
+""",
+    )
+    options = load_config(path, {}).built.options
+    retry = options["retry"]
+    assert (retry.attempts, retry.backoff, set(retry.retry_on)) == (4, 0.5, {429, 503})
+    smart, fast = options["routes"]["smart"], options["routes"]["fast"]
+    assert [d.target for d in smart.deployments] == [
+        "anthropic/claude-sonnet-4-5",
+        "openai/gpt-4.1",
+    ]
+    assert (smart.strategy, smart.sticky, smart.retry) == ("priority", False, None)
+    assert (smart.cooldown.failures, smart.cooldown.base) == (2, 1.5)
+    assert fast.strategy == "weighted"
+    assert [(d.target, d.weight) for d in fast.deployments] == [
+        ("openai/gpt-4.1-mini", 3),
+        ("anthropic/claude-haiku-4-5", 1),
+    ]
+    assert fast.retry is not None and fast.retry.attempts == 2
+
+
+@pytest.mark.parametrize(
+    ("route", "message"),
+    [
+        ('strategy = "random"', "routes.r.strategy: must be one of"),
+        ("sticky = true", "routes.r: needs deployments"),
+        ("deployments = [3]", 'routes.r.deployments[0]: is not "adapter/model"'),
+        (
+            'deployments = [{ target = "a/b", share = 2 }]',
+            "routes.r.deployments[0]: unknown key 'share'",
+        ),
+        (
+            'deployments = ["a/b"]\nretry = { attempt = 2 }',
+            "routes.r.retry.attempt: unknown key (did you mean 'attempts'",
+        ),
+    ],
+)
+def test_a_bad_route_names_its_key(tmp_path: Path, route: str, message: str) -> None:
+    path = write(tmp_path, f'[providers.openai]\napi_key = "k"\n[routes.r]\n{route}\n')
+    found = problems(path)
+    assert any(message in line for line in found), found
 
 
 # -- precedence ----------------------------------------------------------------------

@@ -690,3 +690,43 @@ max_concurrent_per_client = 5
         assert status["guards"]["max_concurrent_per_client"] == 5
     finally:
         running.stop()
+
+
+def test_a_route_from_the_file_falls_back_to_its_next_deployment(
+    upstream: ServerThread, fake: FakeUpstream, tmp_path: Path
+) -> None:
+    config = tmp_path / "proxy.toml"
+    port, dead = free_port(), free_port()  # nothing listens on ``dead``: connect refused
+    config.write_text(
+        f"""
+validate_credentials = "off"
+
+[retry]
+attempts = 2
+backoff = 0
+
+[providers.down]
+type = "openai_compatible"
+base_url = "http://127.0.0.1:{dead}/v1"
+api_key = "sk-down"
+
+[providers.gw]
+type = "openai_compatible"
+base_url = "{upstream.url}/v1"
+api_key = "sk-gw"
+
+[routes.smart]
+deployments = ["down/first-choice", {{ target = "gw/fake-model", weight = 1 }}]
+sticky = false
+"""
+    )
+    running = Running(["--config", str(config), "--port", str(port)], env_without_keys(), port)
+    try:
+        answer = httpx.post(running.url + "/v1/chat/completions", json=chat("smart"))
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["x-proxy-attempts"] == "2"
+        assert json.loads(fake.last.body)["model"] == "fake-model"
+        listed = {m["id"] for m in httpx.get(running.url + "/v1/models").json()["data"]}
+        assert "smart" in listed
+    finally:
+        running.stop()

@@ -35,6 +35,7 @@ from ..adapters import (
 from ..engine import CORS, ProxyOptions
 from ..guards import Guards, Quota, RateLimit
 from ..observe import NdjsonUsageSink
+from ..policy import Cooldown, Deployment, RetryPolicy, Route
 from ..state import RedisStore
 from ._keyfiles import ClientKeysFile, KeyFile, environ_key
 from ._schema import PROVIDER_KEYS, TOP, Checker, Problem, did_you_mean
@@ -75,7 +76,18 @@ def base_url_prefixes() -> dict[str, str]:
 
 #: ``make_asgi_app`` options the document builds from its tables, not passed as given.
 _BUILT_OPTIONS = frozenset(
-    {"transport", "timeout", "limits", "transforms", "guards", "cors", "store", "sinks"}
+    {
+        "transport",
+        "timeout",
+        "limits",
+        "transforms",
+        "guards",
+        "cors",
+        "store",
+        "sinks",
+        "routes",
+        "retry",
+    }
 )
 
 
@@ -188,6 +200,12 @@ class Builder:
                 options["cors"] = cors
         if "store" in document:
             self.store(document["store"])
+        if "retry" in document:
+            retry = self.retry("retry", document["retry"])
+            if retry is not None:
+                options["retry"] = retry
+        if "routes" in document:
+            options["routes"] = self.routes(document["routes"])
         usage_file = document.get("sinks", {}).get("usage_file")
         if usage_file:
             options["sinks"] = [NdjsonUsageSink(usage_file)]
@@ -360,6 +378,79 @@ class Builder:
             watched.on_change = lambda new: guards.set_client_keys(keys, new)
             self.built.key_files.append(watched)
         return guards  # type: ignore[no-any-return]
+
+    # -- routes ----------------------------------------------------------------------
+
+    def _found_wrong(self, at: str) -> bool:
+        """Whether a key below ``at`` was found wrong already (that problem is the clear one)."""
+        return any(problem.key.startswith(f"{at}.") for problem in self.problems)
+
+    def retry(self, at: str, table: Mapping[str, Any]) -> RetryPolicy | None:
+        if self._found_wrong(at):
+            return None
+        options = dict(table)
+        if "retry_on" in options:
+            options["retry_on"] = frozenset(options["retry_on"])
+        made: RetryPolicy | None = self.call(at, RetryPolicy, **options)
+        return made
+
+    def routes(self, tables: Mapping[str, Mapping[str, Any]]) -> dict[str, Route]:
+        """``[routes.NAME]`` tables as :class:`Route`s (the app checks their targets)."""
+        routes: dict[str, Route] = {}
+        for name, table in tables.items():
+            at = f"routes.{name}"
+            options = dict(table)
+            raw = options.pop("deployments", None)
+            if not raw:
+                self.problem(
+                    at,
+                    "needs deployments",
+                    'e.g. deployments = ["anthropic/claude-sonnet-4-5", "openai/gpt-4.1"]',
+                )
+                continue
+            deployments = self._deployments(at, raw)
+            if deployments is None:
+                continue
+            if "retry" in options:
+                options["retry"] = self.retry(f"{at}.retry", options["retry"])
+                if options["retry"] is None:
+                    continue
+            if "cooldown" in options:
+                if self._found_wrong(f"{at}.cooldown"):
+                    continue
+                options["cooldown"] = self.call(f"{at}.cooldown", Cooldown, **options["cooldown"])
+                if options["cooldown"] is None:
+                    continue
+            route = self.call(at, Route, deployments, **options)
+            if route is not None:
+                routes[name] = route
+        return routes
+
+    def _deployments(self, at: str, raw: list[Any]) -> list[Deployment] | None:
+        deployments: list[Deployment] = []
+        for i, item in enumerate(raw):
+            where = f"{at}.deployments[{i}]"
+            if isinstance(item, str):
+                deployments.append(Deployment(item))
+            elif isinstance(item, dict) and isinstance(item.get("target"), str):
+                unknown = set(item) - {"target", "weight"}
+                if unknown:
+                    self.problem(
+                        where, f"unknown key {sorted(unknown)[0]!r}", "keys: target, weight"
+                    )
+                    return None
+                made = self.call(where, Deployment, item["target"], weight=item.get("weight", 1))
+                if made is None:
+                    return None
+                deployments.append(made)
+            else:
+                self.problem(
+                    where,
+                    'is not "adapter/model" nor a table with a target',
+                    'write "openai/gpt-4.1" or { target = "openai/gpt-4.1", weight = 2 }',
+                )
+                return None
+        return deployments
 
     def store(self, value: str | Mapping[str, Any]) -> None:
         options = {"url": value} if isinstance(value, str) else dict(value)

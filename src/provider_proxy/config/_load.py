@@ -132,22 +132,7 @@ def load_config(
     document, referenced = resolved.document, resolved.referenced
     problems += resolved.problems
     passthrough = {name: Field((bool, int, float, str)) for name in plain_options() - set(TOP)}
-    if "routes" in document:  # said plainly rather than as an unknown key
-        routes = document.pop("routes")
-        problems.append(
-            Problem(
-                merged.sources.get("routes", path or ""),
-                "routes",
-                "a [routes] table is not read from a file yet"
-                if "routes" in app_option_names()
-                else "this version of provider-proxy has no routes",
-                "pass routes= to make_asgi_app from Python, or name models as provider/model",
-            )
-        )
-        document["routes"] = routes
-    problems += check_document(
-        {k: v for k, v in document.items() if k != "routes"}, merged.sources, passthrough
-    )
+    problems += check_document(document, merged.sources, passthrough)
     from_environment = "providers" not in from_file
     if from_environment:
         document["providers"] = {

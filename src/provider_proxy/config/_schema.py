@@ -152,6 +152,45 @@ SERVER = Table(
     }
 )
 
+#: A retry policy: ``RetryPolicy``'s keywords.
+RETRY = Table(
+    {
+        "attempts": _INT,
+        "backoff": _NUM,
+        "max_backoff": _NUM,
+        "jitter": _BOOL,
+        "retry_on": Field((list,), items=(int,)),
+        "deadline": _NUM,
+        "attempt_timeout": _NUM,
+        "max_retry_after": _NUM,
+        "max_retry_body": _INT,
+        "hold_bytes": _INT,
+        "hold_seconds": _NUM,
+    }
+)
+
+#: One route: ``Route``'s keywords; ``deployments`` holds ``"adapter/model"``
+#: strings or ``{target = ..., weight = ...}`` tables (checked when built).
+ROUTE = Table(
+    {
+        "deployments": Field((list,)),
+        "strategy": Field((str,), choices=("priority", "weighted", "least_busy", "latency")),
+        "retry": RETRY,
+        "sticky": _BOOL,
+        "sticky_ttl": _NUM,
+        "cooldown": Table(
+            {
+                "failures": _INT,
+                "window": _NUM,
+                "base": _NUM,
+                "factor": _NUM,
+                "max": _NUM,
+                "probe_timeout": _NUM,
+            }
+        ),
+    }
+)
+
 #: The document's top level. Other keys of ``make_asgi_app`` (``ProxyOptions``)
 #: that take a plain value are accepted too: see :func:`check_document`.
 TOP: dict[str, Field | Table | ListOf | Either] = {
@@ -195,6 +234,8 @@ TOP: dict[str, Field | Table | ListOf | Either] = {
     ),
     "sinks": Table({"usage_file": _STR}),
     "ports": Table(values=_INT),
+    "retry": RETRY,
+    "routes": Table(values=ROUTE),
 }
 
 #: Key names whose values are secrets wherever they appear (header names in any case).
