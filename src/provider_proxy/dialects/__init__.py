@@ -5,12 +5,13 @@ are, its error body, its usage reader and the headers its clients send keys
 in. Adapters say which dialect each of their paths speaks.
 """
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 
 from . import canonical
 from ._base import BaseDialect, Dialect
 from .anthropic_messages import AnthropicMessages, AnthropicMessagesCodec
-from .gemini import Gemini
+from .gemini import Gemini, GeminiCodec, gateway_call
 from .openai_chat import OpenAIChat, OpenAIChatCodec
 from .openai_responses import OpenAIResponses
 
@@ -23,6 +24,37 @@ GATEWAY: Mapping[str, tuple[Dialect, str]] = {
     "/v1/messages": (AnthropicMessages(), "generate"),
     "/v1/messages/count_tokens": (AnthropicMessages(), "count_tokens"),
 }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PathCall:
+    """A gateway request whose path names the model: its format, operation and model."""
+
+    dialect: Dialect
+    operation: str
+    model: str
+    #: The path asks for a stream (the body of such a format does not say).
+    stream: bool
+    #: Why the request cannot be served as asked (a 400 in the format), or ``None``.
+    refusal: str | None = None
+
+
+def gateway_in_path(path: str, query: bytes) -> PathCall | None:
+    """A gateway endpoint whose path names the model, Gemini's
+    ``/{v1beta|v1}/models/{model}:generateContent`` (and ``:streamGenerateContent``),
+    else ``None``. A stream must be asked for as server-sent events (``alt=sse``),
+    the only stream the gateway writes.
+    """
+    found = gateway_call(path)
+    if found is None:
+        return None
+    model, method = found
+    stream = method == "streamGenerateContent"
+    refusal = None
+    if stream and b"alt=sse" not in query.split(b"&"):
+        refusal = "The gateway streams streamGenerateContent as server-sent events: add ?alt=sse."
+    return PathCall(Gemini(), "generate", model, stream, refusal)
+
 
 #: The format of the proxy's own endpoints (``/v1/models``) and of unknown routes.
 DEFAULT: Dialect = OpenAIChat()
@@ -72,8 +104,11 @@ __all__ = [
     "BaseDialect",
     "Dialect",
     "Gemini",
+    "GeminiCodec",
     "OpenAIChat",
     "OpenAIChatCodec",
     "OpenAIResponses",
+    "PathCall",
     "canonical",
+    "gateway_in_path",
 ]

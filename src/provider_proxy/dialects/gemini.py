@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from .._adapter import JSON, Usage
 from .._exceptions import ProxyError
 from .._json import dumps
+from . import _gemini_codec as _codec
 from ._base import BaseDialect, get, int_count, route, top_level_model, usage
+from ._gemini_stream import StreamDecoder, StreamEncoder
+from .canonical import Codec, FidelityTable, Request, Response, StreamError
 
 #: Query parameters that carry a Google credential (``key`` is the API key's
 #: usual place; ``access_token`` and its alias ``oauth_token`` an OAuth token).
@@ -70,6 +74,56 @@ def model_method(path: str) -> tuple[str, str] | None:
     return None
 
 
+def gateway_call(path: str) -> tuple[str, str] | None:
+    """``(model, method)`` of a gateway path ``/{v1beta|v1}/models/{model}:{method}``.
+
+    The model may hold slashes (``openai/gpt-4.1``, as google-genai writes it
+    unencoded, or ``openai%2Fgpt-4.1``); a leading ``models/`` is left out.
+    """
+    decoded = route(path.partition("?")[0])
+    for version in ("/v1beta/models/", "/v1/models/"):
+        if decoded.startswith(version):
+            name, colon, method = decoded[len(version) :].rpartition(":")
+            name = name.removeprefix("models/")
+            if colon and name and method in ("generateContent", "streamGenerateContent"):
+                return name, method
+    return None
+
+
+class GeminiCodec:
+    """Gemini ``generateContent`` ⇄ canonical (see :mod:`provider_proxy.dialects._gemini_codec`)."""
+
+    request_fields: FidelityTable = _codec.REQUEST_FIELDS
+    encode_fields: FidelityTable = _codec.ENCODE_FIELDS
+
+    def decode_request(self, body: Any) -> tuple[Request, tuple[str, ...]]:
+        return _codec.decode_request(body)
+
+    def encode_request(self, request: Request) -> dict[str, Any]:
+        return _codec.encode_request(request)
+
+    def dropped_by_encoding(self, request: Request) -> tuple[str, ...]:
+        return _codec.dropped_by_encoding(request)
+
+    def decode_response(self, body: Any) -> Response:
+        return _codec.decode_response(body)
+
+    def encode_response(self, response: Response) -> dict[str, Any]:
+        return _codec.encode_response(response)
+
+    def stream_decoder(self) -> StreamDecoder:
+        return StreamDecoder()
+
+    def stream_encoder(self, request: Request) -> StreamEncoder:
+        return StreamEncoder()
+
+    def encode_error(self, status: int, kind: str, message: str) -> tuple[int, dict[str, Any]]:
+        return _codec.encode_error(status, kind, message)
+
+    def decode_error(self, status: int, body: Any) -> StreamError:
+        return _codec.decode_error(status, body)
+
+
 class Gemini(BaseDialect):
     """Gemini ``generateContent``: ``x-goog-api-key`` (or ``?key=``), the model in the path."""
 
@@ -78,6 +132,13 @@ class Gemini(BaseDialect):
     credential_params: ClassVar[frozenset[str]] = CREDENTIAL_PARAMS
     key_param: ClassVar[str | None] = "key"
     usage_hints: ClassVar[tuple[str, str] | None] = (USAGE_HINT, "model")
+    #: The gateway's translation to and from the canonical form.
+    codec: ClassVar[Codec | None] = GeminiCodec()
+    #: The model goes in the path (``{model}``); a stream is its own method.
+    operations: ClassVar[Mapping[str, str]] = {
+        "generate": "/v1beta/models/{model}:generateContent",
+        "stream": "/v1beta/models/{model}:streamGenerateContent?alt=sse",
+    }
 
     def recognizes(self, path: str) -> bool:
         decoded = route(path)

@@ -28,6 +28,7 @@ from .._adapter import (
     CredentialCheck,
 )
 from .._exceptions import (
+    BadRequest,
     ClientNotAuthorized,
     MethodNotAllowed,
     ProviderNotFound,
@@ -38,7 +39,7 @@ from .._json import dumps
 from .._scrub import install_log_filter
 from ..adapters import Provider
 from ..dialects import DEFAULT as OWN_FORMAT
-from ..dialects import GATEWAY, Dialect, client_dialect
+from ..dialects import GATEWAY, Dialect, client_dialect, gateway_in_path
 from ..guards import Guards
 from ..observe import EventDispatcher, EventSink, JsonLogSink, PrometheusMetrics
 from ..policy import (
@@ -415,11 +416,28 @@ class ProxyApp:
                 if target.name == "v1":  # answered in the format the client speaks
                     target = dataclasses.replace(target, client=client_dialect(scope["headers"]))
                 gateway = GATEWAY.get(target.path) if target.name == "v1" else None
+                in_path = None
+                if gateway is None and target.adapter is None:
+                    in_path = gateway_in_path(target.path, scope.get("query_string", b""))
                 if gateway is not None:
                     client, operation = gateway
                     target = dataclasses.replace(target, client=client)
                     report = await self._gateway.handle(
                         scope, receive, send, client, operation, arrival
+                    )
+                elif in_path is not None:  # a format that names the model in the path
+                    target = dataclasses.replace(target, client=in_path.dialect)
+                    if in_path.refusal is not None:
+                        raise BadRequest(in_path.refusal)
+                    report = await self._gateway.handle(
+                        scope,
+                        receive,
+                        send,
+                        in_path.dialect,
+                        in_path.operation,
+                        arrival,
+                        path_model=in_path.model,
+                        stream=in_path.stream,
                     )
                 elif target.adapter is not None:
                     report = await self._forward(scope, receive, send, target, arrival)

@@ -17,12 +17,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import quote
 
 from .._adapter import JSON, BodyTransform, RequestContext
 from .._exceptions import BadRequest, ClientNotAuthorized, InvalidJSON, ProviderNotFound, ProxyError
 from .._json import dumps, loads
 from ..adapters import Provider, ProviderAdapter
-from ..dialects import Dialect
+from ..dialects import KEY_PARAMS, Dialect
 from ..dialects.canonical import (
     Codec,
     Request,
@@ -33,7 +34,7 @@ from ..dialects.canonical import (
 )
 from ..guards import Guards
 from ..observe import SSEParser
-from ..policy import RawHeaders, header_value
+from ..policy import RawHeaders, header_value, param_value
 from ..state import Store
 from ..transforms._compose import Composed, applies, run_transform
 from ..types import Message, Receive, Scope, Send
@@ -44,6 +45,9 @@ from ._report import Arrival, Report
 
 #: The response header naming request fields dropped in translation (no effect there).
 DROPPED_HEADER = b"x-proxy-dropped-fields"
+
+#: Where a format's path names the model (``/v1beta/models/{model}:generateContent``).
+_MODEL_IN_PATH = "{model}"
 
 #: Headers of the provider's answer that describe its body, set anew for a translated one.
 _BODY_HEADERS = frozenset({b"content-length", b"content-type", b"content-encoding", b"etag"})
@@ -124,8 +128,15 @@ class Gateway:
         client: Dialect,
         operation: str,
         arrival: Arrival,
+        *,
+        path_model: str | None = None,
+        stream: bool = False,
     ) -> Report:
-        """Route, translate when needed, and forward; a refusal is a :class:`ProxyError`."""
+        """Route, translate when needed, and forward; a refusal is a :class:`ProxyError`.
+
+        :param path_model: the model a client's format names in the path, not the body.
+        :param stream: the path asks for a stream (a format whose body does not say).
+        """
         if scope["method"] != "POST":
             raise BadRequest(f"The gateway's {scope['path']} endpoint takes POST.")
         body = RequestBody(receive, self._max_body_size)
@@ -138,18 +149,25 @@ class Gateway:
         if not isinstance(parsed, dict):
             raise InvalidJSON("The request body must be a JSON object.")
         parsed = await self._resolve_aliases(parsed, scope, client, arrival)
-        named = client.model_of(parsed)
+        named = path_model or client.model_of(parsed)
         if not named:
             raise BadRequest('The request names no model: set "model" to "{provider}/{model}".')
         target = self._target(named, client, operation)
         if not target.translated:
-            forwarded = dict(parsed, model=target.model)
+            target = self._with_path(target, stream)
+            forwarded = (
+                parsed if _MODEL_IN_PATH in target.path else dict(parsed, model=target.model)
+            )
             report = await self._forward(scope, receive, send, target, dumps(forwarded), arrival)
             return dataclasses.replace(report, client_dialect=client.name)
         codec, provider_codec = client.codec, target.dialect.codec
         if codec is None or provider_codec is None:  # pragma: no cover - _target checks
             raise NotTranslatable(f"{client.name} cannot be translated here.")
-        request, dropped = codec.decode_request(parsed)
+        request, dropped = codec.decode_request(
+            parsed if path_model is None else dict(parsed, model=named)
+        )
+        if stream:
+            request = dataclasses.replace(request, stream=True, stream_usage=True)
         dropped = (*dropped, *provider_codec.dropped_by_encoding(request))
         if dropped and self._strict:
             raise Unsupported(
@@ -161,6 +179,7 @@ class Gateway:
         if self._memory is not None:
             request = await self._memory.restore(identity, request)
         request = dataclasses.replace(request, model=target.model)
+        target = self._with_path(target, request.stream)
         upstream = provider_codec.encode_request(request)
         translate = _Translator(
             send, codec, provider_codec, request, dropped, self._memory, identity
@@ -226,6 +245,16 @@ class Gateway:
             f"({operation}) for {client.name} clients."
         )
 
+    @staticmethod
+    def _with_path(target: Target, stream: bool) -> Target:
+        """The target with the provider's path for a stream (where the format has one)
+        and the model in it (where the format puts it there)."""
+        path = target.path
+        if stream:
+            path = target.adapter.gateway_path(target.dialect, "stream") or path
+        path = path.replace(_MODEL_IN_PATH, quote(target.model, safe=""))
+        return dataclasses.replace(target, path=path)
+
     def _example(self) -> str:
         """A model name as clients write it, with the first adapter's name."""
         return f"{next(iter(self._adapters), 'provider')}/model-id"
@@ -248,14 +277,21 @@ class Gateway:
         headers.append((b"content-length", str(len(body)).encode("ascii")))
         if target.translated:  # the answer is read to be translated: not compressed
             headers.append((b"accept-encoding", b"identity"))
+        path, mark, query = target.path.partition("?")
         upstream_scope = dict(scope, headers=headers)
+        if mark or target.translated:
+            # The provider's path sets the query; a client's key stays for the guards.
+            key = param_value(scope.get("query_string", b""), KEY_PARAMS)
+            if key is not None and self._guards is not None and self._guards.reads_query_key:
+                query = "&".join(filter(None, (query, "key=" + quote(key, safe=""))))
+            upstream_scope["query_string"] = query.encode("ascii")
         replay = _Replay(body, receive)
         return await self._forwarder.forward(
             upstream_scope,
             replay,
             send,
             target.provider,
-            target.path.encode("ascii"),
+            path.encode("ascii"),
             arrival,
             serving=target.adapter,
         )

@@ -1,5 +1,5 @@
 """A fake LLM provider: a tiny ASGI app that answers like OpenAI and Anthropic
-(and Gemini's ``generateContent``).
+(and Gemini's ``generateContent``, with calls and thought signatures as Gemini's).
 
 It runs the demo offline and is the upstream of the test suite and the
 benchmarks; tests of an app that embeds the proxy can use it too. It records
@@ -52,7 +52,7 @@ import hashlib
 import itertools
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import anyio
@@ -165,8 +165,11 @@ class FakeUpstream:
             await anyio.sleep(delay)
         path = request.path
         anthropic = path.endswith("/messages")
+        gemini = path.endswith((":generateContent", ":streamGenerateContent"))
         status = request.header("x-fake-status")
-        if status is not None:
+        if status is not None and gemini:
+            await _gemini_error(send, int(status), f"fake upstream error {status}")
+        elif status is not None:
             await _error(send, int(status), anthropic)
         elif path.endswith("/echo"):
             await _json(send, 200, _echo(request))
@@ -181,7 +184,7 @@ class FakeUpstream:
             )
         elif path.endswith("/chat/completions") or anthropic:
             await self._chat(request, receive, send, anthropic)
-        elif path.endswith((":generateContent", ":streamGenerateContent")):
+        elif gemini:
             await self._gemini(request, send)
         else:
             await _error(send, 404, anthropic, f"Unknown fake route {path}")
@@ -258,11 +261,26 @@ class FakeUpstream:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _gemini(self, request: RecordedRequest, send: Send) -> None:
-        """Gemini's ``models/{model}:generateContent``, or its stream as SSE."""
-        model = request.path.rpartition("/")[2].partition(":")[0]
-        words = list(_words(int(request.header("x-fake-chunks") or len(_WORDS))))
+        """Gemini's ``models/{model}:generateContent``, or its stream as SSE.
+
+        Function calls have no ids, as Gemini's; thinking is a thought part and a
+        ``thoughtSignature`` on the first call (or the last text part), and a
+        call turn sent back without its signature is refused (400), as Gemini does.
+        """
+        model = request.path.rpartition("/models/")[2].partition(":")[0]
+        payload = loads(request.body) if request.body else {}
+        if not isinstance(payload, dict):
+            payload = {}
+        thinking = _flag(request.header("x-fake-thinking"))
+        if thinking and (refusal := _gemini_thinking_refusal(payload)) is not None:
+            await _gemini_error(send, 400, refusal)
+            return
+        answer = _answer(request, payload, next(self._ids), thinking=thinking)
+        answer = replace(answer, model=model)
+        chunks = _gemini_chunks(answer)
         if not request.path.endswith(":streamGenerateContent"):
-            await _json(send, 200, _gemini_chunk(model, " ".join(words), len(words)))
+            parts = [part for chunk in chunks for part in chunk]
+            await _json(send, 200, _gemini_chunk(answer, parts, answer.output_tokens, True))
             return
         await send(
             {
@@ -271,9 +289,9 @@ class FakeUpstream:
                 "headers": [(b"content-type", b"text/event-stream")],
             }
         )
-        for i, word in enumerate(words):
-            text = word if i == 0 else " " + word
-            event = b"data: " + dumps(_gemini_chunk(model, text, i + 1)) + b"\r\n\r\n"
+        for i, parts in enumerate(chunks):
+            chunk = _gemini_chunk(answer, parts, i + 1, i == len(chunks) - 1)
+            event = b"data: " + dumps(chunk) + b"\r\n\r\n"
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -393,6 +411,10 @@ def _tool_schemas(tools: Any) -> dict[str, Any]:
         function = tool.get("function")
         if isinstance(function, dict):  # OpenAI: {"type": "function", "function": {...}}
             schemas[str(function.get("name"))] = function.get("parameters")
+        elif isinstance(tool.get("functionDeclarations"), list):  # Gemini
+            for declaration in tool["functionDeclarations"]:
+                if isinstance(declaration, dict):
+                    schemas[str(declaration.get("name"))] = declaration.get("parameters")
         elif "name" in tool:  # Anthropic: {"name": ..., "input_schema": {...}}
             schemas[str(tool["name"])] = tool.get("input_schema")
     return schemas
@@ -666,18 +688,75 @@ async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> N
     scope.cancel()
 
 
-def _gemini_chunk(model: str, text: str, output_tokens: int) -> dict[str, Any]:
-    return {
-        "candidates": [
-            {"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": "STOP"}
-        ],
-        "usageMetadata": {
-            "promptTokenCount": 10,
-            "candidatesTokenCount": output_tokens,
-            "totalTokenCount": 10 + output_tokens,
-        },
-        "modelVersion": model,
+def _gemini_chunks(answer: _Answer) -> list[list[dict[str, Any]]]:
+    """The parts of each streamed chunk: the thought, each word, each call (whole)."""
+    chunks: list[list[dict[str, Any]]] = []
+    if answer.reasoning:
+        chunks.append([{"text": " ".join(answer.reasoning), "thought": True}])
+    chunks.extend([{"text": t}] for t in _spaced(answer.words))
+    chunks.extend(
+        [{"functionCall": {"name": c.name, "args": loads(c.arguments)}}] for c in answer.calls
+    )
+    if answer.reasoning:  # the signature goes on the first call, else on the last text
+        signed = next((c for c in chunks if "functionCall" in c[0]), chunks[-1])
+        signed[0]["thoughtSignature"] = answer.signature
+    return chunks or [[{"text": ""}]]
+
+
+def _gemini_chunk(
+    answer: _Answer, parts: list[dict[str, Any]], output_tokens: int, last: bool
+) -> dict[str, Any]:
+    candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
+    if last:
+        candidate["finishReason"] = "STOP"
+    usage: dict[str, Any] = {
+        "promptTokenCount": _PROMPT_TOKENS + answer.cached,
+        "candidatesTokenCount": output_tokens,
+        "totalTokenCount": _PROMPT_TOKENS + answer.cached + output_tokens,
     }
+    if answer.cached:
+        usage["cachedContentTokenCount"] = answer.cached
+    return {
+        "candidates": [candidate],
+        "usageMetadata": usage,
+        "modelVersion": answer.model,
+        "responseId": answer.id,
+    }
+
+
+def _gemini_thinking_refusal(payload: dict[str, Any]) -> str | None:
+    """Why Gemini, thinking, would refuse this conversation: a call turn of the turn under
+    way whose first function call lacks the signature it was given."""
+    contents = payload.get("contents")
+    if not isinstance(contents, list):
+        return None
+    start = 0
+    for index, content in enumerate(contents):
+        parts = content.get("parts") if isinstance(content, dict) else None
+        if not isinstance(parts, list) or content.get("role", "user") != "user":
+            continue
+        if not all(isinstance(p, dict) and "functionResponse" in p for p in parts):
+            start = index + 1
+    expected = _signature(" ".join(_THOUGHTS))
+    for index in range(start, len(contents)):
+        content = contents[index]
+        parts = content.get("parts") if isinstance(content, dict) else None
+        if content.get("role") != "model" or not isinstance(parts, list):
+            continue
+        calls = [p for p in parts if isinstance(p, dict) and "functionCall" in p]
+        if calls and calls[0].get("thoughtSignature") != expected:
+            return (
+                f"Function call is missing a thought_signature in functionCall parts "
+                f"(contents[{index}])."
+            )
+    return None
+
+
+async def _gemini_error(send: Send, status: int, message: str) -> None:
+    names = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED"}
+    names.update({404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE"})
+    name = names.get(status, "INTERNAL" if status >= 500 else "INVALID_ARGUMENT")
+    await _json(send, status, {"error": {"code": status, "message": message, "status": name}})
 
 
 def _sse(payload: dict[str, Any], event: str | None = None) -> bytes:
