@@ -154,10 +154,9 @@ class Gateway:
             raise BadRequest('The request names no model: set "model" to "{provider}/{model}".')
         target = self._target(named, client, operation)
         if not target.translated:
+            in_path = _MODEL_IN_PATH in target.path
             target = self._with_path(target, stream)
-            forwarded = (
-                parsed if _MODEL_IN_PATH in target.path else dict(parsed, model=target.model)
-            )
+            forwarded = parsed if in_path else dict(parsed, model=target.model)
             report = await self._forward(scope, receive, send, target, dumps(forwarded), arrival)
             return dataclasses.replace(report, client_dialect=client.name)
         codec, provider_codec = client.codec, target.dialect.codec
