@@ -145,7 +145,8 @@ def test_a_function_calling_loop(google: genai.Client, fake: FakeUpstream, model
         "properties": {"city": {"type": "string"}},
         "required": ["city"],
     }
-    assert first.candidates is not None and first.candidates[0].content is not None
+    assert first.candidates is not None
+    assert first.candidates[0].content is not None
     answer = types.Part.from_function_response(name="weather", response={"output": "sunny"})
     second = google.models.generate_content(
         model=model,
@@ -180,7 +181,8 @@ def test_streamed_function_calls(google: genai.Client, fake: FakeUpstream) -> No
     )
     calls = [call for chunk in chunks for call in chunk.function_calls or []]
     assert [(c.name, c.args) for c in calls] == [("weather", {"city": "fake-city"})]
-    assert calls[0].id and calls[0].id.startswith("toolu_fake")
+    assert calls[0].id
+    assert calls[0].id.startswith("toolu_fake")
 
 
 def test_thinking_comes_back_as_signed_thought_parts(
@@ -193,7 +195,8 @@ def test_thinking_comes_back_as_signed_thought_parts(
         config=_config({"x-fake-thinking": "1"}, thinking_config=thinking),
     )
     assert _sent(fake)["thinking"] == {"type": "enabled", "budget_tokens": 2048}
-    assert response.candidates is not None and response.candidates[0].content is not None
+    assert response.candidates is not None
+    assert response.candidates[0].content is not None
     parts = response.candidates[0].content.parts or []
     assert parts[0].thought is True
     assert parts[0].text == "Let me think this through, one step at a time."
@@ -292,7 +295,8 @@ QUESTION: Any = [{"role": "user", "content": "Weather in Paris?"}]
 def test_openai_chat_on_gemini(chat: openai.OpenAI, fake: FakeUpstream) -> None:
     completion = chat.chat.completions.create(model=FLASH, messages=QUESTION, max_tokens=20)
     assert completion.choices[0].message.content == TEXT
-    assert completion.usage is not None and completion.usage.prompt_tokens == 10
+    assert completion.usage is not None
+    assert completion.usage.prompt_tokens == 10
     assert fake.last.path == "/v1beta/models/gemini-2.5-flash:generateContent"
     assert _sent(fake)["generationConfig"] == {"maxOutputTokens": 20}
     assert dict(fake.last.headers)[b"x-goog-api-key"] == GEMINI_KEY.encode()
@@ -301,7 +305,8 @@ def test_openai_chat_on_gemini(chat: openai.OpenAI, fake: FakeUpstream) -> None:
     )
     chunks = list(stream)
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == TEXT
-    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 11
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 11
     assert fake.last.path == "/v1beta/models/gemini-2.5-flash:streamGenerateContent"
     assert fake.last.query == b"alt=sse"
 
@@ -419,7 +424,8 @@ def test_anthropic_on_thinking_gemini(gateway: ServerThread, fake: FakeUpstream)
         assert [b.type for b in first.content] == ["thinking", "tool_use"]
         assert first.stop_reason == "tool_use"
         thinking, call = first.content
-        assert thinking.type == "thinking" and thinking.signature
+        assert thinking.type == "thinking"
+        assert thinking.signature
         assert call.type == "tool_use"
         history: Any = [
             *QUESTION,
@@ -436,6 +442,7 @@ def test_anthropic_on_thinking_gemini(gateway: ServerThread, fake: FakeUpstream)
         # Gemini signs an answer without calls on its last part: a signed block before it.
         assert [b.type for b in final.content] == ["thinking", "text", "thinking", "text"]
         assert "".join(b.text for b in final.content if b.type == "text") == TEXT
-        assert final.content[2].type == "thinking" and final.content[2].signature
+        assert final.content[2].type == "thinking"
+        assert final.content[2].signature
     call_turn = _sent(fake)["contents"][1]["parts"]
     assert call_turn[0]["thoughtSignature"] == thinking.signature
