@@ -446,3 +446,54 @@ def test_anthropic_on_thinking_gemini(gateway: ServerThread, fake: FakeUpstream)
         assert final.content[2].signature
     call_turn = _sent(fake)["contents"][1]["parts"]
     assert call_turn[0]["thoughtSignature"] == thinking.signature
+
+
+# -- embeddings ------------------------------------------------------------------------------
+
+
+def _expected(text: str, size: int = 4) -> list[float]:
+    head = [b / 256 for b in text.encode()[: size - 1]]
+    return [float(len(text)), *head, *([0.0] * (size - 1 - len(head)))]
+
+
+def test_embeddings_on_gemini_are_translated(chat: openai.OpenAI, fake: FakeUpstream) -> None:
+    raw = chat.embeddings.with_raw_response.create(  # the SDK asks for base64
+        model="gemini/text-embedding-004", input=["hello", "hi there"], user="u-1"
+    )
+    assert raw.headers["x-proxy-dropped-fields"] == "user"
+    result = raw.parse()
+    assert [e.index for e in result.data] == [0, 1]
+    assert result.data[0].embedding == pytest.approx(_expected("hello"))
+    assert result.data[1].embedding == pytest.approx(_expected("hi there"))
+    assert result.model == "text-embedding-004"
+    assert fake.last.path == "/v1beta/models/text-embedding-004:batchEmbedContents"
+    assert _sent(fake) == {
+        "requests": [
+            {"model": "models/text-embedding-004", "content": {"parts": [{"text": "hello"}]}},
+            {"model": "models/text-embedding-004", "content": {"parts": [{"text": "hi there"}]}},
+        ]
+    }
+    floats = chat.embeddings.create(
+        model="gemini/text-embedding-004", input="hey", dimensions=2, encoding_format="float"
+    )
+    assert floats.data[0].embedding == [3.0, ord("h") / 256]
+    assert _sent(fake)["requests"][0]["outputDimensionality"] == 2
+
+
+def test_embeddings_on_openai_pass_through(chat: openai.OpenAI, fake: FakeUpstream) -> None:
+    result = chat.embeddings.create(model="openai/text-embedding-3-small", input="hello")
+    assert result.data[0].embedding == pytest.approx(_expected("hello"))
+    assert result.usage.prompt_tokens == 1
+    assert fake.last.path == "/v1/embeddings"
+    assert _sent(fake)["model"] == "text-embedding-3-small"
+
+
+def test_embeddings_that_cannot_be_had_are_refused(chat: openai.OpenAI, fake: FakeUpstream) -> None:
+    before = len(fake.requests)
+    with pytest.raises(openai.BadRequestError) as refused:
+        chat.embeddings.create(model="gemini/text-embedding-004", input=[[1, 2, 3]])
+    assert "input[0]" in str(refused.value)
+    with pytest.raises(openai.APIStatusError) as unavailable:
+        chat.embeddings.create(model=CLAUDE, input="hello")
+    assert unavailable.value.status_code == 501
+    assert len(fake.requests) == before

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 
 from . import canonical
 from ._base import BaseDialect, Dialect
+from ._gemini_embed import GeminiEmbeddings
 from .anthropic_messages import AnthropicMessages, AnthropicMessagesCodec
 from .gemini import Gemini, GeminiCodec, gateway_call
 from .openai_chat import OpenAIChat, OpenAIChatCodec
@@ -23,6 +24,13 @@ GATEWAY: Mapping[str, tuple[Dialect, str]] = {
     "/v1/chat/completions": (OpenAIChat(), "generate"),
     "/v1/messages": (AnthropicMessages(), "generate"),
     "/v1/messages/count_tokens": (AnthropicMessages(), "count_tokens"),
+    "/v1/embeddings": (OpenAIChat(), "embed"),
+}
+
+#: Embeddings between formats, by (client format, provider format): a client's
+#: ``/v1/embeddings`` on a provider that embeds in another format.
+EMBEDDINGS: Mapping[tuple[str, str], canonical.EmbeddingTranslation] = {
+    (OpenAIChat.name, Gemini.name): GeminiEmbeddings(),
 }
 
 
@@ -96,6 +104,7 @@ __all__ = [
     "CLIENT_HEADERS",
     "CREDENTIAL_HEADERS",
     "DEFAULT",
+    "EMBEDDINGS",
     "GATEWAY",
     "KEY_PARAMS",
     "PRIVATE_HEADERS",

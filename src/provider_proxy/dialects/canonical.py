@@ -467,6 +467,25 @@ def all_parts(request: Request) -> list[Part]:
 # -- the codec interface ----------------------------------------------------------------
 
 
+class EmbeddingTranslation(Protocol):
+    """A client format's embeddings request on a provider format that embeds otherwise.
+
+    Embeddings have no canonical form: each translation is between two formats.
+    """
+
+    def decode_request(self, body: Any) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """The client's body checked (:class:`Unsupported` naming a field), and the dropped."""
+        ...
+
+    def encode_request(self, body: dict[str, Any], model: str) -> dict[str, Any]:
+        """The checked body in the provider's format, for ``model``."""
+        ...
+
+    def decode_response(self, answer: Any, request: dict[str, Any], model: str) -> dict[str, Any]:
+        """The provider's answer to ``request`` in the client's format."""
+        ...
+
+
 class StreamDecoder(Protocol):
     """A provider's (or client's) stream events in, canonical events out."""
 
@@ -577,6 +596,7 @@ __all__ = [
     "CacheControl",
     "Codec",
     "Document",
+    "EmbeddingTranslation",
     "Fidelity",
     "FidelityTable",
     "Finish",

@@ -138,6 +138,7 @@ class Gemini(BaseDialect):
     operations: ClassVar[Mapping[str, str]] = {
         "generate": "/v1beta/models/{model}:generateContent",
         "stream": "/v1beta/models/{model}:streamGenerateContent?alt=sse",
+        "embed": "/v1beta/models/{model}:batchEmbedContents",
     }
 
     def recognizes(self, path: str) -> bool:

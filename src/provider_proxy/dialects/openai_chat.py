@@ -129,7 +129,10 @@ class OpenAIChat(BaseDialect):
     usage_hints: ClassVar[tuple[str, str] | None] = (USAGE_HINT, "model")
     #: The gateway's translation to and from the canonical form.
     codec: ClassVar[Codec | None] = OpenAIChatCodec()
-    operations: ClassVar[Mapping[str, str]] = {"generate": "/chat/completions"}
+    operations: ClassVar[Mapping[str, str]] = {
+        "generate": "/chat/completions",
+        "embed": "/embeddings",
+    }
 
     def recognizes(self, path: str) -> bool:
         return route(path).endswith(_SUFFIXES)

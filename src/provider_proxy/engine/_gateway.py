@@ -15,7 +15,7 @@ the provider's answer into the client's.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -23,7 +23,7 @@ from .._adapter import JSON, BodyTransform, RequestContext
 from .._exceptions import BadRequest, ClientNotAuthorized, InvalidJSON, ProviderNotFound, ProxyError
 from .._json import dumps, loads
 from ..adapters import Provider, ProviderAdapter
-from ..dialects import KEY_PARAMS, Dialect
+from ..dialects import EMBEDDINGS, KEY_PARAMS, Dialect
 from ..dialects.canonical import (
     Codec,
     Request,
@@ -162,6 +162,8 @@ class Gateway:
         codec, provider_codec = client.codec, target.dialect.codec
         if codec is None or provider_codec is None:  # pragma: no cover - _target checks
             raise NotTranslatable(f"{client.name} cannot be translated here.")
+        if operation == "embed":
+            return await self._embed(scope, receive, send, target, parsed, arrival, client)
         request, dropped = codec.decode_request(
             parsed if path_model is None else dict(parsed, model=named)
         )
@@ -243,6 +245,38 @@ class Gateway:
             f"The provider {adapter.name!r} has no equivalent of this endpoint "
             f"({operation}) for {client.name} clients."
         )
+
+    async def _embed(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        target: Target,
+        parsed: dict[str, Any],
+        arrival: Arrival,
+        client: Dialect,
+    ) -> Report:
+        """An embeddings request translated for a provider that embeds in another format."""
+        translation = EMBEDDINGS.get((client.name, target.dialect.name))
+        codec, provider_codec = client.codec, target.dialect.codec
+        if translation is None or codec is None or provider_codec is None:
+            raise NotTranslatable(
+                f"The provider {target.adapter.name!r} has no embeddings for {client.name} clients."
+            )
+        body, dropped = translation.decode_request(parsed)
+        if dropped and self._strict:
+            raise Unsupported(dropped[0], "strict translation refuses what it would drop")
+        target = self._with_path(target, False)
+        upstream = translation.encode_request(body, target.model)
+        model = target.model
+
+        def whole(answer: Any) -> dict[str, Any]:
+            return translation.decode_response(answer, body, model)
+
+        request = Request(target.model, ())
+        translate = _Translator(send, codec, provider_codec, request, dropped, whole=whole)
+        report = await self._forward(scope, receive, translate, target, dumps(upstream), arrival)
+        return dataclasses.replace(report, client_dialect=client.name, translated=True)
 
     @staticmethod
     def _with_path(target: Target, stream: bool) -> Target:
@@ -329,8 +363,12 @@ class _Translator:
         dropped: tuple[str, ...],
         memory: ReasoningMemory | None = None,
         identity: str | None = None,
+        *,
+        whole: Callable[[Any], dict[str, Any]] | None = None,
     ) -> None:
         self._send = send
+        #: Translates a whole answer when it is not a generation (embeddings).
+        self._whole = whole
         self._memory = memory
         self._identity = identity
         self._capture = StreamCapture() if memory is not None else None
@@ -428,10 +466,13 @@ class _Translator:
             )
         else:
             try:
-                response = self._provider.decode_response(parsed)
-                if self._memory is not None:
-                    await self._memory.remember_response(self._identity, response)
-                payload = self._client.encode_response(response)
+                if self._whole is not None:
+                    payload = self._whole(parsed)
+                else:
+                    response = self._provider.decode_response(parsed)
+                    if self._memory is not None:
+                        await self._memory.remember_response(self._identity, response)
+                    payload = self._client.encode_response(response)
             except ProxyError as failure:
                 self._status, payload = self._client.encode_error(
                     failure.status_code, "server_error", failure.message

@@ -50,6 +50,7 @@ import base64
 import gzip
 import hashlib
 import itertools
+import struct
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -165,7 +166,7 @@ class FakeUpstream:
             await anyio.sleep(delay)
         path = request.path
         anthropic = path.endswith("/messages")
-        gemini = path.endswith((":generateContent", ":streamGenerateContent"))
+        gemini = path.endswith((":generateContent", ":streamGenerateContent", "EmbedContents"))
         status = request.header("x-fake-status")
         if status is not None and gemini:
             await _gemini_error(send, int(status), f"fake upstream error {status}")
@@ -184,6 +185,10 @@ class FakeUpstream:
             )
         elif path.endswith("/chat/completions") or anthropic:
             await self._chat(request, receive, send, anthropic)
+        elif path.endswith(":batchEmbedContents"):
+            await _json(send, 200, _gemini_embeddings(request))
+        elif path.endswith("/embeddings"):
+            await _json(send, 200, _openai_embeddings(request))
         elif gemini:
             await self._gemini(request, send)
         else:
@@ -722,6 +727,43 @@ def _gemini_chunk(
         "modelVersion": answer.model,
         "responseId": answer.id,
     }
+
+
+def _vector(text: str, size: int) -> list[float]:
+    """A small embedding that depends on the text: its length, then its first bytes / 256."""
+    head = [b / 256 for b in text.encode("utf-8")[: size - 1]]
+    return [float(len(text)), *head, *([0.0] * (size - 1 - len(head)))][:size]
+
+
+def _openai_embeddings(request: RecordedRequest) -> dict[str, Any]:
+    """OpenAI's embeddings answer: floats, or base64 of float32s when asked."""
+    payload = loads(request.body) if request.body else {}
+    inputs = payload.get("input", [])
+    texts = [inputs] if isinstance(inputs, str) else [str(t) for t in inputs]
+    size = int(payload.get("dimensions") or 4)
+    data = []
+    for index, text in enumerate(texts):
+        vector: Any = _vector(text, size)
+        if payload.get("encoding_format") == "base64":
+            vector = base64.b64encode(struct.pack(f"<{size}f", *vector)).decode("ascii")
+        data.append({"object": "embedding", "index": index, "embedding": vector})
+    tokens = sum(len(t.split()) for t in texts)
+    return {
+        "object": "list",
+        "data": data,
+        "model": payload.get("model", "fake-embedding"),
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
+def _gemini_embeddings(request: RecordedRequest) -> dict[str, Any]:
+    """Gemini's ``batchEmbedContents`` answer: one vector per request, no usage."""
+    payload = loads(request.body) if request.body else {}
+    vectors = []
+    for item in payload.get("requests", []):
+        text = "".join(p.get("text", "") for p in item.get("content", {}).get("parts", []))
+        vectors.append({"values": _vector(text, int(item.get("outputDimensionality") or 4))})
+    return {"embeddings": vectors}
 
 
 def _gemini_thinking_refusal(payload: dict[str, Any]) -> str | None:
