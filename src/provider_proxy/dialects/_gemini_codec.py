@@ -32,6 +32,7 @@ from .._json import dumps
 from . import _codec_util as u
 from ._gemini_schema import from_gemini_name, to_gemini, to_gemini_name, to_json_schema
 from .canonical import (
+    IMAGE_URL,
     Document,
     Fidelity,
     FidelityTable,
@@ -609,7 +610,11 @@ def _encode_part(part: Part, names: dict[str, str]) -> dict[str, Any]:
         if part.url is not None:
             inline = u.parse_data_url(part.url)
             if inline is None:
-                raise Unsupported("image.url", "Gemini takes images inline, not by http(s) URL")
+                raise Unsupported(
+                    IMAGE_URL,
+                    "Gemini takes images inline, not by http(s) URL (the operator can "
+                    "let the proxy fetch them: fetch_images=)",
+                )
             return {"inlineData": {"mimeType": inline[0], "data": inline[1]}}
         return {"inlineData": {"mimeType": part.media_type, "data": part.data}}
     if isinstance(part, Document):

@@ -464,6 +464,11 @@ def all_parts(request: Request) -> list[Part]:
     return parts
 
 
+#: The field a codec refuses for an http(s) image URL its format cannot send (only
+#: inline images): the gateway then fetches the image, when the operator allows it.
+IMAGE_URL = "image.url"
+
+
 # -- the codec interface ----------------------------------------------------------------
 
 
@@ -593,6 +598,7 @@ def kind_for_status(status: int) -> str:
 
 __all__ = [
     "ERROR_KINDS",
+    "IMAGE_URL",
     "CacheControl",
     "Codec",
     "Document",

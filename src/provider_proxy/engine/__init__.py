@@ -2,6 +2,7 @@
 
 from ._app import DEFAULT_MAX_BODY_SIZE, ProxyApp, ProxyOptions, make_asgi_app
 from ._cors import CORS, CORSMiddleware
+from ._images import ImageFetching, ImageNotFetched
 from ._mount import mount
 from ._validation import CredentialsRejected, ValidationMode
 
@@ -10,6 +11,8 @@ __all__ = [
     "DEFAULT_MAX_BODY_SIZE",
     "CORSMiddleware",
     "CredentialsRejected",
+    "ImageFetching",
+    "ImageNotFetched",
     "ProxyApp",
     "ProxyOptions",
     "ValidationMode",

@@ -57,6 +57,7 @@ from ._cors import CORS, CORSMiddleware
 from ._forward import Forwarder
 from ._gateway import Gateway
 from ._heads import content_head, send_error, send_whole
+from ._images import ImageFetcher, ImageFetching
 from ._report import Arrival, Outcome, Report, event_of
 from ._validation import ValidationMode, validate_all
 
@@ -103,6 +104,7 @@ class ProxyOptions(TypedDict, total=False):
     overhead_header: bool
     default_provider: str | None
     strict_translation: bool
+    fetch_images: ImageFetching | None
 
 
 class ProxyApp:
@@ -143,6 +145,9 @@ class ProxyApp:
         adapter prefix (``model="gpt-4.1"``); without one, such a name is a 404.
     :param strict_translation: at the gateway, refuse (400) a field a translation
         would drop for having no effect at the provider, instead of dropping it.
+    :param fetch_images: at the gateway, fetch http(s) image URLs for providers that
+        take images only inline, by these rules (see :class:`ImageFetching`); by
+        default such a URL is refused (400).
     """
 
     def __init__(self, adapters: Sequence[Provider], **options: Unpack[ProxyOptions]) -> None:
@@ -210,6 +215,8 @@ class ProxyApp:
             usage=self._events_wanted,
             overhead_header=options.get("overhead_header", False),
         )
+        fetching = options.get("fetch_images")
+        self._images = ImageFetcher(fetching) if fetching is not None else None
         self._gateway = Gateway(
             self._adapters,
             self._forwarder,
@@ -219,6 +226,7 @@ class ProxyApp:
             strict=options.get("strict_translation", False),
             store=self.store,
             guards=self._guards,
+            images=self._images,
         )
         cors = options.get("cors")
         self._entry: ASGIApp = (
@@ -289,6 +297,8 @@ class ProxyApp:
         """
         await self._dispatcher.aclose()
         await self.catalog.aclose()
+        if self._images is not None:
+            await self._images.aclose()
         await self.store.aclose()
         for adapter in self._adapters.values():
             try:

@@ -25,6 +25,7 @@ from .._json import dumps, loads
 from ..adapters import Provider, ProviderAdapter
 from ..dialects import EMBEDDINGS, KEY_PARAMS, Dialect
 from ..dialects.canonical import (
+    IMAGE_URL,
     Codec,
     Request,
     StreamDecoder,
@@ -40,6 +41,7 @@ from ..transforms._compose import Composed, applies, run_transform
 from ..types import Message, Receive, Scope, Send
 from ._body import RequestBody
 from ._forward import Forwarder
+from ._images import ImageFetcher
 from ._reasoning import Kept, ReasoningMemory, StreamCapture
 from ._report import Arrival, Report
 
@@ -92,6 +94,7 @@ class Gateway:
     :param strict: refuse the fields a translation would drop (no effect there) too.
     :param store: where reasoning a client's format cannot carry is kept between turns.
     :param guards: the app's guards, whose identity keys that reasoning per client.
+    :param images: fetches image URLs for providers that take images only inline.
     """
 
     def __init__(
@@ -105,6 +108,7 @@ class Gateway:
         strict: bool = False,
         store: Store | None = None,
         guards: Guards | None = None,
+        images: ImageFetcher | None = None,
     ) -> None:
         if default_provider is not None and default_provider not in adapters:
             raise ValueError(
@@ -119,6 +123,7 @@ class Gateway:
         self._strict = strict
         self._memory = ReasoningMemory(store) if store is not None else None
         self._guards = guards
+        self._images = images
 
     async def handle(
         self,
@@ -181,7 +186,13 @@ class Gateway:
             request = await self._memory.restore(identity, request)
         request = dataclasses.replace(request, model=target.model)
         target = self._with_path(target, request.stream)
-        upstream = provider_codec.encode_request(request)
+        try:
+            upstream = provider_codec.encode_request(request)
+        except Unsupported as refused:
+            if refused.field != IMAGE_URL or self._images is None:
+                raise
+            request = await self._images.inline(request)  # the provider takes them inline
+            upstream = provider_codec.encode_request(request)
         translate = _Translator(
             send, codec, provider_codec, request, dropped, self._memory, identity
         )
