@@ -84,13 +84,17 @@ def test_the_gateway_codecs_are_on_their_dialects() -> None:
     assert OpenAIChat().codec is OpenAIChat.codec is not None
     assert AnthropicMessages.codec is not None
     assert OpenAIResponses.codec is None  # not Chat's: another format
-    assert Gemini.codec is None
-    assert {d.name for d in BUILTIN if d.codec is not None} == {"openai-chat", "anthropic-messages"}
+    assert Gemini.codec is not None
+    assert {d.name for d in BUILTIN if d.codec is not None} == {
+        "openai-chat",
+        "anthropic-messages",
+        "gemini",
+    }
 
 
-@pytest.mark.parametrize("dialect", [OpenAIChat, AnthropicMessages])
+@pytest.mark.parametrize("dialect", [OpenAIChat, AnthropicMessages, Gemini])
 def test_every_fidelity_row_has_a_known_fate(
-    dialect: type[OpenAIChat] | type[AnthropicMessages],
+    dialect: type[OpenAIChat] | type[AnthropicMessages] | type[Gemini],
 ) -> None:
     codec = dialect.codec
     assert codec is not None
