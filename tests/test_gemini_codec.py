@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,13 @@ from hypothesis import strategies as st
 from openai.types.chat import ChatCompletionChunk
 from pydantic import TypeAdapter
 
-from provider_proxy.dialects import AnthropicMessages, Gemini, OpenAIChat, gateway_in_path
+from provider_proxy.dialects import (
+    EMBEDDINGS,
+    AnthropicMessages,
+    Gemini,
+    OpenAIChat,
+    gateway_in_path,
+)
 from provider_proxy.dialects import _gemini_codec as codec
 from provider_proxy.dialects._gemini_schema import (
     NAME_PREFIX,
@@ -1049,3 +1057,58 @@ def test_a_stream_without_sse_is_refused() -> None:
     assert call is not None
     assert call.refusal is not None
     assert "alt=sse" in call.refusal
+
+
+# -- embeddings ----------------------------------------------------------------------------
+
+EMBED = EMBEDDINGS[("openai-chat", "gemini")]
+
+
+def test_an_embeddings_request_becomes_a_batch() -> None:
+    body, dropped = EMBED.decode_request(
+        {"model": "gemini/text-embedding-004", "input": ["a", "b"], "dimensions": 8, "user": "u"}
+    )
+    assert dropped == ("user",)
+    assert EMBED.encode_request(body, "text-embedding-004") == {
+        "requests": [
+            {
+                "model": "models/text-embedding-004",
+                "content": {"parts": [{"text": text}]},
+                "outputDimensionality": 8,
+            }
+            for text in ("a", "b")
+        ]
+    }
+
+
+@pytest.mark.parametrize("encoding", ["float", "base64"])
+def test_embeddings_come_back_in_openais_list(encoding: str) -> None:
+    request = {"model": "m", "input": "a", "encoding_format": encoding}
+    answer = EMBED.decode_response(
+        {"embeddings": [{"values": [0.5, -1.25, 3]}, {"values": [0.0]}]}, request, "m"
+    )
+    vectors = [item["embedding"] for item in answer["data"]]
+    if encoding == "base64":
+        vectors = [
+            list(struct.unpack(f"<{len(base64.b64decode(v)) // 4}f", base64.b64decode(v)))
+            for v in vectors
+        ]
+    assert vectors == [[0.5, -1.25, 3.0], [0.0]]
+    assert [item["index"] for item in answer["data"]] == [0, 1]
+    assert answer["usage"] == {"prompt_tokens": 0, "total_tokens": 0}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"model": "m", "input": [[1, 2]]}, "input[0]"),
+        ({"model": "m", "input": []}, "input"),
+        ({"model": "m", "input": "a", "encoding_format": "int8"}, "encoding_format"),
+        ({"model": "m", "input": "a", "dimensions": -1}, "dimensions"),
+        ({"model": "m", "input": "a", "truncate": True}, "body.truncate"),
+    ],
+)
+def test_embeddings_that_do_not_translate_are_refused(body: dict[str, Any], field: str) -> None:
+    with pytest.raises(Unsupported) as refused:
+        EMBED.decode_request(body)
+    assert refused.value.field == field
