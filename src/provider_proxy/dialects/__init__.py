@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from . import canonical
 from ._base import BaseDialect, Dialect
 from ._gemini_embed import GeminiEmbeddings
+from ._token_estimate import Tokenizer, estimate_input_tokens, offline_tokenizer
 from .anthropic_messages import AnthropicMessages, AnthropicMessagesCodec
 from .gemini import Gemini, GeminiCodec, gateway_call
 from .openai_chat import OpenAIChat, OpenAIChatCodec
@@ -118,6 +119,9 @@ __all__ = [
     "OpenAIChatCodec",
     "OpenAIResponses",
     "PathCall",
+    "Tokenizer",
     "canonical",
+    "estimate_input_tokens",
     "gateway_in_path",
+    "offline_tokenizer",
 ]

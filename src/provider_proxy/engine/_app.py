@@ -39,7 +39,7 @@ from .._json import dumps
 from .._scrub import install_log_filter
 from ..adapters import Provider
 from ..dialects import DEFAULT as OWN_FORMAT
-from ..dialects import GATEWAY, Dialect, client_dialect, gateway_in_path
+from ..dialects import GATEWAY, Dialect, Tokenizer, client_dialect, gateway_in_path
 from ..guards import Guards
 from ..observe import EventDispatcher, EventSink, JsonLogSink, PrometheusMetrics
 from ..policy import (
@@ -104,6 +104,7 @@ class ProxyOptions(TypedDict, total=False):
     overhead_header: bool
     default_provider: str | None
     strict_translation: bool
+    tokenizer: Tokenizer | None
     fetch_images: ImageFetching | None
 
 
@@ -145,6 +146,10 @@ class ProxyApp:
         adapter prefix (``model="gpt-4.1"``); without one, such a name is a 404.
     :param strict_translation: at the gateway, refuse (400) a field a translation
         would drop for having no effect at the provider, instead of dropping it.
+    :param tokenizer: estimates ``POST {mount}/v1/messages/count_tokens`` for models
+        whose provider cannot count tokens, marked ``x-proxy-token-estimate``. By
+        default tiktoken's ``cl100k_base`` when the ``tokens`` extra is installed;
+        ``None`` answers those requests 501.
     :param fetch_images: at the gateway, fetch http(s) image URLs for providers that
         take images only inline, by these rules (see :class:`ImageFetching`); by
         default such a URL is refused (400).
@@ -226,6 +231,7 @@ class ProxyApp:
             strict=options.get("strict_translation", False),
             store=self.store,
             guards=self._guards,
+            tokenizer=options.get("tokenizer", "auto"),
             images=self._images,
         )
         cors = options.get("cors")
@@ -400,9 +406,15 @@ class ProxyApp:
         name, rest = split_provider(path_below_mount(scope))
         adapter = self._adapters.get(name)
         text = rest.decode("ascii", "replace")
-        if adapter is None:
-            return _Target(None, name, rest, f"/{name}{text}")
-        return _Target(adapter, name, rest, text)
+        if adapter is not None:
+            return _Target(adapter, name, rest, text)
+        path = f"/{name}{text}"
+        if name != "v1":
+            return _Target(None, name, rest, path)
+        # The gateway's endpoints speak their format; the rest of /v1 the client's.
+        gateway = GATEWAY.get(path)
+        client = client_dialect(scope["headers"]) if gateway is None else gateway[0]
+        return _Target(None, name, rest, path, client)
 
     def _dialect(self, target: _Target) -> Dialect:
         """The API format of the target's path: the client's at the gateway, the
@@ -423,15 +435,12 @@ class ProxyApp:
                 target = self._route(scope)
                 if _asks_websocket(scope["headers"]):
                     raise _websocket_refused()
-                if target.name == "v1":  # answered in the format the client speaks
-                    target = dataclasses.replace(target, client=client_dialect(scope["headers"]))
-                gateway = GATEWAY.get(target.path) if target.name == "v1" else None
+                gateway = GATEWAY.get(target.path) if target.client is not None else None
                 in_path = None
                 if gateway is None and target.adapter is None:
                     in_path = gateway_in_path(target.path, scope.get("query_string", b""))
                 if gateway is not None:
                     client, operation = gateway
-                    target = dataclasses.replace(target, client=client)
                     report = await self._gateway.handle(
                         scope, receive, send, client, operation, arrival
                     )

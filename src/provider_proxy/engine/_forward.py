@@ -115,11 +115,15 @@ class Forwarder:
         rest: bytes,
         arrival: Arrival,
         serving: ProviderAdapter | None = None,
+        client_dialect: str | None = None,
+        translated: bool = False,
     ) -> Report:
         """Forward and relay, or answer the refusal in the path's format; never raises
         a :class:`ProxyError` (a failure mid-answer is the outcome's ``abort``).
 
         :param serving: the adapter ``provider`` chose already for this request.
+        :param client_dialect: at the gateway, the client's format, and
+            ``translated``, whether the request and answer are translated (for the report).
         """
         body = RequestBody(receive, self._max_body_size)
         adapter = serving if serving is not None else provider.serving()
@@ -210,7 +214,17 @@ class Forwarder:
         if outcome.error_kind == "client_disconnected" and outcome.upstream_status is None:
             logger.debug("client went away before the answer (request %s)", arrival.request_id)
         dialect_name = dialect.name if dialect is not None else None
-        return Report(outcome, name, path, model, identity, body.size, dialect_name)
+        return Report(
+            outcome,
+            name,
+            path,
+            model,
+            identity,
+            body.size,
+            dialect_name,
+            client_dialect,
+            translated,
+        )
 
     def overhead(self, arrival: Arrival) -> float | None:
         """The proxy's time so far, for ``x-proxy-overhead-ms`` when it is asked for."""

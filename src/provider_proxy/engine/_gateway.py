@@ -16,14 +16,24 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
+
+import anyio
+import anyio.to_thread
 
 from .._adapter import JSON, BodyTransform, RequestContext
 from .._exceptions import BadRequest, ClientNotAuthorized, InvalidJSON, ProviderNotFound, ProxyError
 from .._json import dumps, loads
 from ..adapters import Provider, ProviderAdapter
-from ..dialects import EMBEDDINGS, KEY_PARAMS, Dialect
+from ..dialects import (
+    EMBEDDINGS,
+    KEY_PARAMS,
+    Dialect,
+    Tokenizer,
+    estimate_input_tokens,
+    offline_tokenizer,
+)
 from ..dialects.canonical import (
     IMAGE_URL,
     Codec,
@@ -41,12 +51,16 @@ from ..transforms._compose import Composed, applies, run_transform
 from ..types import Message, Receive, Scope, Send
 from ._body import RequestBody
 from ._forward import Forwarder
+from ._heads import content_head, send_whole
 from ._images import ImageFetcher
 from ._reasoning import Kept, ReasoningMemory, StreamCapture
-from ._report import Arrival, Report
+from ._report import Arrival, Outcome, Report
 
 #: The response header naming request fields dropped in translation (no effect there).
 DROPPED_HEADER = b"x-proxy-dropped-fields"
+
+#: The header of a ``count_tokens`` answer the proxy estimated, naming the tokenizer.
+ESTIMATE_HEADER = b"x-proxy-token-estimate"
 
 #: Where a format's path names the model (``/v1beta/models/{model}:generateContent``).
 _MODEL_IN_PATH = "{model}"
@@ -94,6 +108,9 @@ class Gateway:
     :param strict: refuse the fields a translation would drop (no effect there) too.
     :param store: where reasoning a client's format cannot carry is kept between turns.
     :param guards: the app's guards, whose identity keys that reasoning per client.
+    :param tokenizer: what estimates ``count_tokens`` for providers that cannot count;
+        ``"auto"`` loads :func:`~provider_proxy.dialects.offline_tokenizer` on first
+        use; ``None`` (or ``"auto"`` without the ``tokens`` extra) answers 501.
     :param images: fetches image URLs for providers that take images only inline.
     """
 
@@ -108,6 +125,7 @@ class Gateway:
         strict: bool = False,
         store: Store | None = None,
         guards: Guards | None = None,
+        tokenizer: Tokenizer | Literal["auto"] | None = "auto",
         images: ImageFetcher | None = None,
     ) -> None:
         if default_provider is not None and default_provider not in adapters:
@@ -123,6 +141,7 @@ class Gateway:
         self._strict = strict
         self._memory = ReasoningMemory(store) if store is not None else None
         self._guards = guards
+        self._tokenizer: Tokenizer | Literal["auto"] | None = tokenizer
         self._images = images
 
     async def handle(
@@ -157,21 +176,26 @@ class Gateway:
         named = path_model or client.model_of(parsed)
         if not named:
             raise BadRequest('The request names no model: set "model" to "{provider}/{model}".')
-        target = self._target(named, client, operation)
+        try:
+            target = self._target(named, client, operation)
+        except NotTranslatable:
+            tokenizer = await self._loaded_tokenizer() if operation == "count_tokens" else None
+            if tokenizer is None:
+                raise
+            return await self._estimate(scope, send, client, parsed, named, tokenizer, arrival)
         if not target.translated:
-            in_path = _MODEL_IN_PATH in target.path
+            if _MODEL_IN_PATH not in target.path:  # the model as the provider knows it
+                parsed = dict(parsed, model=target.model)
             target = self._with_path(target, stream)
-            forwarded = parsed if in_path else dict(parsed, model=target.model)
-            report = await self._forward(scope, receive, send, target, dumps(forwarded), arrival)
-            return dataclasses.replace(report, client_dialect=client.name)
+            return await self._forward(scope, receive, send, client, target, dumps(parsed), arrival)
+        # The model as the provider knows it, written over the name the client used.
+        parsed = dict(parsed, model=target.model)
         codec, provider_codec = client.codec, target.dialect.codec
         if codec is None or provider_codec is None:  # pragma: no cover - _target checks
             raise NotTranslatable(f"{client.name} cannot be translated here.")
         if operation == "embed":
-            return await self._embed(scope, receive, send, target, parsed, arrival, client)
-        request, dropped = codec.decode_request(
-            parsed if path_model is None else dict(parsed, model=named)
-        )
+            return await self._embed(scope, receive, send, client, target, parsed, arrival)
+        request, dropped = codec.decode_request(parsed)
         if stream:
             request = dataclasses.replace(request, stream=True, stream_usage=True)
         dropped = (*dropped, *provider_codec.dropped_by_encoding(request))
@@ -184,7 +208,6 @@ class Gateway:
         identity = await self._identity(scope)
         if self._memory is not None:
             request = await self._memory.restore(identity, request)
-        request = dataclasses.replace(request, model=target.model)
         target = self._with_path(target, request.stream)
         try:
             upstream = provider_codec.encode_request(request)
@@ -196,8 +219,9 @@ class Gateway:
         translate = _Translator(
             send, codec, provider_codec, request, dropped, self._memory, identity
         )
-        report = await self._forward(scope, receive, translate, target, dumps(upstream), arrival)
-        return dataclasses.replace(report, client_dialect=client.name, translated=True)
+        return await self._forward(
+            scope, receive, translate, client, target, dumps(upstream), arrival
+        )
 
     async def _identity(self, scope: Scope) -> str | None:
         """The client's identity, to key its kept reasoning (the forwarder checks it too)."""
@@ -212,6 +236,8 @@ class Gateway:
         self, body: dict[str, Any], scope: Scope, client: Dialect, arrival: Arrival
     ) -> dict[str, Any]:
         """The body after the app-wide transforms that apply to the client's request."""
+        if not self._transforms.transforms:
+            return body
         context = RequestContext(
             "",
             "POST",
@@ -227,20 +253,68 @@ class Gateway:
                 return changed
         return body
 
-    def _target(self, named: str, client: Dialect, operation: str) -> Target:
-        """The adapter and model a name means, and how the provider speaks the operation."""
+    async def _estimate(
+        self,
+        scope: Scope,
+        send: Send,
+        client: Dialect,
+        body: dict[str, Any],
+        named: str,
+        tokenizer: Tokenizer,
+        arrival: Arrival,
+    ) -> Report:
+        """``count_tokens`` answered by the proxy's tokenizer, for a provider that cannot count.
+
+        The client is identified as for any request (a bad key is refused); the
+        answer says it is an estimate and which tokenizer made it.
+        """
+        assert client.codec is not None
+        provider, model = self._resolve(named)
+        identity = None if self._guards is None else await self._guards.identify(scope)
+        request, _ = client.codec.decode_request(body)
+        tokens = estimate_input_tokens(request, tokenizer)
+        answer = dumps({"input_tokens": tokens})
+        head = [
+            *content_head(b"application/json", len(answer), arrival.request_id),
+            (ESTIMATE_HEADER, tokenizer.name.encode("ascii", "replace")),
+        ]
+        await send_whole(send, 200, head, answer)
+        outcome = Outcome(200, response_bytes=len(answer))
+        return Report(
+            outcome,
+            provider.name,
+            "",
+            model=model,
+            identity=identity,
+            client_dialect=client.name,
+        )
+
+    async def _loaded_tokenizer(self) -> Tokenizer | None:
+        """The tokenizer, loaded (in a thread: it reads its data) on first use."""
+        if self._tokenizer == "auto":
+            loaded = await anyio.to_thread.run_sync(offline_tokenizer)
+            self._tokenizer = loaded
+            return loaded
+        return self._tokenizer
+
+    def _resolve(self, named: str) -> tuple[Provider, str]:
+        """The provider a model name's prefix means (else the default one), and the model."""
         prefix, slash, rest = named.partition("/")
         provider = self._adapters.get(prefix) if slash and rest else None
-        model = rest
-        if provider is None:
-            if self._default is None:
-                raise ModelNotRouted(
-                    f"No provider for the model {named!r}: name models as "
-                    f'"{{provider}}/{{model}}" (for example "{self._example()}"); '
-                    "GET /v1/models lists every one, and the providers are: "
-                    f"{', '.join(self._adapters) or 'none'}."
-                )
-            provider, model = self._adapters[self._default], named
+        if provider is not None:
+            return provider, rest
+        if self._default is None:
+            raise ModelNotRouted(
+                f"No provider for the model {named!r}: name models as "
+                f'"{{provider}}/{{model}}" (for example "{self._example()}"); '
+                "GET /v1/models lists every one, and the providers are: "
+                f"{', '.join(self._adapters) or 'none'}."
+            )
+        return self._adapters[self._default], named
+
+    def _target(self, named: str, client: Dialect, operation: str) -> Target:
+        """The adapter and model a name means, and how the provider speaks the operation."""
+        provider, model = self._resolve(named)
         adapter = provider.serving()
         same = next((d for d in adapter.dialects if d.name == client.name), None)
         if same is not None:
@@ -262,10 +336,10 @@ class Gateway:
         scope: Scope,
         receive: Receive,
         send: Send,
+        client: Dialect,
         target: Target,
         parsed: dict[str, Any],
         arrival: Arrival,
-        client: Dialect,
     ) -> Report:
         """An embeddings request translated for a provider that embeds in another format."""
         translation = EMBEDDINGS.get((client.name, target.dialect.name))
@@ -286,8 +360,9 @@ class Gateway:
 
         request = Request(target.model, ())
         translate = _Translator(send, codec, provider_codec, request, dropped, whole=whole)
-        report = await self._forward(scope, receive, translate, target, dumps(upstream), arrival)
-        return dataclasses.replace(report, client_dialect=client.name, translated=True)
+        return await self._forward(
+            scope, receive, translate, client, target, dumps(upstream), arrival
+        )
 
     @staticmethod
     def _with_path(target: Target, stream: bool) -> Target:
@@ -308,6 +383,7 @@ class Gateway:
         scope: Scope,
         receive: Receive,
         send: Send,
+        client: Dialect,
         target: Target,
         body: bytes,
         arrival: Arrival,
@@ -338,6 +414,8 @@ class Gateway:
             path.encode("ascii"),
             arrival,
             serving=target.adapter,
+            client_dialect=client.name,
+            translated=target.translated,
         )
 
 

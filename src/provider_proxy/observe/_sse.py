@@ -109,13 +109,27 @@ class SSEParser:
                 self._pending.clear()
                 self._pending_size = 0
             max_size = self._max_size
+            # The common lines inline (one method call per line costs more than parsing it).
             for line in lines:
-                if len(line) > max_size:
+                if not line:
+                    event = self._dispatch()
+                    if event is not None:
+                        events.append(event)
+                elif len(line) > max_size:
                     self.overflowed = True
-                    continue
-                event = self._line(line)
-                if event is not None:
-                    events.append(event)
+                elif line.startswith(b"data:"):
+                    value = line[6:] if line[5:6] == b" " else line[5:]
+                    size = self._data_size + len(value) + 1
+                    if size > max_size or self._skip_event:
+                        self._add_data(value)  # over the bound, or the event is dropped
+                    else:
+                        self._data_size = size
+                        self._data.append(value)
+                elif line.startswith(b"event:"):
+                    value = line[7:] if line[6:7] == b" " else line[6:]
+                    self._event = value.decode("utf-8", "replace")
+                else:
+                    self._line(line)
         if rest and not self._discard_line:
             self._pending_size += len(rest)
             if self._pending_size > self._max_size:
@@ -127,14 +141,10 @@ class SSEParser:
                 self._pending.append(rest)
         return events
 
-    def _line(self, raw: bytes) -> SSEEvent | None:
-        if not raw:
-            return self._dispatch()
+    def _line(self, raw: bytes) -> None:
+        """A line that is not blank, ``data:`` or ``event:`` (those are parsed in :meth:`feed`)."""
         if raw[0] == 0x3A:  # ":" - a comment
-            return None
-        if raw.startswith(b"data:"):  # the common case, without splitting a str
-            self._add_data(raw[6:] if raw[5:6] == b" " else raw[5:])
-            return None
+            return
         name, colon, value = raw.decode("utf-8", "replace").partition(":")
         if colon and value.startswith(" "):
             value = value[1:]
@@ -147,7 +157,6 @@ class SSEParser:
                 self._id = value
         elif name == "retry" and value.isascii() and value.isdigit():
             self.retry = int(value)
-        return None
 
     def _add_data(self, value: bytes) -> None:
         if self._skip_event:
