@@ -32,9 +32,12 @@ from provider_proxy.adapters import (
     OpenAIAdapter,
     OpenAICompatibleAdapter,
     OpenRouterAdapter,
+    QwenChatAdapter,
+    StatefulAdapter,
     VLLMAdapter,
 )
 from provider_proxy.adapters.copilot import DEFAULT_EDITOR_VERSION
+from provider_proxy.adapters.qwen_chat import BROWSER_USER_AGENT
 from provider_proxy.dialects import Dialect
 
 from .conftest import CLIENT_KEY
@@ -54,7 +57,10 @@ ENV = (
     *("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT"),
     *("OPENAI_API_VERSION", "COPILOT_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY"),
     *("OPENROUTER_API_KEY", "OLLAMA_API_KEY", "VLLM_API_KEY", "DASHSCOPE_API_KEY", UNSET),
+    *("QWEN_TOKEN", "QWEN_COOKIES"),
 )
+QWEN_COOKIES = "token=contract-session-cookie-0123"
+STATEFUL_FORMATS = {"/chat/completions": "openai-chat", "/v1/chat/completions": "openai-chat"}
 
 
 OPENAI_FORMATS = {"/chat/completions": "openai-chat", "/responses": "openai-responses"}
@@ -214,6 +220,23 @@ CASES = [
         lambda: DashScopeAdapter(api_key=KEY),
         DashScopeAdapter,
         ("GET", "https://dashscope-intl.aliyuncs.com/compatible-mode/v1/models"),
+    ),
+    Case(
+        "stateful",
+        lambda: StatefulAdapter(name="st", base_url="https://st.example/api", api_key=KEY),
+        lambda: StatefulAdapter(name="st", base_url="https://st.example/api"),
+        ("GET", "https://st.example/api/models"),
+        formats=STATEFUL_FORMATS,
+    ),
+    Case(
+        "qwen-chat",
+        lambda: QwenChatAdapter(api_key=KEY, cookies=QWEN_COOKIES),
+        QwenChatAdapter,
+        ("GET", "https://chat.qwen.ai/api/models"),
+        ("bx-umidtoken", KEY),
+        probe_headers={"cookie": QWEN_COOKIES, "user-agent": BROWSER_USER_AGENT},
+        not_sent=("authorization",),
+        formats=STATEFUL_FORMATS,
     ),
     Case(
         "first-available",

@@ -7,6 +7,7 @@ the provider's credentials and relays the answer as it streams.
 
 from .__version__ import __version__
 from ._adapter import (
+    AnswerRewriter,
     Availability,
     BodyTransform,
     CredentialCheck,
@@ -56,7 +57,7 @@ from .engine import (
 )
 from .guards import Admission, Guards, Quota, RateLimit
 from .observe import EventSink, JsonLogSink, NdjsonUsageSink, PrometheusMetrics, ProxyEvent
-from .state import MemoryStore, RateResult, RedisStore, Store
+from .state import MemoryStore, RateResult, RedisStore, SessionStore, Store
 from .transports import DEFAULT_LIMITS, DEFAULT_TIMEOUT, default_transport
 
 __all__ = [
@@ -65,6 +66,7 @@ __all__ = [
     "DEFAULT_MAX_BODY_SIZE",
     "DEFAULT_TIMEOUT",
     "Admission",
+    "AnswerRewriter",
     "Availability",
     "BadRequest",
     "BodyTooLarge",
@@ -108,6 +110,7 @@ __all__ = [
     "RedisStore",
     "RequestContext",
     "Secret",
+    "SessionStore",
     "Store",
     "StoreUnavailable",
     "TooManyConcurrent",

@@ -7,6 +7,7 @@ The contract with a provider, :class:`~provider_proxy.ProviderAdapter`, is in
 
 from __future__ import annotations
 
+import abc
 import enum
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,40 @@ class RequestContext:
     path_model: str | None = None
     #: The name of the path's API format (its :class:`~provider_proxy.dialects.Dialect`).
     dialect: str = ""
+    #: Rewriters a transform adds for the answer to this request (the provider's,
+    #: before the client or the gateway's translation sees it); the last added is
+    #: applied first, as the answer travels back through the transforms.
+    answer_rewriters: list[AnswerRewriter] = field(default_factory=list)
+
+
+class AnswerRewriter(abc.ABC):
+    """Rewrites the provider's answer to one request; a transform makes one per request.
+
+    The request side of a transform cannot say everything: a transform that
+    teaches a model a convention in the prompt (tool calls as XML) must read
+    the convention back out of the answer. The engine asks :meth:`wants` with
+    the answer's status and content type (an error or an encoded body is never
+    rewritten), then gives it the whole body, or a stream chunk by chunk.
+    Rewriters never raise: what they cannot read they pass on unchanged.
+    """
+
+    __slots__ = ()
+
+    @abc.abstractmethod
+    def wants(self, status: int, content_type: str) -> bool:
+        """Whether to rewrite an answer of this status and (lower-case) content type."""
+
+    @abc.abstractmethod
+    def whole(self, body: bytes) -> bytes:
+        """The new body of a whole (not streamed) answer."""
+
+    @abc.abstractmethod
+    def chunk(self, data: bytes) -> bytes:
+        """What to send for the next chunk of a streamed answer (may be empty: held back)."""
+
+    @abc.abstractmethod
+    def end(self) -> bytes:
+        """What is still held back when the stream ends."""
 
 
 #: Rewrites a parsed request body; returns the new body, or ``None`` for "unchanged".

@@ -3,6 +3,16 @@
 from ._base import AdapterOptions, ApiKey, BaseAdapter, ProviderOptions
 from ._identity import ClientIdentity
 from ._protocol import Provider, ProviderAdapter
+from ._stateful import (
+    AnswerReader,
+    Sessions,
+    StaleConversation,
+    StatefulAdapter,
+    Turn,
+    Upstream,
+    UpstreamRefused,
+    conversation_hash,
+)
 from ._tokens import IssuedToken, TokenSource
 from .anthropic import AnthropicAdapter
 from .azure import AzureOpenAIAdapter
@@ -12,9 +22,11 @@ from .gemini import GeminiAdapter
 from .openai import OpenAIAdapter, OpenAICompatibleAdapter
 from .openrouter import OpenRouterAdapter
 from .presets import DashScopeAdapter, OllamaAdapter, VLLMAdapter
+from .qwen_chat import QwenAuthError, QwenChallenge, QwenChatAdapter
 
 __all__ = [
     "AdapterOptions",
+    "AnswerReader",
     "AnthropicAdapter",
     "ApiKey",
     "AzureOpenAIAdapter",
@@ -33,6 +45,16 @@ __all__ = [
     "Provider",
     "ProviderAdapter",
     "ProviderOptions",
+    "QwenAuthError",
+    "QwenChallenge",
+    "QwenChatAdapter",
+    "Sessions",
+    "StaleConversation",
+    "StatefulAdapter",
     "TokenSource",
+    "Turn",
+    "Upstream",
+    "UpstreamRefused",
     "VLLMAdapter",
+    "conversation_hash",
 ]

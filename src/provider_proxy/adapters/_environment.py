@@ -10,12 +10,13 @@ from .gemini import GeminiAdapter
 from .openai import OpenAIAdapter
 from .openrouter import OpenRouterAdapter
 from .presets import DashScopeAdapter
+from .qwen_chat import QwenChatAdapter
 
 #: The variables :func:`from_environment` looks for, as a sentence for a message.
 KEY_VARIABLES = (
     "OPENAI_API_KEY, ANTHROPIC_API_KEY, OPENROUTER_API_KEY, GEMINI_API_KEY (or "
-    "GOOGLE_API_KEY), AZURE_OPENAI_API_KEY with AZURE_OPENAI_ENDPOINT, DASHSCOPE_API_KEY "
-    "or COPILOT_API_KEY"
+    "GOOGLE_API_KEY), AZURE_OPENAI_API_KEY with AZURE_OPENAI_ENDPOINT, DASHSCOPE_API_KEY, "
+    "COPILOT_API_KEY, or QWEN_TOKEN with QWEN_COOKIES (experimental)"
 )
 
 
@@ -32,5 +33,6 @@ def from_environment() -> list[ProviderAdapter]:
         AzureOpenAIAdapter(),
         DashScopeAdapter(),
         CopilotAdapter(),
+        QwenChatAdapter(),
     ]
     return [adapter for adapter in candidates if adapter.availability().enabled]

@@ -49,7 +49,7 @@ from ..policy import (
     request_id_from,
     split_provider,
 )
-from ..state import MemoryStore, Store
+from ..state import SESSION_TTL, MemoryStore, SessionStore, Store
 from ..transports import DEFAULT_LIMITS, DEFAULT_TIMEOUT, SharedTransport, default_transport
 from ..types import ASGIApp, Receive, Scope, Send
 from ._catalog import DEFAULT_MODELS_TTL, ModelCatalog, handle_models_route
@@ -105,6 +105,7 @@ class ProxyOptions(TypedDict, total=False):
     default_provider: str | None
     strict_translation: bool
     tokenizer: Tokenizer | None
+    session_ttl: float
     fetch_images: ImageFetching | None
 
 
@@ -150,6 +151,9 @@ class ProxyApp:
         whose provider cannot count tokens, marked ``x-proxy-token-estimate``. By
         default tiktoken's ``cl100k_base`` when the ``tokens`` extra is installed;
         ``None`` answers those requests 501.
+    :param session_ttl: seconds a conversation session of a stateful upstream
+        (:class:`~provider_proxy.adapters.StatefulAdapter`) lives unused; 30 minutes
+        by default.
     :param fetch_images: at the gateway, fetch http(s) image URLs for providers that
         take images only inline, by these rules (see :class:`ImageFetching`); by
         default such a URL is refused (400).
@@ -192,6 +196,8 @@ class ProxyApp:
         self._guards = options.get("guards")
         if self._guards is not None:
             self._guards.bind(self.store)
+        #: The conversation sessions of stateful upstreams, in the app's store.
+        self.sessions = SessionStore(self.store, ttl=options.get("session_ttl", SESSION_TTL))
         self.catalog = ModelCatalog(
             self._adapters,
             self.store,
@@ -204,6 +210,7 @@ class ProxyApp:
         sinks: list[EventSink] = list(options.get("sinks", ()))
         if self._metrics is not None:
             sinks.append(self._metrics)
+            self._metrics.watch_sessions(self.sessions.status)
         self._access_log = JsonLogSink() if options.get("access_log", True) else None
         if self._access_log is not None:
             sinks.append(self._access_log)
@@ -219,6 +226,7 @@ class ProxyApp:
             models=self.catalog.model_ids,
             usage=self._events_wanted,
             overhead_header=options.get("overhead_header", False),
+            sessions=self.sessions,
         )
         fetching = options.get("fetch_images")
         self._images = ImageFetcher(fetching) if fetching is not None else None
@@ -592,6 +600,7 @@ class ProxyApp:
             "providers": self._providers(),
             "models": self.catalog.status(),
             "guards": None if self._guards is None else self._guards.status(),
+            "sessions": self.sessions.status(),
             "requests": {
                 "in_flight": self._in_flight,
                 "total": sum(self._by_status.values()),

@@ -32,7 +32,7 @@ from .._exceptions import (
     ProxyError,
 )
 from .._json import dumps, loads
-from ..adapters import Provider, ProviderAdapter
+from ..adapters import Provider, ProviderAdapter, StatefulAdapter
 from ..dialects import KEY_PARAMS, PRIVATE_HEADERS, Dialect
 from ..guards import Admission, Guards
 from ..policy import (
@@ -46,8 +46,10 @@ from ..policy import (
     request_headers_for_upstream,
     upstream_url,
 )
+from ..state import SessionStore
 from ..transforms._compose import Composed, applies, checked_transforms, run_transform
 from ..types import Receive, Scope, Send
+from ._answers import rewriting_send
 from ._body import RequestBody, declared_body_length
 from ._exchange import exchange
 from ._heads import as_raw, send_error
@@ -81,6 +83,7 @@ class Forwarder:
     :param models: the model ids of a provider, for transforms that resolve aliases.
     :param usage: whether to read token usage from responses (someone consumes it).
     :param overhead_header: whether to add ``x-proxy-overhead-ms`` to answers.
+    :param sessions: the conversation sessions of stateful upstreams.
     """
 
     def __init__(
@@ -94,6 +97,7 @@ class Forwarder:
         models: ModelLookup | None,
         usage: Callable[[], bool],
         overhead_header: bool,
+        sessions: SessionStore | None = None,
     ) -> None:
         self._transport = transport
         self._extensions = dict(extensions)
@@ -103,6 +107,7 @@ class Forwarder:
         self._models = models
         self._usage = usage
         self.overhead_header = overhead_header
+        self._sessions = sessions
         self._last_netloc: tuple[httpx.URL | None, bytes] = (None, b"")
         self._policies: dict[tuple[HeaderPolicy, Dialect], HeaderPolicy] = {}
 
@@ -189,12 +194,13 @@ class Forwarder:
                         f"{arrival.request_id}."
                     ) from exc
                 plan = Plan(route, request, context.path_model or model, identity, limits)
+                rewriters = context.answer_rewriters  # added by the transforms that ran
                 outcome = await exchange(
                     plan,
                     body,
                     receive,
-                    send,
-                    self._transport(),
+                    rewriting_send(send, rewriters) if rewriters else send,
+                    self._upstream(route.adapter, identity),
                     start=arrival.start,
                     read_usage=self._usage(),
                     overhead_header=self.overhead_header,
@@ -225,6 +231,15 @@ class Forwarder:
             client_dialect,
             translated,
         )
+
+    def _upstream(self, adapter: ProviderAdapter, identity: str | None) -> httpx.AsyncBaseTransport:
+        """The app's transport; for a stateful upstream, one holding the conversation."""
+        transport = self._transport()
+        if isinstance(adapter, StatefulAdapter):
+            if self._sessions is None:  # pragma: no cover - the app always gives one
+                raise ProxyError("Stateful upstreams need the app's session store.")
+            return adapter.conversation_transport(transport, self._sessions, identity)
+        return transport
 
     def overhead(self, arrival: Arrival) -> float | None:
         """The proxy's time so far, for ``x-proxy-overhead-ms`` when it is asked for."""

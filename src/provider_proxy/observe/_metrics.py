@@ -15,7 +15,7 @@ characters, and a request whose model is unknown counts as ``unknown``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ._events import ProxyEvent
@@ -168,6 +168,34 @@ class PrometheusMetrics:
                     raise
         self._models: set[str] = set()
         self._models_lock = threading.Lock()
+
+    def watch_sessions(self, status: Callable[[], Mapping[str, Any]]) -> None:
+        """Serve the conversation session counts ``status()`` returns (the app's
+        :meth:`~provider_proxy.state.SessionStore.status`), read at each scrape:
+        ``sessions_active`` (gauge) and ``sessions_total{outcome}`` (hits, misses,
+        saved, restarted)."""
+        import prometheus_client.core as families  # present: __init__ imported the package
+
+        namespace = self.namespace
+
+        class _Sessions:
+            def collect(self) -> Any:
+                counts = status()
+                active = families.GaugeMetricFamily(
+                    f"{namespace}_sessions_active",
+                    "Conversation sessions of stateful upstreams alive in this process.",
+                )
+                active.add_metric([], counts.get("active", 0))
+                total = families.CounterMetricFamily(
+                    f"{namespace}_sessions",
+                    "Conversation session lookups and saves, by outcome.",
+                    labels=["outcome"],
+                )
+                for outcome in ("hits", "misses", "saved", "restarted"):
+                    total.add_metric([outcome], counts.get(outcome, 0))
+                return [active, total]
+
+        self.registry.register(_Sessions())
 
     def __repr__(self) -> str:
         return f"PrometheusMetrics(namespace={self.namespace!r})"

@@ -8,9 +8,11 @@ loopback server.
 """
 
 from ._fake import FakeAbort, FakeUpstream, RecordedRequest
+from ._fake_qwen import FakeQwenChat
 
 __all__ = [
     "FakeAbort",
+    "FakeQwenChat",
     "FakeUpstream",
     "RecordedRequest",
 ]

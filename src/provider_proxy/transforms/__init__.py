@@ -1,7 +1,9 @@
 """Body transforms: rewrite a parsed JSON request before it is forwarded.
 
 A transform is any ``callable(body, context)`` returning the new body, or
-``None`` for "unchanged" (it may be ``async``). It may build a new body or
+``None`` for "unchanged" (it may be ``async``). A transform whose convention
+shows in the answer too (:class:`XmlToolCalls`) adds an :class:`AnswerRewriter`
+to ``context.answer_rewriters``. It may build a new body or
 change ``body`` in place and return it, but must never change it and return
 ``None``. A :class:`Transform` subclass also says which requests it concerns
 (``applies_to(context) -> bool``); bodies no configured transform applies to are
@@ -14,6 +16,7 @@ return a new one that shares every unchanged part with it, so the engine may
 keep the original.
 """
 
+from .._adapter import AnswerRewriter
 from ._aliases import ModelAliases, version_key
 from ._ansi import StripAnsi, strip_ansi
 from ._compose import Composed, Transform, applies, compose
@@ -21,10 +24,12 @@ from ._params import ParameterPolicy
 from ._prompt_cache import EXTENDED_TTL_BETA, MAX_BREAKPOINTS, AnthropicPromptCache
 from ._stream_usage import IncludeStreamUsage
 from ._tools import DropTools
+from ._xml_tools import XmlCall, XmlCallParser, XmlToolCalls, XmlToolsError
 
 __all__ = [
     "EXTENDED_TTL_BETA",
     "MAX_BREAKPOINTS",
+    "AnswerRewriter",
     "AnthropicPromptCache",
     "Composed",
     "DropTools",
@@ -33,6 +38,10 @@ __all__ = [
     "ParameterPolicy",
     "StripAnsi",
     "Transform",
+    "XmlCall",
+    "XmlCallParser",
+    "XmlToolCalls",
+    "XmlToolsError",
     "applies",
     "compose",
     "strip_ansi",
