@@ -378,8 +378,8 @@ def test_a_tool_loop_encodes_with_names_signatures_and_responses() -> None:
     assert body["contents"][1] == {
         "role": "model",
         "parts": [
-            {"text": "Checking.", "thoughtSignature": "c2ln"},
-            {"functionCall": {"name": name, "args": {"city": "Paris"}}},
+            {"text": "Checking."},
+            {"functionCall": {"name": name, "args": {"city": "Paris"}}, "thoughtSignature": "c2ln"},
             {"functionCall": {"name": "now", "args": {}}},
         ],
     }
@@ -1112,3 +1112,22 @@ def test_embeddings_that_do_not_translate_are_refused(body: dict[str, Any], fiel
     with pytest.raises(Unsupported) as refused:
         EMBED.decode_request(body)
     assert refused.value.field == field
+
+
+def test_a_restored_signature_goes_on_the_first_call_not_the_text_before_it() -> None:
+    """A Chat client's turn comes back as text then calls, its reasoning put in front."""
+    turn = Message(
+        "assistant",
+        (
+            Reasoning("Plan.", "c2ln"),
+            Text("Let me look."),
+            ToolCall("call_a", "weather", "{}"),
+            ToolCall("call_b", "now", "{}"),
+        ),
+    )
+    parts = CODEC.encode_request(_request(USER, turn))["contents"][1]["parts"]
+    assert parts == [
+        {"text": "Let me look."},
+        {"functionCall": {"name": "weather", "args": {}}, "thoughtSignature": "c2ln"},
+        {"functionCall": {"name": "now", "args": {}}},
+    ]

@@ -17,9 +17,10 @@ Decoding, consecutive thought parts (``"thought": true``) make one
 :class:`~provider_proxy.dialects.canonical.Reasoning`; a signature on a thought
 part closes it, one on another part signs the open reasoning or, without one,
 is a reasoning of no text placed before that part. Encoding, a signed
-reasoning's signature goes on the next part of the turn (on an empty text part
-when nothing follows) and its text is left out: Gemini reads the signatures back,
-not the thoughts. Tool schemas and names follow :mod:`._gemini_schema`.
+reasoning's signature goes on the first function call after it in the turn
+(Gemini refuses a call turn whose first call lacks it), else on the next part,
+else on an empty text part; its text is left out: Gemini reads the signatures
+back, not the thoughts. Tool schemas and names follow :mod:`._gemini_schema`.
 """
 
 from __future__ import annotations
@@ -584,23 +585,36 @@ def _encode_tools(tools: tuple[Tool, ...]) -> list[dict[str, Any]]:
 
 
 def encode_parts(parts: tuple[Part, ...], names: dict[str, str]) -> list[dict[str, Any]]:
-    """A turn's canonical parts as Gemini parts (``names``: tool-call id → name)."""
-    out: list[dict[str, Any]] = []
-    signature: str | None = None
-    for part in parts:
-        if isinstance(part, Reasoning):
-            signature = part.signature or signature
+    """A turn's canonical parts as Gemini parts (``names``: tool-call id → name).
+
+    A signature goes on the first function call after its reasoning (Gemini
+    refuses a call turn whose first call lacks it), else on the next part.
+    """
+    signed: dict[int, str] = {}  # part index -> the signature it carries
+    for index, part in enumerate(parts):
+        if not isinstance(part, Reasoning) or part.signature is None:
             continue
-        if isinstance(part, RedactedReasoning):
+        later = range(index + 1, len(parts))
+        call = next((i for i in later if isinstance(parts[i], ToolCall) and i not in signed), None)
+        following = next((i for i in later if not _hidden(parts[i]) and i not in signed), None)
+        at = call if call is not None else following
+        signed[at if at is not None else len(parts)] = part.signature
+    out: list[dict[str, Any]] = []
+    for index, part in enumerate(parts):
+        if _hidden(part):
             continue
         encoded = _encode_part(part, names)
-        if signature is not None:
-            encoded["thoughtSignature"] = signature
-            signature = None
+        if index in signed:
+            encoded["thoughtSignature"] = signed[index]
         out.append(encoded)
-    if signature is not None:
-        out.append({"text": "", "thoughtSignature": signature})
+    if len(parts) in signed:
+        out.append({"text": "", "thoughtSignature": signed[len(parts)]})
     return out
+
+
+def _hidden(part: Part) -> bool:
+    """Parts a Gemini request leaves out: reasoning (its signature goes on another part)."""
+    return isinstance(part, Reasoning | RedactedReasoning)
 
 
 def _encode_part(part: Part, names: dict[str, str]) -> dict[str, Any]:
