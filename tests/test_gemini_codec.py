@@ -466,6 +466,42 @@ def test_every_name_that_fits_maps_back(name: str) -> None:
 
 
 SCHEMA_ROWS: list[tuple[dict[str, Any], dict[str, Any] | None, list[str]]] = [
+    (
+        {
+            "type": "object",
+            "properties": {
+                "note": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None}
+            },
+        },
+        {
+            "type": "object",
+            "properties": {"note": {"nullable": True, "type": "string", "default": None}},
+        },
+        [],
+    ),
+    (
+        {
+            "type": "object",
+            "properties": {
+                "v": {"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}]}
+            },
+        },
+        {
+            "type": "object",
+            "properties": {
+                "v": {"nullable": True, "anyOf": [{"type": "string"}, {"type": "integer"}]}
+            },
+        },
+        [],
+    ),
+    (
+        {
+            "type": "object",
+            "properties": {"pair": {"type": "array", "items": [{"type": "string"}]}},
+        },
+        {"type": "object", "properties": {"pair": {"type": "array"}}},
+        ["items"],
+    ),
     # (JSON Schema, Gemini parameters, what was stripped)
     (
         {"$schema": "https://json-schema.org/draft/2020-12/schema", **WEATHER_SCHEMA},

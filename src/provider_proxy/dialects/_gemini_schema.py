@@ -8,9 +8,11 @@ Schema from an OpenAI or Anthropic client is converted by one rule,
 1. ``$ref`` is replaced by the schema it points to in ``$defs`` or
    ``definitions`` (its sibling keys win over the target's); a recursive
    ``$ref`` cannot be inlined and is refused.
-2. ``type: [T, "null"]`` becomes ``type: T, nullable: true``; several non-null
-   types become an ``anyOf`` of one type each. ``oneOf`` becomes ``anyOf``; an
-   ``allOf`` is merged into its parent (properties and ``required`` united).
+2. ``type: [T, "null"]`` becomes ``type: T, nullable: true``, and so does an
+   ``anyOf`` of ``T`` and ``{"type": "null"}`` (pydantic's ``Optional[T]``);
+   several non-null types become an ``anyOf`` of one type each. ``oneOf``
+   becomes ``anyOf``; an ``allOf`` is merged into its parent (properties and
+   ``required`` united); a list of ``items`` (tuple validation) is stripped.
 3. A string ``const`` becomes a one-value ``enum``; an ``enum`` of anything
    but strings, and a ``format`` Gemini does not know for the type, are stripped.
 4. Every other key outside :data:`GEMINI_KEYS` (``$schema``, ``additionalProperties``,
@@ -174,14 +176,21 @@ def _convert(
                 if isinstance(sub, dict)
             }
             out["properties"] = {**out.get("properties", {}), **properties}
-        elif key == "items" and isinstance(value, dict):
-            out["items"] = _convert(value, definitions, seen, stripped, where)
+        elif key == "items":
+            if isinstance(value, dict):
+                out["items"] = _convert(value, definitions, seen, stripped, where)
+            else:
+                stripped.append("items")  # tuple validation: Gemini has one item schema
         elif key in ("anyOf", "oneOf") and isinstance(value, list):
-            out["anyOf"] = [
-                _convert(dict(sub), definitions, seen, stripped, where)
-                for sub in value
-                if isinstance(sub, dict)
-            ]
+            branches = [sub for sub in value if isinstance(sub, dict)]
+            kept = [sub for sub in branches if sub != {"type": "null"}]
+            if len(kept) < len(branches):
+                out["nullable"] = True
+            converted = [_convert(dict(sub), definitions, seen, stripped, where) for sub in kept]
+            if len(converted) == 1:
+                _merge(out, converted[0])  # Optional[T]: T, nullable
+            elif converted:
+                out["anyOf"] = converted
         elif key == "required" and isinstance(value, list):
             out["required"] = list(dict.fromkeys([*out.get("required", []), *value]))
         elif key == "const" and isinstance(value, str):
