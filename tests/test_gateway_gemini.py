@@ -497,3 +497,33 @@ def test_embeddings_that_cannot_be_had_are_refused(chat: openai.OpenAI, fake: Fa
         chat.embeddings.create(model=CLAUDE, input="hello")
     assert unavailable.value.status_code == 501
     assert len(fake.requests) == before
+
+
+def test_a_thinking_tool_loop_on_claude_sends_the_signed_thoughts_back(
+    google: genai.Client, fake: FakeUpstream
+) -> None:
+    """Claude refuses a tool turn without its signed thinking; the thought parts carry it."""
+    thinking = types.ThinkingConfig(thinking_budget=2048, include_thoughts=True)
+    config = types.GenerateContentConfig(
+        tools=[types.Tool(function_declarations=[WEATHER])],
+        automatic_function_calling=NO_AUTO,
+        thinking_config=thinking,
+        http_options=types.HttpOptions(headers={"x-fake-thinking": "1", "x-fake-tools": "weather"}),
+    )
+    chat = google.chats.create(model=CLAUDE, config=config)
+    first = chat.send_message("Weather in Paris?")
+    assert first.function_calls is not None
+    answer = types.Part.from_function_response(name="weather", response={"output": "sunny"})
+    final = chat.send_message(
+        answer,
+        config=types.GenerateContentConfig(
+            tools=[types.Tool(function_declarations=[WEATHER])],
+            automatic_function_calling=NO_AUTO,
+            thinking_config=thinking,
+            http_options=types.HttpOptions(headers={"x-fake-thinking": "1"}),
+        ),
+    )
+    assert final.text == TEXT
+    turn = _sent(fake)["messages"][1]["content"]
+    assert [block["type"] for block in turn] == ["thinking", "tool_use"]
+    assert turn[0]["signature"]

@@ -1167,3 +1167,26 @@ def test_a_restored_signature_goes_on_the_first_call_not_the_text_before_it() ->
         {"functionCall": {"name": "weather", "args": {}}, "thoughtSignature": "c2ln"},
         {"functionCall": {"name": "now", "args": {}}},
     ]
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [
+        (
+            "ZmFrZV3vzl7bG2F-GMHaazOla_1KdmUB3jp7jaqgPo4VYbtj",
+            "ZmFrZV3vzl7bG2F+GMHaazOla/1KdmUB3jp7jaqgPo4VYbtj",
+        ),
+        (
+            "ZmFrZV3vzl7bG2F+GMHaazOla/1KdmUB3jp7jaqgPo4VYbtj",
+            "ZmFrZV3vzl7bG2F+GMHaazOla/1KdmUB3jp7jaqgPo4VYbtj",
+        ),
+        ("c2ln", "c2ln"),
+        ("c2lnbg", "c2lnbg=="),
+        ("not base64!", "not base64!"),
+    ],
+)
+def test_a_clients_signature_is_read_as_the_bytes_it_stands_for(sent: str, kept: str) -> None:
+    """google-genai sends signatures back URL-safe and unpadded: the same bytes."""
+    parts = [{"text": "Plan.", "thought": True, "thoughtSignature": sent}]
+    request = decode(contents=[HELLO, {"role": "model", "parts": parts}, HELLO])
+    assert request.messages[1].parts == (Reasoning("Plan.", kept),)

@@ -25,7 +25,10 @@ back, not the thoughts. Tool schemas and names follow :mod:`._gemini_schema`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -62,6 +65,8 @@ from .canonical import (
 )
 
 M, R, D = Fidelity.MAPPED, Fidelity.REFUSED, Fidelity.DROPPED
+
+_URLSAFE = re.compile(r"[A-Za-z0-9_-]+={0,2}")
 
 #: A reasoning effort as Gemini's ``thinkingBudget`` (tokens; 0 turns thinking off).
 THINKING_BUDGETS: dict[str, int] = {
@@ -195,6 +200,23 @@ def camel(value: Any) -> Any:
         head, *rest = str(key).split("_")
         out[head + "".join(w[:1].upper() + w[1:] for w in rest) if rest else key] = item
     return out
+
+
+def standard_base64(signature: str | None) -> str | None:
+    """A signature as standard, padded base64 (RFC 4648 §4), the alphabet providers use.
+
+    Gemini's signatures are bytes, and google-genai sends back the ones it was
+    given in the URL-safe alphabet (§5), unpadded: the same bytes, which another
+    provider (Anthropic) checks as the text it wrote. Anything else is kept as it is.
+    """
+    if not signature or not _URLSAFE.fullmatch(signature):
+        return signature
+    padded = signature + "=" * (-len(signature) % 4)
+    try:
+        raw = base64.urlsafe_b64decode(padded)
+    except (binascii.Error, ValueError):
+        return signature
+    return base64.b64encode(raw).decode("ascii")
 
 
 def call_id(response_id: str, position: int, name: str, arguments: str) -> str:
@@ -394,7 +416,9 @@ def decode_parts(
     for k, value in enumerate(parts):
         at = f"{where}[{k}]"
         part = camel(u.obj(value, at))
-        signature = u.opt_str(part.get("thoughtSignature"), f"{at}.thoughtSignature")
+        signature = standard_base64(
+            u.opt_str(part.get("thoughtSignature"), f"{at}.thoughtSignature")
+        )
         if part.get("thought") is True:
             u.only(part, ("text", "thought", "thoughtSignature"), at)
             thought = [*(thought or ()), u.text(part.get("text", ""), f"{at}.text")]
