@@ -32,7 +32,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from .._json import dumps
+from .._json import dumps, loads
 from . import _codec_util as u
 from ._gemini_schema import from_gemini_name, to_gemini, to_gemini_name, to_json_schema
 from .canonical import (
@@ -691,11 +691,12 @@ def _encode_part(part: Part, names: dict[str, str]) -> dict[str, Any]:
 
 
 def _json_object(text: str) -> dict[str, Any] | None:
+    """``text`` as a JSON object, when it is one (a tool's JSON answer goes as it is)."""
     try:
-        value = u.arguments_object(text, "") if text.strip().startswith("{") else None
-    except Unsupported:
+        value = loads(text)
+    except ValueError:
         return None
-    return value
+    return value if isinstance(value, dict) else None
 
 
 # -- responses --------------------------------------------------------------------------
