@@ -29,7 +29,7 @@ from provider_proxy.adapters import AnthropicAdapter, GeminiAdapter, OpenAIAdapt
 from provider_proxy.testing import FakeUpstream
 
 from .conftest import ANTHROPIC_KEY, OPENAI_KEY, TRANSPORTS
-from .servers import ServerThread, serve
+from .servers import ServerThread, serve, wait_until
 
 GEMINI_KEY = "gemini-test-key-0123456789"
 TEXT = "Hello from the fake upstream, streamed one piece at a time."
@@ -527,3 +527,23 @@ def test_a_thinking_tool_loop_on_claude_sends_the_signed_thoughts_back(
     turn = _sent(fake)["messages"][1]["content"]
     assert [block["type"] for block in turn] == ["thinking", "tool_use"]
     assert turn[0]["signature"]
+
+
+def test_a_gemini_client_that_leaves_mid_stream_closes_the_upstream_stream(
+    gateway: ServerThread, fake: FakeUpstream
+) -> None:
+    closed = fake.closed_streams
+    body = {"contents": [{"role": "user", "parts": [{"text": "Talk."}]}]}
+    # The whole stream would take 30 s: it ends at once only because the client left.
+    headers = {"x-goog-api-key": "key-alice", "x-fake-chunks": "1000", "x-fake-gap": "0.03"}
+    path = f"/v1beta/models/{CLAUDE}:streamGenerateContent?alt=sse"
+    with (
+        httpx.Client(base_url=gateway.url) as client,
+        client.stream("POST", path, json=body, headers=headers) as response,
+    ):
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = response.iter_lines()
+        first = next(line for line in lines if line.startswith("data: "))
+        assert json.loads(first[6:])["candidates"][0]["content"]["parts"]
+    assert wait_until(lambda: fake.closed_streams > closed, timeout=5)
+    assert wait_until(lambda: fake.open_streams == 0, timeout=5)
