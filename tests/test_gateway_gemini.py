@@ -547,3 +547,10 @@ def test_a_gemini_client_that_leaves_mid_stream_closes_the_upstream_stream(
         assert json.loads(first[6:])["candidates"][0]["content"]["parts"]
     assert wait_until(lambda: fake.closed_streams > closed, timeout=5)
     assert wait_until(lambda: fake.open_streams == 0, timeout=5)
+
+
+def test_count_tokens_is_refused_in_googles_format(google: genai.Client) -> None:
+    with pytest.raises(genai_errors.ClientError) as raised:
+        google.models.count_tokens(model=GPT, contents="Hi.")
+    assert raised.value.code == 400
+    assert "countTokens" in (raised.value.message or "")

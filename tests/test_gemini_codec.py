@@ -1074,11 +1074,20 @@ def test_gateway_paths_name_the_model(path: str, query: bytes, model: str, strea
     assert (call.model, call.stream, call.refusal, call.dialect) == (model, stream, None, Gemini())
 
 
+@pytest.mark.parametrize("method", ["countTokens", "embedContent", "batchEmbedContents"])
+def test_other_methods_of_a_model_are_refused_saying_what_is_served(method: str) -> None:
+    call = gateway_in_path(f"/v1beta/models/openai/gpt-4.1:{method}", b"")
+    assert call is not None
+    assert call.refusal is not None
+    assert method in call.refusal
+    assert "generateContent" in call.refusal
+
+
 @pytest.mark.parametrize(
     "path",
     [
-        "/v1beta/models/gpt-4.1:countTokens",
         "/v1beta/models/:generateContent",
+        "/v1/models/ollama/llama3:8b",
         "/v1beta/tunedModels/x:generateContent",
         "/v2/models/x:generateContent",
         "/v1/chat/completions",

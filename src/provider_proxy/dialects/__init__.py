@@ -13,7 +13,7 @@ from ._base import BaseDialect, Dialect
 from ._gemini_embed import GeminiEmbeddings
 from ._token_estimate import Tokenizer, estimate_input_tokens, offline_tokenizer
 from .anthropic_messages import AnthropicMessages, AnthropicMessagesCodec
-from .gemini import Gemini, GeminiCodec, gateway_call
+from .gemini import GATEWAY_METHODS, Gemini, GeminiCodec, gateway_call
 from .openai_chat import OpenAIChat, OpenAIChatCodec
 from .openai_responses import OpenAIResponses
 
@@ -60,7 +60,9 @@ def gateway_in_path(path: str, query: bytes) -> PathCall | None:
     model, method = found
     stream = method == "streamGenerateContent"
     refusal = None
-    if stream and b"alt=sse" not in query.split(b"&"):
+    if method not in GATEWAY_METHODS:
+        refusal = f"The gateway serves {' and '.join(GATEWAY_METHODS)} of any model, not {method}."
+    elif stream and b"alt=sse" not in query.split(b"&"):
         refusal = "The gateway streams streamGenerateContent as server-sent events: add ?alt=sse."
     return PathCall(Gemini(), "generate", model, stream, refusal)
 

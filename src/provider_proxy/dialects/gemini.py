@@ -74,18 +74,29 @@ def model_method(path: str) -> tuple[str, str] | None:
     return None
 
 
+#: The methods of a model the gateway serves to Gemini clients.
+GATEWAY_METHODS = ("generateContent", "streamGenerateContent")
+#: Gemini's other methods of a model, which the gateway answers with a refusal.
+OTHER_METHODS = frozenset(
+    {"countTokens", "embedContent", "batchEmbedContents", "batchGenerateContent", "predict"}
+)
+
+
 def gateway_call(path: str) -> tuple[str, str] | None:
     """``(model, method)`` of a gateway path ``/{v1beta|v1}/models/{model}:{method}``.
 
     The model may hold slashes (``openai/gpt-4.1``, as google-genai writes it
-    unencoded, or ``openai%2Fgpt-4.1``); a leading ``models/`` is left out.
+    unencoded, or ``openai%2Fgpt-4.1``); a leading ``models/`` is left out. The
+    method is one of :data:`GATEWAY_METHODS` or :data:`OTHER_METHODS` (a model id
+    with a colon, ``ollama/llama3:8b``, is no method call).
     """
     decoded = route(path.partition("?")[0])
     for version in ("/v1beta/models/", "/v1/models/"):
         if decoded.startswith(version):
             name, colon, method = decoded[len(version) :].rpartition(":")
             name = name.removeprefix("models/")
-            if colon and name and method in ("generateContent", "streamGenerateContent"):
+            known = method in GATEWAY_METHODS or method in OTHER_METHODS
+            if colon and name and known:
                 return name, method
     return None
 
