@@ -15,18 +15,24 @@ and call it with an unmodified SDK, which never needs the real key::
     )
 
 ``http://127.0.0.1:8000/llm/anthropic`` is the base URL for ``anthropic.Anthropic``,
-and ``/llm/health`` tells which providers have a key.
+and ``/llm/health`` tells which providers have a key. ``http://127.0.0.1:8000/chat``
+is a chat page (``examples/ws_chat.html``) on the proxy's inference socket, ``/llm/ws``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
 
 from provider_proxy import ProviderAdapter, make_asgi_app
 from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter
+
+#: The chat page: plain HTML and JS on ``{mount}/ws``.
+CHAT_PAGE = Path(__file__).with_name("ws_chat.html")
 
 
 def create_app(
@@ -50,6 +56,11 @@ def create_app(
     @app.get("/")
     async def hello() -> dict[str, str]:
         return {"hello": "from the host app"}
+
+    @app.get("/chat", response_class=HTMLResponse)
+    async def chat() -> str:
+        """A browser chat on the proxy's ``/llm/ws`` socket."""
+        return CHAT_PAGE.read_text(encoding="utf-8")
 
     app.mount("/llm", proxy)
     return app

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+import provider_proxy
 from provider_proxy import ProxyApp
 from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter, OpenAICompatibleAdapter
 from provider_proxy.engine._app import _capped
@@ -159,7 +160,11 @@ def test_health_lists_providers_without_secrets(
     assert response.status_code == 200
     # The startup probe (validate_credentials="warn" by default) found both keys accepted.
     valid = {"state": "valid", "status_code": 200}
-    assert response.json() == {
+    health = response.json()
+    assert health.pop("version") == provider_proxy.__version__
+    assert health.pop("uptime") >= 0
+    assert health.pop("timestamp").endswith("Z")
+    assert health == {
         "status": "ok",
         "providers": {
             "openai": {"enabled": True, "base_url": upstream.url + "/v1", "credentials": valid},

@@ -49,6 +49,17 @@ ALLOWED: dict[str, set[str]] = {
         "guards",
         "adapters",
     },
+    "config": {
+        "policy",
+        "state",
+        "transports",
+        "observe",
+        "dialects",
+        "transforms",
+        "guards",
+        "adapters",
+        "engine",
+    },
 }
 
 #: Modules that do I/O or schedule work: the pure layers import none of them.

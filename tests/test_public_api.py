@@ -10,6 +10,7 @@ import provider_proxy.adapters
 #: Every layer package, each re-exporting what the others may use.
 LAYERS = (
     "adapters",
+    "config",
     "dialects",
     "engine",
     "guards",

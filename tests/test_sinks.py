@@ -220,6 +220,9 @@ def test_json_log_line_has_every_field_flat(caplog: pytest.LogCaptureFixture) ->
         "dialect": None,
         "client_dialect": None,
         "translated": False,
+        "websocket": None,
+        "frames": 0,
+        "close_code": None,
     }
     # Every event field is there (usage flattened), so a new field cannot be forgotten.
     names = {f.name for f in dataclasses.fields(ProxyEvent)} - {"usage"}

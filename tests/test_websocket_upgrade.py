@@ -1,9 +1,11 @@
-"""WebSocket upgrades are answered with 426, so clients fall back to HTTP at once.
+"""WebSocket upgrades to paths no adapter opens a socket on are answered with 426,
+so clients fall back to HTTP at once (relayed sockets: ``test_websocket_relay``).
 
 The Codex CLI tries a WebSocket to ``/responses`` first: after a 403 it retries
 for seconds, after a 426 it switches to HTTP straight away. Tested through real
 uvicorn, with a WebSocket-capable server (the ``websocket.http.response``
-extension) and without one (the handshake arrives as a plain GET).
+extension) and without one (the handshake arrives as a plain GET, and is
+refused even where a capable server would relay it).
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def _anthropic_error(body: bytes) -> None:
 @pytest.mark.parametrize(
     ("path", "check"),
     [
-        ("/openai/responses", _openai_error),
+        ("/openai/chat/completions", _openai_error),
         ("/anthropic/v1/messages", _anthropic_error),
         ("/copilot/v1/messages", _anthropic_error),
         ("/copilot/responses", _openai_error),
@@ -141,7 +143,12 @@ async def test_without_the_http_response_extension_the_handshake_is_closed(
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {"type": "websocket", "path": "/openai/responses", "headers": [], "extensions": {}}
+    scope = {
+        "type": "websocket",
+        "path": "/openai/chat/completions",
+        "headers": [],
+        "extensions": {},
+    }
     await proxy(scope, receive, send)
     assert [message["type"] for message in sent] == ["websocket.close"]
     await proxy.aclose()  # delivers the event

@@ -63,6 +63,7 @@ class ProviderOptions(TypedDict, total=False):
     forward_headers: str | Iterable[str]
     client_identity: ClientIdentity | None
     token_source: TokenSource | None
+    sockets: Iterable[str] | None
 
 
 class AdapterOptions(ProviderOptions, total=False):
@@ -112,6 +113,10 @@ class BaseAdapter:
         "GET /models/**",
     )
 
+    #: The WebSocket endpoints relayed (rules as in :attr:`endpoints`, method ``GET``):
+    #: by default none, so a socket to any other path is refused.
+    socket_endpoints: ClassVar[tuple[str, ...]] = ()
+
     def __init__(self, **options: Unpack[AdapterOptions]) -> None:
         """
         :param api_key_env: the environment variable to read the key from when
@@ -127,6 +132,8 @@ class BaseAdapter:
             single string is one rule.
         :param transforms: body transforms for this provider's requests, run after
             the adapter's own :meth:`default_transforms`.
+        :param sockets: the WebSocket endpoints relayed, instead of the adapter's
+            :attr:`socket_endpoints` (``[]`` relays none).
         """
         name = options.get("name")
         name = self.default_name if name is None else name
@@ -173,6 +180,10 @@ class BaseAdapter:
         extra = (allow,) if isinstance(allow, str) else tuple(allow)
         self._endpoint_rules: tuple[EndpointRule, ...] = parse_rules((*self.endpoints, *extra))
         self._endpoint_cache: dict[tuple[str, str], bool] = {}
+        sockets = options.get("sockets")
+        self._socket_rules: tuple[EndpointRule, ...] = parse_rules(
+            self.socket_endpoints if sockets is None else sockets
+        )
         self._dialect_cache: dict[str, Dialect] = {}
         self._transforms = checked_transforms(
             (*self.default_transforms(), *transforms), f"The transforms of adapter {name!r}"
@@ -280,6 +291,17 @@ class BaseAdapter:
                 self._endpoint_cache.clear()
             self._endpoint_cache[key] = allowed
         return allowed
+
+    def opens_socket(self, path: str) -> bool:
+        """Whether ``path`` (below the base URL, confined) is a provider socket the proxy relays."""
+        return endpoint_allowed(self._socket_rules, "GET", path)
+
+    def socket_auth(
+        self, auth: Mapping[str, str], url: httpx.URL
+    ) -> tuple[Mapping[str, str], httpx.URL]:
+        """Where the credentials of :meth:`auth_headers` go on a socket's handshake:
+        headers, by default; an adapter whose provider wants them in the URL moves them."""
+        return auth, url
 
     def default_transforms(self) -> Sequence[BodyTransform]:
         """Transforms the provider always needs (none by default); called once, at init."""

@@ -126,3 +126,14 @@ class ProviderAdapter(Provider, Protocol):
     def rewrite_url(self, url: httpx.URL, context: RequestContext) -> httpx.URL:
         """A last change to the upstream URL (a query parameter to add or remove)."""
         ...
+
+    def opens_socket(self, path: str) -> bool:
+        """Whether ``path`` (below the base URL) is a WebSocket of the provider's that the
+        proxy relays (``/realtime``); every other socket is refused."""
+        ...
+
+    def socket_auth(
+        self, auth: Mapping[str, str], url: httpx.URL
+    ) -> tuple[Mapping[str, str], httpx.URL]:
+        """The credentials for a socket's handshake: as headers, or moved into ``url``."""
+        ...

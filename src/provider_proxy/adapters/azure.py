@@ -101,6 +101,13 @@ class AzureOpenAIAdapter(BaseAdapter):
     default_name = "azure"
     default_api_key_env = "AZURE_OPENAI_API_KEY"
     auth_header = "api-key"
+    #: The Realtime socket (preview ``/openai/realtime?deployment=``, GA under
+    #: ``/openai/v1``) and the v1 Responses socket.
+    socket_endpoints = (
+        "GET /openai/realtime",
+        "GET /openai/v1/realtime",
+        "GET /openai/v1/responses",
+    )
     auth_scheme = ""
     dialects = (AzureDeployments(), OpenAIResponses())
     endpoints = _ENDPOINTS

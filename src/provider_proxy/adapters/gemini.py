@@ -73,6 +73,11 @@ class GeminiAdapter(BaseAdapter):
     auth_scheme = ""
     dialects = (Gemini(), OpenAIChat())
     endpoints = _ENDPOINTS
+    #: Gemini Live (``v1beta`` or ``v1alpha``; ``...Constrained`` for ephemeral tokens).
+    socket_endpoints = (
+        "GET /ws/google.ai.generativelanguage.*.GenerativeService.BidiGenerateContent",
+        "GET /ws/google.ai.generativelanguage.*.GenerativeService.BidiGenerateContentConstrained",
+    )
 
     def dialect_for(self, path: str) -> Dialect:
         """Gemini's own format, but OpenAI's under the compatible API (``/v1beta/openai/``)."""
@@ -90,6 +95,16 @@ class GeminiAdapter(BaseAdapter):
     def rewrite_url(self, url: httpx.URL, context: RequestContext) -> httpx.URL:
         """Drop every query parameter named in :data:`CREDENTIAL_PARAMS`."""
         return without_params(url, CREDENTIAL_PARAMS)
+
+    def socket_auth(
+        self, auth: Mapping[str, str], url: httpx.URL
+    ) -> tuple[Mapping[str, str], httpx.URL]:
+        """Gemini Live takes the key as ``?key=``, as its own SDKs send it."""
+        key = auth.get(self.auth_header)
+        if not key:
+            return auth, url
+        rest = {name: value for name, value in auth.items() if name != self.auth_header}
+        return rest, url.copy_merge_params({"key": key})
 
     # -- credentials and models -------------------------------------------------
 

@@ -20,6 +20,8 @@ class OpenAIAdapter(BaseAdapter):
     default_base_url = "https://api.openai.com/v1"
     default_api_key_env = "OPENAI_API_KEY"
     endpoints = _OPENAI_ENDPOINTS
+    #: The Realtime API's socket and the Responses API's (``?model=`` on the first).
+    socket_endpoints = ("GET /realtime", "GET /responses")
 
 
 class OpenAICompatibleAdapter(BaseAdapter):

@@ -64,13 +64,18 @@ class OpenRouterAdapter(BaseAdapter):
             context = _count(top.get("context_length"))
         pricing = record.get("pricing")
         name = record.get("name")
+        raw = dict(record)
+        if isinstance(top, Mapping):  # the catalog reads these at the top, as others give them
+            for detail in ("is_moderated", "max_completion_tokens"):
+                if raw.get(detail) is None and top.get(detail) is not None:
+                    raw[detail] = top[detail]
         return ModelInfo(
             id=str(record["id"]),
             provider=self.name,
             display_name=name if isinstance(name, str) and name else None,
             context_length=context,
             pricing=pricing if isinstance(pricing, Mapping) else None,
-            raw=record,
+            raw=raw,
         )
 
 

@@ -90,6 +90,11 @@ PRIVATE_HEADERS: frozenset[bytes] = CREDENTIAL_HEADERS.union(
 )
 #: Query parameters in which clients of a built-in format send a key.
 KEY_PARAMS: frozenset[str] = frozenset(d.key_param for d in BUILTIN if d.key_param is not None)
+#: Prefixes of the WebSocket subprotocols in which browser clients of a built-in format
+#: send a key: checked by the guards, never forwarded.
+KEY_SUBPROTOCOLS: tuple[str, ...] = tuple(
+    dict.fromkeys(d.key_subprotocol for d in BUILTIN if d.key_subprotocol is not None)
+)
 #: Headers browser clients of the built-in formats send (for CORS), credentials included.
 CLIENT_HEADERS: tuple[str, ...] = tuple(
     dict.fromkeys(
@@ -110,6 +115,7 @@ __all__ = [
     "EMBEDDINGS",
     "GATEWAY",
     "KEY_PARAMS",
+    "KEY_SUBPROTOCOLS",
     "PRIVATE_HEADERS",
     "AnthropicMessages",
     "AnthropicMessagesCodec",

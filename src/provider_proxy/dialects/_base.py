@@ -14,7 +14,7 @@ Dialects are pure: functions of a path or a parsed JSON payload, no I/O.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 from urllib.parse import unquote
 
 from .._adapter import JSON, Usage
@@ -93,6 +93,24 @@ class Dialect(Protocol):
         """One model of the catalog as this format describes one."""
         ...
 
+    #: The prefix of a WebSocket subprotocol in which its browser clients send a key
+    #: (``openai-insecure-api-key.``), or ``None``.
+    key_subprotocol: ClassVar[str | None]
+    #: Substrings of a socket message that :meth:`socket_turn` reads something from;
+    #: a message containing none of them is relayed without being parsed.
+    socket_hints: ClassVar[tuple[str, ...]]
+
+    def socket_turn(self, payload: JSON) -> Literal["start", "end"] | None:
+        """On a relayed socket: ``"start"`` for a client message that starts a billed
+        turn (``response.create``), ``"end"`` for a provider message that ends one
+        (and carries its usage), else ``None``."""
+        ...
+
+    def socket_error(self, error: ProxyError) -> str | None:
+        """A refused turn as this format's socket error message; ``None``: the format
+        has none, so the socket is closed instead."""
+        ...
+
 
 class BaseDialect:
     """Defaults for a dialect: the model in the body, ``"stream": true``, OpenAI's errors.
@@ -145,6 +163,15 @@ class BaseDialect:
 
     def model_entry(self, model: Mapping[str, Any]) -> dict[str, Any]:
         return dict(model)
+
+    key_subprotocol: ClassVar[str | None] = None
+    socket_hints: ClassVar[tuple[str, ...]] = ()
+
+    def socket_turn(self, payload: JSON) -> Literal["start", "end"] | None:
+        return None
+
+    def socket_error(self, error: ProxyError) -> str | None:
+        return None
 
 
 def route(path: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from .._adapter import JSON, Usage
 from .._exceptions import ProxyError
@@ -175,6 +175,13 @@ class Gemini(BaseDialect):
 
     def usage_of(self, payload: JSON) -> Usage | None:
         return gemini_usage(payload)
+
+    #: Gemini Live (``BidiGenerateContent``): turns start implicitly (voice activity,
+    #: ``turnComplete``); the message that ends one carries ``usageMetadata``.
+    socket_hints: ClassVar[tuple[str, ...]] = ("usageMetadata",)
+
+    def socket_turn(self, payload: JSON) -> Literal["start", "end"] | None:
+        return "end" if isinstance(get(payload, "usageMetadata"), dict) else None
 
     def error_body(self, error: ProxyError, request_id: str) -> bytes:
         """Google's error format: ``{"error": {"code", "message", "status"}}``."""

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from .._adapter import JSON, Usage
 from .._exceptions import ProxyError
+from .._json import dumps
 from . import _openai_chat_codec as _codec
 from ._base import (
     BaseDialect,
@@ -28,6 +29,9 @@ from .canonical import Codec, FidelityTable, Request, Response, StreamError
 USAGE_HINT = "usage"
 
 _SUFFIXES = ("/chat/completions", "/completions", "/embeddings", "/moderations")
+
+#: The events that end a turn on OpenAI's sockets.
+_TURN_ENDS = ("response.done", "response.completed", "response.failed", "response.incomplete")
 
 
 def openai_usage(payload: Any) -> Usage | None:
@@ -142,3 +146,33 @@ class OpenAIChat(BaseDialect):
 
     def error_body(self, error: ProxyError, request_id: str) -> bytes:
         return openai_error(error)
+
+    #: The Realtime socket (``/realtime``) and the Responses socket: a turn starts
+    #: with the client's ``response.create`` and ends with ``response.done``
+    #: (Realtime) or ``response.completed``/``.failed``/``.incomplete`` (Responses).
+    socket_hints: ClassVar[tuple[str, ...]] = ("response.create", *_TURN_ENDS)
+    #: Browsers cannot set headers on a socket: OpenAI's take the key in this subprotocol.
+    key_subprotocol: ClassVar[str | None] = "openai-insecure-api-key."
+
+    def socket_turn(self, payload: JSON) -> Literal["start", "end"] | None:
+        kind = get(payload, "type")
+        if kind == "response.create":
+            return "start"
+        if kind in _TURN_ENDS:
+            return "end"
+        return None
+
+    def socket_error(self, error: ProxyError) -> str | None:
+        """The Realtime and Responses sockets' ``error`` event."""
+        return dumps(
+            {
+                "type": "error",
+                "status": error.status_code,
+                "error": {
+                    "type": error.kind,
+                    "code": error.kind,
+                    "message": error.message,
+                    "param": None,
+                },
+            }
+        ).decode("utf-8")

@@ -4,6 +4,7 @@ from ._app import DEFAULT_MAX_BODY_SIZE, ProxyApp, ProxyOptions, make_asgi_app
 from ._cors import CORS, CORSMiddleware
 from ._images import ImageFetching, ImageNotFetched
 from ._mount import mount
+from ._ports import ProviderAtRoot
 from ._validation import CredentialsRejected, ValidationMode
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "CredentialsRejected",
     "ImageFetching",
     "ImageNotFetched",
+    "ProviderAtRoot",
     "ProxyApp",
     "ProxyOptions",
     "ValidationMode",

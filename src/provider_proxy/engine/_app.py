@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import logging
 import time
 from collections import Counter
@@ -30,6 +31,7 @@ from .._adapter import (
 from .._exceptions import (
     BadRequest,
     ClientNotAuthorized,
+    Forbidden,
     MethodNotAllowed,
     ProviderNotFound,
     ProxyError,
@@ -41,7 +43,7 @@ from ..adapters import Provider
 from ..dialects import DEFAULT as OWN_FORMAT
 from ..dialects import GATEWAY, Dialect, Tokenizer, client_dialect, gateway_in_path
 from ..guards import Guards
-from ..observe import EventDispatcher, EventSink, JsonLogSink, PrometheusMetrics
+from ..observe import EventDispatcher, EventSink, JsonLogSink, PrometheusMetrics, ProxyEvent
 from ..policy import (
     RawHeaders,
     header_value,
@@ -56,10 +58,28 @@ from ._catalog import DEFAULT_MODELS_TTL, ModelCatalog, handle_models_route
 from ._cors import CORS, CORSMiddleware
 from ._forward import Forwarder
 from ._gateway import Gateway
-from ._heads import content_head, send_error, send_whole
+from ._heads import as_raw, content_head, send_error, send_whole
 from ._images import ImageFetcher, ImageFetching
+from ._inference_api import InferenceAPI
 from ._report import Arrival, Outcome, Report, event_of
 from ._validation import ValidationMode, validate_all
+from ._websocket import SocketRelay
+from ._ws_common import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_FRAME_BYTES,
+    DEFAULT_MAX_LIFETIME,
+    DEFAULT_MAX_SOCKETS,
+    DEFAULT_MAX_SOCKETS_PER_CLIENT,
+    WS_HTTP_RESPONSE,
+    SocketLimits,
+)
+from ._ws_inference import (
+    DEFAULT_CONNECTIONS_PER_MINUTE,
+    DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_MAX_CONNECTIONS,
+    InferenceSocket,
+    InferenceSocketOptions,
+)
 
 logger = logging.getLogger("provider_proxy")
 
@@ -77,12 +97,15 @@ _OWN_TIMEOUT_CAP = 15.0
 DEFAULT_MAX_BODY_SIZE = 32 * 1024 * 1024
 
 #: Names under the mount point that the proxy answers itself.
-RESERVED_NAMES = frozenset({"health", "status", "metrics", "v1"})
+RESERVED_NAMES = frozenset({"health", "status", "metrics", "v1", "ws"})
 
 _JSON = b"application/json"
 
+#: The name under the mount of the REST service API (``inference_api=True``).
+_API = "api"
+
 #: The ASGI extension that lets an app answer a WebSocket handshake with HTTP.
-_WS_HTTP_RESPONSE = "websocket.http.response"
+_WS_HTTP_RESPONSE = WS_HTTP_RESPONSE
 
 
 class ProxyOptions(TypedDict, total=False):
@@ -106,6 +129,15 @@ class ProxyOptions(TypedDict, total=False):
     strict_translation: bool
     tokenizer: Tokenizer | None
     session_ttl: float
+    inference_api: bool
+    ws_max_frame_bytes: int
+    ws_idle_timeout: float | None
+    ws_max_lifetime: float | None
+    ws_max_sockets: int
+    ws_max_sockets_per_client: int
+    ws_heartbeat_interval: float
+    ws_max_connections: int
+    ws_connections_per_minute: int | None
     fetch_images: ImageFetching | None
 
 
@@ -121,7 +153,7 @@ class ProxyApp:
 
     :param adapters: the providers; ``{mount}/{adapter.name}/X`` goes to
         ``{adapter.base_url}/X``. Names must be unique; ``health``, ``status``,
-        ``metrics`` and ``v1`` are kept for the proxy's own endpoints.
+        ``metrics``, ``v1`` and ``ws`` are kept for the proxy's own endpoints.
     :param transport: the upstream transport (any :class:`httpx.AsyncBaseTransport`); by
         default the fastest installed. The app closes it on shutdown, as
         :class:`httpx.AsyncClient` does.
@@ -154,6 +186,22 @@ class ProxyApp:
     :param session_ttl: seconds a conversation session of a stateful upstream
         (:class:`~provider_proxy.adapters.StatefulAdapter`) lives unused; 30 minutes
         by default.
+    :param inference_api: also answer ``{mount}/api/v1/inference``, ``/inference/stream``
+        and ``/models...`` in the REST service API some clients were written against
+        (see :doc:`standalone`); ``api`` is then a reserved name.
+    :param ws_max_frame_bytes: the largest WebSocket message relayed either way
+        (16 MiB; closed with 1009 beyond).
+    :param ws_idle_timeout: seconds a relayed provider socket may pass without a
+        message either way (300; closed with 1001); ``None``: no limit.
+    :param ws_max_lifetime: seconds a relayed provider socket may stay open (3600;
+        closed with 1001); ``None``: no limit.
+    :param ws_max_sockets: relayed provider sockets open at once (1000; 1013 beyond).
+    :param ws_max_sockets_per_client: relayed provider sockets open at once per
+        client identity, or IP without client auth (20; 1013 beyond).
+    :param ws_heartbeat_interval: seconds between ``heartbeat`` frames on ``{mount}/ws`` (30).
+    :param ws_max_connections: ``{mount}/ws`` sockets open at once (1000; 1013 beyond).
+    :param ws_connections_per_minute: new ``{mount}/ws`` sockets per client IP per
+        minute (5; 1013 beyond); ``None``: no limit.
     :param fetch_images: at the gateway, fetch http(s) image URLs for providers that
         take images only inline, by these rules (see :class:`ImageFetching`); by
         default such a URL is refused (400).
@@ -164,7 +212,9 @@ class ProxyApp:
         for adapter in adapters:
             if not isinstance(adapter, Provider):
                 raise TypeError(f"{adapter!r} does not implement ProviderAdapter.")
-            if adapter.name in RESERVED_NAMES:
+            if adapter.name in RESERVED_NAMES or (
+                adapter.name == _API and options.get("inference_api", False)
+            ):
                 raise ValueError(
                     f"The adapter name {adapter.name!r} is reserved for the proxy's own "
                     f"endpoints ({', '.join(sorted(RESERVED_NAMES))}); pass name= to rename it."
@@ -242,7 +292,48 @@ class ProxyApp:
             tokenizer=options.get("tokenizer", "auto"),
             images=self._images,
         )
+        self._inference = (
+            InferenceAPI(
+                self._gateway,
+                self.catalog,
+                guards=self._guards,
+                default_provider=options.get("default_provider"),
+                max_body_size=max_body_size,
+            )
+            if options.get("inference_api", False)
+            else None
+        )
+        frame_limit = options.get("ws_max_frame_bytes", DEFAULT_MAX_FRAME_BYTES)
+        self._sockets = SocketRelay(
+            limits=SocketLimits(
+                max_frame_bytes=frame_limit,
+                idle_timeout=options.get("ws_idle_timeout", DEFAULT_IDLE_TIMEOUT),
+                max_lifetime=options.get("ws_max_lifetime", DEFAULT_MAX_LIFETIME),
+                max_sockets=options.get("ws_max_sockets", DEFAULT_MAX_SOCKETS),
+                max_sockets_per_client=options.get(
+                    "ws_max_sockets_per_client", DEFAULT_MAX_SOCKETS_PER_CLIENT
+                ),
+            ),
+            guards=self._guards,
+            forwarder=self._forwarder,
+            emit=self._emit,
+        )
+        self._inference_socket = InferenceSocket(
+            self._gateway,
+            InferenceSocketOptions(
+                heartbeat_interval=options.get("ws_heartbeat_interval", DEFAULT_HEARTBEAT_INTERVAL),
+                max_connections=options.get("ws_max_connections", DEFAULT_MAX_CONNECTIONS),
+                connections_per_minute=options.get(
+                    "ws_connections_per_minute", DEFAULT_CONNECTIONS_PER_MINUTE
+                ),
+                max_frame_bytes=frame_limit,
+            ),
+            guards=self._guards,
+            store=self.store,
+            finish=self._finish,
+        )
         cors = options.get("cors")
+        self._cors = cors
         self._entry: ASGIApp = (
             self._dispatch if cors is None else CORSMiddleware(self._dispatch, cors)
         )
@@ -381,19 +472,30 @@ class ProxyApp:
                 return
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Refuse the handshake with 426 (WebSockets are not relayed), in the route's format.
+        """``{mount}/ws``, or a provider socket relayed (see :mod:`._websocket`); any
+        other is refused with 426 in the route's format.
 
         Servers without the ``websocket.http.response`` extension can only close,
         which they answer with 403.
         """
         if (await receive())["type"] != "websocket.connect":
             return  # gone before the handshake reached the app
-        arrival = Arrival(request_id_from(scope["headers"]), "GET")
         try:
             target = self._route(scope)
         except ProxyError:
             target = _Target(None, "", b"", "")
-        error = _websocket_refused()
+        error: ProxyError = _websocket_refused()
+        if not self._origin_allowed(scope):
+            error = Forbidden(
+                "This page's origin may not open sockets to the proxy (see its cors= option)."
+            )
+        elif target.name == "ws" and target.rest in (b"", b"/"):
+            await self._inference_socket.handle(scope, receive, send)
+            return
+        elif target.adapter is not None and self._sockets.relays(target.adapter, target.rest):
+            await self._sockets.handle(scope, receive, send, target.adapter, target.rest)
+            return
+        arrival = Arrival(request_id_from(scope["headers"]), "GET")
         if _WS_HTTP_RESPONSE in (scope.get("extensions") or {}):
             dialect = self._dialect(target)
             size = await send_error(
@@ -405,6 +507,14 @@ class ProxyApp:
             # what the server answers a close before accepting
             outcome = Outcome(403, error_kind=error.kind)
         self._finish(arrival, Report(outcome, target.provider, target.path))
+
+    def _origin_allowed(self, scope: Scope) -> bool:
+        """Browsers apply no CORS to sockets: with ``cors=``, a page of another origin
+        may not open one (a cross-site page would otherwise use its visitor's cookies)."""
+        origin = header_value(scope["headers"], b"origin")
+        if self._cors is None or origin is None:
+            return True
+        return self._cors.origin_allowed(origin.decode("latin-1"))
 
     def _route(self, scope: Scope) -> _Target:
         """The adapter the path names (if any), and the path for the event and errors.
@@ -447,7 +557,11 @@ class ProxyApp:
                 in_path = None
                 if gateway is None and target.adapter is None:
                     in_path = gateway_in_path(target.path, scope.get("query_string", b""))
-                if gateway is not None:
+                if target.name == _API and self._inference is not None:
+                    report = await self._inference.handle(
+                        scope, receive, send, target.rest.decode("ascii", "replace"), arrival
+                    )
+                elif gateway is not None:
                     client, operation = gateway
                     report = await self._gateway.handle(
                         scope, receive, send, client, operation, arrival
@@ -498,6 +612,13 @@ class ProxyApp:
             if metrics is not None:
                 metrics.track_end(target.name)
 
+    def _emit(self, event: ProxyEvent) -> None:
+        """Count a WebSocket's event (a socket's, or a turn's on it) and hand it to the sinks."""
+        if event.websocket == "connection":
+            self._by_status[event.status] += 1
+        if self._dispatcher.sinks and (self._other_sinks or self._events_wanted()):
+            self._dispatcher.emit(event)
+
     def _finish(self, arrival: Arrival, report: Report) -> None:
         """Count the answer and hand its event to the sinks."""
         self._by_status[report.outcome.status] += 1
@@ -516,6 +637,9 @@ class ProxyApp:
             # The catalog asks providers with their keys, and status pages name
             # the setup: the same clients as the providers' routes, not anyone.
             identity = await self._guards.identify(scope)
+        limits: Mapping[str, str] = {}
+        if self._guards is not None and name in _GUARDED_ENDPOINTS:
+            limits = await self._guards.limit_endpoint(scope, identity)
         content_type = _JSON
         if name == "v1" and rest.startswith(b"/models"):
             content = dumps(
@@ -547,7 +671,7 @@ class ProxyApp:
             mounted = ", ".join(self._adapters) or "none"
             what = f"No provider named {name!r}" if name else "No provider in the path"
             raise ProviderNotFound(f"{what}; the mounted providers are: {mounted}.")
-        head = content_head(content_type, len(content), arrival.request_id)
+        head = content_head(content_type, len(content), arrival.request_id) + as_raw(dict(limits))
         await send_whole(send, 200, head, content)
         outcome = Outcome(200, response_bytes=len(content))
         return Report(outcome, None, target.path, identity=identity)
@@ -578,7 +702,17 @@ class ProxyApp:
     def _health(self) -> dict[str, Any]:
         providers = self._providers()
         status = "ok" if any(p["enabled"] for p in providers.values()) else "unconfigured"
-        return {"status": status, "providers": providers}
+        return {"status": status, "providers": providers, **self._alive()}
+
+    def _alive(self) -> dict[str, Any]:
+        """When ``/health`` answered, for how long the app has run, which version."""
+        now = time.time()
+        moment = datetime.datetime.fromtimestamp(now, datetime.timezone.utc)
+        return {
+            "timestamp": moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "uptime": round(now - self._started, 3),
+            "version": __version__,
+        }
 
     async def _health_for(self, scope: Scope) -> tuple[dict[str, Any], str | None]:
         """``/health``: open to all, but the setup (base URLs, checks) only to known clients."""

@@ -51,7 +51,18 @@ def _record(model: ModelInfo) -> dict[str, Any]:
         "context_length": model.context_length,
         "pricing": dict(model.pricing) if model.pricing is not None else None,
         "created": created if isinstance(created, int) else 0,
+        **_details(model.raw),
     }
+
+
+#: What a provider may say about a model beyond its name, size and price, kept
+#: for the clients that read them (the ``/api/v1/models`` endpoints).
+DETAILS = ("description", "supported_parameters", "is_moderated", "max_completion_tokens")
+
+
+def _details(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The :data:`DETAILS` the adapter's model record gives."""
+    return {name: raw[name] for name in DETAILS if raw.get(name) is not None}
 
 
 class ModelCatalog:
@@ -180,6 +191,7 @@ class ModelCatalog:
                         "name": model["display_name"],
                         "context_length": model["context_length"],
                         "pricing": model["pricing"],
+                        **{k: model[k] for k in DETAILS if k in model},
                     }
                 )
         return data, failed

@@ -11,6 +11,7 @@ from __future__ import annotations
 import calendar
 import datetime
 import enum
+import fnmatch
 import hashlib
 import hmac
 import inspect
@@ -21,6 +22,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
+from urllib.parse import unquote
 
 import anyio
 
@@ -33,7 +35,7 @@ from .._exceptions import (
     TooManyConcurrent,
 )
 from ..dialects import CREDENTIAL_HEADERS, KEY_PARAMS
-from ..policy import param_value
+from ..policy import param_value, path_below_mount
 from ..state import RateResult, Store, one_deadline
 from ..types import Scope
 
@@ -70,6 +72,9 @@ class RateLimit:
         limit is served, and the next ones wait until the debt is paid).
     :param per_provider: a separate budget per provider.
     :param per_model: a separate budget per model (the body is read to find it).
+    :param paths: only requests whose path below the mount matches one of these
+        patterns count (``fnmatch`` style: ``"/api/v1/inference*"``,
+        ``"/v1/*"``); by default every request does.
     """
 
     limit: int
@@ -79,8 +84,11 @@ class RateLimit:
     per_provider: bool = False
     per_model: bool = False
     name: str | None = None
+    paths: Sequence[str] = ()
 
     def __post_init__(self) -> None:
+        given: object = self.paths  # one pattern is one, not its letters
+        object.__setattr__(self, "paths", (given,) if isinstance(given, str) else tuple(self.paths))
         if self.limit < 1 or self.window <= 0:
             raise ValueError("A RateLimit needs limit >= 1 and a window > 0 seconds.")
         if self.unit not in ("requests", "bytes", "tokens"):
@@ -89,7 +97,15 @@ class RateLimit:
     @property
     def label(self) -> str:
         key = self.key if isinstance(self.key, str) else "custom"
-        return self.name or f"{self.limit} {self.unit}/{self.window:g}s per {key}"
+        where = f" on {','.join(self.paths)}" if self.paths else ""
+        return self.name or f"{self.limit} {self.unit}/{self.window:g}s per {key}{where}"
+
+    def covers(self, scope: Scope) -> bool:
+        """Whether a request to ``scope``'s path counts against this limit."""
+        if not self.paths:
+            return True
+        path = unquote(path_below_mount(scope).decode("latin-1"))
+        return any(fnmatch.fnmatchcase(path, pattern) for pattern in self.paths)
 
 
 @dataclass(frozen=True)
@@ -217,6 +233,8 @@ class Guards:
 
     :param client_keys: keys clients must send (a list, or a mapping of key to
         identity name); only their SHA-256 hashes are kept, compared in constant time.
+    :param client_key_hashes: keys as their SHA-256 hex digests, to identity names
+        (for a key file that holds no key); with ``client_keys`` both are accepted.
     :param authenticate: instead of keys, a sync or async function of the ASGI
         scope returning the client's identity or ``None``, to reuse the host's auth.
     :param rate_limits: any number of :class:`RateLimit` rules.
@@ -232,6 +250,7 @@ class Guards:
         self,
         *,
         client_keys: Iterable[str] | Mapping[str, str] | None = None,
+        client_key_hashes: Mapping[str, str] | None = None,
         authenticate: Authenticate | None = None,
         rate_limits: Sequence[RateLimit] = (),
         quotas: Sequence[Quota] = (),
@@ -241,18 +260,12 @@ class Guards:
         store: Store | None = None,
         now: Callable[[], datetime.datetime] | None = None,
     ) -> None:
-        if client_keys is not None and authenticate is not None:
+        keyed = client_keys is not None or client_key_hashes is not None
+        if keyed and authenticate is not None:
             raise ValueError("Pass client_keys or authenticate, not both.")
         self._keys: list[tuple[bytes, str]] | None = None
-        if client_keys is not None:
-            named = (
-                dict(client_keys)
-                if isinstance(client_keys, Mapping)
-                else {key: f"client-{i + 1}" for i, key in enumerate(client_keys)}
-            )
-            if not named or any(not key for key in named):
-                raise ValueError("client_keys must be non-empty strings.")
-            self._keys = [(_hash(key), identity) for key, identity in named.items()]
+        if keyed:
+            self.set_client_keys(client_keys, client_key_hashes)
         self._authenticate = authenticate
         self.rate_limits = tuple(rate_limits)
         self.quotas = tuple(quotas)
@@ -267,6 +280,32 @@ class Guards:
         return (
             f"Guards(auth={auth}, rate_limits={len(self.rate_limits)}, quotas={len(self.quotas)})"
         )
+
+    def set_client_keys(
+        self,
+        client_keys: Iterable[str] | Mapping[str, str] | None = None,
+        client_key_hashes: Mapping[str, str] | None = None,
+    ) -> None:
+        """Replace the client keys (a rotated key file); requests after this use the new ones."""
+        named = (
+            dict(client_keys)
+            if isinstance(client_keys, Mapping)
+            else {key: f"client-{i + 1}" for i, key in enumerate(client_keys or ())}
+        )
+        if any(not key for key in named):
+            raise ValueError("client_keys must be non-empty strings.")
+        keys = [(_hash(key), identity) for key, identity in named.items()]
+        for digest, identity in (client_key_hashes or {}).items():
+            try:
+                raw = bytes.fromhex(digest)
+            except ValueError:
+                raw = b""
+            if len(raw) != hashlib.sha256().digest_size:
+                raise ValueError(f"client_key_hashes: {identity!r} has no SHA-256 hex digest.")
+            keys.append((raw, identity))
+        if not keys:
+            raise ValueError("client_keys must be non-empty strings.")
+        self._keys = keys
 
     def bind(self, store: Store) -> None:
         """Use ``store`` unless one was given (the app passes its own)."""
@@ -313,14 +352,34 @@ class Guards:
             await self._hold_slots(identity, admission)
         return admission
 
+    async def limit_endpoint(self, scope: Scope, identity: str | None) -> Mapping[str, str]:
+        """Count a request to one of the proxy's own endpoints against the rate limits
+        whose ``paths`` name it; raises the 429, or returns the limit headers.
+
+        Rules without ``paths`` count provider requests only, as before.
+        """
+        admission = Admission(identity, {}, self, scope)
+        with one_deadline():
+            await self._check_rates(scope, admission, 0, scoped_only=True)
+        return admission.headers
+
     async def _check_rates(
-        self, scope: Scope, admission: Admission, request_bytes: int | None
+        self,
+        scope: Scope,
+        admission: Admission,
+        request_bytes: int | None,
+        *,
+        scoped_only: bool = False,
     ) -> None:
         """Take the request's cost from every rule; the tightest sets the limit headers."""
         store = self._store()
         identity, provider, model = admission.identity, admission._provider, admission._model
         tightest: RateResult | None = None
         for rule in self.rate_limits:
+            if not rule.covers(scope) or (scoped_only and not rule.paths):
+                continue
+            if scoped_only and rule.unit != "requests":
+                continue
             key = self._rule_key(rule, scope, identity, provider, model)
             if rule.unit == "tokens":
                 # Only a check: the call's tokens are charged when it is done, so a
@@ -453,6 +512,8 @@ class Guards:
         tokens = usage.total_tokens if usage is not None else 0
         scope, identity = admission._scope, admission.identity
         for rule in self.rate_limits:
+            if not rule.covers(scope):
+                continue
             key = self._rule_key(rule, scope, identity, admission._provider, admission._model)
             if rule.unit == "tokens" and tokens:
                 await store.rate(key, tokens, rule.limit, rule.window, force=True)

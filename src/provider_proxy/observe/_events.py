@@ -51,6 +51,12 @@ class ProxyEvent:
     client_dialect: str | None = None
     #: Whether the gateway translated the request and its answer between formats.
     translated: bool = False
+    #: On a WebSocket: ``"connection"`` for the socket's own event at its end,
+    #: ``"turn"`` for one billed turn on it (``response.create`` to ``response.done``).
+    websocket: str | None = None
+    #: On a socket's connection event: the frames relayed (both ways), and the close code.
+    frames: int = 0
+    close_code: int | None = None
 
 
 #: Receives each event after its response is done; may be a coroutine function.

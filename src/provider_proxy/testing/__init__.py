@@ -4,15 +4,20 @@
 Gemini, records every request, and streams, fails, stalls or aborts as asked
 (see :mod:`provider_proxy.testing`'s guide in the docs). Point an adapter's
 ``base_url`` at it, in process (``transport=httpx.ASGITransport(fake)``) or on a
-loopback server.
+loopback server. :class:`FakeSocketUpstream` is its WebSocket counterpart: the
+Realtime and Responses sockets and Gemini Live.
 """
 
 from ._fake import FakeAbort, FakeUpstream, RecordedRequest
 from ._fake_qwen import FakeQwenChat
+from ._fake_ws import FakeCrash, FakeSocketUpstream, RecordedSocket
 
 __all__ = [
     "FakeAbort",
+    "FakeCrash",
     "FakeQwenChat",
+    "FakeSocketUpstream",
     "FakeUpstream",
     "RecordedRequest",
+    "RecordedSocket",
 ]
