@@ -62,7 +62,7 @@ DROPPED_HEADER = b"x-proxy-dropped-fields"
 #: The header of a ``count_tokens`` answer the proxy estimated, naming the tokenizer.
 ESTIMATE_HEADER = b"x-proxy-token-estimate"
 
-#: Where a format's path names the model (``/v1beta/models/{model}:generateContent``).
+#: Where an operation's path names the model, for formats that put it there (not the body).
 _MODEL_IN_PATH = "{model}"
 
 #: Headers of the provider's answer that describe its body, set anew for a translated one.
