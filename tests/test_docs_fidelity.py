@@ -365,6 +365,19 @@ NESTED_DROPS: list[tuple[str, dict[str, Any]]] = [
             ],
         },
     ),
+    (
+        GEMINI,
+        {
+            **BASE_BODIES[GEMINI],
+            "tools": [
+                {
+                    "functionDeclarations": [
+                        {"name": "weather", "responseJsonSchema": {"type": "string"}}
+                    ]
+                }
+            ],
+        },
+    ),
 ]
 
 

@@ -554,3 +554,29 @@ def test_count_tokens_is_refused_in_googles_format(google: genai.Client) -> None
         google.models.count_tokens(model=GPT, contents="Hi.")
     assert raised.value.code == 400
     assert "countTokens" in (raised.value.message or "")
+
+
+def test_automatic_function_calling_runs_the_python_function(
+    google: genai.Client, fake: FakeUpstream
+) -> None:
+    """google-genai's default with a Python tool: it calls, runs it, and sends the result back."""
+    ran: list[str] = []
+
+    def weather(city: str) -> str:
+        """The weather in a city."""
+        ran.append(city)
+        return f"sunny in {city}"
+
+    config = types.GenerateContentConfig(
+        tools=[weather],
+        automatic_function_calling=types.AutomaticFunctionCallingConfig(maximum_remote_calls=2),
+        http_options=types.HttpOptions(headers={"x-fake-tools": "weather"}),
+    )
+    google.models.generate_content(model=GPT, contents="Weather in Paris?", config=config)
+    assert ran
+    assert ran[0] == "fake-city"
+    sent = _sent(fake)["messages"]
+    tool_turns = [m for m in sent if m["role"] == "tool"]
+    assert tool_turns
+    assert tool_turns[0]["content"] == "sunny in fake-city"  # the SDK's {"result": ...}
+    assert tool_turns[0]["tool_call_id"] == sent[1]["tool_calls"][0]["id"]

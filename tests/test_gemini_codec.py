@@ -1199,3 +1199,20 @@ def test_a_clients_signature_is_read_as_the_bytes_it_stands_for(sent: str, kept:
     parts = [{"text": "Plan.", "thought": True, "thoughtSignature": sent}]
     request = decode(contents=[HELLO, {"role": "model", "parts": parts}, HELLO])
     assert request.messages[1].parts == (Reasoning("Plan.", kept),)
+
+
+def test_a_return_schema_is_dropped_and_named() -> None:
+    tools = [
+        {
+            "functionDeclarations": [
+                {
+                    "name": "weather",
+                    "parametersJsonSchema": WEATHER_SCHEMA,
+                    "responseJsonSchema": {"type": "string"},
+                }
+            ]
+        }
+    ]
+    request, dropped = CODEC.decode_request(body(tools=tools))
+    assert dropped == ("functionDeclarations.response",)
+    assert request.tools == (Tool("weather", None, WEATHER_SCHEMA),)

@@ -258,7 +258,7 @@ def decode_request(body: Any) -> tuple[Request, tuple[str, ...]]:
         model=model,
         messages=_decode_contents(u.arr(body.get("contents"), "contents")),
         system=_decode_system(body.get("systemInstruction")),
-        tools=_decode_tools(body.get("tools")),
+        tools=_decode_tools(body.get("tools"), dropped),
         tool_choice=choice,
         max_tokens=u.opt_int(config.get("maxOutputTokens"), "generationConfig.maxOutputTokens"),
         temperature=u.opt_float(config.get("temperature"), "generationConfig.temperature"),
@@ -313,7 +313,12 @@ def _decode_tool_config(value: Any) -> ToolChoice | None:
     return ToolChoice(kinds[mode])  # type: ignore[arg-type]
 
 
-def _decode_tools(value: Any) -> tuple[Tool, ...]:
+#: A function declaration's return schema: the other formats have no place for it, and
+#: it does not change the call the model makes.
+RESPONSE_SCHEMA = "functionDeclarations.response"
+
+
+def _decode_tools(value: Any, dropped: list[str]) -> tuple[Tool, ...]:
     tools: list[Tool] = []
     for i, item in enumerate(u.arr(value or [], "tools")):
         raw = camel(u.obj(item, f"tools[{i}]"))
@@ -325,8 +330,19 @@ def _decode_tools(value: Any) -> tuple[Tool, ...]:
             where = f"tools[{i}].functionDeclarations[{j}]"
             fn = camel(u.obj(declaration, where))
             u.only(
-                fn, ("name", "description", "parameters", "parametersJsonSchema", "response"), where
+                fn,
+                (
+                    "name",
+                    "description",
+                    "parameters",
+                    "parametersJsonSchema",
+                    "response",
+                    "responseJsonSchema",
+                ),
+                where,
             )
+            if fn.get("response") is not None or fn.get("responseJsonSchema") is not None:
+                dropped.append(RESPONSE_SCHEMA)
             schema = fn.get("parametersJsonSchema")
             if schema is None and fn.get("parameters") is not None:
                 schema = to_json_schema(u.obj(fn["parameters"], f"{where}.parameters"))
