@@ -1216,3 +1216,19 @@ def test_a_return_schema_is_dropped_and_named() -> None:
     request, dropped = CODEC.decode_request(body(tools=tools))
     assert dropped == ("functionDeclarations.response",)
     assert request.tools == (Tool("weather", None, WEATHER_SCHEMA),)
+
+
+def test_usage_after_the_finish_is_read_and_content_is_not() -> None:
+    decoder = CODEC.stream_decoder()
+    decoder.feed(
+        "", {"candidates": [{"content": {"parts": [{"text": "Hi"}]}, "finishReason": "STOP"}]}
+    )
+    late = decoder.feed(
+        "",
+        {
+            "candidates": [{"content": {"parts": [{"text": "more"}]}}],
+            "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 1},
+        },
+    )
+    assert late == [UsageReport(Usage(input_tokens=3, output_tokens=1))]
+    assert decoder.end() == []

@@ -84,6 +84,10 @@ class StreamDecoder:
 
     def _chunk(self, data: dict[str, Any]) -> list[StreamEvent]:
         out: list[StreamEvent] = []
+        if self._finished:  # after the finish reason only the usage may still change
+            if isinstance(data.get("usageMetadata"), dict):
+                out.append(UsageReport(codec.decode_usage(data["usageMetadata"])))
+            return out
         response_id = str(data.get("responseId", ""))
         if not self._started:
             self._started = True
@@ -97,7 +101,7 @@ class StreamDecoder:
         if not candidates and (data.get("promptFeedback") or {}).get("blockReason"):
             reason = "SAFETY"
         if reason is not None:
-            self._finished = self._done = True
+            self._finished = True
             out.append(Finish(codec.finish_reason(reason, self._calls > 0)))
         if isinstance(data.get("usageMetadata"), dict):
             out.append(UsageReport(codec.decode_usage(data["usageMetadata"])))
