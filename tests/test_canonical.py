@@ -83,9 +83,14 @@ def test_the_gateway_codecs_are_on_their_dialects() -> None:
     assert isinstance(OpenAIChat.codec, OpenAIChat.codec.__class__)
     assert OpenAIChat().codec is OpenAIChat.codec is not None
     assert AnthropicMessages.codec is not None
-    assert OpenAIResponses.codec is None  # not Chat's: another format
+    assert OpenAIResponses.codec is not None
+    assert OpenAIResponses.codec is not OpenAIChat.codec  # its own: another format
     assert Gemini.codec is None
-    assert {d.name for d in BUILTIN if d.codec is not None} == {"openai-chat", "anthropic-messages"}
+    assert {d.name for d in BUILTIN if d.codec is not None} >= {
+        "openai-chat",
+        "anthropic-messages",
+        "openai-responses",
+    }
 
 
 @pytest.mark.parametrize("dialect", [OpenAIChat, AnthropicMessages])

@@ -13,7 +13,7 @@ from ._token_estimate import Tokenizer, estimate_input_tokens, offline_tokenizer
 from .anthropic_messages import AnthropicMessages, AnthropicMessagesCodec
 from .gemini import Gemini
 from .openai_chat import OpenAIChat, OpenAIChatCodec
-from .openai_responses import OpenAIResponses
+from .openai_responses import OpenAIResponses, OpenAIResponsesCodec
 
 #: The built-in dialects, one instance each.
 BUILTIN: tuple[Dialect, ...] = (OpenAIChat(), OpenAIResponses(), AnthropicMessages(), Gemini())
@@ -23,7 +23,22 @@ GATEWAY: Mapping[str, tuple[Dialect, str]] = {
     "/v1/chat/completions": (OpenAIChat(), "generate"),
     "/v1/messages": (AnthropicMessages(), "generate"),
     "/v1/messages/count_tokens": (AnthropicMessages(), "count_tokens"),
+    "/v1/responses": (OpenAIResponses(), "generate"),
 }
+
+#: Below the mount, where the gateway's kept answers are fetched and deleted
+#: (``{prefix}{id}``), and the format their clients speak.
+STORED_ANSWERS: Mapping[str, Dialect] = {"/v1/responses/": OpenAIResponses()}
+
+
+def stored_answer(path: str) -> tuple[Dialect, str] | None:
+    """The format and the id of a kept answer's path below the mount
+    (``/v1/responses/{id}``), or ``None`` when the path is not one."""
+    for prefix, dialect in STORED_ANSWERS.items():
+        if path.startswith(prefix):
+            return dialect, path[len(prefix) :]
+    return None
+
 
 #: The format of the proxy's own endpoints (``/v1/models``) and of unknown routes.
 DEFAULT: Dialect = OpenAIChat()
@@ -74,6 +89,7 @@ __all__ = [
     "KEY_PARAMS",
     "KEY_SUBPROTOCOLS",
     "PRIVATE_HEADERS",
+    "STORED_ANSWERS",
     "AnthropicMessages",
     "AnthropicMessagesCodec",
     "BaseDialect",
@@ -82,8 +98,10 @@ __all__ = [
     "OpenAIChat",
     "OpenAIChatCodec",
     "OpenAIResponses",
+    "OpenAIResponsesCodec",
     "Tokenizer",
     "canonical",
     "estimate_input_tokens",
     "offline_tokenizer",
+    "stored_answer",
 ]

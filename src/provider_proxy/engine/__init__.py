@@ -4,6 +4,7 @@ from ._app import DEFAULT_MAX_BODY_SIZE, ProxyApp, ProxyOptions, make_asgi_app
 from ._cors import CORS, CORSMiddleware
 from ._mount import mount
 from ._ports import ProviderAtRoot
+from ._responses_state import StoredResponses
 from ._validation import CredentialsRejected, ValidationMode
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "ProviderAtRoot",
     "ProxyApp",
     "ProxyOptions",
+    "StoredResponses",
     "ValidationMode",
     "make_asgi_app",
     "mount",

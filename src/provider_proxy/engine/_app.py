@@ -39,7 +39,7 @@ from .._json import dumps
 from .._scrub import install_log_filter
 from ..adapters import Provider
 from ..dialects import DEFAULT as OWN_FORMAT
-from ..dialects import GATEWAY, Dialect, Tokenizer, client_dialect
+from ..dialects import GATEWAY, Dialect, Tokenizer, client_dialect, stored_answer
 from ..guards import Guards
 from ..observe import (
     EventDispatcher,
@@ -69,6 +69,7 @@ from ._gateway import Gateway
 from ._heads import as_raw, content_head, send_error, send_whole
 from ._inference_api import InferenceAPI
 from ._report import Arrival, Outcome, Report, event_of
+from ._responses_state import StoredResponses
 from ._validation import ValidationMode, validate_all
 from ._websocket import SocketRelay
 from ._ws_common import (
@@ -149,6 +150,7 @@ class ProxyOptions(TypedDict, total=False):
     cost_header: bool
     telemetry: OpenTelemetry | None
     dashboard: bool
+    stored_responses: StoredResponses | None
 
 
 class ProxyApp:
@@ -222,6 +224,9 @@ class ProxyApp:
         (:class:`~provider_proxy.observe.OpenTelemetry`; the ``otel`` extra).
     :param dashboard: serve ``GET {mount}/dashboard``, a page plotting ``/status``
         live; under guards, for ``Guards(admins=[...])`` only.
+    :param stored_responses: how the gateway keeps the conversations of stateful
+        clients (``store``, ``previous_response_id``) for providers without state:
+        time to live, size and per-client caps (in ``store``).
     """
 
     def __init__(self, adapters: Sequence[Provider], **options: Unpack[ProxyOptions]) -> None:
@@ -317,6 +322,7 @@ class ProxyApp:
             store=self.store,
             guards=self._guards,
             tokenizer=options.get("tokenizer", "auto"),
+            stored=options.get("stored_responses"),
         )
         self._inference = (
             InferenceAPI(
@@ -554,8 +560,13 @@ class ProxyApp:
         if name != "v1":
             return _Target(None, name, rest, path)
         # The gateway's endpoints speak their format; the rest of /v1 the client's.
-        gateway = GATEWAY.get(path)
-        client = client_dialect(scope["headers"]) if gateway is None else gateway[0]
+        gateway, stored = GATEWAY.get(path), stored_answer(path)
+        if gateway is not None:
+            client = gateway[0]
+        elif stored is not None:  # a kept answer: its format's
+            client = stored[0]
+        else:
+            client = client_dialect(scope["headers"])
         return _Target(None, name, rest, path, client)
 
     def _dialect(self, target: _Target) -> Dialect:
@@ -579,6 +590,7 @@ class ProxyApp:
                 if _asks_websocket(scope["headers"]):
                     raise _websocket_refused()
                 gateway = GATEWAY.get(target.path) if target.client is not None else None
+                stored = stored_answer(target.path) if target.client is not None else None
                 traced: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
                 telemetry = self._telemetry
                 if telemetry is not None and (gateway is not None or target.adapter is not None):
@@ -593,6 +605,10 @@ class ProxyApp:
                         client, operation = gateway
                         report = await self._gateway.handle(
                             scope, receive, send, client, operation, arrival
+                        )
+                    elif stored is not None:
+                        report = await self._gateway.handle_stored(
+                            scope, send, stored[0], target.path, stored[1], arrival
                         )
                     elif target.adapter is not None:
                         report = await self._forward(scope, receive, send, target, arrival)
