@@ -195,7 +195,7 @@ def test_usage_and_model_native_and_openai_compatible() -> None:
         },
         "modelVersion": "gemini-2.5-flash",
     }
-    assert native_routes.usage_of(native) == Usage(12, 8, 4)
+    assert native_routes.usage_of(native) == Usage(12, 8, 4, None, 3)
     assert native_routes.model_of(native) == "gemini-2.5-flash"
     compatible = {
         "model": "gemini-2.0-flash",

@@ -60,6 +60,7 @@ def _load_tables() -> ModuleType:
 tables = _load_tables()
 CODECS: dict[str, Codec] = tables.CODECS
 OPENAI, ANTHROPIC, GEMINI = "openai-chat", "anthropic-messages", "gemini"
+RESPONSES = "openai-responses"
 
 _DIRECTIVE = re.compile(r"^\.\. (fidelity-table|gateway-table):: *(.+?)\s*$", re.M)
 _ROLE = re.compile(r":gateway-value:`([^`]+)`")
@@ -164,6 +165,7 @@ def test_the_error_tables_cover_both_directions() -> None:
 BASE_BODIES: dict[str, dict[str, Any]] = {
     OPENAI: {"model": "m", "messages": [{"role": "user", "content": "Hi."}]},
     ANTHROPIC: {"model": "m", "max_tokens": 64, "messages": [{"role": "user", "content": "Hi."}]},
+    RESPONSES: {"model": "m", "input": "Hi."},
     GEMINI: {"model": "m", "contents": [{"role": "user", "parts": [{"text": "Hi."}]}]},
 }
 
@@ -244,6 +246,37 @@ REQUEST_VALUES: dict[str, dict[str, Any]] = {
         "speed": "fast",
         "cache_control": {"type": "ephemeral"},
     },
+    RESPONSES: {
+        "model": "claude-sonnet-4-5",
+        "input": [{"role": "user", "content": "Weather in Paris?"}],
+        "instructions": "Be brief.",
+        "max_output_tokens": 100,
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "stream": True,
+        "tools": [{"type": "function", "name": "weather", "parameters": TOOL_SCHEMA}],
+        "tool_choice": "required",
+        "parallel_tool_calls": False,
+        "reasoning": {"effort": "low", "summary": "auto"},
+        "text": {"format": {"type": "text"}},
+        "store": False,
+        "previous_response_id": "resp_1",
+        "include": ["reasoning.encrypted_content"],
+        "user": "user-1",
+        "safety_identifier": "user-1",
+        "stream_options": {"include_obfuscation": False},
+        "truncation": "auto",
+        "top_logprobs": 5,
+        "max_tool_calls": 3,
+        "background": True,
+        "conversation": "conv_1",
+        "prompt": {"id": "pmpt_1"},
+        "metadata": {"purpose": "test"},
+        "client_metadata": {"session_id": "s-1"},
+        "service_tier": "flex",
+        "prompt_cache_key": "tenant-1",
+        "prompt_cache_retention": "24h",
+    },
     GEMINI: {
         "model": "openai/gpt-4.1",
         "contents": [{"role": "user", "parts": [{"text": "Weather in Paris?"}]}],
@@ -289,6 +322,7 @@ REFUSED_DEFAULTS: dict[str, dict[str, Any]] = {
         "response_format": {"type": "text"},
     },
     ANTHROPIC: {},
+    RESPONSES: {"truncation": "disabled", "top_logprobs": 0, "background": False},
     GEMINI: {
         "generationConfig.candidateCount": 1,
         "generationConfig.presencePenalty": 0,
@@ -379,6 +413,40 @@ NESTED_DROPS: list[tuple[str, dict[str, Any]]] = [
         },
     ),
 ]
+
+
+NESTED_DROPS.append(
+    (
+        RESPONSES,
+        {
+            "model": "m",
+            "input": [
+                {
+                    "role": "user",
+                    "content": [{"type": "input_image", "image_url": "https://a", "detail": "low"}],
+                },
+                {"role": "assistant", "phase": "final_answer", "content": "Done."},
+            ],
+        },
+    )
+)
+NESTED_DROPS.append(
+    (
+        RESPONSES,
+        {
+            "model": "m",
+            "input": [
+                {
+                    "type": "message",
+                    "id": "msg_1",
+                    "status": "completed",
+                    "role": "user",
+                    "content": "Hi.",
+                }
+            ],
+        },
+    )
+)
 
 
 @pytest.mark.parametrize(("dialect", "body"), NESTED_DROPS)
@@ -480,6 +548,30 @@ ENCODE_CASES: dict[str, dict[str, tuple[Request, Check | None]]] = {
         "max_tokens": (
             _request(HELLO),
             lambda body: body["max_tokens"] == _anthropic_codec.DEFAULT_MAX_TOKENS,
+        ),
+    },
+    RESPONSES: {
+        "reasoning without signature": (
+            _request(HELLO, _assistant(Reasoning("Unsigned."), Text("Done.")), HELLO),
+            lambda body: "Unsigned." not in _text(body) and "Done." in _text(body),
+        ),
+        "cache_control": (
+            _request(_user(Text("Hi.", CacheControl())), system=(Text("Sys.", CacheControl()),)),
+            lambda body: "cache_control" not in _text(body),
+        ),
+        "tool_result.is_error": (
+            _request(HELLO, CALL, _user(ToolResult("call_1", (Text("Failed."),), is_error=True))),
+            lambda body: "is_error" not in _text(body) and "Failed." in _text(body),
+        ),
+        "stop": (_request(HELLO, stop=("END",)), None),
+        "document.text": (_request(_user(Document(text="Notes.", media_type="text/plain"))), None),
+        "reasoning.budget_tokens": (
+            _request(HELLO, reasoning=ReasoningConfig(budget_tokens=2000)),
+            lambda body: body["reasoning"]["effort"] == _effort_for(2000),
+        ),
+        "stream_usage": (
+            _request(HELLO, stream=True, stream_usage=True),
+            lambda body: body["stream"] is True and "stream_options" not in body,
         ),
     },
 }

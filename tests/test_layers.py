@@ -34,10 +34,11 @@ ALLOWED: dict[str, set[str]] = {
     "state": set(),
     "transports": set(),
     "testing": set(),
-    "observe": {"policy"},
+    "spend": set(),
+    "observe": {"policy", "spend"},
     "dialects": {"policy"},
     "transforms": {"policy", "dialects"},
-    "guards": {"policy", "state", "dialects"},
+    "guards": {"policy", "state", "dialects", "spend"},
     "adapters": {"policy", "dialects", "transforms"},
     "engine": {
         "policy",
@@ -48,6 +49,7 @@ ALLOWED: dict[str, set[str]] = {
         "transforms",
         "guards",
         "adapters",
+        "spend",
     },
     "config": {
         "policy",
@@ -64,10 +66,10 @@ ALLOWED: dict[str, set[str]] = {
 
 #: Modules that do I/O or schedule work: the pure layers import none of them.
 IO_MODULES = {"asyncio", "anyio", "socket", "aiohttp", "redis", "uvicorn", "ssl", "select"}
-PURE_LAYERS = {"policy", "dialects"}
+PURE_LAYERS = {"policy", "dialects", "spend"}
 
 #: Layers that must not know any provider or API format by name.
-NEUTRAL_LAYERS = {"engine", "policy", "state", "transports", "observe", "guards"}
+NEUTRAL_LAYERS = {"engine", "policy", "state", "transports", "observe", "guards", "spend"}
 PROVIDER_NAMES = re.compile(
     r"openai|anthropic|gemini|google|azure|copilot|github|openrouter|ollama|vllm|dashscope|qwen"
     r"|claude|x-goog|x-api-key|api-key",

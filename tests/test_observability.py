@@ -88,7 +88,8 @@ def test_streamed_events_without_usage_or_model_are_not_parsed(
     make_proxy: Callable[..., ProxyApp], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # With the built-in readers, once the model is known only events naming usage
-    # are parsed: 1 (model) + 1 (usage) of the 22 JSON events, not all of them.
+    # or why the answer ended are parsed: 1 (model) + 1 (finish) + 1 (usage) of
+    # the 22 JSON events, not all of them.
     parsed: list[str] = []
     real_loads = _usage_tap.loads
 
@@ -110,7 +111,8 @@ def test_streamed_events_without_usage_or_model_are_not_parsed(
     assert response.status_code == 200
     assert response.text.count("data: {") == 22  # a final chunk with finish_reason
     assert sink.events[0].usage == Usage(10, 20, None, None)
-    assert len(parsed) == 2, parsed
+    assert len(parsed) == 3, parsed
+    assert '"finish_reason":"stop"' in parsed[1]
     assert '"usage"' in parsed[-1]
 
 

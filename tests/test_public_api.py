@@ -16,6 +16,7 @@ LAYERS = (
     "guards",
     "observe",
     "policy",
+    "spend",
     "state",
     "testing",
     "transforms",

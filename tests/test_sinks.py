@@ -216,6 +216,7 @@ def test_json_log_line_has_every_field_flat(caplog: pytest.LogCaptureFixture) ->
         "output_tokens": 20,
         "cache_read_tokens": 1024,
         "cache_write_tokens": 0,
+        "reasoning_tokens": None,
         "total_tokens": 1220,
         "dialect": None,
         "client_dialect": None,
@@ -223,6 +224,9 @@ def test_json_log_line_has_every_field_flat(caplog: pytest.LogCaptureFixture) ->
         "websocket": None,
         "frames": 0,
         "close_code": None,
+        "cost_usd": None,
+        "cost": None,
+        "cost_unknown": None,
     }
     # Every event field is there (usage flattened), so a new field cannot be forgotten.
     names = {f.name for f in dataclasses.fields(ProxyEvent)} - {"usage"}
@@ -289,6 +293,10 @@ def test_ndjson_lines_schema_and_append_mode(tmp_path: Path) -> None:
             "output_tokens": 20,
             "cache_read_tokens": 1024,
             "cache_write_tokens": 0,
+            "reasoning_tokens": None,
+            "cost_usd": None,
+            "cost": None,
+            "cost_unknown": None,
         },
         {
             **records[0],

@@ -365,19 +365,23 @@ _A = (ANTHROPIC.usage_of, ANTHROPIC.model_of)
 _G = (GEMINI_API.usage_of, GEMINI_API.model_of)
 
 CASES = {
-    "openai-chat": Case(*_O, JSON, OPENAI_CHAT, Usage(1200, 20, 1024), "gpt-4o-2024-08-06"),
+    "openai-chat": Case(
+        *_O, JSON, OPENAI_CHAT, Usage(1200, 20, 1024, None, 0), "gpt-4o-2024-08-06"
+    ),
     "openai-chat-stream": Case(
-        *_O, SSE, OPENAI_CHAT_STREAM, Usage(50, 7, 0), "gpt-4o-mini-2024-07-18"
+        *_O, SSE, OPENAI_CHAT_STREAM, Usage(50, 7, 0, None, 0), "gpt-4o-mini-2024-07-18"
     ),
     "openai-completion": Case(*_O, JSON, OPENAI_COMPLETION, Usage(5, 9), "gpt-3.5-turbo-instruct"),
     "openai-embedding": Case(*_O, JSON, OPENAI_EMBEDDING, Usage(8, 0), "text-embedding-3-small"),
     "deepseek-chat": Case(*_O, JSON, DEEPSEEK_CHAT, Usage(16, 10, 12), "deepseek-chat"),
-    "openai-responses": Case(*_R, JSON, RESPONSES, Usage(300, 40, 256), "gpt-4.1-2025-04-14"),
+    "openai-responses": Case(
+        *_R, JSON, RESPONSES, Usage(300, 40, 256, None, 12), "gpt-4.1-2025-04-14"
+    ),
     "openai-responses-stream": Case(
-        *_R, SSE, RESPONSES_STREAM, Usage(12, 30, 0), "o4-mini-2025-04-16"
+        *_R, SSE, RESPONSES_STREAM, Usage(12, 30, 0, None, 18), "o4-mini-2025-04-16"
     ),
     "openai-responses-incomplete": Case(
-        *_R, SSE, RESPONSES_INCOMPLETE_STREAM, Usage(12, 16, 0), "o4-mini-2025-04-16"
+        *_R, SSE, RESPONSES_INCOMPLETE_STREAM, Usage(12, 16, 0, None, 18), "o4-mini-2025-04-16"
     ),
     "anthropic": Case(
         *_A, JSON, ANTHROPIC_MESSAGE, Usage(2020, 12, 0, 2000), "claude-sonnet-4-5-20250929"
@@ -395,7 +399,7 @@ CASES = {
     "anthropic-stream-partial": Case(
         *_A, SSE, ANTHROPIC_STREAM_PARTIAL, Usage(1825, 15, 1800, 0), "claude-haiku-4-5-20251001"
     ),
-    "gemini": Case(*_G, JSON, GEMINI, Usage(4000, 150, 3500), "gemini-2.5-flash"),
+    "gemini": Case(*_G, JSON, GEMINI, Usage(4000, 150, 3500, None, 100), "gemini-2.5-flash"),
     "gemini-stream": Case(*_G, SSE, GEMINI_STREAM, Usage(1033, 3, 1024), "gemini-2.0-flash"),
     "gemini-array": Case(*_G, JSON, GEMINI_ARRAY, Usage(1033, 3, 1024), "gemini-2.0-flash"),
 }
@@ -543,7 +547,7 @@ def test_gemini_tool_prompts_count_as_input_and_thoughts_as_output() -> None:
             }
         }
     )
-    assert usage == Usage(140, 15, None, None)
+    assert usage == Usage(140, 15, None, None, 5)
     assert usage.total_tokens == 155
     # A first chunk with the prompt only: output not known yet.
     assert gemini_usage({"usageMetadata": {"promptTokenCount": 9}}) == Usage(9, None)

@@ -51,12 +51,21 @@ from .engine import (
     ImageFetching,
     ProxyApp,
     ProxyOptions,
+    StoredResponses,
     ValidationMode,
     make_asgi_app,
     mount,
 )
-from .guards import Admission, Guards, Quota, RateLimit
-from .observe import EventSink, JsonLogSink, NdjsonUsageSink, PrometheusMetrics, ProxyEvent
+from .guards import Admission, Budget, BudgetExceeded, Guards, ModelNotPriced, Quota, RateLimit
+from .observe import (
+    EventSink,
+    JsonLogSink,
+    NdjsonUsageSink,
+    OpenTelemetry,
+    PrometheusMetrics,
+    ProxyEvent,
+)
+from .spend import Cost, Price, Pricing
 from .state import MemoryStore, RateResult, RedisStore, SessionStore, Store
 from .transports import DEFAULT_LIMITS, DEFAULT_TIMEOUT, default_transport
 
@@ -71,9 +80,12 @@ __all__ = [
     "BadRequest",
     "BodyTooLarge",
     "BodyTransform",
+    "Budget",
+    "BudgetExceeded",
     "CORSMiddleware",
     "ClientDisconnected",
     "ClientNotAuthorized",
+    "Cost",
     "CredentialCheck",
     "CredentialState",
     "CredentialsRejected",
@@ -89,10 +101,14 @@ __all__ = [
     "ModelInfo",
     "ModelLookup",
     "ModelNotAllowed",
+    "ModelNotPriced",
     "NdjsonUsageSink",
+    "OpenTelemetry",
     "Overloaded",
     "PathRefused",
     "PoolExhausted",
+    "Price",
+    "Pricing",
     "PrometheusMetrics",
     "Provider",
     "ProviderAdapter",
@@ -113,6 +129,7 @@ __all__ = [
     "SessionStore",
     "Store",
     "StoreUnavailable",
+    "StoredResponses",
     "TooManyConcurrent",
     "UpstreamStreamError",
     "UpstreamTimeout",

@@ -98,13 +98,15 @@ class Usage:
     ``input_tokens`` counts every prompt token, cached or not, so
     ``input_tokens + output_tokens`` is the total; ``cache_read_tokens`` and
     ``cache_write_tokens`` say how many of the input tokens were read from or
-    written to a prompt cache. ``None`` means the provider did not say.
+    written to a prompt cache; ``reasoning_tokens`` how many of the output
+    tokens were reasoning. ``None`` means the provider did not say.
     """
 
     input_tokens: int | None = None
     output_tokens: int | None = None
     cache_read_tokens: int | None = None
     cache_write_tokens: int | None = None
+    reasoning_tokens: int | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -122,6 +124,7 @@ class Usage:
             later.cache_write_tokens
             if later.cache_write_tokens is not None
             else self.cache_write_tokens,
+            later.reasoning_tokens if later.reasoning_tokens is not None else self.reasoning_tokens,
         )
 
 

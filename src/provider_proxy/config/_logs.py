@@ -87,4 +87,11 @@ def configure_logging(level: str, fmt: str, stream: TextIO | None = None) -> Non
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # A server configured earlier in the process (uvicorn's own logging config)
+    # keeps its records to itself: they go through the one handler too.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        server = logging.getLogger(name)
+        for old in list(server.handlers):
+            server.removeHandler(old)
+        server.propagate = True
     logging.captureWarnings(True)

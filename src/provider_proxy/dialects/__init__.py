@@ -15,7 +15,7 @@ from ._token_estimate import Tokenizer, estimate_input_tokens, offline_tokenizer
 from .anthropic_messages import AnthropicMessages, AnthropicMessagesCodec
 from .gemini import GATEWAY_METHODS, Gemini, GeminiCodec, gateway_call
 from .openai_chat import OpenAIChat, OpenAIChatCodec
-from .openai_responses import OpenAIResponses
+from .openai_responses import OpenAIResponses, OpenAIResponsesCodec
 
 #: The built-in dialects, one instance each.
 BUILTIN: tuple[Dialect, ...] = (OpenAIChat(), OpenAIResponses(), AnthropicMessages(), Gemini())
@@ -25,8 +25,23 @@ GATEWAY: Mapping[str, tuple[Dialect, str]] = {
     "/v1/chat/completions": (OpenAIChat(), "generate"),
     "/v1/messages": (AnthropicMessages(), "generate"),
     "/v1/messages/count_tokens": (AnthropicMessages(), "count_tokens"),
+    "/v1/responses": (OpenAIResponses(), "generate"),
     "/v1/embeddings": (OpenAIChat(), "embed"),
 }
+
+#: Below the mount, where the gateway's kept answers are fetched and deleted
+#: (``{prefix}{id}``), and the format their clients speak.
+STORED_ANSWERS: Mapping[str, Dialect] = {"/v1/responses/": OpenAIResponses()}
+
+
+def stored_answer(path: str) -> tuple[Dialect, str] | None:
+    """The format and the id of a kept answer's path below the mount
+    (``/v1/responses/{id}``), or ``None`` when the path is not one."""
+    for prefix, dialect in STORED_ANSWERS.items():
+        if path.startswith(prefix):
+            return dialect, path[len(prefix) :]
+    return None
+
 
 #: Embeddings between formats, by (client format, provider format): a client's
 #: ``/v1/embeddings`` on a provider that embeds in another format.
@@ -117,6 +132,7 @@ __all__ = [
     "KEY_PARAMS",
     "KEY_SUBPROTOCOLS",
     "PRIVATE_HEADERS",
+    "STORED_ANSWERS",
     "AnthropicMessages",
     "AnthropicMessagesCodec",
     "BaseDialect",
@@ -126,10 +142,12 @@ __all__ = [
     "OpenAIChat",
     "OpenAIChatCodec",
     "OpenAIResponses",
+    "OpenAIResponsesCodec",
     "PathCall",
     "Tokenizer",
     "canonical",
     "estimate_input_tokens",
     "gateway_in_path",
     "offline_tokenizer",
+    "stored_answer",
 ]

@@ -52,6 +52,10 @@ class Dialect(Protocol):
     #: take something from; an event containing neither is not parsed. ``None``:
     #: parse every event.
     usage_hints: ClassVar[tuple[str, str] | None]
+    #: A substring of every streamed event :meth:`finish_reasons_of` reads (with
+    #: ``usage_hints``: events with none of them are not parsed); ``None``: none.
+    #: Specific enough that the other events lack it (a key with a string value).
+    finish_hint: ClassVar[str | None]
     #: Translation to and from the canonical form, for the gateway; ``None``: none.
     codec: ClassVar[Codec | None]
     #: Where a provider serves each operation of this format (``"generate"``,
@@ -79,6 +83,14 @@ class Dialect(Protocol):
 
     def usage_of(self, payload: JSON) -> Usage | None:
         """Token usage in one response body or one streamed event, normalised."""
+        ...
+
+    def output_limit_of(self, body: JSON) -> int | None:
+        """The most output tokens a request body allows (its ``max_tokens``), if it says."""
+        ...
+
+    def finish_reasons_of(self, payload: JSON) -> tuple[str, ...]:
+        """Why the answer ended, as the provider says it, in one response body or event."""
         ...
 
     def error_body(self, error: ProxyError, request_id: str) -> bytes:
@@ -125,6 +137,7 @@ class BaseDialect:
     account_headers: ClassVar[frozenset[bytes]] = frozenset()
     client_headers: ClassVar[tuple[str, ...]] = ()
     usage_hints: ClassVar[tuple[str, str] | None] = None
+    finish_hint: ClassVar[str | None] = None
     #: The translation to and from the canonical form, for the gateway; ``None``: none.
     codec: ClassVar[Codec | None] = None
     operations: ClassVar[Mapping[str, str]] = {}
@@ -153,6 +166,12 @@ class BaseDialect:
 
     def usage_of(self, payload: JSON) -> Usage | None:
         return None
+
+    def output_limit_of(self, body: JSON) -> int | None:
+        return None
+
+    def finish_reasons_of(self, payload: JSON) -> tuple[str, ...]:
+        return ()
 
     def error_body(self, error: ProxyError, request_id: str) -> bytes:
         return openai_error(error)
@@ -200,11 +219,29 @@ def usage(
     output_tokens: int | None,
     cache_read: int | None = None,
     cache_write: int | None = None,
+    reasoning: int | None = None,
 ) -> Usage | None:
     """A :class:`Usage`, or ``None`` when nothing was reported."""
     if input_tokens is output_tokens is cache_read is cache_write is None:
         return None
-    return Usage(input_tokens, output_tokens, cache_read, cache_write)
+    return Usage(input_tokens, output_tokens, cache_read, cache_write, reasoning)
+
+
+def first_count(body: JSON, *keys: str) -> int | None:
+    """The first of ``keys`` in a JSON object that holds a token count."""
+    for key in keys:
+        count = int_count(get(body, key))
+        if count is not None:
+            return count
+    return None
+
+
+def choice_reasons(payload: JSON, choices: str, key: str) -> tuple[str, ...]:
+    """The string ``key`` of each object in the list ``payload[choices]``."""
+    items = get(payload, choices)
+    if not isinstance(items, list):
+        return ()
+    return tuple(reason for item in items if isinstance(reason := get(item, key), str))
 
 
 def top_level_model(payload: JSON) -> str | None:

@@ -11,7 +11,7 @@ from .._exceptions import ProxyError
 from .._json import dumps
 from . import _anthropic_codec as _codec
 from ._anthropic_stream import StreamDecoder, StreamEncoder
-from ._base import BaseDialect, get, int_count, route, top_level_model, usage
+from ._base import BaseDialect, first_count, get, int_count, route, top_level_model, usage
 from .canonical import Codec, FidelityTable, Request, Response, StreamError
 
 # Anthropic's error types by status (https://docs.anthropic.com/en/api/errors).
@@ -97,6 +97,7 @@ class AnthropicMessages(BaseDialect):
     credential_headers: ClassVar[frozenset[bytes]] = frozenset({b"x-api-key", b"authorization"})
     client_headers: ClassVar[tuple[str, ...]] = ("anthropic-version", "anthropic-beta")
     usage_hints: ClassVar[tuple[str, str] | None] = ("usage", "model")
+    finish_hint: ClassVar[str | None] = '"stop_reason":"'
     #: The gateway's translation to and from the canonical form.
     codec: ClassVar[Codec | None] = AnthropicMessagesCodec()
     client_marker: ClassVar[bytes | None] = b"anthropic-version"
@@ -118,6 +119,18 @@ class AnthropicMessages(BaseDialect):
 
     def usage_of(self, payload: JSON) -> Usage | None:
         return anthropic_usage(payload)
+
+    def output_limit_of(self, body: JSON) -> int | None:
+        """``max_tokens`` (``max_tokens_to_sample`` on ``/v1/complete``)."""
+        return first_count(body, "max_tokens", "max_tokens_to_sample")
+
+    def finish_reasons_of(self, payload: JSON) -> tuple[str, ...]:
+        """A message's ``stop_reason`` (streamed in ``message_delta``'s ``delta``)."""
+        for holder in (payload, get(payload, "delta")):
+            reason = get(holder, "stop_reason")
+            if isinstance(reason, str):
+                return (reason,)
+        return ()
 
     def model_list(self, models: Sequence[Mapping[str, Any]], has_more: bool) -> dict[str, Any]:
         """``{"data", "has_more", "first_id", "last_id"}``, as the Models API pages them."""

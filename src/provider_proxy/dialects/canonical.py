@@ -24,7 +24,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from .._adapter import Usage as ProxyUsage
 from .._exceptions import BadRequest, ProxyError
@@ -234,6 +234,14 @@ class Request:
     #: An end-user id, for the provider's abuse monitoring.
     user: str | None = None
     reasoning: ReasoningConfig | None = None
+    #: Keep this conversation and its answer, so a later request can continue it by the
+    #: answer's id (a stateful client format on a provider without server-side state).
+    store: bool = False
+    #: The id of a kept answer whose conversation this request continues.
+    continues: str | None = None
+    #: How many of the first :attr:`system` texts are for this request only, not kept
+    #: with its conversation (the Responses API's ``instructions``).
+    transient_system: int = 0
 
 
 # -- the response -----------------------------------------------------------------------
@@ -301,19 +309,24 @@ class Usage:
         )
 
     def to_usage(self) -> ProxyUsage:
-        """As :class:`provider_proxy.Usage` (which has no reasoning count: it is in the output)."""
+        """As :class:`provider_proxy.Usage` (the same counts)."""
         return ProxyUsage(
-            self.input_tokens, self.output_tokens, self.cache_read_tokens, self.cache_write_tokens
+            self.input_tokens,
+            self.output_tokens,
+            self.cache_read_tokens,
+            self.cache_write_tokens,
+            self.reasoning_tokens,
         )
 
     @classmethod
     def from_usage(cls, usage: ProxyUsage) -> Usage:
-        """From :class:`provider_proxy.Usage` (same meaning; the reasoning count is unknown)."""
+        """From :class:`provider_proxy.Usage` (same meaning)."""
         return cls(
             usage.input_tokens,
             usage.output_tokens,
             usage.cache_read_tokens,
             usage.cache_write_tokens,
+            usage.reasoning_tokens,
         )
 
     @classmethod
@@ -519,6 +532,39 @@ class StreamEncoder(Protocol):
         ...
 
 
+@runtime_checkable
+class StoredAnswers(Protocol):
+    """A client format whose answers can be kept, fetched by id and deleted
+    (the gateway keeps them; a codec of such a format implements this too)."""
+
+    def continued(self, body: Any) -> str | None:
+        """The id of the answer a client's request body continues, if any (a cheap
+        read, for the gateway to tell whether it kept that answer)."""
+        ...
+
+    def issue_id(self, token: str) -> str:
+        """An answer id as this format writes one, made from a random ``token``."""
+        ...
+
+    def deleted_body(self, response_id: str) -> dict[str, Any]:
+        """What deleting the kept answer ``response_id`` is answered with."""
+        ...
+
+    def input_items(
+        self,
+        response_id: str,
+        system: tuple[Text, ...],
+        turns: tuple[Message, ...],
+        query: str,
+    ) -> dict[str, Any]:
+        """The input of the kept answer ``response_id`` (its kept ``system`` texts and the
+        ``turns`` before it) as this format lists it, paged as the ``query`` string asks.
+
+        :raises BadRequest: the query asks for a page this format does not have.
+        """
+        ...
+
+
 class Codec(Protocol):
     """One API format to and from the canonical form (a dialect's ``codec``)."""
 
@@ -624,6 +670,7 @@ __all__ = [
     "Response",
     "Role",
     "Rule",
+    "StoredAnswers",
     "StreamDecoder",
     "StreamEncoder",
     "StreamError",

@@ -9,7 +9,16 @@ from .._adapter import JSON, Usage
 from .._exceptions import ProxyError
 from .._json import dumps
 from . import _gemini_codec as _codec
-from ._base import BaseDialect, get, int_count, route, top_level_model, usage
+from ._base import (
+    BaseDialect,
+    choice_reasons,
+    first_count,
+    get,
+    int_count,
+    route,
+    top_level_model,
+    usage,
+)
 from ._gemini_stream import StreamDecoder, StreamEncoder
 from .canonical import Codec, FidelityTable, Request, Response, StreamError
 
@@ -59,6 +68,8 @@ def gemini_usage(payload: Any) -> Usage | None:
         None if prompt is None else prompt + (tools or 0),
         None if candidates is None and thoughts is None else (candidates or 0) + (thoughts or 0),
         int_count(counts.get("cachedContentTokenCount")),
+        None,
+        thoughts,
     )
 
 
@@ -143,6 +154,7 @@ class Gemini(BaseDialect):
     credential_params: ClassVar[frozenset[str]] = CREDENTIAL_PARAMS
     key_param: ClassVar[str | None] = "key"
     usage_hints: ClassVar[tuple[str, str] | None] = (USAGE_HINT, "model")
+    finish_hint: ClassVar[str | None] = "finishReason"
     #: The gateway's translation to and from the canonical form.
     codec: ClassVar[Codec | None] = GeminiCodec()
     #: The model goes in the path (``{model}``); a stream is its own method.
@@ -182,6 +194,14 @@ class Gemini(BaseDialect):
 
     def socket_turn(self, payload: JSON) -> Literal["start", "end"] | None:
         return "end" if isinstance(get(payload, "usageMetadata"), dict) else None
+
+    def output_limit_of(self, body: JSON) -> int | None:
+        """``generationConfig.maxOutputTokens`` (the OpenAI-compatible paths are OpenAI Chat)."""
+        return first_count(get(body, "generationConfig"), "maxOutputTokens")
+
+    def finish_reasons_of(self, payload: JSON) -> tuple[str, ...]:
+        """Each candidate's ``finishReason`` (``STOP``, ``MAX_TOKENS``, ...)."""
+        return choice_reasons(payload, "candidates", "finishReason")
 
     def error_body(self, error: ProxyError, request_id: str) -> bytes:
         """Google's error format: ``{"error": {"code", "message", "status"}}``."""

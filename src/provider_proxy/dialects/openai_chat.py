@@ -16,6 +16,8 @@ from .._json import dumps
 from . import _openai_chat_codec as _codec
 from ._base import (
     BaseDialect,
+    choice_reasons,
+    first_count,
     get,
     int_count,
     openai_error,
@@ -62,12 +64,15 @@ def openai_usage(payload: Any) -> Usage | None:
         cached = int_count(get(counts.get("prompt_tokens_details"), "cached_tokens"))
         if cached is None:
             cached = int_count(counts.get("prompt_cache_hit_tokens"))
-        return usage(prompt, output, cached)
+        reasoning = int_count(get(counts.get("completion_tokens_details"), "reasoning_tokens"))
+        return usage(prompt, output, cached, None, reasoning)
     if "input_tokens" in counts or "output_tokens" in counts:
         return usage(
             int_count(counts.get("input_tokens")),
             int_count(counts.get("output_tokens")),
             int_count(get(counts.get("input_tokens_details"), "cached_tokens")),
+            None,
+            int_count(get(counts.get("output_tokens_details"), "reasoning_tokens")),
         )
     return None
 
@@ -131,6 +136,8 @@ class OpenAIChat(BaseDialect):
     )
     client_headers: ClassVar[tuple[str, ...]] = ("x-stainless-*",)
     usage_hints: ClassVar[tuple[str, str] | None] = (USAGE_HINT, "model")
+    #: Every chunk has ``"finish_reason":null`` until the one that says why it ended.
+    finish_hint: ClassVar[str | None] = '"finish_reason":"'
     #: The gateway's translation to and from the canonical form.
     codec: ClassVar[Codec | None] = OpenAIChatCodec()
     operations: ClassVar[Mapping[str, str]] = {
@@ -143,6 +150,15 @@ class OpenAIChat(BaseDialect):
 
     def usage_of(self, payload: JSON) -> Usage | None:
         return openai_usage(payload)
+
+    def output_limit_of(self, body: JSON) -> int | None:
+        """``max_completion_tokens`` (which wins), ``max_tokens``, or the Responses
+        API's ``max_output_tokens``."""
+        return first_count(body, "max_completion_tokens", "max_tokens", "max_output_tokens")
+
+    def finish_reasons_of(self, payload: JSON) -> tuple[str, ...]:
+        """Each choice's ``finish_reason`` (a streamed chunk has them once, at the end)."""
+        return choice_reasons(payload, "choices", "finish_reason")
 
     def error_body(self, error: ProxyError, request_id: str) -> bytes:
         return openai_error(error)

@@ -5,6 +5,7 @@ from ._cors import CORS, CORSMiddleware
 from ._images import ImageFetching, ImageNotFetched
 from ._mount import mount
 from ._ports import ProviderAtRoot
+from ._responses_state import StoredResponses
 from ._validation import CredentialsRejected, ValidationMode
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "ProviderAtRoot",
     "ProxyApp",
     "ProxyOptions",
+    "StoredResponses",
     "ValidationMode",
     "make_asgi_app",
     "mount",

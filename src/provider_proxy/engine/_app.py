@@ -41,9 +41,16 @@ from .._json import dumps
 from .._scrub import install_log_filter
 from ..adapters import Provider
 from ..dialects import DEFAULT as OWN_FORMAT
-from ..dialects import GATEWAY, Dialect, Tokenizer, client_dialect, gateway_in_path
+from ..dialects import GATEWAY, Dialect, Tokenizer, client_dialect, gateway_in_path, stored_answer
 from ..guards import Guards
-from ..observe import EventDispatcher, EventSink, JsonLogSink, PrometheusMetrics, ProxyEvent
+from ..observe import (
+    EventDispatcher,
+    EventSink,
+    JsonLogSink,
+    OpenTelemetry,
+    PrometheusMetrics,
+    ProxyEvent,
+)
 from ..policy import (
     RawHeaders,
     header_value,
@@ -51,17 +58,21 @@ from ..policy import (
     request_id_from,
     split_provider,
 )
+from ..spend import PriceSpec, Pricing
 from ..state import SESSION_TTL, MemoryStore, SessionStore, Store
 from ..transports import DEFAULT_LIMITS, DEFAULT_TIMEOUT, SharedTransport, default_transport
 from ..types import ASGIApp, Receive, Scope, Send
+from ._accounts import Accounts
 from ._catalog import DEFAULT_MODELS_TTL, ModelCatalog, handle_models_route
 from ._cors import CORS, CORSMiddleware
+from ._dashboard import admitted, page, page_headers
 from ._forward import Forwarder
 from ._gateway import Gateway
 from ._heads import as_raw, content_head, send_error, send_whole
 from ._images import ImageFetcher, ImageFetching
 from ._inference_api import InferenceAPI
 from ._report import Arrival, Outcome, Report, event_of
+from ._responses_state import StoredResponses
 from ._validation import ValidationMode, validate_all
 from ._websocket import SocketRelay
 from ._ws_common import (
@@ -97,7 +108,7 @@ _OWN_TIMEOUT_CAP = 15.0
 DEFAULT_MAX_BODY_SIZE = 32 * 1024 * 1024
 
 #: Names under the mount point that the proxy answers itself.
-RESERVED_NAMES = frozenset({"health", "status", "metrics", "v1", "ws"})
+RESERVED_NAMES = frozenset({"health", "status", "metrics", "v1", "ws", "dashboard"})
 
 _JSON = b"application/json"
 
@@ -138,6 +149,11 @@ class ProxyOptions(TypedDict, total=False):
     ws_heartbeat_interval: float
     ws_max_connections: int
     ws_connections_per_minute: int | None
+    prices: Mapping[str, PriceSpec] | Pricing | None
+    cost_header: bool
+    telemetry: OpenTelemetry | None
+    dashboard: bool
+    stored_responses: StoredResponses | None
     fetch_images: ImageFetching | None
 
 
@@ -202,6 +218,19 @@ class ProxyApp:
     :param ws_max_connections: ``{mount}/ws`` sockets open at once (1000; 1013 beyond).
     :param ws_connections_per_minute: new ``{mount}/ws`` sockets per client IP per
         minute (5; 1013 beyond); ``None``: no limit.
+    :param prices: USD per million tokens by model (``{"my-model": {"input": 0.5,
+        "output": 1.5, "cache_read": 0.05}}``, or a :class:`~provider_proxy.Pricing`),
+        for the cost of each request (:attr:`ProxyEvent.cost`); models not listed
+        are priced by the ``prices`` extra's library, else their cost is ``None``.
+    :param cost_header: add ``x-proxy-cost-usd``, the answer's cost in USD, to whole
+        (not streamed) answers whose cost is known; they are read whole first.
+    :param telemetry: OpenTelemetry spans and GenAI metrics for provider requests
+        (:class:`~provider_proxy.observe.OpenTelemetry`; the ``otel`` extra).
+    :param dashboard: serve ``GET {mount}/dashboard``, a page plotting ``/status``
+        live; under guards, for ``Guards(admins=[...])`` only.
+    :param stored_responses: how the gateway keeps the conversations of stateful
+        clients (``store``, ``previous_response_id``) for providers without state:
+        time to live, size and per-client caps (in ``store``).
     :param fetch_images: at the gateway, fetch http(s) image URLs for providers that
         take images only inline, by these rules (see :class:`ImageFetching`); by
         default such a URL is refused (400).
@@ -243,9 +272,17 @@ class ProxyApp:
 
         store = options.get("store")
         self.store: Store = MemoryStore() if store is None else store
+        prices = options.get("prices")
+        #: Where the cost of each request comes from.
+        self.pricing = prices if isinstance(prices, Pricing) else Pricing(prices)
+        self._accounts = Accounts(self._adapters, self.pricing)
+        self._dashboard = options.get("dashboard", False)
+        #: Spend is wanted on /status (and so usage read) when prices or the page are.
+        self._spend_wanted = prices is not None or self._dashboard
         self._guards = options.get("guards")
         if self._guards is not None:
             self._guards.bind(self.store)
+            self._guards.bind_pricing(self.pricing)
         #: The conversation sessions of stateful upstreams, in the app's store.
         self.sessions = SessionStore(self.store, ttl=options.get("session_ttl", SESSION_TTL))
         self.catalog = ModelCatalog(
@@ -264,7 +301,9 @@ class ProxyApp:
         self._access_log = JsonLogSink() if options.get("access_log", True) else None
         if self._access_log is not None:
             sinks.append(self._access_log)
+        self._telemetry = options.get("telemetry")
         self._other_sinks = len(sinks) - (self._access_log is not None)
+        self._other_sinks += self._telemetry is not None  # it needs usage too
         self._dispatcher = EventDispatcher(sinks)
 
         self._forwarder = Forwarder(
@@ -277,6 +316,8 @@ class ProxyApp:
             usage=self._events_wanted,
             overhead_header=options.get("overhead_header", False),
             sessions=self.sessions,
+            cost_header=self.pricing if options.get("cost_header", False) else None,
+            trace_headers=None if self._telemetry is None else self._telemetry.trace_headers,
         )
         fetching = options.get("fetch_images")
         self._images = ImageFetcher(fetching) if fetching is not None else None
@@ -290,6 +331,7 @@ class ProxyApp:
             store=self.store,
             guards=self._guards,
             tokenizer=options.get("tokenizer", "auto"),
+            stored=options.get("stored_responses"),
             images=self._images,
         )
         self._inference = (
@@ -370,7 +412,7 @@ class ProxyApp:
 
     def _events_wanted(self) -> bool:
         """Whether anyone consumes events (and so token usage) right now."""
-        if self._other_sinks or self._guards is not None:
+        if self._other_sinks or self._guards is not None or self._spend_wanted:
             return True
         return self._access_log is not None and self._access_log.enabled()
 
@@ -530,8 +572,13 @@ class ProxyApp:
         if name != "v1":
             return _Target(None, name, rest, path)
         # The gateway's endpoints speak their format; the rest of /v1 the client's.
-        gateway = GATEWAY.get(path)
-        client = client_dialect(scope["headers"]) if gateway is None else gateway[0]
+        gateway, stored = GATEWAY.get(path), stored_answer(path)
+        if gateway is not None:
+            client = gateway[0]
+        elif stored is not None:  # a kept answer: its format's
+            client = stored[0]
+        else:
+            client = client_dialect(scope["headers"])
         return _Target(None, name, rest, path, client)
 
     def _dialect(self, target: _Target) -> Dialect:
@@ -548,42 +595,55 @@ class ProxyApp:
         self._in_flight += 1
         target = _Target(None, "", b"", "")
         report: Report | None = None
+        span: Any = None
         try:
             try:
                 target = self._route(scope)
                 if _asks_websocket(scope["headers"]):
                     raise _websocket_refused()
                 gateway = GATEWAY.get(target.path) if target.client is not None else None
+                stored = stored_answer(target.path) if target.client is not None else None
                 in_path = None
-                if gateway is None and target.adapter is None:
+                if gateway is None and stored is None and target.adapter is None:
                     in_path = gateway_in_path(target.path, scope.get("query_string", b""))
-                if target.name == _API and self._inference is not None:
-                    report = await self._inference.handle(
-                        scope, receive, send, target.rest.decode("ascii", "replace"), arrival
-                    )
-                elif gateway is not None:
-                    client, operation = gateway
-                    report = await self._gateway.handle(
-                        scope, receive, send, client, operation, arrival
-                    )
-                elif in_path is not None:  # a format that names the model in the path
-                    target = dataclasses.replace(target, client=in_path.dialect)
-                    if in_path.refusal is not None:
-                        raise BadRequest(in_path.refusal)
-                    report = await self._gateway.handle(
-                        scope,
-                        receive,
-                        send,
-                        in_path.dialect,
-                        in_path.operation,
-                        arrival,
-                        path_model=in_path.model,
-                        stream=in_path.stream,
-                    )
-                elif target.adapter is not None:
-                    report = await self._forward(scope, receive, send, target, arrival)
-                else:
-                    report = await self._own_endpoint(scope, send, target, arrival)
+                traced: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+                telemetry = self._telemetry
+                routed = gateway is not None or in_path is not None or target.adapter is not None
+                if telemetry is not None and routed:
+                    span = telemetry.begin(scope["headers"], arrival.started_at, target.path)
+                    traced = telemetry.current(span)
+                with traced:
+                    if target.name == _API and self._inference is not None:
+                        report = await self._inference.handle(
+                            scope, receive, send, target.rest.decode("ascii", "replace"), arrival
+                        )
+                    elif gateway is not None:
+                        client, operation = gateway
+                        report = await self._gateway.handle(
+                            scope, receive, send, client, operation, arrival
+                        )
+                    elif stored is not None:
+                        report = await self._gateway.handle_stored(
+                            scope, send, stored[0], target.path, stored[1], arrival
+                        )
+                    elif in_path is not None:  # a format that names the model in the path
+                        target = dataclasses.replace(target, client=in_path.dialect)
+                        if in_path.refusal is not None:
+                            raise BadRequest(in_path.refusal)
+                        report = await self._gateway.handle(
+                            scope,
+                            receive,
+                            send,
+                            in_path.dialect,
+                            in_path.operation,
+                            arrival,
+                            path_model=in_path.model,
+                            stream=in_path.stream,
+                        )
+                    elif target.adapter is not None:
+                        report = await self._forward(scope, receive, send, target, arrival)
+                    else:
+                        report = await self._own_endpoint(scope, send, target, arrival)
             except ProxyError as error:
                 overhead = self._forwarder.overhead(arrival)
                 dialect = self._dialect(target)
@@ -592,7 +652,9 @@ class ProxyApp:
         finally:
             self._in_flight -= 1
             if report is not None:
-                self._finish(arrival, report)
+                self._finish(arrival, report, span)
+            elif span is not None:
+                span.end()
         if report.outcome.abort is not None:
             raise report.outcome.abort  # the server aborts the connection
 
@@ -619,11 +681,34 @@ class ProxyApp:
         if self._dispatcher.sinks and (self._other_sinks or self._events_wanted()):
             self._dispatcher.emit(event)
 
-    def _finish(self, arrival: Arrival, report: Report) -> None:
-        """Count the answer and hand its event to the sinks."""
+    def _finish(self, arrival: Arrival, report: Report, span: Any = None) -> None:
+        """Count the answer, hand its event to the sinks, and end its span."""
         self._by_status[report.outcome.status] += 1
-        if self._dispatcher.sinks and (self._other_sinks or self._events_wanted()):
-            self._dispatcher.emit(event_of(arrival, report))
+        cost, unknown = self._accounts.record(report)
+        wanted = self._dispatcher.sinks and (self._other_sinks or self._events_wanted())
+        if wanted or span is not None:
+            event = event_of(arrival, report, cost, unknown)
+            if wanted:
+                self._dispatcher.emit(event)
+            if span is not None:
+                self._end_span(span, event, report)
+
+    def _end_span(self, span: Any, event: ProxyEvent, report: Report) -> None:
+        """The request's span, described from its event (a failing exporter breaks nothing)."""
+        assert self._telemetry is not None
+        adapter = self._adapters.get(report.provider) if report.provider else None
+        url = adapter.serving().base_url if adapter is not None else None
+        try:
+            self._telemetry.end(
+                span,
+                event,
+                request_model=report.model,
+                response_model=report.outcome.model,
+                server=None if url is None else (url.host, url.port),
+                finish_reasons=report.outcome.finish_reasons,
+            )
+        except Exception:
+            logger.exception("could not end the OpenTelemetry span of a request")
 
     # -- the proxy's own endpoints --------------------------------------------------
 
@@ -650,6 +735,16 @@ class ProxyApp:
                     scope.get("query_string", b""),
                     client_dialect(scope["headers"]),
                 )
+            )
+        elif name == "dashboard" and self._dashboard and rest in (b"", b"/"):
+            if method not in ("GET", "HEAD"):
+                raise MethodNotAllowed("The dashboard answers GET only.")
+            identity = await admitted(self._guards, scope)
+            content = page()
+            head = content_head(b"text/html; charset=utf-8", len(content), arrival.request_id)
+            await send_whole(send, 200, [*head, *page_headers()], content)
+            return Report(
+                Outcome(200, response_bytes=len(content)), None, target.path, identity=identity
             )
         elif name in ("health", "status", "metrics") and rest in (b"", b"/"):
             if method not in ("GET", "HEAD"):
@@ -735,6 +830,7 @@ class ProxyApp:
             "models": self.catalog.status(),
             "guards": None if self._guards is None else self._guards.status(),
             "sessions": self.sessions.status(),
+            **self._accounts.status(),
             "requests": {
                 "in_flight": self._in_flight,
                 "total": sum(self._by_status.values()),

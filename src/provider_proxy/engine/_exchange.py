@@ -24,6 +24,7 @@ from ..types import Receive, Send
 from ._body import RequestBody
 from ._heads import relayed_head, send_error
 from ._plan import Plan
+from ._priced import CostHeader, relay_priced
 from ._relay import Progress, relay_response
 from ._report import Outcome
 from ._watch import DisconnectWatch
@@ -39,6 +40,7 @@ async def exchange(
     start: float,
     read_usage: bool,
     overhead_header: bool,
+    cost_header: CostHeader | None = None,
 ) -> Outcome:
     """Send the plan's request and relay the answer, stopping at once if the client leaves."""
     route = plan.route
@@ -47,6 +49,7 @@ async def exchange(
     upstream_status: int | None = None
     streamed = completed = relaying = False
     usage = model = None
+    finish_reasons: tuple[str, ...] = ()
     progress = Progress()
     watch = DisconnectWatch(body, receive)
     failure: BaseException | None = None
@@ -67,6 +70,7 @@ async def exchange(
             usage,
             model,
             abort=abort,
+            finish_reasons=finish_reasons,
         )
 
     try:
@@ -87,21 +91,35 @@ async def exchange(
             overhead = sent_at - start if overhead_header else None
             relaying = True
             try:
-                await relay_response(
-                    response,
-                    send,
-                    relayed_head(headers, plan.request_id, plan.limits, overhead),
-                    provider=route.provider,
-                    request_id=plan.request_id,
-                    progress=progress,
-                    tap=tap,
-                )
+                head = relayed_head(headers, plan.request_id, plan.limits, overhead)
+                if cost_header is not None and tap is not None and not streamed:
+                    await relay_priced(
+                        response,
+                        send,
+                        head,
+                        provider=route.provider,
+                        request_id=plan.request_id,
+                        progress=progress,
+                        tap=tap,
+                        price=cost_header,
+                    )
+                else:
+                    await relay_response(
+                        response,
+                        send,
+                        head,
+                        provider=route.provider,
+                        request_id=plan.request_id,
+                        progress=progress,
+                        tap=tap,
+                    )
                 completed = True
             finally:
                 watch.stop()
                 await response.aclose()
                 if tap is not None:
                     usage, model = tap.result()
+                    finish_reasons = tap.finish_reasons
     except asyncio.CancelledError:
         if not watch.absorb():
             raise
@@ -142,6 +160,8 @@ def _tap(dialect: Dialect, headers: RawHeaders, content_type: str | None) -> Usa
     return UsageTap(
         dialect.usage_of,
         dialect.model_of,
+        extract_finish=dialect.finish_reasons_of,
+        finish_hint=dialect.finish_hint,
         content_type=content_type,
         content_encoding=_text(header_value(headers, b"content-encoding")),
         usage_hint=hints[0] if hints else None,

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from .._adapter import JSON, BodyTransform, ModelLookup, RequestContext
+from .._adapter import JSON, BodyTransform, ModelLookup, RequestContext, Usage
 from .._exceptions import (
     BodyTooLarge,
     ClientDisconnected,
@@ -34,7 +34,7 @@ from .._exceptions import (
 from .._json import dumps, loads
 from ..adapters import Provider, ProviderAdapter, StatefulAdapter
 from ..dialects import KEY_PARAMS, PRIVATE_HEADERS, Dialect
-from ..guards import Admission, Guards
+from ..guards import Admission, Estimate, Guards
 from ..policy import (
     REQUEST_ID,
     HeaderPolicy,
@@ -46,6 +46,7 @@ from ..policy import (
     request_headers_for_upstream,
     upstream_url,
 )
+from ..spend import Pricing
 from ..state import SessionStore
 from ..transforms._compose import Composed, applies, checked_transforms, run_transform
 from ..types import Receive, Scope, Send
@@ -54,6 +55,7 @@ from ._body import RequestBody, declared_body_length
 from ._exchange import exchange
 from ._heads import as_raw, send_error
 from ._plan import Plan, Route
+from ._priced import CostHeader
 from ._report import Arrival, Outcome, Report
 
 logger = logging.getLogger("provider_proxy")
@@ -72,6 +74,8 @@ class _Body:
     model: str | None = None
     #: Bytes received, when the body was read whole.
     received: int | None = None
+    #: The output limit the (transformed) body sets (``max_tokens``), when it was parsed.
+    output_limit: int | None = None
 
 
 class Forwarder:
@@ -84,6 +88,8 @@ class Forwarder:
     :param usage: whether to read token usage from responses (someone consumes it).
     :param overhead_header: whether to add ``x-proxy-overhead-ms`` to answers.
     :param sessions: the conversation sessions of stateful upstreams.
+    :param cost_header: the prices for ``x-proxy-cost-usd`` on whole answers, if wanted.
+    :param trace_headers: the current trace context as headers, for the upstream request.
     """
 
     def __init__(
@@ -98,6 +104,8 @@ class Forwarder:
         usage: Callable[[], bool],
         overhead_header: bool,
         sessions: SessionStore | None = None,
+        cost_header: Pricing | None = None,
+        trace_headers: Callable[[], Mapping[str, str]] | None = None,
     ) -> None:
         self._transport = transport
         self._extensions = dict(extensions)
@@ -108,6 +116,9 @@ class Forwarder:
         self._usage = usage
         self.overhead_header = overhead_header
         self._sessions = sessions
+        #: Prices answers for ``x-proxy-cost-usd`` (``cost_header=True``), else ``None``.
+        self.cost_header = cost_header
+        self._trace_headers = trace_headers
         self._last_netloc: tuple[httpx.URL | None, bytes] = (None, b"")
         self._policies: dict[tuple[HeaderPolicy, Dialect], HeaderPolicy] = {}
 
@@ -174,6 +185,11 @@ class Forwarder:
                                 model=context.path_model or model,
                                 request_bytes=source.received,
                                 identity=identity,
+                                estimate=Estimate(
+                                    source.length or 0,
+                                    source.output_limit,
+                                    str(route.adapter.base_url),
+                                ),
                             )
                         )
                         identity, limits = admission.identity, as_raw(dict(admission.headers))
@@ -202,8 +218,11 @@ class Forwarder:
                     rewriting_send(send, rewriters) if rewriters else send,
                     self._upstream(route.adapter, identity),
                     start=arrival.start,
-                    read_usage=self._usage(),
+                    read_usage=self._usage() or self.cost_header is not None,
                     overhead_header=self.overhead_header,
+                    cost_header=None
+                    if self.cost_header is None
+                    else self._priced(route, context.path_model or model),
                 )
             except ProxyError as error:
                 overhead = self.overhead(arrival)
@@ -215,7 +234,12 @@ class Forwarder:
                 outcome = Outcome.client_left()
             finally:
                 if admission is not None:
-                    admission.charge(outcome.usage if outcome is not None else None, body.size)
+                    admission.charge(
+                        outcome.usage if outcome is not None else None,
+                        body.size,
+                        billed=_maybe_billed(outcome),
+                        cut_after=_cut_after(outcome),
+                    )
         assert outcome is not None  # every path above set it or raised
         if outcome.error_kind == "client_disconnected" and outcome.upstream_status is None:
             logger.debug("client went away before the answer (request %s)", arrival.request_id)
@@ -240,6 +264,18 @@ class Forwarder:
                 raise ProxyError("Stateful upstreams need the app's session store.")
             return adapter.conversation_transport(transport, self._sessions, identity)
         return transport
+
+    def _priced(self, route: Route, asked: str | None) -> CostHeader:
+        """The ``x-proxy-cost-usd`` value of an answer on ``route``, from its usage."""
+        pricing = self.cost_header
+        assert pricing is not None
+        base_url = str(route.adapter.base_url)
+
+        def header(usage: Usage | None, answered: str | None) -> bytes | None:
+            cost, _ = pricing.cost(route.provider, asked or answered, usage, base_url)
+            return None if cost is None else str(cost.total).encode("ascii")
+
+        return header
 
     def overhead(self, arrival: Arrival) -> float | None:
         """The proxy's time so far, for ``x-proxy-overhead-ms`` when it is asked for."""
@@ -316,6 +352,7 @@ class Forwarder:
         strict = transform is not None
         parsed = _parse(raw, strict=strict)
         model: str | None = None
+        output_limit: int | None = None
         if parsed is not _NOT_PARSED:
             model_of = route.dialect.model_of
             model = model_of(parsed)
@@ -324,6 +361,7 @@ class Forwarder:
                 if changed is not None:
                     parsed = changed
                     model = model_of(changed) or model
+            output_limit = route.dialect.output_limit_of(parsed)
             # The upstream gets what the transforms and guards read, not the bytes
             # sent, which its parser might read otherwise (the first of two "model"s).
             forwarded = _serialise(parsed, strict=strict)
@@ -331,7 +369,7 @@ class Forwarder:
                 model = None  # forwarded as sent: its model is not known
             else:
                 raw = forwarded
-        return _Body(httpx.ByteStream(raw), len(raw), model, received)
+        return _Body(httpx.ByteStream(raw), len(raw), model, received, output_limit)
 
     def _transform_for(
         self, adapter: ProviderAdapter, context: RequestContext
@@ -360,6 +398,8 @@ class Forwarder:
         )
         headers = request_headers_for_upstream(context.headers, self._policy(route))
         fixed = {**context.upstream_headers, **adapter.headers, **auth}
+        if self._trace_headers is not None:
+            fixed.update(self._trace_headers())  # the proxy's span, not the caller's
         apply_headers(headers, fixed, adapter.default_headers)
         headers.append((b"host", self._netloc(adapter.base_url)))
         headers.append((REQUEST_ID, context.request_id.encode("ascii")))
@@ -403,6 +443,25 @@ class _StreamedBody(httpx.AsyncByteStream):
     async def __aiter__(self) -> Any:
         async for chunk in self._body.stream():
             yield chunk
+
+
+def _maybe_billed(outcome: Outcome | None) -> bool:
+    """Whether the provider may have billed the request: it was sent, and not answered
+    with an error status."""
+    if outcome is None or outcome.sent_at is None:
+        return False
+    status = outcome.upstream_status
+    return status is None or status < 400
+
+
+def _cut_after(outcome: Outcome | None) -> int | None:
+    """The bytes relayed of an answer that broke off (the client left, the stream
+    failed), whose usage may be partial; ``None`` for an answer that completed."""
+    if outcome is None or outcome.upstream_status is None:
+        return None
+    if outcome.error_kind in ("client_disconnected", "upstream_stream_error"):
+        return outcome.response_bytes
+    return None
 
 
 def _parse(raw: bytes, *, strict: bool) -> JSON:

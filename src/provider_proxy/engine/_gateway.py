@@ -23,7 +23,14 @@ import anyio
 import anyio.to_thread
 
 from .._adapter import JSON, BodyTransform, RequestContext
-from .._exceptions import BadRequest, ClientNotAuthorized, InvalidJSON, ProviderNotFound, ProxyError
+from .._exceptions import (
+    BadRequest,
+    ClientNotAuthorized,
+    InvalidJSON,
+    MethodNotAllowed,
+    ProviderNotFound,
+    ProxyError,
+)
 from .._json import dumps, loads
 from ..adapters import Provider, ProviderAdapter
 from ..dialects import (
@@ -38,6 +45,7 @@ from ..dialects.canonical import (
     IMAGE_URL,
     Codec,
     Request,
+    StoredAnswers,
     StreamDecoder,
     StreamEncoder,
     StreamError,
@@ -55,6 +63,7 @@ from ._heads import content_head, send_whole
 from ._images import ImageFetcher
 from ._reasoning import Kept, ReasoningMemory, StreamCapture
 from ._report import Arrival, Outcome, Report
+from ._responses_state import AnswerStore, Keeping, StoredResponses
 
 #: The response header naming request fields dropped in translation (no effect there).
 DROPPED_HEADER = b"x-proxy-dropped-fields"
@@ -111,6 +120,7 @@ class Gateway:
     :param tokenizer: what estimates ``count_tokens`` for providers that cannot count;
         ``"auto"`` loads :func:`~provider_proxy.dialects.offline_tokenizer` on first
         use; ``None`` (or ``"auto"`` without the ``tokens`` extra) answers 501.
+    :param stored: how conversations of stateful clients are kept (in ``store``).
     :param images: fetches image URLs for providers that take images only inline.
     """
 
@@ -126,6 +136,7 @@ class Gateway:
         store: Store | None = None,
         guards: Guards | None = None,
         tokenizer: Tokenizer | Literal["auto"] | None = "auto",
+        stored: StoredResponses | None = None,
         images: ImageFetcher | None = None,
     ) -> None:
         if default_provider is not None and default_provider not in adapters:
@@ -140,6 +151,7 @@ class Gateway:
         self._max_body_size = max_body_size
         self._strict = strict
         self._memory = ReasoningMemory(store) if store is not None else None
+        self._answers = AnswerStore(store, stored) if store is not None else None
         self._guards = guards
         self._tokenizer: Tokenizer | Literal["auto"] | None = tokenizer
         self._images = images
@@ -183,6 +195,11 @@ class Gateway:
             if tokenizer is None:
                 raise
             return await self._estimate(scope, send, client, parsed, named, tokenizer, arrival)
+        stateful = _stored(client.codec)
+        if not target.translated and stateful is not None:
+            target = await self._continuing(
+                target, dict(parsed, model=target.model), stateful, scope
+            )
         if not target.translated:
             if _MODEL_IN_PATH not in target.path:  # the model as the provider knows it
                 parsed = dict(parsed, model=target.model)
@@ -206,22 +223,88 @@ class Gateway:
                 "refuses what it would drop",
             )
         identity = await self._identity(scope)
+        keeping: Keeping | None = None
+        stored = _stored(codec)
+        if self._answers is not None and stored is not None:
+            request, keeping = await self._answers.begin(identity, request, stored)
         if self._memory is not None:
             request = await self._memory.restore(identity, request)
         target = self._with_path(target, request.stream)
         try:
-            upstream = provider_codec.encode_request(request)
-        except Unsupported as refused:
-            if refused.field != IMAGE_URL or self._images is None:
-                raise
-            request = await self._images.inline(request)  # the provider takes them inline
-            upstream = provider_codec.encode_request(request)
-        translate = _Translator(
-            send, codec, provider_codec, request, dropped, self._memory, identity
-        )
-        return await self._forward(
-            scope, receive, translate, client, target, dumps(upstream), arrival
-        )
+            try:
+                upstream = provider_codec.encode_request(request)
+            except Unsupported as refused:
+                if refused.field != IMAGE_URL or self._images is None:
+                    raise
+                request = await self._images.inline(request)  # the provider takes them inline
+                upstream = provider_codec.encode_request(request)
+            translate = _Translator(
+                send, codec, provider_codec, request, dropped, self._memory, identity, keeping
+            )
+            return await self._forward(
+                scope, receive, translate, client, target, dumps(upstream), arrival
+            )
+        finally:
+            if keeping is not None:
+                with anyio.CancelScope(shield=True):  # a client gone still frees its slot
+                    await keeping.end()
+
+    async def _continuing(
+        self, target: Target, body: dict[str, Any], codec: StoredAnswers, scope: Scope
+    ) -> Target:
+        """``target``, translated when the request continues an answer the proxy kept:
+        the provider would not know its id, so the kept turns are sent instead."""
+        previous = codec.continued(body)
+        if self._answers is None or previous is None:
+            return target
+        if not await self._answers.has(await self._identity(scope), previous):
+            return target  # the provider's own, if anyone's
+        return dataclasses.replace(target, translated=True)
+
+    async def handle_stored(
+        self,
+        scope: Scope,
+        send: Send,
+        client: Dialect,
+        path: str,
+        answer_id: str,
+        arrival: Arrival,
+    ) -> Report:
+        """``GET`` or ``DELETE`` of an answer the gateway kept, in the client's format
+        (``path``: below the mount, for the event)."""
+        codec = client.codec
+        stored = _stored(codec)
+        if self._answers is None or codec is None or stored is None or not answer_id:
+            raise ProviderNotFound("No such stored response endpoint.")
+        answer_id, slash, sub = answer_id.partition("/")
+        if slash and sub != "input_items":
+            raise ProviderNotFound(
+                "A stored response serves GET and DELETE, and GET of its input_items."
+            )
+        identity = await self._identity_required(scope)
+        method = scope["method"]
+        if sub and method == "GET":
+            system, turns = await self._answers.conversation(identity, answer_id)
+            query = scope.get("query_string", b"").decode("latin-1")
+            payload = stored.input_items(answer_id, system, turns, query)
+        elif sub:
+            raise MethodNotAllowed("A stored response's input items answer GET.")
+        elif method == "GET":
+            payload = codec.encode_response(await self._answers.fetch(identity, answer_id))
+        elif method == "DELETE":
+            await self._answers.delete(identity, answer_id)
+            payload = stored.deleted_body(answer_id)
+        else:
+            raise MethodNotAllowed("A stored response answers GET and DELETE.")
+        content = dumps(payload)
+        head = content_head(b"application/json", len(content), arrival.request_id)
+        await send_whole(send, 200, head, content)
+        outcome = Outcome(200, response_bytes=len(content))
+        return Report(outcome, None, path, identity=identity, client_dialect=client.name)
+
+    async def _identity_required(self, scope: Scope) -> str | None:
+        """The client's identity; a client the guards do not know is refused (401)."""
+        return None if self._guards is None else await self._guards.identify(scope)
 
     async def _identity(self, scope: Scope) -> str | None:
         """The client's identity, to key its kept reasoning (the forwarder checks it too)."""
@@ -419,6 +502,11 @@ class Gateway:
         )
 
 
+def _stored(codec: object) -> StoredAnswers | None:
+    """``codec`` when its format's answers can be kept (and fetched, and deleted)."""
+    return codec if isinstance(codec, StoredAnswers) else None
+
+
 class _Replay:
     """``receive`` for the rewritten body: it first, then the client's own (a disconnect)."""
 
@@ -452,12 +540,15 @@ class _Translator:
         dropped: tuple[str, ...],
         memory: ReasoningMemory | None = None,
         identity: str | None = None,
+        keeping: Keeping | None = None,
         *,
         whole: Callable[[Any], dict[str, Any]] | None = None,
     ) -> None:
         self._send = send
         #: Translates a whole answer when it is not a generation (embeddings).
         self._whole = whole
+        #: The answer kept for a stateful client: it is renamed to the id the proxy issued.
+        self._keeping = keeping
         self._memory = memory
         self._identity = identity
         self._capture = StreamCapture() if memory is not None else None
@@ -520,19 +611,26 @@ class _Translator:
         parser, decoder, encoder = streaming
         out: list[bytes] = []
         keep: list[tuple[str, list[Kept]]] = []
-        capture = self._capture
+        capture, keeping = self._capture, self._keeping
         try:
             for event in parser.feed(chunk):
                 for canonical in decoder.feed_text(event.event, event.data):
+                    if keeping is not None:
+                        canonical = keeping.rename(canonical)
                     if capture is not None and (found := capture.feed(canonical)) is not None:
                         keep.append(found)
                     out.append(encoder.feed(canonical))
             if not more:
                 for canonical in decoder.end():
+                    if keeping is not None:
+                        canonical = keeping.rename(canonical)
                     out.append(encoder.feed(canonical))
                 out.append(encoder.close())
         except ProxyError as error:  # a provider event the client's format cannot hold
-            out.append(encoder.feed(StreamError(error.status_code, "server_error", error.message)))
+            failure = StreamError(error.status_code, "server_error", error.message)
+            if keeping is not None:
+                keeping.rename(failure)
+            out.append(encoder.feed(failure))
             out.append(encoder.close())
             more = False
         if self._memory is not None:
@@ -559,6 +657,8 @@ class _Translator:
                     payload = self._whole(parsed)
                 else:
                     response = self._provider.decode_response(parsed)
+                    if self._keeping is not None:
+                        response = self._keeping.whole(response)
                     if self._memory is not None:
                         await self._memory.remember_response(self._identity, response)
                     payload = self._client.encode_response(response)

@@ -44,7 +44,8 @@ class InvalidField(BadRequest):
 
     kind = "validation"
 
-    def __init__(self, name: str, message: str) -> None:
+    def __init__(self, name: str, message: str = "") -> None:
+        message = message or f"{name} is invalid"
         super().__init__(f"Validation error: {message}")
         self.details = {"field": name, "message": message}
 

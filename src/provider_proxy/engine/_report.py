@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from .._adapter import Usage
 from .._exceptions import ProxyError, UpstreamStreamError
 from ..observe import ProxyEvent
+from ..spend import Cost
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,8 @@ class Outcome:
     #: The failure to raise to the server once the event is out: the answer had
     #: started, so the connection must be aborted rather than ended cleanly.
     abort: UpstreamStreamError | None = None
+    #: Why the answer ended, as the provider said (per choice), when it was read.
+    finish_reasons: tuple[str, ...] = ()
 
     @classmethod
     def refused(cls, error: ProxyError, response_bytes: int, sent_at: float | None) -> Outcome:
@@ -84,8 +87,13 @@ class Report:
     translated: bool = False
 
 
-def event_of(arrival: Arrival, report: Report) -> ProxyEvent:
-    """The request's one event: built here, from its arrival and its report."""
+def event_of(
+    arrival: Arrival,
+    report: Report,
+    cost: Cost | None = None,
+    cost_unknown: str | None = None,
+) -> ProxyEvent:
+    """The request's one event: built here, from its arrival, its report and its cost."""
     now = time.perf_counter()
     outcome = report.outcome
     sent = outcome.sent_at if outcome.sent_at is not None else now
@@ -111,4 +119,6 @@ def event_of(arrival: Arrival, report: Report) -> ProxyEvent:
         dialect=report.dialect,
         client_dialect=report.client_dialect,
         translated=report.translated,
+        cost=cost,
+        cost_unknown=cost_unknown,
     )

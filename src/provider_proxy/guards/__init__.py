@@ -1,5 +1,6 @@
-"""Guards: who the client is, and its rate limits, quotas and concurrency caps."""
+"""Guards: who the client is, and its rate limits, quotas, budgets and concurrency caps."""
 
+from ._budget import Budget, BudgetExceeded, Estimate, ModelNotPriced
 from ._guards import (
     UNIDENTIFIED,
     Admission,
@@ -12,7 +13,11 @@ from ._guards import (
 __all__ = [
     "UNIDENTIFIED",
     "Admission",
+    "Budget",
+    "BudgetExceeded",
+    "Estimate",
     "Guards",
+    "ModelNotPriced",
     "Quota",
     "RateLimit",
     "Unidentified",

@@ -1,4 +1,4 @@
-"""Guards: client authentication, rate limits, token quotas and concurrency caps.
+"""Guards: client authentication, rate limits, token quotas, budgets and concurrency caps.
 
 They run before any upstream work and refuse with the proxy's own errors
 (401, 429, 503) carrying ``Retry-After`` and ``X-RateLimit-*``. State lives in
@@ -21,6 +21,7 @@ import math
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Final, Literal
 from urllib.parse import unquote
 
@@ -36,8 +37,21 @@ from .._exceptions import (
 )
 from ..dialects import CREDENTIAL_HEADERS, KEY_PARAMS
 from ..policy import param_value, path_below_mount
+from ..spend import Pricing
 from ..state import RateResult, Store, one_deadline
 from ..types import Scope
+from ._budget import (
+    _FOREVER,
+    BYTES_PER_TOKEN,
+    Budget,
+    Estimate,
+    ModelNotPriced,
+    Reservation,
+    nanos,
+    period_window,
+    refusal,
+    usd,
+)
 
 logger = logging.getLogger("provider_proxy")
 
@@ -54,6 +68,8 @@ _KEY_PLACES = ", ".join(
     ]
     + [f"?{name}=" for name in sorted(KEY_PARAMS)]
 )
+#: Clients whose budget spend ``/status`` shows, per budget (the most recent ones).
+_MAX_SEEN = 1000
 #: A lease not released (a crashed instance) frees its slot after this long.
 _LEASE_TTL = 3600.0
 #: The longest ``Retry-After`` (seconds) of a 429 that SDKs are told to retry
@@ -205,10 +221,32 @@ class Admission:
     _finished: bool = False
     _usage: Usage | None = field(default=None, repr=False)
     _request_bytes: int = field(default=0, repr=False)
+    _estimate: Estimate | None = field(default=None, repr=False)
+    _reservations: list[Reservation] = field(default_factory=list, repr=False)
+    _billed: bool = field(default=True, repr=False)
+    _cut_after: int | None = field(default=None, repr=False)
 
-    def charge(self, usage: Usage | None, request_bytes: int) -> None:
-        """What the request used, settled when the admission is left."""
+    def charge(
+        self,
+        usage: Usage | None,
+        request_bytes: int,
+        *,
+        billed: bool = True,
+        cut_after: int | None = None,
+    ) -> None:
+        """What the request used, settled when the admission is left.
+
+        :param billed: ``False`` when the provider cannot have billed it (never
+            sent, or answered with an error status): budgets get their
+            reservation back in full. With ``True`` and no usage known, the
+            reservation stays spent, since what it cost is not known.
+        :param cut_after: the answer broke off (the client left, the stream
+            failed) after this many bytes, so its usage may be partial: budgets
+            are charged the larger of that usage's cost and a bound from the
+            bytes relayed, never more than the reservation.
+        """
         self._usage, self._request_bytes = usage, request_bytes
+        self._billed, self._cut_after = billed, cut_after
 
     async def __aenter__(self) -> Admission:
         return self
@@ -239,10 +277,14 @@ class Guards:
         scope returning the client's identity or ``None``, to reuse the host's auth.
     :param rate_limits: any number of :class:`RateLimit` rules.
     :param quotas: token budgets per day or month.
+    :param budgets: caps in USD per client or for the app (:class:`Budget`);
+        requests are priced with the app's ``prices=`` and price library.
     :param max_concurrent: requests in flight over all clients (503 beyond).
     :param max_concurrent_per_client: requests in flight per client (429 beyond).
     :param trusted_proxies: addresses or networks (``"10.0.0.0/8"``) whose
         ``X-Forwarded-For`` is believed.
+    :param admins: identities (from ``client_keys`` or ``authenticate``) that may
+        open the proxy's dashboard.
     :param store: where counters live; by default the app's store.
     """
 
@@ -254,9 +296,11 @@ class Guards:
         authenticate: Authenticate | None = None,
         rate_limits: Sequence[RateLimit] = (),
         quotas: Sequence[Quota] = (),
+        budgets: Sequence[Budget] = (),
         max_concurrent: int | None = None,
         max_concurrent_per_client: int | None = None,
         trusted_proxies: Iterable[str] = (),
+        admins: Iterable[str] = (),
         store: Store | None = None,
         now: Callable[[], datetime.datetime] | None = None,
     ) -> None:
@@ -269,16 +313,31 @@ class Guards:
         self._authenticate = authenticate
         self.rate_limits = tuple(rate_limits)
         self.quotas = tuple(quotas)
+        self.budgets = tuple(budgets)
+        if isinstance(admins, str):
+            raise TypeError("admins must be a list of identities, not one string.")
+        self.admins = frozenset(admins)
+        for budget in self.budgets:
+            if not isinstance(budget, Budget):
+                raise TypeError(f"budgets must be Budget values, not {budget!r}.")
+        labels = [budget.label for budget in self.budgets]
+        if len(set(labels)) != len(labels):
+            raise ValueError("Two budgets have the same name; pass name= to tell them apart.")
+        #: The last known spend of each budget by subject (this process's view), for /status.
+        self._spent: dict[str, dict[str, tuple[str, int]]] = {label: {} for label in labels}
         self.max_concurrent = max_concurrent
         self.max_concurrent_per_client = max_concurrent_per_client
         self._trusted = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
         self.store = store
         self._now = now or (lambda: datetime.datetime.now(datetime.timezone.utc))
+        #: Prices for budgets; the app binds its own.
+        self.pricing = Pricing()
 
     def __repr__(self) -> str:
         auth = "keys" if self._keys else "callable" if self._authenticate else "none"
         return (
-            f"Guards(auth={auth}, rate_limits={len(self.rate_limits)}, quotas={len(self.quotas)})"
+            f"Guards(auth={auth}, rate_limits={len(self.rate_limits)}, quotas={len(self.quotas)}, "
+            f"budgets={len(self.budgets)})"
         )
 
     def set_client_keys(
@@ -312,10 +371,19 @@ class Guards:
         if self.store is None:
             self.store = store
 
+    def is_admin(self, identity: str | None) -> bool:
+        """Whether ``identity`` may open the dashboard."""
+        return identity is not None and identity in self.admins
+
+    def bind_pricing(self, pricing: Pricing) -> None:
+        """Price budgeted requests with ``pricing`` (the app passes its own)."""
+        self.pricing = pricing
+
     @property
     def needs_model(self) -> bool:
-        """Whether a rule is per model, so the request body must be read for its model."""
-        return any(rule.per_model for rule in self.rate_limits)
+        """Whether a rule is per model or a budget prices requests, so the request body
+        must be read for its model."""
+        return bool(self.budgets) or any(rule.per_model for rule in self.rate_limits)
 
     def _store(self) -> Store:
         if self.store is None:
@@ -337,19 +405,26 @@ class Guards:
         model: str | None,
         request_bytes: int | None,
         identity: str | Unidentified | None = UNIDENTIFIED,
+        estimate: Estimate | None = None,
     ) -> Admission:
         """Check a request; raises the refusal, or returns the :class:`Admission`.
 
         :param identity: only the result of :meth:`identify` for this same
             ``scope``: it is trusted as is, without checking the credentials again.
+        :param estimate: the request's size and output limit, for budgets.
         """
         if isinstance(identity, Unidentified):
             identity = await self.identify(scope)
-        admission = Admission(identity, {}, self, scope, provider, model)
+        admission = Admission(identity, {}, self, scope, provider, model, _estimate=estimate)
         with one_deadline():  # a hung store delays the request once, not per check
             await self._check_rates(scope, admission, request_bytes)
             await self._check_quotas(scope, identity, admission)
             await self._hold_slots(identity, admission)
+            try:
+                await self._reserve_budgets(admission)
+            except BaseException:
+                await self._release_leases(admission)
+                raise
         return admission
 
     async def limit_endpoint(self, scope: Scope, identity: str | None) -> Mapping[str, str]:
@@ -490,6 +565,139 @@ class Guards:
                 )
             admission._leases.append((key, lease))
 
+    async def _reserve_budgets(self, admission: Admission) -> None:
+        """Reserve the request's upper-bound cost in every budget that covers it, or refuse.
+
+        A request that names no model (a model list, a file) is not priced.
+        """
+        model = admission._model
+        covering = [b for b in self.budgets if b.covers(model)] if model else []
+        if not covering:
+            return
+        assert model is not None
+        store = self._store()
+        estimate = admission._estimate or Estimate(admission._request_bytes, None)
+        now = self._now()
+        for budget in covering:
+            input_tokens, output_tokens = estimate.tokens(budget)
+            needed, why = self.pricing.estimate(
+                admission._provider, model, input_tokens, output_tokens, estimate.base_url
+            )
+            if needed is None:
+                await self._refund(admission)
+                raise ModelNotPriced(
+                    f"The budget {budget.label} covers this request, but {why}, so it "
+                    "cannot be capped; the operator can price the model with prices=."
+                )
+            period, reset = period_window(budget.period, now)
+            subject = (
+                "app"
+                if budget.per == "app"
+                else self._subject("identity", admission._scope, admission.identity)
+            )
+            key = f"budget|{budget.label}|{period}|{subject}"
+            ttl = _FOREVER if reset is None else (reset - now).total_seconds() + 60
+            amount = nanos(needed)
+            try:
+                added, value = await store.reserve(key, amount, nanos(budget.limit), ttl)
+            except BaseException:
+                await self._refund(admission)
+                raise
+            self._note_spent(budget, subject, period, value)
+            if not added:
+                await self._refund(admission)
+                raise refusal(budget, value, needed, reset, now)
+            admission._reservations.append(Reservation(budget, key, amount, ttl, subject, period))
+
+    async def _refund(self, admission: Admission) -> None:
+        """Give back every reservation of a request refused before it was sent."""
+        reservations, admission._reservations = admission._reservations, []
+        with anyio.CancelScope(shield=True):
+            for held in reservations:
+                try:
+                    value = await self._store().add(held.key, -held.amount, held.ttl)
+                    self._note_spent(held.budget, held.subject, held.period, value)
+                except Exception:
+                    logger.warning("could not give back a budget reservation of %s", held.subject)
+
+    async def _settle_budgets(self, admission: Admission, usage: Usage | None) -> None:
+        """Replace each reservation with the real cost (all of it when that is unknown)."""
+        reservations, admission._reservations = admission._reservations, []
+        if not reservations:
+            return
+        cost = None
+        if usage is not None:
+            estimate = admission._estimate
+            cost, _ = self.pricing.cost(
+                admission._provider,
+                admission._model,
+                usage,
+                estimate.base_url if estimate is not None else None,
+            )
+        for held in reservations:
+            if not admission._billed:
+                spent = 0
+            elif admission._cut_after is not None:
+                spent = min(
+                    held.amount,
+                    max(self._cut_cost(admission, held), nanos(cost.total) if cost else 0),
+                )
+            elif cost is not None:
+                spent = nanos(cost.total)
+            else:
+                spent = held.amount
+            if spent != held.amount:
+                value = await self._store().add(held.key, spent - held.amount, held.ttl)
+                self._note_spent(held.budget, held.subject, held.period, value)
+
+    def _cut_cost(self, admission: Admission, held: Reservation) -> int:
+        """A bound of what an answer cut short cost: the whole prompt, and an output
+        token for every :data:`BYTES_PER_TOKEN` bytes relayed."""
+        estimate = admission._estimate or Estimate(0, None)
+        input_tokens, _ = estimate.tokens(held.budget)
+        output_tokens = math.ceil((admission._cut_after or 0) / BYTES_PER_TOKEN)
+        bound, _ = self.pricing.estimate(
+            admission._provider, admission._model, input_tokens, output_tokens, estimate.base_url
+        )
+        return held.amount if bound is None else nanos(bound)
+
+    def _note_spent(self, budget: Budget, subject: str, period: str, value: int) -> None:
+        """Remember a budget's spend as the store last told it (bounded), for /status."""
+        seen = self._spent[budget.label]
+        if subject not in seen and len(seen) >= _MAX_SEEN:
+            seen.pop(next(iter(seen)))
+        seen[subject] = (period, value)
+
+    def budget_status(self) -> list[dict[str, Any]]:
+        """Each budget and what its clients have spent in this period, as last seen here."""
+        now = self._now()
+        rows = []
+        for budget in self.budgets:
+            period, reset = period_window(budget.period, now)
+            spent = {
+                subject.partition(":")[2] or subject: str(usd(value))
+                for subject, (seen, value) in self._spent[budget.label].items()
+                if seen == period
+            }
+            rows.append(
+                {
+                    "name": budget.label,
+                    "amount_usd": str(budget.limit),
+                    "period": budget.period,
+                    "per": budget.per,
+                    "models": None if budget.models is None else list(budget.models),
+                    "resets_at": None
+                    if reset is None
+                    else reset.isoformat().replace("+00:00", "Z"),
+                    "spent_usd": spent,
+                    "left_usd": {
+                        who: str(max(Decimal(0), budget.limit - Decimal(value)))
+                        for who, value in spent.items()
+                    },
+                }
+            )
+        return rows
+
     async def _release_leases(self, admission: Admission) -> None:
         """Give back the slots ``admission`` holds; a failing store is logged, not raised."""
         leases, admission._leases = admission._leases, []
@@ -503,7 +711,10 @@ class Guards:
 
     async def _finish(self, admission: Admission, usage: Usage | None, request_bytes: int) -> None:
         with one_deadline():
-            await self._settle(admission, usage, request_bytes)
+            try:
+                await self._settle(admission, usage, request_bytes)
+            finally:
+                await self._settle_budgets(admission, usage)
 
     async def _settle(self, admission: Admission, usage: Usage | None, request_bytes: int) -> None:
         """Release the slots, then charge what was only known after the call."""
@@ -535,6 +746,7 @@ class Guards:
             "client_keys": len(self._keys or ()),
             "rate_limits": [rule.label for rule in self.rate_limits],
             "quotas": [f"{q.tokens} tokens/{q.period}" for q in self.quotas],
+            "budgets": self.budget_status(),
             "max_concurrent": self.max_concurrent,
             "max_concurrent_per_client": self.max_concurrent_per_client,
             "store": repr(self.store),

@@ -2,6 +2,8 @@
 
 from ._events import EventSink, ProxyEvent
 from ._metrics import PrometheusMetrics
+from ._otel import OpenTelemetry
+from ._recent import RecentTraffic
 from ._sinks import EventDispatcher, JsonLogSink, NdjsonUsageSink
 from ._sse import SSEEvent, SSEParser
 from ._usage_tap import UsageTap
@@ -11,8 +13,10 @@ __all__ = [
     "EventSink",
     "JsonLogSink",
     "NdjsonUsageSink",
+    "OpenTelemetry",
     "PrometheusMetrics",
     "ProxyEvent",
+    "RecentTraffic",
     "SSEEvent",
     "SSEParser",
     "UsageTap",

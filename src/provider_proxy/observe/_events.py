@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from .._adapter import Usage
+from ..spend import Cost
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,11 @@ class ProxyEvent:
     #: On a socket's connection event: the frames relayed (both ways), and the close code.
     frames: int = 0
     close_code: int | None = None
+    #: What the exchange cost in USD, from its usage and the model's price; ``None``
+    #: when that is not known, and then ``cost_unknown`` says why.
+    cost: Cost | None = None
+    #: Why ``cost`` is ``None`` (no usage reported, a model without a price), else ``None``.
+    cost_unknown: str | None = None
 
 
 #: Receives each event after its response is done; may be a coroutine function.

@@ -72,7 +72,10 @@ class PrometheusMetrics:
       it answered (4xx and 5xx);
     * ``errors_total{provider,kind}``: requests that did not complete normally,
       by the event's ``error_kind`` (the proxy's own error answers,
-      ``client_disconnected``, ``upstream_stream_error``).
+      ``client_disconnected``, ``upstream_stream_error``);
+    * ``cost_usd_total{provider,model}``: what requests cost in USD (those whose
+      cost is known); with ``cost_by_client=True`` also by ``client`` (the
+      identity, capped like models at ``max_clients``, ``none`` without one).
 
     :param registry: the host's :class:`prometheus_client.CollectorRegistry` to
         register the metrics with as well (``prometheus_client.REGISTRY`` for
@@ -80,6 +83,9 @@ class PrometheusMetrics:
     :param namespace: the prefix of every metric name.
     :param max_models: distinct ``model`` label values kept.
     :param buckets: the latency histograms' buckets, in seconds.
+    :param cost_by_client: label the cost counter by client too (one series per
+        client: only for a bounded number of clients).
+    :param max_clients: distinct ``client`` label values kept; later ones count as ``other``.
     :raises ImportError: when ``prometheus_client`` is not installed.
     """
 
@@ -90,6 +96,8 @@ class PrometheusMetrics:
         *,
         max_models: int = DEFAULT_MAX_MODELS,
         buckets: Sequence[float] = LATENCY_BUCKETS,
+        cost_by_client: bool = False,
+        max_clients: int = DEFAULT_MAX_MODELS,
     ) -> None:
         prom = _prometheus()
         self._prom = prom
@@ -146,7 +154,16 @@ class PrometheusMetrics:
             ["provider", "kind"],
             **options,
         )
+        self.cost_by_client = cost_by_client
+        self.max_clients = max_clients
+        self.cost = prom.Counter(
+            "cost_usd",
+            "What requests cost in USD, by provider and model.",
+            ["provider", "model", "client"] if cost_by_client else ["provider", "model"],
+            **options,
+        )
         collectors = (
+            self.cost,
             self.requests,
             self.duration,
             self.first_byte,
@@ -167,6 +184,7 @@ class PrometheusMetrics:
                         registry.unregister(registered)
                     raise
         self._models: set[str] = set()
+        self._clients: set[str] = set()
         self._models_lock = threading.Lock()
 
     def watch_sessions(self, status: Callable[[], Mapping[str, Any]]) -> None:
@@ -220,6 +238,18 @@ class PrometheusMetrics:
                 return model
         return "other"
 
+    def _client(self, identity: str | None) -> str:
+        if identity is None:
+            return "none"
+        identity = identity[:MAX_MODEL_LENGTH]
+        if identity in self._clients:
+            return identity
+        with self._models_lock:
+            if len(self._clients) < self.max_clients:
+                self._clients.add(identity)
+                return identity
+        return "other"
+
     def __call__(self, event: ProxyEvent) -> None:
         """Count one finished request."""
         provider = event.provider or "none"
@@ -246,6 +276,12 @@ class PrometheusMetrics:
             ):
                 if count is not None and count > 0:
                     self.tokens.labels(provider, model, kind).inc(count)
+        cost = event.cost
+        if cost is not None and cost.total > 0:
+            labels = [provider, self._model(event.model)]
+            if self.cost_by_client:
+                labels.append(self._client(event.identity))
+            self.cost.labels(*labels).inc(float(cost.total))
 
     def render(self) -> tuple[bytes, str]:
         """These metrics in Prometheus' text format, and the content type to serve them with."""

@@ -36,11 +36,18 @@ USAGE_SCHEMA = 1
 #: async sink (and the drop is logged once), so a stuck sink cannot grow memory.
 DEFAULT_MAX_PENDING = 10_000
 
-_USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+_USAGE_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+)
 
 
 def event_fields(event: ProxyEvent) -> dict[str, Any]:
-    """The event as a flat dict: usage as top-level counts, times rounded to microseconds."""
+    """The event as a flat dict: usage as top-level counts, times rounded to microseconds,
+    the cost as ``cost_usd`` and its breakdown as ``cost`` (exact decimal strings)."""
     fields: dict[str, Any] = {}
     for field in dataclasses.fields(event):
         value = getattr(event, field.name)
@@ -48,6 +55,9 @@ def event_fields(event: ProxyEvent) -> dict[str, Any]:
             for name in _USAGE_FIELDS:
                 fields[name] = None if value is None else getattr(value, name)
             fields["total_tokens"] = None if value is None else value.total_tokens
+        elif field.name == "cost":
+            fields["cost_usd"] = None if value is None else str(value.total)
+            fields["cost"] = None if value is None else value.as_dict()
         elif isinstance(value, float):
             fields[field.name] = round(value, 6)
         else:
@@ -193,6 +203,12 @@ class NdjsonUsageSink:
     ``input_tokens``, ``output_tokens``, ``cache_read_tokens``, ``cache_write_tokens``
         The counts as :class:`~provider_proxy.Usage` has them (input includes
         the cached tokens), ``null`` where the provider did not say.
+    ``reasoning_tokens``
+        How many of the output tokens were reasoning, ``null`` where not said.
+    ``cost_usd``, ``cost``, ``cost_unknown``
+        What the request cost in USD as an exact decimal string, its breakdown
+        (``input``, ``cache_read``, ``cache_write``, ``output``, ``reasoning``,
+        ``total`` and the price's ``source``), or ``null`` and the reason.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -222,6 +238,10 @@ class NdjsonUsageSink:
             "output_tokens": usage.output_tokens,
             "cache_read_tokens": usage.cache_read_tokens,
             "cache_write_tokens": usage.cache_write_tokens,
+            "reasoning_tokens": usage.reasoning_tokens,
+            "cost_usd": None if event.cost is None else str(event.cost.total),
+            "cost": None if event.cost is None else event.cost.as_dict(),
+            "cost_unknown": event.cost_unknown,
         }
         line = dumps(record).decode("utf-8") + "\n"
         with self._lock:

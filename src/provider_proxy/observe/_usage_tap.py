@@ -68,13 +68,17 @@ class UsageTap:
         parses every event.
     :param model_hint: likewise for the model (``"model"`` for the built-in
         readers); with ``usage_hint``, events with neither are not parsed.
+    :param extract_finish: the dialect's reader of why the answer ended, if wanted.
+    :param finish_hint: a substring of every event ``extract_finish`` reads.
     """
 
     __slots__ = (
         "_body",
         "_decoder",
+        "_extract_finish",
         "_extract_model",
         "_extract_usage",
+        "_finish_hint",
         "_max_bytes",
         "_max_total_bytes",
         "_model",
@@ -84,6 +88,7 @@ class UsageTap:
         "_usage",
         "_usage_hint",
         "active",
+        "finish_reasons",
         "streamed",
     )
 
@@ -98,9 +103,15 @@ class UsageTap:
         max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
         usage_hint: str | None = None,
         model_hint: str | None = None,
+        extract_finish: Callable[[Any], tuple[str, ...]] | None = None,
+        finish_hint: str | None = None,
     ) -> None:
         self._extract_usage = extract_usage
         self._extract_model = extract_model
+        self._extract_finish = extract_finish
+        self._finish_hint = finish_hint if extract_finish is not None else None
+        #: Why the answer ended, as the provider said (once per choice), when read.
+        self.finish_reasons: tuple[str, ...] = ()
         self._max_bytes = max_bytes
         self._max_total_bytes = max_total_bytes
         self._usage_hint = usage_hint
@@ -146,7 +157,7 @@ class UsageTap:
         if parser is None:  # a JSON body: keep a copy, read at the end
             self._body.append(chunk)
             return
-        usage_hint, model_hint = self._usage_hint, self._model_hint
+        usage_hint, model_hint, finish_hint = self._usage_hint, self._model_hint, self._finish_hint
         for event in parser.feed(chunk):
             data = event.data
             if not data or data[0] not in "{[" or data == "[DONE]":
@@ -155,6 +166,7 @@ class UsageTap:
                 usage_hint is not None
                 and usage_hint not in data
                 and (self._model is not None or (model_hint is not None and model_hint not in data))
+                and (finish_hint is None or finish_hint not in data)
             ):
                 continue
             self._read(loads(data))
@@ -168,6 +180,10 @@ class UsageTap:
                 model = self._extract_model(item)
                 if isinstance(model, str) and model:
                     self._model = model
+            if self._extract_finish is not None:
+                reasons = self._extract_finish(item)
+                if reasons:
+                    self.finish_reasons += reasons
 
     def _stop(self, why: str) -> None:
         self.active = False

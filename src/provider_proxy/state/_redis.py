@@ -63,6 +63,21 @@ end
 return value
 """
 
+# KEYS[1]: counter. ARGV: amount, limit, ttl (ms). Adds only within the limit; returns
+# whether it did and the value now.
+_RESERVE = """
+local value = tonumber(redis.call('GET', KEYS[1]) or '0')
+local amount = tonumber(ARGV[1])
+if value + amount > tonumber(ARGV[2]) then
+  return {0, value}
+end
+value = redis.call('INCRBY', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
+return {1, value}
+"""
+
 # KEYS[1]: sorted set of leases scored by expiry. ARGV: lease, limit, ttl (s).
 _ACQUIRE = (
     _NOW
@@ -110,6 +125,7 @@ class RedisStore:
         self._rate = client.register_script(_RATE)
         self._add = client.register_script(_ADD)
         self._acquire = client.register_script(_ACQUIRE)
+        self._reserve = client.register_script(_RESERVE)
         self._down = False
 
     @classmethod
@@ -216,6 +232,15 @@ class RedisStore:
     async def acquire(self, key: str, lease: str, limit: int, ttl: float) -> bool:
         call = self._acquire(keys=[self.prefix + key], args=[lease, limit, ttl])
         return bool(int(await self._call("acquire", call, 1)))
+
+    async def reserve(self, key: str, amount: int, limit: int, ttl: float) -> tuple[bool, int]:
+        ms = max(1, int(ttl * 1000))
+        call = self._reserve(keys=[self.prefix + key], args=[amount, limit, ms])
+        result = await self._call("reserve", call, None)
+        if result is None:  # failing open: allowed, nothing known
+            return True, 0
+        added, value = result
+        return bool(int(added)), int(value)
 
     async def release(self, key: str, lease: str) -> None:
         await self._call("release", self._client.zrem(self.prefix + key, lease), None)

@@ -81,6 +81,14 @@ class Store(Protocol):
         """Hold one of ``limit`` slots as ``lease``; an unreleased lease ages out after ``ttl``."""
         ...
 
+    async def reserve(self, key: str, amount: int, limit: int, ttl: float) -> tuple[bool, int]:
+        """Add ``amount`` to a counter unless that takes it past ``limit``, in one step.
+
+        :returns: whether it was added, and the counter's value now. A new
+            counter lives ``ttl`` seconds (give it back later with :meth:`add`).
+        """
+        ...
+
     async def release(self, key: str, lease: str) -> None:
         """Give back the slot held under ``lease``."""
         ...
@@ -213,6 +221,17 @@ class MemoryStore:
             return False
         leases[lease] = now + ttl
         return True
+
+    async def reserve(self, key: str, amount: int, limit: int, ttl: float) -> tuple[bool, int]:
+        now = self._clock()
+        entry = self._counters.get(key)
+        if entry is None or entry[0] <= now:
+            entry = (now + ttl, 0)
+        if entry[1] + amount > limit:
+            return False, entry[1]
+        self._counters[key] = (entry[0], entry[1] + amount)
+        self._wrote()
+        return True, entry[1] + amount
 
     async def release(self, key: str, lease: str) -> None:
         leases = self._leases.get(key)

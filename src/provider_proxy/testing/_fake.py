@@ -1,5 +1,6 @@
 """A fake LLM provider: a tiny ASGI app that answers like OpenAI and Anthropic
-(and Gemini's ``generateContent``, with calls and thought signatures as Gemini's).
+(and Gemini's ``generateContent``, with calls and thought signatures as Gemini's,
+and OpenAI's Responses API, stateful: :mod:`provider_proxy.testing._fake_responses`).
 
 It runs the demo offline and is the upstream of the test suite and the
 benchmarks; tests of an app that embeds the proxy can use it too. It records
@@ -23,6 +24,9 @@ failing or long stream:
     arguments come in pieces: Anthropic ``tool_use`` blocks with
     ``input_json_delta`` (stop reason ``tool_use``), OpenAI ``tool_calls``
     deltas by ``index`` (finish reason ``tool_calls``).
+``x-fake-tools-once: 1``
+    with ``x-fake-tools``: call the tools only while the conversation has no
+    tool result yet (then answer), so an agent's tool loop ends.
 ``x-fake-thinking: 1``
     think first: on Anthropic a ``thinking`` block with a ``signature``
     (streamed as ``thinking_delta`` and ``signature_delta``); on OpenAI
@@ -60,6 +64,7 @@ import anyio
 
 from .._json import dumps, loads
 from ..types import Receive, Scope, Send
+from . import _fake_responses as _responses
 
 _WORDS = [
     *("Hello", "from", "the", "fake", "upstream,"),
@@ -143,6 +148,8 @@ class FakeUpstream:
             if value is not None
         }
         self.requests: list[RecordedRequest] = []
+        #: The Responses API answers kept (``store``), by id: their conversation as JSON.
+        self.responses: dict[str, bytes] = {}
         self.open_streams = 0
         self.closed_streams = 0
         self._ids = itertools.count(1)
@@ -183,6 +190,8 @@ class FakeUpstream:
             await _json(
                 send, 200, _models(anthropic=request.header("anthropic-version") is not None)
             )
+        elif path.endswith("/responses"):
+            await self._responses(request, send)
         elif path.endswith("/chat/completions") or anthropic:
             await self._chat(request, receive, send, anthropic)
         elif path.endswith(":batchEmbedContents"):
@@ -263,6 +272,49 @@ class FakeUpstream:
             return
         if not complete:
             raise FakeAbort("the fake upstream aborts the stream as asked")
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _responses(self, request: RecordedRequest, send: Send) -> None:
+        """OpenAI's Responses API, stateful: see :mod:`provider_proxy.testing._fake_responses`."""
+        payload = loads(request.body) if request.body else {}
+        if not isinstance(payload, dict):
+            payload = {}
+        missing = _responses.previous_missing(payload, self.responses)
+        if missing is not None:
+            await _error(send, 404, False, missing, "invalid_request_error")
+            return
+        number = next(self._ids)
+        answer = _answer(
+            request, payload, number, thinking=_flag(request.header("x-fake-thinking"))
+        )
+        calls = [(call.id, call.name, call.arguments) for call in answer.calls]
+        prompt = _PROMPT_TOKENS + answer.cached
+        usage = _responses.usage_object(
+            prompt, answer.output_tokens, answer.cached, len(answer.reasoning)
+        )
+        thought = " ".join(answer.reasoning)
+        response = _responses.response_object(
+            f"fake{number}", answer.model, " ".join(answer.words), thought,
+            answer.signature if thought else "", calls, usage, payload,
+        )  # fmt: skip
+        if payload.get("store", True) is not False:
+            conversation = [
+                *_responses.input_messages(payload, self.responses),
+                *response["output"],
+            ]
+            self.responses[response["id"]] = dumps(conversation)
+        if not payload.get("stream"):
+            await _json(send, 200, response)
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+        for event in _responses.events(response, answer.words):
+            await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _gemini(self, request: RecordedRequest, send: Send) -> None:
@@ -382,6 +434,8 @@ def _answer(
     prefix = ("toolu_fake" if anthropic else "call_fake") + f"{number}_"
     schemas = _tool_schemas(payload.get("tools"))
     names = [n.strip() for n in (request.header("x-fake-tools") or "").split(",")]
+    if _flag(request.header("x-fake-tools-once")) and _has_tool_result(payload):
+        names = []
     calls = [
         _Call(f"{prefix}{i}", name, dumps(_sample_object(schemas[name])).decode("utf-8"))
         for i, name in enumerate(n for n in names if n in schemas)
@@ -403,6 +457,22 @@ def _answer(
     )
 
 
+def _has_tool_result(payload: dict[str, Any]) -> bool:
+    """Whether the conversation carries a tool's result, in any of the fake's formats."""
+    turns = payload.get("messages") or payload.get("input")
+    for turn in turns if isinstance(turns, list) else ():
+        if not isinstance(turn, dict):
+            continue
+        if turn.get("role") == "tool" or turn.get("type") == "function_call_output":
+            return True
+        content = turn.get("content")
+        if isinstance(content, list) and any(
+            isinstance(block, dict) and block.get("type") == "tool_result" for block in content
+        ):
+            return True
+    return False
+
+
 def _flag(value: str | None) -> bool:
     return value is not None and value.strip().lower() not in ("", "0", "false", "no", "off")
 
@@ -420,8 +490,8 @@ def _tool_schemas(tools: Any) -> dict[str, Any]:
             for declaration in tool["functionDeclarations"]:
                 if isinstance(declaration, dict):
                     schemas[str(declaration.get("name"))] = declaration.get("parameters")
-        elif "name" in tool:  # Anthropic: {"name": ..., "input_schema": {...}}
-            schemas[str(tool["name"])] = tool.get("input_schema")
+        elif "name" in tool:  # Anthropic's input_schema; the Responses API's parameters
+            schemas[str(tool["name"])] = tool.get("input_schema", tool.get("parameters"))
     return schemas
 
 

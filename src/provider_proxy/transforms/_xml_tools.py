@@ -42,7 +42,7 @@ class XmlToolsError(BadRequest):
 
     kind = "unsupported_field"
 
-    def __init__(self, field: str, reason: str) -> None:
+    def __init__(self, field: str, reason: str = "the convention has no equivalent") -> None:
         super().__init__(f"The field {field!r} cannot be used with XML tool calls: {reason}.")
         self.field = field
 

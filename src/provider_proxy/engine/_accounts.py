@@ -1,0 +1,64 @@
+"""The accounts of answered requests: each one's cost, spend totals and the last hour.
+
+The app hands every finished request's :class:`~provider_proxy.engine._report.Report`
+here once; what comes back is its cost (or why there is none) for the event, and
+``/status`` shows the totals and the last hour's traffic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..adapters import Provider
+from ..observe import RecentTraffic
+from ..spend import Cost, Pricing, SpendTally
+from ._report import Report
+
+
+class Accounts:
+    """Prices each answered request and keeps this process's totals.
+
+    :param adapters: the app's providers by name (their base URLs find library prices).
+    :param pricing: where prices come from.
+    """
+
+    def __init__(self, adapters: Mapping[str, Provider], pricing: Pricing) -> None:
+        self._adapters = adapters
+        self.pricing = pricing
+        self.spend = SpendTally()
+        self.traffic = RecentTraffic()
+
+    def __repr__(self) -> str:
+        return f"Accounts({self.pricing!r})"
+
+    def record(self, report: Report) -> tuple[Cost | None, str | None]:
+        """Count a finished request; its cost, or why that is not known (``None``
+        twice for the proxy's own endpoints)."""
+        provider = report.provider
+        if provider is None:
+            return None, None
+        outcome = report.outcome
+        self.traffic.add(provider, outcome.status >= 400 or bool(outcome.error_kind))
+        cost, unknown = self._cost(report)
+        if outcome.upstream_status is not None:
+            model = report.model or outcome.model
+            self.spend.add(provider, model, report.identity, outcome.usage, cost)
+        return cost, unknown
+
+    def _cost(self, report: Report) -> tuple[Cost | None, str | None]:
+        adapter = self._adapters.get(report.provider or "")
+        if adapter is None:
+            return None, None
+        outcome = report.outcome
+        if outcome.upstream_status is None:
+            return None, "the provider did not answer"
+        if outcome.usage is None and outcome.upstream_status >= 400:
+            return None, f"the provider answered {outcome.upstream_status}, with no usage"
+        base_url = str(adapter.serving().base_url)
+        model = report.model or outcome.model
+        return self.pricing.cost(adapter.name, model, outcome.usage, base_url)
+
+    def status(self) -> dict[str, Any]:
+        """``spend`` (by provider, model and client) and ``recent`` (the last hour)."""
+        return {"spend": self.spend.status(), "recent": self.traffic.status()}
