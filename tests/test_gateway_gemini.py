@@ -7,7 +7,8 @@ on a Gemini model (a passthrough). As a provider: the ``openai`` and
 ``anthropic`` SDKs on ``gemini/...`` models through ``generateContent`` and
 ``streamGenerateContent?alt=sse``, with a three-turn tool loop on a thinking
 model whose signatures a Chat client cannot carry, which the fake provider
-refuses when they are not sent back, as Gemini does.
+refuses when they are not sent back, as Gemini does; the ``openai`` SDK's
+Responses API on Gemini too, continued by ``previous_response_id``.
 """
 
 from __future__ import annotations
@@ -580,3 +581,39 @@ def test_automatic_function_calling_runs_the_python_function(
     assert tool_turns
     assert tool_turns[0]["content"] == "sunny in fake-city"  # the SDK's {"result": ...}
     assert tool_turns[0]["tool_call_id"] == sent[1]["tool_calls"][0]["id"]
+
+
+def test_openai_responses_on_thinking_gemini_continue_with_signatures(
+    chat: openai.OpenAI, fake: FakeUpstream
+) -> None:
+    """A Responses client on Gemini: text, a stream, and a tool loop by previous_response_id."""
+    whole = chat.responses.create(model=FLASH, input="Hi.")
+    assert whole.output_text == TEXT
+    assert fake.last.path == "/v1beta/models/gemini-2.5-flash:generateContent"
+    with chat.responses.stream(model=FLASH, input="Hi.") as events:
+        assert events.get_final_response().output_text == TEXT
+    assert fake.last.path == "/v1beta/models/gemini-2.5-flash:streamGenerateContent"
+    tools: Any = [
+        {"type": "function", "name": "weather", "parameters": TOOLS[0]["function"]["parameters"]}
+    ]
+    thinking = {"x-fake-thinking": "1"}
+    first = chat.responses.create(
+        model=FLASH,
+        input="Weather in Paris?",
+        tools=tools,
+        reasoning={"effort": "low"},
+        extra_headers={**thinking, "x-fake-tools": "weather"},
+    )
+    [call] = [item for item in first.output if item.type == "function_call"]
+    second = chat.responses.create(
+        model=FLASH,
+        previous_response_id=first.id,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}],
+        tools=tools,
+        reasoning={"effort": "low"},
+        extra_headers=thinking,
+    )
+    assert second.output_text == TEXT
+    turn = _sent(fake)["contents"][1]["parts"]
+    assert turn[0]["functionCall"]["name"] == "weather"
+    assert turn[0]["thoughtSignature"]  # the fake refuses the turn without it
