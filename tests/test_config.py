@@ -108,9 +108,9 @@ def test_an_environment_value_of_the_wrong_kind_names_the_variable() -> None:
     ]
 
 
-def test_routes_are_refused_until_make_asgi_app_takes_them(tmp_path: Path) -> None:
+def test_routes_are_refused_until_the_file_can_give_them(tmp_path: Path) -> None:
     path = write(tmp_path, '[routes.fast]\nmodel = "openai/gpt-4o-mini"\n')
-    assert f"{path}: routes: this version of provider-proxy has no routes" in problems(path)[-1]
+    assert f"{path}: routes: a [routes] table is not read from a file yet" in problems(path)[-1]
 
 
 # -- precedence ----------------------------------------------------------------------

@@ -227,6 +227,9 @@ def test_json_log_line_has_every_field_flat(caplog: pytest.LogCaptureFixture) ->
         "cost_usd": None,
         "cost": None,
         "cost_unknown": None,
+        "route": None,
+        "deployments": [],
+        "key": None,
     }
     # Every event field is there (usage flattened), so a new field cannot be forgotten.
     names = {f.name for f in dataclasses.fields(ProxyEvent)} - {"usage"}

@@ -65,6 +65,7 @@ from .observe import (
     PrometheusMetrics,
     ProxyEvent,
 )
+from .policy import Cooldown, Deployment, RetryPolicy, Route
 from .spend import Cost, Price, Pricing
 from .state import MemoryStore, RateResult, RedisStore, SessionStore, Store
 from .transports import DEFAULT_LIMITS, DEFAULT_TIMEOUT, default_transport
@@ -85,10 +86,12 @@ __all__ = [
     "CORSMiddleware",
     "ClientDisconnected",
     "ClientNotAuthorized",
+    "Cooldown",
     "Cost",
     "CredentialCheck",
     "CredentialState",
     "CredentialsRejected",
+    "Deployment",
     "EndpointNotAllowed",
     "EventSink",
     "Forbidden",
@@ -125,6 +128,8 @@ __all__ = [
     "RateResult",
     "RedisStore",
     "RequestContext",
+    "RetryPolicy",
+    "Route",
     "Secret",
     "SessionStore",
     "Store",

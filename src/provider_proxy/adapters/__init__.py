@@ -1,7 +1,8 @@
 """Ready-made provider adapters, and :class:`BaseAdapter` for writing your own."""
 
-from ._base import AdapterOptions, ApiKey, BaseAdapter, ProviderOptions
+from ._base import AdapterOptions, ApiKey, ApiKeys, BaseAdapter, ProviderOptions
 from ._identity import ClientIdentity
+from ._keys import KEY_STATUSES, KeyPool, forget_used_key, prefer_key, used_key
 from ._protocol import Provider, ProviderAdapter
 from ._stateful import (
     AnswerReader,
@@ -25,10 +26,12 @@ from .presets import DashScopeAdapter, OllamaAdapter, VLLMAdapter
 from .qwen_chat import QwenAuthError, QwenChallenge, QwenChatAdapter
 
 __all__ = [
+    "KEY_STATUSES",
     "AdapterOptions",
     "AnswerReader",
     "AnthropicAdapter",
     "ApiKey",
+    "ApiKeys",
     "AzureOpenAIAdapter",
     "BaseAdapter",
     "ClientIdentity",
@@ -38,6 +41,7 @@ __all__ = [
     "FirstAvailableAdapter",
     "GeminiAdapter",
     "IssuedToken",
+    "KeyPool",
     "OllamaAdapter",
     "OpenAIAdapter",
     "OpenAICompatibleAdapter",
@@ -57,4 +61,7 @@ __all__ = [
     "UpstreamRefused",
     "VLLMAdapter",
     "conversation_hash",
+    "forget_used_key",
+    "prefer_key",
+    "used_key",
 ]

@@ -12,7 +12,7 @@ import inspect
 import os
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict, cast
 
 import httpx
 from typing_extensions import Unpack
@@ -29,9 +29,10 @@ from .._bounded import AnswerTooLarge, send_bounded
 from .._exceptions import ProviderNotConfigured
 from .._secret import CONTROL_CHARACTERS, Secret, clean_credential
 from ..dialects import Dialect, OpenAIChat, OpenAIResponses
-from ..policy import EndpointRule, HeaderPolicy, endpoint_allowed, parse_rules
+from ..policy import EndpointRule, HeaderPolicy, RetryPolicy, endpoint_allowed, parse_rules
 from ..transforms._compose import Composed, applies, checked_transforms
 from ._identity import ClientIdentity
+from ._keys import KeyPool, Keys
 
 if TYPE_CHECKING:
     from ._tokens import TokenSource
@@ -40,6 +41,9 @@ if TYPE_CHECKING:
 #: that returns the current key (or ``None``), called for every request so keys
 #: can rotate without a restart.
 ApiKey = str | Secret | Callable[[], "str | Secret | None"]
+#: What ``api_key=`` takes: a key, or several (a list, or names to keys) for a
+#: :class:`~provider_proxy.adapters.KeyPool`, or a callable returning one or several.
+ApiKeys = ApiKey | Keys | KeyPool | Callable[[], "str | Secret | Keys | None"]
 #: A key as held: checked once when given, or a callable asked (and checked) each time.
 KeySource = Secret | Callable[[], "str | Secret | None"] | None
 
@@ -52,7 +56,7 @@ _ENDPOINT_CACHE_SIZE = 1024
 class ProviderOptions(TypedDict, total=False):
     """The options every adapter takes besides its name and base URL (see :class:`BaseAdapter`)."""
 
-    api_key: ApiKey | None
+    api_key: ApiKeys | None
     api_key_env: str | Sequence[str] | None
     user_agent: str | None
     headers: Mapping[str, str] | None
@@ -64,6 +68,7 @@ class ProviderOptions(TypedDict, total=False):
     client_identity: ClientIdentity | None
     token_source: TokenSource | None
     sockets: Iterable[str] | None
+    retry: RetryPolicy | None
 
 
 class AdapterOptions(ProviderOptions, total=False):
@@ -134,6 +139,8 @@ class BaseAdapter:
             the adapter's own :meth:`default_transforms`.
         :param sockets: the WebSocket endpoints relayed, instead of the adapter's
             :attr:`socket_endpoints` (``[]`` relays none).
+        :param retry: how gateway requests naming this provider's models directly
+            (``"openai/gpt-4.1"``) are retried; routes have their own.
         """
         name = options.get("name")
         name = self.default_name if name is None else name
@@ -149,6 +156,8 @@ class BaseAdapter:
         forward_headers = options.get("forward_headers", ())
         client_identity = options.get("client_identity")
         self._token_source = options.get("token_source")
+        #: The retry policy of gateway requests for this provider's models, if any.
+        self.retry: RetryPolicy | None = options.get("retry")
         if self._token_source is not None and options.get("api_key") is not None:
             raise ValueError(
                 "Pass api_key= (sent as it is) or token_source= (short-lived tokens), not both."
@@ -163,7 +172,16 @@ class BaseAdapter:
         envs = api_key_env if api_key_env is not None else self.default_api_key_env
         names = (envs,) if isinstance(envs, str) else tuple(envs or ())
         self._api_key_envs: tuple[str, ...] = tuple(name for name in names if name)
-        self._key = key_source(api_key, self._api_key_envs, f"The api_key of adapter {name!r}")
+        what = f"The api_key of adapter {name!r}"
+        self._pool: KeyPool | None = None
+        self._key: KeySource
+        if isinstance(api_key, KeyPool):  # built with options of its own
+            self._key = self._pool = api_key
+        elif isinstance(api_key, (list, tuple, Mapping)) or callable(api_key):
+            self._key = self._pool = KeyPool(api_key, f"adapter {name!r}")
+        else:
+            # (a str is a Sequence too, which mypy cannot tell from a list here)
+            self._key = key_source(cast("ApiKey | None", api_key), self._api_key_envs, what)
         identity = client_identity.fixed_headers() if client_identity is not None else None
         given = {**_header_map(identity, "client_identity"), **_header_map(headers, "headers")}
         if user_agent is not None:
@@ -214,6 +232,11 @@ class BaseAdapter:
         client identity's dropped prefixes."""
         return self._header_policy
 
+    @property
+    def key_pool(self) -> KeyPool | None:
+        """The adapter's keys when ``api_key=`` gave several (or a callable), else ``None``."""
+        return self._pool
+
     def api_key(self) -> Secret | None:
         """The current key, or ``None`` when there is none.
 
@@ -243,7 +266,9 @@ class BaseAdapter:
         availability = self.availability()
         if availability.enabled and not self.key_optional and callable(self._key):
             try:
-                if self.api_key() is None:
+                pool = self._pool
+                has_key = pool.peek() if pool is not None else self.api_key() is not None
+                if not has_key:
                     return Availability(
                         False, "No API key right now: its key callable returned none."
                     )

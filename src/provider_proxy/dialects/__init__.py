@@ -55,6 +55,7 @@ class PathCall:
     """A gateway request whose path names the model: its format, operation and model."""
 
     dialect: Dialect
+    #: ``"generate"``, or ``"stream"`` when the path asks for a stream.
     operation: str
     model: str
     #: The path asks for a stream (the body of such a format does not say).
@@ -79,7 +80,7 @@ def gateway_in_path(path: str, query: bytes) -> PathCall | None:
         refusal = f"The gateway serves {' and '.join(GATEWAY_METHODS)} of any model, not {method}."
     elif stream and b"alt=sse" not in query.split(b"&"):
         refusal = "The gateway streams streamGenerateContent as server-sent events: add ?alt=sse."
-    return PathCall(Gemini(), "generate", model, stream, refusal)
+    return PathCall(Gemini(), "stream" if stream else "generate", model, stream, refusal)
 
 
 #: The format of the proxy's own endpoints (``/v1/models``) and of unknown routes.

@@ -35,11 +35,12 @@ from .._exceptions import (
     MethodNotAllowed,
     ProviderNotFound,
     ProxyError,
+    UpstreamStreamError,
     WebSocketNotRelayed,
 )
 from .._json import dumps
 from .._scrub import install_log_filter
-from ..adapters import Provider
+from ..adapters import BaseAdapter, Provider
 from ..dialects import DEFAULT as OWN_FORMAT
 from ..dialects import GATEWAY, Dialect, Tokenizer, client_dialect, gateway_in_path, stored_answer
 from ..guards import Guards
@@ -53,6 +54,8 @@ from ..observe import (
 )
 from ..policy import (
     RawHeaders,
+    RetryPolicy,
+    Route,
     header_value,
     path_below_mount,
     request_id_from,
@@ -66,13 +69,16 @@ from ._accounts import Accounts
 from ._catalog import DEFAULT_MODELS_TTL, ModelCatalog, handle_models_route
 from ._cors import CORS, CORSMiddleware
 from ._dashboard import admitted, page, page_headers
+from ._drain import Drain, Draining
 from ._forward import Forwarder
 from ._gateway import Gateway
 from ._heads import as_raw, content_head, send_error, send_whole
 from ._images import ImageFetcher, ImageFetching
 from ._inference_api import InferenceAPI
+from ._key_failover import settle_key
 from ._report import Arrival, Outcome, Report, event_of
 from ._responses_state import StoredResponses
+from ._router import Router
 from ._validation import ValidationMode, validate_all
 from ._websocket import SocketRelay
 from ._ws_common import (
@@ -154,6 +160,9 @@ class ProxyOptions(TypedDict, total=False):
     telemetry: OpenTelemetry | None
     dashboard: bool
     stored_responses: StoredResponses | None
+    routes: Mapping[str, Route]
+    retry: RetryPolicy | None
+    drain_timeout: float | None
     fetch_images: ImageFetching | None
 
 
@@ -231,6 +240,15 @@ class ProxyApp:
     :param stored_responses: how the gateway keeps the conversations of stateful
         clients (``store``, ``previous_response_id``) for providers without state:
         time to live, size and per-client caps (in ``store``).
+    :param routes: gateway model names served by one of several deployments, with
+        retries, fallbacks and cool-downs (see :doc:`routing`).
+    :param retry: the retry policy of routes without their own (by default
+        :class:`~provider_proxy.RetryPolicy`'s defaults); given, gateway models
+        named directly are retried too.
+    :param drain_timeout: on shutdown (SIGTERM under a server in the main thread,
+        or :meth:`aclose`), refuse new requests with 503 and ``/health`` with
+        ``draining``, and give open ones this many seconds before aborting them;
+        ``None`` (the default): no drain.
     :param fetch_images: at the gateway, fetch http(s) image URLs for providers that
         take images only inline, by these rules (see :class:`ImageFetching`); by
         default such a URL is refused (400).
@@ -374,6 +392,25 @@ class ProxyApp:
             store=self.store,
             finish=self._finish,
         )
+        self._router: Router | None = None
+        routes = options.get("routes") or {}
+        pooled = any(
+            isinstance(a, BaseAdapter) and (a.key_pool is not None or a.retry is not None)
+            for a in self._adapters.values()
+        )
+        if routes or options.get("retry") is not None or pooled:
+            self._router = Router(
+                routes,
+                self._adapters,
+                self._gateway.serve,
+                self.store,
+                retry=options.get("retry"),
+                guards=self._guards,
+            )
+            self._gateway.router = self._router
+            self.catalog.routes = list(routes)
+        drain_timeout = options.get("drain_timeout")
+        self._drain = Drain(drain_timeout) if drain_timeout is not None else None
         cors = options.get("cors")
         self._cors = cors
         self._entry: ASGIApp = (
@@ -425,6 +462,8 @@ class ProxyApp:
         fails startup with :class:`~provider_proxy.CredentialsRejected`.
         """
         self.transport  # noqa: B018 - created now rather than on the first request
+        if self._drain is not None:
+            self._drain.install()
         if self._validation_mode != "off" and not self._credentials:
             try:
                 async with self._own_client() as client:
@@ -442,6 +481,9 @@ class ProxyApp:
         exchange) are closed too, with their ``aclose()``.
         A later request opens a new transport.
         """
+        if self._drain is not None:
+            await self._drain.drain()
+            self._drain.uninstall()
         await self._dispatcher.aclose()
         await self.catalog.aclose()
         if self._images is not None:
@@ -527,7 +569,9 @@ class ProxyApp:
         except ProxyError:
             target = _Target(None, "", b"", "")
         error: ProxyError = _websocket_refused()
-        if not self._origin_allowed(scope):
+        if self._drain is not None and self._drain.draining:
+            error = _draining()  # sockets are long: opened on another instance
+        elif not self._origin_allowed(scope):
             error = Forbidden(
                 "This page's origin may not open sockets to the proxy (see its cors= option)."
             )
@@ -591,7 +635,38 @@ class ProxyApp:
         return target.adapter.serving().dialect_for(target.path.partition("?")[0])
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        drain = self._drain
+        if drain is None:
+            await self._answer(scope, receive, send, None)
+            return
         arrival = Arrival(request_id_from(scope["headers"]), scope["method"])
+        with drain.track(send) as tracked:
+            await self._answer(scope, receive, tracked.send, arrival)
+        if not tracked.aborted:
+            return
+        # Still open when the drain ran out of time: aborted, with its event.
+        outcome = Outcome(
+            tracked.status or 503,
+            error_kind="drained",
+            streamed=tracked.streamed,
+            response_bytes=tracked.response_bytes,
+        )
+        self._finish(arrival, Report(outcome))
+        if tracked.status is None:
+            error = _draining()
+            try:
+                dialect = self._dialect(self._route(scope))
+            except ProxyError:
+                dialect = OWN_FORMAT
+            await send_error(send, dialect, error, arrival.request_id)
+            return
+        raise UpstreamStreamError("The proxy shut down before the answer was complete.")
+
+    async def _answer(
+        self, scope: Scope, receive: Receive, send: Send, arrival: Arrival | None
+    ) -> None:
+        if arrival is None:
+            arrival = Arrival(request_id_from(scope["headers"]), scope["method"])
         self._in_flight += 1
         target = _Target(None, "", b"", "")
         report: Report | None = None
@@ -599,6 +674,8 @@ class ProxyApp:
         try:
             try:
                 target = self._route(scope)
+                if self._drain is not None and self._drain.draining and target.name != "health":
+                    raise _draining()
                 if _asks_websocket(scope["headers"]):
                     raise _websocket_refused()
                 gateway = GATEWAY.get(target.path) if target.client is not None else None
@@ -619,8 +696,10 @@ class ProxyApp:
                         )
                     elif gateway is not None:
                         client, operation = gateway
-                        report = await self._gateway.handle(
-                            scope, receive, send, client, operation, arrival
+                        report = settle_key(
+                            await self._gateway.handle(
+                                scope, receive, send, client, operation, arrival
+                            )
                         )
                     elif stored is not None:
                         report = await self._gateway.handle_stored(
@@ -638,7 +717,6 @@ class ProxyApp:
                             in_path.operation,
                             arrival,
                             path_model=in_path.model,
-                            stream=in_path.stream,
                         )
                     elif target.adapter is not None:
                         report = await self._forward(scope, receive, send, target, arrival)
@@ -667,8 +745,12 @@ class ProxyApp:
         if metrics is not None:
             metrics.track_start(target.name)
         try:
-            return await self._forwarder.forward(
-                scope, receive, send, adapter, target.rest, arrival
+            if self._router is not None and self._router.pooled(adapter):
+                return await self._router.passthrough(
+                    self._forwarder.forward, scope, receive, send, adapter, target.rest, arrival
+                )
+            return settle_key(
+                await self._forwarder.forward(scope, receive, send, adapter, target.rest, arrival)
             )
         finally:
             if metrics is not None:
@@ -726,6 +808,7 @@ class ProxyApp:
         if self._guards is not None and name in _GUARDED_ENDPOINTS:
             limits = await self._guards.limit_endpoint(scope, identity)
         content_type = _JSON
+        code = 200
         if name == "v1" and rest.startswith(b"/models"):
             content = dumps(
                 await handle_models_route(
@@ -751,6 +834,8 @@ class ProxyApp:
                 raise MethodNotAllowed(f"The {name} endpoint answers GET only.")
             if name == "health":
                 health, identity = await self._health_for(scope)
+                if self._drain is not None and self._drain.draining:
+                    health["status"], code = "draining", 503  # a load balancer moves away
                 content = dumps(health)
             elif name == "status":
                 content = dumps(await self._status())
@@ -767,8 +852,8 @@ class ProxyApp:
             what = f"No provider named {name!r}" if name else "No provider in the path"
             raise ProviderNotFound(f"{what}; the mounted providers are: {mounted}.")
         head = content_head(content_type, len(content), arrival.request_id) + as_raw(dict(limits))
-        await send_whole(send, 200, head, content)
-        outcome = Outcome(200, response_bytes=len(content))
+        await send_whole(send, code, head, content)
+        outcome = Outcome(code, response_bytes=len(content))
         return Report(outcome, None, target.path, identity=identity)
 
     def _providers(self) -> dict[str, dict[str, Any]]:
@@ -781,6 +866,9 @@ class ProxyApp:
             }
             if not availability.enabled:
                 entry["reason"] = availability.reason
+            pool = adapter.key_pool if isinstance(adapter, BaseAdapter) else None
+            if pool is not None and pool.names():
+                entry["keys"] = pool.status()  # by name, never the key
             check = self._credentials.get(name)
             if check is not None:
                 entry["credentials"] = {
@@ -797,7 +885,10 @@ class ProxyApp:
     def _health(self) -> dict[str, Any]:
         providers = self._providers()
         status = "ok" if any(p["enabled"] for p in providers.values()) else "unconfigured"
-        return {"status": status, "providers": providers, **self._alive()}
+        health: dict[str, Any] = {"status": status, "providers": providers, **self._alive()}
+        if self._router is not None and self._router.routes:
+            health["routes"] = self._router.health()
+        return health
 
     def _alive(self) -> dict[str, Any]:
         """When ``/health`` answered, for how long the app has run, which version."""
@@ -820,6 +911,7 @@ class ProxyApp:
             health["providers"] = {
                 name: {"enabled": entry["enabled"]} for name, entry in health["providers"].items()
             }
+            health.pop("routes", None)
         return health, None
 
     async def _status(self) -> dict[str, Any]:
@@ -831,6 +923,7 @@ class ProxyApp:
             "guards": None if self._guards is None else self._guards.status(),
             "sessions": self.sessions.status(),
             **self._accounts.status(),
+            "routes": None if self._router is None else self._router.status(),
             "requests": {
                 "in_flight": self._in_flight,
                 "total": sum(self._by_status.values()),
@@ -854,6 +947,13 @@ class _Target:
     @property
     def provider(self) -> str | None:
         return None if self.adapter is None else self.name
+
+
+def _draining() -> Draining:
+    return Draining(
+        "The proxy is shutting down; send the request again (another instance will answer).",
+        headers={"Retry-After": "1"},
+    )
 
 
 def _asks_websocket(headers: RawHeaders) -> bool:

@@ -99,6 +99,8 @@ class ModelCatalog:
         self._refreshing: dict[str, asyncio.Task[dict[str, Any] | None]] = {}
         self._errors: dict[str, str] = {}
         self._fetched: dict[str, tuple[float, int]] = {}
+        #: The app's route names, listed after the providers' models.
+        self.routes: list[str] = []
 
     async def _fetch(self, name: str) -> dict[str, Any] | None:
         adapter = self._adapters[name]
@@ -192,6 +194,21 @@ class ModelCatalog:
                         "context_length": model["context_length"],
                         "pricing": model["pricing"],
                         **{k: model[k] for k in DETAILS if k in model},
+                    }
+                )
+        if provider is None:
+            for route in self.routes:
+                data.append(
+                    {
+                        "id": route,
+                        "object": "model",
+                        "created": 0,
+                        "owned_by": "proxy",
+                        "provider": None,
+                        "name": route,
+                        "context_length": None,
+                        "pricing": None,
+                        "route": True,
                     }
                 )
         return data, failed

@@ -133,6 +133,8 @@ class Forwarder:
         serving: ProviderAdapter | None = None,
         client_dialect: str | None = None,
         translated: bool = False,
+        *,
+        repeat: bool = False,
     ) -> Report:
         """Forward and relay, or answer the refusal in the path's format; never raises
         a :class:`ProxyError` (a failure mid-answer is the outcome's ``abort``).
@@ -140,6 +142,8 @@ class Forwarder:
         :param serving: the adapter ``provider`` chose already for this request.
         :param client_dialect: at the gateway, the client's format, and
             ``translated``, whether the request and answer are translated (for the report).
+        :param repeat: a retry of a request the guards admitted once (a route's
+            next attempt): its rate limits are not charged again.
         """
         body = RequestBody(receive, self._max_body_size)
         adapter = serving if serving is not None else provider.serving()
@@ -167,7 +171,11 @@ class Forwarder:
                     elif guards is not None:
                         admission = await held.enter_async_context(
                             await guards.admit(
-                                scope, provider=name, model=None, request_bytes=declared
+                                scope,
+                                provider=name,
+                                model=None,
+                                request_bytes=declared,
+                                repeat=repeat,
                             )
                         )
                         identity, limits = admission.identity, as_raw(dict(admission.headers))
@@ -190,6 +198,7 @@ class Forwarder:
                                     source.output_limit,
                                     str(route.adapter.base_url),
                                 ),
+                                repeat=repeat,
                             )
                         )
                         identity, limits = admission.identity, as_raw(dict(admission.headers))

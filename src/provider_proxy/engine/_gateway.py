@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from urllib.parse import quote
 
 import anyio
@@ -76,6 +76,29 @@ _MODEL_IN_PATH = "{model}"
 
 #: Headers of the provider's answer that describe its body, set anew for a translated one.
 _BODY_HEADERS = frozenset({b"content-length", b"content-type", b"content-encoding", b"etag"})
+
+
+#: Wraps the ``send`` of one attempt, given the provider's format (see :meth:`Gateway.serve`).
+Hold = Callable[[Send, Dialect], Send]
+
+
+class Routed(Protocol):
+    """The router's side of the gateway: the models it serves (routes), and how."""
+
+    def __contains__(self, model: object) -> bool: ...
+
+    async def handle(
+        self,
+        model: str,
+        parsed: dict[str, Any],
+        size: int,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        client: Dialect,
+        operation: str,
+        arrival: Arrival,
+    ) -> Report: ...
 
 
 class ModelNotRouted(ProviderNotFound):
@@ -155,6 +178,8 @@ class Gateway:
         self._guards = guards
         self._tokenizer: Tokenizer | Literal["auto"] | None = tokenizer
         self._images = images
+        #: Serves the models that name routes (set by the app when it has routes).
+        self.router: Routed | None = None
 
     async def handle(
         self,
@@ -166,12 +191,11 @@ class Gateway:
         arrival: Arrival,
         *,
         path_model: str | None = None,
-        stream: bool = False,
     ) -> Report:
         """Route, translate when needed, and forward; a refusal is a :class:`ProxyError`.
 
-        :param path_model: the model a client's format names in the path, not the body.
-        :param stream: the path asks for a stream (a format whose body does not say).
+        :param path_model: the model a client's format names in the path, not the body
+            (its ``operation`` is then ``"stream"`` when the path asks for a stream).
         """
         if scope["method"] != "POST":
             raise BadRequest(f"The gateway's {scope['path']} endpoint takes POST.")
@@ -188,6 +212,36 @@ class Gateway:
         named = path_model or client.model_of(parsed)
         if not named:
             raise BadRequest('The request names no model: set "model" to "{provider}/{model}".')
+        if self.router is not None and named in self.router:
+            return await self.router.handle(
+                named, parsed, len(raw), scope, receive, send, client, operation, arrival
+            )
+        return await self.serve(named, parsed, scope, receive, send, client, operation, arrival)
+
+    async def serve(
+        self,
+        named: str,
+        parsed: dict[str, Any],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        client: Dialect,
+        operation: str,
+        arrival: Arrival,
+        *,
+        hold: Hold | None = None,
+        repeat: bool = False,
+    ) -> Report:
+        """One model's request (``"{adapter}/{model}"``): translated when the provider's
+        format differs, then forwarded.
+
+        :param hold: wraps the ``send`` the forwarder answers into, given the
+            provider's format (the router's holdback, inside any translation).
+        :param repeat: the router's retry of this request (charged once by the guards).
+        """
+        stream = operation == "stream"  # a stream asked for by the path, not the body
+        if stream:
+            operation = "generate"
         try:
             target = self._target(named, client, operation)
         except NotTranslatable:
@@ -195,23 +249,25 @@ class Gateway:
             if tokenizer is None:
                 raise
             return await self._estimate(scope, send, client, parsed, named, tokenizer, arrival)
+        # The model as the provider knows it, written over the name the client used.
+        modelled = dict(parsed, model=target.model)
         stateful = _stored(client.codec)
         if not target.translated and stateful is not None:
-            target = await self._continuing(
-                target, dict(parsed, model=target.model), stateful, scope
-            )
+            target = await self._continuing(target, modelled, stateful, scope)
         if not target.translated:
-            if _MODEL_IN_PATH not in target.path:  # the model as the provider knows it
-                parsed = dict(parsed, model=target.model)
+            body = parsed if _MODEL_IN_PATH in target.path else modelled
             target = self._with_path(target, stream)
-            return await self._forward(scope, receive, send, client, target, dumps(parsed), arrival)
-        # The model as the provider knows it, written over the name the client used.
-        parsed = dict(parsed, model=target.model)
+            return await self._forward(
+                scope, receive, send, client, target, dumps(body), arrival, hold, repeat
+            )
+        parsed = modelled
         codec, provider_codec = client.codec, target.dialect.codec
         if codec is None or provider_codec is None:  # pragma: no cover - _target checks
             raise NotTranslatable(f"{client.name} cannot be translated here.")
         if operation == "embed":
-            return await self._embed(scope, receive, send, client, target, parsed, arrival)
+            return await self._embed(
+                scope, receive, send, client, target, parsed, arrival, hold, repeat
+            )
         request, dropped = codec.decode_request(parsed)
         if stream:
             request = dataclasses.replace(request, stream=True, stream_usage=True)
@@ -242,7 +298,7 @@ class Gateway:
                 send, codec, provider_codec, request, dropped, self._memory, identity, keeping
             )
             return await self._forward(
-                scope, receive, translate, client, target, dumps(upstream), arrival
+                scope, receive, translate, client, target, dumps(upstream), arrival, hold, repeat
             )
         finally:
             if keeping is not None:
@@ -423,6 +479,8 @@ class Gateway:
         target: Target,
         parsed: dict[str, Any],
         arrival: Arrival,
+        hold: Hold | None,
+        repeat: bool,
     ) -> Report:
         """An embeddings request translated for a provider that embeds in another format."""
         translation = EMBEDDINGS.get((client.name, target.dialect.name))
@@ -444,7 +502,7 @@ class Gateway:
         request = Request(target.model, ())
         translate = _Translator(send, codec, provider_codec, request, dropped, whole=whole)
         return await self._forward(
-            scope, receive, translate, client, target, dumps(upstream), arrival
+            scope, receive, translate, client, target, dumps(upstream), arrival, hold, repeat
         )
 
     @staticmethod
@@ -470,8 +528,12 @@ class Gateway:
         target: Target,
         body: bytes,
         arrival: Arrival,
+        hold: Hold | None = None,
+        repeat: bool = False,
     ) -> Report:
         """The request as the provider gets it, through the forwarding path of every request."""
+        if hold is not None:
+            send = hold(send, target.dialect)
         headers = [
             item
             for item in scope["headers"]
@@ -499,6 +561,7 @@ class Gateway:
             serving=target.adapter,
             client_dialect=client.name,
             translated=target.translated,
+            repeat=repeat,
         )
 
 

@@ -85,6 +85,11 @@ class Report:
     #: At the gateway: the client's format, and whether it was translated.
     client_dialect: str | None = None
     translated: bool = False
+    #: At the gateway: the route named, and the deployments tried (the last answered).
+    route: str | None = None
+    deployments: tuple[str, ...] = ()
+    #: The name of the pooled key the answer was sent with.
+    key: str | None = None
 
 
 def event_of(
@@ -121,4 +126,7 @@ def event_of(
         translated=report.translated,
         cost=cost,
         cost_unknown=cost_unknown,
+        route=report.route,
+        deployments=report.deployments,
+        key=report.key,
     )

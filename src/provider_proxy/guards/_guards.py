@@ -406,18 +406,22 @@ class Guards:
         request_bytes: int | None,
         identity: str | Unidentified | None = UNIDENTIFIED,
         estimate: Estimate | None = None,
+        repeat: bool = False,
     ) -> Admission:
         """Check a request; raises the refusal, or returns the :class:`Admission`.
 
         :param identity: only the result of :meth:`identify` for this same
             ``scope``: it is trusted as is, without checking the credentials again.
         :param estimate: the request's size and output limit, for budgets.
+        :param repeat: the proxy's own retry of a request admitted once already:
+            its rate limits are not charged again (quotas and slots still apply).
         """
         if isinstance(identity, Unidentified):
             identity = await self.identify(scope)
         admission = Admission(identity, {}, self, scope, provider, model, _estimate=estimate)
         with one_deadline():  # a hung store delays the request once, not per check
-            await self._check_rates(scope, admission, request_bytes)
+            if not repeat:
+                await self._check_rates(scope, admission, request_bytes)
             await self._check_quotas(scope, identity, admission)
             await self._hold_slots(identity, admission)
             try:

@@ -63,6 +63,18 @@ class ProxyEvent:
     cost: Cost | None = None
     #: Why ``cost`` is ``None`` (no usage reported, a model without a price), else ``None``.
     cost_unknown: str | None = None
+    #: At the gateway, the route the client named (``model="smart"``), if any.
+    route: str | None = None
+    #: The deployments tried, ``"{adapter}/{model}"``, the one that answered last.
+    deployments: tuple[str, ...] = ()
+    #: The name (never the value) of the key the answer's deployment was sent with,
+    #: when its adapter holds a pool of keys.
+    key: str | None = None
+
+    @property
+    def attempts(self) -> int:
+        """How many times the request was sent: 1 unless a route retried or fell back."""
+        return max(1, len(self.deployments))
 
 
 #: Receives each event after its response is done; may be a coroutine function.

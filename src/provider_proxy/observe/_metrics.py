@@ -162,8 +162,15 @@ class PrometheusMetrics:
             ["provider", "model", "client"] if cost_by_client else ["provider", "model"],
             **options,
         )
+        self.route_attempts = prom.Counter(
+            "route_attempts",
+            "Attempts of requests for routes, by route, deployment and outcome (served or failed).",
+            ["route", "deployment", "outcome"],
+            **options,
+        )
         collectors = (
             self.cost,
+            self.route_attempts,
             self.requests,
             self.duration,
             self.first_byte,
@@ -265,6 +272,11 @@ class PrometheusMetrics:
             self.upstream_errors.labels(provider, event.error_kind).inc()
         elif event.upstream_status is not None and 400 <= event.upstream_status <= 599:
             self.upstream_errors.labels(provider, f"http_{event.upstream_status}").inc()
+        if event.route is not None:
+            for index, deployment in enumerate(event.deployments, 1):
+                served = index == len(event.deployments) and event.status < 400
+                outcome = "served" if served else "failed"
+                self.route_attempts.labels(event.route, deployment, outcome).inc()
         usage = event.usage
         if usage is not None:
             model = self._model(event.model)

@@ -1,4 +1,4 @@
-"""Pure policy: paths, headers, query strings and endpoint rules; no I/O."""
+"""Pure policy: paths, headers, query strings, endpoint rules and routing rules; no I/O."""
 
 from ._endpoints import EndpointRule, endpoint_allowed, parse_rule, parse_rules
 from ._headers import (
@@ -17,17 +17,56 @@ from ._headers import (
 )
 from ._paths import confine, path_below_mount, split_provider, upstream_url
 from ._query import param_value, query_without, with_default_param, without_params
+from ._routing import (
+    RETRY_STATUSES,
+    STRATEGIES,
+    Candidate,
+    CircuitState,
+    Cooldown,
+    Deployment,
+    RetryPolicy,
+    Route,
+    Strategy,
+    after_failure,
+    after_success,
+    check_routes,
+    choose,
+    circuit_phase,
+    decode_state,
+    encode_state,
+    ewma,
+    retry_after_seconds,
+    sticky_key,
+    weighted_pick,
+)
 
 __all__ = [
     "DEFAULT_POLICY",
     "REQUEST_ID",
+    "RETRY_STATUSES",
+    "STRATEGIES",
     "UPSTREAM_REQUEST_ID",
+    "Candidate",
+    "CircuitState",
+    "Cooldown",
+    "Deployment",
     "EndpointRule",
     "HeaderPolicy",
     "RawHeaders",
+    "RetryPolicy",
+    "Route",
+    "Strategy",
+    "after_failure",
+    "after_success",
     "apply_headers",
+    "check_routes",
+    "choose",
+    "circuit_phase",
     "confine",
+    "decode_state",
+    "encode_state",
     "endpoint_allowed",
+    "ewma",
     "header_value",
     "httpx_headers",
     "param_value",
@@ -38,9 +77,12 @@ __all__ = [
     "request_headers_for_upstream",
     "request_id_from",
     "response_headers_for_client",
+    "retry_after_seconds",
     "split_provider",
+    "sticky_key",
     "upstream_limits_renamed",
     "upstream_url",
+    "weighted_pick",
     "with_default_param",
     "without_params",
 ]

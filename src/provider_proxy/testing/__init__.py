@@ -11,6 +11,7 @@ Realtime and Responses sockets and Gemini Live.
 from ._fake import FakeAbort, FakeUpstream, RecordedRequest
 from ._fake_qwen import FakeQwenChat
 from ._fake_ws import FakeCrash, FakeSocketUpstream, RecordedSocket
+from ._faults import Faults
 
 __all__ = [
     "FakeAbort",
@@ -18,6 +19,7 @@ __all__ = [
     "FakeQwenChat",
     "FakeSocketUpstream",
     "FakeUpstream",
+    "Faults",
     "RecordedRequest",
     "RecordedSocket",
 ]
