@@ -25,7 +25,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from provider_proxy import Guards, make_asgi_app
+from provider_proxy import Guards, Route, make_asgi_app
 from provider_proxy.adapters import AnthropicAdapter, GeminiAdapter, OpenAIAdapter
 from provider_proxy.testing import FakeUpstream
 
@@ -617,3 +617,26 @@ def test_openai_responses_on_thinking_gemini_continue_with_signatures(
     turn = _sent(fake)["contents"][1]["parts"]
     assert turn[0]["functionCall"]["name"] == "weather"
     assert turn[0]["thoughtSignature"]  # the fake refuses the turn without it
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_a_route_serves_a_gemini_client(
+    upstream: ServerThread, fake: FakeUpstream, stream: bool
+) -> None:
+    """A model that names a route (not a provider) in the path, whole and streamed."""
+    proxy = make_asgi_app(
+        [OpenAIAdapter(base_url=upstream.url + "/v1", api_key=OPENAI_KEY)],
+        routes={"smart": Route([GPT])},
+        validate_credentials="off",
+    )
+    with serve(proxy) as server:
+        client = genai.Client(api_key="unused", http_options={"base_url": server.url})
+        if stream:
+            chunks = client.models.generate_content_stream(model="smart", contents="Hi.")
+            text = "".join(c.text or "" for c in chunks)
+        else:
+            text = client.models.generate_content(model="smart", contents="Hi.").text or ""
+    assert text == TEXT
+    assert fake.last.path == "/v1/chat/completions"
+    assert _sent(fake)["model"] == "gpt-4.1"
+    assert _sent(fake).get("stream", False) is stream
