@@ -85,17 +85,18 @@ def test_the_gateway_codecs_are_on_their_dialects() -> None:
     assert AnthropicMessages.codec is not None
     assert OpenAIResponses.codec is not None
     assert OpenAIResponses.codec is not OpenAIChat.codec  # its own: another format
-    assert Gemini.codec is None
+    assert Gemini.codec is not None
     assert {d.name for d in BUILTIN if d.codec is not None} >= {
         "openai-chat",
         "anthropic-messages",
         "openai-responses",
+        "gemini",
     }
 
 
-@pytest.mark.parametrize("dialect", [OpenAIChat, AnthropicMessages])
+@pytest.mark.parametrize("dialect", [OpenAIChat, AnthropicMessages, Gemini])
 def test_every_fidelity_row_has_a_known_fate(
-    dialect: type[OpenAIChat] | type[AnthropicMessages],
+    dialect: type[OpenAIChat] | type[AnthropicMessages] | type[Gemini],
 ) -> None:
     codec = dialect.codec
     assert codec is not None

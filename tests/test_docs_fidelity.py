@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from provider_proxy.dialects import _anthropic_codec, _openai_chat_codec
+from provider_proxy.dialects import _anthropic_codec, _gemini_codec, _openai_chat_codec
 from provider_proxy.dialects.canonical import (
     CacheControl,
     Codec,
@@ -37,6 +37,7 @@ from provider_proxy.dialects.canonical import (
     Refusal,
     Request,
     Text,
+    Tool,
     ToolCall,
     ToolResult,
     Unsupported,
@@ -58,7 +59,7 @@ def _load_tables() -> ModuleType:
 
 tables = _load_tables()
 CODECS: dict[str, Codec] = tables.CODECS
-OPENAI, ANTHROPIC = "openai-chat", "anthropic-messages"
+OPENAI, ANTHROPIC, GEMINI = "openai-chat", "anthropic-messages", "gemini"
 RESPONSES = "openai-responses"
 
 _DIRECTIVE = re.compile(r"^\.\. (fidelity-table|gateway-table):: *(.+?)\s*$", re.M)
@@ -143,8 +144,18 @@ def test_every_row_is_rendered_with_its_fate(dialect: str, direction: str) -> No
 
 def test_the_error_tables_cover_both_directions() -> None:
     assert sorted(a[1:] for a in _directives("gateway-table") if a[0] == "errors") == sorted(
-        [(ANTHROPIC, OPENAI), (OPENAI, ANTHROPIC)]
+        [
+            (ANTHROPIC, OPENAI),
+            (OPENAI, ANTHROPIC),
+            (GEMINI, OPENAI),
+            (GEMINI, ANTHROPIC),
+            (OPENAI, GEMINI),
+            (ANTHROPIC, GEMINI),
+        ]
     )
+    assert (429, "rate_limit", 429, "rate_limit_error") in tables.error_rows(GEMINI, OPENAI)
+    assert (503, "overloaded", 529, "overloaded_error") in tables.error_rows(GEMINI, ANTHROPIC)
+    assert (529, "overloaded", 503, "UNAVAILABLE") in tables.error_rows(ANTHROPIC, GEMINI)
     assert (529, "overloaded", 503, "server_error") in tables.error_rows(ANTHROPIC, OPENAI)
     assert (503, "overloaded", 529, "overloaded_error") in tables.error_rows(OPENAI, ANTHROPIC)
 
@@ -155,7 +166,17 @@ BASE_BODIES: dict[str, dict[str, Any]] = {
     OPENAI: {"model": "m", "messages": [{"role": "user", "content": "Hi."}]},
     ANTHROPIC: {"model": "m", "max_tokens": 64, "messages": [{"role": "user", "content": "Hi."}]},
     RESPONSES: {"model": "m", "input": "Hi."},
+    GEMINI: {"model": "m", "contents": [{"role": "user", "parts": [{"text": "Hi."}]}]},
 }
+
+
+def _with_field(body: dict[str, Any], name: str, value: Any) -> dict[str, Any]:
+    """``body`` with the field ``name`` set; a dotted name (``generationConfig.topK``) nests."""
+    head, dot, rest = name.partition(".")
+    if not dot:
+        return {**body, name: value}
+    return {**body, head: _with_field(dict(body.get(head) or {}), rest, value)}
+
 
 TOOL_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}}
 
@@ -256,6 +277,36 @@ REQUEST_VALUES: dict[str, dict[str, Any]] = {
         "prompt_cache_key": "tenant-1",
         "prompt_cache_retention": "24h",
     },
+    GEMINI: {
+        "model": "openai/gpt-4.1",
+        "contents": [{"role": "user", "parts": [{"text": "Weather in Paris?"}]}],
+        "systemInstruction": {"parts": [{"text": "Be brief."}]},
+        "tools": [{"functionDeclarations": [{"name": "weather", "parameters": TOOL_SCHEMA}]}],
+        "toolConfig": {"functionCallingConfig": {"mode": "ANY"}},
+        "generationConfig": {"temperature": 0.2},
+        "generationConfig.temperature": 0.2,
+        "generationConfig.topP": 0.9,
+        "generationConfig.maxOutputTokens": 100,
+        "generationConfig.stopSequences": ["END"],
+        "generationConfig.thinkingConfig": {"thinkingBudget": 1024, "includeThoughts": True},
+        "generationConfig.candidateCount": 2,
+        "generationConfig.topK": 40,
+        "generationConfig.presencePenalty": 0.5,
+        "generationConfig.frequencyPenalty": 0.5,
+        "generationConfig.responseMimeType": "application/json",
+        "generationConfig.responseSchema": {"type": "OBJECT"},
+        "generationConfig.responseJsonSchema": {"type": "object"},
+        "generationConfig.responseModalities": ["TEXT", "IMAGE"],
+        "generationConfig.responseLogprobs": True,
+        "generationConfig.logprobs": 5,
+        "generationConfig.speechConfig": {"voiceConfig": {}},
+        "generationConfig.imageConfig": {"aspectRatio": "16:9"},
+        "generationConfig.seed": 42,
+        "generationConfig.mediaResolution": "MEDIA_RESOLUTION_LOW",
+        "cachedContent": "cachedContents/abc",
+        "safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}],
+        "labels": {"team": "a"},
+    },
 }
 
 #: The default of each refused field that is accepted at its default ("unless ..." in its note).
@@ -272,6 +323,14 @@ REFUSED_DEFAULTS: dict[str, dict[str, Any]] = {
     },
     ANTHROPIC: {},
     RESPONSES: {"truncation": "disabled", "top_logprobs": 0, "background": False},
+    GEMINI: {
+        "generationConfig.candidateCount": 1,
+        "generationConfig.presencePenalty": 0,
+        "generationConfig.frequencyPenalty": 0,
+        "generationConfig.responseMimeType": "text/plain",
+        "generationConfig.responseModalities": ["TEXT"],
+        "generationConfig.responseLogprobs": False,
+    },
 }
 
 
@@ -283,7 +342,7 @@ def test_every_request_row_has_a_value_here(dialect: str) -> None:
 @pytest.mark.parametrize(("dialect", "name", "fate"), REQUEST_ROWS)
 def test_each_request_field_meets_its_fate(dialect: str, name: str, fate: Fidelity) -> None:
     codec = CODECS[dialect]
-    body = {**BASE_BODIES[dialect], name: REQUEST_VALUES[dialect][name]}
+    body = _with_field(BASE_BODIES[dialect], name, REQUEST_VALUES[dialect][name])
     if fate is Fidelity.REFUSED:
         with pytest.raises(Unsupported) as refused:
             codec.decode_request(body)
@@ -309,7 +368,7 @@ def test_refused_fields_are_accepted_at_their_default(dialect: str) -> None:
     }
     assert set(REFUSED_DEFAULTS[dialect]) == conditional
     for name, default in REFUSED_DEFAULTS[dialect].items():
-        _, dropped = codec.decode_request({**BASE_BODIES[dialect], name: default})
+        _, dropped = codec.decode_request(_with_field(BASE_BODIES[dialect], name, default))
         assert name not in dropped
 
 
@@ -336,6 +395,19 @@ NESTED_DROPS: list[tuple[str, dict[str, Any]]] = [
                             "image_url": {"url": "https://x.example/a.png", "detail": "high"},
                         }
                     ],
+                }
+            ],
+        },
+    ),
+    (
+        GEMINI,
+        {
+            **BASE_BODIES[GEMINI],
+            "tools": [
+                {
+                    "functionDeclarations": [
+                        {"name": "weather", "responseJsonSchema": {"type": "string"}}
+                    ]
                 }
             ],
         },
@@ -502,6 +574,74 @@ ENCODE_CASES: dict[str, dict[str, tuple[Request, Check | None]]] = {
             lambda body: body["stream"] is True and "stream_options" not in body,
         ),
     },
+}
+
+
+def _gemini_has(body: dict[str, Any], text: str) -> bool:
+    return text in _text(body)
+
+
+GEMINI_CALL_PARTS = (
+    _user(Text("Weather?")),
+    _assistant(Reasoning("Thinking.", "sig-123"), ToolCall("call_1", "weather", "{}")),
+)
+
+ENCODE_CASES[GEMINI] = {
+    "reasoning.effort": (
+        _request(HELLO, reasoning=ReasoningConfig(effort="low")),
+        lambda body: (
+            body["generationConfig"]["thinkingConfig"]["thinkingBudget"]
+            == _gemini_codec.THINKING_BUDGETS["low"]
+        ),
+    ),
+    "reasoning.text": (
+        _request(*GEMINI_CALL_PARTS),
+        lambda body: (
+            "Thinking." not in _text(body)
+            and body["contents"][1]["parts"][0]["thoughtSignature"] == "sig-123"
+        ),
+    ),
+    "reasoning without signature": (
+        _request(HELLO, _assistant(Reasoning("Unsigned."), Text("Done.")), HELLO),
+        lambda body: "Unsigned." not in _text(body) and "thought" not in _text(body),
+    ),
+    "redacted_reasoning": (
+        _request(HELLO, _assistant(RedactedReasoning("opaque-456"), Text("Done.")), HELLO),
+        lambda body: "opaque-456" not in _text(body),
+    ),
+    "cache_control": (
+        _request(_user(Text("Hi.", CacheControl())), system=(Text("Sys.", CacheControl()),)),
+        lambda body: "cache_control" not in _text(body) and "Sys." in _text(body),
+    ),
+    "user": (_request(HELLO, user="user-1"), lambda body: "user-1" not in _text(body)),
+    "tools.strict": (
+        _request(HELLO, tools=(Tool("weather", parameters=TOOL_SCHEMA, strict=True),)),
+        lambda body: "strict" not in _text(body) and "weather" in _text(body),
+    ),
+    "tool schema keywords": (
+        _request(
+            HELLO,
+            tools=(Tool("weather", parameters={**TOOL_SCHEMA, "additionalProperties": False}),),
+        ),
+        lambda body: "additionalProperties" not in _text(body) and "city" in _text(body),
+    ),
+    "tool_result.is_error": (
+        _request(HELLO, CALL, _user(ToolResult("call_1", (Text("Failed."),), is_error=True))),
+        lambda body: (
+            body["contents"][2]["parts"][0]["functionResponse"]["response"] == {"error": "Failed."}
+        ),
+    ),
+    "parallel_tool_calls": (_request(HELLO, parallel_tool_calls=False), None),
+    "image.url": (_request(_user(Image(url="https://x.example/a.png"))), None),
+    "document.url": (_request(_user(Document(url="https://x.example/a.pdf"))), None),
+    "tool_result.image": (
+        _request(
+            HELLO,
+            CALL,
+            _user(ToolResult("call_1", (Image(data="iVBORw0KGgo=", media_type="image/png"),))),
+        ),
+        None,
+    ),
 }
 
 

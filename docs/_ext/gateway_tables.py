@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from provider_proxy.dialects import BUILTIN, _anthropic_codec, _openai_chat_codec
+from provider_proxy.dialects import BUILTIN, _anthropic_codec, _gemini_codec, _openai_chat_codec
+from provider_proxy.dialects import _gemini_schema
 from provider_proxy.dialects.canonical import Codec, Fidelity, FidelityTable, kind_for_status
 
 #: Each translating format's codec, by dialect name (``openai-chat``, ``anthropic-messages``).
@@ -32,12 +33,14 @@ DIRECTIONS = ("request", "encode")
 VALUES: dict[str, object] = {
     "DEFAULT_MAX_TOKENS": _anthropic_codec.DEFAULT_MAX_TOKENS,
     "ID_PREFIX": _anthropic_codec.ID_PREFIX,
+    "GEMINI_NAME_PREFIX": _gemini_schema.NAME_PREFIX,
 }
 
 #: The error statuses each provider format answers with (the rows of an error table).
 PROVIDER_STATUSES: dict[str, tuple[int, ...]] = {
     "openai-chat": (400, 401, 403, 404, 413, 429, 500, 503, 504),
     "anthropic-messages": (400, 401, 403, 404, 413, 429, 500, 504, 529),
+    "gemini": (400, 401, 403, 404, 429, 500, 503, 504),
 }
 
 _FATES = {
@@ -98,6 +101,30 @@ def effort_for_budget_rst() -> str:
     return list_table(("thinking.budget_tokens", "reasoning_effort"), rows, widths=(50, 50))
 
 
+def gemini_budgets_rst() -> str:
+    """A reasoning effort as Gemini's ``thinkingBudget`` (``THINKING_BUDGETS``)."""
+    rows = [
+        (f'``"{effort}"``', f"``{budget}``")
+        for effort, budget in _gemini_codec.THINKING_BUDGETS.items()
+    ]
+    return list_table(("reasoning effort", "thinkingConfig.thinkingBudget"), rows, widths=(40, 60))
+
+
+def gemini_finishes_rst() -> str:
+    """Gemini's finish reasons as canonical ones, and those that are errors."""
+    rows = [
+        (f"``{name}``", f"``{reason.value}``")
+        for name, reason in _gemini_codec.FINISH_REASONS.items()
+    ]
+    rows[0] = ("``STOP``", "``stop``, or ``tool_calls`` when the answer has a function call")
+    rows.extend(
+        (f"``{name}``", f"an error (502): {text}")
+        for name, text in _gemini_codec.FAILED_FINISHES.items()
+    )
+    rows.append(("any other", "an error (502): the reason is named"))
+    return list_table(("finishReason", "Canonical"), rows, widths=(35, 65))
+
+
 def error_rows(provider: str, client: str) -> list[tuple[int, str, int, str]]:
     """``(provider status, its kind, client status, client error type)`` per status.
 
@@ -111,7 +138,10 @@ def error_rows(provider: str, client: str) -> list[tuple[int, str, int, str]]:
         _, body = source.encode_error(status, kind_for_status(status), "message")
         error = source.decode_error(status, body)
         client_status, client_body = target.encode_error(error.status, error.kind, error.message)
-        rows.append((status, error.kind, client_status, str(client_body["error"]["type"])))
+        error_body = client_body["error"]
+        # OpenAI and Anthropic name an error by its type, Google's APIs by its status.
+        name = error_body.get("type", error_body.get("status"))
+        rows.append((status, error.kind, client_status, str(name)))
     return rows
 
 
@@ -129,6 +159,8 @@ _GATEWAY_TABLES: dict[str, Callable[..., str]] = {
     "thinking-budgets": thinking_budgets_rst,
     "effort-for-budget": effort_for_budget_rst,
     "errors": errors_rst,
+    "gemini-budgets": gemini_budgets_rst,
+    "gemini-finishes": gemini_finishes_rst,
 }
 
 

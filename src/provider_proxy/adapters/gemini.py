@@ -86,10 +86,11 @@ class GeminiAdapter(BaseAdapter):
         return super().dialect_for(path)
 
     def gateway_path(self, dialect: Dialect, operation: str) -> str | None:
-        """OpenAI Chat clients reach Gemini models through the compatible API."""
-        if dialect == _OPENAI and operation == "generate":
-            return "/v1beta/openai/chat/completions"
-        return None
+        """The gateway speaks Gemini's own API (``generateContent``), for every client format:
+        the compatible API cannot carry thought signatures back."""
+        if dialect == _OPENAI:
+            return None
+        return super().gateway_path(dialect, operation)
 
     def rewrite_url(self, url: httpx.URL, context: RequestContext) -> httpx.URL:
         """Drop every query parameter named in :data:`CREDENTIAL_PARAMS`."""

@@ -5,13 +5,15 @@ are, its error body, its usage reader and the headers its clients send keys
 in. Adapters say which dialect each of their paths speaks.
 """
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 
 from . import canonical
 from ._base import BaseDialect, Dialect
+from ._gemini_embed import GeminiEmbeddings
 from ._token_estimate import Tokenizer, estimate_input_tokens, offline_tokenizer
 from .anthropic_messages import AnthropicMessages, AnthropicMessagesCodec
-from .gemini import Gemini
+from .gemini import GATEWAY_METHODS, Gemini, GeminiCodec, gateway_call
 from .openai_chat import OpenAIChat, OpenAIChatCodec
 from .openai_responses import OpenAIResponses, OpenAIResponsesCodec
 
@@ -24,6 +26,7 @@ GATEWAY: Mapping[str, tuple[Dialect, str]] = {
     "/v1/messages": (AnthropicMessages(), "generate"),
     "/v1/messages/count_tokens": (AnthropicMessages(), "count_tokens"),
     "/v1/responses": (OpenAIResponses(), "generate"),
+    "/v1/embeddings": (OpenAIChat(), "embed"),
 }
 
 #: Below the mount, where the gateway's kept answers are fetched and deleted
@@ -38,6 +41,46 @@ def stored_answer(path: str) -> tuple[Dialect, str] | None:
         if path.startswith(prefix):
             return dialect, path[len(prefix) :]
     return None
+
+
+#: Embeddings between formats, by (client format, provider format): a client's
+#: ``/v1/embeddings`` on a provider that embeds in another format.
+EMBEDDINGS: Mapping[tuple[str, str], canonical.EmbeddingTranslation] = {
+    (OpenAIChat.name, Gemini.name): GeminiEmbeddings(),
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PathCall:
+    """A gateway request whose path names the model: its format, operation and model."""
+
+    dialect: Dialect
+    #: ``"generate"``, or ``"stream"`` when the path asks for a stream.
+    operation: str
+    model: str
+    #: The path asks for a stream (the body of such a format does not say).
+    stream: bool
+    #: Why the request cannot be served as asked (a 400 in the format), or ``None``.
+    refusal: str | None = None
+
+
+def gateway_in_path(path: str, query: bytes) -> PathCall | None:
+    """A gateway endpoint whose path names the model, Gemini's
+    ``/{v1beta|v1}/models/{model}:generateContent`` (and ``:streamGenerateContent``),
+    else ``None``. A stream must be asked for as server-sent events (``alt=sse``),
+    the only stream the gateway writes.
+    """
+    found = gateway_call(path)
+    if found is None:
+        return None
+    model, method = found
+    stream = method == "streamGenerateContent"
+    refusal = None
+    if method not in GATEWAY_METHODS:
+        refusal = f"The gateway serves {' and '.join(GATEWAY_METHODS)} of any model, not {method}."
+    elif stream and b"alt=sse" not in query.split(b"&"):
+        refusal = "The gateway streams streamGenerateContent as server-sent events: add ?alt=sse."
+    return PathCall(Gemini(), "stream" if stream else "generate", model, stream, refusal)
 
 
 #: The format of the proxy's own endpoints (``/v1/models``) and of unknown routes.
@@ -85,6 +128,7 @@ __all__ = [
     "CLIENT_HEADERS",
     "CREDENTIAL_HEADERS",
     "DEFAULT",
+    "EMBEDDINGS",
     "GATEWAY",
     "KEY_PARAMS",
     "KEY_SUBPROTOCOLS",
@@ -95,13 +139,16 @@ __all__ = [
     "BaseDialect",
     "Dialect",
     "Gemini",
+    "GeminiCodec",
     "OpenAIChat",
     "OpenAIChatCodec",
     "OpenAIResponses",
     "OpenAIResponsesCodec",
+    "PathCall",
     "Tokenizer",
     "canonical",
     "estimate_input_tokens",
+    "gateway_in_path",
     "offline_tokenizer",
     "stored_answer",
 ]

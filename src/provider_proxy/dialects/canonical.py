@@ -477,7 +477,31 @@ def all_parts(request: Request) -> list[Part]:
     return parts
 
 
+#: The field a codec refuses for an http(s) image URL its format cannot send (only
+#: inline images): the gateway then fetches the image, when the operator allows it.
+IMAGE_URL = "image.url"
+
+
 # -- the codec interface ----------------------------------------------------------------
+
+
+class EmbeddingTranslation(Protocol):
+    """A client format's embeddings request on a provider format that embeds otherwise.
+
+    Embeddings have no canonical form: each translation is between two formats.
+    """
+
+    def decode_request(self, body: Any) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """The client's body checked (:class:`Unsupported` naming a field), and the dropped."""
+        ...
+
+    def encode_request(self, body: dict[str, Any], model: str) -> dict[str, Any]:
+        """The checked body in the provider's format, for ``model``."""
+        ...
+
+    def decode_response(self, answer: Any, request: dict[str, Any], model: str) -> dict[str, Any]:
+        """The provider's answer to ``request`` in the client's format."""
+        ...
 
 
 class StreamDecoder(Protocol):
@@ -620,9 +644,11 @@ def kind_for_status(status: int) -> str:
 
 __all__ = [
     "ERROR_KINDS",
+    "IMAGE_URL",
     "CacheControl",
     "Codec",
     "Document",
+    "EmbeddingTranslation",
     "Fidelity",
     "FidelityTable",
     "Finish",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 from .._adapter import JSON, Usage
 from .._exceptions import ProxyError
 from .._json import dumps
+from . import _gemini_codec as _codec
 from ._base import (
     BaseDialect,
     choice_reasons,
@@ -17,6 +19,8 @@ from ._base import (
     top_level_model,
     usage,
 )
+from ._gemini_stream import StreamDecoder, StreamEncoder
+from .canonical import Codec, FidelityTable, Request, Response, StreamError
 
 #: Query parameters that carry a Google credential (``key`` is the API key's
 #: usual place; ``access_token`` and its alias ``oauth_token`` an OAuth token).
@@ -81,6 +85,67 @@ def model_method(path: str) -> tuple[str, str] | None:
     return None
 
 
+#: The methods of a model the gateway serves to Gemini clients.
+GATEWAY_METHODS = ("generateContent", "streamGenerateContent")
+#: Gemini's other methods of a model, which the gateway answers with a refusal.
+OTHER_METHODS = frozenset(
+    {"countTokens", "embedContent", "batchEmbedContents", "batchGenerateContent", "predict"}
+)
+
+
+def gateway_call(path: str) -> tuple[str, str] | None:
+    """``(model, method)`` of a gateway path ``/{v1beta|v1}/models/{model}:{method}``.
+
+    The model may hold slashes (``openai/gpt-4.1``, as google-genai writes it
+    unencoded, or ``openai%2Fgpt-4.1``); a leading ``models/`` is left out. The
+    method is one of :data:`GATEWAY_METHODS` or :data:`OTHER_METHODS` (a model id
+    with a colon, ``ollama/llama3:8b``, is no method call).
+    """
+    decoded = route(path.partition("?")[0])
+    for version in ("/v1beta/models/", "/v1/models/"):
+        if decoded.startswith(version):
+            name, colon, method = decoded[len(version) :].rpartition(":")
+            name = name.removeprefix("models/")
+            known = method in GATEWAY_METHODS or method in OTHER_METHODS
+            if colon and name and known:
+                return name, method
+    return None
+
+
+class GeminiCodec:
+    """Gemini ``generateContent`` ⇄ canonical (see :mod:`provider_proxy.dialects._gemini_codec`)."""
+
+    request_fields: FidelityTable = _codec.REQUEST_FIELDS
+    encode_fields: FidelityTable = _codec.ENCODE_FIELDS
+
+    def decode_request(self, body: Any) -> tuple[Request, tuple[str, ...]]:
+        return _codec.decode_request(body)
+
+    def encode_request(self, request: Request) -> dict[str, Any]:
+        return _codec.encode_request(request)
+
+    def dropped_by_encoding(self, request: Request) -> tuple[str, ...]:
+        return _codec.dropped_by_encoding(request)
+
+    def decode_response(self, body: Any) -> Response:
+        return _codec.decode_response(body)
+
+    def encode_response(self, response: Response) -> dict[str, Any]:
+        return _codec.encode_response(response)
+
+    def stream_decoder(self) -> StreamDecoder:
+        return StreamDecoder()
+
+    def stream_encoder(self, request: Request) -> StreamEncoder:
+        return StreamEncoder()
+
+    def encode_error(self, status: int, kind: str, message: str) -> tuple[int, dict[str, Any]]:
+        return _codec.encode_error(status, kind, message)
+
+    def decode_error(self, status: int, body: Any) -> StreamError:
+        return _codec.decode_error(status, body)
+
+
 class Gemini(BaseDialect):
     """Gemini ``generateContent``: ``x-goog-api-key`` (or ``?key=``), the model in the path."""
 
@@ -90,6 +155,14 @@ class Gemini(BaseDialect):
     key_param: ClassVar[str | None] = "key"
     usage_hints: ClassVar[tuple[str, str] | None] = (USAGE_HINT, "model")
     finish_hint: ClassVar[str | None] = "finishReason"
+    #: The gateway's translation to and from the canonical form.
+    codec: ClassVar[Codec | None] = GeminiCodec()
+    #: The model goes in the path (``{model}``); a stream is its own method.
+    operations: ClassVar[Mapping[str, str]] = {
+        "generate": "/v1beta/models/{model}:generateContent",
+        "stream": "/v1beta/models/{model}:streamGenerateContent?alt=sse",
+        "embed": "/v1beta/models/{model}:batchEmbedContents",
+    }
 
     def recognizes(self, path: str) -> bool:
         decoded = route(path)

@@ -140,7 +140,10 @@ class OpenAIChat(BaseDialect):
     finish_hint: ClassVar[str | None] = '"finish_reason":"'
     #: The gateway's translation to and from the canonical form.
     codec: ClassVar[Codec | None] = OpenAIChatCodec()
-    operations: ClassVar[Mapping[str, str]] = {"generate": "/chat/completions"}
+    operations: ClassVar[Mapping[str, str]] = {
+        "generate": "/chat/completions",
+        "embed": "/embeddings",
+    }
 
     def recognizes(self, path: str) -> bool:
         return route(path).endswith(_SUFFIXES)

@@ -2,6 +2,7 @@
 
 from ._app import DEFAULT_MAX_BODY_SIZE, ProxyApp, ProxyOptions, make_asgi_app
 from ._cors import CORS, CORSMiddleware
+from ._images import ImageFetching, ImageNotFetched
 from ._mount import mount
 from ._ports import ProviderAtRoot
 from ._responses_state import StoredResponses
@@ -12,6 +13,8 @@ __all__ = [
     "DEFAULT_MAX_BODY_SIZE",
     "CORSMiddleware",
     "CredentialsRejected",
+    "ImageFetching",
+    "ImageNotFetched",
     "ProviderAtRoot",
     "ProxyApp",
     "ProxyOptions",

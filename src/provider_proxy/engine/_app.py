@@ -10,6 +10,7 @@ route's provider error format, and every request ends in one
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import logging
 import time
@@ -28,6 +29,7 @@ from .._adapter import (
     CredentialCheck,
 )
 from .._exceptions import (
+    BadRequest,
     ClientNotAuthorized,
     Forbidden,
     MethodNotAllowed,
@@ -40,7 +42,7 @@ from .._json import dumps
 from .._scrub import install_log_filter
 from ..adapters import BaseAdapter, Provider
 from ..dialects import DEFAULT as OWN_FORMAT
-from ..dialects import GATEWAY, Dialect, Tokenizer, client_dialect, stored_answer
+from ..dialects import GATEWAY, Dialect, Tokenizer, client_dialect, gateway_in_path, stored_answer
 from ..guards import Guards
 from ..observe import (
     EventDispatcher,
@@ -71,6 +73,7 @@ from ._drain import Drain, Draining
 from ._forward import Forwarder
 from ._gateway import Gateway
 from ._heads import as_raw, content_head, send_error, send_whole
+from ._images import ImageFetcher, ImageFetching
 from ._inference_api import InferenceAPI
 from ._key_failover import settle_key
 from ._report import Arrival, Outcome, Report, event_of
@@ -160,6 +163,7 @@ class ProxyOptions(TypedDict, total=False):
     routes: Mapping[str, Route]
     retry: RetryPolicy | None
     drain_timeout: float | None
+    fetch_images: ImageFetching | None
 
 
 class ProxyApp:
@@ -245,6 +249,9 @@ class ProxyApp:
         or :meth:`aclose`), refuse new requests with 503 and ``/health`` with
         ``draining``, and give open ones this many seconds before aborting them;
         ``None`` (the default): no drain.
+    :param fetch_images: at the gateway, fetch http(s) image URLs for providers that
+        take images only inline, by these rules (see :class:`ImageFetching`); by
+        default such a URL is refused (400).
     """
 
     def __init__(self, adapters: Sequence[Provider], **options: Unpack[ProxyOptions]) -> None:
@@ -330,6 +337,8 @@ class ProxyApp:
             cost_header=self.pricing if options.get("cost_header", False) else None,
             trace_headers=None if self._telemetry is None else self._telemetry.trace_headers,
         )
+        fetching = options.get("fetch_images")
+        self._images = ImageFetcher(fetching) if fetching is not None else None
         self._gateway = Gateway(
             self._adapters,
             self._forwarder,
@@ -341,6 +350,7 @@ class ProxyApp:
             guards=self._guards,
             tokenizer=options.get("tokenizer", "auto"),
             stored=options.get("stored_responses"),
+            images=self._images,
         )
         self._inference = (
             InferenceAPI(
@@ -476,6 +486,8 @@ class ProxyApp:
             self._drain.uninstall()
         await self._dispatcher.aclose()
         await self.catalog.aclose()
+        if self._images is not None:
+            await self._images.aclose()
         await self.store.aclose()
         for adapter in self._adapters.values():
             try:
@@ -668,9 +680,13 @@ class ProxyApp:
                     raise _websocket_refused()
                 gateway = GATEWAY.get(target.path) if target.client is not None else None
                 stored = stored_answer(target.path) if target.client is not None else None
+                in_path = None
+                if gateway is None and stored is None and target.adapter is None:
+                    in_path = gateway_in_path(target.path, scope.get("query_string", b""))
                 traced: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
                 telemetry = self._telemetry
-                if telemetry is not None and (gateway is not None or target.adapter is not None):
+                routed = gateway is not None or in_path is not None or target.adapter is not None
+                if telemetry is not None and routed:
                     span = telemetry.begin(scope["headers"], arrival.started_at, target.path)
                     traced = telemetry.current(span)
                 with traced:
@@ -688,6 +704,19 @@ class ProxyApp:
                     elif stored is not None:
                         report = await self._gateway.handle_stored(
                             scope, send, stored[0], target.path, stored[1], arrival
+                        )
+                    elif in_path is not None:  # a format that names the model in the path
+                        target = dataclasses.replace(target, client=in_path.dialect)
+                        if in_path.refusal is not None:
+                            raise BadRequest(in_path.refusal)
+                        report = await self._gateway.handle(
+                            scope,
+                            receive,
+                            send,
+                            in_path.dialect,
+                            in_path.operation,
+                            arrival,
+                            path_model=in_path.model,
                         )
                     elif target.adapter is not None:
                         report = await self._forward(scope, receive, send, target, arrival)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, Protocol
+from urllib.parse import quote
 
 import anyio
 import anyio.to_thread
@@ -32,8 +33,16 @@ from .._exceptions import (
 )
 from .._json import dumps, loads
 from ..adapters import Provider, ProviderAdapter
-from ..dialects import Dialect, Tokenizer, estimate_input_tokens, offline_tokenizer
+from ..dialects import (
+    EMBEDDINGS,
+    KEY_PARAMS,
+    Dialect,
+    Tokenizer,
+    estimate_input_tokens,
+    offline_tokenizer,
+)
 from ..dialects.canonical import (
+    IMAGE_URL,
     Codec,
     Request,
     StoredAnswers,
@@ -44,13 +53,14 @@ from ..dialects.canonical import (
 )
 from ..guards import Guards
 from ..observe import SSEParser
-from ..policy import RawHeaders, header_value
+from ..policy import RawHeaders, header_value, param_value
 from ..state import Store
 from ..transforms._compose import Composed, applies, run_transform
 from ..types import Message, Receive, Scope, Send
 from ._body import RequestBody
 from ._forward import Forwarder
 from ._heads import content_head, send_whole
+from ._images import ImageFetcher
 from ._reasoning import Kept, ReasoningMemory, StreamCapture
 from ._report import Arrival, Outcome, Report
 from ._responses_state import AnswerStore, Keeping, StoredResponses
@@ -60,6 +70,9 @@ DROPPED_HEADER = b"x-proxy-dropped-fields"
 
 #: The header of a ``count_tokens`` answer the proxy estimated, naming the tokenizer.
 ESTIMATE_HEADER = b"x-proxy-token-estimate"
+
+#: Where an operation's path names the model, for formats that put it there (not the body).
+_MODEL_IN_PATH = "{model}"
 
 #: Headers of the provider's answer that describe its body, set anew for a translated one.
 _BODY_HEADERS = frozenset({b"content-length", b"content-type", b"content-encoding", b"etag"})
@@ -131,6 +144,7 @@ class Gateway:
         ``"auto"`` loads :func:`~provider_proxy.dialects.offline_tokenizer` on first
         use; ``None`` (or ``"auto"`` without the ``tokens`` extra) answers 501.
     :param stored: how conversations of stateful clients are kept (in ``store``).
+    :param images: fetches image URLs for providers that take images only inline.
     """
 
     def __init__(
@@ -146,6 +160,7 @@ class Gateway:
         guards: Guards | None = None,
         tokenizer: Tokenizer | Literal["auto"] | None = "auto",
         stored: StoredResponses | None = None,
+        images: ImageFetcher | None = None,
     ) -> None:
         if default_provider is not None and default_provider not in adapters:
             raise ValueError(
@@ -162,6 +177,7 @@ class Gateway:
         self._answers = AnswerStore(store, stored) if store is not None else None
         self._guards = guards
         self._tokenizer: Tokenizer | Literal["auto"] | None = tokenizer
+        self._images = images
         #: Serves the models that name routes (set by the app when it has routes).
         self.router: Routed | None = None
 
@@ -173,8 +189,14 @@ class Gateway:
         client: Dialect,
         operation: str,
         arrival: Arrival,
+        *,
+        path_model: str | None = None,
     ) -> Report:
-        """Route, translate when needed, and forward; a refusal is a :class:`ProxyError`."""
+        """Route, translate when needed, and forward; a refusal is a :class:`ProxyError`.
+
+        :param path_model: the model a client's format names in the path, not the body
+            (its ``operation`` is then ``"stream"`` when the path asks for a stream).
+        """
         if scope["method"] != "POST":
             raise BadRequest(f"The gateway's {scope['path']} endpoint takes POST.")
         body = RequestBody(receive, self._max_body_size)
@@ -187,7 +209,7 @@ class Gateway:
         if not isinstance(parsed, dict):
             raise InvalidJSON("The request body must be a JSON object.")
         parsed = await self._resolve_aliases(parsed, scope, client, arrival)
-        named = client.model_of(parsed)
+        named = path_model or client.model_of(parsed)
         if not named:
             raise BadRequest('The request names no model: set "model" to "{provider}/{model}".')
         if self.router is not None and named in self.router:
@@ -217,6 +239,9 @@ class Gateway:
             provider's format (the router's holdback, inside any translation).
         :param repeat: the router's retry of this request (charged once by the guards).
         """
+        stream = operation == "stream"  # a stream asked for by the path, not the body
+        if stream:
+            operation = "generate"
         try:
             target = self._target(named, client, operation)
         except NotTranslatable:
@@ -225,18 +250,27 @@ class Gateway:
                 raise
             return await self._estimate(scope, send, client, parsed, named, tokenizer, arrival)
         # The model as the provider knows it, written over the name the client used.
-        parsed = dict(parsed, model=target.model)
+        modelled = dict(parsed, model=target.model)
         stateful = _stored(client.codec)
         if not target.translated and stateful is not None:
-            target = await self._continuing(target, parsed, stateful, scope)
+            target = await self._continuing(target, modelled, stateful, scope)
         if not target.translated:
+            body = parsed if _MODEL_IN_PATH in target.path else modelled
+            target = self._with_path(target, stream)
             return await self._forward(
-                scope, receive, send, client, target, dumps(parsed), arrival, hold, repeat
+                scope, receive, send, client, target, dumps(body), arrival, hold, repeat
             )
+        parsed = modelled
         codec, provider_codec = client.codec, target.dialect.codec
         if codec is None or provider_codec is None:  # pragma: no cover - _target checks
             raise NotTranslatable(f"{client.name} cannot be translated here.")
+        if operation == "embed":
+            return await self._embed(
+                scope, receive, send, client, target, parsed, arrival, hold, repeat
+            )
         request, dropped = codec.decode_request(parsed)
+        if stream:
+            request = dataclasses.replace(request, stream=True, stream_usage=True)
         dropped = (*dropped, *provider_codec.dropped_by_encoding(request))
         if dropped and self._strict:
             raise Unsupported(
@@ -251,8 +285,15 @@ class Gateway:
             request, keeping = await self._answers.begin(identity, request, stored)
         if self._memory is not None:
             request = await self._memory.restore(identity, request)
+        target = self._with_path(target, request.stream)
         try:
-            upstream = provider_codec.encode_request(request)
+            try:
+                upstream = provider_codec.encode_request(request)
+            except Unsupported as refused:
+                if refused.field != IMAGE_URL or self._images is None:
+                    raise
+                request = await self._images.inline(request)  # the provider takes them inline
+                upstream = provider_codec.encode_request(request)
             translate = _Translator(
                 send, codec, provider_codec, request, dropped, self._memory, identity, keeping
             )
@@ -429,6 +470,51 @@ class Gateway:
             f"({operation}) for {client.name} clients."
         )
 
+    async def _embed(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        client: Dialect,
+        target: Target,
+        parsed: dict[str, Any],
+        arrival: Arrival,
+        hold: Hold | None,
+        repeat: bool,
+    ) -> Report:
+        """An embeddings request translated for a provider that embeds in another format."""
+        translation = EMBEDDINGS.get((client.name, target.dialect.name))
+        codec, provider_codec = client.codec, target.dialect.codec
+        if translation is None or codec is None or provider_codec is None:
+            raise NotTranslatable(
+                f"The provider {target.adapter.name!r} has no embeddings for {client.name} clients."
+            )
+        body, dropped = translation.decode_request(parsed)
+        if dropped and self._strict:
+            raise Unsupported(dropped[0], "strict translation refuses what it would drop")
+        target = self._with_path(target, False)
+        upstream = translation.encode_request(body, target.model)
+        model = target.model
+
+        def whole(answer: Any) -> dict[str, Any]:
+            return translation.decode_response(answer, body, model)
+
+        request = Request(target.model, ())
+        translate = _Translator(send, codec, provider_codec, request, dropped, whole=whole)
+        return await self._forward(
+            scope, receive, translate, client, target, dumps(upstream), arrival, hold, repeat
+        )
+
+    @staticmethod
+    def _with_path(target: Target, stream: bool) -> Target:
+        """The target with the provider's path for a stream (where the format has one)
+        and the model in it (where the format puts it there)."""
+        path = target.path
+        if stream:
+            path = target.adapter.gateway_path(target.dialect, "stream") or path
+        path = path.replace(_MODEL_IN_PATH, quote(target.model, safe=""))
+        return dataclasses.replace(target, path=path)
+
     def _example(self) -> str:
         """A model name as clients write it, with the first adapter's name."""
         return f"{next(iter(self._adapters), 'provider')}/model-id"
@@ -456,14 +542,21 @@ class Gateway:
         headers.append((b"content-length", str(len(body)).encode("ascii")))
         if target.translated:  # the answer is read to be translated: not compressed
             headers.append((b"accept-encoding", b"identity"))
+        path, mark, query = target.path.partition("?")
         upstream_scope = dict(scope, headers=headers)
+        if mark or target.translated:
+            # The provider's path sets the query; a client's key stays for the guards.
+            key = param_value(scope.get("query_string", b""), KEY_PARAMS)
+            if key is not None and self._guards is not None and self._guards.reads_query_key:
+                query = "&".join(filter(None, (query, "key=" + quote(key, safe=""))))
+            upstream_scope["query_string"] = query.encode("ascii")
         replay = _Replay(body, receive)
         return await self._forwarder.forward(
             upstream_scope,
             replay,
             send,
             target.provider,
-            target.path.encode("ascii"),
+            path.encode("ascii"),
             arrival,
             serving=target.adapter,
             client_dialect=client.name,
@@ -511,8 +604,12 @@ class _Translator:
         memory: ReasoningMemory | None = None,
         identity: str | None = None,
         keeping: Keeping | None = None,
+        *,
+        whole: Callable[[Any], dict[str, Any]] | None = None,
     ) -> None:
         self._send = send
+        #: Translates a whole answer when it is not a generation (embeddings).
+        self._whole = whole
         #: The answer kept for a stateful client: it is renamed to the id the proxy issued.
         self._keeping = keeping
         self._memory = memory
@@ -619,12 +716,15 @@ class _Translator:
             )
         else:
             try:
-                response = self._provider.decode_response(parsed)
-                if self._keeping is not None:
-                    response = self._keeping.whole(response)
-                if self._memory is not None:
-                    await self._memory.remember_response(self._identity, response)
-                payload = self._client.encode_response(response)
+                if self._whole is not None:
+                    payload = self._whole(parsed)
+                else:
+                    response = self._provider.decode_response(parsed)
+                    if self._keeping is not None:
+                        response = self._keeping.whole(response)
+                    if self._memory is not None:
+                        await self._memory.remember_response(self._identity, response)
+                    payload = self._client.encode_response(response)
             except ProxyError as failure:
                 self._status, payload = self._client.encode_error(
                     failure.status_code, "server_error", failure.message

@@ -1,6 +1,6 @@
 """A fake LLM provider: a tiny ASGI app that answers like OpenAI and Anthropic
-(and Gemini's ``generateContent``, and OpenAI's Responses API, stateful:
-:mod:`provider_proxy.testing._fake_responses`).
+(and Gemini's ``generateContent``, with calls and thought signatures as Gemini's,
+and OpenAI's Responses API, stateful: :mod:`provider_proxy.testing._fake_responses`).
 
 It runs the demo offline and is the upstream of the test suite and the
 benchmarks; tests of an app that embeds the proxy can use it too. It records
@@ -54,9 +54,10 @@ import base64
 import gzip
 import hashlib
 import itertools
+import struct
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import anyio
@@ -172,8 +173,11 @@ class FakeUpstream:
             await anyio.sleep(delay)
         path = request.path
         anthropic = path.endswith("/messages")
+        gemini = path.endswith((":generateContent", ":streamGenerateContent", "EmbedContents"))
         status = request.header("x-fake-status")
-        if status is not None:
+        if status is not None and gemini:
+            await _gemini_error(send, int(status), f"fake upstream error {status}")
+        elif status is not None:
             await _error(send, int(status), anthropic)
         elif path.endswith("/echo"):
             await _json(send, 200, _echo(request))
@@ -190,7 +194,11 @@ class FakeUpstream:
             await self._responses(request, send)
         elif path.endswith("/chat/completions") or anthropic:
             await self._chat(request, receive, send, anthropic)
-        elif path.endswith((":generateContent", ":streamGenerateContent")):
+        elif path.endswith(":batchEmbedContents"):
+            await _json(send, 200, _gemini_embeddings(request))
+        elif path.endswith("/embeddings"):
+            await _json(send, 200, _openai_embeddings(request))
+        elif gemini:
             await self._gemini(request, send)
         else:
             await _error(send, 404, anthropic, f"Unknown fake route {path}")
@@ -310,11 +318,26 @@ class FakeUpstream:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _gemini(self, request: RecordedRequest, send: Send) -> None:
-        """Gemini's ``models/{model}:generateContent``, or its stream as SSE."""
-        model = request.path.rpartition("/")[2].partition(":")[0]
-        words = list(_words(int(request.header("x-fake-chunks") or len(_WORDS))))
+        """Gemini's ``models/{model}:generateContent``, or its stream as SSE.
+
+        Function calls have no ids, as Gemini's; thinking is a thought part and a
+        ``thoughtSignature`` on the first call (or the last text part), and a
+        call turn sent back without its signature is refused (400), as Gemini does.
+        """
+        model = request.path.rpartition("/models/")[2].partition(":")[0]
+        payload = loads(request.body) if request.body else {}
+        if not isinstance(payload, dict):
+            payload = {}
+        thinking = _flag(request.header("x-fake-thinking"))
+        if thinking and (refusal := _gemini_thinking_refusal(payload)) is not None:
+            await _gemini_error(send, 400, refusal)
+            return
+        answer = _answer(request, payload, next(self._ids), thinking=thinking)
+        answer = replace(answer, model=model)
+        chunks = _gemini_chunks(answer)
         if not request.path.endswith(":streamGenerateContent"):
-            await _json(send, 200, _gemini_chunk(model, " ".join(words), len(words)))
+            parts = [part for chunk in chunks for part in chunk]
+            await _json(send, 200, _gemini_chunk(answer, parts, answer.output_tokens, True))
             return
         await send(
             {
@@ -323,9 +346,9 @@ class FakeUpstream:
                 "headers": [(b"content-type", b"text/event-stream")],
             }
         )
-        for i, word in enumerate(words):
-            text = word if i == 0 else " " + word
-            event = b"data: " + dumps(_gemini_chunk(model, text, i + 1)) + b"\r\n\r\n"
+        for i, parts in enumerate(chunks):
+            chunk = _gemini_chunk(answer, parts, i + 1, i == len(chunks) - 1)
+            event = b"data: " + dumps(chunk) + b"\r\n\r\n"
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -463,6 +486,10 @@ def _tool_schemas(tools: Any) -> dict[str, Any]:
         function = tool.get("function")
         if isinstance(function, dict):  # OpenAI: {"type": "function", "function": {...}}
             schemas[str(function.get("name"))] = function.get("parameters")
+        elif isinstance(tool.get("functionDeclarations"), list):  # Gemini
+            for declaration in tool["functionDeclarations"]:
+                if isinstance(declaration, dict):
+                    schemas[str(declaration.get("name"))] = declaration.get("parameters")
         elif "name" in tool:  # Anthropic's input_schema; the Responses API's parameters
             schemas[str(tool["name"])] = tool.get("input_schema", tool.get("parameters"))
     return schemas
@@ -736,18 +763,112 @@ async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> N
     scope.cancel()
 
 
-def _gemini_chunk(model: str, text: str, output_tokens: int) -> dict[str, Any]:
-    return {
-        "candidates": [
-            {"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": "STOP"}
-        ],
-        "usageMetadata": {
-            "promptTokenCount": 10,
-            "candidatesTokenCount": output_tokens,
-            "totalTokenCount": 10 + output_tokens,
-        },
-        "modelVersion": model,
+def _gemini_chunks(answer: _Answer) -> list[list[dict[str, Any]]]:
+    """The parts of each streamed chunk: the thought, each word, each call (whole)."""
+    chunks: list[list[dict[str, Any]]] = []
+    if answer.reasoning:
+        chunks.append([{"text": " ".join(answer.reasoning), "thought": True}])
+    chunks.extend([{"text": t}] for t in _spaced(answer.words))
+    chunks.extend(
+        [{"functionCall": {"name": c.name, "args": loads(c.arguments)}}] for c in answer.calls
+    )
+    if answer.reasoning:  # the signature goes on the first call, else on the last text
+        signed = next((c for c in chunks if "functionCall" in c[0]), chunks[-1])
+        signed[0]["thoughtSignature"] = answer.signature
+    return chunks or [[{"text": ""}]]
+
+
+def _gemini_chunk(
+    answer: _Answer, parts: list[dict[str, Any]], output_tokens: int, last: bool
+) -> dict[str, Any]:
+    candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
+    if last:
+        candidate["finishReason"] = "STOP"
+    usage: dict[str, Any] = {
+        "promptTokenCount": _PROMPT_TOKENS + answer.cached,
+        "candidatesTokenCount": output_tokens,
+        "totalTokenCount": _PROMPT_TOKENS + answer.cached + output_tokens,
     }
+    if answer.cached:
+        usage["cachedContentTokenCount"] = answer.cached
+    return {
+        "candidates": [candidate],
+        "usageMetadata": usage,
+        "modelVersion": answer.model,
+        "responseId": answer.id,
+    }
+
+
+def _vector(text: str, size: int) -> list[float]:
+    """A small embedding that depends on the text: its length, then its first bytes / 256."""
+    head = [b / 256 for b in text.encode("utf-8")[: size - 1]]
+    return [float(len(text)), *head, *([0.0] * (size - 1 - len(head)))][:size]
+
+
+def _openai_embeddings(request: RecordedRequest) -> dict[str, Any]:
+    """OpenAI's embeddings answer: floats, or base64 of float32s when asked."""
+    payload = loads(request.body) if request.body else {}
+    inputs = payload.get("input", [])
+    texts = [inputs] if isinstance(inputs, str) else [str(t) for t in inputs]
+    size = int(payload.get("dimensions") or 4)
+    data = []
+    for index, text in enumerate(texts):
+        vector: Any = _vector(text, size)
+        if payload.get("encoding_format") == "base64":
+            vector = base64.b64encode(struct.pack(f"<{size}f", *vector)).decode("ascii")
+        data.append({"object": "embedding", "index": index, "embedding": vector})
+    tokens = sum(len(t.split()) for t in texts)
+    return {
+        "object": "list",
+        "data": data,
+        "model": payload.get("model", "fake-embedding"),
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
+def _gemini_embeddings(request: RecordedRequest) -> dict[str, Any]:
+    """Gemini's ``batchEmbedContents`` answer: one vector per request, no usage."""
+    payload = loads(request.body) if request.body else {}
+    vectors = []
+    for item in payload.get("requests", []):
+        text = "".join(p.get("text", "") for p in item.get("content", {}).get("parts", []))
+        vectors.append({"values": _vector(text, int(item.get("outputDimensionality") or 4))})
+    return {"embeddings": vectors}
+
+
+def _gemini_thinking_refusal(payload: dict[str, Any]) -> str | None:
+    """Why Gemini, thinking, would refuse this conversation: a call turn of the turn under
+    way whose first function call lacks the signature it was given."""
+    contents = payload.get("contents")
+    if not isinstance(contents, list):
+        return None
+    start = 0
+    for index, content in enumerate(contents):
+        parts = content.get("parts") if isinstance(content, dict) else None
+        if not isinstance(parts, list) or content.get("role", "user") != "user":
+            continue
+        if not all(isinstance(p, dict) and "functionResponse" in p for p in parts):
+            start = index + 1
+    expected = _signature(" ".join(_THOUGHTS))
+    for index in range(start, len(contents)):
+        content = contents[index]
+        parts = content.get("parts") if isinstance(content, dict) else None
+        if content.get("role") != "model" or not isinstance(parts, list):
+            continue
+        calls = [p for p in parts if isinstance(p, dict) and "functionCall" in p]
+        if calls and calls[0].get("thoughtSignature") != expected:
+            return (
+                f"Function call is missing a thought_signature in functionCall parts "
+                f"(contents[{index}])."
+            )
+    return None
+
+
+async def _gemini_error(send: Send, status: int, message: str) -> None:
+    names = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED"}
+    names.update({404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE"})
+    name = names.get(status, "INTERNAL" if status >= 500 else "INVALID_ARGUMENT")
+    await _json(send, status, {"error": {"code": status, "message": message, "status": name}})
 
 
 def _sse(payload: dict[str, Any], event: str | None = None) -> bytes:
