@@ -149,7 +149,8 @@ retry = { attempts = 2 }
         ("openai/gpt-4.1-mini", 3),
         ("anthropic/claude-haiku-4-5", 1),
     ]
-    assert fast.retry is not None and fast.retry.attempts == 2
+    assert fast.retry is not None
+    assert fast.retry.attempts == 2
 
 
 @pytest.mark.parametrize(
