@@ -10,6 +10,7 @@ from provider_proxy import ProxyApp, make_asgi_app
 from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter
 from provider_proxy.testing import FakeUpstream
 from provider_proxy.transports._aiohttp import AiohttpTransport
+from provider_proxy.transports._reqwest import ReqwestTransport
 
 from .servers import ServerThread, serve
 
@@ -21,6 +22,7 @@ ALL = "* /**"
 TRANSPORTS: dict[str, Callable[[], httpx.AsyncBaseTransport]] = {
     "httpx": httpx.AsyncHTTPTransport,
     "aiohttp": AiohttpTransport,
+    "reqwest": ReqwestTransport,
 }
 
 
@@ -63,7 +65,7 @@ def upstream(fake: FakeUpstream) -> Iterator[ServerThread]:
 
 @pytest.fixture(params=sorted(TRANSPORTS))
 def transport_kind(request: pytest.FixtureRequest) -> str:
-    """Each engine test runs with httpx's transport and with the aiohttp one."""
+    """Each engine test runs with httpx's transport, the aiohttp one and the reqwest one."""
     return str(request.param)
 
 
