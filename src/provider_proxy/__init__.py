@@ -56,7 +56,7 @@ from .engine import (
 from .guards import Admission, Guards, Quota, RateLimit
 from .observe import EventSink, JsonLogSink, NdjsonUsageSink, PrometheusMetrics, ProxyEvent
 from .state import MemoryStore, RateResult, RedisStore, Store
-from .transports import DEFAULT_LIMITS, DEFAULT_TIMEOUT, default_transport
+from .transports import DEFAULT_LIMITS, DEFAULT_TIMEOUT, default_transport, reqwest_transport
 
 __all__ = [
     "CORS",
@@ -118,4 +118,5 @@ __all__ = [
     "default_transport",
     "make_asgi_app",
     "mount",
+    "reqwest_transport",
 ]

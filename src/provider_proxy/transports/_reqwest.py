@@ -12,8 +12,9 @@ Three things differ from what pyreqwest does out of the box, and matter here:
 
 - pyreqwest's streamed responses read ahead into a buffer (256 KiB by default)
   and hand it over only when it fills or the body ends, which would hold a
-  server-sent event stream back; every response here is read with a buffer of
-  :data:`READ_AHEAD` bytes, and each chunk is handed on as it arrives.
+  server-sent event stream back (and the head, until the first body bytes);
+  every response here is read with no read-ahead (:data:`READ_AHEAD`), and
+  each chunk is handed on as it arrives.
 - reqwest's timeouts are set per client, not per request: one client (one
   pool) is kept per distinct ``(connect, read)`` pair the requests ask for.
   The write timeout, which reqwest lacks, and the pool limit (so that waiting
@@ -47,9 +48,9 @@ from ._upstream import DEFAULT_LIMITS
 logger = logging.getLogger("provider_proxy")
 
 #: How many bytes a streamed response may read ahead of the reader. pyreqwest
-#: hands a chunk over only once its buffer is full or the body has ended, so a
-#: small buffer is what lets each event through as it arrives.
-READ_AHEAD = 1
+#: hands data over only once its buffer is full or the body has ended (the head
+#: too waits for it), so none is what lets the head and each event through at once.
+READ_AHEAD = 0
 
 #: Request bodies larger than this are sent in pieces of this size, so that the
 #: write timeout applies to each piece.
@@ -63,6 +64,14 @@ _OS_ERROR = re.compile(r"\(os error (\d+)\)")
 # Where, in pyreqwest's causes, a failure happened.
 _CONNECTING = ("client error (Connect)", "tcp connect error", "dns error")
 _CUT_SHORT = ("end of file", "unexpected EOF", "closed before message completed")
+
+
+def _header_value(value: bytes) -> str:
+    # reqwest encodes header strings as UTF-8: decoding them as UTF-8 sends the same bytes.
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
 
 
 def _causes(exc: rq.PyreqwestError) -> list[str]:
@@ -197,7 +206,9 @@ def _translate(
     mapped = _mapped_type(exc, causes, reading=reading)
     # The text names the phase and the reason, never the URL (its query may hold a key).
     text = "; ".join(cause for cause in causes if "for url (" not in cause) or exc.message
-    error = mapped(text, request=request) if issubclass(mapped, httpx.RequestError) else mapped(text)
+    error = (
+        mapped(text, request=request) if issubclass(mapped, httpx.RequestError) else mapped(text)
+    )
     root = _root_cause(causes)
     if root is not None:
         exc.__cause__ = root
@@ -328,7 +339,8 @@ class ReqwestTransport(httpx.AsyncBaseTransport):
         builder = builder.pool_idle_timeout(None if expiry is None else timedelta(seconds=expiry))
         if limits.max_keepalive_connections is not None:
             builder = builder.pool_max_idle_per_host(limits.max_keepalive_connections)
-        return builder.build()
+        client: Client = builder.build()
+        return client
 
     async def _acquire(self, request: httpx.Request, wait: float | None) -> None:
         if self._slots is not None:
@@ -355,7 +367,7 @@ class ReqwestTransport(httpx.AsyncBaseTransport):
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
         client = self._client(timeouts.get("connect"), timeouts.get("read"))
         headers = [
-            (name.decode("latin-1"), value.decode("latin-1"))
+            (name.decode("latin-1"), _header_value(value))
             for name, value in request.headers.raw
             if name.lower() != b"transfer-encoding"  # framing is hyper's job
         ]
@@ -388,7 +400,8 @@ class ReqwestTransport(httpx.AsyncBaseTransport):
                     await _redelivered()
                     raise
             if scope.cancelled_caught:  # the write timeout abandoned the upload
-                assert upload is not None and upload.error is not None
+                assert upload is not None
+                assert upload.error is not None
                 raise upload.error
         except Exception as exc:
             self._release()
