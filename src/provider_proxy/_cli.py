@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from ._server import run_server
 from .adapters._environment import KEY_VARIABLES, from_environment
 from .engine import make_asgi_app
 
@@ -37,8 +38,7 @@ def serve(host: str, port: int, validate: str = "warn") -> int:
     app = make_asgi_app(adapters, validate_credentials=validate)  # type: ignore[arg-type]
     # uvicorn's access log writes each request line, query included, where a
     # client may have put its key (?key=); the proxy's own log leaves queries out.
-    _uvicorn().run(app, host=host, port=port, log_level="info", access_log=False)
-    return 0
+    return run_server(app, host, port)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
