@@ -567,7 +567,8 @@ async def test_cancelled_mid_body_closes_the_connection() -> None:
             await connections.closed_by_client.wait()
 
 
-async def test_many_reads_cancelled_mid_stream_all_end() -> None:
+@pytest.mark.parametrize("how", ["scope", "task"])
+async def test_many_reads_cancelled_mid_stream_all_end(how: str) -> None:
     async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _read_head(reader)
         writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
@@ -577,14 +578,25 @@ async def test_many_reads_cancelled_mid_stream_all_end() -> None:
                 await writer.drain()
                 await asyncio.sleep(0.001)
 
+    async def read_all(response: httpx.Response) -> None:
+        async for _ in response.stream:  # type: ignore[union-attr]
+            pass
+
     async def read_for(transport: ReqwestTransport, url: str, seconds: float) -> None:
         response = await transport.handle_async_request(_request(url))
-        with anyio.move_on_after(seconds):
-            async for _ in response.stream:  # type: ignore[union-attr]
-                pass
+        if how == "scope":
+            with anyio.move_on_after(seconds) as scope:
+                await read_all(response)
+            assert scope.cancelled_caught  # the scope's own cancellation came back to it
+        else:  # as the engine's disconnect watch does
+            reading = asyncio.ensure_future(read_all(response))
+            await asyncio.sleep(seconds)
+            reading.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await reading
         await response.aclose()
 
-    # A cancellation landing as a chunk arrives must still end the read.
+    # A cancellation landing as a chunk arrives must still end the read, at once.
     async with RawServer(endless) as url, _open(ReqwestTransport()) as transport:
         with anyio.fail_after(20):
             for _ in range(5):

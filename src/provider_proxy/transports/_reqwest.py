@@ -8,7 +8,7 @@ environment, ``TCP_NODELAY`` on every connection, HTTP/1.1 only (as httpx's
 transport). reqwest does add ``Accept: */*`` and a ``User-Agent`` to a request
 that has none.
 
-Three things differ from what pyreqwest does out of the box, and matter here:
+Four things differ from what pyreqwest does out of the box, and matter here:
 
 - pyreqwest's streamed responses read ahead into a buffer (256 KiB by default)
   and hand it over only when it fills or the body ends, which would hold a
@@ -20,6 +20,10 @@ Three things differ from what pyreqwest does out of the box, and matter here:
   The write timeout, which reqwest lacks, and the pool limit (so that waiting
   for a slot raises :class:`httpx.PoolTimeout`) are enforced here, as the
   aiohttp transport does.
+- A cancelled pyreqwest coroutine answers with a cancellation of its own,
+  which anyio's cancel scopes do not recognise (and, landing as a read
+  completes, can wait forever): its coroutines are closed instead (see
+  :class:`_Abandoned`), which drops the request and its connection at once.
 - pyreqwest's errors say which phase failed only in their causes' text: they
   are mapped to httpx's types from it, so that a refused connection (never
   sent, safe to retry) is a :class:`httpx.ConnectError` and a connection
@@ -32,9 +36,9 @@ import asyncio
 import logging
 import re
 import socket
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Generator
 from datetime import timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import anyio
 import httpx
@@ -46,6 +50,8 @@ from pyreqwest.response import Response
 from ._upstream import DEFAULT_LIMITS
 
 logger = logging.getLogger("provider_proxy")
+
+_T = TypeVar("_T")
 
 #: How many bytes a streamed response may read ahead of the reader. pyreqwest
 #: hands data over only once its buffer is full or the body has ended (the head
@@ -126,21 +132,36 @@ def _root_cause(causes: list[str]) -> BaseException | None:
     return None
 
 
-async def _redelivered() -> None:
-    """Let an anyio cancel scope deliver its own cancellation again, if it cancelled us.
+class _Abandoned(Generic[_T]):
+    """Await a pyreqwest coroutine; cancelled, drop it rather than pass the cancellation on.
 
-    pyreqwest raises a :class:`asyncio.CancelledError` of its own ("Read was
-    cancelled") in place of the one it was sent, and anyio's cancel scopes do
-    not recognise that one as theirs: it would escape the scope (the engine's
-    disconnect watch among them). A scope redelivers at the next checkpoint.
+    Thrown into a pyreqwest coroutine, a cancellation comes back as a
+    :class:`asyncio.CancelledError` of pyreqwest's own, which anyio's cancel
+    scopes (the engine's disconnect watch among them) do not take as theirs;
+    and when it lands as a read completes, the coroutine can wait forever.
+    Closing the coroutine instead drops its Rust future (and with it the
+    request or the read) at once, and the task's own cancellation goes on.
     """
-    await asyncio.sleep(0)
 
+    __slots__ = ("_coroutine",)
 
-def _forget(read: asyncio.Future[Any]) -> None:
-    """Retrieve an abandoned read's outcome, so that it is not reported as never retrieved."""
-    if not read.cancelled():
-        read.exception()
+    def __init__(self, coroutine: Coroutine[Any, Any, _T]) -> None:
+        self._coroutine = coroutine
+
+    def __await__(self) -> Generator[Any, Any, _T]:
+        coroutine = self._coroutine
+        value: Any = None
+        while True:
+            try:
+                waiting = coroutine.send(value)
+            except StopIteration as done:
+                result: _T = done.value
+                return result
+            try:
+                value = yield waiting
+            except BaseException:
+                coroutine.close()
+                raise
 
 
 class _Upload:
@@ -254,15 +275,7 @@ class _ResponseStream(httpx.AsyncByteStream):
         reader = self._reader
         try:
             while True:
-                # A read of its own, awaited through a shield: a cancelled pyreqwest
-                # read can wait forever (the task never finishing). Left behind, the
-                # read ends when :meth:`aclose` drops the response.
-                read = asyncio.ensure_future(reader.read_chunk())
-                try:
-                    chunk = await asyncio.shield(read)
-                except asyncio.CancelledError:
-                    read.add_done_callback(_forget)
-                    raise
+                chunk = await _Abandoned(reader.read_chunk())
                 if chunk is None:
                     return
                 yield bytes(chunk)
@@ -394,11 +407,7 @@ class ReqwestTransport(httpx.AsyncBaseTransport):
             with anyio.CancelScope() as scope:
                 if upload is not None:
                     upload.on_stall = scope.cancel
-                try:
-                    response = await sending.__aenter__()
-                except asyncio.CancelledError:
-                    await _redelivered()
-                    raise
+                response = await _Abandoned(sending.__aenter__())
             if scope.cancelled_caught:  # the write timeout abandoned the upload
                 assert upload is not None
                 assert upload.error is not None
