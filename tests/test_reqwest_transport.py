@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 import gzip
 import socket
+import ssl
+import sys
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,8 +23,11 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+import trustme
 
+from provider_proxy import reqwest_transport
 from provider_proxy.transports._reqwest import ReqwestTransport
+from provider_proxy.transports._upstream import as_proxy_error
 
 from .servers import ServerThread
 from .test_aiohttp_transport import (
@@ -645,3 +650,56 @@ async def test_write_timeout_counts_only_time_spent_writing() -> None:
         assert response.status_code == 200
         assert response.headers["content-length"] == "6"
         await response.aclose()
+
+
+# --- TLS -------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def _tls_server(ca: trustme.CA) -> AsyncIterator[str]:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+
+    async def ok(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError, ssl.SSLError):
+            await _read_head(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(ok, "127.0.0.1", 0, ssl=context)
+    try:
+        yield f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_an_untrusted_certificate_is_refused_and_named() -> None:
+    async with _tls_server(trustme.CA()) as url, _open(ReqwestTransport()) as transport:
+        with pytest.raises(httpx.ConnectError) as info:
+            await transport.handle_async_request(_request(url))
+    assert info.value.__cause__ is not None
+    assert isinstance(info.value.__cause__.__cause__, ssl.SSLCertVerificationError)
+    answer = as_proxy_error(info.value, "127.0.0.1")
+    assert answer.status_code == 502
+    assert "its TLS certificate was not accepted" in str(answer)
+
+
+@pytest.mark.parametrize("trust", ["root_certificates", "verify=False"])
+async def test_a_trusted_or_unverified_certificate_is_accepted(trust: str) -> None:
+    ca = trustme.CA()
+    if trust == "verify=False":
+        transport = reqwest_transport(verify=False)
+    else:
+        transport = reqwest_transport(root_certificates=ca.cert_pem.bytes())
+    assert isinstance(transport, ReqwestTransport)
+    async with _tls_server(ca) as url, _open(transport):
+        response = await transport.handle_async_request(_request(url))
+        assert await response.aread() == b"ok"
+
+
+def test_reqwest_transport_says_which_extra_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "provider_proxy.transports._reqwest", None)
+    with pytest.raises(ImportError, match=r"provider-proxy\[reqwest\]"):
+        reqwest_transport()

@@ -36,6 +36,7 @@ import asyncio
 import logging
 import re
 import socket
+import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Generator
 from datetime import timedelta
 from typing import Any, Generic, TypeVar
@@ -124,6 +125,8 @@ def _root_cause(causes: list[str]) -> BaseException | None:
     """The OS-level failure behind pyreqwest's causes, as Python's own exception type."""
     if _said(causes, ("dns error",)):
         return socket.gaierror(causes[-1])
+    if _said(causes, ("certificate", "Certificate")):
+        return ssl.SSLCertVerificationError(causes[-1])
     for cause in reversed(causes):
         found = _OS_ERROR.search(cause)
         if found:
@@ -308,11 +311,20 @@ class ReqwestTransport(httpx.AsyncBaseTransport):
         ``max_keepalive_connections`` bounds the idle connections kept per
         host, and ``keepalive_expiry`` how long they are kept.
     :param verify: whether to verify the upstream's TLS certificate.
+    :param root_certificates: PEM certificates to trust besides the system's
+        (a private CA in front of the providers, say).
     """
 
-    def __init__(self, *, limits: httpx.Limits = DEFAULT_LIMITS, verify: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+        verify: bool = True,
+        root_certificates: bytes | None = None,
+    ) -> None:
         self._limits = limits
         self._verify = verify
+        self._roots = root_certificates
         self._clients: dict[tuple[float | None, float | None], Client] = {}
         self._slots = (
             anyio.Semaphore(limits.max_connections) if limits.max_connections is not None else None
@@ -348,6 +360,8 @@ class ReqwestTransport(httpx.AsyncBaseTransport):
             .connect_timeout(_FOREVER if connect is None else timedelta(seconds=connect))
             .read_timeout(_FOREVER if read is None else timedelta(seconds=read))
         )
+        if self._roots is not None:
+            builder = builder.add_root_certificate_pem(self._roots)
         expiry = limits.keepalive_expiry
         builder = builder.pool_idle_timeout(None if expiry is None else timedelta(seconds=expiry))
         if limits.max_keepalive_connections is not None:
