@@ -5,7 +5,8 @@ SIGTERM, no access log: a request line may carry a client's key in its query):
 
 - ``uvicorn`` (the ``server`` extra): the reference ASGI server.
 - ``granian`` (the ``granian`` extra): HTTP parsing and sockets in Rust, less
-  CPU per request; run embedded, in this process and its event loop.
+  CPU per request; run embedded, in this process and its event loop (uvloop's
+  when installed, as uvicorn does).
 
 ``PROVIDER_PROXY_SERVER`` picks one: ``auto`` (the default) is granian when it
 is installed, else uvicorn. See ``docs/performance.rst`` for the trade-offs.
@@ -122,7 +123,11 @@ def _run_granian(app: ASGIApp, host: str, port: int) -> int:
         log_access=False,
         log_dictconfig=_GRANIAN_LOGS_TO_STDERR,
     )
-    return asyncio.run(_serve_granian(server))
+    try:  # uvloop (the ``server`` extra), as uvicorn would use it
+        import uvloop
+    except ImportError:
+        return asyncio.run(_serve_granian(server))
+    return int(uvloop.run(_serve_granian(server)))
 
 
 async def _serve_granian(server: Any) -> int:
