@@ -1,7 +1,8 @@
 """``provider-proxy serve`` on each server it supports, run as a user would run it.
 
 Each server must behave the same: the app's lifespan runs (the credential
-probes), streams are relayed event by event, a WebSocket handshake gets the
+probes), streams are relayed event by event (and freed when the client leaves),
+a WebSocket handshake gets the
 proxy's answer, SIGTERM drains the request in flight before exiting, and no
 access log line shows a query (a client's key may be in it).
 """
@@ -25,7 +26,7 @@ from websockets.sync.client import connect
 from provider_proxy._server import FreezeAfterStartup, chosen_server
 from provider_proxy.testing import FakeUpstream
 
-from .servers import ServerThread, env_without_keys, free_port, get_when_up
+from .servers import ServerThread, env_without_keys, free_port, get_when_up, wait_until
 
 SERVER_NAMES = ["uvicorn", "granian"]
 KEY = "az-key-not-shown"
@@ -113,6 +114,22 @@ def test_a_stream_is_relayed_event_by_event(served: Served, fake: FakeUpstream) 
     assert len(arrivals) >= 4
     assert arrivals[-1] - arrivals[0] >= 0.6
     assert fake.last.header("api-key") == KEY
+
+
+def test_a_client_leaving_mid_stream_frees_the_upstream(served: Served, fake: FakeUpstream) -> None:
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    closed_before = fake.closed_streams
+    # 50 events 0.2 s apart: 10 s unless the proxy hears the client go.
+    with httpx.stream(
+        "POST",
+        served.url + CHAT,
+        json=body,
+        headers={"x-fake-chunks": "50", "x-fake-gap": "0.2"},
+        timeout=30,
+    ) as response:
+        assert next(response.iter_raw())
+    assert wait_until(lambda: fake.closed_streams == closed_before + 1, timeout=5)
+    assert fake.open_streams == 0
 
 
 def test_a_websocket_handshake_gets_the_proxys_answer(served: Served) -> None:
