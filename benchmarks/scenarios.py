@@ -287,7 +287,7 @@ def stream(settings: Settings) -> Outcome:
     """50 chunks, 20 ms apart: time to first byte and per-chunk delay added."""
     outcome = Outcome()
     body = _body_file(settings, 1024)
-    kinds = ("direct", "floor", "proxy")
+    kinds = ("direct", "floor", "proxy", *_fast_columns())
     runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
     with servers(kinds, settings.cores) as by_kind:
         for _ in range(settings.rounds):

@@ -2,9 +2,9 @@
 
 Each server must behave the same: the app's lifespan runs (the credential
 probes), streams are relayed event by event (and freed when the client leaves),
-a WebSocket handshake gets the
-proxy's answer, SIGTERM drains the request in flight before exiting, and no
-access log line shows a query (a client's key may be in it).
+a WebSocket handshake gets the proxy's answer, SIGTERM drains the request in
+flight before exiting, and no access log line shows a query (a client's key
+may be in it).
 """
 
 from __future__ import annotations
