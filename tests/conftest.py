@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -10,7 +11,6 @@ from provider_proxy import ProxyApp, make_asgi_app
 from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter
 from provider_proxy.testing import FakeUpstream
 from provider_proxy.transports._aiohttp import AiohttpTransport
-from provider_proxy.transports._reqwest import ReqwestTransport
 
 from .servers import ServerThread, serve
 
@@ -22,8 +22,13 @@ ALL = "* /**"
 TRANSPORTS: dict[str, Callable[[], httpx.AsyncBaseTransport]] = {
     "httpx": httpx.AsyncHTTPTransport,
     "aiohttp": AiohttpTransport,
-    "reqwest": ReqwestTransport,
 }
+if sys.version_info >= (3, 11):  # pyreqwest needs 3.11
+    from provider_proxy.transports._reqwest import ReqwestTransport
+
+    TRANSPORTS["reqwest"] = ReqwestTransport
+else:  # pragma: no cover - the reqwest transport's own tests need pyreqwest
+    collect_ignore = ["test_reqwest_transport.py"]
 
 
 def http_scope(

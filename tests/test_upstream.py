@@ -24,7 +24,6 @@ from provider_proxy import (
     make_asgi_app,
 )
 from provider_proxy.adapters import OpenAIAdapter
-from provider_proxy.transports._reqwest import ReqwestTransport
 from provider_proxy.transports._upstream import as_proxy_error
 
 from .conftest import OPENAI_KEY, TRANSPORTS
@@ -213,7 +212,7 @@ def test_upstream_sockets_have_tcp_nodelay(upstream: ServerThread, transport_kin
         assert httpx.get(server.url + "/openai/models").status_code == 200
 
         async def nodelay() -> list[int]:
-            if isinstance(proxy.transport, ReqwestTransport):
+            if transport_kind == "reqwest":
                 return _nodelay_of_sockets_to(int(upstream.url.rsplit(":", 1)[1]))
             return [
                 s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
