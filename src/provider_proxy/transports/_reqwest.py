@@ -92,7 +92,9 @@ def _said(causes: list[str], phrases: tuple[str, ...]) -> bool:
     return any(phrase in cause for cause in causes for phrase in phrases)
 
 
-def _mapped_type(exc: rq.PyreqwestError, causes: list[str], *, reading: bool) -> type[Exception]:
+def _mapped_type(
+    exc: rq.PyreqwestError, causes: list[str], *, reading: bool
+) -> type[httpx.TransportError]:
     """httpx's exception type for a pyreqwest error, from its type and its causes."""
     if isinstance(exc, rq.PoolTimeoutError):
         return httpx.PoolTimeout
@@ -230,9 +232,7 @@ def _translate(
     mapped = _mapped_type(exc, causes, reading=reading)
     # The text names the phase and the reason, never the URL (its query may hold a key).
     text = "; ".join(cause for cause in causes if "for url (" not in cause) or exc.message
-    error = (
-        mapped(text, request=request) if issubclass(mapped, httpx.RequestError) else mapped(text)
-    )
+    error = mapped(text, request=request)
     root = _root_cause(causes)
     if root is not None:
         exc.__cause__ = root
