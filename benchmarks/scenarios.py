@@ -36,8 +36,21 @@ from .procs import (
 #: The columns of absolute numbers, in order.
 COLUMNS = ("direct", "floor", "proxy", "proxy-transform")
 
-#: Columns only the gateway scenario fills; the table shows them when a row has them.
-EXTRA_COLUMNS = ("gateway", "litellm")
+#: The pyreqwest floor and proxy under uvicorn, and both under granian: the closed-loop
+#: scenarios measure them when pyreqwest and granian are installed.
+FAST_COLUMNS = ("floor-reqwest", "floor-granian", "proxy-reqwest", "proxy-granian")
+
+#: Columns only some scenarios fill; the table shows them when a row has them.
+EXTRA_COLUMNS = (*FAST_COLUMNS, "gateway", "litellm")
+
+
+def _fast_columns() -> tuple[str, ...]:
+    """:data:`FAST_COLUMNS` when their clients and server are installed, else none."""
+    import importlib.util
+
+    if all(importlib.util.find_spec(name) for name in ("pyreqwest", "granian")):
+        return FAST_COLUMNS
+    return ()
 
 
 @dataclass(frozen=True)
@@ -135,8 +148,9 @@ def closed_loop(name: str, size: int, connections: int) -> Callable[[Settings], 
     def scenario(settings: Settings) -> Outcome:
         outcome = Outcome()
         body = _body_file(settings, size)
-        runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in COLUMNS}
-        with servers(COLUMNS, settings.cores) as by_kind:
+        measured = (*COLUMNS, *_fast_columns())
+        runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in measured}
+        with servers(measured, settings.cores) as by_kind:
 
             def once(kind: str, seconds: int) -> dict[str, Any]:
                 server = by_kind[kind]
@@ -149,10 +163,10 @@ def closed_loop(name: str, size: int, connections: int) -> Callable[[Settings], 
                     cpu=settings.cores.other,
                 )
 
-            for kind in COLUMNS:
+            for kind in measured:
                 once(kind, settings.warmup)
             for _ in range(settings.rounds):
-                for kind in COLUMNS:
+                for kind in measured:
                     runs[kind].append(
                         undisturbed(
                             functools.partial(once, kind, settings.seconds),
@@ -174,9 +188,9 @@ def closed_loop(name: str, size: int, connections: int) -> Callable[[Settings], 
                 return _median([r["rps"] for r in runs[kind]])
             return _median([r["latency_ms"][key] for r in runs[kind]])
 
-        rps = {kind: med(kind, "rps") for kind in COLUMNS}
-        p50 = {kind: med(kind, "p50") for kind in COLUMNS}
-        p99 = {kind: med(kind, "p99") for kind in COLUMNS}
+        rps = {kind: med(kind, "rps") for kind in measured}
+        p50 = {kind: med(kind, "p50") for kind in measured}
+        p99 = {kind: med(kind, "p99") for kind in measured}
         ratio = rps["proxy"] / rps["floor"]
         transformed_ratio = rps["proxy-transform"] / rps["floor"]
         throughput_target = connections == 64 and size == 1024
@@ -191,6 +205,8 @@ def closed_loop(name: str, size: int, connections: int) -> Callable[[Settings], 
                 ratio >= 0.8 if throughput_target else None,
             )
         )
+        if "proxy-granian" in rps:
+            outcome.rows.extend(_fast_rows(name, rps, target=throughput_target))
         for label, values, limit in (("p50", p50, 0.3), ("p99", p99, 1.0)):
             added = values["proxy"] - values["direct"]
             floor_added = values["floor"] - values["direct"]
@@ -232,6 +248,29 @@ def closed_loop(name: str, size: int, connections: int) -> Callable[[Settings], 
     return scenario
 
 
+def _fast_rows(name: str, rps: dict[str, float], *, target: bool) -> list[Row]:
+    """Throughput on pyreqwest (uvicorn) and on pyreqwest and granian, against the aiohttp floor."""
+    floor = rps["floor"]
+    rows = []
+    for proxy, own_floor, server, goal in (
+        ("proxy-reqwest", "floor-reqwest", "uvicorn, reqwest", 1.0),
+        ("proxy-granian", "floor-granian", "granian, reqwest", 1.5),
+    ):
+        ratio = rps[proxy] / floor
+        rows.append(
+            Row(
+                name,
+                f"throughput ({server})",
+                {kind: rps[kind] for kind in ("direct", "floor", own_floor, proxy)},
+                "req/s",
+                f"{ratio:.2f}x floor (its own floor {rps[own_floor] / floor:.2f}x)",
+                f"≥ {goal:g}x floor" if target else "",
+                ratio >= goal if target else None,
+            )
+        )
+    return rows
+
+
 # -- streaming -----------------------------------------------------------------------------
 
 
@@ -248,7 +287,7 @@ def stream(settings: Settings) -> Outcome:
     """50 chunks, 20 ms apart: time to first byte and per-chunk delay added."""
     outcome = Outcome()
     body = _body_file(settings, 1024)
-    kinds = ("direct", "floor", "proxy")
+    kinds = ("direct", "floor", "proxy", *_fast_columns())
     runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
     with servers(kinds, settings.cores) as by_kind:
         for _ in range(settings.rounds):

@@ -4,6 +4,10 @@
 and ``gateway`` (the proxy with an Anthropic adapter only, reached through its
 OpenAI-Chat gateway endpoint, so every request is translated) are ASGI apps
 served by uvicorn on httptools and uvloop, one worker, as the proxy is deployed.
+``floor-reqwest`` and ``proxy-reqwest`` are the floor and the proxy on
+pyreqwest's client (the ``reqwest`` extra) under uvicorn; ``floor-granian`` and
+``proxy-granian`` the same under granian (embedded, as ``provider-proxy serve``
+runs it), the fastest stack the proxy supports.
 Prints ``READY <port> <note>`` once it accepts requests.
 """
 
@@ -17,6 +21,9 @@ from typing import Any
 from .bodies import mark
 from .procs import raise_fd_limit
 
+#: The pyreqwest and granian floors and the proxy on them.
+FAST_KINDS = ("floor-reqwest", "floor-granian", "proxy-reqwest", "proxy-granian")
+
 
 def _listen() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -26,12 +33,15 @@ def _listen() -> socket.socket:
     return sock
 
 
-def proxy_app(upstream: str, *, transform: bool) -> tuple[Any, str]:
+def proxy_app(upstream: str, *, transform: bool, reqwest: bool = False) -> tuple[Any, str]:
     """The proxy under test, as an application would build it, and how its transform is set."""
-    from provider_proxy import make_asgi_app
+    from provider_proxy import make_asgi_app, reqwest_transport
     from provider_proxy.adapters import OpenAICompatibleAdapter
 
     base = upstream + "/v1"
+    if reqwest:
+        adapter = OpenAICompatibleAdapter("bench", base, api_key="x")
+        return make_asgi_app([adapter], transport=reqwest_transport()), "transport=reqwest"
     if not transform:
         return make_asgi_app([OpenAICompatibleAdapter("bench", base, api_key="x")]), "-"
     options: dict[str, Any] = {"transforms": [mark]}
@@ -76,9 +86,51 @@ def _serve_asgi(app: Any, sock: socket.socket, note: str) -> None:
     Server(config).run(sockets=[sock])
 
 
+def _serve_granian(app: Any, sock: socket.socket, note: str) -> None:
+    """``app`` on granian, embedded in this process as ``provider-proxy serve`` runs it."""
+    from granian.constants import HTTPModes, Interfaces
+    from granian.log import LogLevels
+    from granian.server.embed import Server
+
+    port = sock.getsockname()[1]
+    sock.close()  # granian binds the port itself
+
+    async def ready_when_started(scope: Any, receive: Any, send: Any) -> None:
+        async def sending(message: Any) -> None:
+            await send(message)
+            if message["type"] == "lifespan.startup.complete":
+                print(f"READY {port} {note}", flush=True)
+
+        await app(scope, receive, sending if scope["type"] == "lifespan" else send)
+
+    server = Server(
+        ready_when_started,
+        address="127.0.0.1",
+        port=port,
+        interface=Interfaces.ASGI,
+        http=HTTPModes.http1,
+        websockets=False,
+        backlog=4096,
+        log_level=LogLevels.warning,
+        log_access=False,
+    )
+
+    async def run() -> None:
+        import signal
+
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, server.stop)
+        await server.serve()
+
+    import uvloop
+
+    uvloop.run(run())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    kinds = ["upstream", "floor", "proxy", "proxy-transform", "gateway"]
+    kinds = ["upstream", "floor", "proxy", "proxy-transform", "gateway", *FAST_KINDS]
     parser.add_argument("kind", choices=kinds)
     parser.add_argument("--upstream", default="-", help="the upstream's base URL")
     args = parser.parse_args()
@@ -95,6 +147,15 @@ def main() -> None:
         from .floor import Floor
 
         _serve_asgi(Floor(args.upstream), sock, "-")
+    elif args.kind in ("floor-reqwest", "floor-granian"):
+        from .floor import ReqwestFloor
+
+        serve_on = _serve_granian if args.kind.endswith("granian") else _serve_asgi
+        serve_on(ReqwestFloor(args.upstream), sock, "client=pyreqwest")
+    elif args.kind in ("proxy-reqwest", "proxy-granian"):
+        app, note = proxy_app(args.upstream, transform=False, reqwest=True)
+        serve_on = _serve_granian if args.kind.endswith("granian") else _serve_asgi
+        serve_on(app, sock, note)
     elif args.kind == "gateway":
         app, note = gateway_app(args.upstream)
         _serve_asgi(app, sock, note)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,6 +23,12 @@ TRANSPORTS: dict[str, Callable[[], httpx.AsyncBaseTransport]] = {
     "httpx": httpx.AsyncHTTPTransport,
     "aiohttp": AiohttpTransport,
 }
+if sys.version_info >= (3, 11):  # pyreqwest needs 3.11
+    from provider_proxy.transports._reqwest import ReqwestTransport
+
+    TRANSPORTS["reqwest"] = ReqwestTransport
+else:  # pragma: no cover - the reqwest transport's own tests need pyreqwest
+    collect_ignore = ["test_reqwest_transport.py"]
 
 
 def http_scope(
@@ -63,7 +70,7 @@ def upstream(fake: FakeUpstream) -> Iterator[ServerThread]:
 
 @pytest.fixture(params=sorted(TRANSPORTS))
 def transport_kind(request: pytest.FixtureRequest) -> str:
-    """Each engine test runs with httpx's transport and with the aiohttp one."""
+    """Each engine test runs with httpx's transport, the aiohttp one and the reqwest one."""
     return str(request.param)
 
 

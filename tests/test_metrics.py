@@ -6,14 +6,18 @@ import dataclasses
 import sys
 from typing import Any
 
+import httpx
 import pytest
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from provider_proxy import ProxyEvent, Usage
+from provider_proxy import ProxyEvent, Usage, make_asgi_app
+from provider_proxy.adapters import OpenAIAdapter
 from provider_proxy.observe._metrics import MAX_MODEL_LENGTH, PrometheusMetrics
 
+from .conftest import ALL, OPENAI_KEY
 from .events import event
+from .servers import ServerThread, serve
 
 # The duration and the counts the sums below add up (the rest is the shared event's).
 EVENT = event(duration=0.75, usage=Usage(100, 20, 80, 5))
@@ -197,3 +201,26 @@ def test_missing_prometheus_client_names_the_extra(monkeypatch: pytest.MonkeyPat
     monkeypatch.setitem(sys.modules, "prometheus_client", None)
     with pytest.raises(ImportError, match=r"provider-proxy\[prometheus\]"):
         PrometheusMetrics()
+
+
+def test_overhead_excludes_the_providers_time(upstream: ServerThread) -> None:
+    delay = 0.4
+    proxy = make_asgi_app(
+        [OpenAIAdapter(base_url=upstream.url + "/v1", api_key=OPENAI_KEY, allow=[ALL])],
+        metrics=True,
+        validate_credentials="off",
+    )
+    with serve(proxy) as server:
+        answered = httpx.post(
+            server.url + "/openai/chat/completions",
+            json={"model": "gpt-4o", "messages": []},
+            headers={"x-fake-delay": str(delay)},
+            timeout=10,
+        )
+        assert answered.status_code == 200
+        samples = _samples(httpx.get(server.url + "/metrics").text)
+    openai = (("provider", "openai"),)
+    assert samples[("provider_proxy_overhead_seconds_count", openai)] == 1
+    # The request took the provider's delay; the proxy's own share does not hold it.
+    assert samples[("provider_proxy_request_duration_seconds_sum", openai)] >= delay
+    assert 0 < samples[("provider_proxy_overhead_seconds_sum", openai)] < delay

@@ -84,6 +84,7 @@ EARLIER_PUBLIC = {
         "default_transport",
         "make_asgi_app",
         "mount",
+        "reqwest_transport",
     ),
     "provider_proxy.adapters": (
         "AnthropicAdapter",

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import socketserver
 import ssl
+import stat
 import threading
 from collections.abc import Iterator
 
@@ -170,9 +172,25 @@ def test_an_upstream_reflecting_the_key_in_a_bad_status_line_never_shows_it(
     assert response.json()["error"]["type"] == "upstream_unreachable"
     for part in (REFLECTED_KEY, UPSTREAM_MARK.decode(), "2OO", "user-agent", "/v1/chat"):
         assert part not in response.text
-    # The detail is in the log, the key masked out of it.
-    assert UPSTREAM_MARK.decode() in caplog.text
+    # The detail is in the log, the key masked out of it (reqwest's parser names
+    # the fault without quoting the bytes).
+    if transport_kind != "reqwest":
+        assert UPSTREAM_MARK.decode() in caplog.text
+    assert "the exchange with 127.0.0.1 failed" in caplog.text
     assert REFLECTED_KEY not in caplog.text
+
+
+def _nodelay_of_sockets_to(port: int) -> list[int]:
+    """TCP_NODELAY of this process's sockets connected to ``port`` (for a transport in Rust)."""
+    flags = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if not stat.S_ISSOCK(os.fstat(int(fd)).st_mode):
+                continue
+            with socket.socket(fileno=os.dup(int(fd))) as sock:
+                if sock.family == socket.AF_INET and sock.getpeername()[1] == port:
+                    flags.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+    return flags
 
 
 def _upstream_sockets(proxy: ProxyApp) -> list[socket.socket]:
@@ -194,6 +212,8 @@ def test_upstream_sockets_have_tcp_nodelay(upstream: ServerThread, transport_kin
         assert httpx.get(server.url + "/openai/models").status_code == 200
 
         async def nodelay() -> list[int]:
+            if transport_kind == "reqwest":
+                return _nodelay_of_sockets_to(int(upstream.url.rsplit(":", 1)[1]))
             return [
                 s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
                 for s in _upstream_sockets(proxy)

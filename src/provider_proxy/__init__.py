@@ -68,7 +68,7 @@ from .observe import (
 from .policy import Cooldown, Deployment, RetryPolicy, Route
 from .spend import Cost, Price, Pricing
 from .state import MemoryStore, RateResult, RedisStore, SessionStore, Store
-from .transports import DEFAULT_LIMITS, DEFAULT_TIMEOUT, default_transport
+from .transports import DEFAULT_LIMITS, DEFAULT_TIMEOUT, default_transport, reqwest_transport
 
 __all__ = [
     "CORS",
@@ -145,4 +145,5 @@ __all__ = [
     "default_transport",
     "make_asgi_app",
     "mount",
+    "reqwest_transport",
 ]

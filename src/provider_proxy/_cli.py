@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from ._server import FreezeAfterStartup, chosen_server, run_server
 from .adapters._environment import KEY_VARIABLES
 from .config import ConfigInvalid, Problem, ServiceConfig, load_config
 from .config._keyfiles import EnvironmentFile
@@ -176,11 +177,21 @@ def serve(args: argparse.Namespace) -> int:
     server = config.server
     configure_logging(server["log_level"], server["log_format"])
     workers = int(server["workers"])
+    chosen = chosen_server()
+    if chosen == "granian":
+        if workers > 1 or config.ports:
+            print(
+                "error: granian serves one port in one process here; set workers = 1 "
+                "and no [ports], or PROVIDER_PROXY_SERVER=uvicorn",
+                file=sys.stderr,
+            )
+            return CONFIG_ERROR
+        return run_server(Service(config, proxy), server["host"], server["port"], chosen)
     if workers > 1:
         return _serve_workers(config, args, workers)
-    servers = [
-        _server(Service(config, proxy), server["host"], server["port"], server["log_level"], "on")
-    ]
+    logger.info("provider-proxy: on uvicorn")
+    main = FreezeAfterStartup(Service(config, proxy))
+    servers = [_server(main, server["host"], server["port"], server["log_level"], "on")]
     for name, port in config.ports.items():
         servers.append(
             _server(

@@ -6,6 +6,7 @@ from ._upstream import (
     SharedTransport,
     as_proxy_error,
     default_transport,
+    reqwest_transport,
 )
 
 __all__ = [
@@ -14,4 +15,5 @@ __all__ = [
     "SharedTransport",
     "as_proxy_error",
     "default_transport",
+    "reqwest_transport",
 ]

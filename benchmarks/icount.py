@@ -1,0 +1,131 @@
+"""``python -m benchmarks.icount UPSTREAM_URL KIND N``: N requests, for counting instructions.
+
+Wall-clock numbers need quiet cores; instruction counts do not. This calls an
+app in process (no server in front) N times with a 1 KB chat request, against
+a real upstream on loopback in another process (``python -m benchmarks.serve
+upstream``), so the transport's socket work is in the count, the Rust client's
+thread too. Run it under callgrind twice and take the difference::
+
+    valgrind --tool=callgrind python -m benchmarks.icount URL proxy-reqwest 50
+    valgrind --tool=callgrind python -m benchmarks.icount URL proxy-reqwest 150
+
+(instructions per request: the second total less the first, over 100).
+``KIND`` is ``floor-aiohttp``, ``floor-reqwest``, ``proxy-httpx``,
+``proxy-aiohttp`` or ``proxy-reqwest``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+import httpx
+
+from .bodies import chat_body
+
+KINDS = ("floor-aiohttp", "floor-reqwest", "proxy-httpx", "proxy-aiohttp", "proxy-reqwest")
+
+
+def _transport(kind: str) -> httpx.AsyncBaseTransport:
+    if kind == "proxy-httpx":
+        return httpx.AsyncHTTPTransport()
+    if kind == "proxy-aiohttp":
+        from provider_proxy.transports._aiohttp import AiohttpTransport
+
+        return AiohttpTransport()
+    from provider_proxy import reqwest_transport
+
+    return reqwest_transport()
+
+
+def app_for(kind: str, upstream: str) -> tuple[Any, str]:
+    """The app ``kind`` names in front of ``upstream``, and the path to POST chats to."""
+    if kind.startswith("floor"):
+        from .floor import Floor, ReqwestFloor
+
+        floor = ReqwestFloor if kind == "floor-reqwest" else Floor
+        return floor(upstream), "/v1/chat/completions"
+    from provider_proxy import make_asgi_app
+    from provider_proxy.adapters import OpenAICompatibleAdapter
+
+    adapter = OpenAICompatibleAdapter("bench", upstream + "/v1", api_key="x")
+    app = make_asgi_app([adapter], transport=_transport(kind), validate_credentials="off")
+    return app, "/bench/chat/completions"
+
+
+async def _call(app: Any, path: str, body: bytes) -> int:
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"bench"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"authorization", b"Bearer client"),
+        ],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    received = False
+    answered = asyncio.Event()
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal received
+        if not received:
+            received = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await answered.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(scope, receive, send)
+    answered.set()
+    return status
+
+
+async def run(kind: str, upstream: str, requests: int) -> None:
+    """Start ``kind``'s app (its lifespan), send ``requests`` chats, then shut it down."""
+    app, path = app_for(kind, upstream)
+    body = chat_body(1024)
+    lifespan: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    started = asyncio.Event()
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "lifespan.startup.complete":
+            started.set()
+
+    await lifespan.put({"type": "lifespan.startup"})
+    running = asyncio.ensure_future(app({"type": "lifespan"}, lifespan.get, send))
+    await started.wait()
+    for _ in range(requests):
+        status = await _call(app, path, body)
+        if status != 200:
+            raise SystemExit(f"{kind}: the upstream answered {status}")
+    await lifespan.put({"type": "lifespan.shutdown"})
+    await running
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("upstream", help="the fake upstream's base URL")
+    parser.add_argument("kind", choices=KINDS)
+    parser.add_argument("requests", type=int)
+    args = parser.parse_args()
+    asyncio.run(run(args.kind, args.upstream.rstrip("/"), args.requests))
+
+
+if __name__ == "__main__":
+    main()
