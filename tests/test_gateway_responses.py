@@ -21,7 +21,14 @@ from examples.fastapi_app import create_app
 from openai.types.responses import ResponseFunctionToolCall
 
 from provider_proxy import Guards, ProxyApp, StoredResponses, make_asgi_app
-from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter, OpenAICompatibleAdapter
+from provider_proxy.adapters import (
+    AnthropicAdapter,
+    OllamaAdapter,
+    OpenAIAdapter,
+    OpenAICompatibleAdapter,
+    OpenRouterAdapter,
+    VLLMAdapter,
+)
 from provider_proxy.dialects import Dialect, OpenAIChat, OpenAIResponses
 from provider_proxy.testing import FakeUpstream
 
@@ -617,3 +624,37 @@ def test_a_kept_responses_input_items_are_listed_and_paged(gateway: ServerThread
             bob.responses.input_items.list(second.id)
         with pytest.raises(openai.BadRequestError):
             alice.responses.input_items.list(second.id, limit=500)
+
+
+# -- the built-in OpenAI-compatible presets speak Chat to the gateway --------------------
+
+
+@pytest.mark.parametrize(
+    "preset",
+    [
+        lambda url: VLLMAdapter(base_url=url + "/v1"),
+        lambda url: OllamaAdapter(base_url=url + "/v1"),
+        lambda url: OpenRouterAdapter(base_url=url + "/v1", api_key="or-key-0123456789"),
+        lambda url: OpenAICompatibleAdapter("corp", base_url=url + "/v1", api_key="c-0123456789"),
+    ],
+    ids=["vllm", "ollama", "openrouter", "compatible"],
+)
+def test_a_preset_is_sent_chat_for_a_responses_client(
+    upstream: ServerThread, fake: FakeUpstream, preset: Any
+) -> None:
+    adapter = preset(upstream.url)
+    proxy = make_asgi_app([adapter], validate_credentials="off")
+    with (
+        serve(proxy) as server,
+        openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0) as client,
+    ):
+        answer = client.responses.create(model=f"{adapter.name}/qwen3-8b", input="Hi.")
+        assert fake.last.path == "/v1/chat/completions"  # translated, not /responses
+        assert _sent(fake)["messages"] == [{"role": "user", "content": "Hi."}]
+        assert answer.output_text == TEXT
+        # Its own Responses endpoint still passes through as it is.
+        passed = httpx.post(
+            f"{server.url}/{adapter.name}/responses", json={"model": "qwen3-8b", "input": "Hi."}
+        )
+        assert passed.status_code == 200
+        assert fake.last.path == "/v1/responses"

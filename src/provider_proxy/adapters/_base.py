@@ -96,6 +96,13 @@ class BaseAdapter:
     #: The API formats the provider speaks, the default first; :meth:`dialect_for`
     #: picks the one that recognises a path.
     dialects: ClassVar[tuple[Dialect, ...]] = (OpenAIChat(), OpenAIResponses())
+    #: The formats the gateway sends this provider requests in; ``None``: its
+    #: ``dialects``, but without the Responses API when it speaks Chat too. Most
+    #: OpenAI-compatible servers (vLLM, Ollama, DashScope, OpenRouter, Copilot,
+    #: Azure deployments) serve ``/responses`` for some models or not at all, so a
+    #: Responses client at the gateway is translated to Chat for them; passthrough
+    #: of ``{mount}/{name}/responses`` is unaffected. OpenAI's adapter speaks both.
+    gateway_dialects: ClassVar[tuple[Dialect, ...] | None] = None
     #: The endpoints forwarded by default (see :mod:`provider_proxy.policy._endpoints` for
     #: the rule syntax): the provider's inference API, nothing administrative.
     endpoints: ClassVar[tuple[str, ...]] = (
@@ -358,10 +365,19 @@ class BaseAdapter:
 
     def gateway_path(self, dialect: Dialect, operation: str) -> str | None:
         """Where this provider serves ``operation`` in ``dialect``'s format (the gateway
-        sends there), or ``None`` when it does not speak that format."""
-        if dialect not in self.dialects:
+        sends there), or ``None`` when it does not speak that format to the gateway."""
+        if dialect not in self._gateway_dialects():
             return None
         return dialect.operations.get(operation)
+
+    def _gateway_dialects(self) -> tuple[Dialect, ...]:
+        if self.gateway_dialects is not None:
+            return self.gateway_dialects
+        speaks = self.dialects
+        responses = tuple(d for d in speaks if isinstance(d, OpenAIResponses))
+        if len(responses) < len(speaks):  # Chat (or another format) beside Responses
+            return tuple(d for d in speaks if not isinstance(d, OpenAIResponses))
+        return speaks
 
     async def aclose(self) -> None:
         """Close the token source, if any (adapters holding more resources override this)."""

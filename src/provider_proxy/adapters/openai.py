@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 from typing_extensions import Unpack
 
+from ..dialects import OpenAIChat, OpenAIResponses
 from ._base import BaseAdapter, ProviderOptions
 
 #: OpenAI's inference endpoints: the common ones, and the Responses API's
@@ -22,6 +23,8 @@ class OpenAIAdapter(BaseAdapter):
     endpoints = _OPENAI_ENDPOINTS
     #: The Realtime API's socket and the Responses API's (``?model=`` on the first).
     socket_endpoints = ("GET /realtime", "GET /responses")
+    #: OpenAI serves the Responses API for every model: its clients pass through.
+    gateway_dialects = (OpenAIChat(), OpenAIResponses())
 
 
 class OpenAICompatibleAdapter(BaseAdapter):
