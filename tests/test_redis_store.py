@@ -32,7 +32,8 @@ async def store(request: pytest.FixtureRequest, redis_server: RedisServer) -> As
     if request.param == "memory":
         yield MemoryStore()
         return
-    redis = RedisStore.from_url(redis_server.url, prefix=f"t-{uuid.uuid4().hex}:")
+    # A generous timeout: 200 callers connect at once, and these tests are about atomicity.
+    redis = RedisStore.from_url(redis_server.url, prefix=f"t-{uuid.uuid4().hex}:", timeout=5.0)
     try:
         yield redis
     finally:
