@@ -730,3 +730,44 @@ sticky = false
         assert "smart" in listed
     finally:
         running.stop()
+
+
+def test_strict_translation_quotas_and_models_ttl_from_outside(
+    upstream: ServerThread, fake: FakeUpstream, tmp_path: Path
+) -> None:
+    config = tmp_path / "proxy.toml"
+    port = free_port()
+    config.write_text(
+        f"""
+validate_credentials = "off"
+strict_translation = true
+
+[providers.claude]
+type = "anthropic"
+base_url = "{upstream.url}"
+api_key = "sk-claude-strict-1"
+
+[[guards.quotas]]
+tokens = 1
+period = "day"
+key = "ip"
+"""
+    )
+    env = env_without_keys(PROVIDER_PROXY_MODELS_TTL="600")
+    running = Running(["--config", str(config), "--port", str(port)], env, port)
+    try:
+        # strict_translation: a field the translation would drop is refused, named
+        refused = httpx.post(
+            running.url + "/v1/chat/completions", json={**chat("claude/claude-x"), "seed": 7}
+        )
+        assert refused.status_code == 400
+        assert "seed" in refused.json()["error"]["message"]
+        # quotas: the first answer's tokens use up the day's one token; the next is refused
+        first = httpx.post(running.url + "/v1/chat/completions", json=chat("claude/claude-x"))
+        assert first.status_code == 200, first.text
+        second = httpx.post(running.url + "/v1/chat/completions", json=chat("claude/claude-x"))
+        assert second.status_code == 429
+        # PROVIDER_PROXY_MODELS_TTL: the catalog keeps listings that long (default 300)
+        assert httpx.get(running.url + "/status").json()["models"]["ttl"] == 600
+    finally:
+        running.stop()
