@@ -771,3 +771,37 @@ key = "ip"
         assert httpx.get(running.url + "/status").json()["models"]["ttl"] == 600
     finally:
         running.stop()
+
+
+def test_a_socket_handshake_logs_no_query(upstream: ServerThread, tmp_path: Path) -> None:
+    """A key in a socket's query is never logged by the server (uvicorn logs each
+    handshake's path and query), even where no guards ask for one."""
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    config = tmp_path / "proxy.toml"
+    port = free_port()
+    config.write_text(
+        f"""
+validate_credentials = "off"
+
+[providers.gw]
+type = "openai_compatible"
+base_url = "{upstream.url}/v1"
+api_key = "sk-gw-socket-1"
+"""
+    )
+    running = Running(["--config", str(config), "--port", str(port)], env_without_keys(), port)
+    unknown = "ck-not-held-by-the-proxy-1"
+    try:
+        url = running.url.replace("http://", "ws://") + f"/ws?key={unknown}"
+        try:  # refused, at the handshake or in its first frame: either way it is logged
+            connect(url, open_timeout=10).close()
+        except InvalidStatus:
+            pass
+        assert wait_until(lambda: any("WebSocket /ws" in line for line in running.lines))
+    finally:
+        out = running.stop()
+    logged = "\n".join(running.lines) + out
+    assert "WebSocket /ws?key=***" in logged  # the handshake is logged, the key masked
+    assert unknown not in logged
