@@ -1,0 +1,390 @@
+"""``ws(s)://{host}{mount}/v1/responses``: the Responses socket, on any model.
+
+The socket speaks the Responses WebSocket protocol (the openai SDK's
+``client.responses.connect()``, the Codex CLI's built-in provider): each
+``response.create`` message is served as ``POST {mount}/v1/responses`` with
+``"stream": true`` would be, through :meth:`Gateway.handle
+<provider_proxy.engine._gateway.Gateway.handle>` (routing by model, translation,
+kept ``previous_response_id`` state, guards, transforms, one event per turn),
+and the answer's server-sent events go back as the socket's text messages.
+
+Every provider is reached over HTTP, OpenAI's Responses API too: one path for
+every model keeps the gateway's routes, retries, key pools and kept answers
+(``previous_response_id`` works within and across sockets and across providers),
+and a Responses stream's events are the socket's messages as they are.
+
+The socket itself (the pumps, frame size, idle and lifetime limits, socket
+counts, the connection's event) is the relay's session, with this module's
+:class:`_GatewayPeer` as its far side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from .._exceptions import ProxyError
+from .._json import dumps, loads
+from ..dialects import GATEWAY, Dialect
+from ..guards import Guards
+from ..guards._guards import client_ip
+from ..observe import SSEParser
+from ..policy import REQUEST_ID, request_id_from
+from ..transports._websocket import SocketClosed
+from ..types import Message, Receive, Scope, Send
+from ._gateway import Gateway
+from ._report import Arrival, Outcome, Report
+from ._websocket import SocketRelay, _Session
+from ._ws_common import NORMAL, TRY_AGAIN_LATER, ClientSocket
+from ._ws_inference import http_scope, protocol_offered, receive_once, with_subprotocol_key
+
+logger = logging.getLogger("provider_proxy")
+
+#: The socket's path below the mount, and the gateway endpoint each turn is served as.
+SOCKET_PATH = "/v1/responses"
+
+#: The events that end a turn's answer.
+_TERMINAL = frozenset({"response.completed", "response.failed", "response.incomplete", "error"})
+
+#: Messages waiting for a slow client before a turn's stream waits for it.
+_BUFFERED = 64
+
+
+class ResponsesSocket:
+    """Serves ``{mount}/v1/responses`` sockets for a :class:`~provider_proxy.ProxyApp`.
+
+    :param relay: the app's socket relay, whose limits and socket counts apply.
+    :param finish: the app's bookkeeping of each turn's report (its event).
+    """
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        relay: SocketRelay,
+        *,
+        guards: Guards | None,
+        finish: Callable[[Arrival, Report], None],
+    ) -> None:
+        self._gateway = gateway
+        self._relay = relay
+        self._guards = guards
+        self._finish = finish
+        client, operation = GATEWAY[SOCKET_PATH]
+        self.client: Dialect = client
+        self.operation = operation
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one socket (its ``websocket.connect`` already received) to its end.
+
+        The handshake names no model (the Codex CLI sends one per turn): it is
+        checked for the client's identity and the socket limits only.
+        """
+        arrival = Arrival(request_id_from(scope["headers"]), "GET")
+        client = ClientSocket(scope, receive, send)
+        scope = with_subprotocol_key(scope)
+        session = _Session(self._relay, client, "gateway", arrival)
+        session.path = SOCKET_PATH
+        session.dialect = self.client
+        session.counts_turns = False  # each turn is the gateway's request, with its event
+        counted: str | None = None
+        try:
+            try:
+                identity = None if self._guards is None else await self._guards.identify(scope)
+            except ProxyError as error:
+                session.status, session.error_kind = error.status_code, error.kind
+                session.response_bytes = await client.refuse(self.client, error, arrival.request_id)
+                return
+            session.identity = identity
+            who = identity if identity is not None else client_ip(scope, [])
+            reason = self._relay.count.take(who)
+            if reason is not None:
+                await client.accept(None, [])
+                await client.close(TRY_AGAIN_LATER, reason)
+                session.status = 429
+                return
+            counted = who
+            accepted = await client.accept(
+                protocol_offered(scope), [(REQUEST_ID, arrival.request_id.encode("ascii"))]
+            )
+            if not accepted:
+                session.status, session.error_kind = 499, "client_disconnected"
+                return
+            async with anyio.create_task_group() as group:
+                peer = _GatewayPeer(self, scope, group)
+                try:
+                    await session.run(peer)
+                finally:
+                    await peer.close()
+                    peer.release()
+        finally:
+            if counted is not None:
+                self._relay.count.give(counted)
+            self._relay._emit(session.event())
+
+
+class _GatewayPeer:
+    """The far side of a gateway socket: turns served by the gateway, one at a time,
+    their events queued as the socket's messages."""
+
+    subprotocol: str | None = None
+
+    def __init__(self, socket: ResponsesSocket, scope: Scope, group: anyio.abc.TaskGroup):
+        self._socket = socket
+        self._scope = scope
+        self._group = group
+        sending: MemoryObjectSendStream[str]
+        receiving: MemoryObjectReceiveStream[str]
+        sending, receiving = anyio.create_memory_object_stream[str](_BUFFERED)
+        self._out = sending
+        self._in = receiving
+        self._turn: anyio.CancelScope | None = None
+        self._closed: tuple[int, str] | None = None
+
+    async def recv(self) -> str | bytes:
+        try:
+            return await self._in.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            code, reason = self._closed or (NORMAL, "")
+            raise SocketClosed(code, reason) from None
+
+    async def send(self, message: str | bytes) -> None:
+        """One of the client's messages: a ``response.create`` starts a turn."""
+        if isinstance(message, bytes):
+            await self.error(400, "invalid_request_error", "Send events as JSON text messages.")
+            return
+        try:
+            event = loads(message)
+        except ValueError:
+            await self.error(400, "invalid_request_error", "The message is not valid JSON.")
+            return
+        if not isinstance(event, dict):
+            await self.error(400, "invalid_request_error", "An event must be a JSON object.")
+            return
+        kind = event.get("type")
+        if kind != "response.create":
+            await self.error(
+                400,
+                "invalid_request_error",
+                f"Unsupported event type {kind!r}: this socket takes response.create.",
+                param="type",
+            )
+            return
+        if self._turn is not None:
+            await self.error(
+                409,
+                "invalid_request_error",
+                "A response is in progress on this socket; send the next response.create "
+                "after its response.completed.",
+                code="response_in_progress",
+            )
+            return
+        cancel = anyio.CancelScope()
+        self._turn = cancel
+        self._group.start_soon(self._serve, event, cancel)
+
+    async def close(self, code: int = NORMAL, reason: str = "") -> None:
+        """End the session: the running turn is cancelled (and its upstream closed)."""
+        if self._closed is None:
+            self._closed = (code, reason)
+        if self._turn is not None:
+            self._turn.cancel()
+        self._out.close()
+
+    def release(self) -> None:
+        """Free the queue's reading end (the session has stopped reading)."""
+        self._in.close()
+
+    async def frame(self, text: str) -> None:
+        """Queue one message for the client (dropped once the session is over)."""
+        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+            await self._out.send(text)
+
+    async def error(
+        self,
+        status: int,
+        kind: str,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        stream_id: Any = None,
+    ) -> None:
+        """The protocol's ``error`` event (the socket stays open)."""
+        body: dict[str, Any] = {
+            "type": "error",
+            "status": status,
+            "error": {"type": kind, "code": code, "message": message, "param": param},
+        }
+        if stream_id is not None:
+            body["stream_id"] = stream_id
+        await self.frame(dumps(body).decode("utf-8"))
+
+    async def _serve(self, event: dict[str, Any], cancel: anyio.CancelScope) -> None:
+        socket = self._socket
+        stream_id = event.get("stream_id")
+        body = {k: v for k, v in event.items() if k not in ("type", "stream_id")}
+        body["stream"] = True  # implicit on the socket
+        raw = dumps(body)
+        model = body.get("model")
+        arrival = Arrival(request_id_from([]), "POST")
+        answer = _Answer(self, stream_id)
+        reported = False
+
+        def finish(report: Report) -> None:
+            nonlocal reported
+            reported = True
+            socket._finish(arrival, _as_turn(report))
+
+        try:
+            with cancel:
+                scope = http_scope(self._scope, len(raw), SOCKET_PATH, SOCKET_PATH)
+                try:
+                    report = await socket._gateway.handle(
+                        scope,
+                        receive_once(raw),
+                        answer,
+                        socket.client,
+                        socket.operation,
+                        arrival,
+                    )
+                except ProxyError as error:
+                    finish(
+                        Report(
+                            Outcome.refused(error, 0, None),
+                            path=SOCKET_PATH,
+                            model=model if isinstance(model, str) else None,
+                            client_dialect=socket.client.name,
+                        )
+                    )
+                    await self.error(
+                        error.status_code,
+                        _error_type(error.status_code),
+                        error.message,
+                        code=error.kind,
+                        stream_id=stream_id,
+                    )
+                    return
+                except Exception:
+                    logger.exception("a turn of the Responses socket failed")
+                    finish(Report(Outcome(500, error_kind="internal_error"), path=SOCKET_PATH))
+                    await self.error(
+                        500,
+                        "server_error",
+                        "The proxy failed to serve the response.",
+                        stream_id=stream_id,
+                    )
+                    return
+                finish(report)
+                await answer.end(report)
+        finally:
+            if self._turn is cancel:
+                self._turn = None
+            if not reported:  # the socket closed before the turn's answer ended
+                finish(
+                    Report(
+                        Outcome.client_left(),
+                        path=SOCKET_PATH,
+                        model=model if isinstance(model, str) else None,
+                        client_dialect=socket.client.name,
+                    )
+                )
+
+
+class _Answer:
+    """A ``send`` for the gateway's answer: each server-sent event as a message."""
+
+    def __init__(self, peer: _GatewayPeer, stream_id: Any) -> None:
+        self._peer = peer
+        self._stream_id = stream_id
+        self._status = 200
+        self._parser = SSEParser()
+        self._error = b""
+        self._ended = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self._status = message["status"]
+            return
+        if message["type"] != "http.response.body":
+            return
+        chunk: bytes = message.get("body", b"")
+        if self._status >= 400:
+            self._error += chunk
+            return
+        for event in self._parser.feed(chunk):
+            if not event.data or event.data == "[DONE]":
+                continue
+            await self._event(event.event, event.data)
+
+    async def _event(self, name: str | None, data: str) -> None:
+        kind = name
+        if self._stream_id is not None or kind is None:
+            try:
+                payload = loads(data)
+            except ValueError:
+                return  # not an event of the format: nothing a client could parse
+            if not isinstance(payload, dict):
+                return
+            kind = payload.get("type") if isinstance(payload.get("type"), str) else kind
+            if self._stream_id is not None:
+                payload["stream_id"] = self._stream_id
+                data = dumps(payload).decode("utf-8")
+        if kind in _TERMINAL:
+            self._ended = True
+        await self._peer.frame(data)
+
+    async def end(self, report: Report) -> None:
+        """After the answer: its error, or a failure the stream did not report itself."""
+        if self._status >= 400:
+            await self._refused()
+            return
+        if self._ended:
+            return
+        failed = report.outcome.abort is not None
+        await self._peer.error(
+            502,
+            "server_error",
+            "The provider's stream failed before it finished."
+            if failed
+            else "The provider's stream ended without a final event.",
+            stream_id=self._stream_id,
+        )
+
+    async def _refused(self) -> None:
+        """The gateway's error answer, in the format's error object, as an ``error`` event."""
+        try:
+            parsed = loads(self._error) if self._error else None
+        except ValueError:
+            parsed = None
+        detail = parsed.get("error") if isinstance(parsed, dict) else None
+        if not isinstance(detail, dict) or not isinstance(detail.get("message"), str):
+            text = self._error.decode("utf-8", "replace")[:500] or f"HTTP {self._status}"
+            detail = {"type": _error_type(self._status), "code": None, "message": text}
+        frame: dict[str, Any] = {"type": "error", "status": self._status, "error": detail}
+        if self._stream_id is not None:
+            frame["stream_id"] = self._stream_id
+        await self._peer.frame(dumps(frame).decode("utf-8"))
+
+
+def _as_turn(report: Report) -> Report:
+    """``report`` marked as a socket's turn, for its event."""
+    return dataclasses.replace(report, websocket="turn")
+
+
+def _error_type(status: int) -> str:
+    """OpenAI's error type for an answer of ``status``."""
+    if status == 429:
+        return "rate_limit_error"
+    if status == 401:
+        return "authentication_error"
+    if status == 403:
+        return "permission_error"
+    if 400 <= status < 500:
+        return "invalid_request_error"
+    return "server_error"
