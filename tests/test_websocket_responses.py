@@ -186,7 +186,7 @@ def test_a_turn_the_guards_refuse_is_an_error_event_and_the_socket_stays_open(
 def test_a_model_off_the_allowlist_is_refused_and_the_next_turn_served(
     upstream: ServerThread, events: list[Any]
 ) -> None:
-    policy = ParameterPolicy(allowed_models=["anthropic/claude-*"])
+    policy = ParameterPolicy(allowed_models=["anthropic/claude-*", "claude-*"])
     with serve(_proxy(upstream, events, transforms=[policy]), ws="websockets-sansio") as server:
         with _client(server).responses.connect() as connection:
             _, refused = _turn(connection, model=LOCAL, input="Hi")
