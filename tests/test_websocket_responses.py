@@ -279,3 +279,43 @@ def test_two_sockets_are_isolated(gateway: ServerThread, fake: FakeUpstream) -> 
     assert ids["first"].isdisjoint(ids["second"])
     assert ends["first"].response.output_text.count(" ") == 29
     assert ends["second"].response.output_text == TEXT
+
+
+def test_a_prepared_request_is_continued_by_its_id(
+    gateway: ServerThread, fake: FakeUpstream, events: list[Any]
+) -> None:
+    """``generate: false`` (a client warming the socket up): no provider is asked, and
+    the next turn that names its id gets its input first."""
+    before = len(fake.requests)
+    with _client(gateway).responses.connect() as connection:
+        kinds, prepared = _turn(
+            connection, model=CLAUDE, input="You are in Paris.", generate=False
+        )
+        asked = len(fake.requests)
+        _, answered = _turn(
+            connection, model=CLAUDE, previous_response_id=prepared.response.id, input="Where?"
+        )
+    assert kinds == ["response.created", "response.completed"]
+    assert prepared.response.output == []
+    assert asked == before
+    assert answered.type == "response.completed"
+    sent = json.loads(fake.last.body)["messages"]
+    assert [(m["role"], m["content"][0]["text"]) for m in sent] == [
+        ("user", "You are in Paris."),
+        ("user", "Where?"),
+    ]
+
+
+def test_a_second_create_while_one_runs_is_refused(gateway: ServerThread) -> None:
+    url = gateway.url.replace("http://", "ws://") + "/v1/responses"
+    headers = {"authorization": f"Bearer {CLIENT_KEY}", "x-fake-gap": "0.01"}
+    create = json.dumps({"type": "response.create", "model": LOCAL, "input": "Hi"})
+    with connect(url, additional_headers=headers) as ws:
+        ws.send(create)
+        ws.send(create)
+        received = []
+        while (event := json.loads(ws.recv(timeout=10)))["type"] != "response.completed":
+            received.append(event)
+    [busy] = [e for e in received if e["type"] == "error"]
+    assert (busy["status"], busy["error"]["code"]) == (409, "response_in_progress")
+    assert event["response"]["output"][0]["content"][0]["text"] == TEXT

@@ -23,6 +23,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import secrets
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -51,6 +53,9 @@ SOCKET_PATH = "/v1/responses"
 
 #: The events that end a turn's answer.
 _TERMINAL = frozenset({"response.completed", "response.failed", "response.incomplete", "error"})
+
+#: Requests prepared with ``generate: false`` kept per socket (the oldest go first).
+_MAX_PREPARED = 32
 
 #: Messages waiting for a slow client before a turn's stream waits for it.
 _BUFFERED = 64
@@ -145,6 +150,8 @@ class _GatewayPeer:
         self._in = receiving
         self._turn: anyio.CancelScope | None = None
         self._closed: tuple[int, str] | None = None
+        #: The requests prepared with ``generate: false``, by the id they were answered.
+        self._prepared: dict[Any, dict[str, Any]] = {}
 
     async def recv(self) -> str | bytes:
         try:
@@ -184,9 +191,76 @@ class _GatewayPeer:
                 code="response_in_progress",
             )
             return
+        event = self._continued(event)
+        if event.get("generate") is False:
+            await self._prepare(event)
+            return
         cancel = anyio.CancelScope()
         self._turn = cancel
         self._group.start_soon(self._serve, event, cancel)
+
+    def _continued(self, event: dict[str, Any]) -> dict[str, Any]:
+        """``event`` with a prepared response it continues spelled out: its input first."""
+        prepared = self._prepared.get(event.get("previous_response_id"))
+        if prepared is None:
+            return event
+        event = {k: v for k, v in event.items() if k != "previous_response_id"}
+        earlier = prepared.get("previous_response_id")
+        if earlier is not None:
+            event["previous_response_id"] = earlier
+        event["input"] = [*_items(prepared.get("input")), *_items(event.get("input"))]
+        return event
+
+    async def _prepare(self, event: dict[str, Any]) -> None:
+        """``generate: false``: the request kept on this socket, answered without output,
+        so a later turn can continue it by id (no provider is asked)."""
+        socket = self._socket
+        answer_id = "resp_" + secrets.token_hex(16)
+        if len(self._prepared) >= _MAX_PREPARED:
+            del self._prepared[next(iter(self._prepared))]  # the oldest
+        self._prepared[answer_id] = {k: v for k, v in event.items() if k != "generate"}
+        model = event.get("model")
+        response = {
+            "id": answer_id,
+            "object": "response",
+            "created_at": int(time.time()),
+            "status": "completed",
+            "model": model,
+            "output": [],
+            "error": None,
+            "incomplete_details": None,
+            "instructions": event.get("instructions"),
+            "metadata": event.get("metadata") or {},
+            "parallel_tool_calls": event.get("parallel_tool_calls", True),
+            "tool_choice": event.get("tool_choice", "auto"),
+            "tools": event.get("tools") or [],
+            "usage": {
+                "input_tokens": 0,
+                "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens": 0,
+                "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": 0,
+            },
+        }
+        stream_id = event.get("stream_id")
+        for number, kind in enumerate(("response.created", "response.completed")):
+            frame: dict[str, Any] = {
+                "type": kind,
+                "sequence_number": number,
+                "response": dict(response, status="in_progress") if number == 0 else response,
+            }
+            if stream_id is not None:
+                frame["stream_id"] = stream_id
+            await self.frame(dumps(frame).decode("utf-8"))
+        arrival = Arrival(request_id_from([]), "POST")
+        report = Report(
+            Outcome(200),
+            path=SOCKET_PATH,
+            model=model if isinstance(model, str) else None,
+            client_dialect=socket.client.name,
+            websocket="turn",
+        )
+        socket._finish(arrival, report)
 
     async def close(self, code: int = NORMAL, reason: str = "") -> None:
         """End the session: the running turn is cancelled (and its upstream closed)."""
@@ -370,6 +444,15 @@ class _Answer:
         if self._stream_id is not None:
             frame["stream_id"] = self._stream_id
         await self._peer.frame(dumps(frame).decode("utf-8"))
+
+
+def _items(given: Any) -> list[Any]:
+    """A request's ``input`` as a list of items (a string is one user message)."""
+    if given is None:
+        return []
+    if isinstance(given, str):
+        return [{"role": "user", "content": given}]
+    return list(given) if isinstance(given, list) else [given]
 
 
 def _as_turn(report: Report) -> Report:
