@@ -1,14 +1,14 @@
 """``ws(s)://{host}{mount}/v1/responses``: the Responses socket, on any model.
 
-The socket speaks the Responses WebSocket protocol (the openai SDK's
-``client.responses.connect()``, the Codex CLI's built-in provider): each
+The socket speaks the Responses WebSocket protocol (an SDK's
+``client.responses.connect()``, a coding agent's built-in provider): each
 ``response.create`` message is served as ``POST {mount}/v1/responses`` with
 ``"stream": true`` would be, through :meth:`Gateway.handle
 <provider_proxy.engine._gateway.Gateway.handle>` (routing by model, translation,
 kept ``previous_response_id`` state, guards, transforms, one event per turn),
 and the answer's server-sent events go back as the socket's text messages.
 
-Every provider is reached over HTTP, OpenAI's Responses API too: one path for
+Every provider is reached over HTTP, those that speak the Responses API too: one path for
 every model keeps the gateway's routes, retries, key pools and kept answers
 (``previous_response_id`` works within and across sockets and across providers),
 and a Responses stream's events are the socket's messages as they are.
@@ -23,8 +23,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import secrets
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +32,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from .._exceptions import ProxyError
 from .._json import dumps, loads
 from ..dialects import GATEWAY, Dialect
+from ..dialects import _responses_socket as wire
 from ..guards import Guards
 from ..guards._guards import client_ip
 from ..observe import SSEParser
@@ -50,9 +49,6 @@ logger = logging.getLogger("provider_proxy")
 
 #: The socket's path below the mount, and the gateway endpoint each turn is served as.
 SOCKET_PATH = "/v1/responses"
-
-#: The events that end a turn's answer.
-_TERMINAL = frozenset({"response.completed", "response.failed", "response.incomplete", "error"})
 
 #: Requests prepared with ``generate: false`` kept per socket (the oldest go first).
 _MAX_PREPARED = 32
@@ -87,7 +83,7 @@ class ResponsesSocket:
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one socket (its ``websocket.connect`` already received) to its end.
 
-        The handshake names no model (the Codex CLI sends one per turn): it is
+        The handshake names no model (clients send one per turn): it is
         checked for the client's identity and the socket limits only.
         """
         arrival = Arrival(request_id_from(scope["headers"]), "GET")
@@ -163,104 +159,47 @@ class _GatewayPeer:
     async def send(self, message: str | bytes) -> None:
         """One of the client's messages: a ``response.create`` starts a turn."""
         if isinstance(message, bytes):
-            await self.error(400, "invalid_request_error", "Send events as JSON text messages.")
+            await self.frame(wire.error_event(400, "Send events as JSON text messages."))
             return
         try:
             event = loads(message)
         except ValueError:
-            await self.error(400, "invalid_request_error", "The message is not valid JSON.")
+            await self.frame(wire.error_event(400, "The message is not valid JSON."))
             return
         if not isinstance(event, dict):
-            await self.error(400, "invalid_request_error", "An event must be a JSON object.")
+            await self.frame(wire.error_event(400, "An event must be a JSON object."))
             return
         kind = event.get("type")
-        if kind != "response.create":
-            await self.error(
-                400,
-                "invalid_request_error",
-                f"Unsupported event type {kind!r}: this socket takes response.create.",
-                param="type",
+        if kind != wire.CREATE:
+            await self.frame(
+                wire.error_event(
+                    400,
+                    f"Unsupported event type {kind!r}: this socket takes {wire.CREATE}.",
+                    param="type",
+                )
             )
             return
+        stream_id = event.get("stream_id")
         if self._turn is not None:
-            await self.error(
-                409,
-                "invalid_request_error",
-                "A response is in progress on this socket; send the next response.create "
-                "after its response.completed.",
-                code="response_in_progress",
+            await self.frame(
+                wire.error_event(
+                    409,
+                    "A response is in progress on this socket; send the next one after "
+                    "its last event.",
+                    code="response_in_progress",
+                    stream_id=stream_id,
+                )
             )
             return
-        event = self._continued(event)
+        prepared = self._prepared.get(event.get("previous_response_id"))
+        if prepared is not None:
+            event = wire.continued(event, prepared)
         if event.get("generate") is False:
             await self._prepare(event)
             return
         cancel = anyio.CancelScope()
         self._turn = cancel
         self._group.start_soon(self._serve, event, cancel)
-
-    def _continued(self, event: dict[str, Any]) -> dict[str, Any]:
-        """``event`` with a prepared response it continues spelled out: its input first."""
-        prepared = self._prepared.get(event.get("previous_response_id"))
-        if prepared is None:
-            return event
-        event = {k: v for k, v in event.items() if k != "previous_response_id"}
-        earlier = prepared.get("previous_response_id")
-        if earlier is not None:
-            event["previous_response_id"] = earlier
-        event["input"] = [*_items(prepared.get("input")), *_items(event.get("input"))]
-        return event
-
-    async def _prepare(self, event: dict[str, Any]) -> None:
-        """``generate: false``: the request kept on this socket, answered without output,
-        so a later turn can continue it by id (no provider is asked)."""
-        socket = self._socket
-        answer_id = "resp_" + secrets.token_hex(16)
-        if len(self._prepared) >= _MAX_PREPARED:
-            del self._prepared[next(iter(self._prepared))]  # the oldest
-        self._prepared[answer_id] = {k: v for k, v in event.items() if k != "generate"}
-        model = event.get("model")
-        response = {
-            "id": answer_id,
-            "object": "response",
-            "created_at": int(time.time()),
-            "status": "completed",
-            "model": model,
-            "output": [],
-            "error": None,
-            "incomplete_details": None,
-            "instructions": event.get("instructions"),
-            "metadata": event.get("metadata") or {},
-            "parallel_tool_calls": event.get("parallel_tool_calls", True),
-            "tool_choice": event.get("tool_choice", "auto"),
-            "tools": event.get("tools") or [],
-            "usage": {
-                "input_tokens": 0,
-                "input_tokens_details": {"cached_tokens": 0},
-                "output_tokens": 0,
-                "output_tokens_details": {"reasoning_tokens": 0},
-                "total_tokens": 0,
-            },
-        }
-        stream_id = event.get("stream_id")
-        for number, kind in enumerate(("response.created", "response.completed")):
-            frame: dict[str, Any] = {
-                "type": kind,
-                "sequence_number": number,
-                "response": dict(response, status="in_progress") if number == 0 else response,
-            }
-            if stream_id is not None:
-                frame["stream_id"] = stream_id
-            await self.frame(dumps(frame).decode("utf-8"))
-        arrival = Arrival(request_id_from([]), "POST")
-        report = Report(
-            Outcome(200),
-            path=SOCKET_PATH,
-            model=model if isinstance(model, str) else None,
-            client_dialect=socket.client.name,
-            websocket="turn",
-        )
-        socket._finish(arrival, report)
 
     async def close(self, code: int = NORMAL, reason: str = "") -> None:
         """End the session: the running turn is cancelled (and its upstream closed)."""
@@ -279,33 +218,31 @@ class _GatewayPeer:
         with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
             await self._out.send(text)
 
-    async def error(
-        self,
-        status: int,
-        kind: str,
-        message: str,
-        *,
-        code: str | None = None,
-        param: str | None = None,
-        stream_id: Any = None,
-    ) -> None:
-        """The protocol's ``error`` event (the socket stays open)."""
-        body: dict[str, Any] = {
-            "type": "error",
-            "status": status,
-            "error": {"type": kind, "code": code, "message": message, "param": param},
-        }
-        if stream_id is not None:
-            body["stream_id"] = stream_id
-        await self.frame(dumps(body).decode("utf-8"))
+    async def _prepare(self, event: dict[str, Any]) -> None:
+        """``generate: false``: the request kept on this socket and answered without
+        output, for a later turn to continue by its id; no provider is asked."""
+        answer_id, frames = wire.prepared_events(event)
+        if len(self._prepared) >= _MAX_PREPARED:
+            del self._prepared[next(iter(self._prepared))]  # the oldest
+        self._prepared[answer_id] = event
+        for frame in frames:
+            await self.frame(frame)
+        model = event.get("model")
+        report = Report(
+            Outcome(200),
+            path=SOCKET_PATH,
+            model=model if isinstance(model, str) else None,
+            client_dialect=self._socket.client.name,
+            websocket="turn",
+        )
+        self._socket._finish(Arrival(request_id_from([]), "POST"), report)
 
     async def _serve(self, event: dict[str, Any], cancel: anyio.CancelScope) -> None:
         socket = self._socket
         stream_id = event.get("stream_id")
-        body = {k: v for k, v in event.items() if k not in ("type", "stream_id")}
-        body["stream"] = True  # implicit on the socket
-        raw = dumps(body)
-        model = body.get("model")
+        raw = dumps(wire.request_body(event))
+        model = event.get("model")
+        named = model if isinstance(model, str) else None
         arrival = Arrival(request_id_from([]), "POST")
         answer = _Answer(self, stream_id)
         reported = False
@@ -313,7 +250,7 @@ class _GatewayPeer:
         def finish(report: Report) -> None:
             nonlocal reported
             reported = True
-            socket._finish(arrival, _as_turn(report))
+            socket._finish(arrival, dataclasses.replace(report, websocket="turn"))
 
         try:
             with cancel:
@@ -328,30 +265,28 @@ class _GatewayPeer:
                         arrival,
                     )
                 except ProxyError as error:
+                    outcome = Outcome.refused(error, 0, None)
                     finish(
                         Report(
-                            Outcome.refused(error, 0, None),
+                            outcome,
                             path=SOCKET_PATH,
-                            model=model if isinstance(model, str) else None,
+                            model=named,
                             client_dialect=socket.client.name,
                         )
                     )
-                    await self.error(
-                        error.status_code,
-                        _error_type(error.status_code),
-                        error.message,
-                        code=error.kind,
-                        stream_id=stream_id,
+                    await self.frame(
+                        wire.error_event(
+                            error.status_code, error.message, code=error.kind, stream_id=stream_id
+                        )
                     )
                     return
                 except Exception:
                     logger.exception("a turn of the Responses socket failed")
                     finish(Report(Outcome(500, error_kind="internal_error"), path=SOCKET_PATH))
-                    await self.error(
-                        500,
-                        "server_error",
-                        "The proxy failed to serve the response.",
-                        stream_id=stream_id,
+                    await self.frame(
+                        wire.error_event(
+                            500, "The proxy failed to serve the response.", stream_id=stream_id
+                        )
                     )
                     return
                 finish(report)
@@ -360,12 +295,10 @@ class _GatewayPeer:
             if self._turn is cancel:
                 self._turn = None
             if not reported:  # the socket closed before the turn's answer ended
+                outcome = Outcome.client_left()
                 finish(
                     Report(
-                        Outcome.client_left(),
-                        path=SOCKET_PATH,
-                        model=model if isinstance(model, str) else None,
-                        client_dialect=socket.client.name,
+                        outcome, path=SOCKET_PATH, model=named, client_dialect=socket.client.name
                     )
                 )
 
@@ -394,80 +327,22 @@ class _Answer:
         for event in self._parser.feed(chunk):
             if not event.data or event.data == "[DONE]":
                 continue
-            await self._event(event.event, event.data)
-
-    async def _event(self, name: str | None, data: str) -> None:
-        kind = name
-        if self._stream_id is not None or kind is None:
-            try:
-                payload = loads(data)
-            except ValueError:
-                return  # not an event of the format: nothing a client could parse
-            if not isinstance(payload, dict):
-                return
-            kind = payload.get("type") if isinstance(payload.get("type"), str) else kind
+            kind, _ = wire.event_kind(event.event, event.data)
+            if kind in wire.TERMINAL:
+                self._ended = True
+            data = event.data
             if self._stream_id is not None:
-                payload["stream_id"] = self._stream_id
-                data = dumps(payload).decode("utf-8")
-        if kind in _TERMINAL:
-            self._ended = True
-        await self._peer.frame(data)
+                data = wire.with_stream_id(data, self._stream_id)
+            await self._peer.frame(data)
 
     async def end(self, report: Report) -> None:
         """After the answer: its error, or a failure the stream did not report itself."""
         if self._status >= 400:
-            await self._refused()
-            return
-        if self._ended:
-            return
-        failed = report.outcome.abort is not None
-        await self._peer.error(
-            502,
-            "server_error",
-            "The provider's stream failed before it finished."
-            if failed
-            else "The provider's stream ended without a final event.",
-            stream_id=self._stream_id,
-        )
-
-    async def _refused(self) -> None:
-        """The gateway's error answer, in the format's error object, as an ``error`` event."""
-        try:
-            parsed = loads(self._error) if self._error else None
-        except ValueError:
-            parsed = None
-        detail = parsed.get("error") if isinstance(parsed, dict) else None
-        if not isinstance(detail, dict) or not isinstance(detail.get("message"), str):
-            text = self._error.decode("utf-8", "replace")[:500] or f"HTTP {self._status}"
-            detail = {"type": _error_type(self._status), "code": None, "message": text}
-        frame: dict[str, Any] = {"type": "error", "status": self._status, "error": detail}
-        if self._stream_id is not None:
-            frame["stream_id"] = self._stream_id
-        await self._peer.frame(dumps(frame).decode("utf-8"))
-
-
-def _items(given: Any) -> list[Any]:
-    """A request's ``input`` as a list of items (a string is one user message)."""
-    if given is None:
-        return []
-    if isinstance(given, str):
-        return [{"role": "user", "content": given}]
-    return list(given) if isinstance(given, list) else [given]
-
-
-def _as_turn(report: Report) -> Report:
-    """``report`` marked as a socket's turn, for its event."""
-    return dataclasses.replace(report, websocket="turn")
-
-
-def _error_type(status: int) -> str:
-    """OpenAI's error type for an answer of ``status``."""
-    if status == 429:
-        return "rate_limit_error"
-    if status == 401:
-        return "authentication_error"
-    if status == 403:
-        return "permission_error"
-    if 400 <= status < 500:
-        return "invalid_request_error"
-    return "server_error"
+            await self._peer.frame(wire.answer_error(self._status, self._error, self._stream_id))
+        elif not self._ended:
+            message = (
+                "The provider's stream failed before it finished."
+                if report.outcome.abort is not None
+                else "The provider's stream ended without a final event."
+            )
+            await self._peer.frame(wire.error_event(502, message, stream_id=self._stream_id))
