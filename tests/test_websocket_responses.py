@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import openai
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from provider_proxy import Guards, RateLimit, StoredResponses, make_asgi_app
@@ -318,3 +318,40 @@ def test_a_second_create_while_one_runs_is_refused(gateway: ServerThread) -> Non
     [busy] = [e for e in received if e["type"] == "error"]
     assert (busy["status"], busy["error"]["code"]) == (409, "response_in_progress")
     assert event["response"]["output"][0]["content"][0]["text"] == TEXT
+
+
+def test_an_openai_model_passes_through_over_http_with_its_own_state(
+    gateway: ServerThread, fake: FakeUpstream
+) -> None:
+    with _client(gateway).responses.connect() as connection:
+        _, first = _turn(connection, model="openai/gpt-5", input="Hi.")
+        assert fake.last.path == "/v1/responses"
+        assert json.loads(fake.last.body) == {"model": "gpt-5", "input": "Hi.", "stream": True}
+        assert fake.last.header("authorization") == f"Bearer {OPENAI_KEY}"
+        _, second = _turn(
+            connection, model="openai/gpt-5", previous_response_id=first.response.id, input="More."
+        )
+    assert first.response.id in fake.responses  # the provider keeps it, as OpenAI does
+    assert json.loads(fake.last.body)["previous_response_id"] == first.response.id
+    assert second.response.output_text == TEXT
+
+
+def test_the_relays_limits_apply(upstream: ServerThread, events: list[Any]) -> None:
+    proxy = _proxy(upstream, events, ws_max_frame_bytes=2000, ws_max_sockets_per_client=1)
+    with serve(proxy, ws="websockets-sansio") as server:
+        url = server.url.replace("http://", "ws://") + "/v1/responses"
+        headers = {"authorization": f"Bearer {CLIENT_KEY}"}
+        with connect(url, additional_headers=headers) as ws:
+            with connect(url, additional_headers=headers) as second:
+                with pytest.raises(ConnectionClosed) as crowded:
+                    second.recv(timeout=10)
+            big = {"type": "response.create", "model": CLAUDE, "input": "x" * 3000}
+            ws.send(json.dumps(big))
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=10)
+    assert crowded.value.rcvd is not None
+    assert crowded.value.rcvd.code == 1013
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1009
+    assert wait_until(lambda: len([e for e in events if e.websocket == "connection"]) == 2)
+    assert not [e for e in events if e.websocket == "turn"]  # the big one was never served
