@@ -355,3 +355,42 @@ def test_the_relays_limits_apply(upstream: ServerThread, events: list[Any]) -> N
     assert closed.value.rcvd.code == 1009
     assert wait_until(lambda: len([e for e in events if e.websocket == "connection"]) == 2)
     assert not [e for e in events if e.websocket == "turn"]  # the big one was never served
+
+
+@pytest.mark.parametrize("model", [CLAUDE, LOCAL])
+def test_an_unstored_tool_loop_continues_on_its_socket_only(
+    gateway: ServerThread, fake: FakeUpstream, model: str
+) -> None:
+    """``store: false`` (as coding agents send): the socket keeps its last answer, as
+    the provider's socket does, so the next turn continues it by id; another socket
+    does not know it. The fake Anthropic refuses a tool turn without its signed thinking."""
+    headers = {"x-fake-tools": "weather", "x-fake-tools-once": "1", "x-fake-thinking": "1"}
+    client = _client(gateway)
+    with client.responses.connect(extra_headers=headers) as connection:
+        _, first = _turn(connection, model=model, input="Weather?", tools=TOOLS, store=False)
+        [call] = [item for item in first.response.output if item.type == "function_call"]
+        output = {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny."}
+        _, second = _turn(
+            connection,
+            model=model,
+            previous_response_id=first.response.id,
+            input=[output],
+            tools=TOOLS,
+            store=False,
+        )
+    assert second.type == "response.completed", second
+    assert second.response.output_text == TEXT
+    sent = json.loads(fake.last.body)["messages"]
+    if model == CLAUDE:
+        assert [m["role"] for m in sent] == ["user", "assistant", "user"]
+        assert sent[1]["content"][0]["type"] == "thinking"
+        assert sent[1]["content"][0]["signature"]
+        assert sent[2]["content"][0]["tool_use_id"] == call.call_id
+    else:
+        assert [m["role"] for m in sent] == ["user", "assistant", "tool"]
+        assert sent[1]["tool_calls"][0]["id"] == call.call_id
+    with client.responses.connect() as other:
+        _, unknown = _turn(
+            other, model=model, previous_response_id=second.response.id, input="And?"
+        )
+    assert (unknown.type, unknown.status) == ("error", 404)

@@ -19,6 +19,9 @@ from .._json import dumps, loads
 #: The client message that starts a turn.
 CREATE = "response.create"
 
+#: The event that ends a turn's answer when it finished.
+COMPLETED = "response.completed"
+
 #: The events that end a turn's answer.
 TERMINAL = frozenset({"response.completed", "response.failed", "response.incomplete", "error"})
 
@@ -42,6 +45,26 @@ def continued(event: dict[str, Any], prepared: dict[str, Any]) -> dict[str, Any]
         event["previous_response_id"] = earlier
     event["input"] = [*_items(prepared.get("input")), *_items(event.get("input"))]
     return event
+
+
+def kept_turn(request: dict[str, Any], completed: str) -> tuple[str, dict[str, Any]] | None:
+    """A finished turn as a later turn continues it on the socket: the answer's id,
+    and the conversation so far (the request's input, then the answer's output),
+    or ``None`` when ``completed`` is not a ``response.completed`` event."""
+    try:
+        payload = loads(completed)
+    except ValueError:
+        return None
+    response = payload.get("response") if isinstance(payload, dict) else None
+    if not isinstance(response, dict) or not isinstance(response.get("id"), str):
+        return None
+    output = response.get("output")
+    kept: dict[str, Any] = {
+        "input": [*_items(request.get("input")), *(output if isinstance(output, list) else [])]
+    }
+    if request.get("previous_response_id") is not None:
+        kept["previous_response_id"] = request["previous_response_id"]
+    return response["id"], kept
 
 
 def prepared_events(event: dict[str, Any]) -> tuple[str, list[str]]:

@@ -50,8 +50,8 @@ logger = logging.getLogger("provider_proxy")
 #: The socket's path below the mount, and the gateway endpoint each turn is served as.
 SOCKET_PATH = "/v1/responses"
 
-#: Requests prepared with ``generate: false`` kept per socket (the oldest go first).
-_MAX_PREPARED = 32
+#: Turns kept per socket for later turns to continue (the oldest go first).
+_MAX_KEPT = 32
 
 #: Messages waiting for a slow client before a turn's stream waits for it.
 _BUFFERED = 64
@@ -146,8 +146,11 @@ class _GatewayPeer:
         self._in = receiving
         self._turn: anyio.CancelScope | None = None
         self._closed: tuple[int, str] | None = None
-        #: The requests prepared with ``generate: false``, by the id they were answered.
-        self._prepared: dict[Any, dict[str, Any]] = {}
+        #: What this socket keeps for later turns to continue by id (as the provider's
+        #: socket does): requests prepared with ``generate: false``, and the last
+        #: answer not stored (``store: false``), by their ids.
+        self._kept: dict[Any, dict[str, Any]] = {}
+        self._last_unstored: str | None = None
 
     async def recv(self) -> str | bytes:
         try:
@@ -191,9 +194,9 @@ class _GatewayPeer:
                 )
             )
             return
-        prepared = self._prepared.get(event.get("previous_response_id"))
-        if prepared is not None:
-            event = wire.continued(event, prepared)
+        earlier = self._kept.get(event.get("previous_response_id"))
+        if earlier is not None:
+            event = wire.continued(event, earlier)
         if event.get("generate") is False:
             await self._prepare(event)
             return
@@ -222,9 +225,7 @@ class _GatewayPeer:
         """``generate: false``: the request kept on this socket and answered without
         output, for a later turn to continue by its id; no provider is asked."""
         answer_id, frames = wire.prepared_events(event)
-        if len(self._prepared) >= _MAX_PREPARED:
-            del self._prepared[next(iter(self._prepared))]  # the oldest
-        self._prepared[answer_id] = event
+        self._keep(answer_id, event)
         for frame in frames:
             await self.frame(frame)
         model = event.get("model")
@@ -237,6 +238,22 @@ class _GatewayPeer:
         )
         self._socket._finish(Arrival(request_id_from([]), "POST"), report)
 
+    def _keep(self, answer_id: str, conversation: dict[str, Any]) -> None:
+        if len(self._kept) >= _MAX_KEPT:
+            del self._kept[next(iter(self._kept))]  # the oldest
+        self._kept[answer_id] = conversation
+
+    def _kept_turn(self, request: dict[str, Any], completed: str) -> None:
+        """A finished turn the gateway did not keep (``store: false``): the socket
+        keeps it, the last one only, for the next turn to continue by its id."""
+        kept = wire.kept_turn(request, completed)
+        if kept is None:
+            return
+        if self._last_unstored is not None:
+            self._kept.pop(self._last_unstored, None)
+        self._last_unstored = kept[0]
+        self._keep(*kept)
+
     async def _serve(self, event: dict[str, Any], cancel: anyio.CancelScope) -> None:
         socket = self._socket
         stream_id = event.get("stream_id")
@@ -245,6 +262,8 @@ class _GatewayPeer:
         named = model if isinstance(model, str) else None
         arrival = Arrival(request_id_from([]), "POST")
         answer = _Answer(self, stream_id)
+        if event.get("store") is False:
+            answer.completed = lambda text: self._kept_turn(event, text)
         reported = False
 
         def finish(report: Report) -> None:
@@ -313,6 +332,8 @@ class _Answer:
         self._parser = SSEParser()
         self._error = b""
         self._ended = False
+        #: Called with the ``response.completed`` event, when set.
+        self.completed: Callable[[str], None] | None = None
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -330,6 +351,8 @@ class _Answer:
             kind, _ = wire.event_kind(event.event, event.data)
             if kind in wire.TERMINAL:
                 self._ended = True
+                if kind == wire.COMPLETED and self.completed is not None:
+                    self.completed(event.data)
             data = event.data
             if self._stream_id is not None:
                 data = wire.with_stream_id(data, self._stream_id)
