@@ -394,3 +394,26 @@ def test_an_unstored_tool_loop_continues_on_its_socket_only(
             other, model=model, previous_response_id=second.response.id, input="And?"
         )
     assert (unknown.type, unknown.status) == ("error", 404)
+
+
+def test_provider_errors_and_cut_streams_are_error_events(gateway: ServerThread) -> None:
+    url = gateway.url.replace("http://", "ws://") + "/v1/responses"
+    create = json.dumps({"type": "response.create", "model": CLAUDE, "input": "Hi"})
+
+    def last_event(headers: dict[str, str]) -> dict[str, Any]:
+        with connect(
+            url, additional_headers={**headers, "authorization": f"Bearer {CLIENT_KEY}"}
+        ) as ws:
+            ws.send(create)
+            while True:
+                event: dict[str, Any] = json.loads(ws.recv(timeout=10))
+                if event["type"] in ("error", "response.failed", "response.completed"):
+                    return event
+
+    refused = last_event({"x-fake-status": "429"})
+    cut = last_event({"x-fake-fail-after": "2"})
+    assert (refused["type"], refused["status"]) == ("error", 429)
+    assert refused["error"]["type"] == "rate_limit_error"
+    assert refused["error"]["message"]
+    assert (cut["type"], cut["status"], cut["error"]["type"]) == ("error", 502, "server_error")
+    assert "failed before it finished" in cut["error"]["message"]
