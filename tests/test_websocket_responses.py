@@ -19,7 +19,12 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from provider_proxy import Guards, RateLimit, StoredResponses, make_asgi_app
-from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter, OpenAICompatibleAdapter
+from provider_proxy.adapters import (
+    AnthropicAdapter,
+    GeminiAdapter,
+    OpenAIAdapter,
+    OpenAICompatibleAdapter,
+)
 from provider_proxy.dialects import Dialect, OpenAIChat
 from provider_proxy.testing import FakeUpstream
 from provider_proxy.transforms import ParameterPolicy
@@ -29,6 +34,8 @@ from .servers import ServerThread, serve, wait_until
 
 CLAUDE = "anthropic/claude-sonnet-4-5"
 LOCAL = "local/qwen3-8b"
+GEMINI = "gemini/gemini-2.5-flash"
+GEMINI_KEY = "gemini-test-key-0123456789"
 TEXT = "Hello from the fake upstream, streamed one piece at a time."
 WEATHER: Any = {
     "type": "object",
@@ -54,6 +61,7 @@ def _proxy(upstream: ServerThread, events: list[Any], **options: Any) -> Any:
         OpenAIAdapter(base_url=upstream.url + "/v1", api_key=OPENAI_KEY),
         AnthropicAdapter(base_url=upstream.url, api_key=ANTHROPIC_KEY),
         ChatOnly(name="local", base_url=upstream.url + "/v1", api_key="local-key-0123456789"),
+        GeminiAdapter(base_url=upstream.url, api_key=GEMINI_KEY),
     ]
     options.setdefault("guards", Guards(client_keys=[CLIENT_KEY]))
     return make_asgi_app(
@@ -87,7 +95,7 @@ def _turn(connection: Any, **create: Any) -> tuple[list[str], Any]:
     raise AssertionError(f"the socket closed after {kinds}")
 
 
-@pytest.mark.parametrize("model", [CLAUDE, LOCAL])
+@pytest.mark.parametrize("model", [CLAUDE, LOCAL, GEMINI])
 def test_whole_turns_stream_as_socket_events(
     gateway: ServerThread, fake: FakeUpstream, events: list[Any], model: str
 ) -> None:
@@ -107,7 +115,12 @@ def test_whole_turns_stream_as_socket_events(
     assert done.response.usage.output_tokens > 0
     assert kinds[0] == "response.created"
     assert second.type == "response.completed"
-    assert fake.last.path == ("/v1/messages" if model == CLAUDE else "/v1/chat/completions")
+    paths = {
+        CLAUDE: "/v1/messages",
+        LOCAL: "/v1/chat/completions",
+        GEMINI: "/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+    }
+    assert fake.last.path == paths[model]
     assert CLIENT_KEY not in str(fake.last.headers)
     assert wait_until(lambda: any(e.websocket == "connection" for e in events))
     turns = [e for e in events if e.websocket == "turn"]
@@ -118,7 +131,8 @@ def test_whole_turns_stream_as_socket_events(
     assert all(e.usage is not None and e.usage.output_tokens for e in turns)
     assert {e.identity for e in turns} == {"client-1"}
     [socket] = [e for e in events if e.websocket == "connection"]
-    assert socket.path == "/v1/responses"
+    assert (socket.path, socket.provider, socket.status) == ("/v1/responses", None, 101)
+    assert [e.provider for e in turns] == [model.partition("/")[0]] * 2
     assert socket.frames > 2
 
 

@@ -89,7 +89,7 @@ class ResponsesSocket:
         arrival = Arrival(request_id_from(scope["headers"]), "GET")
         client = ClientSocket(scope, receive, send)
         scope = with_subprotocol_key(scope)
-        session = _Session(self._relay, client, "gateway", arrival)
+        session = _Session(self._relay, client, "", arrival)
         session.path = SOCKET_PATH
         session.dialect = self.client
         session.counts_turns = False  # each turn is the gateway's request, with its event
@@ -126,7 +126,8 @@ class ResponsesSocket:
         finally:
             if counted is not None:
                 self._relay.count.give(counted)
-            self._relay._emit(session.event())
+            # The socket reaches no one provider: its turns' events name theirs.
+            self._relay._emit(dataclasses.replace(session.event(), provider=None))
 
 
 class _GatewayPeer:
