@@ -101,7 +101,7 @@ def test_whole_turns_stream_as_socket_events(
 ) -> None:
     text = ""
     with _client(gateway).responses.connect() as connection:
-        connection.send({"type": "response.create", "model": model, "input": "Hi"})  # type: ignore[typeddict-item]
+        connection.send({"type": "response.create", "model": model, "input": "Hi"})
         for event in connection:
             if event.type == "response.output_text.delta":
                 text += event.delta
@@ -258,7 +258,7 @@ def test_a_client_leaving_mid_turn_closes_the_upstream_stream(
     slow = {"x-fake-chunks": "2000", "x-fake-gap": "0.02"}
     closed = fake.closed_streams
     with _client(gateway).responses.connect(extra_headers=slow) as connection:
-        connection.send({"type": "response.create", "model": CLAUDE, "input": "Talk."})  # type: ignore[typeddict-item]
+        connection.send({"type": "response.create", "model": CLAUDE, "input": "Talk."})
         deltas = 0
         for event in connection:
             if event.type == "response.output_text.delta":
@@ -278,8 +278,8 @@ def test_two_sockets_are_isolated(gateway: ServerThread, fake: FakeUpstream) -> 
         client.responses.connect(extra_headers=slow) as first,
         client.responses.connect() as second,
     ):
-        first.send({"type": "response.create", "model": CLAUDE, "input": "One"})  # type: ignore[typeddict-item]
-        second.send({"type": "response.create", "model": LOCAL, "input": "Two"})  # type: ignore[typeddict-item]
+        first.send({"type": "response.create", "model": CLAUDE, "input": "One"})
+        second.send({"type": "response.create", "model": LOCAL, "input": "Two"})
         ids: dict[str, set[str]] = {"first": set(), "second": set()}
         ends: dict[str, Any] = {}
         for name, connection in (("second", second), ("first", first)):
