@@ -8,10 +8,12 @@ The socket speaks the Responses WebSocket protocol (an SDK's
 kept ``previous_response_id`` state, guards, transforms, one event per turn),
 and the answer's server-sent events go back as the socket's text messages.
 
-Every provider is reached over HTTP, those that speak the Responses API too: one path for
-every model keeps the gateway's routes, retries, key pools and kept answers
-(``previous_response_id`` works within and across sockets and across providers),
-and a Responses stream's events are the socket's messages as they are.
+Every provider is reached over HTTP, those with a Responses socket of their own
+too: one path for every model keeps the gateway's routes, retries, key pools and
+kept answers (``previous_response_id`` works within and across sockets, and
+across providers), and a Responses stream's events are the socket's messages as
+they are. The provider socket's own memory of an unstored answer is kept here
+instead, per socket (:meth:`_GatewayPeer._kept_turn`).
 
 The socket itself (the pumps, frame size, idle and lifetime limits, socket
 counts, the connection's event) is the relay's session, with this module's
