@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import openai
 import pytest
+from examples.fastapi_app import create_app
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
@@ -431,3 +432,18 @@ def test_provider_errors_and_cut_streams_are_error_events(gateway: ServerThread)
     assert refused["error"]["message"]
     assert (cut["type"], cut["status"], cut["error"]["type"]) == ("error", 502, "server_error")
     assert "failed before it finished" in cut["error"]["message"]
+
+
+def test_the_socket_below_a_fastapi_mount(upstream: ServerThread, fake: FakeUpstream) -> None:
+    """The Codex CLI's set-up: ``openai_base_url = "{mount}/v1"`` on a host app."""
+    adapters = [AnthropicAdapter(base_url=upstream.url, api_key=ANTHROPIC_KEY)]
+    with serve(create_app(adapters), ws="websockets-sansio") as server:
+        client = openai.OpenAI(base_url=f"{server.url}/llm/v1", api_key="unused", max_retries=0)
+        with client.responses.connect() as connection:
+            _, first = _turn(connection, model=CLAUDE, input="Hi")
+            _, second = _turn(
+                connection, model=CLAUDE, previous_response_id=first.response.id, input="More"
+            )
+    assert second.response.output_text == TEXT
+    assert fake.last.path == "/v1/messages"
+    assert len(json.loads(fake.last.body)["messages"]) == 3
