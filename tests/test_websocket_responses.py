@@ -447,3 +447,26 @@ def test_the_socket_below_a_fastapi_mount(upstream: ServerThread, fake: FakeUpst
     assert second.response.output_text == TEXT
     assert fake.last.path == "/v1/messages"
     assert len(json.loads(fake.last.body)["messages"]) == 3
+
+
+def test_the_concurrency_guard_counts_turns_across_sockets(
+    upstream: ServerThread, events: list[Any]
+) -> None:
+    guards = Guards(client_keys=[CLIENT_KEY], max_concurrent_per_client=1)
+    slow = {"x-fake-chunks": "200", "x-fake-gap": "0.02"}
+    with serve(_proxy(upstream, events, guards=guards), ws="websockets-sansio") as server:
+        client = _client(server)
+        with (
+            client.responses.connect(extra_headers=slow) as busy,
+            client.responses.connect() as other,
+        ):
+            busy.send({"type": "response.create", "model": CLAUDE, "input": "Talk."})
+            for event in busy:
+                if event.type == "response.output_text.delta":
+                    break  # the first turn holds the client's one slot
+            _, refused = _turn(other, model=LOCAL, input="Hi")
+        assert (refused.type, refused.status) == ("error", 429)
+        assert wait_until(lambda: any(e.error_kind == "client_disconnected" for e in events))
+        with client.responses.connect() as again:  # the slot is free once the turn ended
+            _, served = _turn(again, model=LOCAL, input="Hi")
+    assert served.type == "response.completed"
