@@ -320,19 +320,44 @@ def test_a_prepared_request_is_continued_by_its_id(
     ]
 
 
-def test_a_second_create_while_one_runs_is_refused(gateway: ServerThread) -> None:
+def test_creates_sent_at_once_are_served_in_turn_up_to_a_limit(gateway: ServerThread) -> None:
+    """A ``response.create`` sent before the last one's answer ended waits for it
+    (so it may continue it by id); beyond 8 running or waiting, an ``error`` event."""
     url = gateway.url.replace("http://", "ws://") + "/v1/responses"
-    headers = {"authorization": f"Bearer {CLIENT_KEY}", "x-fake-gap": "0.01"}
-    create = json.dumps({"type": "response.create", "model": LOCAL, "input": "Hi"})
+    headers = {"authorization": f"Bearer {CLIENT_KEY}", "x-fake-gap": "0.05"}
     with connect(url, additional_headers=headers) as ws:
-        ws.send(create)
-        ws.send(create)
+        for number in range(9):
+            create = {"type": "response.create", "model": LOCAL, "input": "Hi"}
+            ws.send(json.dumps({**create, "stream_id": f"lane-{number}"}))
         received = []
-        while (event := json.loads(ws.recv(timeout=10)))["type"] != "response.completed":
-            received.append(event)
+        while len([e for e in received if e["type"] in ("response.completed", "error")]) < 9:
+            received.append(json.loads(ws.recv(timeout=10)))
     [busy] = [e for e in received if e["type"] == "error"]
-    assert (busy["status"], busy["error"]["code"]) == (409, "response_in_progress")
-    assert event["response"]["output"][0]["content"][0]["text"] == TEXT
+    assert (busy["status"], busy["error"]["code"], busy["stream_id"]) == (
+        409,
+        "response_in_progress",
+        "lane-8",
+    )
+    lanes = [e["stream_id"] for e in received if e["type"] != "error"]
+    # Each turn's events all come before the next turn's: served one after the other.
+    assert lanes == sorted(lanes, key=lambda lane: int(lane.split("-")[1]))
+    assert len({e["response"]["id"] for e in received if e["type"] == "response.completed"}) == 8
+
+
+def test_a_create_sent_before_the_last_answer_is_stored_continues_it(
+    gateway: ServerThread, fake: FakeUpstream
+) -> None:
+    """The next turn may be sent as soon as ``response.completed`` arrives: it waits
+    until the answer before it is kept."""
+    client = _client(gateway)
+    with client.responses.connect() as connection:
+        for store in (True, False):
+            _, first = _turn(connection, model=CLAUDE, input="One", store=store)
+            _, second = _turn(
+                connection, model=CLAUDE, previous_response_id=first.response.id, input="Two"
+            )
+            assert second.type == "response.completed", second
+            assert len(json.loads(fake.last.body)["messages"]) == 3
 
 
 def test_an_openai_model_passes_through_over_http_with_its_own_state(

@@ -55,6 +55,9 @@ SOCKET_PATH = "/v1/responses"
 #: Turns kept per socket for later turns to continue (the oldest go first).
 _MAX_KEPT = 32
 
+#: ``response.create`` messages running or waiting on one socket at once.
+_MAX_WAITING = 8
+
 #: Messages waiting for a slow client before a turn's stream waits for it.
 _BUFFERED = 64
 
@@ -147,7 +150,9 @@ class _GatewayPeer:
         sending, receiving = anyio.create_memory_object_stream[str](_BUFFERED)
         self._out = sending
         self._in = receiving
-        self._turn: anyio.CancelScope | None = None
+        #: The turns running or waiting, in the order they came (``_order``).
+        self._turns: set[anyio.CancelScope] = set()
+        self._order = anyio.Lock()
         self._closed: tuple[int, str] | None = None
         #: What this socket keeps for later turns to continue by id (as the provider's
         #: socket does): requests prepared with ``generate: false``, and the last
@@ -185,34 +190,43 @@ class _GatewayPeer:
                 )
             )
             return
-        stream_id = event.get("stream_id")
-        if self._turn is not None:
+        if len(self._turns) >= _MAX_WAITING:
             await self.frame(
                 wire.error_event(
                     409,
-                    "A response is in progress on this socket; send the next one after "
-                    "its last event.",
+                    f"{_MAX_WAITING} responses are running or waiting on this socket; send "
+                    "the next one after the last event of one of them.",
                     code="response_in_progress",
-                    stream_id=stream_id,
+                    stream_id=event.get("stream_id"),
                 )
             )
             return
-        earlier = self._kept.get(event.get("previous_response_id"))
-        if earlier is not None:
-            event = wire.continued(event, earlier)
-        if event.get("generate") is False:
-            await self._prepare(event)
-            return
         cancel = anyio.CancelScope()
-        self._turn = cancel
-        self._group.start_soon(self._serve, event, cancel)
+        self._turns.add(cancel)
+        self._group.start_soon(self._next, event, cancel)
+
+    async def _next(self, event: dict[str, Any], cancel: anyio.CancelScope) -> None:
+        """One ``response.create``, once the ones before it are over (their answers
+        kept), so that it may continue the one just before it."""
+        try:
+            with cancel:
+                async with self._order:
+                    earlier = self._kept.get(event.get("previous_response_id"))
+                    if earlier is not None:
+                        event = wire.continued(event, earlier)
+                    if event.get("generate") is False:
+                        await self._prepare(event)
+                    else:
+                        await self._serve(event)
+        finally:
+            self._turns.discard(cancel)
 
     async def close(self, code: int = NORMAL, reason: str = "") -> None:
         """End the session: the running turn is cancelled (and its upstream closed)."""
         if self._closed is None:
             self._closed = (code, reason)
-        if self._turn is not None:
-            self._turn.cancel()
+        for turn in self._turns:
+            turn.cancel()
         self._out.close()
 
     def release(self) -> None:
@@ -257,7 +271,7 @@ class _GatewayPeer:
         self._last_unstored = kept[0]
         self._keep(*kept)
 
-    async def _serve(self, event: dict[str, Any], cancel: anyio.CancelScope) -> None:
+    async def _serve(self, event: dict[str, Any]) -> None:
         socket = self._socket
         stream_id = event.get("stream_id")
         raw = dumps(wire.request_body(event))
@@ -275,47 +289,44 @@ class _GatewayPeer:
             socket._finish(arrival, dataclasses.replace(report, websocket="turn"))
 
         try:
-            with cancel:
-                scope = http_scope(self._scope, len(raw), SOCKET_PATH, SOCKET_PATH)
-                try:
-                    report = await socket._gateway.handle(
-                        scope,
-                        receive_once(raw),
-                        answer,
-                        socket.client,
-                        socket.operation,
-                        arrival,
+            scope = http_scope(self._scope, len(raw), SOCKET_PATH, SOCKET_PATH)
+            try:
+                report = await socket._gateway.handle(
+                    scope,
+                    receive_once(raw),
+                    answer,
+                    socket.client,
+                    socket.operation,
+                    arrival,
+                )
+            except ProxyError as error:
+                outcome = Outcome.refused(error, 0, None)
+                finish(
+                    Report(
+                        outcome,
+                        path=SOCKET_PATH,
+                        model=named,
+                        client_dialect=socket.client.name,
                     )
-                except ProxyError as error:
-                    outcome = Outcome.refused(error, 0, None)
-                    finish(
-                        Report(
-                            outcome,
-                            path=SOCKET_PATH,
-                            model=named,
-                            client_dialect=socket.client.name,
-                        )
+                )
+                await self.frame(
+                    wire.error_event(
+                        error.status_code, error.message, code=error.kind, stream_id=stream_id
                     )
-                    await self.frame(
-                        wire.error_event(
-                            error.status_code, error.message, code=error.kind, stream_id=stream_id
-                        )
+                )
+                return
+            except Exception:
+                logger.exception("a turn of the Responses socket failed")
+                finish(Report(Outcome(500, error_kind="internal_error"), path=SOCKET_PATH))
+                await self.frame(
+                    wire.error_event(
+                        500, "The proxy failed to serve the response.", stream_id=stream_id
                     )
-                    return
-                except Exception:
-                    logger.exception("a turn of the Responses socket failed")
-                    finish(Report(Outcome(500, error_kind="internal_error"), path=SOCKET_PATH))
-                    await self.frame(
-                        wire.error_event(
-                            500, "The proxy failed to serve the response.", stream_id=stream_id
-                        )
-                    )
-                    return
-                finish(report)
-                await answer.end(report)
+                )
+                return
+            finish(report)
+            await answer.end(report)
         finally:
-            if self._turn is cancel:
-                self._turn = None
             if not reported:  # the socket closed before the turn's answer ended
                 outcome = Outcome.client_left()
                 finish(
