@@ -97,6 +97,8 @@ from ._ws_inference import (
     InferenceSocket,
     InferenceSocketOptions,
 )
+from ._ws_responses import SOCKET_PATH as RESPONSES_SOCKET_PATH
+from ._ws_responses import ResponsesSocket
 
 logger = logging.getLogger("provider_proxy")
 
@@ -392,6 +394,9 @@ class ProxyApp:
             store=self.store,
             finish=self._finish,
         )
+        self._responses_socket = ResponsesSocket(
+            self._gateway, self._sockets, guards=self._guards, finish=self._finish
+        )
         self._router: Router | None = None
         routes = options.get("routes") or {}
         pooled = any(
@@ -556,7 +561,8 @@ class ProxyApp:
                 return
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """``{mount}/ws``, or a provider socket relayed (see :mod:`._websocket`); any
+        """``{mount}/ws``, ``{mount}/v1/responses`` (see :mod:`._ws_responses`), or a
+        provider socket relayed (see :mod:`._websocket`); any
         other is refused with 426 in the route's format.
 
         Servers without the ``websocket.http.response`` extension can only close,
@@ -577,6 +583,9 @@ class ProxyApp:
             )
         elif target.name == "ws" and target.rest in (b"", b"/"):
             await self._inference_socket.handle(scope, receive, send)
+            return
+        elif target.adapter is None and target.path == RESPONSES_SOCKET_PATH:
+            await self._responses_socket.handle(scope, receive, send)
             return
         elif target.adapter is not None and self._sockets.relays(target.adapter, target.rest):
             await self._sockets.handle(scope, receive, send, target.adapter, target.rest)

@@ -90,6 +90,8 @@ class Report:
     deployments: tuple[str, ...] = ()
     #: The name of the pooled key the answer was sent with.
     key: str | None = None
+    #: ``"turn"`` for a turn of a gateway socket (``{mount}/v1/responses``).
+    websocket: str | None = None
 
 
 def event_of(
@@ -129,4 +131,5 @@ def event_of(
         route=report.route,
         deployments=report.deployments,
         key=report.key,
+        websocket=report.websocket,
     )

@@ -320,6 +320,9 @@ class _Session:
         self.error_kind: str | None = None
         self.response_bytes = 0
         self.turns: deque[_Turn] = deque()
+        #: Whether this session admits and reports turns; a peer that serves its
+        #: turns through the gateway does both itself.
+        self.counts_turns = True
         self._last = time.monotonic()
 
     def model_of(self, payload: JSON) -> str | None:
@@ -349,7 +352,7 @@ class _Session:
 
     async def _from_client(self, upstream: SocketPeer) -> None:
         client, limit = self.client, self.relay.limits.max_frame_bytes
-        hints = self.dialect.socket_hints if self.dialect is not None else ()
+        hints = self.dialect.socket_hints if self.dialect is not None and self.counts_turns else ()
         while True:
             message = await client.receive()
             kind = message["type"]
@@ -415,7 +418,7 @@ class _Session:
 
     async def _from_upstream(self, upstream: SocketPeer) -> None:
         client = self.client
-        hints = self.dialect.socket_hints if self.dialect is not None else ()
+        hints = self.dialect.socket_hints if self.dialect is not None and self.counts_turns else ()
         while True:
             try:
                 data = await upstream.recv()

@@ -116,7 +116,7 @@ class InferenceSocket:
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one socket (its ``websocket.connect`` already received) to its end."""
         client = ClientSocket(scope, receive, send)
-        scope = _with_subprotocol_key(scope)
+        scope = with_subprotocol_key(scope)
         ip = client_ip(scope, [])
         refusal = await self._refusal(scope, ip)
         if refusal is not None:
@@ -126,7 +126,7 @@ class InferenceSocket:
             return
         self.count.open += 1
         try:
-            protocol = _protocol_offered(scope)
+            protocol = protocol_offered(scope)
             await client.accept(protocol, [])
             await _Connection(self, client, scope).run()
         finally:
@@ -306,11 +306,11 @@ class _Connection:
     ) -> bool:
         """Serve one request through the gateway; whether its report went to the app."""
         body = dumps({**data, "stream": True, "stream_options": {"include_usage": True}})
-        scope = _http_scope(self.scope, len(body))
+        scope = http_scope(self.scope, len(body), _ENDPOINT)
         try:
             report = await self.socket._gateway.handle(
                 scope,
-                _receive_once(body),
+                receive_once(body),
                 answer,
                 self.socket._client,
                 self.socket._operation,
@@ -427,7 +427,7 @@ class _Answer:
         await connection.send({"type": "inference_response", "id": self._id, "data": data})
 
 
-def _receive_once(body: bytes) -> Receive:
+def receive_once(body: bytes) -> Receive:
     """The request's ``receive``: its body, then nothing (a cancel ends the request)."""
     sent = False
 
@@ -442,10 +442,11 @@ def _receive_once(body: bytes) -> Receive:
     return receive
 
 
-def _http_scope(scope: Scope, length: int) -> Scope:
-    """The socket's handshake as the gateway's ``POST`` (its credentials and client kept)."""
+def http_scope(scope: Scope, length: int, endpoint: str, socket_path: str = "/ws") -> Scope:
+    """The socket's handshake as a ``POST`` of the gateway's ``endpoint`` (its
+    credentials and client kept); ``socket_path``: the socket's path below the mount."""
     path: str = scope["path"]
-    prefix = path[: -len("/ws")] if path.endswith("/ws") else path.rstrip("/").removesuffix("/ws")
+    prefix = path.rstrip("/").removesuffix(socket_path)
     headers = [
         (name, value)
         for name, value in scope["headers"]
@@ -460,13 +461,13 @@ def _http_scope(scope: Scope, length: int) -> Scope:
         "http_version": scope.get("http_version", "1.1"),
         "method": "POST",
         "scheme": scheme,
-        "path": prefix + _ENDPOINT,
-        "raw_path": (prefix + _ENDPOINT).encode("utf-8"),
+        "path": prefix + endpoint,
+        "raw_path": (prefix + endpoint).encode("utf-8"),
         "headers": headers,
     }
 
 
-def _with_subprotocol_key(scope: Scope) -> Scope:
+def with_subprotocol_key(scope: Scope) -> Scope:
     """``scope`` with a key sent as a subprotocol (browsers cannot set headers) as a header."""
     for protocol in scope.get("subprotocols") or ():
         for prefix in KEY_SUBPROTOCOLS:
@@ -478,7 +479,7 @@ def _with_subprotocol_key(scope: Scope) -> Scope:
     return scope
 
 
-def _protocol_offered(scope: Scope) -> str | None:
+def protocol_offered(scope: Scope) -> str | None:
     """The subprotocol to accept: a browser that sent its key in one must get one back."""
     for protocol in scope.get("subprotocols") or ():
         if not protocol.startswith(KEY_SUBPROTOCOLS):
