@@ -24,7 +24,7 @@ from websockets.sync.client import ClientConnection, connect
 from provider_proxy import CORS, Guards, ProxyApp, Quota, RateLimit, make_asgi_app
 from provider_proxy.adapters import AzureOpenAIAdapter, GeminiAdapter, OpenAIAdapter
 from provider_proxy.testing import FakeSocketUpstream
-from provider_proxy.transforms import ParameterPolicy
+from provider_proxy.transforms import ModelAliases, ParameterPolicy
 
 from .conftest import CLIENT_KEY, OPENAI_KEY
 from .servers import ServerThread, serve, wait_until
@@ -322,6 +322,26 @@ def test_the_model_allowlist_applies_to_each_turn(
         refused = turn(ws, model="o3-pro")
         assert refused[0]["error"]["code"] == "model_not_allowed"
     assert not any("o3-pro" in str(m) for m in fake_ws.last.received)
+
+
+def test_the_realtime_model_of_the_handshake_meets_the_allowlist_and_aliases(
+    build: Callable[..., ServerThread], fake_ws: FakeSocketUpstream
+) -> None:
+    server = build(
+        transforms=[
+            ModelAliases({"voice": "gpt-realtime"}),
+            ParameterPolicy(allowed_models=["gpt-realtime*"]),
+        ]
+    )
+    before = len(fake_ws.sockets)
+    with pytest.raises(InvalidStatus) as refused:
+        connect(ws_url(server, "/openai/realtime?model=o3-pro"), additional_headers=AUTH)
+    assert refused.value.response.status_code == 403
+    assert b"model_not_allowed" in (refused.value.response.body or b"")
+    assert len(fake_ws.sockets) == before  # the provider never saw that socket
+    with connect(ws_url(server, "/openai/realtime?model=voice"), additional_headers=AUTH):
+        assert wait_until(lambda: len(fake_ws.sockets) == before + 1)
+    assert fake_ws.last.query == "model=gpt-realtime"  # the alias, renamed upstream
 
 
 def test_a_message_over_the_frame_limit_closes_with_1009(

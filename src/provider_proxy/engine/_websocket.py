@@ -27,6 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 
@@ -176,6 +177,8 @@ class SocketRelay:
                     path_model=dialect.model_in_path(path),
                     dialect=dialect.name,
                 )
+                if session.model is not None:  # the handshake's model, as a turn's would be
+                    context = await self._handshake_model(session, context)
                 session.context = context
                 try:
                     upstream = await self._open(adapter, dialect, context, scope)
@@ -273,6 +276,19 @@ class SocketRelay:
             request_bytes=size,
             identity=session.identity,
         )
+
+    async def _handshake_model(self, session: _Session, context: RequestContext) -> RequestContext:
+        """The context after the transforms had their say on the handshake's ``?model=``
+        (an allowlist refuses it; an alias renames it in the upstream's query)."""
+        session.context, session_model = context, session.model
+        changed = await self.transformed(session, {"model": session_model})
+        model = changed.get("model") if isinstance(changed, dict) else None
+        if not isinstance(model, str) or model == session_model:
+            return context
+        session.model = model
+        query = query_without(context.query, ("model",))
+        query += (b"&" if query else b"") + b"model=" + quote(model).encode("ascii")
+        return dataclasses.replace(context, query=query)
 
     async def transformed(self, session: _Session, payload: dict[str, Any]) -> JSON | None:
         """A turn's request after the transforms that apply to it (``None``: unchanged)."""

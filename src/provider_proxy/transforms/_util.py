@@ -27,6 +27,9 @@ COUNT_TOKENS = ("/v1/messages/count_tokens",)
 ANTHROPIC_COMPLETE = ("/v1/complete",)
 #: Other OpenAI endpoints whose JSON body names a model.
 OTHER_MODEL_ROUTES = ("/embeddings", "/moderations", "/audio/speech", "/images/generations")
+#: The Realtime socket, whose model is named at the handshake (``?model=``): the
+#: relay checks it as the body ``{"model": ...}`` of a POST here.
+REALTIME = ("/realtime",)
 
 #: Where a chat-like conversation is sent: OpenAI chat and Responses, Anthropic messages.
 CONVERSATION_ROUTES = CHAT + RESPONSES + MESSAGES + COUNT_TOKENS
@@ -41,6 +44,7 @@ MODEL_ROUTES = (
     + COUNT_TOKENS
     + ANTHROPIC_COMPLETE
     + OTHER_MODEL_ROUTES
+    + REALTIME
 )
 
 
