@@ -79,18 +79,19 @@ def start_proxy(upstream: ServerThread, drain: float) -> tuple[subprocess.Popen[
 class StreamReader(threading.Thread):
     """Reads one streamed answer in the background: its lines, and how it ended."""
 
-    def __init__(self, url: str, first_line: threading.Event) -> None:
+    def __init__(
+        self, url: str, first_line: threading.Event, path: str = "/openai/chat/completions"
+    ) -> None:
         super().__init__(daemon=True)
         self.url = url
+        self.path = path
         self.first_line = first_line
         self.lines: list[str] = []
         self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
-            with httpx.stream(
-                "POST", f"{self.url}/openai/chat/completions", json=STREAM, timeout=30
-            ) as response:
+            with httpx.stream("POST", self.url + self.path, json=STREAM, timeout=30) as response:
                 for line in response.iter_lines():
                     self.lines.append(line)
                     self.first_line.set()
@@ -230,3 +231,62 @@ def test_serve_drains_on_sigterm(tmp_path: Path) -> None:
             process.kill()
         output, _ = process.communicate(timeout=10)
     assert "draining before shutdown" in output
+
+
+def test_serve_with_ports_drains_once_for_every_server(
+    tmp_path: Path, slow_upstream: ServerThread
+) -> None:
+    """A stream open on a ``[ports]`` server finishes: SIGTERM drains the whole process."""
+    port, openai_port = free_port(), free_port()
+    config = tmp_path / "proxy.toml"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            drain_timeout = 15
+            validate_credentials = "off"
+
+            [server]
+            port = {port}
+
+            [providers.openai]
+            type = "openai"
+            base_url = "{slow_upstream.url}/v1"
+            api_key = "sk-serve-ports-drain-0123456789"
+
+            [ports]
+            openai = {openai_port}
+            """
+        )
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "provider_proxy", "serve", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env_without_keys(PYTHONPATH=os.environ.get("PYTHONPATH", "")),
+    )
+    url, at_root = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{openai_port}"
+    try:
+        get_when_up(f"{url}/health", process)
+        get_when_up(f"{at_root}/health", process)
+        started = threading.Event()
+        reader = StreamReader(at_root, started, path="/chat/completions")
+        reader.start()
+        assert started.wait(10)
+        process.send_signal(signal.SIGTERM)
+        assert wait_until(lambda: _health(url).status_code == 503, timeout=5)
+        assert _health(url).json()["status"] == "draining"
+        # The port's server still listens, and refuses in the drain's words.
+        refused = httpx.post(f"{at_root}/chat/completions", json=STREAM, timeout=5)
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "1"
+        assert reader.is_alive()  # all of this while the stream is still open
+        reader.join(15)
+        assert reader.error is None
+        assert "data: [DONE]" in reader.lines  # complete, not cut by the port's server
+        assert process.wait(10) is not None
+    finally:
+        if process.poll() is None:
+            process.kill()
+        output, _ = process.communicate(timeout=10)
+    assert output.count("draining before shutdown") == 1, output
