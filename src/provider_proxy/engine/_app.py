@@ -745,9 +745,18 @@ class ProxyApp:
         if metrics is not None:
             metrics.track_start(target.name)
         try:
-            if self._router is not None and self._router.pooled(adapter):
+            retry = None if self._router is None else self._router.passthrough_policy(adapter)
+            if retry is not None:
+                assert self._router is not None
                 return await self._router.passthrough(
-                    self._forwarder.forward, scope, receive, send, adapter, target.rest, arrival
+                    self._forwarder.forward,
+                    scope,
+                    receive,
+                    send,
+                    adapter,
+                    target.rest,
+                    arrival,
+                    retry,
                 )
             return settle_key(
                 await self._forwarder.forward(scope, receive, send, adapter, target.rest, arrival)

@@ -55,16 +55,11 @@ from ..state import Store
 from ..types import Receive, Scope, Send
 from ._circuits import Circuits, SharedKeys
 from ._heads import send_error
-from ._holdback import ATTEMPTS_HEADER, Holdback
-from ._key_failover import MAX_KEY_RETRIES, forward_with_keys
+from ._holdback import ATTEMPTS_HEADER, Holdback, worth_retrying
+from ._key_failover import MAX_KEY_RETRIES, forward_with_retries
 from ._report import Arrival, Outcome, Report
 
 logger = logging.getLogger("provider_proxy")
-
-#: The proxy's own error kinds that another attempt may cure (the provider, not the client).
-RETRIED_KINDS = frozenset(
-    {"upstream_unreachable", "upstream_timeout", "pool_exhausted", "provider_not_configured"}
-)
 
 #: Models named directly whose one-deployment route is kept (then they are made anew).
 _IMPLICIT_ROUTES = 1024
@@ -368,18 +363,7 @@ class Router:
         retry_after = (
             retry_after_seconds(holdback.headers, self._clock()) if holdback.answered else None
         )
-        if holdback.error is not None:
-            retryable = policy.retries(holdback.error.status)
-        elif (
-            outcome.upstream_status is not None
-            and holdback.answered
-            and holdback.status == outcome.upstream_status
-        ):
-            retryable = policy.retries(outcome.upstream_status)
-        elif outcome.abort is not None:
-            retryable = True  # cut before anything reached the client
-        else:
-            retryable = outcome.error_kind in RETRIED_KINDS
+        retryable = worth_retrying(holdback, outcome, policy)
         key_retry = False
         status = outcome.upstream_status
         if used is not None and status is not None and status in KEY_STATUSES:
@@ -607,9 +591,16 @@ class Router:
             }
         return routes
 
-    def pooled(self, provider: Provider) -> bool:
-        """Whether passthrough requests to ``provider`` may fail over between its keys."""
-        return isinstance(provider, BaseAdapter) and self._pool_of(provider.name) is not None
+    def passthrough_policy(self, provider: Provider) -> RetryPolicy | None:
+        """How passthrough requests to ``provider`` are retried: its adapter's ``retry=``,
+        else the app's; without either, ``attempts=1`` when it holds several keys (a
+        failed key is still swapped for another); ``None``: sent once, as they are."""
+        retry = provider.retry if isinstance(provider, BaseAdapter) else None
+        if retry is None and self._direct:
+            retry = self._retry
+        if retry is not None:
+            return retry
+        return RetryPolicy(attempts=1) if self._pool_of(provider.name) is not None else None
 
     async def passthrough(
         self,
@@ -620,12 +611,13 @@ class Router:
         provider: Provider,
         rest: bytes,
         arrival: Arrival,
+        policy: RetryPolicy,
     ) -> Report:
-        """A passthrough request to an adapter with several keys (see :func:`forward_with_keys`)."""
-        pooled = self._pool_of(provider.name)
-        assert pooled is not None
+        """A passthrough request retried under ``policy`` (see :func:`forward_with_retries`)."""
         request = (scope, receive, send, provider, rest, arrival)
-        return await forward_with_keys(forward, request, self._keys, self._retry, self._clock)
+        return await forward_with_retries(
+            forward, request, self._keys, policy, self._clock, self._rng
+        )
 
     def health(self) -> dict[str, Any]:
         """Each route: its deployments skipped for want of a configured adapter."""
