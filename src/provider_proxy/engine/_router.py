@@ -634,8 +634,13 @@ class Router:
 
 
 def _conversation(client: Dialect, parsed: dict[str, Any]) -> str | None:
-    """What names the conversation: the client's ``user``, else its opening (system
-    prompt and first message), read with the client format's codec."""
+    """What names the conversation: the client's prompt cache key (OpenAI's
+    ``prompt_cache_key``), else its ``user``, else its opening (system prompt and
+    first message), read with the client format's codec."""
+    field = getattr(client, "cache_key_field", None)  # a custom Dialect may lack it
+    cache_key = parsed.get(field) if isinstance(field, str) else None
+    if isinstance(cache_key, str) and cache_key:
+        return f"cache:{cache_key}"
     codec = client.codec
     if codec is None:
         return None
