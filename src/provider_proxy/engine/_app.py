@@ -406,6 +406,7 @@ class ProxyApp:
                 self.store,
                 retry=options.get("retry"),
                 guards=self._guards,
+                telemetry=self._telemetry,
             )
             self._gateway.router = self._router
             self.catalog.routes = list(routes)
@@ -689,6 +690,7 @@ class ProxyApp:
                 if telemetry is not None and routed:
                     span = telemetry.begin(scope["headers"], arrival.started_at, target.path)
                     traced = telemetry.current(span)
+                    receive, send = telemetry.capturing(span, receive, send)
                 with traced:
                     if target.name == _API and self._inference is not None:
                         report = await self._inference.handle(

@@ -24,12 +24,14 @@ import logging
 import math
 import random
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import replace
 
 import anyio
 
 from .._exceptions import UpstreamTimeout
 from ..adapters import KEY_STATUSES, BaseAdapter, Provider, forget_used_key, used_key
+from ..observe import AttemptSpan
 from ..policy import RetryPolicy, retry_after_seconds
 from ..types import Message, Receive, Scope, Send
 from ._circuits import SharedKeys
@@ -52,6 +54,7 @@ async def forward_with_retries(
     policy: RetryPolicy,
     clock: Callable[[], float],
     rng: random.Random,
+    trace: Callable[[str, int], AbstractContextManager[AttemptSpan]],
 ) -> Report:
     """A passthrough request, tried again under ``policy`` (see the module).
 
@@ -59,6 +62,7 @@ async def forward_with_retries(
     :param keys: the pools' cool-downs shared through the store.
     :param clock: epoch seconds, to read an HTTP-date ``Retry-After``.
     :param rng: the jitter's draws.
+    :param trace: each attempt's span, by the adapter's name and the attempt's number.
     """
     scope, receive, send, provider, rest, arrival = request
     name = provider.name
@@ -94,10 +98,15 @@ async def forward_with_retries(
         if attempt > 1:
             holdback.extra_headers = [(ATTEMPTS_HEADER, str(attempt).encode("ascii"))]
         report: Report | None = None
-        with cancel:
-            report = await forward(
-                scope, current, holdback, provider, rest, arrival, repeat=attempt > 1
-            )
+        with trace(name, attempt) as span:
+            with cancel:
+                report = await forward(
+                    scope, current, holdback, provider, rest, arrival, repeat=attempt > 1
+                )
+            if report is None:
+                span.error = "upstream_timeout"
+            else:
+                describe_attempt(span, holdback, report)
         used = used_key()
         if report is None:  # no answer within the attempt's time: nothing was sent
             logger.warning(
@@ -152,11 +161,27 @@ async def forward_with_retries(
             name,
             arrival.request_id,
             attempt,
-            status if status is not None else "no answer",
+            status or holdback.status or "no answer",
             wait,
         )
         await anyio.sleep(wait)
         current = recorder.replay()
+
+
+def describe_attempt(span: AttemptSpan, holdback: Holdback | None, report: Report) -> None:
+    """An attempt's status and error, for its span: the provider's status (or the
+    proxy's), and the error kind, the failing status, or the error its stream began with."""
+    if holdback is not None and holdback.error is not None:
+        span.status = holdback.status
+        span.error = holdback.error.kind
+        return
+    outcome = report.outcome
+    status = outcome.upstream_status if outcome.upstream_status is not None else outcome.status
+    span.status = status
+    if outcome.error_kind is not None:
+        span.error = outcome.error_kind
+    elif status >= 400:
+        span.error = str(status)
 
 
 def _lifting(cancel: anyio.CancelScope) -> Callable[[], None]:

@@ -15,12 +15,14 @@ the app's store, so instances sharing a Redis share them.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -38,6 +40,7 @@ from ..adapters import (
 )
 from ..dialects import Dialect
 from ..guards import Guards
+from ..observe import AttemptSpan, OpenTelemetry
 from ..policy import (
     Candidate,
     CircuitState,
@@ -56,7 +59,7 @@ from ..types import Receive, Scope, Send
 from ._circuits import Circuits, SharedKeys
 from ._heads import send_error
 from ._holdback import ATTEMPTS_HEADER, Holdback, worth_retrying
-from ._key_failover import MAX_KEY_RETRIES, forward_with_retries
+from ._key_failover import MAX_KEY_RETRIES, describe_attempt, forward_with_retries
 from ._report import Arrival, Outcome, Report
 
 logger = logging.getLogger("provider_proxy")
@@ -92,6 +95,8 @@ class _Tried:
     retryable: bool
     #: Whether its key failed, and another key of the same deployment may serve.
     key_retry: bool = False
+    #: Why it failed when nothing answered (the proxy's error kind).
+    kind: str | None = None
 
 
 class Router:
@@ -103,6 +108,7 @@ class Router:
     :param store: where circuits and sticky choices are kept.
     :param retry: the app's retry policy, for routes without their own.
     :param guards: the app's guards, whose identity keeps a client's conversations apart.
+    :param telemetry: where each attempt gets a child span of the request's.
     """
 
     def __init__(
@@ -116,6 +122,7 @@ class Router:
         guards: Guards | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
+        telemetry: OpenTelemetry | None = None,
     ) -> None:
         check_routes(routes, list(adapters))
         self._routes = dict(routes)
@@ -126,6 +133,7 @@ class Router:
         self._guards = guards
         self._rng = rng if rng is not None else random.Random()
         self._clock = clock
+        self._telemetry = telemetry
         self.circuits = Circuits(store, clock)
         self._keys = SharedKeys(store)
         self._in_flight: dict[str, int] = {}
@@ -236,7 +244,9 @@ class Router:
                 await anyio.sleep(wait)
             # The conversation's key too, on its deployment (not after that key failed).
             prefer_key(remembered_key if target == remembered and not key_retries else None)
-            tried = await self._attempt(target, route, policy, attempt, remaining, request)
+            with self.traced(target, attempt) as span:
+                tried = await self._attempt(target, route, policy, attempt, remaining, request)
+                _describe(span, tried)
             prefer_key(None)
             if isinstance(tried, Report):
                 await self._remember(sticky, target, tried.key, route.sticky_ttl)
@@ -330,7 +340,7 @@ class Router:
             logger.warning(
                 "%s could not take request %s: %s", target, arrival.request_id, error.message
             )
-            return _Tried(target, None, None, None, retryable=True)
+            return _Tried(target, None, None, None, retryable=True, kind=error.kind)
         finally:
             used = used_key()
             if known:
@@ -342,7 +352,7 @@ class Router:
             logger.warning(
                 "%s gave no answer to request %s within %.3g s", target, arrival.request_id, limit
             )
-            return _Tried(target, None, None, None, retryable=True)
+            return _Tried(target, None, None, None, retryable=True, kind="upstream_timeout")
         assert report is not None
         if holdback is None or holdback.state == "committed":
             if known:
@@ -417,6 +427,12 @@ class Router:
             f"Every deployment of the route {model!r} is cooling down or not configured.",
             headers=headers,
         )
+
+    def traced(self, deployment: str, attempt: int) -> AbstractContextManager[AttemptSpan]:
+        """One attempt's child span (with ``telemetry=``), which it describes."""
+        if self._telemetry is None:
+            return contextlib.nullcontext(AttemptSpan())
+        return self._telemetry.attempt(deployment, attempt)
 
     # -- key pools ----------------------------------------------------------------------
 
@@ -616,7 +632,7 @@ class Router:
         """A passthrough request retried under ``policy`` (see :func:`forward_with_retries`)."""
         request = (scope, receive, send, provider, rest, arrival)
         return await forward_with_retries(
-            forward, request, self._keys, policy, self._clock, self._rng
+            forward, request, self._keys, policy, self._clock, self._rng, self.traced
         )
 
     def health(self) -> dict[str, Any]:
@@ -634,8 +650,8 @@ class Router:
 
 
 def _conversation(client: Dialect, parsed: dict[str, Any]) -> str | None:
-    """What names the conversation: the client's prompt cache key (OpenAI's
-    ``prompt_cache_key``), else its ``user``, else its opening (system prompt and
+    """What names the conversation: the client's prompt cache key (its format's
+    :attr:`cache_key_field`), else its ``user``, else its opening (system prompt and
     first message), read with the client format's codec."""
     field = getattr(client, "cache_key_field", None)  # a custom Dialect may lack it
     cache_key = parsed.get(field) if isinstance(field, str) else None
@@ -651,3 +667,14 @@ def _conversation(client: Dialect, parsed: dict[str, Any]) -> str | None:
     if request.user:
         return f"user:{request.user}"
     return repr((request.system, request.messages[:1]))
+
+
+def _describe(span: AttemptSpan, tried: Report | _Tried) -> None:
+    """What an attempt's span says: the status it was answered, and why it failed."""
+    if isinstance(tried, Report):
+        describe_attempt(span, None, tried)
+        return
+    if tried.holdback is None or tried.report is None:
+        span.error = tried.kind or "upstream_unreachable"
+        return
+    describe_attempt(span, tried.holdback, tried.report)
