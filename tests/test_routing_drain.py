@@ -290,3 +290,84 @@ def test_serve_with_ports_drains_once_for_every_server(
             process.kill()
         output, _ = process.communicate(timeout=10)
     assert output.count("draining before shutdown") == 1, output
+
+
+#: The proxy with a socket-relaying provider, under uvicorn in its own process.
+SOCKET_SCRIPT = textwrap.dedent(
+    """
+    import logging, sys
+    import uvicorn
+    from provider_proxy import make_asgi_app
+    from provider_proxy.adapters import OpenAIAdapter
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s %(message)s")
+    upstream, port, drain = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+    app = make_asgi_app(
+        [OpenAIAdapter(base_url=upstream + "/v1", api_key="sk-drain-test-0123456789")],
+        validate_credentials="off",
+        drain_timeout=drain,
+    )
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio")
+    """
+)
+
+
+def test_open_sockets_are_closed_going_away_at_the_drain_timeout() -> None:
+    from websockets.exceptions import ConnectionClosed
+
+    from provider_proxy.testing import FakeSocketUpstream
+
+    fake = FakeSocketUpstream(subprotocol="realtime")
+    with serve(fake, lifespan="off", ws="websockets-sansio") as upstream:
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-c", SOCKET_SCRIPT, upstream.url, str(port), "1"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env_without_keys(PYTHONPATH=os.environ.get("PYTHONPATH", "")),
+        )
+        url = f"ws://127.0.0.1:{port}"
+        try:
+            get_when_up(f"http://127.0.0.1:{port}/health", process)
+            relayed = ws_connect(f"{url}/openai/realtime?model=m", subprotocols=["realtime"])  # type: ignore[list-item]
+            inference = ws_connect(f"{url}/ws")
+            try:
+                relayed.recv(timeout=10)  # the provider's session.created: relayed
+                signalled = time.monotonic()
+                process.send_signal(signal.SIGTERM)
+                assert wait_until(lambda: _health(url.replace("ws", "http")).status_code == 503)
+                close_frame = json.loads(inference.recv(timeout=10))
+                waited = time.monotonic() - signalled
+                assert 0.9 <= waited < 5  # at the drain's timeout, not at once
+                assert close_frame == {
+                    "type": "close",
+                    "reason": "The proxy is shutting down.",
+                    "code": 1001,
+                }
+                with pytest.raises(ConnectionClosed) as ended:
+                    inference.recv(timeout=10)
+                assert ended.value.rcvd is not None
+                assert ended.value.rcvd.code == 1001
+                with pytest.raises(ConnectionClosed) as cut:
+                    while True:
+                        relayed.recv(timeout=10)
+                assert cut.value.rcvd is not None
+                assert cut.value.rcvd.code == 1001  # going away
+            finally:
+                relayed.close()
+                inference.close()
+            process.wait(10)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            output, _ = process.communicate(timeout=10)
+    access = [
+        json.loads(line.split(" ", 1)[1])
+        for line in output.splitlines()
+        if line.startswith("provider_proxy.access ")
+    ]
+    sockets = [e for e in access if e.get("websocket") == "connection"]
+    assert len(sockets) == 1, output
+    assert sockets[0]["close_code"] == 1001
+    assert "closing 2 socket(s) still open" in output

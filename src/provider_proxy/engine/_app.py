@@ -412,6 +412,7 @@ class ProxyApp:
             self.catalog.routes = list(routes)
         drain_timeout = options.get("drain_timeout")
         self._drain = Drain(drain_timeout) if drain_timeout is not None else None
+        self._sockets.drain = self._inference_socket.drain = self._drain
         cors = options.get("cors")
         self._cors = cors
         self._entry: ASGIApp = (
