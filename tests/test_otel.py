@@ -409,3 +409,16 @@ def test_content_is_not_captured_by_default(
 def test_a_negative_capture_limit_is_refused() -> None:
     with pytest.raises(ValueError, match="capture_limit"):
         OpenTelemetry(capture_limit=-1)
+
+
+def test_an_attempt_without_a_request_span_makes_no_orphan_span(telemetry: Telemetry) -> None:
+    with telemetry.otel.attempt("openai/gpt-x", 1) as attempt:
+        attempt.status = 200
+    assert telemetry.spans.get_finished_spans() == ()
+    with (
+        telemetry.otel.tracer.start_as_current_span("request"),
+        telemetry.otel.attempt("openai/gpt-x", 1),
+    ):
+        pass
+    names = [span.name for span in telemetry.spans.get_finished_spans()]
+    assert names == ["attempt openai/gpt-x", "request"]

@@ -272,3 +272,27 @@ def test_a_healthy_stream_passes_with_one_attempt(proxied: Callable[..., Rig]) -
     assert wait_until(lambda: len(rig.events) == 1)
     assert rig.events[0].attempts == 1
     assert rig.events[0].deployments == ()
+
+
+def test_a_body_still_uploading_when_the_connect_failed_is_kept_for_the_retry() -> None:
+    """The provider could not be reached before the upload ended: the rest of the body
+    is read (within max_retry_body) so the retry sends all of it."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    adapter = OpenAIAdapter(base_url=dead + "/v1", api_key=OPENAI_KEY, retry=FAST)
+    proxy = make_asgi_app([adapter], validate_credentials="off")
+    body = json.dumps(CHAT).encode()
+
+    def upload() -> Iterator[bytes]:
+        for start in range(0, len(body), 8):
+            time.sleep(0.05)
+            yield body[start : start + 8]
+
+    with serve(proxy) as server:
+        response = httpx.post(
+            f"{server.url}/openai/chat/completions",
+            content=upload(),
+            headers={"content-type": "application/json"},
+            timeout=30,
+        )
+    assert response.status_code == 502
+    assert response.headers["x-proxy-attempts"] == "3"

@@ -126,7 +126,7 @@ async def forward_with_retries(
             await keys.save(name, pool)
             if report is not None:
                 report = replace(report, key=key)
-            if pool.ready() > 0 and recorder.complete and key_retries < MAX_KEY_RETRIES:
+            if pool.ready() > 0 and key_retries < MAX_KEY_RETRIES and await recorder.finish():
                 key_retries += 1
                 logger.warning(
                     "%s key %s answered %d for request %s; trying another key",
@@ -144,15 +144,18 @@ async def forward_with_retries(
             if policy.deadline is not None:
                 remaining = policy.deadline - (anyio.current_time() - started)
             wait = policy.wait(tries, rng.random(), retry_after, remaining)
-        if wait is not None and not recorder.complete:
-            logger.info(
-                "request %s: its body is over max_retry_body (%d bytes): sent once, not retried",
-                arrival.request_id,
-                policy.max_retry_body,
-            )
+        if wait is not None and not await recorder.finish():
+            if recorder.too_large:
+                logger.info(
+                    "request %s: its body is over max_retry_body (%d bytes): sent once, "
+                    "not retried",
+                    arrival.request_id,
+                    policy.max_retry_body,
+                )
             wait = None
         if wait is None:
             if report is None:
+                forget_used_key()  # the key did not fail: the provider was slow
                 return _tried(await _timed_out(request, name, path, attempt), name, attempt)
             await holdback.commit()  # the last failure's answer: nothing else will serve
             return _tried(report, name, attempt)
@@ -232,6 +235,19 @@ class _Recorder:
                 self._parts.append(chunk)
                 self.complete = not message.get("more_body", False)
         return message
+
+    @property
+    def too_large(self) -> bool:
+        """Whether the body passed ``limit``: it is not kept."""
+        return self._parts is None
+
+    async def finish(self) -> bool:
+        """Read what the provider did not of the body (a connect error before it was
+        sent), while it may be kept; whether all of it is."""
+        while self._parts is not None and not self.complete:
+            if (await self())["type"] != "http.request":
+                break  # the client left
+        return self.complete
 
     def replay(self) -> Receive:
         """The kept body, then the client's ``receive`` (for its disconnect)."""

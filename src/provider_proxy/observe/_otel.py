@@ -154,7 +154,11 @@ class OpenTelemetry:
         """A child span of the current one for one attempt at ``deployment``
         (``"{adapter}/{model}"``, or the adapter's name in passthrough), current
         for the block: the upstream request nests under it. The caller fills in
-        the :class:`AttemptSpan` it yields."""
+        the :class:`AttemptSpan` it yields. Without a request's span to hang it
+        under (a ``{mount}/ws`` request), there is none."""
+        if not self._trace.get_current_span().get_span_context().is_valid:
+            yield AttemptSpan()
+            return
         adapter, _, model = deployment.partition("/")
         attributes: dict[str, Any] = {
             "provider_proxy.deployment": deployment,
