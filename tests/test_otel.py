@@ -15,9 +15,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from provider_proxy import Guards, ProxyApp
+from provider_proxy import Deployment, Guards, ProxyApp, RetryPolicy, Route, make_asgi_app
+from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter
 from provider_proxy.observe import OpenTelemetry
-from provider_proxy.testing import FakeUpstream
+from provider_proxy.testing import FakeUpstream, Faults
 
 from .conftest import ANTHROPIC_KEY, CLIENT_KEY, OPENAI_KEY
 from .servers import ServerThread, serve, wait_until
@@ -29,13 +30,15 @@ CHAT = {"model": "gpt-fake", "messages": [{"role": "user", "content": "a secret 
 
 
 class Telemetry:
-    def __init__(self) -> None:
+    def __init__(self, **options: Any) -> None:
         self.spans = InMemorySpanExporter()
         tracer_provider = TracerProvider()
         tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
         self.metrics = InMemoryMetricReader()
         meter_provider = MeterProvider(metric_readers=[self.metrics])
-        self.otel = OpenTelemetry(tracer_provider=tracer_provider, meter_provider=meter_provider)
+        self.otel = OpenTelemetry(
+            tracer_provider=tracer_provider, meter_provider=meter_provider, **options
+        )
 
     def points(self, name: str) -> list[Any]:
         data = self.metrics.get_metrics_data()
@@ -246,3 +249,176 @@ def test_the_tap_reads_finish_reasons_from_events_it_would_skip_for_usage() -> N
         tap.feed(b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n")
     assert tap.result() == (None, "m")
     assert tap.finish_reasons == ("length",)
+
+
+# -- attempts and content ------------------------------------------------------------------
+
+
+@pytest.fixture
+def faulty() -> Iterator[tuple[Faults, FakeUpstream, str]]:
+    """A fake provider of its own behind scripted faults."""
+    fake = FakeUpstream()
+    faults = Faults(fake)
+    with serve(faults, lifespan="off") as server:
+        yield faults, fake, server.url
+
+
+def _proxy(url: str, telemetry: Telemetry, **options: Any) -> ProxyApp:
+    retry = options.pop("adapter_retry", None)
+    adapters = [
+        OpenAIAdapter(base_url=url + "/v1", api_key=OPENAI_KEY, retry=retry),
+        AnthropicAdapter(base_url=url, api_key=ANTHROPIC_KEY, retry=retry),
+    ]
+    return make_asgi_app(adapters, validate_credentials="off", telemetry=telemetry.otel, **options)
+
+
+def _request_and_attempts(telemetry: Telemetry, attempts: int) -> tuple[Any, list[Any]]:
+    assert wait_until(lambda: len(telemetry.spans.get_finished_spans()) == attempts + 1)
+    spans = telemetry.spans.get_finished_spans()
+    (request,) = [s for s in spans if not s.name.startswith("attempt ")]
+    tried = sorted(
+        (s for s in spans if s.name.startswith("attempt ")),
+        key=lambda s: dict(s.attributes or {})["provider_proxy.attempt"],
+    )
+    return request, tried
+
+
+def test_a_routed_request_has_a_child_span_per_attempt(
+    faulty: tuple[Faults, FakeUpstream, str], telemetry: Telemetry
+) -> None:
+    faults, fake, url = faulty
+    route = Route([Deployment("anthropic/claude-x"), Deployment("openai/gpt-x")])
+    with serve(_proxy(url, telemetry, routes={"smart": route})) as server:
+        faults.fail(1, status=503)
+        response = httpx.post(
+            server.url + "/v1/chat/completions",
+            json={**CHAT, "model": "smart"},
+            headers={"traceparent": TRACEPARENT},
+            timeout=10,
+        )
+    assert response.status_code == 200
+    request, (first, second) = _request_and_attempts(telemetry, 2)
+    for attempt in (first, second):
+        assert attempt.parent is not None
+        assert attempt.parent.span_id == request.context.span_id  # under the request's span
+        assert attempt.context.trace_id == request.context.trace_id
+    assert first.name == "attempt anthropic/claude-x"
+    assert dict(first.attributes or {}) == {
+        "provider_proxy.deployment": "anthropic/claude-x",
+        "provider_proxy.attempt": 1,
+        "gen_ai.provider.name": "anthropic",
+        "gen_ai.request.model": "claude-x",
+        "http.response.status_code": 503,
+        "error.type": "503",
+    }
+    assert first.status.status_code == StatusCode.ERROR
+    assert second.name == "attempt openai/gpt-x"
+    assert dict(second.attributes or {})["provider_proxy.attempt"] == 2
+    assert dict(second.attributes or {})["http.response.status_code"] == 200
+    assert "error.type" not in dict(second.attributes or {})
+    assert second.status.status_code != StatusCode.ERROR
+    # The provider's request nests under the attempt that sent it.
+    served = format(second.context.span_id, "016x")
+    assert fake.requests[-1].header("traceparent") == f"00-{TRACE_ID}-{served}-01"
+
+
+def test_an_error_first_stream_attempt_names_the_error(
+    faulty: tuple[Faults, FakeUpstream, str], telemetry: Telemetry
+) -> None:
+    faults, _, url = faulty
+    retry = RetryPolicy(attempts=2, backoff=0.01)
+    with serve(_proxy(url, telemetry, adapter_retry=retry)) as server:
+        faults.error_event(1, "overloaded")
+        response = httpx.post(
+            server.url + "/openai/chat/completions", json={**CHAT, "stream": True}, timeout=10
+        )
+    assert response.status_code == 200
+    request, (first, second) = _request_and_attempts(telemetry, 2)
+    assert first.name == second.name == "attempt openai"
+    assert dict(first.attributes or {})["error.type"] == "server_error"  # the canonical kind
+    assert dict(first.attributes or {})["http.response.status_code"] == 200
+    assert "error.type" not in dict(second.attributes or {})
+    assert dict(request.attributes or {})["http.response.status_code"] == 200
+
+
+def test_a_passthrough_retry_out_of_attempts_marks_each_attempt(
+    faulty: tuple[Faults, FakeUpstream, str], telemetry: Telemetry
+) -> None:
+    faults, _, url = faulty
+    retry = RetryPolicy(attempts=2, backoff=0.01)
+    with serve(_proxy(url, telemetry, adapter_retry=retry)) as server:
+        faults.fail(2, status=529)
+        response = httpx.post(server.url + "/openai/chat/completions", json=CHAT, timeout=10)
+    assert response.status_code == 529
+    request, attempts = _request_and_attempts(telemetry, 2)
+    assert [dict(a.attributes or {})["error.type"] for a in attempts] == ["529", "529"]
+    assert request.status.status_code == StatusCode.ERROR
+
+
+def test_captured_content_is_the_prompt_and_the_answer_as_span_events(
+    faulty: tuple[Faults, FakeUpstream, str],
+) -> None:
+    _, _, url = faulty
+    telemetry = Telemetry(capture_content=True)
+    with serve(_proxy(url, telemetry)) as server:
+        response = httpx.post(
+            server.url + "/openai/chat/completions",
+            json={**CHAT, "stream": True},
+            headers={"authorization": f"Bearer {CLIENT_KEY}"},
+            timeout=10,
+        )
+    assert response.status_code == 200
+    assert wait_until(lambda: len(telemetry.spans.get_finished_spans()) == 1)
+    [span] = telemetry.spans.get_finished_spans()
+    events = {event.name: dict(event.attributes or {}) for event in span.events}
+    prompt = events["gen_ai.content.prompt"]
+    assert json.loads(prompt["gen_ai.prompt"]) == {**CHAT, "stream": True}
+    assert prompt["provider_proxy.truncated"] is False
+    completion = events["gen_ai.content.completion"]
+    assert completion["gen_ai.completion"] == response.text  # the answer as the client got it
+    assert "Hello" in completion["gen_ai.completion"]
+    text = json.dumps(json.loads(span.to_json()))
+    for secret in (CLIENT_KEY, OPENAI_KEY, ANTHROPIC_KEY):
+        assert secret not in text
+
+
+def test_captured_content_is_bounded(faulty: tuple[Faults, FakeUpstream, str]) -> None:
+    _, _, url = faulty
+    telemetry = Telemetry(capture_content=True, capture_limit=10)
+    with serve(_proxy(url, telemetry)) as server:
+        assert httpx.post(server.url + "/openai/chat/completions", json=CHAT).is_success
+    assert wait_until(lambda: len(telemetry.spans.get_finished_spans()) == 1)
+    [span] = telemetry.spans.get_finished_spans()
+    events = {event.name: dict(event.attributes or {}) for event in span.events}
+    assert events["gen_ai.content.prompt"]["gen_ai.prompt"] == '{"model":"'
+    assert events["gen_ai.content.prompt"]["provider_proxy.truncated"] is True
+    assert len(events["gen_ai.content.completion"]["gen_ai.completion"]) == 10
+
+
+def test_content_is_not_captured_by_default(
+    faulty: tuple[Faults, FakeUpstream, str], telemetry: Telemetry
+) -> None:
+    _, _, url = faulty
+    with serve(_proxy(url, telemetry)) as server:
+        assert httpx.post(server.url + "/openai/chat/completions", json=CHAT).is_success
+    assert wait_until(lambda: len(telemetry.spans.get_finished_spans()) == 1)
+    [span] = telemetry.spans.get_finished_spans()
+    assert list(span.events) == []
+
+
+def test_a_negative_capture_limit_is_refused() -> None:
+    with pytest.raises(ValueError, match="capture_limit"):
+        OpenTelemetry(capture_limit=-1)
+
+
+def test_an_attempt_without_a_request_span_makes_no_orphan_span(telemetry: Telemetry) -> None:
+    with telemetry.otel.attempt("openai/gpt-x", 1) as attempt:
+        attempt.status = 200
+    assert telemetry.spans.get_finished_spans() == ()
+    with (
+        telemetry.otel.tracer.start_as_current_span("request"),
+        telemetry.otel.attempt("openai/gpt-x", 1),
+    ):
+        pass
+    names = [span.name for span in telemetry.spans.get_finished_spans()]
+    assert names == ["attempt openai/gpt-x", "request"]

@@ -488,6 +488,36 @@ def test_a_conversation_sticks_to_its_deployment_and_moves_when_it_fails(
     assert moved == ({"a", "b"} - {first})
 
 
+@pytest.mark.parametrize("field", ["prompt_cache_key", "user"])
+def test_a_prompt_cache_key_or_user_keeps_a_conversation_on_its_deployment(
+    proxied: Callable[..., Rig], field: str
+) -> None:
+    route = Route([Deployment("openai/a"), Deployment("openai/b")], strategy="weighted")
+    rig = proxied({"fast": route})
+
+    def turn(i: int) -> dict[str, Any]:  # each turn opens differently: only the key is shared
+        return {
+            "model": "fast",
+            field: "tenant-7",
+            "messages": [{"role": "user", "content": f"{i}"}],
+        }
+
+    for i in range(12):
+        assert chat(rig, turn(i)).is_success
+    sent = [json.loads(r.body) for r in rig.openai_fake.requests]
+    assert len({body["model"] for body in sent}) == 1
+    (first,) = {body["model"] for body in sent}
+    assert all(body[field] == "tenant-7" for body in sent)  # carried to the provider as sent
+    # Its deployment fails: the conversation moves, and stays on the new one.
+    rig.openai.fail(1, status=503)
+    count = len(rig.openai_fake.requests)
+    for i in range(5):
+        response = chat(rig, turn(100 + i))
+        assert response.is_success
+    moved = {json.loads(r.body)["model"] for r in rig.openai_fake.requests[count:]}
+    assert moved == ({"a", "b"} - {first})
+
+
 def test_events_and_metrics_record_the_attempts(proxied: Callable[..., Rig]) -> None:
     rig = proxied(SMART, metrics=True)
     rig.anthropic.fail(1, status=503)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ._server import FreezeAfterStartup, chosen_server, run_server
@@ -124,7 +125,16 @@ def check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _server(app: Any, host: str, port: int, level: str, lifespan: str) -> Any:
+def _server(
+    app: Any, host: str, port: int, level: str, lifespan: str, *, signals: bool = True
+) -> Any:
+    """One uvicorn server; ``signals=False`` leaves SIGTERM/SIGINT to the main one.
+
+    With ``[ports]`` several servers run in one process: were each to take the
+    signals, the last one started would stand before the main server's and the
+    app's drain, and a SIGTERM would stop everything at once instead of draining.
+    The main server takes them; the others stop when it does (:func:`_serve_all`).
+    """
     uvicorn = _uvicorn()
     config = uvicorn.Config(
         app,
@@ -139,7 +149,18 @@ def _server(app: Any, host: str, port: int, level: str, lifespan: str) -> Any:
         # who the client is behind a proxy is the guards' call (trusted_proxies)
         proxy_headers=False,
     )
-    return uvicorn.Server(config)
+    if signals:
+        return uvicorn.Server(config)
+    return _without_signals(uvicorn.Server)(config)
+
+
+def _without_signals(server: type[Any]) -> type[Any]:
+    class Quiet(server):  # type: ignore[misc]
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return Quiet
 
 
 async def _serve_all(servers: list[Any]) -> None:
@@ -200,6 +221,7 @@ def serve(args: argparse.Namespace) -> int:
                 port,
                 server["log_level"],
                 "on",
+                signals=False,
             )
         )
     names = ", ".join(proxy.adapters)

@@ -142,6 +142,10 @@ class BaseDialect:
     codec: ClassVar[Codec | None] = None
     operations: ClassVar[Mapping[str, str]] = {}
     client_marker: ClassVar[bytes | None] = None
+    #: The request field that names the client's prompt cache (OpenAI's
+    #: ``prompt_cache_key``), by which a sticky route keeps a conversation on one
+    #: deployment; ``None``: the format has none.
+    cache_key_field: ClassVar[str | None] = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

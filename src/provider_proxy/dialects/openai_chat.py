@@ -140,6 +140,7 @@ class OpenAIChat(BaseDialect):
     finish_hint: ClassVar[str | None] = '"finish_reason":"'
     #: The gateway's translation to and from the canonical form.
     codec: ClassVar[Codec | None] = OpenAIChatCodec()
+    cache_key_field: ClassVar[str | None] = "prompt_cache_key"
     operations: ClassVar[Mapping[str, str]] = {
         "generate": "/chat/completions",
         "embed": "/embeddings",

@@ -411,11 +411,13 @@ class ProxyApp:
                 self.store,
                 retry=options.get("retry"),
                 guards=self._guards,
+                telemetry=self._telemetry,
             )
             self._gateway.router = self._router
             self.catalog.routes = list(routes)
         drain_timeout = options.get("drain_timeout")
         self._drain = Drain(drain_timeout) if drain_timeout is not None else None
+        self._sockets.drain = self._inference_socket.drain = self._drain
         cors = options.get("cors")
         self._cors = cors
         self._entry: ASGIApp = (
@@ -698,6 +700,7 @@ class ProxyApp:
                 if telemetry is not None and routed:
                     span = telemetry.begin(scope["headers"], arrival.started_at, target.path)
                     traced = telemetry.current(span)
+                    receive, send = telemetry.capturing(span, receive, send)
                 with traced:
                     if target.name == _API and self._inference is not None:
                         report = await self._inference.handle(
@@ -754,9 +757,18 @@ class ProxyApp:
         if metrics is not None:
             metrics.track_start(target.name)
         try:
-            if self._router is not None and self._router.pooled(adapter):
+            retry = None if self._router is None else self._router.passthrough_policy(adapter)
+            if retry is not None:
+                assert self._router is not None
                 return await self._router.passthrough(
-                    self._forwarder.forward, scope, receive, send, adapter, target.rest, arrival
+                    self._forwarder.forward,
+                    scope,
+                    receive,
+                    send,
+                    adapter,
+                    target.rest,
+                    arrival,
+                    retry,
                 )
             return settle_key(
                 await self._forwarder.forward(scope, receive, send, adapter, target.rest, arrival)

@@ -8,6 +8,9 @@ moves away, any other new request gets 503 with ``Retry-After`` in its
 route's format, and open requests (streams) go on. When they are done, or
 ``drain_timeout`` seconds later, the ones left are aborted (each with its
 event) and the signal is handed to the server's own handler, which stops it.
+Open WebSockets (relayed provider sockets, ``{mount}/ws``) go on too; at the
+timeout each is closed with 1001 ("going away"), ``{mount}/ws`` after its
+``close`` frame, and ends with its event.
 A second signal stops at once. A host that closes the app itself
 (:meth:`~provider_proxy.ProxyApp.aclose`, its lifespan) drains the same way.
 """
@@ -19,7 +22,7 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
@@ -72,6 +75,15 @@ class Tracked:
         return self.scope.cancelled_caught
 
 
+class _Socket:
+    """One WebSocket the drain watches, by the way to close it."""
+
+    __slots__ = ("going_away",)
+
+    def __init__(self, going_away: Callable[[], None]) -> None:
+        self.going_away = going_away
+
+
 class Drain:
     """The app's drain state: whether it is draining, and the requests open now.
 
@@ -84,6 +96,7 @@ class Drain:
         self.timeout = timeout
         self.draining = False
         self._open: set[Tracked] = set()
+        self._sockets: set[_Socket] = set()
         self._idle: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._previous: dict[int, Any] = {}
@@ -91,7 +104,23 @@ class Drain:
 
     @property
     def open(self) -> int:
-        return len(self._open)
+        return len(self._open) + len(self._sockets)
+
+    @contextlib.contextmanager
+    def socket(self, going_away: Callable[[], None]) -> Iterator[None]:
+        """Watch one open WebSocket for the length of the block; at the drain's
+        timeout ``going_away`` is called, to close it with 1001."""
+        entry = _Socket(going_away)
+        self._sockets.add(entry)
+        try:
+            yield
+        finally:
+            self._sockets.discard(entry)
+            self._settle()
+
+    def _settle(self) -> None:
+        if not self._open and not self._sockets and self._idle is not None:
+            self._idle.set()
 
     @contextlib.contextmanager
     def track(self, send: Send) -> Iterator[Tracked]:
@@ -103,23 +132,30 @@ class Drain:
                 yield tracked
         finally:
             self._open.discard(tracked)
-            if not self._open and self._idle is not None:
-                self._idle.set()
+            self._settle()
 
     async def drain(self) -> None:
         """Stop taking requests, wait for the open ones up to :attr:`timeout`, abort the rest."""
         self.draining = True
         idle = self._idle = asyncio.Event()
-        if self._open:
+        if self.open:
             logger.warning(
-                "draining: %d open request(s) get up to %.3g s", len(self._open), self.timeout
+                "draining: %d open request(s) and %d socket(s) get up to %.3g s",
+                len(self._open),
+                len(self._sockets),
+                self.timeout,
             )
             with anyio.move_on_after(self.timeout):
                 await idle.wait()
+        if self._sockets:
+            logger.warning("drained: closing %d socket(s) still open", len(self._sockets))
+            for entry in list(self._sockets):
+                entry.going_away()
         if self._open:
             logger.warning("drained: aborting %d request(s) still open", len(self._open))
             for tracked in list(self._open):
                 tracked.scope.cancel()
+        if self.open:
             with anyio.move_on_after(_UNWIND):
                 await idle.wait()
 

@@ -21,13 +21,19 @@ from .._exceptions import ProxyError
 from ..dialects import Dialect
 from ..dialects.canonical import MessageStart, StreamDecoder, StreamError, UsageReport
 from ..observe import SSEParser
-from ..policy import RawHeaders, header_value
+from ..policy import RawHeaders, RetryPolicy, header_value
 from ..types import Message, Send
+from ._report import Outcome
 
 State = Literal["holding", "committed", "failed"]
 
 #: The response header counting the attempts an answer took, when more than one.
 ATTEMPTS_HEADER = b"x-proxy-attempts"
+
+#: The proxy's own error kinds that another attempt may cure (the provider, not the client).
+RETRIED_KINDS = frozenset(
+    {"upstream_unreachable", "upstream_timeout", "pool_exhausted", "provider_not_configured"}
+)
 
 
 class Abandoned(ProxyError):
@@ -162,3 +168,17 @@ class Holdback:
             await self._send(message)
         if abandoned and held and held[-1].get("more_body", False):
             await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def worth_retrying(holdback: Holdback, outcome: Outcome, policy: RetryPolicy) -> bool:
+    """Whether an attempt whose answer the holdback kept from the client may be tried
+    again: the provider failed (a retried status, an error as the stream's first
+    event, a cut before content, a connect error or timeout), not the request."""
+    if holdback.error is not None:
+        return policy.retries(holdback.error.status)
+    status = outcome.upstream_status
+    if status is not None and holdback.answered and holdback.status == status:
+        return policy.retries(status)
+    if outcome.abort is not None:
+        return True  # cut before anything reached the client
+    return outcome.error_kind in RETRIED_KINDS

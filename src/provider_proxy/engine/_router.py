@@ -15,12 +15,14 @@ the app's store, so instances sharing a Redis share them.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -38,6 +40,7 @@ from ..adapters import (
 )
 from ..dialects import Dialect
 from ..guards import Guards
+from ..observe import AttemptSpan, OpenTelemetry
 from ..policy import (
     Candidate,
     CircuitState,
@@ -55,16 +58,11 @@ from ..state import Store
 from ..types import Receive, Scope, Send
 from ._circuits import Circuits, SharedKeys
 from ._heads import send_error
-from ._holdback import ATTEMPTS_HEADER, Holdback
-from ._key_failover import MAX_KEY_RETRIES, forward_with_keys
+from ._holdback import ATTEMPTS_HEADER, Holdback, worth_retrying
+from ._key_failover import MAX_KEY_RETRIES, describe_attempt, forward_with_retries
 from ._report import Arrival, Outcome, Report
 
 logger = logging.getLogger("provider_proxy")
-
-#: The proxy's own error kinds that another attempt may cure (the provider, not the client).
-RETRIED_KINDS = frozenset(
-    {"upstream_unreachable", "upstream_timeout", "pool_exhausted", "provider_not_configured"}
-)
 
 #: Models named directly whose one-deployment route is kept (then they are made anew).
 _IMPLICIT_ROUTES = 1024
@@ -97,6 +95,8 @@ class _Tried:
     retryable: bool
     #: Whether its key failed, and another key of the same deployment may serve.
     key_retry: bool = False
+    #: Why it failed when nothing answered (the proxy's error kind).
+    kind: str | None = None
 
 
 class Router:
@@ -108,6 +108,7 @@ class Router:
     :param store: where circuits and sticky choices are kept.
     :param retry: the app's retry policy, for routes without their own.
     :param guards: the app's guards, whose identity keeps a client's conversations apart.
+    :param telemetry: where each attempt gets a child span of the request's.
     """
 
     def __init__(
@@ -121,6 +122,7 @@ class Router:
         guards: Guards | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
+        telemetry: OpenTelemetry | None = None,
     ) -> None:
         check_routes(routes, list(adapters))
         self._routes = dict(routes)
@@ -131,6 +133,7 @@ class Router:
         self._guards = guards
         self._rng = rng if rng is not None else random.Random()
         self._clock = clock
+        self._telemetry = telemetry
         self.circuits = Circuits(store, clock)
         self._keys = SharedKeys(store)
         self._in_flight: dict[str, int] = {}
@@ -241,7 +244,9 @@ class Router:
                 await anyio.sleep(wait)
             # The conversation's key too, on its deployment (not after that key failed).
             prefer_key(remembered_key if target == remembered and not key_retries else None)
-            tried = await self._attempt(target, route, policy, attempt, remaining, request)
+            with self.traced(target, attempt) as span:
+                tried = await self._attempt(target, route, policy, attempt, remaining, request)
+                _describe(span, tried)
             prefer_key(None)
             if isinstance(tried, Report):
                 await self._remember(sticky, target, tried.key, route.sticky_ttl)
@@ -335,7 +340,7 @@ class Router:
             logger.warning(
                 "%s could not take request %s: %s", target, arrival.request_id, error.message
             )
-            return _Tried(target, None, None, None, retryable=True)
+            return _Tried(target, None, None, None, retryable=True, kind=error.kind)
         finally:
             used = used_key()
             if known:
@@ -347,7 +352,7 @@ class Router:
             logger.warning(
                 "%s gave no answer to request %s within %.3g s", target, arrival.request_id, limit
             )
-            return _Tried(target, None, None, None, retryable=True)
+            return _Tried(target, None, None, None, retryable=True, kind="upstream_timeout")
         assert report is not None
         if holdback is None or holdback.state == "committed":
             if known:
@@ -368,18 +373,7 @@ class Router:
         retry_after = (
             retry_after_seconds(holdback.headers, self._clock()) if holdback.answered else None
         )
-        if holdback.error is not None:
-            retryable = policy.retries(holdback.error.status)
-        elif (
-            outcome.upstream_status is not None
-            and holdback.answered
-            and holdback.status == outcome.upstream_status
-        ):
-            retryable = policy.retries(outcome.upstream_status)
-        elif outcome.abort is not None:
-            retryable = True  # cut before anything reached the client
-        else:
-            retryable = outcome.error_kind in RETRIED_KINDS
+        retryable = worth_retrying(holdback, outcome, policy)
         key_retry = False
         status = outcome.upstream_status
         if used is not None and status is not None and status in KEY_STATUSES:
@@ -433,6 +427,12 @@ class Router:
             f"Every deployment of the route {model!r} is cooling down or not configured.",
             headers=headers,
         )
+
+    def traced(self, deployment: str, attempt: int) -> AbstractContextManager[AttemptSpan]:
+        """One attempt's child span (with ``telemetry=``), which it describes."""
+        if self._telemetry is None:
+            return contextlib.nullcontext(AttemptSpan())
+        return self._telemetry.attempt(deployment, attempt)
 
     # -- key pools ----------------------------------------------------------------------
 
@@ -607,9 +607,16 @@ class Router:
             }
         return routes
 
-    def pooled(self, provider: Provider) -> bool:
-        """Whether passthrough requests to ``provider`` may fail over between its keys."""
-        return isinstance(provider, BaseAdapter) and self._pool_of(provider.name) is not None
+    def passthrough_policy(self, provider: Provider) -> RetryPolicy | None:
+        """How passthrough requests to ``provider`` are retried: its adapter's ``retry=``,
+        else the app's; without either, ``attempts=1`` when it holds several keys (a
+        failed key is still swapped for another); ``None``: sent once, as they are."""
+        retry = provider.retry if isinstance(provider, BaseAdapter) else None
+        if retry is None and self._direct:
+            retry = self._retry
+        if retry is not None:
+            return retry
+        return RetryPolicy(attempts=1) if self._pool_of(provider.name) is not None else None
 
     async def passthrough(
         self,
@@ -620,12 +627,13 @@ class Router:
         provider: Provider,
         rest: bytes,
         arrival: Arrival,
+        policy: RetryPolicy,
     ) -> Report:
-        """A passthrough request to an adapter with several keys (see :func:`forward_with_keys`)."""
-        pooled = self._pool_of(provider.name)
-        assert pooled is not None
+        """A passthrough request retried under ``policy`` (see :func:`forward_with_retries`)."""
         request = (scope, receive, send, provider, rest, arrival)
-        return await forward_with_keys(forward, request, self._keys, self._retry, self._clock)
+        return await forward_with_retries(
+            forward, request, self._keys, policy, self._clock, self._rng, self.traced
+        )
 
     def health(self) -> dict[str, Any]:
         """Each route: its deployments skipped for want of a configured adapter."""
@@ -642,8 +650,13 @@ class Router:
 
 
 def _conversation(client: Dialect, parsed: dict[str, Any]) -> str | None:
-    """What names the conversation: the client's ``user``, else its opening (system
-    prompt and first message), read with the client format's codec."""
+    """What names the conversation: the client's prompt cache key (its format's
+    :attr:`cache_key_field`), else its ``user``, else its opening (system prompt and
+    first message), read with the client format's codec."""
+    field = getattr(client, "cache_key_field", None)  # a custom Dialect may lack it
+    cache_key = parsed.get(field) if isinstance(field, str) else None
+    if isinstance(cache_key, str) and cache_key:
+        return f"cache:{cache_key}"
     codec = client.codec
     if codec is None:
         return None
@@ -654,3 +667,14 @@ def _conversation(client: Dialect, parsed: dict[str, Any]) -> str | None:
     if request.user:
         return f"user:{request.user}"
     return repr((request.system, request.messages[:1]))
+
+
+def _describe(span: AttemptSpan, tried: Report | _Tried) -> None:
+    """What an attempt's span says: the status it was answered, and why it failed."""
+    if isinstance(tried, Report):
+        describe_attempt(span, None, tried)
+        return
+    if tried.holdback is None or tried.report is None:
+        span.error = tried.kind or "upstream_unreachable"
+        return
+    describe_attempt(span, tried.holdback, tried.report)

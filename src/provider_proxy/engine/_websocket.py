@@ -20,6 +20,7 @@ back as frames) is relayed by the same code as a provider's.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import logging
@@ -64,6 +65,7 @@ from ..transports._websocket import (
     open_socket,
 )
 from ..types import Receive, Scope, Send
+from ._drain import Drain
 from ._forward import Forwarder
 from ._report import Arrival
 from ._ws_common import (
@@ -118,6 +120,8 @@ class SocketRelay:
         self._emit = emit
         self.count = SocketCount(limits.max_sockets, limits.max_sockets_per_client)
         self._options = SocketOptions(max_message_bytes=limits.max_frame_bytes)
+        #: The app's drain, which closes open sockets with 1001 at its timeout.
+        self.drain: Drain | None = None
 
     def relays(self, provider: Provider, rest: bytes) -> bool:
         """Whether ``rest`` (below the provider's name) is a socket this relay opens."""
@@ -221,7 +225,11 @@ class SocketRelay:
             if not accepted:
                 session.status, session.error_kind = 499, "client_disconnected"
                 return
-            await session.run(upstream)
+            drain = self.drain
+            with (
+                contextlib.nullcontext() if drain is None else drain.socket(session.going_away.set)
+            ):
+                await session.run(upstream)
         finally:
             with anyio.CancelScope(shield=True):
                 if upstream is not None:
@@ -340,6 +348,8 @@ class _Session:
         #: turns through the gateway does both itself.
         self.counts_turns = True
         self._last = time.monotonic()
+        #: Set when the proxy shuts down: the socket is closed with 1001.
+        self.going_away = anyio.Event()
 
     def model_of(self, payload: JSON) -> str | None:
         """The model a turn's message names, else the one the socket was opened for."""
@@ -362,9 +372,15 @@ class _Session:
                 await self._watch()
                 group.cancel_scope.cancel()
 
+            async def away_then_stop() -> None:
+                await self.going_away.wait()
+                await self._close_both(GOING_AWAY, "The proxy is shutting down.", upstream)
+                group.cancel_scope.cancel()
+
             group.start_soon(client_then_stop)
             group.start_soon(upstream_then_stop)
             group.start_soon(watch_then_stop)
+            group.start_soon(away_then_stop)
 
     async def _from_client(self, upstream: SocketPeer) -> None:
         client, limit = self.client, self.relay.limits.max_frame_bytes

@@ -15,6 +15,7 @@ format's stream decoder, so this module sees canonical events only.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -33,9 +34,11 @@ from ..observe import SSEParser
 from ..policy import request_id_from
 from ..state import Store
 from ..types import Message, Receive, Scope, Send
+from ._drain import Drain
 from ._gateway import Gateway
 from ._report import Arrival, Outcome, Report
 from ._ws_common import (
+    GOING_AWAY,
     MESSAGE_TOO_BIG,
     NORMAL,
     POLICY_VIOLATION,
@@ -109,6 +112,8 @@ class InferenceSocket:
         self._store = store
         self._finish = finish
         self.count = SocketCount(options.max_connections, None)
+        #: The app's drain, which closes open sockets with 1001 at its timeout.
+        self.drain: Drain | None = None
         client, operation = GATEWAY[_ENDPOINT]
         self._client: Dialect = client
         self._operation = operation
@@ -128,7 +133,10 @@ class InferenceSocket:
         try:
             protocol = protocol_offered(scope)
             await client.accept(protocol, [])
-            await _Connection(self, client, scope).run()
+            connection = _Connection(self, client, scope)
+            drain = self.drain
+            with contextlib.nullcontext() if drain is None else drain.socket(connection.leave):
+                await connection.run()
         finally:
             self.count.open -= 1
 
@@ -163,6 +171,11 @@ class _Connection:
         self.scope = scope
         self.lock = anyio.Lock()
         self.running: dict[str, anyio.CancelScope] = {}
+        self._going_away = anyio.Event()
+
+    def leave(self) -> None:
+        """The proxy shuts down: a ``close`` frame, then the close, both 1001."""
+        self._going_away.set()
 
     async def send(self, frame: dict[str, Any]) -> None:
         async with self.lock:
@@ -180,10 +193,17 @@ class _Connection:
     async def run(self) -> None:
         async with anyio.create_task_group() as group:
             group.start_soon(self._heartbeat)
+            group.start_soon(self._away, group)
             try:
                 await self._read(group)
             finally:
                 group.cancel_scope.cancel()
+
+    async def _away(self, group: anyio.abc.TaskGroup) -> None:
+        await self._going_away.wait()
+        async with self.lock:  # between two frames
+            await _send_close(self.client, GOING_AWAY, "The proxy is shutting down.")
+        group.cancel_scope.cancel()  # the requests in flight end, each with its event
 
     async def _heartbeat(self) -> None:
         interval = self.socket.options.heartbeat_interval
