@@ -565,9 +565,18 @@ class Gateway:
         )
 
 
+#: Whether each codec class keeps answers: a protocol check walks every member, so
+#: it is made once per class, not per request.
+_STORES_ANSWERS: dict[type, bool] = {}
+
+
 def _stored(codec: object) -> StoredAnswers | None:
     """``codec`` when its format's answers can be kept (and fetched, and deleted)."""
-    return codec if isinstance(codec, StoredAnswers) else None
+    kind = type(codec)
+    stores = _STORES_ANSWERS.get(kind)
+    if stores is None:
+        stores = _STORES_ANSWERS[kind] = isinstance(codec, StoredAnswers)
+    return codec if stores else None  # type: ignore[return-value]
 
 
 class _Replay:
