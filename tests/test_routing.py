@@ -338,6 +338,10 @@ def test_a_body_over_max_retry_body_is_sent_once(proxied: Callable[..., Rig]) ->
     assert response.status_code == 503
     assert rig.anthropic.faulted == 1
     assert served_by(rig) == (0, 0)
+    assert wait_until(lambda: len(rig.events) == 1)
+    (event,) = rig.events
+    assert event.not_retried is not None  # the event says why it was sent once
+    assert "max_retry_body (64 bytes)" in event.not_retried
 
 
 # -- timing --------------------------------------------------------------------------------

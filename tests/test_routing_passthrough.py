@@ -204,6 +204,10 @@ def test_a_body_over_max_retry_body_is_sent_once(proxied: Callable[..., Rig]) ->
     assert "x-proxy-attempts" not in response.headers
     assert rig.faults.faulted == 1
     assert rig.fake.requests == []
+    assert wait_until(lambda: len(rig.events) == 1)
+    (event,) = rig.events
+    assert event.not_retried is not None  # the event says why it was not retried
+    assert "max_retry_body (16 bytes)" in event.not_retried
 
 
 # -- streams ---------------------------------------------------------------------------

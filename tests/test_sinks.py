@@ -229,6 +229,7 @@ def test_json_log_line_has_every_field_flat(caplog: pytest.LogCaptureFixture) ->
         "cost_unknown": None,
         "route": None,
         "deployments": [],
+        "not_retried": None,
         "key": None,
     }
     # Every event field is there (usage flattened), so a new field cannot be forgotten.

@@ -182,3 +182,9 @@ def worth_retrying(holdback: Holdback, outcome: Outcome, policy: RetryPolicy) ->
     if outcome.abort is not None:
         return True  # cut before anything reached the client
     return outcome.error_kind in RETRIED_KINDS
+
+
+def too_large_to_retry(size: int | None, limit: int) -> str:
+    """Why a request is not retried: its body (``size`` bytes, when known) is over ``limit``."""
+    body = "its body" if size is None else f"its body ({size} bytes)"
+    return f"{body} is over max_retry_body ({limit} bytes), so it was not kept to send again"

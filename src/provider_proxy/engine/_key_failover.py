@@ -36,7 +36,7 @@ from ..policy import RetryPolicy, retry_after_seconds
 from ..types import Message, Receive, Scope, Send
 from ._circuits import SharedKeys
 from ._heads import send_error
-from ._holdback import ATTEMPTS_HEADER, Holdback, worth_retrying
+from ._holdback import ATTEMPTS_HEADER, Holdback, too_large_to_retry, worth_retrying
 from ._report import Arrival, Outcome, Report
 
 logger = logging.getLogger("provider_proxy")
@@ -145,13 +145,10 @@ async def forward_with_retries(
                 remaining = policy.deadline - (anyio.current_time() - started)
             wait = policy.wait(tries, rng.random(), retry_after, remaining)
         if wait is not None and not await recorder.finish():
-            if recorder.too_large:
-                logger.info(
-                    "request %s: its body is over max_retry_body (%d bytes): sent once, "
-                    "not retried",
-                    arrival.request_id,
-                    policy.max_retry_body,
-                )
+            if recorder.too_large and report is not None:
+                reason = too_large_to_retry(None, policy.max_retry_body)
+                logger.info("request %s: %s: not retried", arrival.request_id, reason)
+                report = replace(report, not_retried=reason)
             wait = None
         if wait is None:
             if report is None:

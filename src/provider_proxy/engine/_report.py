@@ -92,6 +92,9 @@ class Report:
     key: str | None = None
     #: ``"turn"`` for a turn of a gateway socket (``{mount}/v1/responses``).
     websocket: str | None = None
+    #: Why a failure of this request would not be (or was not) retried, when a
+    #: retry policy applied: its body was over ``max_retry_body``.
+    not_retried: str | None = None
 
 
 def event_of(
@@ -132,4 +135,5 @@ def event_of(
         deployments=report.deployments,
         key=report.key,
         websocket=report.websocket,
+        not_retried=report.not_retried,
     )

@@ -58,7 +58,7 @@ from ..state import Store
 from ..types import Receive, Scope, Send
 from ._circuits import Circuits, SharedKeys
 from ._heads import send_error
-from ._holdback import ATTEMPTS_HEADER, Holdback, worth_retrying
+from ._holdback import ATTEMPTS_HEADER, Holdback, too_large_to_retry, worth_retrying
 from ._key_failover import MAX_KEY_RETRIES, describe_attempt, forward_with_retries
 from ._report import Arrival, Outcome, Report
 
@@ -215,12 +215,10 @@ class Router:
         named = model if model in self._routes else None  # a route, not a model named directly
         policy = route.retry or self._retry
         attempts = policy.attempts if size <= policy.max_retry_body else 1
+        not_retried = None
         if attempts < policy.attempts:
-            logger.info(
-                "request %s: its body (%d bytes) is over max_retry_body: sent once, not retried",
-                arrival.request_id,
-                size,
-            )
+            not_retried = too_large_to_retry(size, policy.max_retry_body)
+            logger.info("request %s: %s: sent once", arrival.request_id, not_retried)
         started = anyio.current_time()
         sticky = await self._sticky(model, route, parsed, scope, client)
         remembered, remembered_key = await self._recall(sticky)
@@ -250,7 +248,9 @@ class Router:
             prefer_key(None)
             if isinstance(tried, Report):
                 await self._remember(sticky, target, tried.key, route.sticky_ttl)
-                return replace(tried, route=named, deployments=(*failed, target))
+                return replace(
+                    tried, route=named, deployments=(*failed, target), not_retried=not_retried
+                )
             last = tried
             failed.append(target)
             if tried.key_retry and key_retries < MAX_KEY_RETRIES:
@@ -275,7 +275,7 @@ class Router:
             )
             return await self._refuse(timeout, request, named, tuple(failed))
         await last.holdback.commit()  # the last failure's answer: nothing else will serve
-        return replace(last.report, route=named, deployments=tuple(failed))
+        return replace(last.report, route=named, deployments=tuple(failed), not_retried=not_retried)
 
     async def _attempt(
         self,

@@ -67,6 +67,9 @@ class ProxyEvent:
     route: str | None = None
     #: The deployments tried, ``"{adapter}/{model}"``, the one that answered last.
     deployments: tuple[str, ...] = ()
+    #: Why a retry policy could not retry this request had it failed (its body was
+    #: over ``max_retry_body``, so it was not kept), else ``None``.
+    not_retried: str | None = None
     #: The name (never the value) of the key the answer's deployment was sent with,
     #: when its adapter holds a pool of keys.
     key: str | None = None
