@@ -55,6 +55,7 @@ import gzip
 import hashlib
 import itertools
 import struct
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -152,7 +153,18 @@ class FakeUpstream:
         self.responses: dict[str, bytes] = {}
         self.open_streams = 0
         self.closed_streams = 0
+        #: Guards the counts: tests serve one fake from several server threads at once.
+        self._counts = threading.Lock()
         self._ids = itertools.count(1)
+
+    def _stream_opened(self) -> None:
+        with self._counts:
+            self.open_streams += 1
+
+    def _stream_closed(self) -> None:
+        with self._counts:
+            self.open_streams -= 1
+            self.closed_streams += 1
 
     @property
     def last(self) -> RecordedRequest:
@@ -259,15 +271,14 @@ class FakeUpstream:
         events = _events(anthropic, answer, usage)
         limit = None if fail_after is None else int(fail_after)
         complete: bool | None = None  # stays None when the client leaves first
-        self.open_streams += 1
+        self._stream_opened()
         try:
             async with anyio.create_task_group() as group:
                 group.start_soon(_cancel_on_disconnect, receive, group.cancel_scope)
                 complete = await _send_events(send, events, gap, limit)
                 group.cancel_scope.cancel()
         finally:
-            self.open_streams -= 1
-            self.closed_streams += 1
+            self._stream_closed()
         if complete is None:
             return
         if not complete:
@@ -354,7 +365,7 @@ class FakeUpstream:
 
     async def _endless(self, receive: Receive, send: Send, gap: float) -> None:
         """Stream until the client leaves; counts open and closed streams."""
-        self.open_streams += 1
+        self._stream_opened()
         try:
             await send(
                 {
@@ -376,8 +387,7 @@ class FakeUpstream:
                     await send({"type": "http.response.body", "body": body, "more_body": True})
                     await anyio.sleep(gap)
         finally:
-            self.open_streams -= 1
-            self.closed_streams += 1
+            self._stream_closed()
 
 
 def _words(count: int) -> Iterator[str]:
