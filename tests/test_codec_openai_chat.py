@@ -307,7 +307,7 @@ def test_a_tool_loop_maps_calls_and_merges_results_into_one_user_turn() -> None:
         ({"presence_penalty": 1}, "presence_penalty"),
         ({"audio": {"voice": "alloy", "format": "wav"}}, "audio"),
         ({"modalities": ["text", "audio"]}, "modalities"),
-        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"response_format": {"type": "grammar"}}, "response_format.type"),
         ({"functions": [{"name": "f"}]}, "functions"),
         ({"web_search_options": {}}, "web_search_options"),
         ({"unheard_of": 1}, "unheard_of"),

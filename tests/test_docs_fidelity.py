@@ -239,7 +239,7 @@ REQUEST_VALUES: dict[str, dict[str, Any]] = {
         "container": "container_1",
         "mcp_servers": [{"type": "url", "url": "https://mcp.example/sse", "name": "docs"}],
         "context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]},
-        "output_config": {"effort": "low"},
+        "output_config": {"format": {"type": "json_schema", "schema": {"type": "object"}}},
         "output_format": {"type": "json_schema", "schema": {"type": "object"}},
         "service_tier": "auto",
         "inference_geo": "us",
@@ -258,7 +258,7 @@ REQUEST_VALUES: dict[str, dict[str, Any]] = {
         "tool_choice": "required",
         "parallel_tool_calls": False,
         "reasoning": {"effort": "low", "summary": "auto"},
-        "text": {"format": {"type": "text"}},
+        "text": {"format": {"type": "json_object"}},
         "store": False,
         "previous_response_id": "resp_1",
         "include": ["reasoning.encrypted_content"],
@@ -309,6 +309,12 @@ REQUEST_VALUES: dict[str, dict[str, Any]] = {
     },
 }
 
+#: Fields a row's value needs beside it (a schema is only read with the JSON MIME type).
+COMPANIONS: dict[tuple[str, str], dict[str, Any]] = {
+    (GEMINI, name): {"generationConfig.responseMimeType": "application/json"}
+    for name in ("generationConfig.responseSchema", "generationConfig.responseJsonSchema")
+}
+
 #: The default of each refused field that is accepted at its default ("unless ..." in its note).
 REFUSED_DEFAULTS: dict[str, dict[str, Any]] = {
     OPENAI: {
@@ -319,7 +325,6 @@ REFUSED_DEFAULTS: dict[str, dict[str, Any]] = {
         "frequency_penalty": 0,
         "presence_penalty": 0,
         "modalities": ["text"],
-        "response_format": {"type": "text"},
     },
     ANTHROPIC: {},
     RESPONSES: {"truncation": "disabled", "top_logprobs": 0, "background": False},
@@ -327,7 +332,6 @@ REFUSED_DEFAULTS: dict[str, dict[str, Any]] = {
         "generationConfig.candidateCount": 1,
         "generationConfig.presencePenalty": 0,
         "generationConfig.frequencyPenalty": 0,
-        "generationConfig.responseMimeType": "text/plain",
         "generationConfig.responseModalities": ["TEXT"],
         "generationConfig.responseLogprobs": False,
     },
@@ -343,6 +347,8 @@ def test_every_request_row_has_a_value_here(dialect: str) -> None:
 def test_each_request_field_meets_its_fate(dialect: str, name: str, fate: Fidelity) -> None:
     codec = CODECS[dialect]
     body = _with_field(BASE_BODIES[dialect], name, REQUEST_VALUES[dialect][name])
+    for other, value in COMPANIONS.get((dialect, name), {}).items():
+        body = _with_field(body, other, value)
     if fate is Fidelity.REFUSED:
         with pytest.raises(Unsupported) as refused:
             codec.decode_request(body)

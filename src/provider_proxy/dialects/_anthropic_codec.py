@@ -17,6 +17,7 @@ import re
 from typing import Any
 
 from . import _codec_util as u
+from . import _output_format as output
 from .canonical import (
     Document,
     Fidelity,
@@ -82,8 +83,8 @@ REQUEST_FIELDS: FidelityTable = {
     "container": Rule(R),
     "mcp_servers": Rule(R),
     "context_management": Rule(R),
-    "output_config": Rule(R),
-    "output_format": Rule(R),
+    "output_config": Rule(M, "format: a JSON schema (see Structured output); effort refused"),
+    "output_format": Rule(M, "the beta's form of output_config.format"),
     "service_tier": Rule(D),
     "inference_geo": Rule(D),
     "speed": Rule(D, "latency only"),
@@ -201,6 +202,7 @@ def decode_request(body: Any) -> tuple[Request, tuple[str, ...]]:
         stream_usage=body.get("stream") is True,
         user=u.opt_str(metadata.get("user_id"), "metadata.user_id"),
         reasoning=_decode_thinking(body.get("thinking")),
+        output_format=output.from_anthropic(body.get("output_config"), body.get("output_format")),
     )
     return request, tuple(dropped)
 
@@ -441,6 +443,8 @@ def encode_request(request: Request) -> dict[str, Any]:
         body["thinking"] = thinking
     if request.user is not None:
         body["metadata"] = {"user_id": request.user}
+    if request.output_format is not None:
+        body["output_config"] = output.to_anthropic(request.output_format)
     if request.stream:
         body["stream"] = True
     return body

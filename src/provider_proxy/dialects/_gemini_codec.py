@@ -34,6 +34,7 @@ from typing import Any
 
 from .._json import dumps, loads
 from . import _codec_util as u
+from . import _output_format as output
 from ._gemini_schema import from_gemini_name, to_gemini, to_gemini_name, to_json_schema
 from .canonical import (
     IMAGE_URL,
@@ -97,9 +98,11 @@ REQUEST_FIELDS: FidelityTable = {
     "generationConfig.topK": Rule(R),
     "generationConfig.presencePenalty": Rule(R, "unless 0"),
     "generationConfig.frequencyPenalty": Rule(R, "unless 0"),
-    "generationConfig.responseMimeType": Rule(R, 'unless "text/plain"'),
-    "generationConfig.responseSchema": Rule(R),
-    "generationConfig.responseJsonSchema": Rule(R),
+    "generationConfig.responseMimeType": Rule(
+        M, '"text/plain", or "application/json" (see Structured output)'
+    ),
+    "generationConfig.responseSchema": Rule(M, "read as JSON Schema"),
+    "generationConfig.responseJsonSchema": Rule(M),
     "generationConfig.responseModalities": Rule(R, 'unless ["TEXT"]'),
     "generationConfig.responseLogprobs": Rule(R, "unless false"),
     "generationConfig.logprobs": Rule(R),
@@ -117,7 +120,6 @@ _DEFAULTS: dict[str, Callable[[Any], bool]] = {
     "generationConfig.candidateCount": lambda v: v == 1,
     "generationConfig.presencePenalty": lambda v: v == 0,
     "generationConfig.frequencyPenalty": lambda v: v == 0,
-    "generationConfig.responseMimeType": lambda v: v == "text/plain",
     "generationConfig.responseModalities": lambda v: v == ["TEXT"],
     "generationConfig.responseLogprobs": lambda v: v is False,
 }
@@ -270,6 +272,7 @@ def decode_request(body: Any) -> tuple[Request, tuple[str, ...]]:
             )
         ),
         reasoning=_decode_thinking(config.get("thinkingConfig")),
+        output_format=output.from_gemini(config),
     )
     return request, tuple(dict.fromkeys(dropped))
 
@@ -580,6 +583,8 @@ def encode_request(request: Request) -> dict[str, Any]:
     thinking = _encode_thinking(request.reasoning)
     if thinking is not None:
         config["thinkingConfig"] = thinking
+    if request.output_format is not None:
+        config.update(output.to_gemini(request.output_format))
     if config:
         body["generationConfig"] = config
     return body

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import _codec_util as u
+from . import _output_format as output
 from .canonical import (
     Document,
     Fidelity,
@@ -70,7 +71,7 @@ REQUEST_FIELDS: FidelityTable = {
     "presence_penalty": Rule(R, "unless 0"),
     "audio": Rule(R),
     "modalities": Rule(R, 'unless ["text"]'),
-    "response_format": Rule(R, 'unless {"type": "text"}'),
+    "response_format": Rule(M, "text, json_object, json_schema (see Structured output)"),
     "functions": Rule(R, "the legacy form of tools"),
     "function_call": Rule(R, "the legacy form of tool_choice"),
     "verbosity": Rule(R),
@@ -93,7 +94,6 @@ _DEFAULTS: dict[str, Callable[[Any], bool]] = {
     "frequency_penalty": lambda v: v == 0,
     "presence_penalty": lambda v: v == 0,
     "modalities": lambda v: v == ["text"],
-    "response_format": lambda v: v == {"type": "text"},
 }
 
 #: The fate of canonical content an OpenAI Chat body cannot hold (encoding).
@@ -187,6 +187,7 @@ def decode_request(body: Any) -> tuple[Request, tuple[str, ...]]:
         stream_usage=stream_options.get("include_usage") is True,
         user=user,
         reasoning=None if effort is None else ReasoningConfig(effort=effort),  # type: ignore[arg-type]
+        output_format=output.from_chat(body.get("response_format")),
     )
     return request, tuple(dict.fromkeys(dropped))
 
@@ -436,6 +437,8 @@ def encode_request(request: Request) -> dict[str, Any]:
     effort = _effort(request.reasoning)
     if effort is not None:
         body["reasoning_effort"] = effort
+    if request.output_format is not None:
+        body["response_format"] = output.to_chat(request.output_format)
     if request.stream:
         body["stream"] = True
         # Always asked for: the gateway reads usage; the client sees it only if it asked.

@@ -39,6 +39,7 @@ from typing import Any
 
 from . import _codec_util as u
 from . import _openai_chat_codec as chat
+from . import _output_format as output
 from ._responses_items import (
     NAMESPACE_SEPARATOR,
     decode_output,
@@ -54,6 +55,7 @@ from .canonical import (
     FidelityTable,
     Image,
     Message,
+    OutputFormat,
     Part,
     Reasoning,
     ReasoningConfig,
@@ -87,7 +89,10 @@ REQUEST_FIELDS: FidelityTable = {
     "tool_choice": Rule(M, "auto, none, required or a function"),
     "parallel_tool_calls": Rule(M),
     "reasoning": Rule(M, "effort; summary: reasoning is returned as summary text"),
-    "text": Rule(M, 'format {"type": "text"} only; verbosity unless "medium"'),
+    "text": Rule(
+        M,
+        'format: text, json_object, json_schema (see Structured output); verbosity unless "medium"',
+    ),
     "store": Rule(M, "the gateway keeps the conversation"),
     "previous_response_id": Rule(M, "a response the gateway kept"),
     "include": Rule(M, '"reasoning.encrypted_content" (always returned); others refused'),
@@ -165,7 +170,7 @@ def decode_request(body: Any) -> tuple[Request, tuple[str, ...]]:
             raise Unsupported(key)
         elif rule.fate is D and value is not None:
             dropped.append(key)
-    _check_text(body.get("text"))
+    text_format = _check_text(body.get("text"))
     _check_include(body.get("include"))
     options = u.obj(body.get("stream_options") or {}, "stream_options")
     u.only(options, ("include_obfuscation",), "stream_options")
@@ -194,6 +199,7 @@ def decode_request(body: Any) -> tuple[Request, tuple[str, ...]]:
         store=body.get("store") is not False,
         continues=u.opt_str(body.get("previous_response_id"), "previous_response_id"),
         transient_system=1 if instructions else 0,
+        output_format=text_format,
     )
     return request, tuple(dict.fromkeys(dropped))
 
@@ -202,17 +208,15 @@ def _never(value: Any) -> bool:
     return False
 
 
-def _check_text(value: Any) -> None:
+def _check_text(value: Any) -> OutputFormat | None:
     if value is None:
-        return
+        return None
     text = u.obj(value, "text")
     u.only(text, ("format", "verbosity"), "text")
     verbosity = text.get("verbosity")
     if verbosity not in (None, "medium"):
         raise Unsupported("text.verbosity", "the provider has no verbosity setting")
-    form = text.get("format")
-    if form is not None and u.obj(form, "text.format").get("type") != "text":
-        raise Unsupported("text.format", "only plain text output translates")
+    return output.from_responses(text.get("format"))
 
 
 def _check_include(value: Any) -> None:
@@ -468,6 +472,8 @@ def encode_request(request: Request) -> dict[str, Any]:
     if effort is not None:
         body["reasoning"] = {"effort": effort, "summary": "auto"}
         body["include"] = ["reasoning.encrypted_content"]
+    if request.output_format is not None:
+        body["text"] = {"format": output.to_responses(request.output_format)}
     body["store"] = False
     if request.stream:
         body["stream"] = True

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs
 from .._exceptions import BadRequest
 from . import _codec_util as u
 from . import _openai_chat_codec as chat
+from . import _output_format as formats
 from .canonical import (
     Document,
     FinishReason,
@@ -350,7 +351,9 @@ def response_object(
         "reasoning": {"effort": effort, "summary": None},
         "store": False if request is None else request.store,
         "temperature": None if request is None else request.temperature,
-        "text": {"format": {"type": "text"}},
+        "text": {
+            "format": formats.to_responses(None if request is None else request.output_format)
+        },
         "tool_choice": choice,
         "tools": [] if request is None else [encode_tool(t) for t in request.tools],
         "top_p": None if request is None else request.top_p,

@@ -213,6 +213,28 @@ class ReasoningConfig:
     budget_tokens: int | None = None
 
 
+OutputKind = Literal["json_object", "json_schema"]
+
+
+@dataclass(frozen=True, slots=True)
+class OutputFormat:
+    """The shape the answer's text must take: any JSON object, or JSON that matches ``schema``.
+
+    Plain text is no format (``Request.output_format`` is ``None``);
+    :mod:`provider_proxy.dialects._output_format` maps it to and from each API.
+    """
+
+    kind: OutputKind
+    #: The format's name (OpenAI's ``json_schema.name``); ``None`` where the client gave none.
+    name: str | None = None
+    schema: Mapping[str, Any] | None = None
+    #: The answer must match the schema exactly (OpenAI's ``strict``; Anthropic's always is).
+    strict: bool | None = None
+    description: str | None = None
+    #: The client's field it came from, so that a refusal names what the client sent.
+    source: str = field(default="output_format", compare=False)
+
+
 @dataclass(frozen=True, slots=True)
 class Request:
     """A generation request, format-neutral."""
@@ -242,6 +264,8 @@ class Request:
     #: How many of the first :attr:`system` texts are for this request only, not kept
     #: with its conversation (the Responses API's ``instructions``).
     transient_system: int = 0
+    #: The shape the answer's text must take; ``None``: plain text.
+    output_format: OutputFormat | None = None
 
 
 # -- the response -----------------------------------------------------------------------
@@ -656,6 +680,8 @@ __all__ = [
     "Image",
     "Message",
     "MessageStart",
+    "OutputFormat",
+    "OutputKind",
     "Part",
     "Reasoning",
     "ReasoningConfig",
