@@ -143,8 +143,7 @@ def from_responses(value: Any) -> OutputFormat | None:
         return OutputFormat("json_object", source=where)
     if kind != "json_schema":
         raise Unsupported(f"{where}.type", f"unknown text format {kind!r}")
-    u.only(form, ("type", "name", "schema", "strict", "description"), where)
-    return _json_schema(form, where)
+    return _json_schema({key: value for key, value in form.items() if key != "type"}, where)
 
 
 def to_responses(form: OutputFormat | None) -> dict[str, Any]:

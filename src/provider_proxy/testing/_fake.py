@@ -65,6 +65,7 @@ import anyio
 
 from .._json import dumps, loads
 from ..types import Receive, Scope, Send
+from . import _fake_format as _format
 from . import _fake_responses as _responses
 
 _WORDS = [
@@ -191,6 +192,10 @@ class FakeUpstream:
             await _gemini_error(send, int(status), f"fake upstream error {status}")
         elif status is not None:
             await _error(send, int(status), anthropic)
+        elif (problem := _format_problem(request)) is not None and gemini:
+            await _gemini_error(send, 400, problem)
+        elif problem is not None:
+            await _error(send, 400, anthropic, problem, "invalid_request_error")
         elif path.endswith("/echo"):
             await _json(send, 200, _echo(request))
         elif path.endswith("/stream"):
@@ -347,7 +352,7 @@ class FakeUpstream:
         answer = replace(answer, model=model)
         chunks = _gemini_chunks(answer)
         if not request.path.endswith(":streamGenerateContent"):
-            parts = [part for chunk in chunks for part in chunk]
+            parts = _joined_text([part for chunk in chunks for part in chunk])
             await _json(send, 200, _gemini_chunk(answer, parts, answer.output_tokens, True))
             return
         await send(
@@ -451,8 +456,11 @@ def _answer(
         for i, name in enumerate(n for n in names if n in schemas)
     ]
     images = _images(payload.get("messages"))
+    want = _wanted(request, payload)
     if calls:
         words: list[str] = []
+    elif want is not None:  # JSON, a few words at a time (" ".join gives it back)
+        words = _format.answer_text(want).split(" ")
     elif images:
         words = ["Images:", *(f"{image}," for image in images[:-1]), f"{images[-1]}."]
     else:
@@ -465,6 +473,46 @@ def _answer(
         calls=calls,
         cached=int(request.header("x-fake-cached") or 0),
     )
+
+
+def _format_api(path: str) -> str | None:
+    """Which API's output format a path's body carries (``None``: none)."""
+    if path.endswith("/messages"):
+        return "anthropic"
+    if path.endswith("/chat/completions"):
+        return "chat"
+    if path.endswith("/responses"):
+        return "responses"
+    if path.endswith((":generateContent", ":streamGenerateContent")):
+        return "gemini"
+    return None
+
+
+def _wanted(request: RecordedRequest, payload: dict[str, Any]) -> _format.Wanted | None:
+    """The JSON the request asks for (its format already checked: see :func:`_format_problem`)."""
+    api = _format_api(request.path)
+    if api is None:
+        return None
+    try:
+        return _format.wanted(api, payload, request.header("anthropic-beta") or "")
+    except _format.FormatError:
+        return None
+
+
+def _format_problem(request: RecordedRequest) -> str | None:
+    """Why the real API would refuse the request's output format (``None``: it would not)."""
+    api = _format_api(request.path)
+    try:
+        payload = loads(request.body) if request.body and api is not None else None
+    except ValueError:
+        return None
+    if not isinstance(payload, dict) or api is None:
+        return None
+    try:
+        _format.wanted(api, payload, request.header("anthropic-beta") or "")
+    except _format.FormatError as error:
+        return str(error)
+    return None
 
 
 def _has_tool_result(payload: dict[str, Any]) -> bool:
@@ -786,6 +834,17 @@ def _gemini_chunks(answer: _Answer) -> list[list[dict[str, Any]]]:
         signed = next((c for c in chunks if "functionCall" in c[0]), chunks[-1])
         signed[0]["thoughtSignature"] = answer.signature
     return chunks or [[{"text": ""}]]
+
+
+def _joined_text(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A whole answer's parts, each run of plain text one part (as Gemini answers whole)."""
+    joined: list[dict[str, Any]] = []
+    for part in parts:
+        if joined and set(part) == {"text"} and set(joined[-1]) == {"text"}:
+            joined[-1] = {"text": joined[-1]["text"] + part["text"]}
+        else:
+            joined.append(part)
+    return joined
 
 
 def _gemini_chunk(

@@ -81,6 +81,7 @@ def response_object(
         "parallel_tool_calls": True,
         "previous_response_id": payload.get("previous_response_id"),
         "store": payload.get("store", True) is not False,
+        "text": payload.get("text") or {"format": {"type": "text"}},
         "tool_choice": payload.get("tool_choice", "auto"),
         "tools": payload.get("tools") or [],
         "usage": usage,
