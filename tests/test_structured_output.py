@@ -31,9 +31,6 @@ from provider_proxy.adapters import AnthropicAdapter, GeminiAdapter, OpenAIAdapt
 from provider_proxy.dialects import _output_format as output
 from provider_proxy.dialects import _responses_items as responses_items
 from provider_proxy.dialects.anthropic_messages import AnthropicMessagesCodec
-from provider_proxy.dialects.gemini import GeminiCodec
-from provider_proxy.dialects.openai_chat import OpenAIChatCodec
-from provider_proxy.dialects.openai_responses import OpenAIResponsesCodec
 from provider_proxy.dialects.canonical import (
     FinishReason,
     Message,
@@ -43,6 +40,9 @@ from provider_proxy.dialects.canonical import (
     Text,
     Unsupported,
 )
+from provider_proxy.dialects.gemini import GeminiCodec
+from provider_proxy.dialects.openai_chat import OpenAIChatCodec
+from provider_proxy.dialects.openai_responses import OpenAIResponsesCodec
 from provider_proxy.testing import FakeUpstream
 
 from .conftest import ANTHROPIC_KEY, OPENAI_KEY
@@ -628,7 +628,8 @@ def test_responses_stream_with_a_format(
         final = stream.get_final_response()
     assert len(deltas) > 3
     _check_forecast(final.output_parsed)
-    assert final.text is not None and final.text.format is not None
+    assert final.text is not None
+    assert final.text.format is not None
     assert final.text.format.type == "json_schema"  # the request's format, echoed
     (_claude_received if model == CLAUDE else _gemini_received)(fake)
 
