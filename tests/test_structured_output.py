@@ -17,9 +17,11 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 import anthropic
+import anyio
 import httpx
 import openai
 import pytest
+from agents import Agent, OpenAIResponsesModel, Runner, set_tracing_disabled
 from google import genai
 from google.genai import types
 from hypothesis import given
@@ -720,3 +722,35 @@ def test_anthropic_output_config_on_gpt(gateway: ServerThread, fake: FakeUpstrea
         "type": "json_schema",
         "json_schema": {"name": output.DEFAULT_NAME, "schema": SCHEMA, "strict": True},
     }
+
+
+def test_google_genai_response_json_schema_on_claude(
+    google: genai.Client, fake: FakeUpstream
+) -> None:
+    config = types.GenerateContentConfig(
+        response_mime_type="application/json", response_json_schema=SCHEMA
+    )
+    response = google.models.generate_content(
+        model=CLAUDE, contents="The forecast for Paris, please.", config=config
+    )
+    assert json.loads(response.text or "") == {"city": "fake-city", "days": 1}
+    assert _sent(fake)["output_config"] == {"format": {"type": "json_schema", "schema": SCHEMA}}
+
+
+def test_the_agents_sdk_output_type_on_claude(gateway: ServerThread, fake: FakeUpstream) -> None:
+    set_tracing_disabled(True)  # no traces exported anywhere
+
+    async def run() -> Any:
+        async with openai.AsyncOpenAI(
+            base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0
+        ) as client:
+            agent = Agent(
+                name="forecaster",
+                instructions="Give the forecast.",
+                output_type=Forecast,
+                model=OpenAIResponsesModel(model=CLAUDE, openai_client=client),
+            )
+            return (await Runner.run(agent, "Paris?")).final_output
+
+    _check_forecast(anyio.run(run))
+    _claude_received(fake)
