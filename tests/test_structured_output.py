@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, Field
 
 from provider_proxy import make_asgi_app
-from provider_proxy.adapters import AnthropicAdapter, GeminiAdapter, OpenAIAdapter
+from provider_proxy.adapters import AnthropicAdapter, GeminiAdapter, OpenAIAdapter, VLLMAdapter
 from provider_proxy.dialects import _output_format as output
 from provider_proxy.dialects import _responses_items as responses_items
 from provider_proxy.dialects.anthropic_messages import AnthropicMessagesCodec
@@ -754,3 +754,37 @@ def test_the_agents_sdk_output_type_on_claude(gateway: ServerThread, fake: FakeU
 
     _check_forecast(anyio.run(run))
     _claude_received(fake)
+
+
+class JsonModeOnly(VLLMAdapter):
+    """A Chat-only server with JSON mode but no JSON schemas."""
+
+    output_formats = frozenset({"json_object"})
+
+
+@pytest.fixture(scope="module")
+def json_mode_gateway(upstream: ServerThread) -> Iterator[ServerThread]:
+    adapter = JsonModeOnly(name="local", base_url=upstream.url + "/v1")
+    with serve(make_asgi_app([adapter], validate_credentials="off")) as server:
+        yield server
+
+
+def test_a_provider_flagged_without_schemas_refuses_one_by_name(
+    json_mode_gateway: ServerThread, fake: FakeUpstream
+) -> None:
+    before = len(fake.requests)
+    with openai.OpenAI(
+        base_url=f"{json_mode_gateway.url}/v1", api_key="unused", max_retries=0
+    ) as client:
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.responses.parse(model="local/qwen3", input=QUESTION, text_format=Forecast)
+        assert "'text.format'" in refused.value.message
+        assert "json_schema" in refused.value.message
+        assert len(fake.requests) == before  # nothing forwarded
+        response = client.responses.create(
+            model="local/qwen3",
+            input="Answer in JSON.",
+            text={"format": {"type": "json_object"}},
+        )
+    assert json.loads(response.output_text) == {"answer": "fake"}
+    assert _sent(fake)["response_format"] == {"type": "json_object"}

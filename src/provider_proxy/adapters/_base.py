@@ -103,6 +103,11 @@ class BaseAdapter:
     #: Responses client at the gateway is translated to Chat for them; passthrough
     #: of ``{mount}/{name}/responses`` is unaffected. OpenAI's adapter speaks both.
     gateway_dialects: ClassVar[tuple[Dialect, ...] | None] = None
+    #: The output formats (structured output: ``"json_object"``, ``"json_schema"``) the
+    #: gateway may ask of this provider when it translates; a request for another is
+    #: refused (400 naming the client's field). Narrow it for a server that has no
+    #: ``response_format`` or no JSON schemas.
+    output_formats: ClassVar[frozenset[str]] = frozenset({"json_object", "json_schema"})
     #: The endpoints forwarded by default (see :mod:`provider_proxy.policy._endpoints` for
     #: the rule syntax): the provider's inference API, nothing administrative.
     endpoints: ClassVar[tuple[str, ...]] = (

@@ -269,6 +269,11 @@ class Gateway:
                 scope, receive, send, client, target, parsed, arrival, hold, repeat
             )
         request, dropped = codec.decode_request(parsed)
+        form = request.output_format
+        if form is not None and form.kind not in getattr(
+            target.adapter, "output_formats", {form.kind}
+        ):
+            raise Unsupported(form.source, f"{target.adapter.name!r} takes no {form.kind} format")
         if stream:
             request = dataclasses.replace(request, stream=True, stream_usage=True)
         dropped = (*dropped, *provider_codec.dropped_by_encoding(request))
