@@ -423,6 +423,23 @@ def test_openai_formats_round_trip(form: OutputFormat) -> None:
     assert output.from_responses(output.to_responses(form)) == form
 
 
+@given(_formats)
+def test_gemini_formats_round_trip_with_name_and_description_in_the_schema(
+    form: OutputFormat,
+) -> None:
+    back = output.from_gemini(output.to_gemini(form))
+    assert back is not None
+    assert back.kind == form.kind
+    if form.kind == "json_object":
+        assert back.schema is None
+        return
+    expected = dict(form.schema or {}, title=form.name)
+    if form.description is not None:
+        expected["description"] = form.description
+    assert back.schema == expected
+    assert back.strict is None  # Gemini has no flag: it always holds the answer to the schema
+
+
 @given(_schemas)
 def test_every_object_claude_is_sent_is_closed(schema: dict[str, Any]) -> None:
     sent = output.anthropic_schema(schema, strict=True, where="s")
