@@ -41,8 +41,11 @@ failing or long stream:
 
 A request with images (in its user turns) is answered with text naming each
 one's media type (inline data) or URL, ``"Images: image/png, https://..."``,
-so a test can tell they arrived. Streams count in :attr:`FakeUpstream.open_streams`
-and :attr:`FakeUpstream.closed_streams`, and end when the client leaves.
+so a test can tell they arrived. A request for JSON output (structured output in
+any of the formats) is checked as its API checks it and answered with JSON that fits
+its schema: :mod:`provider_proxy.testing._fake_format`. Streams count in
+:attr:`FakeUpstream.open_streams` and :attr:`FakeUpstream.closed_streams`, and end
+when the client leaves.
 
 Other routes: ``/echo`` answers the request it got as JSON; ``/stream`` streams
 until the client goes away; ``/gzip`` answers a gzip-encoded body.
