@@ -805,3 +805,22 @@ def test_a_provider_flagged_without_schemas_refuses_one_by_name(
         )
     assert json.loads(response.output_text) == {"answer": "fake"}
     assert _sent(fake)["response_format"] == {"type": "json_object"}
+
+
+@pytest.mark.parametrize("model", [GPT, FLASH])
+def test_anthropic_messages_parse(gateway: ServerThread, fake: FakeUpstream, model: str) -> None:
+    with anthropic.Anthropic(base_url=gateway.url, api_key="unused", max_retries=0) as client:
+        message = client.messages.parse(
+            model=model,
+            max_tokens=200,
+            messages=[{"role": "user", "content": "The forecast for Paris, please."}],
+            output_format=Forecast,
+        )
+    _check_forecast(message.parsed_output)
+    sent = _sent(fake)
+    if model == GPT:
+        spec = sent["response_format"]["json_schema"]
+        assert spec["strict"] is True  # Claude's formats always hold the answer to the schema
+        assert spec["schema"]["$defs"]["Place"]["additionalProperties"] is False
+    else:
+        assert _gemini_received(fake)["additionalProperties"] is False
