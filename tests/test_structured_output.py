@@ -824,3 +824,23 @@ def test_anthropic_messages_parse(gateway: ServerThread, fake: FakeUpstream, mod
         assert spec["schema"]["$defs"]["Place"]["additionalProperties"] is False
     else:
         assert _gemini_received(fake)["additionalProperties"] is False
+
+
+def test_anthropic_messages_stream_with_a_format_on_gpt(
+    gateway: ServerThread, fake: FakeUpstream
+) -> None:
+    with (
+        anthropic.Anthropic(base_url=gateway.url, api_key="unused", max_retries=0) as client,
+        client.messages.stream(
+            model=GPT,
+            max_tokens=200,
+            messages=[{"role": "user", "content": "The forecast for Paris, please."}],
+            output_format=Forecast,
+        ) as stream,
+    ):
+        deltas = [e for e in stream if e.type == "content_block_delta"]
+        final = stream.get_final_message()
+    assert len(deltas) > 3
+    _check_forecast(final.parsed_output)
+    assert _sent(fake)["stream"] is True
+    assert _sent(fake)["response_format"]["type"] == "json_schema"
