@@ -12,6 +12,7 @@ streams) with a pydantic model on Claude and Gemini, and ``google-genai``'s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from typing import Any, Literal
@@ -329,6 +330,34 @@ def test_an_unenforced_keyword_is_refused_when_strict_and_described_otherwise() 
         "type": "integer",
         "description": "How many.\n\n{minimum: 1}",
     }
+
+
+def test_claude_gets_type_lists_as_any_of_and_annotations_in_descriptions() -> None:
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": {
+            "note": {"type": ["string", "null"], "default": None},
+            "kind": {"oneOf": [{"const": "a"}, {"const": "b"}]},
+            "code": {"type": "string", "pattern": "^[A-Z]+$", "description": "Upper case."},
+        },
+        "required": ["note", "kind", "code"],
+        "additionalProperties": False,
+    }
+    loose = OutputFormat("json_schema", schema=schema, source="text.format")
+    sent = ANTHROPIC.encode_request(_request(loose))["output_config"]["format"]["schema"]
+    assert sent["properties"] == {
+        "note": {"anyOf": [{"type": "string"}, {"type": "null"}], "description": "{default: None}"},
+        "kind": {"anyOf": [{"const": "a"}, {"const": "b"}]},
+        "code": {"type": "string", "description": "Upper case.\n\n{pattern: '^[A-Z]+$'}"},
+    }
+    with pytest.raises(Unsupported) as refused:
+        ANTHROPIC.encode_request(_request(dataclasses.replace(loose, strict=True)))
+    assert refused.value.field == "text.format.schema.properties.kind.oneOf"
+    del schema["properties"]["kind"]
+    schema["required"] = ["note", "code"]
+    with pytest.raises(Unsupported) as refused:
+        ANTHROPIC.encode_request(_request(dataclasses.replace(loose, schema=schema, strict=True)))
+    assert refused.value.field == "text.format.schema.properties.code.pattern"
 
 
 @pytest.mark.parametrize(

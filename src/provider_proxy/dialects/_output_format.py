@@ -30,9 +30,12 @@ Conversions, by one rule each:
   ``additionalProperties: false`` (every answer still fits the client's
   schema); an open object (``additionalProperties`` true or a schema) and a
   recursive ``$ref`` are refused. A keyword Claude does not enforce
-  (:data:`ANTHROPIC_UNENFORCED`: ``minimum``, ``maxLength``, ``oneOf``, ...) is
-  refused when the client asked for a ``strict`` schema, and otherwise moved
-  into the description as guidance (what Anthropic's own SDK does). A JSON
+  (one outside :data:`ANTHROPIC_KEYWORDS`: ``minimum``, ``maxLength``,
+  ``pattern``, ``oneOf``, ...) is refused when the client asked for a
+  ``strict`` schema, and otherwise moved into the description as guidance (what
+  Anthropic's own SDK does; ``oneOf`` becomes ``anyOf``). Annotations
+  (:data:`ANNOTATIONS`: ``default``, ``examples``, ...) go into the description
+  either way. A ``type`` list becomes the ``anyOf`` of its types. A JSON
   object without a schema is refused: Claude's closed objects cannot say "any
   object".
 - **strict**: Gemini and Anthropic always constrain the answer to the schema,
@@ -59,30 +62,42 @@ from .canonical import OutputFormat, Unsupported
 DEFAULT_NAME = "response"
 _VALID_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
-#: Keywords Claude's structured output does not enforce (refused when strict, else described).
-ANTHROPIC_UNENFORCED = frozenset(
+#: The keywords Claude's structured output takes (and enforces), as Anthropic's SDK keeps
+#: them; ``format`` only with :data:`ANTHROPIC_FORMATS`, ``minItems`` only 0 or 1.
+ANTHROPIC_KEYWORDS = frozenset(
     {
-        "minimum",
-        "maximum",
-        "exclusiveMinimum",
-        "exclusiveMaximum",
-        "multipleOf",
-        "minLength",
-        "maxLength",
-        "maxItems",
-        "minProperties",
-        "maxProperties",
-        "patternProperties",
-        "propertyNames",
-        "uniqueItems",
-        "contains",
-        "not",
-        "if",
-        "then",
-        "else",
-        "dependentRequired",
-        "dependentSchemas",
-        "oneOf",
+        "type",
+        "properties",
+        "required",
+        "additionalProperties",
+        "items",
+        "enum",
+        "const",
+        "anyOf",
+        "allOf",
+        "$ref",
+        "$defs",
+        "definitions",
+        "title",
+        "description",
+        "format",
+        "minItems",
+    }
+)
+#: Keywords that say something about a value but hold the answer to nothing: sent to
+#: Claude in the description, whatever ``strict`` says.
+ANNOTATIONS = frozenset(
+    {
+        "default",
+        "examples",
+        "example",
+        "$schema",
+        "$id",
+        "$comment",
+        "deprecated",
+        "readOnly",
+        "writeOnly",
+        "discriminator",
     }
 )
 #: The string ``format`` values Claude's structured output knows.
@@ -91,8 +106,11 @@ ANTHROPIC_FORMATS = frozenset(
 )
 
 _MAPS = ("properties", "$defs", "definitions")
-_LISTS = ("anyOf", "allOf", "oneOf", "prefixItems")
-_ONE = ("items", "additionalProperties", "not", "if", "then", "else", "contains")
+_LISTS = ("anyOf", "allOf")
+_BY_TYPE = {
+    "object": ("properties", "required", "additionalProperties"),
+    "array": ("items", "minItems"),
+}
 
 
 # -- OpenAI Chat ------------------------------------------------------------------------
@@ -263,24 +281,25 @@ def anthropic_schema(schema: Mapping[str, Any], strict: bool, where: str) -> dic
 
 
 def _close(node: dict[str, Any], strict: bool, where: str) -> dict[str, Any]:
+    node = _split_types(node)
     out: dict[str, Any] = {}
     moved: list[str] = []
     for key, value in node.items():
         at = f"{where}.{key}"
-        unenforced = key in ANTHROPIC_UNENFORCED
-        if key == "minItems" and isinstance(value, int) and value > 1:
-            unenforced = True
-        if key == "format" and isinstance(value, str) and value not in ANTHROPIC_FORMATS:
-            unenforced = True
-        if unenforced:
-            if strict:
+        if key == "oneOf" and isinstance(value, list) and not strict:
+            out["anyOf"] = [_sub(item, strict, f"{at}[{i}]") for i, item in enumerate(value)]
+        elif key in ANNOTATIONS or not _enforced(key, value):
+            if strict and key not in ANNOTATIONS:
                 raise Unsupported(at, "Claude's structured output does not enforce it")
-            if key == "oneOf" and isinstance(value, list):
-                out["anyOf"] = [_sub(item, strict, f"{at}[{i}]") for i, item in enumerate(value)]
-                continue
             moved.append(f"{key}: {_brief(value)}")
-            continue
-        out[key] = _walk(key, value, strict, at)
+        elif key in _MAPS and isinstance(value, dict):
+            out[key] = {name: _sub(sub, strict, f"{at}.{name}") for name, sub in value.items()}
+        elif key in _LISTS and isinstance(value, list):
+            out[key] = [_sub(item, strict, f"{at}[{i}]") for i, item in enumerate(value)]
+        elif key in ("items", "additionalProperties"):
+            out[key] = _sub(value, strict, at)
+        else:
+            out[key] = value
     if _is_object(node):
         extra = node.get("additionalProperties")
         if extra is None:
@@ -296,16 +315,37 @@ def _close(node: dict[str, Any], strict: bool, where: str) -> dict[str, Any]:
     return out
 
 
-def _walk(key: str, value: Any, strict: bool, at: str) -> Any:
-    if key in _MAPS and isinstance(value, dict):
-        return {name: _sub(sub, strict, f"{at}.{name}") for name, sub in value.items()}
-    if key in _LISTS and isinstance(value, list):
-        return [_sub(item, strict, f"{at}[{i}]") for i, item in enumerate(value)]
-    if key in _ONE:
-        if isinstance(value, list):
-            return [_sub(item, strict, f"{at}[{i}]") for i, item in enumerate(value)]
-        return _sub(value, strict, at)
-    return value
+def _enforced(key: str, value: Any) -> bool:
+    if key == "format":
+        return value in ANTHROPIC_FORMATS
+    if key == "minItems":
+        return value in (0, 1)
+    if key == "enum":
+        return isinstance(value, list) and all(_primitive(item) for item in value)
+    return key in ANTHROPIC_KEYWORDS
+
+
+def _primitive(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def _split_types(node: dict[str, Any]) -> dict[str, Any]:
+    """A ``type`` list (``["string", "null"]``) as the ``anyOf`` of one type each, the same
+    schema in the form Claude reads; each type's own keywords go into its branch."""
+    kinds = node.get("type")
+    if not isinstance(kinds, list):
+        return node
+    if len(kinds) == 1:
+        return {**node, "type": kinds[0]}
+    rest = {key: value for key, value in node.items() if key != "type"}
+    branches: list[dict[str, Any]] = []
+    for kind in kinds:
+        branch: dict[str, Any] = {"type": kind}
+        for key in _BY_TYPE.get(str(kind), ()):
+            if key in rest:
+                branch[key] = rest.pop(key)
+        branches.append(branch)
+    return {**rest, "anyOf": branches}
 
 
 def _sub(value: Any, strict: bool, where: str) -> Any:
@@ -368,8 +408,9 @@ def _annotated(form: OutputFormat) -> dict[str, Any]:
 
 
 __all__ = [
+    "ANNOTATIONS",
     "ANTHROPIC_FORMATS",
-    "ANTHROPIC_UNENFORCED",
+    "ANTHROPIC_KEYWORDS",
     "DEFAULT_NAME",
     "anthropic_schema",
     "from_anthropic",
