@@ -31,6 +31,7 @@ from provider_proxy.dialects.canonical import (
     Fidelity,
     Image,
     Message,
+    OutputFormat,
     Reasoning,
     ReasoningConfig,
     RedactedReasoning,
@@ -555,6 +556,13 @@ ENCODE_CASES: dict[str, dict[str, tuple[Request, Check | None]]] = {
             _request(HELLO),
             lambda body: body["max_tokens"] == _anthropic_codec.DEFAULT_MAX_TOKENS,
         ),
+        "output_format": (
+            _request(HELLO, output_format=OutputFormat("json_schema", schema=TOOL_SCHEMA)),
+            lambda body: (
+                body["output_config"]["format"]
+                == {"type": "json_schema", "schema": {**TOOL_SCHEMA, "additionalProperties": False}}
+            ),
+        ),
     },
     RESPONSES: {
         "reasoning without signature": (
@@ -638,6 +646,13 @@ ENCODE_CASES[GEMINI] = {
         ),
     ),
     "parallel_tool_calls": (_request(HELLO, parallel_tool_calls=False), None),
+    "output_format": (
+        _request(HELLO, output_format=OutputFormat("json_schema", schema=TOOL_SCHEMA)),
+        lambda body: (
+            body["generationConfig"]
+            == {"responseMimeType": "application/json", "responseJsonSchema": TOOL_SCHEMA}
+        ),
+    ),
     "image.url": (_request(_user(Image(url="https://x.example/a.png"))), None),
     "document.url": (_request(_user(Document(url="https://x.example/a.pdf"))), None),
     "tool_result.image": (

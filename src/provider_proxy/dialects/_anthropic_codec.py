@@ -98,6 +98,11 @@ ENCODE_FIELDS: FidelityTable = {
     "refusal": Rule(M, "as text"),
     "stream_usage": Rule(D, "Anthropic always streams usage"),
     "max_tokens": Rule(M, "DEFAULT_MAX_TOKENS (plus any thinking budget) when absent"),
+    "output_format": Rule(
+        M,
+        "a schema as output_config.format, objects closed (see Structured output); "
+        "json_object refused",
+    ),
 }
 
 STOP_REASONS: dict[str, FinishReason] = {

@@ -139,6 +139,11 @@ ENCODE_FIELDS: FidelityTable = {
     "image.url": Rule(R, "an http(s) URL; data URLs are sent inline"),
     "document.url": Rule(R),
     "tool_result.image": Rule(R),
+    "output_format": Rule(
+        M,
+        'responseMimeType "application/json", the schema intact as '
+        "responseJsonSchema (see Structured output)",
+    ),
 }
 
 #: Gemini finish reasons that are canonical ones (``STOP`` with a call is ``tool_calls``).
