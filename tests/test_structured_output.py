@@ -873,3 +873,18 @@ def test_anthropic_messages_stream_with_a_format_on_gpt(
     _check_forecast(final.parsed_output)
     assert _sent(fake)["stream"] is True
     assert _sent(fake)["response_format"]["type"] == "json_schema"
+
+
+def test_google_genai_response_schema_on_claude(google: genai.Client, fake: FakeUpstream) -> None:
+    config = types.GenerateContentConfig(
+        response_mime_type="application/json", response_schema=Forecast
+    )
+    response = google.models.generate_content(
+        model=CLAUDE, contents="The forecast for Paris, please.", config=config
+    )
+    _check_forecast(response.parsed)  # type: ignore[arg-type]
+    schema = _sent(fake)["output_config"]["format"]["schema"]
+    assert schema["additionalProperties"] is False
+    assert schema["properties"]["place"]["additionalProperties"] is False
+    note = schema["properties"]["note"]  # Gemini's nullable, as Claude reads it
+    assert note["anyOf"] == [{"type": "string"}, {"type": "null"}]
