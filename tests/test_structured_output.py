@@ -4,10 +4,13 @@ Codec tables per direction (Chat ``response_format``, Responses ``text.format``,
 Gemini ``responseMimeType``/``responseJsonSchema``/``responseSchema``, Anthropic
 ``output_config.format``), the schema rule for Claude (closed objects; keywords
 it does not enforce refused when strict, described otherwise), refusals by name;
-the fake provider refusing malformed formats as the real APIs do; and the
-``openai`` SDK's ``chat.completions.parse``/``responses.parse`` (and their
-streams) with a pydantic model on Claude and Gemini, and ``google-genai``'s
-``response_schema`` on an OpenAI Chat model, through a real server.
+the fake provider refusing malformed formats as the real APIs do; and, through a
+real server, the ``openai`` SDK's ``chat.completions.parse``/``responses.parse``
+(and their streams) with a pydantic model on Claude and Gemini, the Agents SDK's
+``output_type`` on Claude, ``google-genai``'s ``response_schema`` on an OpenAI
+Chat model (streamed too) and on Claude, the ``anthropic`` SDK's
+``messages.parse``/``stream`` on GPT and Gemini, and a provider flagged without
+JSON schemas refusing one by name.
 """
 
 from __future__ import annotations
