@@ -474,3 +474,39 @@ def test_an_unknown_model_is_a_google_404(google: genai.Client) -> None:
             call()
         assert raised.value.code == 404
         assert raised.value.status == "NOT_FOUND"
+
+
+def test_a_route_counts_and_embeds(upstream: ServerThread, fake: FakeUpstream) -> None:
+    proxy = make_asgi_app(
+        _adapters(upstream),
+        routes={"counted": Route([CLAUDE]), "vectors": Route([EMBEDDER])},
+        validate_credentials="off",
+    )
+    with serve(proxy) as server:
+        client = _client(server.url)
+        assert client.models.count_tokens(model="counted", contents="two words").total_tokens == 3
+        assert fake.last.path == "/v1/messages/count_tokens"
+        assert _sent(fake)["model"] == "claude-sonnet-4-5"
+        result = client.models.embed_content(model="vectors", contents="routed")
+        assert result.embeddings is not None
+        assert result.embeddings[0].values == _vector("routed", 4)
+        assert _sent(fake)["model"] == "text-embedding-3-small"
+
+
+def test_a_query_key_is_checked_and_not_forwarded_on_a_passthrough(
+    gateway: ServerThread, fake: FakeUpstream
+) -> None:
+    url = f"{gateway.url}/v1beta/models/{FLASH}:countTokens"
+    body = {"contents": [{"role": "user", "parts": [{"text": "three words here"}]}]}
+    before = len(fake.requests)
+    refused = httpx.post(url + "?key=wrong-key", json=body)
+    assert _google_error(refused, 401)
+    assert refused.json()["error"]["status"] == "UNAUTHENTICATED"
+    counted = httpx.post(url + "?key=key-alice", json=body)
+    assert counted.json() == {
+        "totalTokens": 4,
+        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 4}],
+    }
+    assert len(fake.requests) == before + 1
+    assert dict(fake.last.headers)[b"x-goog-api-key"] == GEMINI_KEY.encode()
+    _no_client_key(fake)
