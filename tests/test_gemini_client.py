@@ -357,11 +357,19 @@ def test_models_list_in_geminis_shape(gateway: ServerThread, version: str | None
         "models/openai/gpt-fake-1",
         "models/openai/gpt-fake-2",
         "models/anthropic/claude-fake-1",
+        "models/gemini/gemini-fake-1",
+        "models/gemini/gemini-embedding-fake",
         "models/smart",
     }
     claude = models["models/anthropic/claude-fake-1"]
     assert claude.display_name == "Claude Fake 1"
     assert claude.supported_actions == ["generateContent", "streamGenerateContent", "countTokens"]
+    assert claude.input_token_limit is None  # not known: not made up
+    flash = models["models/gemini/gemini-fake-1"]
+    assert (flash.display_name, flash.input_token_limit) == ("Gemini Fake 1", 1048576)
+    embedder = models["models/gemini/gemini-embedding-fake"]
+    assert embedder.supported_actions == ["embedContent", "batchEmbedContents"]
+    assert models["models/smart"].display_name == "smart"
 
 
 def test_other_clients_still_get_openais_list(gateway: ServerThread) -> None:

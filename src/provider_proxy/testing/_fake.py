@@ -207,6 +207,8 @@ class FakeUpstream:
         elif path.endswith("/gzip"):
             body = gzip.compress(dumps({"compressed": True}))
             await _respond(send, 200, body, [(b"content-encoding", b"gzip")])
+        elif path.endswith("/v1beta/models"):
+            await _json(send, 200, _counts.GEMINI_MODELS)  # Gemini's own list
         elif path.endswith("/models"):
             await _json(
                 send, 200, _models(anthropic=request.header("anthropic-version") is not None)

@@ -1,4 +1,5 @@
-"""The fake provider's token counts and single embeddings, validated as the real APIs do.
+"""The fake provider's token counts, single embeddings and Gemini's model list,
+validated as the real APIs do.
 
 Anthropic's ``POST /v1/messages/count_tokens`` takes a Messages body without
 the fields that shape an answer (``max_tokens``, ``stream``, sampling: "Extra
@@ -17,6 +18,25 @@ from typing import Any
 ANTHROPIC_FIELDS = frozenset(
     {"model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers"}
 )
+#: Gemini's ``GET /v1beta/models`` (one page).
+GEMINI_MODELS: dict[str, Any] = {
+    "models": [
+        {
+            "name": "models/gemini-fake-1",
+            "displayName": "Gemini Fake 1",
+            "inputTokenLimit": 1048576,
+            "outputTokenLimit": 65536,
+            "supportedGenerationMethods": ["generateContent", "countTokens"],
+        },
+        {
+            "name": "models/gemini-embedding-fake",
+            "displayName": "Gemini Embedding Fake",
+            "inputTokenLimit": 2048,
+            "outputTokenLimit": 1,
+            "supportedGenerationMethods": ["embedContent"],
+        },
+    ]
+}
 #: Keys whose strings are names, not text: not counted.
 _NOT_TEXT = frozenset({"model", "role", "type", "id", "tool_use_id", "mimeType", "media_type"})
 
