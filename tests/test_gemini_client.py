@@ -23,9 +23,10 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from provider_proxy import Guards, Route, make_asgi_app
+from provider_proxy import BadRequest, Guards, Route, make_asgi_app
 from provider_proxy.adapters import AnthropicAdapter, GeminiAdapter, OpenAIAdapter
-from provider_proxy.dialects import Tokenizer
+from provider_proxy.dialects import EMBEDDINGS, TOKEN_COUNTS, Tokenizer, catalog_in_path
+from provider_proxy.dialects.canonical import Unsupported, UntranslatableResponse
 from provider_proxy.testing import FakeUpstream
 from provider_proxy.transforms import ModelAliases, ParameterPolicy
 
@@ -518,3 +519,127 @@ def test_a_query_key_is_checked_and_not_forwarded_on_a_passthrough(
     assert len(fake.requests) == before + 1
     assert dict(fake.last.headers)[b"x-goog-api-key"] == GEMINI_KEY.encode()
     _no_client_key(fake)
+
+
+# -- the pure parts: the translations and the paths ---------------------------------------------
+
+CLIENT_EMBED = EMBEDDINGS[("gemini", "openai-chat")]
+
+
+def _content(text: str) -> dict[str, Any]:
+    return {"parts": [{"text": text}]}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"content": _content("a"), "title": "T"}, "title"),
+        ({"content": {"parts": []}}, "content.parts"),
+        ({"content": {"parts": [{"text": "a"}, {"text": "b"}]}}, "content.parts"),
+        ({"content": {"parts": [{"fileData": {"fileUri": "x"}}]}}, "content.parts[0]"),
+        ({"content": _content("a"), "autoTruncate": True}, "body.autoTruncate"),
+        ({"requests": []}, "requests"),
+        ({"requests": [{"content": _content("a"), "title": "T"}]}, "requests[0].title"),
+        (
+            {"requests": [{"content": _content("a"), "outputDimensionality": "3"}]},
+            "requests[0].outputDimensionality",
+        ),
+    ],
+)
+def test_embedding_requests_refused_name_the_field(body: dict[str, Any], field: str) -> None:
+    with pytest.raises(Unsupported) as refused:
+        CLIENT_EMBED.decode_request(body)
+    assert refused.value.field == field
+
+
+def test_embedding_requests_translate_in_order() -> None:
+    body = {
+        "model": "openai/e",
+        "requests": [
+            {"model": "models/openai/e", "content": _content("one"), "outputDimensionality": 8},
+            {"content": _content("two"), "task_type": "CLUSTERING", "output_dimensionality": 8},
+        ],
+    }
+    checked, dropped = CLIENT_EMBED.decode_request(body)
+    assert dropped == ("taskType",)
+    assert CLIENT_EMBED.encode_request(checked, "e") == {
+        "model": "e",
+        "input": ["one", "two"],
+        "encoding_format": "float",
+        "dimensions": 8,
+    }
+    answer = {"data": [{"index": 1, "embedding": [2.0]}, {"index": 0, "embedding": [1.0]}]}
+    assert CLIENT_EMBED.decode_response(answer, checked, "e") == {
+        "embeddings": [{"values": [1.0]}, {"values": [2.0]}]
+    }
+    with pytest.raises(UntranslatableResponse):
+        CLIENT_EMBED.decode_response({"data": [{"index": 0, "embedding": [1.0]}]}, checked, "e")
+
+
+def test_counts_both_ways() -> None:
+    gemini, anthropic_count = TOKEN_COUNTS["gemini"], TOKEN_COUNTS["anthropic-messages"]
+    request = gemini.decode_request(
+        {"model": "m", "contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+    )
+    assert anthropic_count.encode_request(request) == {
+        "model": "m",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+    }
+    assert gemini.encode_answer(anthropic_count.decode_answer({"input_tokens": 7})) == {
+        "totalTokens": 7
+    }
+    with pytest.raises(UntranslatableResponse):
+        gemini.decode_answer({"totalTokens": "7"})
+    with pytest.raises(Unsupported) as refused:
+        gemini.decode_request({"model": "m", "contents": [], "tools": []})
+    assert refused.value.field == "body.tools"
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "model"),
+    [
+        ("/v1beta/models", [], None),
+        ("/v1beta/models/", [], None),
+        ("/v1beta/models/openai/gpt-4.1", [], "openai/gpt-4.1"),
+        ("/v1beta/models/models/smart", [], "smart"),
+        (
+            "/v1/models/openai%2Fgpt-4.1",
+            [(b"x-goog-api-client", b"google-genai-sdk/1")],
+            "openai/gpt-4.1",
+        ),
+    ],
+)
+def test_catalog_paths(path: str, headers: list[tuple[bytes, bytes]], model: str | None) -> None:
+    call = catalog_in_path(path, headers)
+    assert call is not None
+    assert call.model == model
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/models", "/v1beta/models/openai/gpt-4.1:generateContent", "/v1beta/files"]
+)
+def test_not_catalog_paths(path: str) -> None:
+    assert catalog_in_path(path) is None
+
+
+@pytest.mark.parametrize(
+    ("query", "page"),
+    [
+        (b"", (50, None)),
+        (b"pageSize=0", (50, None)),
+        (b"pageSize=5000", (1000, None)),
+        (b"pageSize=2&pageToken=b3BlbmFpL2dwdC00LjE%3D", (2, "openai/gpt-4.1")),
+    ],
+)
+def test_catalog_pages(query: bytes, page: tuple[int, str | None]) -> None:
+    call = catalog_in_path("/v1beta/models")
+    assert call is not None
+    assert call.page(query) == page
+
+
+@pytest.mark.parametrize("query", [b"pageSize=-1", b"pageSize=x", b"pageToken=%ff%fe"])
+def test_bad_catalog_pages_are_refused(query: bytes) -> None:
+    call = catalog_in_path("/v1beta/models")
+    assert call is not None
+    with pytest.raises(BadRequest):
+        call.page(query)
