@@ -431,8 +431,10 @@ def aliased(upstream: ServerThread) -> Iterator[ServerThread]:
     proxy = make_asgi_app(
         _adapters(upstream),
         transforms=[
-            ModelAliases({"fast": GPT, "team": "smart", "words": EMBEDDER, "claude": CLAUDE}),
-            ParameterPolicy(allowed_models=["*gpt-*", "*embedding*", "smart"]),
+            ModelAliases(
+                {"fast": GPT, "team": "smart", "words": EMBEDDER, "claude": CLAUDE, "g": FLASH}
+            ),
+            ParameterPolicy(allowed_models=["*gpt-*", "*embedding*", "smart", "*gemini-*"]),
         ],
         routes={"smart": Route([GPT])},
         validate_credentials="off",
@@ -452,6 +454,11 @@ def test_an_alias_in_the_path_names_the_model(aliased: ServerThread, fake: FakeU
     result = google.models.embed_content(model="words", contents="aliased")
     assert result.embeddings is not None
     assert _sent(fake)["model"] == "text-embedding-3-small"
+    assert google.models.count_tokens(model="g", contents="Hi there.").total_tokens == 3
+    assert fake.last.path == "/v1beta/models/gemini-2.5-flash:countTokens"
+    assert "model" not in _sent(fake)  # a passthrough body is the client's own
+    assert google.models.generate_content(model="g", contents="Hi.").text
+    assert fake.last.path == "/v1beta/models/gemini-2.5-flash:generateContent"
 
 
 def test_an_alias_may_name_a_route(aliased: ServerThread, fake: FakeUpstream) -> None:
