@@ -667,6 +667,9 @@ def test_chat_completions_stream_with_a_format(
 def test_responses_parse(client: openai.OpenAI, fake: FakeUpstream, model: str) -> None:
     response = client.responses.parse(model=model, input=QUESTION, text_format=Forecast)
     _check_forecast(response.output_parsed)
+    assert response.text is not None
+    assert response.text.format is not None
+    assert response.text.format.type == "json_schema"  # the request's format, echoed
     (_claude_received if model == CLAUDE else _gemini_received)(fake)
 
 

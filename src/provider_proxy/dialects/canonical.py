@@ -613,8 +613,9 @@ class Codec(Protocol):
         """A whole answer in this format as canonical."""
         ...
 
-    def encode_response(self, response: Response) -> dict[str, Any]:
-        """A canonical answer in this format."""
+    def encode_response(self, response: Response, request: Request | None = None) -> dict[str, Any]:
+        """A canonical answer in this format; ``request`` is the client's request it answers
+        (a format whose answer echoes its request, the Responses API's, reads it)."""
         ...
 
     def stream_decoder(self) -> StreamDecoder:

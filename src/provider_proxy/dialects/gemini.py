@@ -183,7 +183,7 @@ class GeminiCodec:
     def decode_response(self, body: Any) -> Response:
         return _codec.decode_response(body)
 
-    def encode_response(self, response: Response) -> dict[str, Any]:
+    def encode_response(self, response: Response, request: Request | None = None) -> dict[str, Any]:
         return _codec.encode_response(response)
 
     def stream_decoder(self) -> StreamDecoder:

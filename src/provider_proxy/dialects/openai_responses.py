@@ -47,8 +47,8 @@ class OpenAIResponsesCodec:
     def decode_response(self, body: Any) -> Response:
         return _items.decode_response(body)
 
-    def encode_response(self, response: Response) -> dict[str, Any]:
-        return _items.encode_response(response, self._created())
+    def encode_response(self, response: Response, request: Request | None = None) -> dict[str, Any]:
+        return _items.encode_response(response, self._created(), request)
 
     def stream_decoder(self) -> StreamDecoder:
         return StreamDecoder()

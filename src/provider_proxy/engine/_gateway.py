@@ -803,7 +803,7 @@ class _Translator:
                         response = self._keeping.whole(response)
                     if self._memory is not None:
                         await self._memory.remember_response(self._identity, response)
-                    payload = self._client.encode_response(response)
+                    payload = self._client.encode_response(response, self._request)
             except ProxyError as failure:
                 self._status, payload = self._client.encode_error(
                     failure.status_code, "server_error", failure.message
