@@ -1,0 +1,332 @@
+"""Background responses on translated models, through a real server and the openai SDK.
+
+``responses.create(background=True)`` is answered at once (``queued``), runs in
+a task of the app, and is fetched (``responses.retrieve``) and cancelled
+(``responses.cancel``) by id; the fake provider's open-stream count shows a
+cancel closes the upstream request. Two app instances on a real Redis share
+the records (and a cancel on one stops the run on the other); a graceful drain
+waits for a run, or aborts it at its timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import httpx
+import openai
+import pytest
+
+from provider_proxy import Guards, ProxyApp, RedisStore, make_asgi_app
+from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter, OpenAICompatibleAdapter
+from provider_proxy.dialects import Dialect, OpenAIChat
+from provider_proxy.testing import FakeUpstream
+
+from .conftest import ANTHROPIC_KEY, OPENAI_KEY, TRANSPORTS
+from .redis_server import RedisServer
+from .servers import ServerThread, serve, wait_until
+
+CLAUDE = "anthropic/claude-sonnet-4-5"
+LOCAL = "local/qwen3-8b"
+GPT = "openai/gpt-5"
+TEXT = "Hello from the fake upstream, streamed one piece at a time."
+KEYS = {"key-alice": "alice", "key-bob": "bob"}
+#: A stream of the fake's that runs for about ten seconds unless it is closed.
+SLOW = {"x-fake-chunks": "200", "x-fake-gap": "0.05"}
+
+
+class ChatOnly(OpenAICompatibleAdapter):
+    """An OpenAI-compatible server without the Responses API (vLLM's Chat, Ollama, ...)."""
+
+    dialects: ClassVar[tuple[Dialect, ...]] = (OpenAIChat(),)
+
+
+def _adapters(upstream: ServerThread) -> list[Any]:
+    return [
+        OpenAIAdapter(base_url=upstream.url + "/v1", api_key=OPENAI_KEY),
+        AnthropicAdapter(base_url=upstream.url, api_key=ANTHROPIC_KEY),
+        ChatOnly(name="local", base_url=upstream.url + "/v1", api_key="local-key-0123456789"),
+    ]
+
+
+@pytest.fixture
+def proxy(upstream: ServerThread, transport_kind: str) -> ProxyApp:
+    return make_asgi_app(
+        _adapters(upstream),
+        transport=TRANSPORTS[transport_kind](),
+        validate_credentials="off",
+        guards=Guards(client_keys=KEYS),
+    )
+
+
+@pytest.fixture
+def gateway(proxy: ProxyApp) -> Iterator[ServerThread]:
+    with serve(proxy) as server:
+        yield server
+
+
+def _client(server: ServerThread, key: str = "key-alice") -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0)
+
+
+@pytest.fixture
+def client(gateway: ServerThread) -> Iterator[openai.OpenAI]:
+    with _client(gateway) as sdk:
+        yield sdk
+
+
+def _settled(client: openai.OpenAI, response_id: str, timeout: float = 15) -> Any:
+    """The response once it is over (polled as a client polls it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = client.responses.retrieve(response_id)
+        if response.status not in ("queued", "in_progress") or time.monotonic() > deadline:
+            return response
+        time.sleep(0.05)
+
+
+def _streams_open(fake: FakeUpstream, count: int) -> bool:
+    return wait_until(lambda: fake.open_streams == count)
+
+
+@pytest.mark.parametrize(
+    ("model", "path"), [(CLAUDE, "/v1/messages"), (LOCAL, "/v1/chat/completions")]
+)
+def test_a_background_response_is_queued_then_completes(
+    client: openai.OpenAI, fake: FakeUpstream, model: str, path: str
+) -> None:
+    begun = client.responses.create(model=model, input="Hi.", background=True)
+    assert begun.status in ("queued", "in_progress")
+    assert begun.background is True
+    assert begun.output == []
+    assert begun.id.startswith("resp_")
+    done = _settled(client, begun.id)
+    assert done.status == "completed"
+    assert done.id == begun.id
+    assert done.background is True
+    assert done.output_text == TEXT
+    assert done.usage is not None
+    assert done.usage.output_tokens > 0
+    assert done.created_at == begun.created_at  # when it was made, not when it was run
+    assert fake.last.path == path
+    assert "background" not in json.loads(fake.last.body)
+    # A finished background response is kept: it is continued and its input listed.
+    follow = client.responses.create(model=model, previous_response_id=begun.id, input="More.")
+    assert follow.output_text == TEXT
+    assert [i.type for i in client.responses.input_items.list(begun.id).data] == ["message"]
+
+
+def test_cancel_closes_the_upstream_request_at_once(
+    client: openai.OpenAI, fake: FakeUpstream
+) -> None:
+    before = fake.open_streams
+    begun = client.responses.create(model=CLAUDE, input="Hi.", background=True, extra_headers=SLOW)
+    assert _streams_open(fake, before + 1)
+    cancelled = client.responses.cancel(begun.id)
+    assert cancelled.status == "cancelled"
+    assert cancelled.id == begun.id
+    # Closed well before the ten seconds the stream would have run.
+    assert wait_until(lambda: fake.open_streams == before, timeout=3)
+    assert client.responses.retrieve(begun.id).status == "cancelled"
+    assert client.responses.cancel(begun.id).status == "cancelled"  # idempotent
+    time.sleep(0.3)  # the run settled: it did not write over the cancel
+    assert client.responses.retrieve(begun.id).status == "cancelled"
+    with pytest.raises(openai.NotFoundError):  # a cancelled answer is not continued
+        client.responses.create(model=CLAUDE, previous_response_id=begun.id, input="More.")
+
+
+def test_what_cannot_be_cancelled_is_refused_as_openai_refuses_it(
+    client: openai.OpenAI,
+) -> None:
+    plain = client.responses.create(model=CLAUDE, input="Hi.")
+    with pytest.raises(openai.BadRequestError, match="background=true"):
+        client.responses.cancel(plain.id)
+    done = _settled(client, client.responses.create(model=CLAUDE, input="Hi.", background=True).id)
+    assert done.status == "completed"
+    with pytest.raises(openai.BadRequestError, match="completed"):
+        client.responses.cancel(done.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.cancel("resp_" + "0" * 32)
+
+
+def test_background_is_isolated_between_client_keys(
+    gateway: ServerThread, fake: FakeUpstream
+) -> None:
+    before = fake.open_streams
+    with _client(gateway, "key-alice") as alice, _client(gateway, "key-bob") as bob:
+        mine = alice.responses.create(
+            model=CLAUDE, input="Secret.", background=True, extra_headers=SLOW
+        )
+        assert _streams_open(fake, before + 1)
+        with pytest.raises(openai.NotFoundError):
+            bob.responses.retrieve(mine.id)
+        with pytest.raises(openai.NotFoundError):
+            bob.responses.cancel(mine.id)
+        with pytest.raises(openai.NotFoundError):
+            bob.responses.delete(mine.id)
+        assert alice.responses.retrieve(mine.id).status == "in_progress"
+        alice.responses.delete(mine.id)  # deleting a running one stops it
+        assert wait_until(lambda: fake.open_streams == before, timeout=3)
+        with pytest.raises(openai.NotFoundError):
+            alice.responses.retrieve(mine.id)
+
+
+def test_a_failed_background_response_says_why(client: openai.OpenAI) -> None:
+    begun = client.responses.create(
+        model=CLAUDE, input="Hi.", background=True, extra_headers={"x-fake-status": "500"}
+    )
+    done = _settled(client, begun.id)
+    assert done.status == "failed"
+    assert done.error is not None
+    assert done.error.message
+
+
+def test_refused_combinations_are_clear_400s(client: openai.OpenAI, fake: FakeUpstream) -> None:
+    seen = len(fake.requests)
+    with pytest.raises(openai.BadRequestError, match="stream"):
+        client.responses.create(model=CLAUDE, input="Hi.", background=True, stream=True)
+    with pytest.raises(openai.BadRequestError, match="store"):
+        client.responses.create(model=CLAUDE, input="Hi.", background=True, store=False)
+    with pytest.raises(openai.BadRequestError, match="temperature"):  # checked before queued
+        client.responses.create(
+            model=CLAUDE,
+            input="Hi.",
+            background=True,
+            temperature="hot",  # type: ignore[arg-type]
+        )
+    assert len(fake.requests) == seen  # nothing was sent
+
+
+def test_a_bad_key_is_refused_before_anything_runs(gateway: ServerThread) -> None:
+    with _client(gateway, "key-mallory") as mallory, pytest.raises(openai.AuthenticationError):
+        mallory.responses.create(model=CLAUDE, input="Hi.", background=True)
+
+
+def test_background_on_an_openai_model_goes_to_openai(
+    client: openai.OpenAI, fake: FakeUpstream
+) -> None:
+    """A provider that speaks Responses runs its own background: the field is passed on."""
+    try:
+        client.responses.create(model=GPT, input="Hi.", background=True)
+    except openai.APIStatusError:
+        pass  # whatever the provider answers, it was the provider's to answer
+    assert fake.last.path == "/v1/responses"
+    assert json.loads(fake.last.body)["background"] is True
+
+
+def test_a_kept_response_shows_when_it_was_made(client: openai.OpenAI) -> None:
+    made = client.responses.create(model=CLAUDE, input="Hi.")
+    time.sleep(1.1)  # a second later, by the clock created_at counts in
+    assert client.responses.retrieve(made.id).created_at == made.created_at
+
+
+# -- two instances on one Redis -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _instance(upstream: ServerThread, redis: RedisServer, prefix: str, **options: Any) -> Any:
+    return make_asgi_app(
+        [AnthropicAdapter(base_url=upstream.url, api_key=ANTHROPIC_KEY)],
+        validate_credentials="off",
+        guards=Guards(client_keys=KEYS),
+        store=RedisStore.from_url(redis.url, prefix=prefix),
+        **options,
+    )
+
+
+@pytest.fixture
+def two_instances(
+    upstream: ServerThread, redis_server: RedisServer
+) -> Iterator[tuple[ServerThread, ServerThread]]:
+    prefix = f"t-{uuid.uuid4().hex}:"
+    first, second = (
+        _instance(upstream, redis_server, prefix),
+        _instance(upstream, redis_server, prefix),
+    )
+    with serve(first) as one, serve(second) as other:
+        yield one, other
+
+
+def test_a_background_response_is_seen_from_the_other_instance(
+    two_instances: tuple[ServerThread, ServerThread],
+) -> None:
+    first, second = two_instances
+    with _client(first) as on_first, _client(second) as on_second:
+        begun = on_first.responses.create(model=CLAUDE, input="Hi.", background=True)
+        done = _settled(on_second, begun.id)
+        assert done.status == "completed"
+        assert done.output_text == TEXT
+        with _client(second, "key-bob") as bob, pytest.raises(openai.NotFoundError):
+            bob.responses.retrieve(begun.id)
+
+
+def test_a_cancel_on_one_instance_stops_the_run_on_the_other(
+    two_instances: tuple[ServerThread, ServerThread], fake: FakeUpstream
+) -> None:
+    first, second = two_instances
+    before = fake.open_streams
+    with _client(first) as on_first, _client(second) as on_second:
+        begun = on_first.responses.create(
+            model=CLAUDE, input="Hi.", background=True, extra_headers=SLOW
+        )
+        assert _streams_open(fake, before + 1)
+        assert on_second.responses.cancel(begun.id).status == "cancelled"
+        # The run on the first instance reads the mark within its poll, then closes.
+        assert wait_until(lambda: fake.open_streams == before, timeout=3)
+        assert on_first.responses.retrieve(begun.id).status == "cancelled"
+
+
+# -- a graceful drain with a background response running ------------------------------------
+
+
+@pytest.mark.parametrize(("drain", "status"), [(10.0, "completed"), (0.2, "failed")])
+def test_a_drain_waits_for_a_background_response_or_aborts_it(
+    upstream: ServerThread,
+    redis_server: RedisServer,
+    fake: FakeUpstream,
+    drain: float,
+    status: str,
+) -> None:
+    prefix = f"t-{uuid.uuid4().hex}:"
+    before = fake.open_streams
+    # Twenty chunks 50 ms apart: a second of streaming, inside a 10 s drain, not a 0.2 s one.
+    slow = {"x-fake-chunks": "20", "x-fake-gap": "0.05"}
+    with serve(_instance(upstream, redis_server, prefix)) as other:
+        first = serve(_instance(upstream, redis_server, prefix, drain_timeout=drain))
+        with first as one, _client(one) as on_first:
+            begun = on_first.responses.create(
+                model=CLAUDE, input="Hi.", background=True, extra_headers=slow
+            )
+            assert _streams_open(fake, before + 1)
+        # The first instance has shut down (its lifespan drained it).
+        assert fake.open_streams == before
+        with _client(other) as on_other:
+            done = on_other.responses.retrieve(begun.id)
+        assert done.status == status
+        if status == "completed":
+            assert done.output_text.startswith("Hello from the fake upstream")
+        else:
+            assert done.error is not None
+            assert "shut down" in done.error.message
+
+
+def test_a_background_get_with_stream_is_refused(gateway: ServerThread, client: Any) -> None:
+    begun = client.responses.create(model=CLAUDE, input="Hi.", background=True)
+    answer = httpx.get(
+        f"{gateway.url}/v1/responses/{begun.id}",
+        params={"stream": "true", "starting_after": "3"},
+        headers={"authorization": "Bearer key-alice"},
+    )
+    assert answer.status_code == 400
+    assert "stream" in answer.json()["error"]["message"]
