@@ -14,7 +14,7 @@ and, on the instance that runs it, stops it at once (the upstream request is
 closed); another instance sees the mark within :attr:`BackgroundRuns.poll`
 seconds (each run reads it that often). Cancelling a cancelled response
 answers it again; a finished one, or one that was not made in the background,
-is refused as OpenAI refuses it.
+is refused as the API refuses it.
 
 On shutdown a graceful drain (``drain_timeout=``) waits for running ones as
 for open requests and aborts them at its timeout; without a drain they are

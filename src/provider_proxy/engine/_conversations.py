@@ -34,13 +34,13 @@ from .._json import dumps, loads
 from ..state import Store
 from ._responses_state import ConversationTooLarge, StoredResponses, TooManyStored
 
-#: The most items one request may add (OpenAI's limit on create and items.create).
+#: The most items one request may add (the API's limit on create and items.create).
 MAX_NEW_ITEMS = 20
 
-#: The most metadata pairs, and the longest key and value (OpenAI's limits).
+#: The most metadata pairs, and the longest key and value (the API's limits).
 MAX_METADATA, MAX_KEY, MAX_VALUE = 16, 64, 512
 
-#: Item id prefixes by item type, as OpenAI's look.
+#: Item id prefixes by item type, as the API's look.
 _ID_KINDS = {
     "message": "msg",
     "function_call": "fc",

@@ -489,7 +489,7 @@ class Gateway:
         elif sub:
             raise MethodNotAllowed("A stored response's input items answer GET.")
         elif method == "GET":
-            response, created = await self._answers.fetch(identity, answer_id)
+            response, created = await self._answers.fetch_dated(identity, answer_id)
             payload = codec.encode_response(response)
             if created is not None:  # when it was made, not when it is fetched
                 payload["created_at"] = created

@@ -143,7 +143,13 @@ class AnswerStore:
         """Whether this client has a kept answer ``answer_id``."""
         return bool(await self._store.get(self._key(identity, answer_id)))
 
-    async def fetch(self, identity: str | None, answer_id: str) -> tuple[Response, int | None]:
+    async def fetch(self, identity: str | None, answer_id: str) -> Response:
+        """The kept answer ``answer_id`` of this client."""
+        return (await self.fetch_dated(identity, answer_id))[0]
+
+    async def fetch_dated(
+        self, identity: str | None, answer_id: str
+    ) -> tuple[Response, int | None]:
         """The kept answer ``answer_id`` of this client, and when it was created
         (Unix seconds; ``None`` for an answer kept before that was recorded)."""
         record = await self._record(identity, answer_id)
