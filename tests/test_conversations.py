@@ -290,3 +290,23 @@ def test_a_conversation_made_on_one_instance_goes_on_on_the_other(
             assert [_texts(i) for i in items] == [["My name is Ada."], ["Hi."], [TEXT]]
             with _client(second, "key-bob") as bob, pytest.raises(openai.NotFoundError):
                 bob.conversations.retrieve(conversation.id)
+
+
+def test_a_streamed_turn_in_a_conversation_adds_to_it(client: openai.OpenAI) -> None:
+    conversation = client.conversations.create(items=FIRST)
+    with client.responses.stream(model=CLAUDE, conversation=conversation.id, input="Hi.") as stream:
+        assert stream.get_final_response().output_text == TEXT
+    items = client.conversations.items.list(conversation.id, order="asc").data
+    assert [_texts(i) for i in items] == [["My name is Ada."], ["Hi."], [TEXT]]
+
+
+def test_a_failed_turn_adds_nothing(client: openai.OpenAI) -> None:
+    conversation = client.conversations.create(items=FIRST)
+    with pytest.raises(openai.InternalServerError):
+        client.responses.create(
+            model=CLAUDE,
+            conversation=conversation.id,
+            input="Hi.",
+            extra_headers={"x-fake-status": "500"},
+        )
+    assert len(client.conversations.items.list(conversation.id).data) == 1

@@ -20,7 +20,7 @@ import httpx
 import openai
 import pytest
 
-from provider_proxy import Guards, ProxyApp, RedisStore, make_asgi_app
+from provider_proxy import Deployment, Guards, ProxyApp, RedisStore, Route, make_asgi_app
 from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter, OpenAICompatibleAdapter
 from provider_proxy.dialects import Dialect, OpenAIChat
 from provider_proxy.testing import FakeUpstream
@@ -328,3 +328,55 @@ def test_a_background_get_with_stream_is_refused(gateway: ServerThread, client: 
     )
     assert answer.status_code == 400
     assert "stream" in answer.json()["error"]["message"]
+
+
+# -- events, and routed models --------------------------------------------------------------
+
+
+def test_a_run_is_an_event_of_its_own_with_its_usage(
+    upstream: ServerThread, transport_kind: str, fake: FakeUpstream
+) -> None:
+    events: list[Any] = []
+    proxy = make_asgi_app(
+        _adapters(upstream),
+        transport=TRANSPORTS[transport_kind](),
+        validate_credentials="off",
+        guards=Guards(client_keys=KEYS),
+        sinks=[events.append],
+    )
+    with serve(proxy) as gateway, _client(gateway) as client:
+        done = _settled(
+            client, client.responses.create(model=CLAUDE, input="Hi.", background=True).id
+        )
+        assert done.status == "completed"
+        assert wait_until(lambda: any(e.provider == "anthropic" for e in events))
+        run = next(e for e in events if e.provider == "anthropic")
+        assert run.translated is True
+        assert run.client_dialect == "openai-responses"
+        assert run.identity == "alice"
+        assert run.usage is not None
+        assert run.usage.input_tokens == 10
+        before = fake.open_streams
+        slow = client.responses.create(
+            model=CLAUDE, input="Hi.", background=True, extra_headers=SLOW
+        )
+        assert _streams_open(fake, before + 1)
+        client.responses.cancel(slow.id)
+        assert wait_until(lambda: any(e.error_kind == "cancelled" for e in events))
+
+
+def test_background_on_a_routed_model(upstream: ServerThread, transport_kind: str) -> None:
+    proxy = make_asgi_app(
+        _adapters(upstream),
+        transport=TRANSPORTS[transport_kind](),
+        validate_credentials="off",
+        guards=Guards(client_keys=KEYS),
+        routes={"smart": Route([Deployment(CLAUDE), Deployment(LOCAL)])},
+    )
+    with serve(proxy) as gateway, _client(gateway) as client:
+        begun = client.responses.create(model="smart", input="Hi.", background=True)
+        assert begun.status == "queued"
+        done = _settled(client, begun.id)
+        assert done.status == "completed"
+        assert done.id == begun.id
+        assert done.output_text == TEXT
