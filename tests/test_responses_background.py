@@ -186,17 +186,10 @@ def test_a_failed_background_response_says_why(client: openai.OpenAI) -> None:
 
 def test_refused_combinations_are_clear_400s(client: openai.OpenAI, fake: FakeUpstream) -> None:
     seen = len(fake.requests)
-    with pytest.raises(openai.BadRequestError, match="stream"):
-        client.responses.create(model=CLAUDE, input="Hi.", background=True, stream=True)
     with pytest.raises(openai.BadRequestError, match="store"):
         client.responses.create(model=CLAUDE, input="Hi.", background=True, store=False)
     with pytest.raises(openai.BadRequestError, match="temperature"):  # checked before queued
-        client.responses.create(
-            model=CLAUDE,
-            input="Hi.",
-            background=True,
-            temperature="hot",  # type: ignore[arg-type]
-        )
+        client.responses.create(model=CLAUDE, input="Hi.", background=True, temperature="hot")
     assert len(fake.requests) == seen  # nothing was sent
 
 
@@ -319,15 +312,114 @@ def test_a_drain_waits_for_a_background_response_or_aborts_it(
             assert "shut down" in done.error.message
 
 
-def test_a_background_get_with_stream_is_refused(gateway: ServerThread, client: Any) -> None:
+def test_a_stream_is_resumed_only_for_a_streamed_background_response(
+    gateway: ServerThread, client: Any
+) -> None:
     begun = client.responses.create(model=CLAUDE, input="Hi.", background=True)
-    answer = httpx.get(
-        f"{gateway.url}/v1/responses/{begun.id}",
-        params={"stream": "true", "starting_after": "3"},
-        headers={"authorization": "Bearer key-alice"},
-    )
+    assert _settled(client, begun.id).status == "completed"
+    url, auth = f"{gateway.url}/v1/responses/{begun.id}", {"authorization": "Bearer key-alice"}
+    answer = httpx.get(url, params={"stream": "true"}, headers=auth)
     assert answer.status_code == 400
-    assert "stream" in answer.json()["error"]["message"]
+    assert "stream=true" in answer.json()["error"]["message"]
+    bad = httpx.get(url, params={"stream": "true", "starting_after": "x"}, headers=auth)
+    assert bad.status_code == 400
+    assert "starting_after" in bad.json()["error"]["message"]
+
+
+# -- streamed background responses, resumed -------------------------------------------------
+
+#: Thirty chunks 50 ms apart: a stream of about a second and a half.
+STEADY = {"x-fake-chunks": "30", "x-fake-gap": "0.05"}
+
+
+def _deltas(events: list[Any]) -> str:
+    return "".join(e.delta for e in events if e.type == "response.output_text.delta")
+
+
+def test_a_streamed_background_response_streams_and_is_kept(client: openai.OpenAI) -> None:
+    with client.responses.create(model=CLAUDE, input="Hi.", background=True, stream=True) as stream:
+        events = list(stream)
+    assert events[0].type == "response.created"
+    assert events[0].response.background is True
+    assert events[-1].type == "response.completed"
+    numbers = [e.sequence_number for e in events]
+    assert numbers == list(range(len(events)))
+    assert _deltas(events) == TEXT
+    response_id = events[0].response.id
+    assert events[-1].response.id == response_id
+    done = client.responses.retrieve(response_id)
+    assert (done.status, done.output_text, done.background) == ("completed", TEXT, True)
+    # The whole stream again, from the start, as it was kept.
+    again = list(client.responses.retrieve(response_id, stream=True))
+    assert [e.sequence_number for e in again] == numbers
+    assert _deltas(again) == TEXT
+
+
+def _read_some_then_leave(client: openai.OpenAI, count: int) -> tuple[str, list[Any]]:
+    """The first ``count`` events of a steady streamed background response; then the
+    client goes away (the response goes on)."""
+    seen: list[Any] = []
+    with client.responses.create(
+        model=CLAUDE, input="Hi.", background=True, stream=True, extra_headers=STEADY
+    ) as stream:
+        for event in stream:
+            seen.append(event)
+            if len(seen) == count:
+                break
+    return seen[0].response.id, seen
+
+
+def test_a_client_that_leaves_resumes_where_it_left(
+    client: openai.OpenAI, fake: FakeUpstream
+) -> None:
+    response_id, seen = _read_some_then_leave(client, 6)
+    assert client.responses.retrieve(response_id).status == "in_progress"  # not stopped
+    last = seen[-1].sequence_number
+    rest = list(client.responses.retrieve(response_id, stream=True, starting_after=last))
+    assert rest[0].sequence_number == last + 1
+    assert [e.sequence_number for e in rest] == list(range(last + 1, last + 1 + len(rest)))
+    assert rest[-1].type == "response.completed"
+    done = client.responses.retrieve(response_id)
+    assert done.status == "completed"
+    assert _deltas(seen) + _deltas(rest) == done.output_text
+    assert len(done.output_text.split()) == 30
+
+
+def test_a_stream_left_on_one_instance_resumes_on_the_other(
+    two_instances: tuple[ServerThread, ServerThread],
+) -> None:
+    first, second = two_instances
+    with _client(first) as on_first, _client(second) as on_second:
+        response_id, seen = _read_some_then_leave(on_first, 4)
+        last = seen[-1].sequence_number
+        rest = list(on_second.responses.retrieve(response_id, stream=True, starting_after=last))
+        assert rest[0].sequence_number == last + 1
+        assert rest[-1].type == "response.completed"
+        assert _deltas(seen) + _deltas(rest) == rest[-1].response.output_text
+        with _client(second, "key-bob") as bob, pytest.raises(openai.NotFoundError):
+            list(bob.responses.retrieve(response_id, stream=True))
+
+
+def test_a_cancelled_streamed_response_ends_its_resumed_stream(
+    client: openai.OpenAI, fake: FakeUpstream
+) -> None:
+    before = fake.open_streams
+    seen: list[Any] = []
+    with client.responses.create(
+        model=CLAUDE, input="Hi.", background=True, stream=True, extra_headers=SLOW
+    ) as stream:
+        for event in stream:
+            seen.append(event)
+            if len(seen) == 3:
+                client.responses.cancel(seen[0].response.id)
+    # The stream ended once the run was stopped, long before its two hundred chunks.
+    assert "response.completed" not in [e.type for e in seen]
+    assert len(_deltas(seen).split()) < 100
+    assert wait_until(lambda: fake.open_streams == before, timeout=3)
+    response_id = seen[0].response.id
+    assert client.responses.retrieve(response_id).status == "cancelled"
+    rest = list(client.responses.retrieve(response_id, stream=True, starting_after=2))
+    assert [e.sequence_number for e in rest] == [e.sequence_number for e in seen[3:]]
 
 
 # -- events, and routed models --------------------------------------------------------------

@@ -38,6 +38,7 @@ from .._json import dumps, loads
 from ..observe import SSEParser
 from ..state import Store
 from ..types import Message, Send
+from ._background_events import EventLog, follow
 from ._drain import Drain
 from ._report import Arrival, Outcome, Report
 from ._responses_state import AnswerNotFound, StoredResponses
@@ -81,6 +82,9 @@ class BackgroundRuns:
     def _mark(self, identity: str | None, response_id: str) -> str:
         return f"pp:background:cancel:{self._who(identity)}:{response_id}"
 
+    def _events(self, identity: str | None, response_id: str) -> str:
+        return f"pp:background:events:{self._who(identity)}:{response_id}"
+
     @property
     def running(self) -> int:
         """How many runs this instance has now."""
@@ -109,14 +113,28 @@ class BackgroundRuns:
         await self._store.set(self._key(identity, record["id"]), dumps(record), self.config.ttl)
 
     async def start(
-        self, identity: str | None, queued: dict[str, Any], run: Run, arrival: Arrival
+        self,
+        identity: str | None,
+        queued: dict[str, Any],
+        run: Run,
+        arrival: Arrival,
+        live: Live | None = None,
     ) -> None:
-        """Keep ``queued`` (a response object) and run the request in a task of the app."""
+        """Keep ``queued`` (a response object) and run the request in a task of the app.
+
+        :param live: the client's stream, for a run created with ``stream``: its
+            events go there while the client stays, and are kept to be resumed.
+        """
         if self._closing:
             raise ProxyError("The proxy is shutting down.")
         await self._write(identity, queued)
+        log = None
+        if live is not None:
+            key = self._events(identity, queued["id"])
+            log = EventLog(self._store, key, self.config.ttl, self.config.max_bytes)
+            await self._store.set(f"{key}:count", b"0", self.config.ttl)
         task = asyncio.get_running_loop().create_task(
-            self._run(identity, dict(queued), run, arrival)
+            self._run(identity, dict(queued), run, arrival, live, log)
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -143,11 +161,35 @@ class BackgroundRuns:
             scope.cancel()
         return record
 
+    async def resume(self, identity: str | None, response_id: str, after: int) -> Any:
+        """The kept events of a streamed background response after ``after``, following
+        it until it is over (an async iterator of SSE bytes).
+
+        :raises BadRequest: it was not created with ``stream``.
+        """
+        key = self._events(identity, response_id)
+        if await self._store.get(f"{key}:count") is None:
+            raise BadRequest(
+                "This response was not created with stream=true: GET it without stream."
+            )
+
+        async def over() -> bool:
+            record = await self.fetch(identity, response_id)
+            return record is None or record.get("status") in _OVER
+
+        return follow(self._store, key, after, over, self.poll)
+
     async def _run(
-        self, identity: str | None, record: dict[str, Any], run: Run, arrival: Arrival
+        self,
+        identity: str | None,
+        record: dict[str, Any],
+        run: Run,
+        arrival: Arrival,
+        live: Live | None,
+        log: EventLog | None,
     ) -> None:
         key = self._key(identity, record["id"])
-        capture = _Capture(self.config.max_bytes)
+        capture = _Capture(self.config.max_bytes, record, live, log)
         scope = self._scopes[key] = anyio.CancelScope()
         report: Report | None = None
         aborted = False
@@ -162,6 +204,8 @@ class BackgroundRuns:
                     await self._write(identity, record)
                     async with anyio.create_task_group() as group:
                         group.start_soon(self._watch, identity, record["id"], scope)
+                        if log is not None:
+                            group.start_soon(self._flush_every, log)
                         try:
                             report = await run(send)
                         except ProxyError as error:
@@ -176,6 +220,13 @@ class BackgroundRuns:
             with anyio.CancelScope(shield=True):
                 await self._settle(identity, record, capture, scope, aborted or self._closing)
                 self._emit(arrival, report, scope)
+            if live is not None:
+                live.done.set()
+
+    async def _flush_every(self, log: EventLog) -> None:
+        while True:
+            await anyio.sleep(self.poll)
+            await log.flush()
 
     async def _watch(
         self, identity: str | None, response_id: str, scope: anyio.CancelScope
@@ -198,6 +249,8 @@ class BackgroundRuns:
     ) -> None:
         """Keep the run's final response object (a cancel already kept its own)."""
         try:
+            if capture.log is not None:
+                await capture.log.flush()
             now = await self.fetch(identity, record["id"])
             if now is None or now.get("status") == "cancelled":
                 return  # cancelled or deleted meanwhile
@@ -212,6 +265,9 @@ class BackgroundRuns:
                     "code": "server_error",
                     "message": _SHUT_DOWN if shut_down else "The response did not complete.",
                 }
+                await capture.emit("response.failed", {"response": record})
+                if capture.log is not None:
+                    await capture.log.flush()
             await self._write(identity, record)
         except Exception:
             logger.warning(
@@ -235,16 +291,60 @@ class BackgroundRuns:
             await asyncio.wait(list(self._tasks), timeout=5)
 
 
+class Live:
+    """The stream of the client that created a streamed background response: fed by
+    the run while :attr:`open`; :attr:`done` is set when the run is over."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.open = True
+        self.done = anyio.Event()
+
+
 class _Capture:
     """The ``send`` a run answers into: it keeps the last response object the stream
-    carried, or the error an error answer said."""
+    carried, or the error an error answer said; each event of a streamed one goes
+    to the live client and the log too (its response object as the record shows it)."""
 
-    def __init__(self, max_size: int) -> None:
+    def __init__(
+        self,
+        max_size: int,
+        record: dict[str, Any] | None = None,
+        live: Live | None = None,
+        log: EventLog | None = None,
+    ) -> None:
         self._parser = SSEParser(max_size)
         self._status = 200
         self._body: list[bytes] = []
+        self._record = record or {}
+        self._live = live
+        self.log = log
+        self._sequence = -1
         self.response: dict[str, Any] | None = None
         self.error: dict[str, Any] | None = None
+
+    async def emit(self, name: str, data: dict[str, Any]) -> None:
+        """One event to the live client and the log, numbered after the last."""
+        if self._live is None and self.log is None:
+            return
+        response = data.get("response")
+        if isinstance(response, dict):
+            created = self._record.get("created_at", response.get("created_at"))
+            data["response"] = dict(response, background=True, created_at=created)
+        sequence = data.get("sequence_number")
+        if not isinstance(sequence, int):
+            sequence = data["sequence_number"] = self._sequence + 1
+        self._sequence = max(self._sequence, sequence)
+        data.setdefault("type", name)
+        event = b"event: " + name.encode() + b"\ndata: " + dumps(data) + b"\n\n"
+        if self.log is not None:
+            self.log.add(sequence, event)
+        live = self._live
+        if live is not None and live.open:
+            try:
+                await live.send({"type": "http.response.body", "body": event, "more_body": True})
+            except Exception:  # the client left: the run goes on
+                live.open = False
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -261,10 +361,14 @@ class _Capture:
                 data = loads(event.data)
             except ValueError:
                 continue
-            if isinstance(data, dict) and isinstance(data.get("response"), dict):
+            if not isinstance(data, dict):
+                continue
+            if isinstance(data.get("response"), dict):
                 self.response = data["response"]
-            elif isinstance(data, dict) and data.get("type") == "error":
+            elif data.get("type") == "error":
                 self.error = {"code": data.get("code"), "message": data.get("message")}
+            name = event.event if event.event != "message" else str(data.get("type", "message"))
+            await self.emit(name, data)
 
 
 def _error_of(raw: bytes) -> dict[str, Any]:

@@ -58,11 +58,11 @@ from ..dialects.canonical import (
 )
 from ..guards import Guards
 from ..observe import SSEParser
-from ..policy import RawHeaders, header_value, param_value
+from ..policy import REQUEST_ID, RawHeaders, header_value, param_value
 from ..state import Store
 from ..transforms._compose import Composed, applies, run_transform
 from ..types import Message, Receive, Scope, Send
-from ._background import BackgroundRuns
+from ._background import BackgroundRuns, Live
 from ._body import RequestBody
 from ._conversations import Conversations, Joined, conversation_of
 from ._forward import Forwarder
@@ -229,7 +229,9 @@ class Gateway:
             and _stored(client.codec) is not None
             and await self._served_here(named, parsed, client, scope)
         ):
-            return await self._start_background(named, parsed, scope, send, client, arrival)
+            return await self._start_background(
+                named, parsed, scope, receive, send, client, arrival
+            )
         if self.router is not None and named in self.router:
             return await self.router.handle(
                 named, parsed, len(raw), scope, receive, send, client, operation, arrival
@@ -382,6 +384,7 @@ class Gateway:
         named: str,
         parsed: dict[str, Any],
         scope: Scope,
+        receive: Receive,
         send: Send,
         client: Dialect,
         arrival: Arrival,
@@ -391,12 +394,7 @@ class Gateway:
         assert codec is not None
         assert stored is not None
         assert runs is not None
-        if parsed.get("stream") is True:
-            raise Unsupported(
-                "stream",
-                "a background response is not streamed here: create it without stream "
-                "and poll GET /v1/responses/{id}",
-            )
+        streamed = parsed.get("stream") is True
         if parsed.get("store") is False:
             raise BadRequest("Background mode requires store to be true.")
         body = {k: v for k, v in parsed.items() if k != "background"}
@@ -424,6 +422,10 @@ class Gateway:
             )
 
         own = Arrival(arrival.request_id, "POST")
+        if streamed:
+            return await self._stream_background(
+                identity, queued, run, own, receive, send, client, named, arrival
+            )
         await runs.start(identity, queued, run, own)
         answer = dumps(queued)
         await send_whole(
@@ -437,6 +439,70 @@ class Gateway:
             identity=identity,
             client_dialect=client.name,
         )
+
+    async def _stream_background(
+        self,
+        identity: str | None,
+        queued: dict[str, Any],
+        run: Callable[[Send], Any],
+        own: Arrival,
+        receive: Receive,
+        send: Send,
+        client: Dialect,
+        named: str,
+        arrival: Arrival,
+    ) -> Report:
+        """A streamed background response: its events go to the client while it stays
+        (leaving does not stop the run) and are kept, to be resumed."""
+        runs = self.background
+        assert runs is not None
+        await send(_stream_start(arrival))
+        live = Live(send)
+        await runs.start(identity, queued, run, own, live)
+        try:
+            async with anyio.create_task_group() as group:
+
+                async def gone() -> None:
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    live.open = False
+                    group.cancel_scope.cancel()
+
+                group.start_soon(gone)
+                await live.done.wait()
+                group.cancel_scope.cancel()
+        finally:
+            still, live.open = live.open, False
+        if still:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return Report(
+            Outcome(200, streamed=True),
+            None,
+            "/v1/responses",
+            model=named,
+            identity=identity,
+            client_dialect=client.name,
+        )
+
+    async def _resume(
+        self, scope: Scope, send: Send, identity: str | None, answer_id: str, arrival: Arrival
+    ) -> Report:
+        """``GET .../{id}?stream=true&starting_after=N``: a streamed background
+        response's events after ``N``, then the rest as they come."""
+        runs = self.background
+        assert runs is not None
+        after = param_value(scope.get("query_string", b""), ("starting_after",)) or "-1"
+        if not after.removeprefix("-").isdigit():
+            raise BadRequest(f"starting_after must be a sequence number, not {after!r}.")
+        events = await runs.resume(identity, answer_id, int(after))
+        await send(_stream_start(arrival))
+        size = 0
+        async for event in events:
+            size += len(event)
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        outcome = Outcome(200, streamed=True, response_bytes=size)
+        return Report(outcome, None, f"/v1/responses/{answer_id}", identity=identity)
 
     async def handle_stored(
         self,
@@ -472,9 +538,7 @@ class Gateway:
             payload = await runs.cancel(identity, answer_id)
         elif background is not None and not sub and method == "GET":
             if param_value(scope.get("query_string", b""), ("stream",)) == "true":
-                raise BadRequest(
-                    "Streaming a background response is not served here: GET it without stream."
-                )
+                return await self._resume(scope, send, identity, answer_id, arrival)
             payload = background
         elif background is not None and not sub and method == "DELETE":
             assert runs is not None
@@ -958,3 +1022,13 @@ class _Translator:
         content = dumps(payload)
         await self._send_start("application/json", len(content))
         await self._send({"type": "http.response.body", "body": content, "more_body": False})
+
+
+def _stream_start(arrival: Arrival) -> Message:
+    """The head of an event stream the gateway answers itself."""
+    headers = [
+        (b"content-type", b"text/event-stream"),
+        (b"cache-control", b"no-cache"),
+        (REQUEST_ID, arrival.request_id.encode("ascii")),
+    ]
+    return {"type": "http.response.start", "status": 200, "headers": headers}
