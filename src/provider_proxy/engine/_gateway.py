@@ -990,6 +990,8 @@ class _Translator:
             for call_id, parts in keep:
                 await self._memory.remember(self._identity, call_id, parts)
         data = b"".join(out)
+        if not more and keeping is not None:
+            await keeping.end()  # kept before the client has the end, and may go on
         if data or not more:
             await self._send({"type": "http.response.body", "body": data, "more_body": more})
 
@@ -1020,6 +1022,8 @@ class _Translator:
                     failure.status_code, "server_error", failure.message
                 )
         content = dumps(payload)
+        if self._keeping is not None:
+            await self._keeping.end()  # kept before the client has it, and may go on
         await self._send_start("application/json", len(content))
         await self._send({"type": "http.response.body", "body": content, "more_body": False})
 

@@ -272,6 +272,7 @@ class Keeping:
         self.reserved = False
         #: Called with the answer once it finished (kept or not).
         self.finished: Finished | None = None
+        self._ended = False
         self._collector = AnswerCollector(answer_id)
         self._response: Response | None = None
 
@@ -289,9 +290,11 @@ class Keeping:
 
     async def end(self) -> None:
         """Keep the answer if it finished and asked to be; else free its slot.
-        Then hand a finished answer to :attr:`finished`."""
-        if not self.reserved and self.finished is None:
+        Then hand a finished answer to :attr:`finished`. Once: the translator calls
+        it before the answer's end reaches the client, the gateway again after."""
+        if self._ended or (not self.reserved and self.finished is None):
             return
+        self._ended = True
         response = self._response or self._collector.response()
         kept = False
         try:
