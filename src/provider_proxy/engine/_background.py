@@ -36,8 +36,9 @@ import anyio
 from .._exceptions import BadRequest, ProxyError
 from .._json import dumps, loads
 from ..observe import SSEParser
+from ..policy import REQUEST_ID
 from ..state import Store
-from ..types import Message, Send
+from ..types import Message, Receive, Send
 from ._background_events import EventLog, follow
 from ._drain import Drain
 from ._report import Arrival, Outcome, Report
@@ -161,12 +162,56 @@ class BackgroundRuns:
             scope.cancel()
         return record
 
-    async def resume(self, identity: str | None, response_id: str, after: int) -> Any:
-        """The kept events of a streamed background response after ``after``, following
-        it until it is over (an async iterator of SSE bytes).
+    async def stream(
+        self,
+        identity: str | None,
+        queued: dict[str, Any],
+        run: Run,
+        run_arrival: Arrival,
+        receive: Receive,
+        send: Send,
+        arrival: Arrival,
+    ) -> Outcome:
+        """Start a streamed background response and stream its events to its client
+        while it stays (leaving does not stop the run); they are kept, to be resumed.
+        ``run_arrival``: the run's, for its event; ``arrival``: the request's."""
+        await send(_stream_start(arrival.request_id))
+        live = Live(send)
+        await self.start(identity, queued, run, run_arrival, live)
+        try:
+            async with anyio.create_task_group() as group:
 
-        :raises BadRequest: it was not created with ``stream``.
+                async def gone() -> None:
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    live.open = False
+                    group.cancel_scope.cancel()
+
+                group.start_soon(gone)
+                await live.done.wait()
+                group.cancel_scope.cancel()
+        finally:
+            still, live.open = live.open, False
+        if still:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return Outcome(200, streamed=True)
+
+    async def resume(
+        self,
+        identity: str | None,
+        response_id: str,
+        after: str | None,
+        send: Send,
+        arrival: Arrival,
+    ) -> Outcome:
+        """Stream the kept events of a streamed background response after the sequence
+        number ``after``, then follow it until it is over.
+
+        :raises BadRequest: it was not created with ``stream``, or ``after`` is no number.
         """
+        after = after or "-1"
+        if not after.removeprefix("-").isdigit():
+            raise BadRequest(f"starting_after must be a sequence number, not {after!r}.")
         key = self._events(identity, response_id)
         if await self._store.get(f"{key}:count") is None:
             raise BadRequest(
@@ -177,7 +222,13 @@ class BackgroundRuns:
             record = await self.fetch(identity, response_id)
             return record is None or record.get("status") in _OVER
 
-        return follow(self._store, key, after, over, self.poll)
+        await send(_stream_start(arrival.request_id))
+        size = 0
+        async for event in follow(self._store, key, int(after), over, self.poll):
+            size += len(event)
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return Outcome(200, streamed=True, response_bytes=size)
 
     async def _run(
         self,
@@ -383,3 +434,13 @@ def _error_of(raw: bytes) -> dict[str, Any]:
         "code": code or "server_error",
         "message": message if isinstance(message, str) else "The response failed.",
     }
+
+
+def _stream_start(request_id: str) -> Message:
+    """The head of an event stream the proxy answers itself."""
+    headers = [
+        (b"content-type", b"text/event-stream"),
+        (b"cache-control", b"no-cache"),
+        (REQUEST_ID, request_id.encode("ascii")),
+    ]
+    return {"type": "http.response.start", "status": 200, "headers": headers}

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
-from .._exceptions import BadRequest, ProxyError
+from .._exceptions import BadRequest, MethodNotAllowed, ProviderNotFound, ProxyError
 from .._json import dumps, loads
 from ..state import Store
 from ._responses_state import ConversationTooLarge, StoredResponses, TooManyStored
@@ -107,6 +107,43 @@ class Conversations:
         await self._store.set(self._key(identity, record["id"]), raw, ttl)
 
     # -- the endpoints ------------------------------------------------------------------
+
+    async def serve(
+        self,
+        identity: str | None,
+        method: str,
+        parts: list[str],
+        query: str,
+        body: dict[str, Any],
+        validate: Validate,
+    ) -> dict[str, Any]:
+        """One call of the API: ``parts`` are the path's segments after
+        ``/v1/conversations`` (``[]``, ``[id]``, ``[id, "items"]``, ``[id, "items", item]``).
+
+        :raises MethodNotAllowed: the path does not answer ``method``.
+        :raises ProviderNotFound: no such endpoint.
+        """
+        count = len(parts)
+        items = count >= 2 and parts[1] == "items"
+        if count == 0 and method == "POST":
+            return await self.create(identity, body.get("items"), body.get("metadata"), validate)
+        if count == 1 and method == "GET":
+            return await self.get(identity, parts[0])
+        if count == 1 and method == "POST":
+            return await self.update(identity, parts[0], body.get("metadata"))
+        if count == 1 and method == "DELETE":
+            return await self.delete(identity, parts[0])
+        if count == 2 and items and method == "GET":
+            return await self.list_items(identity, parts[0], query)
+        if count == 2 and items and method == "POST":
+            return await self.add_items(identity, parts[0], body.get("items"), validate)
+        if count == 3 and items and method == "GET":
+            return await self.get_item(identity, parts[0], parts[2])
+        if count == 3 and items and method == "DELETE":
+            return await self.delete_item(identity, parts[0], parts[2])
+        if count < 2 or (count <= 3 and items):
+            raise MethodNotAllowed(f"This conversations endpoint does not answer {method}.")
+        raise ProviderNotFound("No such conversations endpoint.")
 
     async def create(
         self, identity: str | None, items: Any, metadata: Any, validate: Validate

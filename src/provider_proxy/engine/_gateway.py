@@ -58,11 +58,11 @@ from ..dialects.canonical import (
 )
 from ..guards import Guards
 from ..observe import SSEParser
-from ..policy import REQUEST_ID, RawHeaders, header_value, param_value
+from ..policy import RawHeaders, header_value, param_value
 from ..state import Store
 from ..transforms._compose import Composed, applies, run_transform
 from ..types import Message, Receive, Scope, Send
-from ._background import BackgroundRuns, Live
+from ._background import BackgroundRuns
 from ._body import RequestBody
 from ._conversations import Conversations, Joined, conversation_of
 from ._forward import Forwarder
@@ -423,86 +423,21 @@ class Gateway:
 
         own = Arrival(arrival.request_id, "POST")
         if streamed:
-            return await self._stream_background(
-                identity, queued, run, own, receive, send, client, named, arrival
-            )
-        await runs.start(identity, queued, run, own)
-        answer = dumps(queued)
-        await send_whole(
-            send, 200, content_head(b"application/json", len(answer), arrival.request_id), answer
-        )
+            outcome = await runs.stream(identity, queued, run, own, receive, send, arrival)
+        else:
+            await runs.start(identity, queued, run, own)
+            answer = dumps(queued)
+            head = content_head(b"application/json", len(answer), arrival.request_id)
+            await send_whole(send, 200, head, answer)
+            outcome = Outcome(200, response_bytes=len(answer))
         return Report(
-            Outcome(200, response_bytes=len(answer)),
+            outcome,
             None,
             "/v1/responses",
             model=named,
             identity=identity,
             client_dialect=client.name,
         )
-
-    async def _stream_background(
-        self,
-        identity: str | None,
-        queued: dict[str, Any],
-        run: Callable[[Send], Any],
-        own: Arrival,
-        receive: Receive,
-        send: Send,
-        client: Dialect,
-        named: str,
-        arrival: Arrival,
-    ) -> Report:
-        """A streamed background response: its events go to the client while it stays
-        (leaving does not stop the run) and are kept, to be resumed."""
-        runs = self.background
-        assert runs is not None
-        await send(_stream_start(arrival))
-        live = Live(send)
-        await runs.start(identity, queued, run, own, live)
-        try:
-            async with anyio.create_task_group() as group:
-
-                async def gone() -> None:
-                    while (await receive())["type"] != "http.disconnect":
-                        pass
-                    live.open = False
-                    group.cancel_scope.cancel()
-
-                group.start_soon(gone)
-                await live.done.wait()
-                group.cancel_scope.cancel()
-        finally:
-            still, live.open = live.open, False
-        if still:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        return Report(
-            Outcome(200, streamed=True),
-            None,
-            "/v1/responses",
-            model=named,
-            identity=identity,
-            client_dialect=client.name,
-        )
-
-    async def _resume(
-        self, scope: Scope, send: Send, identity: str | None, answer_id: str, arrival: Arrival
-    ) -> Report:
-        """``GET .../{id}?stream=true&starting_after=N``: a streamed background
-        response's events after ``N``, then the rest as they come."""
-        runs = self.background
-        assert runs is not None
-        after = param_value(scope.get("query_string", b""), ("starting_after",)) or "-1"
-        if not after.removeprefix("-").isdigit():
-            raise BadRequest(f"starting_after must be a sequence number, not {after!r}.")
-        events = await runs.resume(identity, answer_id, int(after))
-        await send(_stream_start(arrival))
-        size = 0
-        async for event in events:
-            size += len(event)
-            await send({"type": "http.response.body", "body": event, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-        outcome = Outcome(200, streamed=True, response_bytes=size)
-        return Report(outcome, None, f"/v1/responses/{answer_id}", identity=identity)
 
     async def handle_stored(
         self,
@@ -537,8 +472,12 @@ class Gateway:
                 raise BadRequest("Only responses created with background=true can be cancelled.")
             payload = await runs.cancel(identity, answer_id)
         elif background is not None and not sub and method == "GET":
-            if param_value(scope.get("query_string", b""), ("stream",)) == "true":
-                return await self._resume(scope, send, identity, answer_id, arrival)
+            query = scope.get("query_string", b"")
+            if param_value(query, ("stream",)) == "true":
+                assert runs is not None
+                after = param_value(query, ("starting_after",))
+                outcome = await runs.resume(identity, answer_id, after, send, arrival)
+                return Report(outcome, None, path, identity=identity, client_dialect=client.name)
             payload = background
         elif background is not None and not sub and method == "DELETE":
             assert runs is not None
@@ -583,7 +522,7 @@ class Gateway:
         conversations, codec = self._conversations, client.codec
         if conversations is None or codec is None:
             raise ProviderNotFound("No conversations are kept here (the app has no store).")
-        parts = [unquote(p) for p in rest.split("/")[1:]] if rest else []
+        parts = [unquote(part) for part in rest.split("/")[1:]] if rest else []
         method = scope["method"]
         identity = await self._identity_required(scope)
         body: dict[str, Any] = {}
@@ -604,29 +543,7 @@ class Gateway:
             codec.decode_request({"model": "-", "input": items})
 
         query = scope.get("query_string", b"").decode("latin-1")
-        payload: dict[str, Any]
-        if not parts and method == "POST":
-            payload = await conversations.create(
-                identity, body.get("items"), body.get("metadata"), validate
-            )
-        elif len(parts) == 1 and method == "GET":
-            payload = await conversations.get(identity, parts[0])
-        elif len(parts) == 1 and method == "POST":
-            payload = await conversations.update(identity, parts[0], body.get("metadata"))
-        elif len(parts) == 1 and method == "DELETE":
-            payload = await conversations.delete(identity, parts[0])
-        elif len(parts) == 2 and parts[1] == "items" and method == "GET":
-            payload = await conversations.list_items(identity, parts[0], query)
-        elif len(parts) == 2 and parts[1] == "items" and method == "POST":
-            payload = await conversations.add_items(identity, parts[0], body.get("items"), validate)
-        elif len(parts) == 3 and parts[1] == "items" and method == "GET":
-            payload = await conversations.get_item(identity, parts[0], parts[2])
-        elif len(parts) == 3 and parts[1] == "items" and method == "DELETE":
-            payload = await conversations.delete_item(identity, parts[0], parts[2])
-        elif len(parts) <= 3 and (len(parts) < 2 or parts[1] == "items"):
-            raise MethodNotAllowed(f"{path} does not answer {method}.")
-        else:
-            raise ProviderNotFound(f"No conversations endpoint {path}.")
+        payload = await conversations.serve(identity, method, parts, query, body, validate)
         content = dumps(payload)
         head = content_head(b"application/json", len(content), arrival.request_id)
         await send_whole(send, 200, head, content)
@@ -1026,13 +943,3 @@ class _Translator:
             await self._keeping.end()  # kept before the client has it, and may go on
         await self._send_start("application/json", len(content))
         await self._send({"type": "http.response.body", "body": content, "more_body": False})
-
-
-def _stream_start(arrival: Arrival) -> Message:
-    """The head of an event stream the gateway answers itself."""
-    headers = [
-        (b"content-type", b"text/event-stream"),
-        (b"cache-control", b"no-cache"),
-        (REQUEST_ID, arrival.request_id.encode("ascii")),
-    ]
-    return {"type": "http.response.start", "status": 200, "headers": headers}
