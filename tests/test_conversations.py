@@ -18,9 +18,18 @@ from typing import Any, ClassVar
 import openai
 import pytest
 
-from provider_proxy import Guards, ProxyApp, RedisStore, StoredResponses, make_asgi_app
+from provider_proxy import (
+    BadRequest,
+    Guards,
+    MemoryStore,
+    ProxyApp,
+    RedisStore,
+    StoredResponses,
+    make_asgi_app,
+)
 from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter, OpenAICompatibleAdapter
 from provider_proxy.dialects import Dialect, OpenAIChat
+from provider_proxy.engine._conversations import ConversationNotFound, Conversations
 from provider_proxy.testing import FakeUpstream
 
 from .conftest import ANTHROPIC_KEY, OPENAI_KEY, TRANSPORTS
@@ -310,3 +319,47 @@ def test_a_failed_turn_adds_nothing(client: openai.OpenAI) -> None:
             extra_headers={"x-fake-status": "500"},
         )
     assert len(client.conversations.items.list(conversation.id).data) == 1
+
+
+# -- the store side, on a clock the test moves -----------------------------------------------
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _no_check(items: list[Any]) -> None:
+    """Item checks are the codec's (tested through the server above)."""
+
+
+@pytest.mark.anyio
+async def test_a_conversation_lives_ttl_seconds_after_its_last_change() -> None:
+
+    clock = _Clock()
+    conversations = Conversations(MemoryStore(clock=clock), StoredResponses(ttl=10))
+    made = await conversations.create("alice", FIRST, None, _no_check)
+    clock.now += 8
+    await conversations.add_items("alice", made["id"], FIRST, _no_check)  # a change
+    clock.now += 8  # 16 s after it was made, 8 after its last change
+    page = await conversations.list_items("alice", made["id"], "order=asc")
+    assert [item["content"][0]["text"] for item in page["data"]] == ["My name is Ada."] * 2
+    clock.now += 3
+    with pytest.raises(ConversationNotFound):
+        await conversations.get("alice", made["id"])
+
+
+@pytest.mark.anyio
+async def test_paging_refuses_what_the_api_refuses() -> None:
+
+    conversations = Conversations(MemoryStore(), StoredResponses())
+    made = await conversations.create(None, FIRST, {"a": "b"}, _no_check)
+    for query in ("limit=0", "limit=101", "limit=x", "order=up", "after=msg_nope"):
+        with pytest.raises(BadRequest):
+            await conversations.list_items(None, made["id"], query)
+    page = await conversations.list_items(None, made["id"], "limit=100")
+    assert page["has_more"] is False
+    assert page["first_id"] == page["last_id"] == page["data"][0]["id"]

@@ -20,9 +20,18 @@ import httpx
 import openai
 import pytest
 
-from provider_proxy import Deployment, Guards, ProxyApp, RedisStore, Route, make_asgi_app
+from provider_proxy import (
+    Deployment,
+    Guards,
+    MemoryStore,
+    ProxyApp,
+    RedisStore,
+    Route,
+    make_asgi_app,
+)
 from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter, OpenAICompatibleAdapter
 from provider_proxy.dialects import Dialect, OpenAIChat
+from provider_proxy.engine._background_events import TRUNCATED, EventLog, follow
 from provider_proxy.testing import FakeUpstream
 
 from .conftest import ANTHROPIC_KEY, OPENAI_KEY, TRANSPORTS
@@ -472,3 +481,31 @@ def test_background_on_a_routed_model(upstream: ServerThread, transport_kind: st
         assert done.status == "completed"
         assert done.id == begun.id
         assert done.output_text == TEXT
+
+
+# -- kept events, bounded -----------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_kept_events_are_bounded_and_a_resume_says_where_they_end() -> None:
+
+    store = MemoryStore()
+    log = EventLog(store, "k", ttl=60, max_bytes=100)
+    events = [f'event: e\ndata: {{"n": {n}}}\n\n'.encode() for n in range(10)]
+    fit = 100 // len(events[0])  # the events that fit in the bound
+    assert 2 < fit < 10
+    for number, event in enumerate(events[:2]):
+        log.add(number, event)
+    await log.flush()
+    for number, event in enumerate(events[2:], start=2):
+        log.add(number, event)
+    await log.flush()
+    finished = True
+
+    async def over() -> bool:
+        return finished
+
+    got = [chunk async for chunk in follow(store, "k", 0, over, 0.01)]
+    assert got == [*events[1:fit], TRUNCATED]  # after sequence number 0
+    everything = [chunk async for chunk in follow(store, "k", -1, over, 0.01)]
+    assert everything == [*events[:fit], TRUNCATED]
