@@ -147,6 +147,17 @@ def test_cancel_closes_the_upstream_request_at_once(
         client.responses.create(model=CLAUDE, previous_response_id=begun.id, input="More.")
 
 
+def test_a_cancel_right_after_create_stays_cancelled(
+    client: openai.OpenAI, fake: FakeUpstream
+) -> None:
+    before = fake.open_streams
+    begun = client.responses.create(model=CLAUDE, input="Hi.", background=True, extra_headers=SLOW)
+    assert client.responses.cancel(begun.id).status == "cancelled"
+    assert wait_until(lambda: fake.open_streams == before, timeout=3)
+    time.sleep(0.3)  # whether or not it had begun, the run settled without writing over it
+    assert client.responses.retrieve(begun.id).status == "cancelled"
+
+
 def test_what_cannot_be_cancelled_is_refused_as_openai_refuses_it(
     client: openai.OpenAI,
 ) -> None:

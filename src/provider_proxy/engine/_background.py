@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from .._exceptions import BadRequest, ProxyError
 from .._json import dumps, loads
@@ -251,6 +252,10 @@ class BackgroundRuns:
             with tracking as tracked:
                 send = capture if tracked is None else tracked.send
                 with scope:
+                    now = await self.fetch(identity, record["id"])
+                    if now is None or now.get("status") != "queued":
+                        scope.cancel()  # cancelled (or deleted) before it began
+                        await anyio.lowlevel.checkpoint()
                     record["status"] = "in_progress"
                     await self._write(identity, record)
                     async with anyio.create_task_group() as group:
