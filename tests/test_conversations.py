@@ -15,8 +15,12 @@ import uuid
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
+import anyio
+import httpx
 import openai
 import pytest
+from agents import Agent, OpenAIResponsesModel, Runner, function_tool, set_tracing_disabled
+from agents.memory import OpenAIConversationsSession
 
 from provider_proxy import (
     BadRequest,
@@ -363,3 +367,88 @@ async def test_paging_refuses_what_the_api_refuses() -> None:
     page = await conversations.list_items(None, made["id"], "limit=100")
     assert page["has_more"] is False
     assert page["first_id"] == page["last_id"] == page["data"][0]["id"]
+
+
+# -- the OpenAI Agents SDK: conversation_id, and a conversations session ----------------------
+
+
+async def _tools_until_answered(request: httpx.Request) -> None:
+    """Ask the fake provider for a tool call until the tool's output is in the request."""
+    if request.url.path.endswith("/responses") and b"function_call_output" not in request.content:
+        request.headers["x-fake-tools"] = "weather"
+
+
+def _agent(client: openai.AsyncOpenAI, asked: list[str]) -> Agent[Any]:
+    set_tracing_disabled(True)  # no traces exported anywhere
+
+    @function_tool
+    def weather(city: str) -> str:
+        """The weather in a city."""
+        asked.append(city)
+        return f"Sunny in {city}."
+
+    return Agent(
+        name="forecaster",
+        instructions="Answer with the weather.",
+        tools=[weather],
+        model=OpenAIResponsesModel(model=CLAUDE, openai_client=client),
+    )
+
+
+def _async_client(gateway: ServerThread, hook: bool = True) -> openai.AsyncOpenAI:
+    hooks = {"request": [_tools_until_answered]} if hook else {}
+    return openai.AsyncOpenAI(
+        base_url=f"{gateway.url}/v1",
+        api_key="key-alice",
+        max_retries=0,
+        http_client=httpx.AsyncClient(event_hooks=hooks),
+    )
+
+
+def test_the_agents_runner_keeps_a_tool_loop_in_a_conversation(
+    gateway: ServerThread, client: openai.OpenAI, fake: FakeUpstream
+) -> None:
+    conversation = client.conversations.create()
+    asked: list[str] = []
+
+    async def run() -> Any:
+        async with _async_client(gateway) as sdk:
+            agent = _agent(sdk, asked)
+            first = await Runner.run(agent, "Weather in Paris?", conversation_id=conversation.id)
+            return first.final_output
+
+    assert anyio.run(run) == TEXT
+    assert asked == ["fake-city"]
+    sent = _sent(fake)["messages"]  # the turn that carried the tool's output
+    assert [m["role"] for m in sent] == ["user", "assistant", "user"]
+    assert sent[1]["content"][0]["type"] == "tool_use"
+    assert sent[2]["content"][0]["tool_use_id"] == sent[1]["content"][0]["id"]
+    kinds = [i.type for i in client.conversations.items.list(conversation.id, order="asc").data]
+    assert kinds == ["message", "function_call", "function_call_output", "message"]
+
+
+def test_an_agents_conversations_session_through_the_gateway(
+    gateway: ServerThread, client: openai.OpenAI, fake: FakeUpstream
+) -> None:
+    async def run() -> str:
+        async with _async_client(gateway, hook=False) as sdk:
+            set_tracing_disabled(True)
+            agent = Agent(
+                name="talker", model=OpenAIResponsesModel(model=CLAUDE, openai_client=sdk)
+            )
+            session = OpenAIConversationsSession(openai_client=sdk)
+            await Runner.run(agent, "My name is Ada.", session=session)
+            await Runner.run(agent, "What is my name?", session=session)
+            return await session._get_session_id()
+
+    conversation_id = anyio.run(run)
+    assert conversation_id.startswith("conv_")
+    said = json.dumps(_sent(fake)["messages"])
+    assert said.index("My name is Ada.") < said.index(TEXT) < said.index("What is my name?")
+    items = client.conversations.items.list(conversation_id, order="asc").data
+    assert [(i.type, getattr(i, "role", None)) for i in items] == [
+        ("message", "user"),
+        ("message", "assistant"),
+        ("message", "user"),
+        ("message", "assistant"),
+    ]
