@@ -452,3 +452,18 @@ def test_an_agents_conversations_session_through_the_gateway(
         ("message", "user"),
         ("message", "assistant"),
     ]
+
+
+def test_a_turn_that_would_make_a_conversation_too_large_is_refused_first(
+    client: openai.OpenAI, fake: FakeUpstream
+) -> None:
+    conversation = client.conversations.create()
+    big = "y" * 40_000
+    client.conversations.items.create(
+        conversation.id, items=[{"type": "message", "role": "user", "content": big}]
+    )
+    seen = len(fake.requests)
+    with pytest.raises(openai.APIStatusError) as refused:
+        client.responses.create(model=CLAUDE, conversation=conversation.id, input=big)
+    assert refused.value.status_code == 413
+    assert len(fake.requests) == seen  # not sent, so not billed

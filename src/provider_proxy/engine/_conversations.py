@@ -252,6 +252,7 @@ class Conversations:
 
         :raises BadRequest: it names a conversation and a ``previous_response_id`` too.
         :raises ConversationNotFound: the conversation is not this client's.
+        :raises ConversationTooLarge: with the input, it is larger than one may be.
         """
         named = body.get("conversation")
         if named is None:
@@ -270,6 +271,11 @@ class Conversations:
         history = [
             {k: v for k, v in item.items() if k not in ("id", "status")} for item in record["items"]
         ]
+        if len(dumps(record)) + len(dumps(new)) > self.config.max_bytes:
+            raise ConversationTooLarge(
+                f"The conversation would be larger than a stored one may be "
+                f"({self.config.max_bytes} bytes); start a new one."
+            )
         joined = {k: v for k, v in body.items() if k != "conversation"}
         joined["input"] = [*history, *new]
         return joined, Joined(conversation_id, [dict(item) for item in new])
@@ -277,7 +283,8 @@ class Conversations:
     async def append(
         self, identity: str | None, joined: Joined, output: list[dict[str, Any]]
     ) -> None:
-        """A finished answer's input and ``output`` items, added to its conversation."""
+        """A finished answer's input and ``output`` items, added to its conversation
+        (an answer that makes it too large is served but not added: logged)."""
         record = await self._load(identity, joined.conversation_id)
         for item in [*joined.new_items, *output]:
             record["items"].append(_identified(dict(item), len(record["items"]), record["id"]))
