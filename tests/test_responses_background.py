@@ -321,7 +321,7 @@ def test_a_drain_waits_for_a_background_response_or_aborts_it(
             )
             assert _streams_open(fake, before + 1)
         # The first instance has shut down (its lifespan drained it).
-        assert fake.open_streams == before
+        assert wait_until(lambda: fake.open_streams == before, timeout=3)
         with _client(other) as on_other:
             done = on_other.responses.retrieve(begun.id)
         assert done.status == status
