@@ -103,6 +103,7 @@ class Conversations:
                 f"({self.config.max_bytes} bytes); start a new one."
             )
         ttl = self.config.ttl
+        # The slot's lease lives as long as the record: renewed with it (create took it).
         await self._store.acquire(self._slots(identity), record["id"], self.config.per_client, ttl)
         await self._store.set(self._key(identity, record["id"]), raw, ttl)
 
