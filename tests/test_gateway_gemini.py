@@ -550,11 +550,17 @@ def test_a_gemini_client_that_leaves_mid_stream_closes_the_upstream_stream(
     assert wait_until(lambda: fake.open_streams == 0, timeout=5)
 
 
-def test_count_tokens_is_refused_in_googles_format(google: genai.Client) -> None:
-    with pytest.raises(genai_errors.ClientError) as raised:
-        google.models.count_tokens(model=GPT, contents="Hi.")
-    assert raised.value.code == 400
-    assert "countTokens" in (raised.value.message or "")
+def test_a_method_not_served_is_refused_in_googles_format(gateway: ServerThread) -> None:
+    """(countTokens and the embedding methods: tests/test_gemini_client.py.)"""
+    response = httpx.post(
+        f"{gateway.url}/v1beta/models/{GPT}:batchGenerateContent",
+        json={"batch": {}},
+        headers={"x-goog-api-key": "key-alice"},
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["status"] == "INVALID_ARGUMENT"
+    assert "batchGenerateContent" in error["message"]
 
 
 def test_automatic_function_calling_runs_the_python_function(

@@ -1074,7 +1074,23 @@ def test_gateway_paths_name_the_model(path: str, query: bytes, model: str, strea
     assert (call.model, call.stream, call.refusal, call.dialect) == (model, stream, None, Gemini())
 
 
-@pytest.mark.parametrize("method", ["countTokens", "embedContent", "batchEmbedContents"])
+@pytest.mark.parametrize(
+    ("method", "operation"),
+    [
+        ("generateContent", "generate"),
+        ("streamGenerateContent", "stream"),
+        ("countTokens", "count_tokens"),
+        ("embedContent", "embed_content"),
+        ("batchEmbedContents", "embed"),
+    ],
+)
+def test_each_served_method_is_its_operation(method: str, operation: str) -> None:
+    call = gateway_in_path(f"/v1beta/models/openai/gpt-4.1:{method}", b"alt=sse")
+    assert call is not None
+    assert (call.operation, call.refusal) == (operation, None)
+
+
+@pytest.mark.parametrize("method", ["batchGenerateContent", "predict"])
 def test_other_methods_of_a_model_are_refused_saying_what_is_served(method: str) -> None:
     call = gateway_in_path(f"/v1beta/models/openai/gpt-4.1:{method}", b"")
     assert call is not None

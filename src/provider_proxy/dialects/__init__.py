@@ -10,10 +10,11 @@ from collections.abc import Iterable, Mapping
 
 from . import canonical
 from ._base import BaseDialect, Dialect
-from ._gemini_embed import GeminiEmbeddings
+from ._gemini_embed import GeminiClientEmbeddings, GeminiEmbeddings
+from ._token_counts import AnthropicCounting, GeminiCounting, TokenCounting
 from ._token_estimate import Tokenizer, estimate_input_tokens, offline_tokenizer
 from .anthropic_messages import AnthropicMessages, AnthropicMessagesCodec
-from .gemini import GATEWAY_METHODS, Gemini, GeminiCodec, gateway_call
+from .gemini import GATEWAY_METHODS, Gemini, GeminiCodec, catalog_model, catalog_page, gateway_call
 from .openai_chat import OpenAIChat, OpenAIChatCodec
 from .openai_responses import OpenAIResponses, OpenAIResponsesCodec
 
@@ -61,6 +62,14 @@ def conversation_path(path: str) -> tuple[Dialect, str] | None:
 #: ``/v1/embeddings`` on a provider that embeds in another format.
 EMBEDDINGS: Mapping[tuple[str, str], canonical.EmbeddingTranslation] = {
     (OpenAIChat.name, Gemini.name): GeminiEmbeddings(),
+    (Gemini.name, OpenAIChat.name): GeminiClientEmbeddings(),
+}
+
+#: Token-count requests and answers, by format: a client's count on a provider of
+#: another format that counts (translated), or the gateway's estimate in its shape.
+TOKEN_COUNTS: Mapping[str, TokenCounting] = {
+    AnthropicMessages.name: AnthropicCounting(),
+    Gemini.name: GeminiCounting(),
 }
 
 
@@ -69,7 +78,8 @@ class PathCall:
     """A gateway request whose path names the model: its format, operation and model."""
 
     dialect: Dialect
-    #: ``"generate"``, or ``"stream"`` when the path asks for a stream.
+    #: ``"generate"``, ``"stream"`` when the path asks for a stream, ``"count_tokens"``,
+    #: ``"embed"`` (a batch) or ``"embed_content"`` (one).
     operation: str
     model: str
     #: The path asks for a stream (the body of such a format does not say).
@@ -80,9 +90,10 @@ class PathCall:
 
 def gateway_in_path(path: str, query: bytes) -> PathCall | None:
     """A gateway endpoint whose path names the model, Gemini's
-    ``/{v1beta|v1}/models/{model}:generateContent`` (and ``:streamGenerateContent``),
-    else ``None``. A stream must be asked for as server-sent events (``alt=sse``),
-    the only stream the gateway writes.
+    ``/{v1beta|v1}/models/{model}:generateContent`` (and ``:streamGenerateContent``,
+    ``:countTokens``, ``:embedContent``, ``:batchEmbedContents``), else ``None``.
+    A stream must be asked for as server-sent events (``alt=sse``), the only
+    stream the gateway writes.
     """
     found = gateway_call(path)
     if found is None:
@@ -90,11 +101,38 @@ def gateway_in_path(path: str, query: bytes) -> PathCall | None:
     model, method = found
     stream = method == "streamGenerateContent"
     refusal = None
-    if method not in GATEWAY_METHODS:
-        refusal = f"The gateway serves {' and '.join(GATEWAY_METHODS)} of any model, not {method}."
+    operation = GATEWAY_METHODS.get(method, "")
+    if not operation:
+        served = ", ".join(GATEWAY_METHODS)
+        refusal = f"The gateway serves {served} of any model, not {method}."
     elif stream and b"alt=sse" not in query.split(b"&"):
         refusal = "The gateway streams streamGenerateContent as server-sent events: add ?alt=sse."
-    return PathCall(Gemini(), "stream" if stream else "generate", model, stream, refusal)
+    return PathCall(Gemini(), operation, model, stream, refusal)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CatalogCall:
+    """A model-catalog request in a format that lists models on its own paths."""
+
+    dialect: Dialect
+    #: The model asked for (``GET .../models/{model}``), or ``None`` for the list.
+    model: str | None
+
+    def page(self, query: bytes) -> tuple[int, str | None]:
+        """The list's page size and the model it continues after, from the query."""
+        return catalog_page(query)
+
+
+def catalog_in_path(path: str, headers: Iterable[tuple[bytes, bytes]] = ()) -> CatalogCall | None:
+    """Gemini's ``/v1beta/models`` and ``/v1beta/models/{model}`` (and ``/v1/...`` when
+    the client is Google's SDK, see :func:`client_dialect`), answered from the gateway's
+    model catalog in Gemini's shape, else ``None``."""
+    model = catalog_model(path, "v1beta")
+    if model is None and client_dialect(headers) == Gemini():
+        model = catalog_model(path, "v1")
+    if model is None:
+        return None
+    return CatalogCall(Gemini(), model or None)
 
 
 #: The format of the proxy's own endpoints (``/v1/models``) and of unknown routes.
@@ -149,9 +187,11 @@ __all__ = [
     "KEY_SUBPROTOCOLS",
     "PRIVATE_HEADERS",
     "STORED_ANSWERS",
+    "TOKEN_COUNTS",
     "AnthropicMessages",
     "AnthropicMessagesCodec",
     "BaseDialect",
+    "CatalogCall",
     "Dialect",
     "Gemini",
     "GeminiCodec",
@@ -160,8 +200,10 @@ __all__ = [
     "OpenAIResponses",
     "OpenAIResponsesCodec",
     "PathCall",
+    "TokenCounting",
     "Tokenizer",
     "canonical",
+    "catalog_in_path",
     "conversation_path",
     "estimate_input_tokens",
     "gateway_in_path",

@@ -1,4 +1,7 @@
-"""OpenAI embeddings requests on Gemini's ``batchEmbedContents``, and the answers back.
+"""Embeddings between OpenAI's format and Gemini's, both ways.
+
+:class:`GeminiEmbeddings`: OpenAI embeddings requests on Gemini's
+``batchEmbedContents``, and the answers back.
 
 ``POST {mount}/v1/embeddings`` is OpenAI's format. On a Gemini model each
 string of ``input`` becomes one request of ``batchEmbedContents`` (in order),
@@ -8,6 +11,17 @@ list, as floats or, when the client asked for ``encoding_format: "base64"``
 inputs are refused (Gemini embeds text); ``user`` is dropped (no effect
 there). Gemini reports no token usage for embeddings: the answer's ``usage``
 says 0.
+
+:class:`GeminiClientEmbeddings`: a Gemini client's ``embedContent`` or
+``batchEmbedContents`` on a provider that embeds in OpenAI's format
+(``/v1/embeddings``). Each request's text becomes one string of ``input`` (in
+order), ``outputDimensionality`` the ``dimensions`` (one value for the whole
+batch, as OpenAI takes one); the vectors come back as Gemini's ``embedding``
+(``embedContent``) or ``embeddings`` (``batchEmbedContents``). ``taskType``
+is dropped and named (OpenAI's models embed one way for every task);
+``title`` is refused (it is text Gemini embeds with the document, which would
+be lost), as are parts that are not text and contents of more than one part.
+The model of each request is the path's (google-genai repeats it there).
 """
 
 from __future__ import annotations
@@ -17,6 +31,7 @@ import struct
 from typing import Any
 
 from . import _codec_util as u
+from ._gemini_codec import camel
 from .canonical import Unsupported, UntranslatableResponse
 
 #: The fields of an OpenAI embeddings request, and which are dropped on Gemini.
@@ -81,3 +96,109 @@ class GeminiEmbeddings:
             "model": model,
             "usage": {"prompt_tokens": 0, "total_tokens": 0},
         }
+
+
+#: The fields of one Gemini embedding request, and those dropped on OpenAI's format.
+CLIENT_FIELDS = ("model", "content", "taskType", "title", "outputDimensionality")
+CLIENT_DROPPED = ("taskType",)
+#: The key of the normalised body that says the client asked ``embedContent`` (one).
+_SINGLE = "single"
+
+
+class GeminiClientEmbeddings:
+    """Gemini ``embedContent`` / ``batchEmbedContents`` ⇄ OpenAI embeddings (see the module
+    docstring). The checked body is normalised to ``{"texts", "dimensions", "single"}``."""
+
+    def decode_request(self, body: Any) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """A Gemini client's body (either method's) checked, with the fields dropped."""
+        body = camel(u.obj(body, "body"))
+        single = "requests" not in body
+        if single:
+            u.only(body, CLIENT_FIELDS, "body")
+            requests = [body]
+            where = [""]
+        else:
+            u.only(body, ("model", "requests"), "body")
+            requests = [
+                camel(u.obj(r, f"requests[{i}]"))
+                for i, r in enumerate(u.arr(body["requests"], "requests"))
+            ]
+            where = [f"requests[{i}]." for i in range(len(requests))]
+            if not requests:
+                raise Unsupported("requests", "expected at least one request")
+        texts: list[str] = []
+        dimensions: set[int | None] = set()
+        dropped: list[str] = []
+        for request, at in zip(requests, where, strict=True):
+            if not single:
+                u.only(request, CLIENT_FIELDS, at.rstrip("."))
+            texts.append(_text_of(request.get("content"), f"{at}content"))
+            if request.get("title") is not None:
+                raise Unsupported(
+                    f"{at}title",
+                    "it is embedded with the document, and OpenAI's format has no place for it",
+                )
+            if request.get("taskType") is not None:
+                u.text(request["taskType"], f"{at}taskType")
+                dropped.append("taskType")
+            dimensions.add(
+                u.opt_int(request.get("outputDimensionality"), f"{at}outputDimensionality")
+            )
+        if len(dimensions) > 1:
+            raise Unsupported(
+                "requests[].outputDimensionality",
+                "OpenAI's format takes one dimensionality for the whole batch",
+            )
+        checked = {"texts": texts, "dimensions": dimensions.pop(), _SINGLE: single}
+        return checked, tuple(dict.fromkeys(dropped))
+
+    def encode_request(self, body: dict[str, Any], model: str) -> dict[str, Any]:
+        """The checked body as an OpenAI embeddings body for ``model`` (floats asked for)."""
+        upstream: dict[str, Any] = {
+            "model": model,
+            "input": body["texts"],
+            "encoding_format": "float",
+        }
+        if body["dimensions"] is not None:
+            upstream["dimensions"] = body["dimensions"]
+        return upstream
+
+    def decode_response(self, answer: Any, request: dict[str, Any], model: str) -> dict[str, Any]:
+        """OpenAI's list of embeddings as Gemini's ``embedding`` or ``embeddings``."""
+        answer = u.obj(answer, "response")
+        items = [u.obj(item, "data[]") for item in u.arr(answer.get("data"), "data")]
+        if len(items) != len(request["texts"]):
+            raise UntranslatableResponse(
+                f"The provider answered {len(items)} embeddings for {len(request['texts'])} inputs."
+            )
+        items.sort(key=_index)
+        vectors = []
+        for item in items:
+            values = item.get("embedding")
+            if not isinstance(values, list) or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in values
+            ):
+                raise UntranslatableResponse("The provider answered an embedding of non-numbers.")
+            vectors.append({"values": values})
+        if request[_SINGLE]:
+            return {"embedding": vectors[0]}
+        return {"embeddings": vectors}
+
+
+def _index(item: dict[str, Any]) -> int:
+    """Where an OpenAI embedding goes in the list (its ``index``)."""
+    index = item.get("index")
+    return index if isinstance(index, int) else 0
+
+
+def _text_of(content: Any, where: str) -> str:
+    """The text of one content to embed: one text part (Gemini's content shape)."""
+    content = camel(u.obj(content, where))
+    u.only(content, ("parts", "role"), where)
+    parts = u.arr(content.get("parts"), f"{where}.parts")
+    if len(parts) != 1:
+        raise Unsupported(f"{where}.parts", "one text part per content is embedded here")
+    part = camel(u.obj(parts[0], f"{where}.parts[0]"))
+    if set(part) != {"text"}:
+        raise Unsupported(f"{where}.parts[0]", "only text is embedded here")
+    return u.text(part["text"], f"{where}.parts[0].text")

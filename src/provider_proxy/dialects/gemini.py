@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import base64
+import urllib.parse
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 from .._adapter import JSON, Usage
-from .._exceptions import ProxyError
+from .._exceptions import BadRequest, ProxyError
 from .._json import dumps
 from . import _gemini_codec as _codec
 from ._base import (
@@ -85,12 +87,16 @@ def model_method(path: str) -> tuple[str, str] | None:
     return None
 
 
-#: The methods of a model the gateway serves to Gemini clients.
-GATEWAY_METHODS = ("generateContent", "streamGenerateContent")
+#: The methods of a model the gateway serves to Gemini clients, and the operation of each.
+GATEWAY_METHODS = {
+    "generateContent": "generate",
+    "streamGenerateContent": "stream",
+    "countTokens": "count_tokens",
+    "embedContent": "embed_content",
+    "batchEmbedContents": "embed",
+}
 #: Gemini's other methods of a model, which the gateway answers with a refusal.
-OTHER_METHODS = frozenset(
-    {"countTokens", "embedContent", "batchEmbedContents", "batchGenerateContent", "predict"}
-)
+OTHER_METHODS = frozenset({"batchGenerateContent", "predict"})
 
 
 def gateway_call(path: str) -> tuple[str, str] | None:
@@ -110,6 +116,53 @@ def gateway_call(path: str) -> tuple[str, str] | None:
             if colon and name and known:
                 return name, method
     return None
+
+
+#: What the gateway serves of a catalog model, in Gemini's model list.
+GENERATE_METHODS = ("generateContent", "streamGenerateContent", "countTokens")
+EMBED_METHODS = ("embedContent", "batchEmbedContents")
+#: The largest ``pageSize`` of a model list (Gemini's own bound); its default.
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 50
+
+
+def catalog_model(path: str, version: str) -> str | None:
+    """For ``/{version}/models`` ``""``, for ``/{version}/models/{model}`` the model
+    (which may hold slashes, ``openai/gpt-4.1``), else ``None``: the gateway's model
+    catalog in Gemini's shape."""
+    decoded = route(path.partition("?")[0]).rstrip("/")
+    prefix = f"/{version}/models"
+    if decoded == prefix:
+        return ""
+    if decoded.startswith(prefix + "/") and ":" not in decoded:
+        return decoded[len(prefix) + 1 :].removeprefix("models/")
+    return None
+
+
+def page_token(model_id: str) -> str:
+    """The opaque ``pageToken`` of the page after ``model_id``."""
+    return base64.urlsafe_b64encode(model_id.encode()).decode("ascii")
+
+
+def catalog_page(query: bytes) -> tuple[int, str | None]:
+    """A model list's ``pageSize`` (default 50, at most 1000) and the model its
+    ``pageToken`` continues after; :class:`BadRequest` when they are not valid."""
+    params = dict(urllib.parse.parse_qsl(query.decode("latin-1")))
+    size = params.get("pageSize") or params.get("page_size")
+    try:
+        limit = DEFAULT_PAGE_SIZE if not size else int(size)
+    except ValueError:
+        raise BadRequest("pageSize must be a whole number.") from None
+    if limit < 0:
+        raise BadRequest("pageSize must not be negative.")
+    limit = min(limit or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    token = params.get("pageToken") or params.get("page_token")
+    if not token:
+        return limit, None
+    try:
+        return limit, base64.urlsafe_b64decode(token.encode("ascii")).decode()
+    except (ValueError, UnicodeError):
+        raise BadRequest("pageToken is not one this model list issued.") from None
 
 
 class GeminiCodec:
@@ -153,6 +206,8 @@ class Gemini(BaseDialect):
     credential_headers: ClassVar[frozenset[bytes]] = frozenset({b"x-goog-api-key"})
     credential_params: ClassVar[frozenset[str]] = CREDENTIAL_PARAMS
     key_param: ClassVar[str | None] = "key"
+    #: Sent by Google's SDKs (google-genai): ``{mount}/v1/models`` answers them in this format.
+    client_marker: ClassVar[bytes | None] = b"x-goog-api-client"
     usage_hints: ClassVar[tuple[str, str] | None] = (USAGE_HINT, "model")
     finish_hint: ClassVar[str | None] = "finishReason"
     #: The gateway's translation to and from the canonical form.
@@ -162,6 +217,8 @@ class Gemini(BaseDialect):
         "generate": "/v1beta/models/{model}:generateContent",
         "stream": "/v1beta/models/{model}:streamGenerateContent?alt=sse",
         "embed": "/v1beta/models/{model}:batchEmbedContents",
+        "embed_content": "/v1beta/models/{model}:embedContent",
+        "count_tokens": "/v1beta/models/{model}:countTokens",
     }
 
     def recognizes(self, path: str) -> bool:
@@ -202,6 +259,32 @@ class Gemini(BaseDialect):
     def finish_reasons_of(self, payload: JSON) -> tuple[str, ...]:
         """Each candidate's ``finishReason`` (``STOP``, ``MAX_TOKENS``, ...)."""
         return choice_reasons(payload, "candidates", "finishReason")
+
+    def model_list(self, models: Sequence[Mapping[str, Any]], has_more: bool) -> dict[str, Any]:
+        """``{"models": [...], "nextPageToken"}``: the page token names the page's last model."""
+        listed: dict[str, Any] = {"models": [self.model_entry(model) for model in models]}
+        if has_more and models:
+            listed["nextPageToken"] = page_token(str(models[-1]["id"]))
+        return listed
+
+    def model_entry(self, model: Mapping[str, Any]) -> dict[str, Any]:
+        """A catalog model in Gemini's shape: ``models/{id}``, and what the gateway
+        serves of it (an id naming embeddings: the embedding methods, else generation)."""
+        model_id = str(model["id"])
+        methods = EMBED_METHODS if "embed" in model_id.lower() else GENERATE_METHODS
+        entry: dict[str, Any] = {
+            "name": f"models/{model_id}",
+            "baseModelId": model_id,
+            "version": "",
+            "displayName": model.get("name") or model_id,
+            "description": model.get("description") or "",
+            "supportedGenerationMethods": list(methods),
+        }
+        if isinstance(model.get("context_length"), int):
+            entry["inputTokenLimit"] = model["context_length"]
+        if isinstance(model.get("max_completion_tokens"), int):
+            entry["outputTokenLimit"] = model["max_completion_tokens"]
+        return entry
 
     def error_body(self, error: ProxyError, request_id: str) -> bytes:
         """Google's error format: ``{"error": {"code", "message", "status"}}``."""

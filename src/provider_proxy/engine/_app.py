@@ -46,6 +46,7 @@ from ..dialects import (
     GATEWAY,
     Dialect,
     Tokenizer,
+    catalog_in_path,
     client_dialect,
     conversation_path,
     gateway_in_path,
@@ -74,7 +75,7 @@ from ..state import SESSION_TTL, MemoryStore, SessionStore, Store
 from ..transports import DEFAULT_LIMITS, DEFAULT_TIMEOUT, SharedTransport, default_transport
 from ..types import ASGIApp, Receive, Scope, Send
 from ._accounts import Accounts
-from ._catalog import DEFAULT_MODELS_TTL, ModelCatalog, handle_models_route
+from ._catalog import DEFAULT_MODELS_TTL, ModelCatalog, handle_catalog_call, handle_models_route
 from ._cors import CORS, CORSMiddleware
 from ._dashboard import admitted, page, page_headers
 from ._drain import Drain, Draining
@@ -113,7 +114,7 @@ logger = logging.getLogger("provider_proxy")
 #: The proxy's own endpoints that need the client auth of ``guards=``; ``/health``
 #: stays open, for load balancers and orchestrators, but shows the setup only to
 #: known clients.
-_GUARDED_ENDPOINTS = frozenset({"v1", "status", "metrics"})
+_GUARDED_ENDPOINTS = frozenset({"v1", "v1beta", "status", "metrics"})
 
 #: The longest any timeout of the proxy's own small requests (credential probes,
 #: model lists) may be: a provider that hangs must not hold up startup for as
@@ -638,7 +639,8 @@ class ProxyApp:
             return _Target(adapter, name, rest, text)
         path = f"/{name}{text}"
         if name != "v1":
-            return _Target(None, name, rest, path)
+            listing = catalog_in_path(path)  # a format's own model catalog: its format
+            return _Target(None, name, rest, path, None if listing is None else listing.dialect)
         # The gateway's endpoints speak their format; the rest of /v1 the client's.
         gateway, stored = GATEWAY.get(path), stored_answer(path)
         conversation = conversation_path(path)
@@ -862,7 +864,10 @@ class ProxyApp:
             limits = await self._guards.limit_endpoint(scope, identity)
         content_type = _JSON
         code = 200
-        if name == "v1" and rest.startswith(b"/models"):
+        if (listing := catalog_in_path(target.path, scope["headers"])) is not None:
+            query = scope.get("query_string", b"")
+            content = dumps(await handle_catalog_call(self.catalog, method, listing, query))
+        elif name == "v1" and rest.startswith(b"/models"):
             content = dumps(
                 await handle_models_route(
                     self.catalog,

@@ -27,7 +27,7 @@ from .._bounded import AnswerTooLarge
 from .._exceptions import BadRequest, MethodNotAllowed, ProviderNotFound, ProxyError
 from .._json import dumps, loads
 from ..adapters import Provider
-from ..dialects import DEFAULT, Dialect
+from ..dialects import DEFAULT, CatalogCall, Dialect
 from ..state import Store
 
 logger = logging.getLogger("provider_proxy")
@@ -197,20 +197,7 @@ class ModelCatalog:
                     }
                 )
         if provider is None:
-            for route in self.routes:
-                data.append(
-                    {
-                        "id": route,
-                        "object": "model",
-                        "created": 0,
-                        "owned_by": "proxy",
-                        "provider": None,
-                        "name": route,
-                        "context_length": None,
-                        "pricing": None,
-                        "route": True,
-                    }
-                )
+            data.extend(_route_entry(route) for route in self.routes)
         return data, failed
 
     async def listing(
@@ -262,6 +249,21 @@ class ModelCatalog:
         for task in self._refreshing.values():
             task.cancel()
         self._refreshing.clear()
+
+
+def _route_entry(route: str) -> dict[str, Any]:
+    """A route of the app as a catalog model."""
+    return {
+        "id": route,
+        "object": "model",
+        "created": 0,
+        "owned_by": "proxy",
+        "provider": None,
+        "name": route,
+        "context_length": None,
+        "pricing": None,
+        "route": True,
+    }
 
 
 def _reason(exc: Exception) -> str:
@@ -325,3 +327,27 @@ async def handle_models_route(
             return dialect.model_entry(found)
         raise ModelNotFound(f"The model {provider}/{model} is not in the catalog.")
     raise CatalogPathNotFound("Use /v1/models or /v1/models/{provider}/{model}.")
+
+
+async def handle_catalog_call(
+    catalog: ModelCatalog, method: str, call: CatalogCall, query: bytes
+) -> dict[str, Any]:
+    """Answer a format's own catalog paths (:func:`~provider_proxy.dialects.catalog_in_path`):
+    the list, paged as that format pages, or one model (``provider/model`` or a route)."""
+    if method not in ("GET", "HEAD"):
+        raise MethodNotAllowed("The model catalog answers GET only.")
+    if call.model is None:
+        limit, after = call.page(query)
+        return await catalog.listing(limit=limit, dialect=call.dialect, after_id=after)
+    provider, slash, model = call.model.partition("/")
+    found = None
+    if slash and model and provider in catalog._adapters:
+        found = await catalog.one(provider, model)
+    elif call.model in catalog.routes:
+        found = _route_entry(call.model)
+    if found is None:
+        raise ModelNotFound(
+            f"The model {call.model} is not in the catalog (models are named "
+            '"{provider}/{model}", or a route\'s name).'
+        )
+    return call.dialect.model_entry(found)

@@ -38,6 +38,7 @@ from ..adapters import Provider, ProviderAdapter
 from ..dialects import (
     EMBEDDINGS,
     KEY_PARAMS,
+    TOKEN_COUNTS,
     Dialect,
     Tokenizer,
     estimate_input_tokens,
@@ -80,6 +81,10 @@ ESTIMATE_HEADER = b"x-proxy-token-estimate"
 
 #: Where an operation's path names the model, for formats that put it there (not the body).
 _MODEL_IN_PATH = "{model}"
+
+#: Operations a format has in two forms, translated for another format as the general one
+#: (one embedding, ``embed_content``, as a batch of one).
+_TRANSLATED_AS = {"embed_content": "embed"}
 
 #: Headers of the provider's answer that describe its body, set anew for a translated one.
 _BODY_HEADERS = frozenset({b"content-length", b"content-type", b"content-encoding", b"etag"})
@@ -219,7 +224,7 @@ class Gateway:
             raise InvalidJSON(f"The request body is not valid JSON ({exc}).") from None
         if not isinstance(parsed, dict):
             raise InvalidJSON("The request body must be a JSON object.")
-        parsed = await self._resolve_aliases(parsed, scope, client, arrival)
+        parsed, path_model = await self._resolve_aliases(parsed, scope, client, arrival, path_model)
         named = path_model or client.model_of(parsed)
         if not named:
             raise BadRequest('The request names no model: set "model" to "{provider}/{model}".')
@@ -265,10 +270,14 @@ class Gateway:
         try:
             target = self._target(named, client, operation)
         except NotTranslatable:
-            tokenizer = await self._loaded_tokenizer() if operation == "count_tokens" else None
-            if tokenizer is None:
-                raise
-            return await self._estimate(scope, send, client, parsed, named, tokenizer, arrival)
+            if operation in _TRANSLATED_AS:
+                operation = _TRANSLATED_AS[operation]
+                target = self._target(named, client, operation)
+            else:
+                tokenizer = await self._loaded_tokenizer() if operation == "count_tokens" else None
+                if tokenizer is None:
+                    raise
+                return await self._estimate(scope, send, client, parsed, named, tokenizer, arrival)
         # The model as the provider knows it, written over the name the client used.
         modelled = dict(parsed, model=target.model)
         stateful = _stored(client.codec)
@@ -286,6 +295,10 @@ class Gateway:
             raise NotTranslatable(f"{client.name} cannot be translated here.")
         if operation == "embed":
             return await self._embed(
+                scope, receive, send, client, target, parsed, arrival, hold, repeat
+            )
+        if operation == "count_tokens":
+            return await self._count(
                 scope, receive, send, client, target, parsed, arrival, hold, repeat
             )
         joined: Joined | None = None
@@ -564,11 +577,19 @@ class Gateway:
             return None  # refused when forwarded, before anything is kept
 
     async def _resolve_aliases(
-        self, body: dict[str, Any], scope: Scope, client: Dialect, arrival: Arrival
-    ) -> dict[str, Any]:
-        """The body after the app-wide transforms that apply to the client's request."""
+        self,
+        body: dict[str, Any],
+        scope: Scope,
+        client: Dialect,
+        arrival: Arrival,
+        path_model: str | None = None,
+    ) -> tuple[dict[str, Any], str | None]:
+        """The body after the app-wide transforms that apply to the client's request, and
+        the model its path names after them: the transforms see that as the body's
+        ``model`` (an alias there resolves as one in a body does)."""
         if not self._transforms.transforms:
-            return body
+            return body, path_model
+        given = body if path_model is None else dict(body, model=path_model)
         context = RequestContext(
             "",
             "POST",
@@ -578,11 +599,17 @@ class Gateway:
             arrival.request_id,
             dialect=client.name,
         )
+        changed: JSON = given
         if applies(self._transforms, context):
-            changed = await run_transform(self._transforms, body, context)
-            if isinstance(changed, dict):
-                return changed
-        return body
+            changed = await run_transform(self._transforms, given, context)
+        if not isinstance(changed, dict):
+            changed = given
+        if path_model is None:
+            return changed, None
+        resolved = changed.get("model")
+        if "model" not in body:
+            changed = {key: value for key, value in changed.items() if key != "model"}
+        return changed, resolved if isinstance(resolved, str) and resolved else path_model
 
     async def _estimate(
         self,
@@ -599,12 +626,13 @@ class Gateway:
         The client is identified as for any request (a bad key is refused); the
         answer says it is an estimate and which tokenizer made it.
         """
-        assert client.codec is not None
+        counting = TOKEN_COUNTS.get(client.name)
+        if counting is None:  # pragma: no cover - every format with a count has an entry
+            raise NotTranslatable(f"{client.name} has no token count the gateway answers.")
         provider, model = self._resolve(named)
         identity = None if self._guards is None else await self._guards.identify(scope)
-        request, _ = client.codec.decode_request(body)
-        tokens = estimate_input_tokens(request, tokenizer)
-        answer = dumps({"input_tokens": tokens})
+        request = counting.decode_request(dict(body, model=model))
+        answer = dumps(counting.encode_answer(estimate_input_tokens(request, tokenizer)))
         head = [
             *content_head(b"application/json", len(answer), arrival.request_id),
             (ESTIMATE_HEADER, tokenizer.name.encode("ascii", "replace")),
@@ -693,6 +721,43 @@ class Gateway:
 
         request = Request(target.model, ())
         translate = _Translator(send, codec, provider_codec, request, dropped, whole=whole)
+        return await self._forward(
+            scope, receive, translate, client, target, dumps(upstream), arrival, hold, repeat
+        )
+
+    async def _count(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        client: Dialect,
+        target: Target,
+        parsed: dict[str, Any],
+        arrival: Arrival,
+        hold: Hold | None,
+        repeat: bool,
+    ) -> Report:
+        """A token count asked of a provider that counts in another format; one that
+        counts in no format the gateway translates is estimated."""
+        asking, counting = TOKEN_COUNTS.get(client.name), TOKEN_COUNTS.get(target.dialect.name)
+        codec, provider_codec = client.codec, target.dialect.codec
+        if asking is None or counting is None or codec is None or provider_codec is None:
+            tokenizer = await self._loaded_tokenizer()
+            if tokenizer is None:
+                raise NotTranslatable(
+                    f"The provider {target.adapter.name!r} counts no tokens for {client.name} "
+                    "clients, and the gateway has no tokenizer to estimate them."
+                )
+            named = f"{target.provider.name}/{target.model}"
+            return await self._estimate(scope, send, client, parsed, named, tokenizer, arrival)
+        request = dataclasses.replace(asking.decode_request(parsed), model=target.model)
+        upstream = counting.encode_request(request)
+        target = self._with_path(target, False)
+
+        def whole(answer: Any) -> dict[str, Any]:
+            return asking.encode_answer(counting.decode_answer(answer))
+
+        translate = _Translator(send, codec, provider_codec, request, (), whole=whole)
         return await self._forward(
             scope, receive, translate, client, target, dumps(upstream), arrival, hold, repeat
         )

@@ -65,6 +65,7 @@ import anyio
 
 from .._json import dumps, loads
 from ..types import Receive, Scope, Send
+from . import _fake_counts as _counts
 from . import _fake_responses as _responses
 
 _WORDS = [
@@ -185,7 +186,15 @@ class FakeUpstream:
             await anyio.sleep(delay)
         path = request.path
         anthropic = path.endswith("/messages")
-        gemini = path.endswith((":generateContent", ":streamGenerateContent", "EmbedContents"))
+        gemini = path.endswith(
+            (
+                ":generateContent",
+                ":streamGenerateContent",
+                "EmbedContents",
+                ":countTokens",
+                ":embedContent",
+            )
+        )
         status = request.header("x-fake-status")
         if status is not None and gemini:
             await _gemini_error(send, int(status), f"fake upstream error {status}")
@@ -198,10 +207,14 @@ class FakeUpstream:
         elif path.endswith("/gzip"):
             body = gzip.compress(dumps({"compressed": True}))
             await _respond(send, 200, body, [(b"content-encoding", b"gzip")])
+        elif path.endswith("/v1beta/models"):
+            await _json(send, 200, _counts.GEMINI_MODELS)  # Gemini's own list
         elif path.endswith("/models"):
             await _json(
                 send, 200, _models(anthropic=request.header("anthropic-version") is not None)
             )
+        elif path.endswith(("/messages/count_tokens", ":countTokens", ":embedContent")):
+            await _json(send, *_counted(path, loads(request.body) if request.body else None))
         elif path.endswith("/responses"):
             await self._responses(request, send)
         elif path.endswith("/chat/completions") or anthropic:
@@ -808,6 +821,15 @@ def _gemini_chunk(
         "modelVersion": answer.model,
         "responseId": answer.id,
     }
+
+
+def _counted(path: str, payload: Any) -> tuple[int, dict[str, Any]]:
+    """A token count (Anthropic's or Gemini's) or Gemini's single embedding."""
+    if path.endswith(":embedContent"):
+        return _counts.gemini_embed(payload, _vector)
+    if path.endswith(":countTokens"):
+        return _counts.gemini_count(payload)
+    return _counts.anthropic_count(payload)
 
 
 def _vector(text: str, size: int) -> list[float]:

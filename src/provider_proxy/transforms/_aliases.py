@@ -76,8 +76,10 @@ class ModelAliases(Transform):
     When nothing resolves (no reference for this adapter, no model catalog, no
     match) the model is left as sent and the provider answers as usual.
     ``default`` (a model id or an alias) fills in a missing, null or empty
-    ``model``. Only bodies are rewritten: a model named in the URL (Gemini's
-    ``/models/{model}:generateContent``) is not.
+    ``model``. In passthrough only bodies are rewritten: a model named in the URL
+    (Gemini's ``/models/{model}:generateContent``) is not. At the gateway it is:
+    the gateway hands the transforms a path's model as the body's ``model`` and
+    serves the model they leave there (``{mount}/v1beta/models/{alias}:generateContent``).
 
     Alias loops (``a -> b -> a``) raise :class:`ValueError` here, at
     construction; the table cannot change afterwards, so none can occur later.
@@ -120,8 +122,9 @@ class ModelAliases(Transform):
         return f"ModelAliases({len(self._table)} aliases)"
 
     def applies_to(self, context: RequestContext) -> bool:
-        """JSON requests to endpoints whose body names a model."""
-        return posts_to(context, MODEL_ROUTES)
+        """JSON requests to endpoints whose body names a model, and every gateway
+        request (before it is routed it has no adapter; see the class docstring)."""
+        return posts_to(context, MODEL_ROUTES) or (context.method == "POST" and not context.adapter)
 
     async def __call__(self, body: JSON, context: RequestContext) -> JSON | None:
         if not isinstance(body, dict):
