@@ -322,9 +322,11 @@ def test_stored_response_routes_refuse_what_they_do_not_serve(gateway: ServerThr
     with httpx.Client(base_url=gateway.url, headers=headers) as http:
         assert http.post("/v1/responses/resp_1").status_code == 405
         assert http.post("/v1/responses/resp_1/input_items").status_code == 405
-        missing = http.post("/v1/responses/resp_1/cancel")
+        missing = http.post("/v1/responses/resp_1/compact")
         assert missing.status_code == 404
         assert "input_items" in missing.json()["error"]["message"]
+        assert http.get("/v1/responses/resp_1/cancel").status_code == 405
+        assert http.post("/v1/responses/resp_nope/cancel").status_code == 404
         assert http.get("/v1/responses/resp_nope/input_items").status_code == 404
 
 

@@ -44,6 +44,20 @@ def stored_answer(path: str) -> tuple[Dialect, str] | None:
     return None
 
 
+#: Below the mount, where the gateway's conversations are (``{path}``, ``{path}/{id}``,
+#: ``{path}/{id}/items``...), and the format their clients speak.
+CONVERSATIONS: Mapping[str, Dialect] = {"/v1/conversations": OpenAIResponses()}
+
+
+def conversation_path(path: str) -> tuple[Dialect, str] | None:
+    """The format and the rest (``""``, ``"/{id}"``, ``"/{id}/items"``...) of a path
+    below the mount that names the gateway's conversations, or ``None``."""
+    for prefix, dialect in CONVERSATIONS.items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return dialect, path[len(prefix) :]
+    return None
+
+
 #: Embeddings between formats, by (client format, provider format): a client's
 #: ``/v1/embeddings`` on a provider that embeds in another format.
 EMBEDDINGS: Mapping[tuple[str, str], canonical.EmbeddingTranslation] = {
@@ -164,6 +178,7 @@ CLIENT_HEADERS: tuple[str, ...] = tuple(
 __all__ = [
     "BUILTIN",
     "CLIENT_HEADERS",
+    "CONVERSATIONS",
     "CREDENTIAL_HEADERS",
     "DEFAULT",
     "EMBEDDINGS",
@@ -189,6 +204,7 @@ __all__ = [
     "Tokenizer",
     "canonical",
     "catalog_in_path",
+    "conversation_path",
     "estimate_input_tokens",
     "gateway_in_path",
     "offline_tokenizer",

@@ -48,6 +48,7 @@ from ..dialects import (
     Tokenizer,
     catalog_in_path,
     client_dialect,
+    conversation_path,
     gateway_in_path,
     stored_answer,
 )
@@ -426,6 +427,9 @@ class ProxyApp:
         drain_timeout = options.get("drain_timeout")
         self._drain = Drain(drain_timeout) if drain_timeout is not None else None
         self._sockets.drain = self._inference_socket.drain = self._drain
+        if self._gateway.background is not None:  # background responses: events, drain
+            self._gateway.background.finish = self._finish
+            self._gateway.background.drain = self._drain
         cors = options.get("cors")
         self._cors = cors
         self._entry: ASGIApp = (
@@ -499,6 +503,8 @@ class ProxyApp:
         if self._drain is not None:
             await self._drain.drain()
             self._drain.uninstall()
+        if self._gateway.background is not None:
+            await self._gateway.background.aclose()
         await self._dispatcher.aclose()
         await self.catalog.aclose()
         if self._images is not None:
@@ -637,10 +643,13 @@ class ProxyApp:
             return _Target(None, name, rest, path, None if listing is None else listing.dialect)
         # The gateway's endpoints speak their format; the rest of /v1 the client's.
         gateway, stored = GATEWAY.get(path), stored_answer(path)
+        conversation = conversation_path(path)
         if gateway is not None:
             client = gateway[0]
         elif stored is not None:  # a kept answer: its format's
             client = stored[0]
+        elif conversation is not None:  # a kept conversation: its format's
+            client = conversation[0]
         else:
             client = client_dialect(scope["headers"])
         return _Target(None, name, rest, path, client)
@@ -700,8 +709,14 @@ class ProxyApp:
                     raise _websocket_refused()
                 gateway = GATEWAY.get(target.path) if target.client is not None else None
                 stored = stored_answer(target.path) if target.client is not None else None
+                conversation = conversation_path(target.path) if target.client is not None else None
                 in_path = None
-                if gateway is None and stored is None and target.adapter is None:
+                if (
+                    gateway is None
+                    and stored is None
+                    and conversation is None
+                    and target.adapter is None
+                ):
                     in_path = gateway_in_path(target.path, scope.get("query_string", b""))
                 traced: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
                 telemetry = self._telemetry
@@ -725,6 +740,16 @@ class ProxyApp:
                     elif stored is not None:
                         report = await self._gateway.handle_stored(
                             scope, send, stored[0], target.path, stored[1], arrival
+                        )
+                    elif conversation is not None:
+                        report = await self._gateway.handle_conversations(
+                            scope,
+                            receive,
+                            send,
+                            conversation[0],
+                            target.path,
+                            conversation[1],
+                            arrival,
                         )
                     elif in_path is not None:  # a format that names the model in the path
                         target = dataclasses.replace(target, client=in_path.dialect)

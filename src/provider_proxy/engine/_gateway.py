@@ -15,9 +15,11 @@ the provider's answer into the client's.
 from __future__ import annotations
 
 import dataclasses
+import secrets
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, Protocol
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import anyio
 import anyio.to_thread
@@ -45,12 +47,15 @@ from ..dialects import (
 from ..dialects.canonical import (
     IMAGE_URL,
     Codec,
+    FinishReason,
     Request,
+    Response,
     StoredAnswers,
     StreamDecoder,
     StreamEncoder,
     StreamError,
     Unsupported,
+    Usage,
 )
 from ..guards import Guards
 from ..observe import SSEParser
@@ -58,13 +63,15 @@ from ..policy import RawHeaders, header_value, param_value
 from ..state import Store
 from ..transforms._compose import Composed, applies, run_transform
 from ..types import Message, Receive, Scope, Send
+from ._background import BackgroundRuns
 from ._body import RequestBody
+from ._conversations import Conversations, Joined, conversation_of
 from ._forward import Forwarder
 from ._heads import content_head, send_whole
 from ._images import ImageFetcher
 from ._reasoning import Kept, ReasoningMemory, StreamCapture
 from ._report import Arrival, Outcome, Report
-from ._responses_state import AnswerStore, Keeping, StoredResponses
+from ._responses_state import AnswerStore, Keeping, StoredResponses, issued
 
 #: The response header naming request fields dropped in translation (no effect there).
 DROPPED_HEADER = b"x-proxy-dropped-fields"
@@ -180,6 +187,10 @@ class Gateway:
         self._strict = strict
         self._memory = ReasoningMemory(store) if store is not None else None
         self._answers = AnswerStore(store, stored) if store is not None else None
+        kept = stored or StoredResponses()
+        #: Background responses (the app sets their event sink and drain).
+        self.background = BackgroundRuns(store, kept) if store is not None else None
+        self._conversations = Conversations(store, kept) if store is not None else None
         self._guards = guards
         self._tokenizer: Tokenizer | Literal["auto"] | None = tokenizer
         self._images = images
@@ -217,6 +228,15 @@ class Gateway:
         named = path_model or client.model_of(parsed)
         if not named:
             raise BadRequest('The request names no model: set "model" to "{provider}/{model}".')
+        if (
+            parsed.get("background") is True
+            and operation == "generate"
+            and _stored(client.codec) is not None
+            and await self._served_here(named, parsed, client, scope)
+        ):
+            return await self._start_background(
+                named, parsed, scope, receive, send, client, arrival
+            )
         if self.router is not None and named in self.router:
             return await self.router.handle(
                 named, parsed, len(raw), scope, receive, send, client, operation, arrival
@@ -281,6 +301,11 @@ class Gateway:
             return await self._count(
                 scope, receive, send, client, target, parsed, arrival, hold, repeat
             )
+        joined: Joined | None = None
+        if stateful is not None and self._conversations is not None and "conversation" in parsed:
+            parsed, joined = await self._conversations.join(
+                await self._identity_required(scope), parsed
+            )
         request, dropped = codec.decode_request(parsed)
         form = request.output_format
         if form is not None and form.kind not in getattr(
@@ -301,6 +326,8 @@ class Gateway:
         stored = _stored(codec)
         if self._answers is not None and stored is not None:
             request, keeping = await self._answers.begin(identity, request, stored)
+            if joined is not None:
+                keeping.finished = self._appender(identity, joined, codec)
         if self._memory is not None:
             request = await self._memory.restore(identity, request)
         target = self._with_path(target, request.stream)
@@ -328,12 +355,107 @@ class Gateway:
     ) -> Target:
         """``target``, translated when the request continues an answer the proxy kept:
         the provider would not know its id, so the kept turns are sent instead."""
+        if await self._kept_here(body, codec, scope):
+            return dataclasses.replace(target, translated=True)
+        return target
+
+    async def _kept_here(self, body: dict[str, Any], codec: StoredAnswers, scope: Scope) -> bool:
+        """Whether the request continues an answer, or a conversation, the proxy kept."""
         previous = codec.continued(body)
-        if self._answers is None or previous is None:
-            return target
-        if not await self._answers.has(await self._identity(scope), previous):
-            return target  # the provider's own, if anyone's
-        return dataclasses.replace(target, translated=True)
+        if self._answers is not None and previous is not None:
+            return await self._answers.has(await self._identity(scope), previous)
+        conversation = conversation_of(body)
+        if self._conversations is not None and conversation is not None:
+            return await self._conversations.has(await self._identity(scope), conversation)
+        return False
+
+    def _appender(
+        self, identity: str | None, joined: Joined, codec: Codec
+    ) -> Callable[[Response], Any]:
+        """What adds a finished answer's items to the conversation it was made in."""
+        conversations = self._conversations
+        assert conversations is not None
+
+        async def append(response: Response) -> None:
+            output = codec.encode_response(response).get("output") or []
+            await conversations.append(identity, joined, output)
+
+        return append
+
+    async def _served_here(
+        self, named: str, parsed: dict[str, Any], client: Dialect, scope: Scope
+    ) -> bool:
+        """Whether a background request is run by the proxy: its model is routed or
+        translated (a provider that speaks the format runs its own background)."""
+        if self.background is None:
+            return False
+        if self.router is not None and named in self.router:
+            return True
+        target = self._target(named, client, "generate")
+        codec = _stored(client.codec)
+        if target.translated or codec is None:
+            return target.translated
+        return await self._kept_here(parsed, codec, scope)
+
+    async def _start_background(
+        self,
+        named: str,
+        parsed: dict[str, Any],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        client: Dialect,
+        arrival: Arrival,
+    ) -> Report:
+        """Answer a background request with its ``queued`` response object, and run it."""
+        codec, stored, runs = client.codec, _stored(client.codec), self.background
+        assert codec is not None
+        assert stored is not None
+        assert runs is not None
+        streamed = parsed.get("stream") is True
+        if parsed.get("store") is False:
+            raise BadRequest("Background mode requires store to be true.")
+        body = {k: v for k, v in parsed.items() if k != "background"}
+        identity = await self._identity_required(scope)
+        checked = body
+        if self._conversations is not None and "conversation" in body:
+            checked, _ = await self._conversations.join(identity, body)
+        codec.decode_request(checked)  # bad input is answered now, not as a failed response
+        answer_id, created = stored.issue_id(secrets.token_hex(16)), int(time.time())
+        queued = codec.encode_response(Response(answer_id, named, (), FinishReason.STOP, Usage()))
+        queued.update(status="queued", usage=None, background=True, created_at=created)
+        content = dumps(dict(body, stream=True))
+        headers = [
+            item
+            for item in scope["headers"]
+            if item[0] not in (b"content-length", b"transfer-encoding")
+        ]
+        headers.append((b"content-length", str(len(content)).encode("ascii")))
+        inner = dict(scope, headers=headers)
+
+        async def run(answer: Send) -> Report:
+            issued.set((answer_id, created))
+            return await self.handle(
+                inner, _Replay(content, _never), answer, client, "generate", own
+            )
+
+        own = Arrival(arrival.request_id, "POST")
+        if streamed:
+            outcome = await runs.stream(identity, queued, run, own, receive, send, arrival)
+        else:
+            await runs.start(identity, queued, run, own)
+            answer = dumps(queued)
+            head = content_head(b"application/json", len(answer), arrival.request_id)
+            await send_whole(send, 200, head, answer)
+            outcome = Outcome(200, response_bytes=len(answer))
+        return Report(
+            outcome,
+            None,
+            "/v1/responses",
+            model=named,
+            identity=identity,
+            client_dialect=client.name,
+        )
 
     async def handle_stored(
         self,
@@ -351,25 +473,95 @@ class Gateway:
         if self._answers is None or codec is None or stored is None or not answer_id:
             raise ProviderNotFound("No such stored response endpoint.")
         answer_id, slash, sub = answer_id.partition("/")
-        if slash and sub != "input_items":
+        if slash and sub not in ("input_items", "cancel"):
             raise ProviderNotFound(
-                "A stored response serves GET and DELETE, and GET of its input_items."
+                "A stored response serves GET and DELETE, GET of its input_items, "
+                "and POST of cancel."
             )
         identity = await self._identity_required(scope)
         method = scope["method"]
-        if sub and method == "GET":
+        runs = self.background
+        background = None if runs is None else await runs.fetch(identity, answer_id)
+        if sub == "cancel":
+            if method != "POST":
+                raise MethodNotAllowed("Cancelling a response takes POST.")
+            if runs is None or background is None:
+                await self._answers.fetch(identity, answer_id)  # 404 unless it is kept
+                raise BadRequest("Only responses created with background=true can be cancelled.")
+            payload = await runs.cancel(identity, answer_id)
+        elif background is not None and not sub and method == "GET":
+            query = scope.get("query_string", b"")
+            if param_value(query, ("stream",)) == "true":
+                assert runs is not None
+                after = param_value(query, ("starting_after",))
+                outcome = await runs.resume(identity, answer_id, after, send, arrival)
+                return Report(outcome, None, path, identity=identity, client_dialect=client.name)
+            payload = background
+        elif background is not None and not sub and method == "DELETE":
+            assert runs is not None
+            await runs.forget(identity, answer_id)
+            if await self._answers.has(identity, answer_id):
+                await self._answers.delete(identity, answer_id)
+            payload = stored.deleted_body(answer_id)
+        elif sub and method == "GET":
             system, turns = await self._answers.conversation(identity, answer_id)
             query = scope.get("query_string", b"").decode("latin-1")
             payload = stored.input_items(answer_id, system, turns, query)
         elif sub:
             raise MethodNotAllowed("A stored response's input items answer GET.")
         elif method == "GET":
-            payload = codec.encode_response(await self._answers.fetch(identity, answer_id))
+            response, created = await self._answers.fetch_dated(identity, answer_id)
+            payload = codec.encode_response(response)
+            if created is not None:  # when it was made, not when it is fetched
+                payload["created_at"] = created
         elif method == "DELETE":
             await self._answers.delete(identity, answer_id)
             payload = stored.deleted_body(answer_id)
         else:
             raise MethodNotAllowed("A stored response answers GET and DELETE.")
+        content = dumps(payload)
+        head = content_head(b"application/json", len(content), arrival.request_id)
+        await send_whole(send, 200, head, content)
+        outcome = Outcome(200, response_bytes=len(content))
+        return Report(outcome, None, path, identity=identity, client_dialect=client.name)
+
+    async def handle_conversations(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        client: Dialect,
+        path: str,
+        rest: str,
+        arrival: Arrival,
+    ) -> Report:
+        """The Conversations API of the gateway's kept conversations (``rest``: the path
+        after ``/v1/conversations``; ``path``: below the mount, for the event)."""
+        conversations, codec = self._conversations, client.codec
+        if conversations is None or codec is None:
+            raise ProviderNotFound("No conversations are kept here (the app has no store).")
+        parts = [unquote(part) for part in rest.split("/")[1:]] if rest else []
+        method = scope["method"]
+        identity = await self._identity_required(scope)
+        body: dict[str, Any] = {}
+        if method == "POST":
+            reader = RequestBody(receive, self._max_body_size)
+            await reader.start()
+            raw = await reader.read_all()
+            try:
+                parsed = loads(raw) if raw.strip() else {}
+            except ValueError as exc:
+                raise InvalidJSON(f"The request body is not valid JSON ({exc}).") from None
+            if not isinstance(parsed, dict):
+                raise InvalidJSON("The request body must be a JSON object.")
+            body = parsed
+
+        def validate(items: list[Any]) -> None:
+            assert codec is not None
+            codec.decode_request({"model": "-", "input": items})
+
+        query = scope.get("query_string", b"").decode("latin-1")
+        payload = await conversations.serve(identity, method, parts, query, body, validate)
         content = dumps(payload)
         head = content_head(b"application/json", len(content), arrival.request_id)
         await send_whole(send, 200, head, content)
@@ -649,6 +841,12 @@ def _stored(codec: object) -> StoredAnswers | None:
     return codec if stores else None  # type: ignore[return-value]
 
 
+async def _never() -> Message:
+    """``receive`` of a request whose client is not waiting (a background run)."""
+    await anyio.sleep_forever()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 class _Replay:
     """``receive`` for the rewritten body: it first, then the client's own (a disconnect)."""
 
@@ -779,6 +977,8 @@ class _Translator:
             for call_id, parts in keep:
                 await self._memory.remember(self._identity, call_id, parts)
         data = b"".join(out)
+        if not more and keeping is not None:
+            await keeping.end()  # kept before the client has the end, and may go on
         if data or not more:
             await self._send({"type": "http.response.body", "body": data, "more_body": more})
 
@@ -809,5 +1009,7 @@ class _Translator:
                     failure.status_code, "server_error", failure.message
                 )
         content = dumps(payload)
+        if self._keeping is not None:
+            await self._keeping.end()  # kept before the client has it, and may go on
         await self._send_start("application/json", len(content))
         await self._send({"type": "http.response.body", "body": content, "more_body": False})

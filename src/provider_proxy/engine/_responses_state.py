@@ -20,11 +20,14 @@ sent, so nothing is billed for an answer that could not be kept.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import enum
 import hashlib
 import logging
 import secrets
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +66,15 @@ from ..dialects.canonical import (
 from ..state import Store
 
 logger = logging.getLogger("provider_proxy")
+
+#: The id and creation time of the answer about to begin, when they were issued
+#: before it (a background response answers with its id before it is run).
+issued: contextvars.ContextVar[tuple[str, int] | None] = contextvars.ContextVar(
+    "provider_proxy.issued_answer", default=None
+)
+
+#: What is done with an answer that finished (a conversation takes its items).
+Finished = Callable[[Response], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,9 +145,18 @@ class AnswerStore:
 
     async def fetch(self, identity: str | None, answer_id: str) -> Response:
         """The kept answer ``answer_id`` of this client."""
-        response = from_plain((await self._record(identity, answer_id))["response"])
+        return (await self.fetch_dated(identity, answer_id))[0]
+
+    async def fetch_dated(
+        self, identity: str | None, answer_id: str
+    ) -> tuple[Response, int | None]:
+        """The kept answer ``answer_id`` of this client, and when it was created
+        (Unix seconds; ``None`` for an answer kept before that was recorded)."""
+        record = await self._record(identity, answer_id)
+        response = from_plain(record["response"])
         assert isinstance(response, Response)
-        return response
+        created = record.get("created_at")
+        return response, created if isinstance(created, int) else None
 
     async def conversation(
         self, identity: str | None, answer_id: str
@@ -175,8 +196,12 @@ class AnswerStore:
                 # This request's instructions, then the kept system messages, then its own.
                 system=(*request.system[:own], *kept_system, *request.system[own:]),
             )
-        answer_id = codec.issue_id(secrets.token_hex(16))
-        keeping = Keeping(self, identity, answer_id, request)
+        given = issued.get()
+        if given is not None:
+            answer_id, created = given
+        else:
+            answer_id, created = codec.issue_id(secrets.token_hex(16)), int(time.time())
+        keeping = Keeping(self, identity, answer_id, request, created)
         if request.store:
             if len(dumps(to_plain(request.messages))) > self.config.max_bytes:
                 raise ConversationTooLarge(
@@ -201,6 +226,7 @@ class AnswerStore:
                 "messages": to_plain(messages),
                 "system": to_plain(system),
                 "response": to_plain(response),
+                "created_at": keeping.created,
             }
         )
         if len(record) > self.config.max_bytes:
@@ -230,13 +256,23 @@ class Keeping:
     """
 
     def __init__(
-        self, answers: AnswerStore, identity: str | None, answer_id: str, request: Request
+        self,
+        answers: AnswerStore,
+        identity: str | None,
+        answer_id: str,
+        request: Request,
+        created: int = 0,
     ) -> None:
         self._answers = answers
         self.identity = identity
         self.answer_id = answer_id
         self.request = request
+        #: When the answer was created (Unix seconds), as its fetch shows it.
+        self.created = created
         self.reserved = False
+        #: Called with the answer once it finished (kept or not).
+        self.finished: Finished | None = None
+        self._ended = False
         self._collector = AnswerCollector(answer_id)
         self._response: Response | None = None
 
@@ -253,16 +289,22 @@ class Keeping:
         return self._response
 
     async def end(self) -> None:
-        """Keep the answer if it finished and asked to be; else free its slot."""
-        if not self.reserved:
+        """Keep the answer if it finished and asked to be; else free its slot.
+        Then hand a finished answer to :attr:`finished`. Once: the translator calls
+        it before the answer's end reaches the client, the gateway again after."""
+        if self._ended or (not self.reserved and self.finished is None):
             return
+        self._ended = True
         response = self._response or self._collector.response()
         kept = False
         try:
-            if response is not None:
-                kept = await self._answers._keep(self, response)
-            if not kept:
-                await self._answers._release(self)
+            if self.reserved:
+                if response is not None:
+                    kept = await self._answers._keep(self, response)
+                if not kept:
+                    await self._answers._release(self)
+            if self.finished is not None and response is not None:
+                await self.finished(response)
         except Exception:  # the answer was served: a store failure is only logged
             logger.warning("could not store the response %s", self.answer_id, exc_info=True)
 

@@ -312,6 +312,7 @@ class FakeUpstream:
         if not isinstance(payload, dict):
             payload = {}
         missing = _responses.previous_missing(payload, self.responses)
+        missing = missing or _responses.conversation_missing(payload)
         if missing is not None:
             await _error(send, 404, False, missing, "invalid_request_error")
             return

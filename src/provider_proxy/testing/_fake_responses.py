@@ -25,6 +25,17 @@ def previous_missing(payload: dict[str, Any], kept: dict[str, Any]) -> str | Non
     return f"Previous response with id '{previous}' not found."
 
 
+def conversation_missing(payload: dict[str, Any]) -> str | None:
+    """The error message when the request names a conversation: this fake keeps none
+    (it serves no Conversations API), so every one is unknown, as OpenAI answers it."""
+    named = payload.get("conversation")
+    if isinstance(named, dict):
+        named = named.get("id")
+    if named is None:
+        return None
+    return f"Conversation with id '{named}' not found."
+
+
 def response_object(
     answer_id: str,
     model: str,
