@@ -11,14 +11,17 @@ written as :mod:`._gemini_codec` says.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from .._exceptions import ProxyError
 from .._json import dumps, loads
 from . import _codec_util as u
 from . import _gemini_codec as codec
+from . import _web_search as ws
 from ._gemini_schema import from_gemini_name
 from .canonical import (
+    Cited,
     Finish,
     FinishReason,
     MessageStart,
@@ -34,19 +37,25 @@ from .canonical import (
     ToolCallStart,
     Usage,
     UsageReport,
+    WebSearchDone,
 )
 
 
 class StreamDecoder:
     """Gemini chunks in, canonical events out: :meth:`feed` each event, :meth:`end` at the end."""
 
-    __slots__ = ("_calls", "_done", "_finished", "_started")
+    __slots__ = ("_calls", "_done", "_finished", "_grounding", "_run", "_started", "_text")
 
     def __init__(self) -> None:
         self._started = False
         self._finished = False
         self._done = False
         self._calls = 0
+        #: The answer's text so far, and where the text since the last other event began.
+        self._text: list[str] = []
+        self._run = 0
+        #: The latest ``groundingMetadata`` (it comes whole, with the last chunks).
+        self._grounding: Any = None
 
     def feed_text(self, event: str, data: str) -> list[StreamEvent]:
         """One SSE event as received (its ``data`` still JSON text)."""
@@ -96,8 +105,17 @@ class StreamDecoder:
         candidate = codec.camel(candidates[0]) if candidates else {}
         parts = (candidate.get("content") or {}).get("parts") or []
         for k, part in enumerate(u.arr(parts, "candidates[0].content.parts")):
-            out.extend(self._part(codec.camel(u.obj(part, f"parts[{k}]")), response_id))
+            for item in self._part(codec.camel(u.obj(part, f"parts[{k}]")), response_id):
+                if isinstance(item, TextDelta):
+                    self._text.append(item.text)
+                else:
+                    self._run = sum(len(t) for t in self._text)
+                out.append(item)
+        if candidate.get("groundingMetadata") is not None:
+            self._grounding = codec.camel(candidate["groundingMetadata"])
         reason = candidate.get("finishReason")
+        if reason is not None and self._grounding is not None:
+            out.extend(self._searched(response_id))
         if not candidates and (data.get("promptFeedback") or {}).get("blockReason"):
             reason = "SAFETY"
         if reason is not None:
@@ -106,6 +124,18 @@ class StreamDecoder:
         if isinstance(data.get("usageMetadata"), dict):
             out.append(UsageReport(codec.decode_usage(data["usageMetadata"])))
         return out
+
+    def _searched(self, response_id: str) -> list[StreamEvent]:
+        """The citations of the text since the last other event, then the search call."""
+        call, cited = ws.decode_grounding(
+            self._grounding, ["".join(self._text)], ws.gemini_call_id(response_id)
+        )
+        out: list[StreamEvent] = [
+            Cited(replace(c, start=(c.start or 0) - self._run, end=(c.end or 0) - self._run))
+            for c in cited[0]
+            if (c.start or 0) >= self._run
+        ]
+        return [*out, WebSearchDone(call)] if call is not None else out
 
     def _part(self, part: dict[str, Any], response_id: str) -> list[StreamEvent]:
         out: list[StreamEvent] = []
@@ -196,6 +226,8 @@ class StreamEncoder:
             out = b"".join(self._end_call(index) for index in list(self._calls))
             self._finish = event.reason
             return out
+        if isinstance(event, WebSearchDone | Cited):
+            return b""  # (grounding is not written to a Gemini client's stream)
         assert isinstance(event, StreamError)
         return self._error(event.status, event.kind, event.message)
 

@@ -39,6 +39,7 @@ from typing import Any
 
 from . import _codec_util as u
 from . import _openai_chat_codec as chat
+from . import _web_search as ws
 from ._responses_items import (
     NAMESPACE_SEPARATOR,
     decode_output,
@@ -67,6 +68,7 @@ from .canonical import (
     ToolChoice,
     ToolResult,
     Unsupported,
+    WebSearch,
     all_parts,
 )
 
@@ -82,7 +84,9 @@ REQUEST_FIELDS: FidelityTable = {
     "top_p": Rule(M),
     "stream": Rule(M),
     "tools": Rule(
-        M, "function tools and namespaces of them; built-in tools (web_search, ...) refused"
+        M,
+        "function tools and namespaces of them; web_search by the provider's own search"
+        " (see Web search); other built-in tools refused",
     ),
     "tool_choice": Rule(M, "auto, none, required or a function"),
     "parallel_tool_calls": Rule(M),
@@ -125,6 +129,7 @@ ENCODE_FIELDS: FidelityTable = {
     "document.text": Rule(R),
     "reasoning.budget_tokens": Rule(M, "to reasoning.effort by EFFORT_FOR_BUDGET"),
     "stream_usage": Rule(D, "Responses always streams usage"),
+    ws.DROPPED_CALL: Rule(M, "as a web_search_call item"),
 }
 
 #: Built-in tool types: the provider runs them, so they do not translate.
@@ -182,6 +187,7 @@ def decode_request(body: Any) -> tuple[Request, tuple[str, ...]]:
         messages=messages,
         system=tuple(system),
         tools=_decode_tools(body.get("tools")),
+        web_search=_decode_web_search(body.get("tools")),
         tool_choice=_decode_tool_choice(body.get("tool_choice")),
         parallel_tool_calls=u.opt_bool(body.get("parallel_tool_calls"), "parallel_tool_calls"),
         max_tokens=u.opt_int(body.get("max_output_tokens"), "max_output_tokens"),
@@ -235,11 +241,24 @@ def _decode_reasoning(value: Any) -> ReasoningConfig | None:
     return ReasoningConfig(effort=known)
 
 
+def _decode_web_search(value: Any) -> WebSearch | None:
+    found = [
+        (f"tools[{i}]", raw)
+        for i, raw in enumerate(value or ())
+        if isinstance(raw, dict) and raw.get("type") in ws.RESPONSES_TYPES
+    ]
+    if len(found) > 1:
+        raise Unsupported(f"{found[1][0]}.type", "one web search tool at most")
+    return ws.decode_responses_tool(found[0][1], found[0][0]) if found else None
+
+
 def _decode_tools(value: Any) -> tuple[Tool, ...]:
     tools: list[Tool] = []
     for i, raw in enumerate(u.arr(value or [], "tools")):
         where = f"tools[{i}]"
         item = u.obj(raw, where)
+        if item.get("type") in ws.RESPONSES_TYPES:
+            continue  # the provider's own search (_decode_web_search)
         if item.get("type") != "namespace":
             tools.append(_decode_tool(item, where))
             continue
@@ -349,6 +368,8 @@ def _decode_input(value: Any, system: list[Text], dropped: list[str]) -> tuple[M
             part = decode_reasoning_item(item, where)
             if not isinstance(part, Reasoning) or part.text or part.signature is not None:
                 _append(turns, "assistant", (part,))  # an empty item says nothing
+        elif kind == "web_search_call":
+            _append(turns, "assistant", (ws.decode_responses_call(item, where),))
         else:
             raise Unsupported(f"{where}.type", f"{kind!r} items do not translate")
     return tuple(turns)
@@ -459,6 +480,8 @@ def encode_request(request: Request) -> dict[str, Any]:
             body[key] = value
     if request.tools:
         body["tools"] = [encode_tool(tool) for tool in request.tools]
+    if request.web_search is not None:
+        body.setdefault("tools", []).append(ws.responses_tool(request.web_search))
     if request.tool_choice is not None:
         choice = request.tool_choice
         body["tool_choice"] = (

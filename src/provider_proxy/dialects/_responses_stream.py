@@ -19,7 +19,9 @@ from typing import Any
 
 from .._json import dumps, loads
 from . import _responses_items as items
+from . import _web_search as ws
 from .canonical import (
+    Cited,
     Finish,
     FinishReason,
     MessageStart,
@@ -41,6 +43,8 @@ from .canonical import (
     UntranslatableResponse,
     Usage,
     UsageReport,
+    WebSearchCall,
+    WebSearchDone,
 )
 
 
@@ -112,6 +116,10 @@ class StreamDecoder:
             number, _ = self._calls[index]
             self._calls[index] = (number, True)
             out.append(ToolCallDelta(number, str(data.get("delta", ""))))
+        elif kind == "response.output_text.annotation.added":
+            annotation = data.get("annotation")
+            cited = ws.decode_url_citations([annotation], "", "annotation") if annotation else ()
+            out.extend(Cited(citation) for citation in cited)
         elif kind == "response.output_item.done":
             out.extend(self._item_done(index, data.get("item") or {}))
         elif kind in ("response.completed", "response.incomplete"):
@@ -126,6 +134,11 @@ class StreamDecoder:
             if not argued and item.get("arguments"):
                 out.append(ToolCallDelta(number, str(item["arguments"])))
             out.append(ToolCallEnd(number))
+        elif kind == "web_search_call":
+            try:
+                out.append(WebSearchDone(ws.decode_responses_call(item, "item")))
+            except Unsupported:
+                return [StreamError(502, "server_error", "The provider sent a bad search item.")]
         elif kind == "reasoning":
             try:
                 part = items.decode_reasoning_item(item, "item")
@@ -267,6 +280,10 @@ class StreamEncoder:
             )
         if isinstance(event, ToolCallEnd):
             return self._close()
+        if isinstance(event, WebSearchDone):
+            return self._close() + self._search(event.call)
+        if isinstance(event, Cited):
+            return self._cite(event)
         assert isinstance(event, Finish)
         self._finish = event.reason
         return self._close()
@@ -311,6 +328,40 @@ class StreamEncoder:
             )
             out += self._event("response.failed", response=failed)
         return out
+
+    def _search(self, call: WebSearchCall) -> bytes:
+        """A whole ``web_search_call`` item: added, in progress, searching, completed, done."""
+        item = ws.responses_call_item(call, self._new_id("ws"))
+        where = {"item_id": item["id"], "output_index": len(self._output)}
+        out = self._event(
+            "response.output_item.added", output_index=len(self._output),
+            item={**item, "status": "in_progress"},
+        )  # fmt: skip
+        for stage in ("in_progress", "searching", "completed"):
+            out += self._event(f"response.web_search_call.{stage}", **where)
+        out += self._event("response.output_item.done", output_index=len(self._output), item=item)
+        self._output.append(item)
+        return out
+
+    def _cite(self, event: Cited) -> bytes:
+        """A ``url_citation`` on the output text streamed so far (none open: nothing to cite)."""
+        item = self._item
+        if item is None or item["type"] != "message" or not item["content"]:
+            return b""
+        index = len(item["content"]) - 1
+        part = item["content"][index]
+        if part["type"] != "output_text":
+            return b""
+        annotation = ws.url_citation(event.citation, "".join(self._text))
+        part["annotations"] = [*part["annotations"], annotation]
+        return self._event(
+            "response.output_text.annotation.added",
+            item_id=item["id"],
+            output_index=len(self._output),
+            content_index=index,
+            annotation_index=len(part["annotations"]) - 1,
+            annotation=annotation,
+        )
 
     def _new_id(self, kind: str) -> str:
         return f"{kind}_{items.item_prefix(self._id)}{len(self._output)}"

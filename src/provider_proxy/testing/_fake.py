@@ -66,6 +66,7 @@ import anyio
 from .._json import dumps, loads
 from ..types import Receive, Scope, Send
 from . import _fake_responses as _responses
+from . import _fake_search as _search
 
 _WORDS = [
     *("Hello", "from", "the", "fake", "upstream,"),
@@ -250,6 +251,10 @@ class FakeUpstream:
             if refusal is not None:
                 await _error(send, 400, anthropic, refusal, "invalid_request_error")
                 return
+        search = _search.search_tool(payload, gemini=False) if anthropic else None
+        if search is not None:  # Anthropic's web search server tool
+            await _search.answer_anthropic(send, payload, next(self._ids), *search)
+            return
         answer = _answer(request, payload, next(self._ids), thinking=thinking)
         if not payload.get("stream"):
             await _json(send, 200, _completion(anthropic, answer))
@@ -342,6 +347,12 @@ class FakeUpstream:
         thinking = _flag(request.header("x-fake-thinking"))
         if thinking and (refusal := _gemini_thinking_refusal(payload)) is not None:
             await _gemini_error(send, 400, refusal)
+            return
+        search = _search.search_tool(payload, gemini=True)
+        if search is not None:  # grounding with Google Search
+            streamed = request.path.endswith(":streamGenerateContent")
+            number = next(self._ids)
+            await _search.answer_gemini(send, payload, number, model, search, stream=streamed)
             return
         answer = _answer(request, payload, next(self._ids), thinking=thinking)
         answer = replace(answer, model=model)
