@@ -26,6 +26,7 @@ import pytest
 from provider_proxy.dialects import _anthropic_codec, _gemini_codec, _openai_chat_codec
 from provider_proxy.dialects.canonical import (
     CacheControl,
+    Citation,
     Codec,
     Document,
     Fidelity,
@@ -36,13 +37,15 @@ from provider_proxy.dialects.canonical import (
     RedactedReasoning,
     Refusal,
     Request,
+    SearchResult,
     Text,
     Tool,
     ToolCall,
     ToolResult,
     Unsupported,
+    WebSearch,
+    WebSearchCall,
 )
-from provider_proxy.dialects.canonical import Citation, SearchResult, WebSearch, WebSearchCall
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 GATEWAY_PAGE = DOCS / "gateway.rst"

@@ -94,7 +94,11 @@ REQUEST_FIELDS: FidelityTable = {
     "text": Rule(M, 'format {"type": "text"} only; verbosity unless "medium"'),
     "store": Rule(M, "the gateway keeps the conversation"),
     "previous_response_id": Rule(M, "a response the gateway kept"),
-    "include": Rule(M, '"reasoning.encrypted_content" (always returned); others refused'),
+    "include": Rule(
+        M,
+        '"reasoning.encrypted_content", "web_search_call.action.sources" (always returned);'
+        " others refused",
+    ),
     "user": Rule(M),
     "safety_identifier": Rule(M, "as the user id when user is absent"),
     "stream_options": Rule(M, "include_obfuscation has no effect"),
@@ -223,7 +227,7 @@ def _check_text(value: Any) -> None:
 
 def _check_include(value: Any) -> None:
     for i, item in enumerate(u.arr(value or [], "include")):
-        if item != "reasoning.encrypted_content":
+        if item not in ("reasoning.encrypted_content", "web_search_call.action.sources"):
             raise Unsupported(f"include[{i}]", f"{item!r} does not translate")
 
 

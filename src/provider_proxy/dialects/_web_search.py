@@ -123,10 +123,11 @@ def _location_json(location: UserLocation) -> dict[str, Any]:
 
 
 def _context_size(value: Any, where: str) -> str | None:
+    """OpenAI's ``search_context_size``; its default, ``medium``, is as if absent."""
     size = u.opt_str(value, where)
     if size is not None and size not in _CONTEXT_SIZES:
         raise Unsupported(where, f"unknown size {size!r}")
-    return size
+    return None if size == "medium" else size
 
 
 def decode_responses_tool(raw: dict[str, Any], where: str) -> WebSearch:
