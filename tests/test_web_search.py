@@ -927,3 +927,15 @@ def test_a_search_the_provider_cannot_run_is_a_400_naming_it(
         client.responses.create(model=model, input=QUESTION, tools=tools)
     assert field in refused.value.message
     assert len(fake.requests) == before  # nothing was sent
+
+
+def test_the_gateway_page_states_each_options_fate_as_the_code_does() -> None:
+    page = (Path(__file__).parents[1] / "docs" / "gateway.rst").read_text()
+    table = page.split(":name: web-search-options", 1)[1].split("\n\n", 2)[1]
+    rows = [row.split("\n     - ") for row in table.split("   * - ")[1:]]
+    targets = [cell.strip() for cell in rows[0][1:]]
+    assert targets == ["Anthropic", "Gemini", "Responses"]
+    fates = {row[0].strip(): [cell.split()[0] for cell in row[1:]] for row in rows[1:]}
+    for index, target in enumerate(("anthropic", "gemini", "responses")):
+        for option, rule in ws.OPTION_RULES[target].items():
+            assert fates[option][index] == rule.fate.value.split()[0], (option, target)
