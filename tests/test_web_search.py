@@ -704,7 +704,7 @@ def gateway(upstream: ServerThread) -> Iterator[ServerThread]:
         ],
         transport=httpx.AsyncHTTPTransport(),
         validate_credentials="off",
-        guards=Guards(client_keys={"key-alice": "alice"}),
+        guards=Guards(client_keys={"key-alice": "alice", "key-bob": "bob"}),
     )
     with serve(proxy) as server:
         yield server
@@ -803,23 +803,47 @@ def test_a_search_on_claude_continues_by_previous_response_id(
     _check_searched(third, "Thanks.")
 
 
-def test_a_search_sent_back_as_items_is_left_out_and_named(
-    client: openai.OpenAI, fake: FakeUpstream
-) -> None:
-    first = client.responses.create(
-        model=CLAUDE, input=QUESTION, tools=[{"type": "web_search"}], store=False
-    )
-    history = [{"role": "user", "content": QUESTION}]
+def _history_after_a_search(client: openai.OpenAI, *, streamed: bool = False) -> list[Any]:
+    """A Responses client's whole history after a search on Claude (``store: false``)."""
+    asked: Any = {"model": CLAUDE, "input": QUESTION, "tools": [{"type": "web_search"}]}
+    if streamed:
+        with client.responses.stream(**asked, store=False) as stream:
+            first = stream.get_final_response()
+    else:
+        first = client.responses.create(**asked, store=False)
+    history: list[Any] = [{"role": "user", "content": QUESTION}]
     history += [item.model_dump(exclude_none=True) for item in first.output]
+    return [*history, {"role": "user", "content": "And tomorrow?"}]
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_search_sent_back_as_items_goes_back_to_claude_whole(
+    client: openai.OpenAI, fake: FakeUpstream, streamed: bool
+) -> None:
+    history = _history_after_a_search(client, streamed=streamed)
     raw = client.responses.with_raw_response.create(
-        model=CLAUDE,
-        input=[*history, {"role": "user", "content": "And tomorrow?"}],
-        tools=[{"type": "web_search"}],
-        store=False,
+        model=CLAUDE, input=history, tools=[{"type": "web_search"}], store=False
     )
+    assert "web_search_call" not in raw.headers.get("x-proxy-dropped-fields", "")
+    sent = _sent(fake)["messages"][1]["content"]
+    # The fake refuses results it did not issue: these are its own, restored.
+    whole = fake_search.anthropic_content(sent[0]["id"], QUESTION)
+    assert sent[:2] == whole[:2]
+    assert "".join(block["text"] for block in sent[2:]) == "".join(b["text"] for b in whole[2:])
+    _check_searched(raw.parse(), "And tomorrow?")
+
+
+def test_another_clients_search_is_not_restored(
+    gateway: ServerThread, client: openai.OpenAI, fake: FakeUpstream
+) -> None:
+    history = _history_after_a_search(client)
+    with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="key-bob", max_retries=0) as bob:
+        raw = bob.responses.with_raw_response.create(
+            model=CLAUDE, input=history, tools=[{"type": "web_search"}], store=False
+        )
     assert "web_search_call" in raw.headers["x-proxy-dropped-fields"]
-    sent = _sent(fake)["messages"]
-    assert all(block["type"] == "text" for block in sent[1]["content"])
+    sent = _sent(fake)["messages"][1]["content"]
+    assert all(block["type"] == "text" for block in sent)
     _check_searched(raw.parse(), "And tomorrow?")
 
 

@@ -101,7 +101,7 @@ ENCODE_FIELDS: FidelityTable = {
     "stream_usage": Rule(D, "Anthropic always streams usage"),
     "max_tokens": Rule(M, "DEFAULT_MAX_TOKENS (plus any thinking budget) when absent"),
     ws.DROPPED_CALL: Rule(
-        D, "a search call without Anthropic's encrypted results (the text stays)"
+        D, "a search without Anthropic's encrypted results the gateway could restore"
     ),
     ws.DROPPED_CONTEXT_SIZE: Rule(D, "Anthropic has no such setting"),
 }

@@ -155,7 +155,7 @@ def encode_output(
             items.append(reasoning_item(part, item_id("rs")))
         elif isinstance(part, WebSearchCall):
             flush()
-            items.append(ws.responses_call_item(part, item_id("ws").get("id")))
+            items.append(ws.responses_call_item(part))  # its own id: the gateway keys it by that
         elif isinstance(part, ToolCall):
             flush()
             items.append(

@@ -331,7 +331,7 @@ class StreamEncoder:
 
     def _search(self, call: WebSearchCall) -> bytes:
         """A whole ``web_search_call`` item: added, in progress, searching, completed, done."""
-        item = ws.responses_call_item(call, self._new_id("ws"))
+        item = ws.responses_call_item(call)  # its own id: the gateway keys it by that
         where = {"item_id": item["id"], "output_index": len(self._output)}
         out = self._event(
             "response.output_item.added", output_index=len(self._output),

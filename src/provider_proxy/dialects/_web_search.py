@@ -26,10 +26,11 @@ what is searched).
 Anthropic's opaque parts (each result's ``encrypted_content``, each
 citation's ``encrypted_index``) must go back to it unchanged on later turns.
 They travel in the canonical parts, so a conversation the gateway keeps
-(``previous_response_id``) sends them back intact; a search call that comes
-back without them (a Responses client's ``web_search_call`` item holds no
-such data) cannot be sent to Anthropic: it is left out and named in
-``x-proxy-dropped-fields`` (``web_search_call``), the answer's text staying.
+(``previous_response_id``) sends them back intact. A Responses client's
+``web_search_call`` item holds no such data: the gateway keeps the search by
+its id and restores it (``engine/_reasoning.py``); one it cannot restore is
+left out and named in ``x-proxy-dropped-fields`` (``web_search_call``), the
+answer's text staying.
 """
 
 from __future__ import annotations
@@ -391,15 +392,16 @@ def text_block(part: Text, *, answer: bool) -> dict[str, Any]:
 # -- Responses items ----------------------------------------------------------------------
 
 
-def responses_call_item(call: WebSearchCall, item_id: str | None) -> dict[str, Any]:
-    """A ``web_search_call`` output item (``item_id`` ``None``: the call's own id)."""
+def responses_call_item(call: WebSearchCall) -> dict[str, Any]:
+    """A ``web_search_call`` output item, with the call's own id (the gateway keeps the
+    provider's results by it, for the turn that sends the item back)."""
     action: dict[str, Any] = {"type": "search", "query": " ".join(call.queries)}
     if len(call.queries) > 1:
         action["queries"] = list(call.queries)
     action["sources"] = [{"type": "url", "url": r.url} for r in call.results]
     return {
         "type": "web_search_call",
-        "id": item_id or call.id,
+        "id": call.id,
         "status": "failed" if call.error is not None else "completed",
         "action": action,
     }

@@ -271,6 +271,9 @@ class Gateway:
         request, dropped = codec.decode_request(parsed)
         if stream:
             request = dataclasses.replace(request, stream=True, stream_usage=True)
+        identity = await self._identity(scope)
+        if self._memory is not None:  # first: what it restores is not dropped
+            request = await self._memory.restore(identity, request)
         dropped = (*dropped, *provider_codec.dropped_by_encoding(request))
         if dropped and self._strict:
             raise Unsupported(
@@ -278,13 +281,10 @@ class Gateway:
                 f"it has no effect on {target.adapter.name!r}, and strict translation "
                 "refuses what it would drop",
             )
-        identity = await self._identity(scope)
         keeping: Keeping | None = None
         stored = _stored(codec)
         if self._answers is not None and stored is not None:
             request, keeping = await self._answers.begin(identity, request, stored)
-        if self._memory is not None:
-            request = await self._memory.restore(identity, request)
         target = self._with_path(target, request.stream)
         try:
             try:
