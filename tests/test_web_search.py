@@ -27,6 +27,8 @@ from agents import Agent, OpenAIResponsesModel, Runner, WebSearchTool, set_traci
 from anthropic.lib.streaming._messages import accumulate_event
 from anthropic.types import Message as AnthropicMessage
 from anthropic.types import RawMessageStreamEvent
+from google import genai
+from google.genai import types as genai_types
 from openai import omit
 from openai.lib.streaming.responses._responses import ResponseStreamState
 from openai.types.chat import ChatCompletion
@@ -963,3 +965,126 @@ def test_the_gateway_page_states_each_options_fate_as_the_code_does() -> None:
     for index, target in enumerate(("anthropic", "gemini", "responses")):
         for option, rule in ws.OPTION_RULES[target].items():
             assert fates[option][index] == rule.fate.value.split()[0], (option, target)
+
+
+def _check_grounding(candidate: Any, text: str) -> None:
+    """A google-genai candidate grounded by Claude's search: queries, chunks, supports."""
+    metadata = candidate.grounding_metadata
+    assert metadata.web_search_queries == [QUESTION]
+    found = [r["url"] for r in fake_search.results(QUESTION)]
+    assert [chunk.web.uri for chunk in metadata.grounding_chunks] == found
+    raw = text.encode()
+    spans = [
+        (raw[s.segment.start_index : s.segment.end_index].decode(), s.grounding_chunk_indices)
+        for s in metadata.grounding_supports
+    ]
+    assert spans == [(fake_search.SENTENCES[0], [0]), (fake_search.SENTENCES[1], [1])]
+
+
+def test_google_genai_google_search_on_claude(gateway: ServerThread, fake: FakeUpstream) -> None:
+    options = genai_types.HttpOptions(
+        base_url=gateway.url, retry_options=genai_types.HttpRetryOptions(attempts=1)
+    )
+    google = genai.Client(api_key="key-alice", http_options=options)
+    config = genai_types.GenerateContentConfig(
+        tools=[genai_types.Tool(google_search=genai_types.GoogleSearch())]
+    )
+    response = google.models.generate_content(model=CLAUDE, contents=QUESTION, config=config)
+    assert _sent(fake)["tools"] == [{"type": "web_search_20250305", "name": "web_search"}]
+    assert response.text == fake_search.INTRO + "".join(fake_search.SENTENCES)
+    assert response.candidates is not None
+    _check_grounding(response.candidates[0], response.text)
+    chunks = list(
+        google.models.generate_content_stream(model=CLAUDE, contents=QUESTION, config=config)
+    )
+    text = "".join(chunk.text or "" for chunk in chunks)
+    assert text == fake_search.INTRO + "".join(fake_search.SENTENCES)
+    last = chunks[-1].candidates
+    assert last is not None
+    _check_grounding(last[0], text)
+
+
+def test_an_anthropic_client_on_a_responses_provider_gets_its_search() -> None:
+    text = "Paris is sunny today."
+    body = {
+        "id": "resp_1",
+        "object": "response",
+        "created_at": 0,
+        "status": "completed",
+        "model": "gpt-5",
+        "output": [
+            {
+                "type": "web_search_call",
+                "id": "ws_1",
+                "status": "completed",
+                "action": {
+                    "type": "search",
+                    "query": "paris weather",
+                    "sources": [{"type": "url", "url": "https://meteo.example/paris"}],
+                },
+            },
+            {
+                "type": "message",
+                "id": "msg_1",
+                "role": "assistant",
+                "status": "completed",
+                "content": [
+                    {
+                        "type": "output_text",
+                        "text": text,
+                        "annotations": [
+                            {
+                                "type": "url_citation",
+                                "start_index": 9,
+                                "end_index": 20,
+                                "url": "https://meteo.example/paris",
+                                "title": "Météo Paris",
+                            }
+                        ],
+                    }
+                ],
+            },
+        ],
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+    }
+    SDKResponse.model_validate(body)  # the shape OpenAI answers with
+    response = RESPONSES.decode_response(body)
+    message = AnthropicMessage.model_validate(ANTHROPIC.encode_response(response))
+    use, result, cited = message.content
+    assert use.type == "server_tool_use"
+    assert use.input == {"query": "paris weather"}
+    assert result.type == "web_search_tool_result"
+    assert isinstance(result.content, list)
+    assert [r.url for r in result.content] == ["https://meteo.example/paris"]
+    assert cited.type == "text"
+    assert cited.text == text
+    (citation,) = cited.citations or ()
+    assert citation.type == "web_search_result_location"
+    assert citation.cited_text == "sunny today"
+    assert citation.title == "Météo Paris"
+
+
+def test_a_chat_stream_on_claude_carries_the_annotations(
+    client: openai.OpenAI, fake: FakeUpstream
+) -> None:
+    stream = client.chat.completions.create(
+        model=CLAUDE,
+        messages=[{"role": "user", "content": QUESTION}],
+        web_search_options={},
+        stream=True,
+    )
+    content, annotations = "", []
+    with stream:
+        for chunk in stream:
+            for choice in chunk.choices:
+                content += choice.delta.content or ""
+                annotations += (choice.delta.model_extra or {}).get("annotations") or []
+    assert _sent(fake)["stream"] is True
+    assert content == fake_search.INTRO + "".join(fake_search.SENTENCES)
+    spans = [
+        content[a["url_citation"]["start_index"] : a["url_citation"]["end_index"]]
+        for a in annotations
+    ]
+    assert spans == list(fake_search.SENTENCES)

@@ -21,6 +21,7 @@ from . import _gemini_codec as codec
 from . import _web_search as ws
 from ._gemini_schema import from_gemini_name
 from .canonical import (
+    Citation,
     Cited,
     Finish,
     FinishReason,
@@ -31,12 +32,14 @@ from .canonical import (
     RefusalDelta,
     StreamError,
     StreamEvent,
+    Text,
     TextDelta,
     ToolCallDelta,
     ToolCallEnd,
     ToolCallStart,
     Usage,
     UsageReport,
+    WebSearchCall,
     WebSearchDone,
 )
 
@@ -181,7 +184,18 @@ class StreamEncoder:
     usage go in the last chunk, written by :meth:`close`.
     """
 
-    __slots__ = ("_calls", "_errored", "_finish", "_id", "_model", "_usage")
+    __slots__ = (
+        "_calls",
+        "_cited",
+        "_errored",
+        "_finish",
+        "_id",
+        "_model",
+        "_run",
+        "_searches",
+        "_text",
+        "_usage",
+    )
 
     def __init__(self) -> None:
         self._id = ""
@@ -189,6 +203,13 @@ class StreamEncoder:
         self._usage = Usage()
         self._finish: FinishReason | None = None
         self._errored = False
+        #: The answer's text, where its run since the last other event began, its
+        #: citations (offsets into the whole text) and its searches: the last chunk's
+        #: ``groundingMetadata``.
+        self._text: list[str] = []
+        self._run = 0
+        self._cited: list[Citation] = []
+        self._searches: list[WebSearchCall] = []
         #: Open tool calls: index -> (id, name, argument pieces).
         self._calls: dict[int, tuple[str, str, list[str]]] = {}
 
@@ -203,7 +224,22 @@ class StreamEncoder:
             self._usage = self._usage.merge(event.usage)
             return b""
         if isinstance(event, TextDelta | RefusalDelta):
+            self._text.append(event.text)
             return self._parts([{"text": event.text}])
+        if isinstance(event, Cited):
+            start, end = event.citation.start or 0, event.citation.end
+            self._cited.append(
+                replace(
+                    event.citation,
+                    start=self._run + start,
+                    end=None if end is None else self._run + end,
+                )
+            )
+            return b""
+        self._run = sum(len(t) for t in self._text)
+        if isinstance(event, WebSearchDone):
+            self._searches.append(event.call)
+            return b""
         if isinstance(event, ReasoningDelta):
             return self._parts([{"text": event.text, "thought": True}])
         if isinstance(event, ReasoningSignature):
@@ -226,8 +262,6 @@ class StreamEncoder:
             out = b"".join(self._end_call(index) for index in list(self._calls))
             self._finish = event.reason
             return out
-        if isinstance(event, WebSearchDone | Cited):
-            return b""  # (grounding is not written to a Gemini client's stream)
         assert isinstance(event, StreamError)
         return self._error(event.status, event.kind, event.message)
 
@@ -237,11 +271,15 @@ class StreamEncoder:
             return b""
         if self._finish is None:
             return self._error(502, "server_error", "The stream ended before the answer finished.")
-        candidate = {
+        candidate: dict[str, Any] = {
             "content": {"role": "model", "parts": []},
             "finishReason": codec.ENCODED_FINISHES[self._finish],
             "index": 0,
         }
+        text = Text("".join(self._text), citations=tuple(self._cited))
+        grounding = ws.grounding_metadata((*self._searches, text))
+        if grounding is not None:
+            candidate["groundingMetadata"] = grounding
         return _sse({**self._head(), "candidates": [candidate]}, self._usage)
 
     def _end_call(self, index: int) -> bytes:
