@@ -499,6 +499,24 @@ GEMINI_EXPECTED: list[StreamEvent] = [
 ]
 
 
+BBC = "https://www.bbc.com/weather/2988507"
+RESPONSES_EXPECTED: list[StreamEvent] = [
+    MessageStart("resp_68d0a1b2c3d4e5f60718293a4b5c6d7e8f", "gpt-5-2025-08-07"),
+    WebSearchDone(
+        WebSearchCall(
+            "ws_68d0a1b3e4f5a6b7c8d9e0f1a2b3c4d5",
+            ("Paris weather today",),
+            (SearchResult(BBC), SearchResult("https://météo.example/paris")),
+        )
+    ),
+    TextDelta("Paris: 21°C — sunny ("),
+    TextDelta(f"[bbc.com]({BBC}))."),
+    Cited(Citation(BBC, "Paris - BBC Weather", None, 20, 68)),
+    UsageReport(Usage(8470, 212, 0, None, 128)),
+    Finish(FinishReason.STOP),
+]
+
+
 def _decode(codec: Any, chunks: list[bytes]) -> list[StreamEvent]:
     parser, decoder = SSEParser(), codec.stream_decoder()
     events: list[StreamEvent] = []
@@ -513,6 +531,7 @@ def _decode(codec: Any, chunks: list[bytes]) -> list[StreamEvent]:
     [
         (ANTHROPIC, "anthropic_web_search.sse", ANTHROPIC_EXPECTED),
         (GEMINI, "gemini_grounding.sse", GEMINI_EXPECTED),
+        (RESPONSES, "openai_responses_web_search.sse", RESPONSES_EXPECTED),
     ],
 )
 def test_a_golden_search_stream_decodes_at_every_split(
@@ -1088,3 +1107,27 @@ def test_a_chat_stream_on_claude_carries_the_annotations(
         for a in annotations
     ]
     assert spans == list(fake_search.SENTENCES)
+
+
+def test_an_anthropic_client_streams_an_openai_search() -> None:
+    out = _encoded(ANTHROPIC, RESPONSES_EXPECTED)
+    snapshot: Any = None
+    buffers: dict[int, bytes] = {}
+    for sse in SSEParser().feed(out):
+        snapshot = accumulate_event(
+            event=ANTHROPIC_EVENTS.validate_json(sse.data),
+            current_snapshot=snapshot,
+            json_bufs=buffers,
+        )
+    assert snapshot is not None
+    assert [block.type for block in snapshot.content] == [
+        "server_tool_use",
+        "web_search_tool_result",
+        "text",
+    ]
+    assert snapshot.content[0].input == {"query": "Paris weather today"}
+    text = snapshot.content[2]
+    assert text.text == f"Paris: 21°C — sunny ([bbc.com]({BBC}))."
+    (citation,) = text.citations
+    assert citation.url == BBC
+    assert citation.title == "Paris - BBC Weather"
