@@ -47,15 +47,26 @@ from .canonical import (
 class StreamDecoder:
     """Gemini chunks in, canonical events out: :meth:`feed` each event, :meth:`end` at the end."""
 
-    __slots__ = ("_calls", "_done", "_finished", "_grounding", "_run", "_started", "_text")
+    __slots__ = (
+        "_calls",
+        "_done",
+        "_finished",
+        "_grounding",
+        "_length",
+        "_run",
+        "_started",
+        "_text",
+    )
 
     def __init__(self) -> None:
         self._started = False
         self._finished = False
         self._done = False
         self._calls = 0
-        #: The answer's text so far, and where the text since the last other event began.
+        #: The answer's text so far, its length, and where the text since the last
+        #: other event began.
         self._text: list[str] = []
+        self._length = 0
         self._run = 0
         #: The latest ``groundingMetadata`` (it comes whole, with the last chunks).
         self._grounding: Any = None
@@ -111,8 +122,9 @@ class StreamDecoder:
             for item in self._part(codec.camel(u.obj(part, f"parts[{k}]")), response_id):
                 if isinstance(item, TextDelta):
                     self._text.append(item.text)
+                    self._length += len(item.text)
                 else:
-                    self._run = sum(len(t) for t in self._text)
+                    self._run = self._length
                 out.append(item)
         if candidate.get("groundingMetadata") is not None:
             self._grounding = codec.camel(candidate["groundingMetadata"])
@@ -190,6 +202,7 @@ class StreamEncoder:
         "_errored",
         "_finish",
         "_id",
+        "_length",
         "_model",
         "_run",
         "_searches",
@@ -207,6 +220,7 @@ class StreamEncoder:
         #: citations (offsets into the whole text) and its searches: the last chunk's
         #: ``groundingMetadata``.
         self._text: list[str] = []
+        self._length = 0
         self._run = 0
         self._cited: list[Citation] = []
         self._searches: list[WebSearchCall] = []
@@ -225,6 +239,7 @@ class StreamEncoder:
             return b""
         if isinstance(event, TextDelta | RefusalDelta):
             self._text.append(event.text)
+            self._length += len(event.text)
             return self._parts([{"text": event.text}])
         if isinstance(event, Cited):
             start, end = event.citation.start or 0, event.citation.end
@@ -236,7 +251,7 @@ class StreamEncoder:
                 )
             )
             return b""
-        self._run = sum(len(t) for t in self._text)
+        self._run = self._length
         if isinstance(event, WebSearchDone):
             self._searches.append(event.call)
             return b""
