@@ -1131,3 +1131,22 @@ def test_an_anthropic_client_streams_an_openai_search() -> None:
     (citation,) = text.citations
     assert citation.url == BBC
     assert citation.title == "Paris - BBC Weather"
+
+
+def test_a_search_items_id_and_status_are_read_not_dropped() -> None:
+    item = {
+        "type": "web_search_call",
+        "id": "srvtoolu_1",
+        "status": "failed",
+        "action": {"type": "search", "query": "q"},
+    }
+    request, dropped = RESPONSES.decode_request(
+        {"model": "m", "input": [{"role": "user", "content": "Q"}, item]}
+    )
+    assert dropped == ()
+    assert request.messages[1].parts == (WebSearchCall("srvtoolu_1", ("q",), error="unavailable"),)
+    body = ANTHROPIC.encode_request(request)
+    assert body["messages"][1]["content"][1]["content"] == {
+        "type": "web_search_tool_result_error",
+        "error_code": "unavailable",
+    }

@@ -330,7 +330,7 @@ def _decode_input(value: Any, system: list[Text], dropped: list[str]) -> tuple[M
         item = u.obj(raw, where)
         kind = item.get("type", "message")
         for key in ("id", "status"):
-            if item.get(key) is not None:
+            if item.get(key) is not None and kind != "web_search_call":  # a search's are its own
                 dropped.append(f"input[].{key}")
         if kind == "message":
             role = item.get("role")

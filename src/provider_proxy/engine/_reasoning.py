@@ -10,10 +10,9 @@ it. Nothing is shown to the client, and one client's reasoning is never
 restored into another's request (the identity is part of the key).
 
 A provider's web search is kept the same way, keyed by the search call's id:
-its results' encrypted copies (Anthropic's ``encrypted_content``) go back to
-the provider on later turns, but a client's format (a Responses
-``web_search_call`` item, a Chat message) has no room for them; a search call
-sent back without them is restored whole.
+the encrypted copies of its results go back to the provider on later turns,
+but a client's format may have no room for them; a search call sent back
+without them is restored whole.
 """
 
 from __future__ import annotations
