@@ -29,6 +29,8 @@ from anthropic.types import Message as AnthropicMessage
 from anthropic.types import RawMessageStreamEvent
 from google import genai
 from google.genai import types as genai_types
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from openai import omit
 from openai.lib.streaming.responses._responses import ResponseStreamState
 from openai.types.chat import ChatCompletion
@@ -53,6 +55,7 @@ from provider_proxy.dialects.canonical import (
     Message,
     MessageStart,
     Request,
+    Response,
     SearchResult,
     StreamEvent,
     Text,
@@ -1150,3 +1153,64 @@ def test_a_search_items_id_and_status_are_read_not_dropped() -> None:
         "type": "web_search_tool_result_error",
         "error_code": "unavailable",
     }
+
+
+# -- round trips ---------------------------------------------------------------------------
+
+words = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=12)
+urls = st.builds(lambda n: f"https://site{n}.example/page", st.integers(0, 99))
+
+
+@st.composite
+def searched_answers(draw: st.DrawFn) -> Response:
+    """An answer that searched: its call, then texts citing what it found (Anthropic's way)."""
+    results = tuple(
+        SearchResult(url, draw(words), None, f"enc-{i}")
+        for i, url in enumerate(draw(st.lists(urls, min_size=1, max_size=3, unique=True)))
+    )
+    call = WebSearchCall("srvtoolu_" + str(draw(st.integers(0, 999))), (draw(words),), results)
+    texts = []
+    for text in draw(st.lists(words, min_size=1, max_size=3)):
+        cited = draw(st.lists(st.sampled_from(results), max_size=2, unique=True))
+        texts.append(
+            Text(text, citations=tuple(Citation(r.url, r.title, text, opaque="idx") for r in cited))
+        )
+    return Response("msg_1", "m", (call, *texts), FinishReason.STOP, Usage(1, 1))
+
+
+@given(searched_answers())
+@settings(max_examples=60, deadline=None)
+def test_an_anthropic_answer_round_trips(response: Response) -> None:
+    assert ANTHROPIC.decode_response(ANTHROPIC.encode_response(response)).parts == response.parts
+
+
+@given(searched_answers())
+@settings(max_examples=60, deadline=None)
+def test_a_responses_answer_keeps_the_search_and_what_each_text_cites(response: Response) -> None:
+    back = RESPONSES.decode_response(RESPONSES.encode_response(response))
+    call, *texts = back.parts
+    assert isinstance(call, WebSearchCall)
+    original = response.parts[0]
+    assert isinstance(original, WebSearchCall)
+    assert call.queries == original.queries
+    assert [r.url for r in call.results] == [r.url for r in original.results]
+    for got, sent in zip(texts, response.parts[1:], strict=True):
+        assert isinstance(got, Text)
+        assert isinstance(sent, Text)
+        assert got.text == sent.text
+        assert [(c.url, got.text[c.start or 0 : c.end]) for c in got.citations] == [
+            (c.url, sent.text) for c in sent.citations
+        ]
+
+
+@given(searched_answers())
+@settings(max_examples=60, deadline=None)
+def test_a_gemini_answer_keeps_each_cited_span(response: Response) -> None:
+    back = GEMINI.decode_response(GEMINI.encode_response(response))
+    texts = [p for p in back.parts if isinstance(p, Text)]
+    sent = [p for p in response.parts if isinstance(p, Text)]
+    assert "".join(t.text for t in texts) == "".join(t.text for t in sent)
+    whole = "".join(t.text for t in texts)
+    spans = [(c.url, c.cited_text) for t in texts for c in t.citations]
+    assert spans == [(c.url, t.text) for t in sent for c in t.citations]
+    assert all(cited in whole for _, cited in spans)
