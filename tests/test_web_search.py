@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import anthropic
 import anyio
@@ -42,8 +42,10 @@ from provider_proxy import Guards, make_asgi_app
 from provider_proxy.adapters import AnthropicAdapter, GeminiAdapter, OpenAICompatibleAdapter
 from provider_proxy.dialects import (
     AnthropicMessagesCodec,
+    Dialect,
     GeminiCodec,
     OpenAIChatCodec,
+    OpenAIResponses,
     OpenAIResponsesCodec,
 )
 from provider_proxy.dialects import _web_search as ws
@@ -514,7 +516,7 @@ RESPONSES_EXPECTED: list[StreamEvent] = [
     ),
     TextDelta("Paris: 21°C — sunny ("),
     TextDelta(f"[bbc.com]({BBC}))."),
-    Cited(Citation(BBC, "Paris - BBC Weather", None, 20, 68)),
+    Cited(Citation(BBC, "Paris - BBC Weather", f"([bbc.com]({BBC}))", 20, 68)),
     UsageReport(Usage(8470, 212, 0, None, 128)),
     Finish(FinishReason.STOP),
 ]
@@ -718,6 +720,12 @@ class ChatOnly(OpenAICompatibleAdapter):
     """A local OpenAI-compatible server: no built-in tools."""
 
 
+class ResponsesOnly(OpenAICompatibleAdapter):
+    """A server that speaks only the Responses API (OpenAI's web search with it)."""
+
+    dialects: ClassVar[tuple[Dialect, ...]] = (OpenAIResponses(),)
+
+
 @pytest.fixture
 def gateway(upstream: ServerThread) -> Iterator[ServerThread]:
     proxy = make_asgi_app(
@@ -725,6 +733,9 @@ def gateway(upstream: ServerThread) -> Iterator[ServerThread]:
             AnthropicAdapter(base_url=upstream.url, api_key=ANTHROPIC_KEY),
             GeminiAdapter(base_url=upstream.url, api_key=GEMINI_KEY),
             ChatOnly(name="local", base_url=upstream.url + "/v1", api_key="local-key-0123456789"),
+            ResponsesOnly(
+                name="resp", base_url=upstream.url + "/v1", api_key="resp-key-0123456789"
+            ),
         ],
         transport=httpx.AsyncHTTPTransport(),
         validate_credentials="off",
@@ -1214,3 +1225,48 @@ def test_a_gemini_answer_keeps_each_cited_span(response: Response) -> None:
     spans = [(c.url, c.cited_text) for t in texts for c in t.citations]
     assert spans == [(c.url, t.text) for t in sent for c in t.citations]
     assert all(cited in whole for _, cited in spans)
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_the_anthropic_sdk_web_search_tool_on_a_responses_provider(
+    gateway: ServerThread, fake: FakeUpstream, streamed: bool
+) -> None:
+    tool: Any = {
+        "type": "web_search_20250305",
+        "name": "web_search",
+        "allowed_domains": ["x.example"],
+    }
+    asked: Any = {
+        "model": "resp/gpt-5",
+        "max_tokens": 300,
+        "messages": [{"role": "user", "content": QUESTION}],
+        "tools": [tool],
+    }
+    with anthropic.Anthropic(base_url=gateway.url, api_key="key-alice", max_retries=0) as sdk:
+        if streamed:
+            with sdk.messages.stream(**asked) as stream:
+                message = stream.get_final_message()
+        else:
+            message = sdk.messages.create(**asked)
+    assert fake.last.path == "/v1/responses"
+    assert _sent(fake)["tools"] == [
+        {"type": "web_search", "filters": {"allowed_domains": ["x.example"]}}
+    ]
+    kinds = [block.type for block in message.content]
+    assert kinds == ["server_tool_use", "web_search_tool_result", "text"]
+    assert message.content[0].input == {"query": QUESTION}  # type: ignore[union-attr]
+    text = message.content[2]
+    assert text.type == "text"
+    assert text.text == fake_search.INTRO + "".join(fake_search.SENTENCES)
+    found = [r["url"] for r in fake_search.results(QUESTION)]
+    assert [c.url for c in text.citations or ()] == found
+    assert [c.cited_text for c in text.citations or ()] == [  # type: ignore[union-attr]
+        s.strip() for s in fake_search.SENTENCES
+    ]
+
+
+def test_the_fake_refuses_a_malformed_responses_search_tool(upstream: ServerThread) -> None:
+    body = {"model": "gpt-5", "input": "Hi.", "tools": [{"type": "web_search", "colour": "red"}]}
+    answer = httpx.post(f"{upstream.url}/v1/responses", json=body)
+    assert answer.status_code == 400
+    assert answer.json()["error"]["message"] == "Unknown parameter: 'tools[0].colour'."

@@ -51,7 +51,7 @@ from .canonical import (
 class StreamDecoder:
     """Responses events in, canonical events out: :meth:`feed` each, :meth:`end` at the end."""
 
-    __slots__ = ("_calls", "_done", "_reasoned", "_started", "_tools")
+    __slots__ = ("_calls", "_done", "_part", "_reasoned", "_started", "_tools")
 
     def __init__(self) -> None:
         self._started = False
@@ -61,6 +61,8 @@ class StreamDecoder:
         self._tools = 0
         #: Output indexes of reasoning items whose text streamed.
         self._reasoned: set[int] = set()
+        #: The text of the output_text part streaming (what its annotations cite).
+        self._part: list[str] = []
 
     def feed_text(self, event: str, data: str) -> list[StreamEvent]:
         """One SSE event as received (its ``data`` still JSON text)."""
@@ -105,7 +107,11 @@ class StreamDecoder:
                 )
                 out.append(ToolCallStart(self._calls[index][0], call_id, name))
         elif kind == "response.output_text.delta":
-            out.append(TextDelta(str(data.get("delta", ""))))
+            delta = str(data.get("delta", ""))
+            out.append(TextDelta(delta))
+            self._part.append(delta)
+        elif kind == "response.content_part.added":
+            self._part = []
         elif kind == "response.refusal.delta":
             out.append(RefusalDelta(str(data.get("delta", ""))))
         elif kind in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
@@ -118,7 +124,8 @@ class StreamDecoder:
             out.append(ToolCallDelta(number, str(data.get("delta", ""))))
         elif kind == "response.output_text.annotation.added":
             annotation = data.get("annotation")
-            cited = ws.decode_url_citations([annotation], "", "annotation") if annotation else ()
+            text = "".join(self._part)
+            cited = ws.decode_url_citations([annotation], text, "annotation") if annotation else ()
             out.extend(Cited(citation) for citation in cited)
         elif kind == "response.output_item.done":
             out.extend(self._item_done(index, data.get("item") or {}))

@@ -303,6 +303,10 @@ class FakeUpstream:
         answer = _answer(
             request, payload, number, thinking=_flag(request.header("x-fake-thinking"))
         )
+        search = _search.responses_tool(payload)
+        if search is not None and (refusal := _search.responses_refusal(*search)) is not None:
+            await _error(send, 400, False, refusal, "invalid_request_error")
+            return
         calls = [(call.id, call.name, call.arguments) for call in answer.calls]
         prompt = _PROMPT_TOKENS + answer.cached
         usage = _responses.usage_object(
@@ -313,6 +317,8 @@ class FakeUpstream:
             f"fake{number}", answer.model, " ".join(answer.words), thought,
             answer.signature if thought else "", calls, usage, payload,
         )  # fmt: skip
+        if search is not None:  # OpenAI's web search: the call, then the cited text
+            response["output"] = _search.responses_output(number, _search.responses_query(payload))
         if payload.get("store", True) is not False:
             conversation = [
                 *_responses.input_messages(payload, self.responses),
@@ -329,7 +335,12 @@ class FakeUpstream:
                 "headers": [(b"content-type", b"text/event-stream")],
             }
         )
-        for event in _responses.events(response, answer.words):
+        streamed = (
+            _search.responses_events(response)
+            if search is not None
+            else _responses.events(response, answer.words)
+        )
+        for event in streamed:
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 

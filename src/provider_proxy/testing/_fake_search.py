@@ -363,3 +363,126 @@ async def _streamed(send: Send, events: Iterator[bytes]) -> None:
     for event in events:
         await send({"type": "http.response.body", "body": event, "more_body": True})
     await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+# -- OpenAI Responses ---------------------------------------------------------------------
+
+RESPONSES_TYPES = ("web_search", "web_search_preview", "web_search_2025_08_26")
+_RESPONSES_KEYS = {
+    "type",
+    "filters",
+    "search_context_size",
+    "user_location",
+    "external_web_access",
+}
+
+
+def responses_tool(payload: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+    """The request's Responses web search tool: ``(index, definition)``, or ``None``."""
+    for index, tool in enumerate(payload.get("tools") or ()):
+        if isinstance(tool, dict) and tool.get("type") in RESPONSES_TYPES:
+            return index, tool
+    return None
+
+
+def responses_refusal(index: int, tool: dict[str, Any]) -> str | None:
+    """Why OpenAI would refuse this web search tool (``None``: fine)."""
+    for key in tool:
+        if key not in _RESPONSES_KEYS:
+            return f"Unknown parameter: 'tools[{index}].{key}'."
+    size = tool.get("search_context_size")
+    if size is not None and size not in ("low", "medium", "high"):
+        return f"Invalid value: '{size}'. Supported values are: 'low', 'medium', and 'high'."
+    return None
+
+
+def responses_query(payload: dict[str, Any]) -> str:
+    """What the fake searches for on the Responses API: the last user text of ``input``."""
+    items = payload.get("input")
+    if isinstance(items, str):
+        return items[:80]
+    turns = [
+        {"role": "user", "content": item.get("content")}
+        for item in items or ()
+        if isinstance(item, dict) and item.get("role") == "user"
+    ]
+    return query_of({"messages": turns}, gemini=False)
+
+
+def responses_output(number: int, query: str) -> list[dict[str, Any]]:
+    """The output items of an answer that searched: the call, then the cited text."""
+    found = results(query)
+    text, annotations = INTRO, []
+    for sentence, result in zip(SENTENCES, found, strict=True):
+        start = len(text) + (len(sentence) - len(sentence.lstrip()))
+        text += sentence
+        annotations.append(
+            {
+                "type": "url_citation",
+                "start_index": start,
+                "end_index": len(text),
+                "url": result["url"],
+                "title": result["title"],
+            }
+        )
+    sources = [{"type": "url", "url": r["url"]} for r in found]
+    part = {"type": "output_text", "text": text, "annotations": annotations, "logprobs": []}
+    return [
+        {
+            "type": "web_search_call",
+            "id": f"ws_fake{number}",
+            "status": "completed",
+            "action": {"type": "search", "query": query, "sources": sources},
+        },
+        {
+            "type": "message",
+            "id": f"msg_fake{number}",
+            "status": "completed",
+            "role": "assistant",
+            "content": [part],
+        },
+    ]
+
+
+def responses_events(response: dict[str, Any]) -> Iterator[bytes]:
+    """``response`` (as :func:`responses_output` made it) streamed as OpenAI streams it."""
+    sequence = iter(range(1_000_000))
+
+    def event(kind: str, **fields: Any) -> bytes:
+        return _sse(kind, {"type": kind, "sequence_number": next(sequence), **fields})
+
+    started = {**response, "status": "in_progress", "output": [], "usage": None}
+    yield event("response.created", response=started)
+    yield event("response.in_progress", response=started)
+    search, message = response["output"]
+    yield event(
+        "response.output_item.added",
+        output_index=0,
+        item={**search, "status": "in_progress", "action": {"type": "search"}},
+    )
+    for stage in ("in_progress", "searching", "completed"):
+        yield event(f"response.web_search_call.{stage}", item_id=search["id"], output_index=0)
+    yield event("response.output_item.done", output_index=0, item=search)
+    where = {"item_id": message["id"], "output_index": 1, "content_index": 0}
+    yield event(
+        "response.output_item.added",
+        output_index=1,
+        item={**message, "status": "in_progress", "content": []},
+    )
+    part = message["content"][0]
+    yield event(
+        "response.content_part.added", **where, part={**part, "text": "", "annotations": []}
+    )
+    for piece in (INTRO, *SENTENCES):
+        yield event("response.output_text.delta", **where, delta=piece, logprobs=[])
+    for index, annotation in enumerate(part["annotations"]):
+        yield event(
+            "response.output_text.annotation.added",
+            **where,
+            annotation_index=index,
+            annotation=annotation,
+        )
+    yield event("response.output_text.done", **where, text=part["text"], logprobs=[])
+    yield event("response.content_part.done", **where, part=part)
+    yield event("response.output_item.done", output_index=1, item=message)
+    yield event("response.completed", response=response)
