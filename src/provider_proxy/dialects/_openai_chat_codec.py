@@ -436,7 +436,11 @@ def dropped_by_encoding(request: Request) -> tuple[str, ...]:
 def encode_request(request: Request) -> dict[str, Any]:
     """A canonical request as a Chat Completions body."""
     if request.web_search is not None:
-        raise Unsupported("web_search", "this provider has no built-in web search")
+        raise Unsupported(
+            "web_search",
+            "Chat Completions, the format the gateway speaks to this provider, has no "
+            "built-in web search tool",
+        )
     body: dict[str, Any] = {"model": request.model, "messages": _encode_messages(request)}
     if request.max_tokens is not None:
         body["max_completion_tokens"] = request.max_tokens
