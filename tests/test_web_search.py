@@ -39,7 +39,12 @@ from openai.types.responses import ResponseStreamEvent
 from pydantic import TypeAdapter
 
 from provider_proxy import Guards, make_asgi_app
-from provider_proxy.adapters import AnthropicAdapter, GeminiAdapter, OpenAICompatibleAdapter
+from provider_proxy.adapters import (
+    AnthropicAdapter,
+    GeminiAdapter,
+    OpenAIAdapter,
+    OpenAICompatibleAdapter,
+)
 from provider_proxy.dialects import (
     AnthropicMessagesCodec,
     Dialect,
@@ -74,7 +79,7 @@ from provider_proxy.observe import SSEParser
 from provider_proxy.testing import FakeUpstream
 from provider_proxy.testing import _fake_search as fake_search
 
-from .conftest import ANTHROPIC_KEY
+from .conftest import ANTHROPIC_KEY, OPENAI_KEY
 from .servers import ServerThread, serve
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -736,6 +741,7 @@ def gateway(upstream: ServerThread) -> Iterator[ServerThread]:
             ResponsesOnly(
                 name="resp", base_url=upstream.url + "/v1", api_key="resp-key-0123456789"
             ),
+            OpenAIAdapter(base_url=upstream.url + "/v1", api_key=OPENAI_KEY),
         ],
         transport=httpx.AsyncHTTPTransport(),
         validate_credentials="off",
@@ -1227,17 +1233,21 @@ def test_a_gemini_answer_keeps_each_cited_span(response: Response) -> None:
     assert all(cited in whole for _, cited in spans)
 
 
-@pytest.mark.parametrize("streamed", [False, True])
+@pytest.mark.parametrize(
+    ("model", "streamed"), [("resp/gpt-5", False), ("resp/gpt-5", True), ("openai/gpt-5", False)]
+)
 def test_the_anthropic_sdk_web_search_tool_on_a_responses_provider(
-    gateway: ServerThread, fake: FakeUpstream, streamed: bool
+    gateway: ServerThread, fake: FakeUpstream, model: str, streamed: bool
 ) -> None:
+    """On a provider speaking only Responses, and on OpenAI, whose Chat API the gateway
+    speaks to Anthropic clients otherwise: a search goes to its Responses API."""
     tool: Any = {
         "type": "web_search_20250305",
         "name": "web_search",
         "allowed_domains": ["x.example"],
     }
     asked: Any = {
-        "model": "resp/gpt-5",
+        "model": model,
         "max_tokens": 300,
         "messages": [{"role": "user", "content": QUESTION}],
         "tools": [tool],

@@ -36,6 +36,7 @@ from ..adapters import Provider, ProviderAdapter
 from ..dialects import (
     EMBEDDINGS,
     KEY_PARAMS,
+    SEARCHING,
     Dialect,
     Tokenizer,
     estimate_input_tokens,
@@ -271,6 +272,9 @@ class Gateway:
         request, dropped = codec.decode_request(parsed)
         if stream:
             request = dataclasses.replace(request, stream=True, stream_usage=True)
+        if request.web_search is not None and target.dialect.name not in SEARCHING:
+            target = self._searching(target, operation)
+            provider_codec = target.dialect.codec or provider_codec
         identity = await self._identity(scope)
         if self._memory is not None:  # first: what it restores is not dropped
             request = await self._memory.restore(identity, request)
@@ -304,6 +308,17 @@ class Gateway:
             if keeping is not None:
                 with anyio.CancelScope(shield=True):  # a client gone still frees its slot
                     await keeping.end()
+
+    @staticmethod
+    def _searching(target: Target, operation: str) -> Target:
+        """``target`` in a format the provider can run a web search in, when it speaks one
+        to the gateway (else as it is: its codec refuses the search, naming it)."""
+        adapter = target.adapter
+        for dialect in adapter.dialects:
+            path = adapter.gateway_path(dialect, operation)
+            if dialect.name in SEARCHING and dialect.codec is not None and path is not None:
+                return dataclasses.replace(target, dialect=dialect, path=path)
+        return target
 
     async def _continuing(
         self, target: Target, body: dict[str, Any], codec: StoredAnswers, scope: Scope
