@@ -888,8 +888,9 @@ def test_another_clients_search_is_not_restored(
     _check_searched(raw.parse(), "And tomorrow?")
 
 
+@pytest.mark.parametrize("streamed", [False, True])
 def test_the_agents_sdk_web_search_tool_on_claude(
-    gateway: ServerThread, fake: FakeUpstream
+    gateway: ServerThread, fake: FakeUpstream, streamed: bool
 ) -> None:
     set_tracing_disabled(True)  # no traces exported anywhere
 
@@ -903,11 +904,18 @@ def test_the_agents_sdk_web_search_tool_on_claude(
                 tools=[WebSearchTool(search_context_size="medium")],
                 model=OpenAIResponsesModel(model=CLAUDE, openai_client=client),
             )
-            return await Runner.run(agent, QUESTION)
+            if not streamed:
+                return await Runner.run(agent, QUESTION)
+            result = Runner.run_streamed(agent, QUESTION)
+            async for _ in result.stream_events():
+                pass
+            return result
 
     result = anyio.run(run)
     assert result.final_output == fake_search.INTRO + "".join(fake_search.SENTENCES)
-    assert _sent(fake)["tools"] == [{"type": "web_search_20250305", "name": "web_search"}]
+    sent = _sent(fake)
+    assert sent["tools"] == [{"type": "web_search_20250305", "name": "web_search"}]
+    assert sent.get("stream", False) is streamed
     kinds = [item.type for item in result.new_items]
     assert "tool_call_item" in kinds  # the web_search_call, as the SDK lists it
     assert kinds[-1] == "message_output_item"
