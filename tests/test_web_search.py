@@ -64,6 +64,7 @@ from provider_proxy.dialects.canonical import (
     Request,
     Response,
     SearchResult,
+    StreamError,
     StreamEvent,
     Text,
     TextDelta,
@@ -1288,3 +1289,24 @@ def test_the_fake_refuses_a_malformed_responses_search_tool(upstream: ServerThre
     answer = httpx.post(f"{upstream.url}/v1/responses", json=body)
     assert answer.status_code == 400
     assert answer.json()["error"]["message"] == "Unknown parameter: 'tools[0].colour'."
+
+
+def test_a_search_result_of_no_search_call_is_a_stream_error() -> None:
+    decoder = ANTHROPIC.stream_decoder()
+    decoder.feed("message_start", {"type": "message_start", "message": {"id": "m", "model": "c"}})
+    block = {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_x", "content": []}
+    (error,) = decoder.feed(
+        "content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}
+    )
+    assert isinstance(error, StreamError)
+    assert "no search call" in error.message
+
+
+def test_a_search_stream_cut_short_is_an_error_for_every_client() -> None:
+    raw = (GOLDEN / "anthropic_web_search.sse").read_bytes()
+    events = _decode(ANTHROPIC, [raw[: raw.index(b"event: message_delta")]])
+    assert isinstance(events[-1], StreamError)
+    for codec in (RESPONSES, CHAT, GEMINI, ANTHROPIC):
+        out = _encoded(codec, events)
+        assert b"error" in out, codec
+        assert b"response.completed" not in out
