@@ -1310,3 +1310,17 @@ def test_a_search_stream_cut_short_is_an_error_for_every_client() -> None:
         out = _encoded(codec, events)
         assert b"error" in out, codec
         assert b"response.completed" not in out
+
+
+def test_a_search_item_without_sources_is_not_sent_as_an_empty_result() -> None:
+    item = {"type": "web_search_call", "id": "ws_1", "action": {"type": "search", "query": "q"}}
+    request, _ = RESPONSES.decode_request(
+        {
+            "model": "m",
+            "input": [{"role": "user", "content": "Q"}, item, {"role": "user", "content": "And?"}],
+        }
+    )
+    body = ANTHROPIC.encode_request(request)
+    assert "web_search_tool_result" not in json.dumps(body)
+    assert [m["role"] for m in body["messages"]] == ["user", "user"]  # no empty turn
+    assert ANTHROPIC.dropped_by_encoding(request) == ("web_search_call",)

@@ -455,7 +455,11 @@ def encode_request(request: Request) -> dict[str, Any]:
     body: dict[str, Any] = {
         "model": request.model,
         "max_tokens": max_tokens,
-        "messages": [{"role": m.role, "content": encode_blocks(m.parts)} for m in request.messages],
+        "messages": [
+            {"role": m.role, "content": blocks}
+            for m in request.messages
+            if (blocks := encode_blocks(m.parts))  # a turn left with nothing is not sent
+        ],
     }
     if request.system:
         body["system"] = [encode_block(t) for t in request.system]

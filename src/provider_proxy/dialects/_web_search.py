@@ -307,7 +307,7 @@ def can_send_to_anthropic(call: WebSearchCall) -> bool:
     """Whether Anthropic can take ``call`` back: its results as it gave them (opaque data)."""
     if call.error is not None:
         return True
-    return all(result.opaque is not None for result in call.results)
+    return bool(call.results) and all(result.opaque is not None for result in call.results)
 
 
 def anthropic_blocks(call: WebSearchCall, *, answer: bool = False) -> list[dict[str, Any]]:
