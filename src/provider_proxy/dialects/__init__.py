@@ -46,9 +46,7 @@ def stored_answer(path: str) -> tuple[Dialect, str] | None:
 #: The formats the gateway can send a built-in web search in (the provider runs its
 #: own search tool): a request with one goes to the provider in one of these when
 #: the provider speaks one to the gateway.
-SEARCHING: frozenset[str] = frozenset(
-    {OpenAIResponses.name, AnthropicMessages.name, Gemini.name}
-)
+SEARCHING: frozenset[str] = frozenset({OpenAIResponses.name, AnthropicMessages.name, Gemini.name})
 
 #: Embeddings between formats, by (client format, provider format): a client's
 #: ``/v1/embeddings`` on a provider that embeds in another format.
