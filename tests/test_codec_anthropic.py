@@ -245,7 +245,7 @@ def test_unsigned_reasoning_is_not_sent_to_anthropic() -> None:
         ({"container": "c"}, "container"),
         ({"mcp_servers": []}, "mcp_servers"),
         ({"frobnicate": 1}, "frobnicate"),
-        ({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}, "tools[0].type"),
+        ({"tools": [{"type": "code_execution_20250522", "name": "code"}]}, "tools[0].type"),
         ({"thinking": {"type": "adaptive"}}, "thinking.type"),
         ({"metadata": {"user_id": "u", "other": 1}}, "metadata.other"),
         (

@@ -309,7 +309,7 @@ def test_a_tool_loop_maps_calls_and_merges_results_into_one_user_turn() -> None:
         ({"modalities": ["text", "audio"]}, "modalities"),
         ({"response_format": {"type": "grammar"}}, "response_format.type"),
         ({"functions": [{"name": "f"}]}, "functions"),
-        ({"web_search_options": {}}, "web_search_options"),
+        ({"web_search_options": {"filters": {}}}, "web_search_options.filters"),
         ({"unheard_of": 1}, "unheard_of"),
         ({"reasoning_effort": "extreme"}, "reasoning_effort"),
         ({"tools": [{"type": "custom", "custom": {"name": "x"}}]}, "tools[0].type"),

@@ -26,6 +26,7 @@ import pytest
 from provider_proxy.dialects import _anthropic_codec, _gemini_codec, _openai_chat_codec
 from provider_proxy.dialects.canonical import (
     CacheControl,
+    Citation,
     Codec,
     Document,
     Fidelity,
@@ -37,11 +38,14 @@ from provider_proxy.dialects.canonical import (
     RedactedReasoning,
     Refusal,
     Request,
+    SearchResult,
     Text,
     Tool,
     ToolCall,
     ToolResult,
     Unsupported,
+    WebSearch,
+    WebSearchCall,
 )
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -664,6 +668,53 @@ ENCODE_CASES[GEMINI] = {
         None,
     ),
 }
+
+
+# The web search rows (provider_proxy.dialects._web_search).
+SEARCHED = _assistant(
+    WebSearchCall("srvtoolu_1", ("q",), (SearchResult("https://a.example", "A", opaque="enc-1"),)),
+    Text("Found.", citations=(Citation("https://a.example", "A", "quote", opaque="idx-1"),)),
+)
+UNSEALED = _assistant(
+    WebSearchCall("ws_1", ("q",), (SearchResult("https://a.example"),)), Text("Found.")
+)
+ENCODE_CASES[OPENAI].update(
+    {
+        "web_search": (_request(HELLO, web_search=WebSearch()), None),
+        "web_search_call": (
+            _request(HELLO, SEARCHED, HELLO),
+            lambda body: "srvtoolu_1" not in _text(body) and "Found." in _text(body),
+        ),
+    }
+)
+ENCODE_CASES[RESPONSES]["web_search_call"] = (
+    _request(HELLO, SEARCHED, HELLO),
+    lambda body: body["input"][1]["type"] == "web_search_call",
+)
+ENCODE_CASES[ANTHROPIC].update(
+    {
+        "web_search_call": (
+            _request(HELLO, UNSEALED, HELLO),
+            lambda body: "server_tool_use" not in _text(body) and "Found." in _text(body),
+        ),
+        "web_search.search_context_size": (
+            _request(HELLO, web_search=WebSearch(context_size="high")),
+            lambda body: body["tools"] == [{"type": "web_search_20250305", "name": "web_search"}],
+        ),
+    }
+)
+ENCODE_CASES[GEMINI].update(
+    {
+        "web_search_call": (
+            _request(HELLO, SEARCHED, HELLO),
+            lambda body: "srvtoolu_1" not in _text(body) and "Found." in _text(body),
+        ),
+        "web_search.search_context_size": (
+            _request(HELLO, web_search=WebSearch(context_size="high")),
+            lambda body: body["tools"] == [{"googleSearch": {}}],
+        ),
+    }
+)
 
 
 @pytest.mark.parametrize("dialect", CODECS)

@@ -243,9 +243,11 @@ def test_reasoning_items_sent_back_whole_keep_their_signature(
 def test_a_built_in_tool_is_refused_naming_it(client: openai.OpenAI, fake: FakeUpstream) -> None:
     before = len(fake.requests)
     with pytest.raises(openai.BadRequestError) as refused:
-        client.responses.create(model=CLAUDE, input="News?", tools=[{"type": "web_search"}])
+        client.responses.create(
+            model=CLAUDE, input="News?", tools=[{"type": "code_interpreter", "container": "c"}]
+        )
     assert "tools[0].type" in refused.value.message
-    assert "web_search" in refused.value.message
+    assert "code_interpreter" in refused.value.message
     assert len(fake.requests) == before  # nothing was sent
 
 

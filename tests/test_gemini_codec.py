@@ -241,7 +241,7 @@ REFUSED: list[tuple[dict[str, Any], str]] = [
         "generationConfig.responseSchema",
     ),
     ({"generationConfig": {"bogus": 1}}, "generationConfig.bogus"),
-    ({"tools": [{"googleSearch": {}}]}, "tools[0].googleSearch"),
+    ({"tools": [{"codeExecution": {}}]}, "tools[0].codeExecution"),
     ({"tools": [{"codeExecution": {}}]}, "tools[0].codeExecution"),
     (
         {"toolConfig": {"functionCallingConfig": {"mode": "VALIDATED"}}},

@@ -211,7 +211,7 @@ def test_requests_decode_to_canonical(body: dict[str, Any], expected: Request) -
 
 
 REFUSED: list[tuple[dict[str, Any], str]] = [
-    ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
+    ({"tools": [{"type": "file_search"}]}, "tools[0].type"),
     ({"tools": [{"type": "function", "name": "f"}, {"type": "file_search"}]}, "tools[1].type"),
     ({"text": {"format": {"type": "grammar"}}}, "text.format.type"),
     ({"text": {"verbosity": "low"}}, "text.verbosity"),
@@ -241,8 +241,8 @@ def test_what_cannot_be_carried_is_refused_by_name(fields: dict[str, Any], name:
 
 def test_a_built_in_tool_is_refused_saying_it_runs_at_the_provider() -> None:
     with pytest.raises(Unsupported) as refused:
-        _decode(tools=[{"type": "web_search"}])
-    assert "'web_search'" in refused.value.message
+        _decode(tools=[{"type": "code_interpreter"}])
+    assert "'code_interpreter'" in refused.value.message
     assert "built-in" in refused.value.message
 
 
@@ -620,7 +620,7 @@ def test_finish_reasons_are_statuses_both_ways(
     [
         {"status": "failed", "output": []},
         {"status": "incomplete", "incomplete_details": {"reason": "mystery"}, "output": []},
-        {"status": "completed", "output": [{"type": "web_search_call", "id": "ws_1"}]},
+        {"status": "completed", "output": [{"type": "file_search_call", "id": "fs_1"}]},
     ],
 )
 def test_an_answer_the_client_cannot_read_is_an_error(body: dict[str, Any]) -> None:

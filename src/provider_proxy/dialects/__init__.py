@@ -58,6 +58,11 @@ def conversation_path(path: str) -> tuple[Dialect, str] | None:
     return None
 
 
+#: The formats the gateway can send a built-in web search in (the provider runs its
+#: own search tool): a request with one goes to the provider in one of these when
+#: the provider speaks one to the gateway.
+SEARCHING: frozenset[str] = frozenset({OpenAIResponses.name, AnthropicMessages.name, Gemini.name})
+
 #: Embeddings between formats, by (client format, provider format): a client's
 #: ``/v1/embeddings`` on a provider that embeds in another format.
 EMBEDDINGS: Mapping[tuple[str, str], canonical.EmbeddingTranslation] = {
@@ -186,6 +191,7 @@ __all__ = [
     "KEY_PARAMS",
     "KEY_SUBPROTOCOLS",
     "PRIVATE_HEADERS",
+    "SEARCHING",
     "STORED_ANSWERS",
     "TOKEN_COUNTS",
     "AnthropicMessages",

@@ -18,6 +18,7 @@ from typing import Any
 
 from . import _codec_util as u
 from . import _output_format as output
+from . import _web_search as ws
 from .canonical import (
     Document,
     Fidelity,
@@ -42,6 +43,8 @@ from .canonical import (
     Unsupported,
     UntranslatableResponse,
     Usage,
+    WebSearch,
+    WebSearchCall,
     all_parts,
     kind_for_status,
 )
@@ -75,7 +78,7 @@ REQUEST_FIELDS: FidelityTable = {
     "top_p": Rule(M),
     "stop_sequences": Rule(M),
     "stream": Rule(M),
-    "tools": Rule(M, "custom tools; schemas intact"),
+    "tools": Rule(M, "custom tools, schemas intact; web_search_20250305 (see Web search)"),
     "tool_choice": Rule(M, "disable_parallel_tool_use as parallel_tool_calls"),
     "thinking": Rule(M, "enabled (budget) or disabled (a budget of 0)"),
     "metadata": Rule(M, "user_id"),
@@ -103,6 +106,10 @@ ENCODE_FIELDS: FidelityTable = {
         "a schema as output_config.format, objects closed (see Structured output); "
         "json_object refused",
     ),
+    ws.DROPPED_CALL: Rule(
+        D, "a search without Anthropic's encrypted results the gateway could restore"
+    ),
+    ws.DROPPED_CONTEXT_SIZE: Rule(D, "Anthropic has no such setting"),
 }
 
 STOP_REASONS: dict[str, FinishReason] = {
@@ -193,7 +200,12 @@ def decode_request(body: Any) -> tuple[Request, tuple[str, ...]]:
             for i, m in enumerate(u.arr(body.get("messages"), "messages"))
         ),
         system=_decode_system(body.get("system")),
-        tools=tuple(_decode_tool(t, f"tools[{i}]") for i, t in enumerate(body.get("tools") or ())),
+        tools=tuple(
+            _decode_tool(t, f"tools[{i}]")
+            for i, t in enumerate(u.arr(body.get("tools") or [], "tools"))
+            if not _is_search(t)
+        ),
+        web_search=_decode_web_search(body.get("tools") or ()),
         tool_choice=choice,
         parallel_tool_calls=parallel,
         max_tokens=u.opt_int(body.get("max_tokens"), "max_tokens"),
@@ -246,6 +258,17 @@ def _decode_tool_choice(value: Any) -> tuple[ToolChoice | None, bool | None]:
     return ToolChoice(kinds[kind]), parallel  # type: ignore[arg-type]
 
 
+def _is_search(tool: Any) -> bool:
+    return isinstance(tool, dict) and tool.get("type") == ws.ANTHROPIC_TYPE
+
+
+def _decode_web_search(tools: Any) -> WebSearch | None:
+    found = [(f"tools[{i}]", t) for i, t in enumerate(tools) if _is_search(t)]
+    if len(found) > 1:
+        raise Unsupported(f"{found[1][0]}.type", "one web search tool at most")
+    return ws.decode_anthropic_tool(found[0][1], found[0][0]) if found else None
+
+
 def _decode_tool(value: Any, where: str) -> Tool:
     raw = u.obj(value, where)
     if raw.get("type", "custom") != "custom":
@@ -295,7 +318,7 @@ def _decode_message(value: Any, where: str) -> Message:
         decode_block(u.obj(b, f"{where}.content[{j}]"), f"{where}.content[{j}]")
         for j, b in enumerate(blocks)
     )
-    return Message(role, parts)
+    return Message(role, ws.merge_calls(parts))
 
 
 def decode_block(block: dict[str, Any], where: str) -> Part:
@@ -304,7 +327,12 @@ def decode_block(block: dict[str, Any], where: str) -> Part:
     control = u.cache_control(block.get("cache_control"), f"{where}.cache_control")
     if kind == "text":
         u.only(block, ("type", "text", "cache_control", "citations"), where)
-        return Text(u.text(block.get("text"), f"{where}.text"), control)
+        citations = ws.decode_anthropic_citations(block.get("citations"), f"{where}.citations")
+        return Text(u.text(block.get("text"), f"{where}.text"), control, citations)
+    if kind == "server_tool_use":
+        return ws.decode_server_tool_use(block, where)
+    if kind == "web_search_tool_result":
+        return ws.decode_search_result(block, where)
     if kind == "image":
         u.only(block, ("type", "source", "cache_control"), where)
         return _decode_image(u.obj(block.get("source"), f"{where}.source"), where, control)
@@ -406,6 +434,11 @@ def dropped_by_encoding(request: Request) -> tuple[str, ...]:
     found: list[str] = []
     if any(isinstance(p, Reasoning) and p.signature is None for p in all_parts(request)):
         found.append("reasoning without signature")
+    if any(
+        isinstance(p, WebSearchCall) and not ws.can_send_to_anthropic(p) for p in all_parts(request)
+    ):
+        found.append(ws.DROPPED_CALL)
+    found.extend(ws.dropped_options(request.web_search, "anthropic"))
     # (``stream_usage`` is no drop: the client gets the usage Anthropic always streams.)
     return tuple(found)
 
@@ -429,7 +462,11 @@ def encode_request(request: Request) -> dict[str, Any]:
     body: dict[str, Any] = {
         "model": request.model,
         "max_tokens": max_tokens,
-        "messages": [{"role": m.role, "content": encode_blocks(m.parts)} for m in request.messages],
+        "messages": [
+            {"role": m.role, "content": blocks}
+            for m in request.messages
+            if (blocks := encode_blocks(m.parts))  # a turn left with nothing is not sent
+        ],
     }
     if request.system:
         body["system"] = [encode_block(t) for t in request.system]
@@ -441,6 +478,8 @@ def encode_request(request: Request) -> dict[str, Any]:
         body["stop_sequences"] = list(request.stop)
     if request.tools:
         body["tools"] = [_encode_tool(tool) for tool in request.tools]
+    if request.web_search is not None:
+        body.setdefault("tools", []).append(ws.anthropic_tool(request.web_search))
     choice = _encode_tool_choice(request)
     if choice is not None:
         body["tool_choice"] = choice
@@ -493,11 +532,21 @@ def _encode_tool(tool: Tool) -> dict[str, Any]:
     return out
 
 
-def encode_blocks(parts: tuple[Part, ...]) -> list[dict[str, Any]]:
-    """Canonical parts as content blocks (unsigned reasoning is left out: see ENCODE_FIELDS)."""
-    return [
-        encode_block(p) for p in parts if not (isinstance(p, Reasoning) and p.signature is None)
-    ]
+def encode_blocks(parts: tuple[Part, ...], *, answer: bool = False) -> list[dict[str, Any]]:
+    """Canonical parts as content blocks (unsigned reasoning is left out: see ENCODE_FIELDS;
+    ``answer``: a client's answer, whose search blocks need not be Anthropic's own)."""
+    blocks: list[dict[str, Any]] = []
+    for part in parts:
+        if isinstance(part, WebSearchCall):
+            blocks.extend(ws.anthropic_blocks(part, answer=answer))
+        elif isinstance(part, Text) and part.citations:
+            block = ws.text_block(part, answer=answer)
+            if part.cache_control is not None:
+                block["cache_control"] = u.cache_control_json(part.cache_control)
+            blocks.append(block)
+        elif answer or not (isinstance(part, Reasoning) and part.signature is None):
+            blocks.append(encode_block(part))
+    return blocks
 
 
 def encode_block(part: Part) -> dict[str, Any]:
@@ -541,6 +590,8 @@ def _block(part: Part) -> dict[str, Any]:
         return block
     if isinstance(part, Reasoning):
         return {"type": "thinking", "thinking": part.text, "signature": part.signature or ""}
+    if isinstance(part, WebSearchCall):
+        return ws.search_result_block(part)  # (encode_blocks writes the call's two blocks)
     return {"type": "redacted_thinking", "data": part.data}
 
 
@@ -607,8 +658,11 @@ def decode_response(body: Any) -> Response:
     return Response(
         id=str(body.get("id", "")),
         model=str(body.get("model", "")),
-        parts=tuple(
-            decode_block(u.obj(b, f"content[{i}]"), f"content[{i}]") for i, b in enumerate(blocks)
+        parts=ws.merge_calls(
+            tuple(
+                decode_block(u.obj(b, f"content[{i}]"), f"content[{i}]")
+                for i, b in enumerate(blocks)
+            )
         ),
         finish=stop_reason(body.get("stop_reason")),
         usage=decode_usage(body.get("usage")),
@@ -622,7 +676,7 @@ def encode_response(response: Response) -> dict[str, Any]:
         "type": "message",
         "role": "assistant",
         "model": response.model,
-        "content": [encode_block(p) for p in response.parts],
+        "content": encode_blocks(response.parts, answer=True),
         "stop_reason": FINISH_REASONS[response.finish],
         "stop_sequence": None,
         "usage": encode_usage(response.usage),

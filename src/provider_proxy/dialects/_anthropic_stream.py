@@ -13,12 +13,16 @@ block, so the decoder and the encoder each keep the map between them.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from .._exceptions import ProxyError
 from .._json import dumps, loads
 from . import _anthropic_codec as codec
+from . import _web_search as ws
 from .canonical import (
+    Citation,
+    Cited,
     Finish,
     FinishReason,
     MessageStart,
@@ -34,19 +38,28 @@ from .canonical import (
     ToolCallStart,
     Usage,
     UsageReport,
+    WebSearchCall,
+    WebSearchDone,
 )
 
 
 class StreamDecoder:
     """Messages events in, canonical events out: :meth:`feed` each event, :meth:`end` at the end."""
 
-    __slots__ = ("_done", "_finished", "_tools")
+    __slots__ = ("_cites", "_done", "_finished", "_run", "_searches", "_texts", "_tools")
 
     def __init__(self) -> None:
         #: Block index -> canonical tool-call index, for the tool_use blocks.
         self._tools: dict[int, int] = {}
         self._finished = False
         self._done = False
+        #: Web search calls by block index: their id and the pieces of their input.
+        self._searches: dict[int, tuple[str, list[str]]] = {}
+        #: The characters of text streamed since the last event that was not text.
+        self._run = 0
+        #: Text blocks by index: where each began in the run, and its citations.
+        self._texts: dict[int, int] = {}
+        self._cites: dict[int, list[Citation]] = {}
 
     def feed_text(self, event: str, data: str) -> list[StreamEvent]:
         """One SSE event as received (its ``data`` still JSON text)."""
@@ -64,10 +77,16 @@ class StreamDecoder:
             return []
         kind = data.get("type", event)
         try:
-            return self._event(kind, data)
+            out = self._event(kind, data)
         except ProxyError as error:
             self._done = True
             return [StreamError(error.status_code, "server_error", error.message)]
+        for item in out:
+            if isinstance(item, TextDelta):
+                self._run += len(item.text)
+            elif not isinstance(item, UsageReport | Cited | MessageStart | Finish):
+                self._run = 0
+        return out
 
     def end(self) -> list[StreamEvent]:
         """The upstream stream ended: an error unless it finished properly."""
@@ -94,7 +113,12 @@ class StreamDecoder:
         if kind == "content_block_delta":
             return self._delta(data.get("index", 0), data.get("delta") or {})
         if kind == "content_block_stop":
-            index = self._tools.get(data.get("index", 0))
+            block = data.get("index", 0)
+            if block in self._texts:
+                start = self._texts.pop(block)
+                cites = self._cites.pop(block, [])
+                return [Cited(replace(c, start=start, end=self._run)) for c in cites]
+            index = self._tools.get(block)
             return [] if index is None else [ToolCallEnd(index)]
         if kind == "message_delta":
             return self._message_delta(data)
@@ -109,7 +133,18 @@ class StreamDecoder:
     def _block_start(self, index: int, block: dict[str, Any]) -> list[StreamEvent]:
         kind = block.get("type")
         if kind == "text":
+            self._texts[index] = self._run
+            self._cites[index] = list(ws.decode_anthropic_citations(block.get("citations"), "text"))
             return [TextDelta(block["text"])] if block.get("text") else []
+        if kind == "server_tool_use":
+            call = ws.decode_server_tool_use({**block, "input": {"query": ""}}, "server_tool_use")
+            self._searches[index] = (call.id, [])
+            if block.get("input"):
+                self._searches[index][1].append(dumps(block["input"]).decode("utf-8"))
+            return []
+        if kind == "web_search_tool_result":
+            found = ws.decode_search_result(block, "web_search_tool_result")
+            return [WebSearchDone(self._searched(found))]
         if kind == "thinking":
             out: list[StreamEvent] = []
             if block.get("thinking"):
@@ -134,14 +169,37 @@ class StreamDecoder:
         kind = delta.get("type")
         if kind == "text_delta":
             return [TextDelta(delta["text"])] if delta.get("text") else []
+        if kind == "input_json_delta" and index in self._searches:
+            self._searches[index][1].append(str(delta.get("partial_json", "")))
+            return []
         if kind == "input_json_delta":
             piece = delta.get("partial_json")
             return [ToolCallDelta(self._tools[index], piece)] if piece else []
+        if kind == "citations_delta" and index in self._cites:
+            citation = ws.decode_anthropic_citation(delta.get("citation"), "citation")
+            if citation is not None:
+                self._cites[index].append(citation)
+            return []
         if kind == "thinking_delta":
             return [ReasoningDelta(delta["thinking"])] if delta.get("thinking") else []
         if kind == "signature_delta":
             return [ReasoningSignature(str(delta.get("signature", "")))]
-        return []  # citations_delta: citations have no canonical form
+        return []
+
+    def _searched(self, found: WebSearchCall) -> WebSearchCall:
+        """The search call whose result ``found`` is, with the query its input streamed."""
+        for index, (call_id, pieces) in list(self._searches.items()):
+            if call_id == found.id:
+                del self._searches[index]
+                try:
+                    query = loads("".join(pieces) or "{}").get("query")
+                except (ValueError, AttributeError):
+                    raise ProxyError(
+                        "The provider streamed a web search with a bad input."
+                    ) from None
+                queries = (query,) if isinstance(query, str) else ()
+                return replace(found, queries=queries)
+        raise ProxyError("The provider streamed a web search result of no search call.")
 
     def _message_delta(self, data: dict[str, Any]) -> list[StreamEvent]:
         out: list[StreamEvent] = []
@@ -174,6 +232,7 @@ class StreamEncoder:
 
     __slots__ = (
         "_block",
+        "_cited",
         "_errored",
         "_finish",
         "_kind",
@@ -195,6 +254,7 @@ class StreamEncoder:
         self._next = 0
         self._finish: FinishReason | None = None
         self._errored = False
+        self._cited = False
 
     def feed(self, event: StreamEvent) -> bytes:
         """The bytes that one canonical event becomes (often none)."""
@@ -223,8 +283,11 @@ class StreamEncoder:
 
     def _content(self, event: StreamEvent) -> bytes:
         if isinstance(event, TextDelta | RefusalDelta):
-            return self._open("text", {"type": "text", "text": ""}) + self._block_delta(
-                {"type": "text_delta", "text": event.text}
+            out = self._close_block() if self._cited else b""  # cited text ends its block
+            return (
+                out
+                + self._open("text", {"type": "text", "text": ""})
+                + self._block_delta({"type": "text_delta", "text": event.text})
             )
         if isinstance(event, ReasoningDelta):
             out = b"" if self._kind == "thinking" and not self._signed else self._close_block()
@@ -257,6 +320,14 @@ class StreamEncoder:
             return self._block_delta({"type": "input_json_delta", "partial_json": event.arguments})
         if isinstance(event, ToolCallEnd):
             return self._close_block() if self._tool == event.index else b""
+        if isinstance(event, WebSearchDone):
+            return self._search(event.call)
+        if isinstance(event, Cited):
+            if self._kind != "text":
+                return b""
+            self._cited = True
+            citation = ws.anthropic_citation(event.citation)
+            return self._block_delta({"type": "citations_delta", "citation": citation})
         if isinstance(event, Finish):
             self._finish = event.reason
             return self._close_block()
@@ -267,6 +338,15 @@ class StreamEncoder:
         self._errored = True
         _, body = codec.encode_error(status, kind, message)
         return _event("error", body)
+
+    def _search(self, call: WebSearchCall) -> bytes:
+        """The search's ``server_tool_use`` block (its query streamed) and its result block."""
+        use, result = ws.anthropic_blocks(call, answer=True)
+        out = self._close_block() + self._open("server_tool_use", {**use, "input": {}})
+        query = dumps(use["input"]).decode("utf-8")
+        out += self._block_delta({"type": "input_json_delta", "partial_json": query})
+        out += self._close_block() + self._open("web_search_tool_result", result)
+        return out + self._close_block()
 
     def _flush_start(self) -> bytes:
         start, self._start = self._start, None
@@ -302,6 +382,7 @@ class StreamEncoder:
         if self._block is None:
             return b""
         index, self._block, self._kind, self._tool = self._block, None, "", None
+        self._cited = False
         return _event("content_block_stop", {"type": "content_block_stop", "index": index})
 
 

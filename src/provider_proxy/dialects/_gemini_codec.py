@@ -35,6 +35,7 @@ from typing import Any
 from .._json import dumps, loads
 from . import _codec_util as u
 from . import _output_format as output
+from . import _web_search as ws
 from ._gemini_schema import from_gemini_name, to_gemini, to_gemini_name, to_json_schema
 from .canonical import (
     IMAGE_URL,
@@ -61,6 +62,8 @@ from .canonical import (
     Unsupported,
     UntranslatableResponse,
     Usage,
+    WebSearch,
+    WebSearchCall,
     all_parts,
     kind_for_status,
 )
@@ -84,7 +87,7 @@ REQUEST_FIELDS: FidelityTable = {
     "model": Rule(M, "the path's model"),
     "contents": Rule(M, "text, inlineData, functionCall, functionResponse, thought parts"),
     "systemInstruction": Rule(M, "text parts"),
-    "tools": Rule(M, "functionDeclarations; schemas as JSON Schema"),
+    "tools": Rule(M, "functionDeclarations; schemas as JSON Schema; googleSearch (see Web search)"),
     "toolConfig": Rule(M, "functionCallingConfig: mode, one allowedFunctionNames"),
     "generationConfig": Rule(M, "as its rows say"),
     "generationConfig.temperature": Rule(M),
@@ -144,6 +147,8 @@ ENCODE_FIELDS: FidelityTable = {
         'responseMimeType "application/json", the schema intact as '
         "responseJsonSchema (see Structured output)",
     ),
+    ws.DROPPED_CALL: Rule(D, "an earlier search (Gemini takes back no grounding)"),
+    ws.DROPPED_CONTEXT_SIZE: Rule(D, "Gemini has no such setting"),
 }
 
 #: Gemini finish reasons that are canonical ones (``STOP`` with a call is ``tool_calls``).
@@ -278,8 +283,22 @@ def decode_request(body: Any) -> tuple[Request, tuple[str, ...]]:
         ),
         reasoning=_decode_thinking(config.get("thinkingConfig")),
         output_format=output.from_gemini(config),
+        web_search=_decode_google_search(body.get("tools")),
     )
     return request, tuple(dict.fromkeys(dropped))
+
+
+def _decode_google_search(value: Any) -> WebSearch | None:
+    found = [
+        (f"tools[{i}].googleSearch", camel(item)["googleSearch"])
+        for i, item in enumerate(value or ())
+        if isinstance(item, dict) and camel(item).get("googleSearch") is not None
+    ]
+    if len(found) > 1:
+        raise Unsupported(found[1][0], "one google_search tool at most")
+    if not found:
+        return None
+    return ws.decode_gemini_tool(u.obj(camel(found[0][1]), found[0][0]), found[0][0])
 
 
 def _decode_thinking(value: Any) -> ReasoningConfig | None:
@@ -331,7 +350,7 @@ def _decode_tools(value: Any, dropped: list[str]) -> tuple[Tool, ...]:
     for i, item in enumerate(u.arr(value or [], "tools")):
         raw = camel(u.obj(item, f"tools[{i}]"))
         for key, entry in raw.items():
-            if key != "functionDeclarations" and entry is not None:
+            if key not in ("functionDeclarations", "googleSearch") and entry is not None:
                 raise Unsupported(f"tools[{i}].{key}", "only function declarations translate")
         declarations = u.arr(raw.get("functionDeclarations") or [], f"tools[{i}]")
         for j, declaration in enumerate(declarations):
@@ -542,6 +561,9 @@ def dropped_by_encoding(request: Request) -> tuple[str, ...]:
         found.append("cache_control")
     if request.user is not None:
         found.append("user")
+    if any(isinstance(p, WebSearchCall) for p in parts):
+        found.append(ws.DROPPED_CALL)
+    found.extend(ws.dropped_options(request.web_search, "gemini"))
     if any(tool.strict is not None for tool in request.tools):
         found.append("tools.strict")
     for i, tool in enumerate(request.tools):
@@ -573,6 +595,8 @@ def encode_request(request: Request) -> dict[str, Any]:
         body["systemInstruction"] = {"parts": [{"text": t.text} for t in request.system]}
     if request.tools:
         body["tools"] = [{"functionDeclarations": _encode_tools(request.tools)}]
+    if request.web_search is not None:
+        body.setdefault("tools", []).append(ws.gemini_tool(request.web_search))
     choice = _encode_tool_choice(request)
     if choice is not None:
         body["toolConfig"] = {"functionCallingConfig": choice}
@@ -664,7 +688,7 @@ def encode_parts(parts: tuple[Part, ...], names: dict[str, str]) -> list[dict[st
 
 def _hidden(part: Part) -> bool:
     """Parts a Gemini request leaves out: reasoning (its signature goes on another part)."""
-    return isinstance(part, Reasoning | RedactedReasoning)
+    return isinstance(part, Reasoning | RedactedReasoning | WebSearchCall)
 
 
 def _encode_part(part: Part, names: dict[str, str]) -> dict[str, Any]:
@@ -797,6 +821,7 @@ def decode_response(body: Any) -> Response:
         response_id=response_id,
     )
     called = any(isinstance(p, ToolCall) for p in parts)
+    parts = ws.with_grounding(parts, camel(candidate.get("groundingMetadata")), response_id)
     return Response(
         response_id, model, parts, finish_reason(candidate.get("finishReason"), called), usage
     )
@@ -804,14 +829,16 @@ def decode_response(body: Any) -> Response:
 
 def encode_response(response: Response) -> dict[str, Any]:
     """A canonical response as a ``generateContent`` answer."""
+    candidate: dict[str, Any] = {
+        "content": {"role": "model", "parts": encode_answer_parts(response.parts)},
+        "finishReason": ENCODED_FINISHES[response.finish],
+        "index": 0,
+    }
+    grounding = ws.grounding_metadata(response.parts)
+    if grounding is not None:
+        candidate["groundingMetadata"] = grounding
     return {
-        "candidates": [
-            {
-                "content": {"role": "model", "parts": encode_answer_parts(response.parts)},
-                "finishReason": ENCODED_FINISHES[response.finish],
-                "index": 0,
-            }
-        ],
+        "candidates": [candidate],
         "usageMetadata": encode_usage(response.usage),
         "modelVersion": response.model,
         "responseId": response.id,
@@ -827,8 +854,8 @@ def encode_answer_parts(parts: tuple[Part, ...]) -> list[dict[str, Any]]:
             if part.signature is not None:
                 thought["thoughtSignature"] = part.signature
             out.append(thought)
-        elif isinstance(part, RedactedReasoning):
-            continue  # another provider's encrypted reasoning: the gateway keeps it
+        elif isinstance(part, RedactedReasoning | WebSearchCall):
+            continue  # another provider's encrypted reasoning (the gateway keeps it); a search
         elif isinstance(part, ToolCall):
             out.append(
                 {

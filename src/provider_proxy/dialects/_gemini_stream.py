@@ -11,14 +11,18 @@ written as :mod:`._gemini_codec` says.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from .._exceptions import ProxyError
 from .._json import dumps, loads
 from . import _codec_util as u
 from . import _gemini_codec as codec
+from . import _web_search as ws
 from ._gemini_schema import from_gemini_name
 from .canonical import (
+    Citation,
+    Cited,
     Finish,
     FinishReason,
     MessageStart,
@@ -28,25 +32,44 @@ from .canonical import (
     RefusalDelta,
     StreamError,
     StreamEvent,
+    Text,
     TextDelta,
     ToolCallDelta,
     ToolCallEnd,
     ToolCallStart,
     Usage,
     UsageReport,
+    WebSearchCall,
+    WebSearchDone,
 )
 
 
 class StreamDecoder:
     """Gemini chunks in, canonical events out: :meth:`feed` each event, :meth:`end` at the end."""
 
-    __slots__ = ("_calls", "_done", "_finished", "_started")
+    __slots__ = (
+        "_calls",
+        "_done",
+        "_finished",
+        "_grounding",
+        "_length",
+        "_run",
+        "_started",
+        "_text",
+    )
 
     def __init__(self) -> None:
         self._started = False
         self._finished = False
         self._done = False
         self._calls = 0
+        #: The answer's text so far, its length, and where the text since the last
+        #: other event began.
+        self._text: list[str] = []
+        self._length = 0
+        self._run = 0
+        #: The latest ``groundingMetadata`` (it comes whole, with the last chunks).
+        self._grounding: Any = None
 
     def feed_text(self, event: str, data: str) -> list[StreamEvent]:
         """One SSE event as received (its ``data`` still JSON text)."""
@@ -96,8 +119,18 @@ class StreamDecoder:
         candidate = codec.camel(candidates[0]) if candidates else {}
         parts = (candidate.get("content") or {}).get("parts") or []
         for k, part in enumerate(u.arr(parts, "candidates[0].content.parts")):
-            out.extend(self._part(codec.camel(u.obj(part, f"parts[{k}]")), response_id))
+            for item in self._part(codec.camel(u.obj(part, f"parts[{k}]")), response_id):
+                if isinstance(item, TextDelta):
+                    self._text.append(item.text)
+                    self._length += len(item.text)
+                else:
+                    self._run = self._length
+                out.append(item)
+        if candidate.get("groundingMetadata") is not None:
+            self._grounding = codec.camel(candidate["groundingMetadata"])
         reason = candidate.get("finishReason")
+        if reason is not None and self._grounding is not None:
+            out.extend(self._searched(response_id))
         if not candidates and (data.get("promptFeedback") or {}).get("blockReason"):
             reason = "SAFETY"
         if reason is not None:
@@ -106,6 +139,18 @@ class StreamDecoder:
         if isinstance(data.get("usageMetadata"), dict):
             out.append(UsageReport(codec.decode_usage(data["usageMetadata"])))
         return out
+
+    def _searched(self, response_id: str) -> list[StreamEvent]:
+        """The citations of the text since the last other event, then the search call."""
+        call, cited = ws.decode_grounding(
+            self._grounding, ["".join(self._text)], ws.gemini_call_id(response_id)
+        )
+        out: list[StreamEvent] = [
+            Cited(replace(c, start=(c.start or 0) - self._run, end=(c.end or 0) - self._run))
+            for c in cited[0]
+            if (c.start or 0) >= self._run
+        ]
+        return [*out, WebSearchDone(call)] if call is not None else out
 
     def _part(self, part: dict[str, Any], response_id: str) -> list[StreamEvent]:
         out: list[StreamEvent] = []
@@ -151,7 +196,19 @@ class StreamEncoder:
     usage go in the last chunk, written by :meth:`close`.
     """
 
-    __slots__ = ("_calls", "_errored", "_finish", "_id", "_model", "_usage")
+    __slots__ = (
+        "_calls",
+        "_cited",
+        "_errored",
+        "_finish",
+        "_id",
+        "_length",
+        "_model",
+        "_run",
+        "_searches",
+        "_text",
+        "_usage",
+    )
 
     def __init__(self) -> None:
         self._id = ""
@@ -159,6 +216,14 @@ class StreamEncoder:
         self._usage = Usage()
         self._finish: FinishReason | None = None
         self._errored = False
+        #: The answer's text, where its run since the last other event began, its
+        #: citations (offsets into the whole text) and its searches: the last chunk's
+        #: ``groundingMetadata``.
+        self._text: list[str] = []
+        self._length = 0
+        self._run = 0
+        self._cited: list[Citation] = []
+        self._searches: list[WebSearchCall] = []
         #: Open tool calls: index -> (id, name, argument pieces).
         self._calls: dict[int, tuple[str, str, list[str]]] = {}
 
@@ -173,7 +238,23 @@ class StreamEncoder:
             self._usage = self._usage.merge(event.usage)
             return b""
         if isinstance(event, TextDelta | RefusalDelta):
+            self._text.append(event.text)
+            self._length += len(event.text)
             return self._parts([{"text": event.text}])
+        if isinstance(event, Cited):
+            start, end = event.citation.start or 0, event.citation.end
+            self._cited.append(
+                replace(
+                    event.citation,
+                    start=self._run + start,
+                    end=None if end is None else self._run + end,
+                )
+            )
+            return b""
+        self._run = self._length
+        if isinstance(event, WebSearchDone):
+            self._searches.append(event.call)
+            return b""
         if isinstance(event, ReasoningDelta):
             return self._parts([{"text": event.text, "thought": True}])
         if isinstance(event, ReasoningSignature):
@@ -205,11 +286,15 @@ class StreamEncoder:
             return b""
         if self._finish is None:
             return self._error(502, "server_error", "The stream ended before the answer finished.")
-        candidate = {
+        candidate: dict[str, Any] = {
             "content": {"role": "model", "parts": []},
             "finishReason": codec.ENCODED_FINISHES[self._finish],
             "index": 0,
         }
+        text = Text("".join(self._text), citations=tuple(self._cited))
+        grounding = ws.grounding_metadata((*self._searches, text))
+        if grounding is not None:
+            candidate["groundingMetadata"] = grounding
         return _sse({**self._head(), "candidates": [candidate]}, self._usage)
 
     def _end_call(self, index: int) -> bytes:

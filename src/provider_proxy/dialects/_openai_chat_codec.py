@@ -15,6 +15,7 @@ from typing import Any
 
 from . import _codec_util as u
 from . import _output_format as output
+from . import _web_search as ws
 from .canonical import (
     Document,
     Fidelity,
@@ -39,6 +40,7 @@ from .canonical import (
     Unsupported,
     UntranslatableResponse,
     Usage,
+    WebSearchCall,
     all_parts,
     kind_for_status,
 )
@@ -75,7 +77,7 @@ REQUEST_FIELDS: FidelityTable = {
     "functions": Rule(R, "the legacy form of tools"),
     "function_call": Rule(R, "the legacy form of tool_choice"),
     "verbosity": Rule(R),
-    "web_search_options": Rule(R),
+    "web_search_options": Rule(M, "the provider's own web search, where it has one"),
     "seed": Rule(D, "best-effort determinism only"),
     "metadata": Rule(D, "for stored completions"),
     "store": Rule(D),
@@ -106,6 +108,8 @@ ENCODE_FIELDS: FidelityTable = {
     "document.url": Rule(R),
     "document.text": Rule(R),
     "reasoning.budget_tokens": Rule(M, "to reasoning_effort by EFFORT_FOR_BUDGET"),
+    "web_search": Rule(R, "OpenAI Chat providers have no built-in web search"),
+    ws.DROPPED_CALL: Rule(D, "an earlier search call (its answer's text stays)"),
 }
 
 #: A thinking budget (tokens) as an OpenAI ``reasoning_effort``: the first row whose
@@ -188,6 +192,9 @@ def decode_request(body: Any) -> tuple[Request, tuple[str, ...]]:
         user=user,
         reasoning=None if effort is None else ReasoningConfig(effort=effort),  # type: ignore[arg-type]
         output_format=output.from_chat(body.get("response_format")),
+        web_search=None
+        if body.get("web_search_options") is None
+        else ws.decode_chat_options(body["web_search_options"]),
     )
     return request, tuple(dict.fromkeys(dropped))
 
@@ -335,9 +342,20 @@ def _decode_file(part: dict[str, Any], where: str) -> Document:
 def _decode_assistant(message: dict[str, Any], where: str, dropped: list[str]) -> tuple[Part, ...]:
     u.only(
         message,
-        ("role", "content", "name", "refusal", "tool_calls", "reasoning_content", "reasoning"),
+        (
+            "role",
+            "content",
+            "name",
+            "refusal",
+            "tool_calls",
+            "reasoning_content",
+            "reasoning",
+            "annotations",
+        ),
         where,
     )
+    if message.get("annotations"):
+        dropped.append("messages[].annotations")  # an earlier answer's sources, shown to the user
     parts: list[Part] = []
     reasoning = message.get("reasoning_content", message.get("reasoning"))
     if reasoning:
@@ -411,11 +429,19 @@ def dropped_by_encoding(request: Request) -> tuple[str, ...]:
         found.append("cache_control")
     if any(isinstance(p, ToolResult) and p.is_error for p in parts):
         found.append("tool_result.is_error")
+    if any(isinstance(p, WebSearchCall) for p in parts):
+        found.append(ws.DROPPED_CALL)
     return tuple(found)
 
 
 def encode_request(request: Request) -> dict[str, Any]:
     """A canonical request as a Chat Completions body."""
+    if request.web_search is not None:
+        raise Unsupported(
+            "web_search",
+            "Chat Completions, the format the gateway speaks to this provider, has no "
+            "built-in web search tool",
+        )
     body: dict[str, Any] = {"model": request.model, "messages": _encode_messages(request)}
     if request.max_tokens is not None:
         body["max_completion_tokens"] = request.max_tokens
@@ -558,7 +584,9 @@ def encode_assistant(parts: tuple[Part, ...]) -> dict[str, Any]:
             for c in calls
         ]
     for part in parts:
-        if not isinstance(part, Text | Reasoning | Refusal | ToolCall | RedactedReasoning):
+        if not isinstance(
+            part, Text | Reasoning | Refusal | ToolCall | RedactedReasoning | WebSearchCall
+        ):
             raise Unsupported("messages[].content", f"{type(part).__name__} in an assistant turn")
     return message
 
@@ -630,6 +658,14 @@ def decode_response(body: Any) -> Response:
     )
 
 
+def _answer_message(parts: tuple[Part, ...]) -> dict[str, Any]:
+    message = encode_assistant(parts)
+    annotations = ws.chat_annotations(parts)
+    if annotations:
+        message["annotations"] = annotations
+    return message
+
+
 _ANSWER_KEYS = ("role", "content", "refusal", "tool_calls", "reasoning_content", "reasoning")
 
 
@@ -643,7 +679,7 @@ def encode_response(response: Response, created: int = 0) -> dict[str, Any]:
         "choices": [
             {
                 "index": 0,
-                "message": encode_assistant(response.parts),
+                "message": _answer_message(response.parts),
                 "finish_reason": response.finish.value,
                 "logprobs": None,
             }

@@ -15,7 +15,9 @@ from typing import Any
 
 from .._json import dumps, loads
 from . import _openai_chat_codec as codec
+from . import _web_search as ws
 from .canonical import (
+    Cited,
     Finish,
     MessageStart,
     ReasoningDelta,
@@ -24,6 +26,7 @@ from .canonical import (
     RefusalDelta,
     StreamError,
     StreamEvent,
+    Text,
     TextDelta,
     ToolCallDelta,
     ToolCallEnd,
@@ -31,6 +34,7 @@ from .canonical import (
     UntranslatableResponse,
     Usage,
     UsageReport,
+    WebSearchDone,
 )
 
 DONE = "[DONE]"
@@ -156,7 +160,17 @@ class StreamEncoder:
     :param created: the chunks' ``created`` (Unix seconds; the caller's clock).
     """
 
-    __slots__ = ("_argued", "_created", "_errored", "_id", "_include_usage", "_model", "_usage")
+    __slots__ = (
+        "_argued",
+        "_created",
+        "_errored",
+        "_id",
+        "_include_usage",
+        "_model",
+        "_run",
+        "_usage",
+        "_written",
+    )
 
     def __init__(self, *, include_usage: bool = False, created: int = 0) -> None:
         self._include_usage = include_usage
@@ -167,6 +181,9 @@ class StreamEncoder:
         self._errored = False
         #: The tool calls that have had arguments (one that had none gets ``{}``).
         self._argued: set[int] = set()
+        #: The content's length so far, and where the text since the last other event began.
+        self._written = 0
+        self._run = 0
 
     def feed(self, event: StreamEvent) -> bytes:
         """The bytes that one canonical event becomes (often none)."""
@@ -174,7 +191,12 @@ class StreamEncoder:
             self._id, self._model = event.id, event.model
             return self._chunk({"role": "assistant", "content": ""})
         if isinstance(event, TextDelta):
+            self._written += len(event.text)
             return self._chunk({"content": event.text})
+        if isinstance(event, Cited):
+            return self._cite(event)
+        if not isinstance(event, UsageReport | Finish | StreamError):
+            self._run = self._written
         if isinstance(event, ReasoningDelta):
             return self._chunk({"reasoning_content": event.text})
         if isinstance(event, RefusalDelta):
@@ -204,9 +226,19 @@ class StreamEncoder:
             self._errored = True
             _, body = codec.encode_error(event.status, event.kind, event.message)
             return _sse(body)
+        if isinstance(event, WebSearchDone):
+            return b""  # Chat has no search items; the citations are the annotations
         # Reasoning signatures and encrypted reasoning: Chat cannot carry them.
         assert isinstance(event, ReasoningSignature | RedactedReasoningBlock)
         return b""
+
+    def _cite(self, event: Cited) -> bytes:
+        """A ``url_citation`` annotation, its offsets into the message's content."""
+        run = " " * (self._written - self._run)  # only its length matters
+        (annotation,) = ws.chat_annotations((Text(run, citations=(event.citation,)),))
+        for key in ("start_index", "end_index"):
+            annotation["url_citation"][key] += self._run
+        return self._chunk({"annotations": [annotation]})
 
     def _arguments(self, index: int, arguments: str) -> bytes:
         return self._chunk({"tool_calls": [{"index": index, "function": {"arguments": arguments}}]})

@@ -40,6 +40,7 @@ from typing import Any
 from . import _codec_util as u
 from . import _openai_chat_codec as chat
 from . import _output_format as output
+from . import _web_search as ws
 from ._responses_items import (
     NAMESPACE_SEPARATOR,
     decode_output,
@@ -69,6 +70,7 @@ from .canonical import (
     ToolChoice,
     ToolResult,
     Unsupported,
+    WebSearch,
     all_parts,
 )
 
@@ -84,7 +86,9 @@ REQUEST_FIELDS: FidelityTable = {
     "top_p": Rule(M),
     "stream": Rule(M),
     "tools": Rule(
-        M, "function tools and namespaces of them; built-in tools (web_search, ...) refused"
+        M,
+        "function tools and namespaces of them; web_search by the provider's own search"
+        " (see Web search); other built-in tools refused",
     ),
     "tool_choice": Rule(M, "auto, none, required or a function"),
     "parallel_tool_calls": Rule(M),
@@ -95,7 +99,11 @@ REQUEST_FIELDS: FidelityTable = {
     ),
     "store": Rule(M, "the gateway keeps the conversation"),
     "previous_response_id": Rule(M, "a response the gateway kept"),
-    "include": Rule(M, '"reasoning.encrypted_content" (always returned); others refused'),
+    "include": Rule(
+        M,
+        '"reasoning.encrypted_content", "web_search_call.action.sources" (always returned);'
+        " others refused",
+    ),
     "user": Rule(M),
     "safety_identifier": Rule(M, "as the user id when user is absent"),
     "stream_options": Rule(M, "include_obfuscation has no effect"),
@@ -130,6 +138,7 @@ ENCODE_FIELDS: FidelityTable = {
     "document.text": Rule(R),
     "reasoning.budget_tokens": Rule(M, "to reasoning.effort by EFFORT_FOR_BUDGET"),
     "stream_usage": Rule(D, "Responses always streams usage"),
+    ws.DROPPED_CALL: Rule(M, "as a web_search_call item"),
 }
 
 #: Built-in tool types: the provider runs them, so they do not translate.
@@ -187,6 +196,7 @@ def decode_request(body: Any) -> tuple[Request, tuple[str, ...]]:
         messages=messages,
         system=tuple(system),
         tools=_decode_tools(body.get("tools")),
+        web_search=_decode_web_search(body.get("tools")),
         tool_choice=_decode_tool_choice(body.get("tool_choice")),
         parallel_tool_calls=u.opt_bool(body.get("parallel_tool_calls"), "parallel_tool_calls"),
         max_tokens=u.opt_int(body.get("max_output_tokens"), "max_output_tokens"),
@@ -221,7 +231,7 @@ def _check_text(value: Any) -> OutputFormat | None:
 
 def _check_include(value: Any) -> None:
     for i, item in enumerate(u.arr(value or [], "include")):
-        if item != "reasoning.encrypted_content":
+        if item not in ("reasoning.encrypted_content", "web_search_call.action.sources"):
             raise Unsupported(f"include[{i}]", f"{item!r} does not translate")
 
 
@@ -239,11 +249,24 @@ def _decode_reasoning(value: Any) -> ReasoningConfig | None:
     return ReasoningConfig(effort=known)
 
 
+def _decode_web_search(value: Any) -> WebSearch | None:
+    found = [
+        (f"tools[{i}]", raw)
+        for i, raw in enumerate(value or ())
+        if isinstance(raw, dict) and raw.get("type") in ws.RESPONSES_TYPES
+    ]
+    if len(found) > 1:
+        raise Unsupported(f"{found[1][0]}.type", "one web search tool at most")
+    return ws.decode_responses_tool(found[0][1], found[0][0]) if found else None
+
+
 def _decode_tools(value: Any) -> tuple[Tool, ...]:
     tools: list[Tool] = []
     for i, raw in enumerate(u.arr(value or [], "tools")):
         where = f"tools[{i}]"
         item = u.obj(raw, where)
+        if item.get("type") in ws.RESPONSES_TYPES:
+            continue  # the provider's own search (_decode_web_search)
         if item.get("type") != "namespace":
             tools.append(_decode_tool(item, where))
             continue
@@ -311,7 +334,7 @@ def _decode_input(value: Any, system: list[Text], dropped: list[str]) -> tuple[M
         item = u.obj(raw, where)
         kind = item.get("type", "message")
         for key in ("id", "status"):
-            if item.get(key) is not None:
+            if item.get(key) is not None and kind != "web_search_call":  # a search's are its own
                 dropped.append(f"input[].{key}")
         if kind == "message":
             role = item.get("role")
@@ -353,6 +376,8 @@ def _decode_input(value: Any, system: list[Text], dropped: list[str]) -> tuple[M
             part = decode_reasoning_item(item, where)
             if not isinstance(part, Reasoning) or part.text or part.signature is not None:
                 _append(turns, "assistant", (part,))  # an empty item says nothing
+        elif kind == "web_search_call":
+            _append(turns, "assistant", (ws.decode_responses_call(item, where),))
         else:
             raise Unsupported(f"{where}.type", f"{kind!r} items do not translate")
     return tuple(turns)
@@ -463,6 +488,8 @@ def encode_request(request: Request) -> dict[str, Any]:
             body[key] = value
     if request.tools:
         body["tools"] = [encode_tool(tool) for tool in request.tools]
+    if request.web_search is not None:
+        body.setdefault("tools", []).append(ws.responses_tool(request.web_search))
     if request.tool_choice is not None:
         choice = request.tool_choice
         body["tool_choice"] = (

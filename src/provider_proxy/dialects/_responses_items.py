@@ -17,6 +17,7 @@ from .._exceptions import BadRequest
 from . import _codec_util as u
 from . import _openai_chat_codec as chat
 from . import _output_format as formats
+from . import _web_search as ws
 from .canonical import (
     Document,
     FinishReason,
@@ -36,6 +37,7 @@ from .canonical import (
     Unsupported,
     UntranslatableResponse,
     Usage,
+    WebSearchCall,
 )
 
 _INCOMPLETE: dict[str, FinishReason] = {
@@ -77,7 +79,9 @@ def decode_output(content: Any, where: str) -> tuple[Part, ...]:
         kind = part.get("type")
         if kind in ("output_text", "input_text", "text"):
             u.only(part, ("type", "text", "annotations", "logprobs"), at)
-            parts.append(Text(u.text(part.get("text"), f"{at}.text")))
+            text = u.text(part.get("text"), f"{at}.text")
+            cited = ws.decode_url_citations(part.get("annotations"), text, f"{at}.annotations")
+            parts.append(Text(text, citations=cited))
         elif kind == "refusal":
             u.only(part, ("type", "refusal"), at)
             parts.append(Refusal(u.text(part.get("refusal"), f"{at}.refusal")))
@@ -138,7 +142,8 @@ def encode_output(
 
     for part in parts:
         if isinstance(part, Text):
-            content.append({"type": "output_text", "text": part.text, "annotations": []})
+            annotations = [ws.url_citation(c, part.text) for c in part.citations]
+            content.append({"type": "output_text", "text": part.text, "annotations": annotations})
         elif isinstance(part, Refusal):
             content.append({"type": "refusal", "refusal": part.text})
         elif isinstance(part, Reasoning):
@@ -149,6 +154,9 @@ def encode_output(
         elif isinstance(part, RedactedReasoning):
             flush()
             items.append(reasoning_item(part, item_id("rs")))
+        elif isinstance(part, WebSearchCall):
+            flush()
+            items.append(ws.responses_call_item(part))  # its own id: the gateway keys it by that
         elif isinstance(part, ToolCall):
             flush()
             items.append(
@@ -301,6 +309,8 @@ def decode_response(body: Any) -> Response:
             part = decode_reasoning_item(item, f"output[{i}]")
             if not isinstance(part, Reasoning) or part.text or part.signature is not None:
                 parts.append(part)  # not an empty item (reasoning neither shown nor kept)
+        elif kind == "web_search_call":
+            parts.append(ws.decode_responses_call(item, f"output[{i}]"))
         else:
             raise UntranslatableResponse(f"The answer has an output item of type {kind!r}.")
     return Response(
@@ -355,13 +365,20 @@ def response_object(
             "format": formats.to_responses(None if request is None else request.output_format)
         },
         "tool_choice": choice,
-        "tools": [] if request is None else [encode_tool(t) for t in request.tools],
+        "tools": [] if request is None else _tools(request),
         "top_p": None if request is None else request.top_p,
         "truncation": "disabled",
         "usage": None if usage is None else encode_usage(usage),
         "user": None if request is None else request.user,
         "metadata": {},
     }
+
+
+def _tools(request: Request) -> list[dict[str, Any]]:
+    tools = [encode_tool(t) for t in request.tools]
+    if request.web_search is not None:
+        tools.append(ws.responses_tool(request.web_search))
+    return tools
 
 
 def encode_response(
@@ -393,6 +410,7 @@ _ID_KINDS = {
     "function_call": "fc",
     "function_call_output": "fco",
     "reasoning": "rs",
+    "web_search_call": "ws",
 }
 
 

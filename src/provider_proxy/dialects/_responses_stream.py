@@ -19,7 +19,9 @@ from typing import Any
 
 from .._json import dumps, loads
 from . import _responses_items as items
+from . import _web_search as ws
 from .canonical import (
+    Cited,
     Finish,
     FinishReason,
     MessageStart,
@@ -41,13 +43,15 @@ from .canonical import (
     UntranslatableResponse,
     Usage,
     UsageReport,
+    WebSearchCall,
+    WebSearchDone,
 )
 
 
 class StreamDecoder:
     """Responses events in, canonical events out: :meth:`feed` each, :meth:`end` at the end."""
 
-    __slots__ = ("_calls", "_done", "_reasoned", "_started", "_tools")
+    __slots__ = ("_calls", "_done", "_part", "_reasoned", "_started", "_tools")
 
     def __init__(self) -> None:
         self._started = False
@@ -57,6 +61,8 @@ class StreamDecoder:
         self._tools = 0
         #: Output indexes of reasoning items whose text streamed.
         self._reasoned: set[int] = set()
+        #: The text of the output_text part streaming (what its annotations cite).
+        self._part: list[str] = []
 
     def feed_text(self, event: str, data: str) -> list[StreamEvent]:
         """One SSE event as received (its ``data`` still JSON text)."""
@@ -101,7 +107,11 @@ class StreamDecoder:
                 )
                 out.append(ToolCallStart(self._calls[index][0], call_id, name))
         elif kind == "response.output_text.delta":
-            out.append(TextDelta(str(data.get("delta", ""))))
+            delta = str(data.get("delta", ""))
+            out.append(TextDelta(delta))
+            self._part.append(delta)
+        elif kind == "response.content_part.added":
+            self._part = []
         elif kind == "response.refusal.delta":
             out.append(RefusalDelta(str(data.get("delta", ""))))
         elif kind in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
@@ -112,6 +122,11 @@ class StreamDecoder:
             number, _ = self._calls[index]
             self._calls[index] = (number, True)
             out.append(ToolCallDelta(number, str(data.get("delta", ""))))
+        elif kind == "response.output_text.annotation.added":
+            annotation = data.get("annotation")
+            text = "".join(self._part)
+            cited = ws.decode_url_citations([annotation], text, "annotation") if annotation else ()
+            out.extend(Cited(citation) for citation in cited)
         elif kind == "response.output_item.done":
             out.extend(self._item_done(index, data.get("item") or {}))
         elif kind in ("response.completed", "response.incomplete"):
@@ -126,6 +141,11 @@ class StreamDecoder:
             if not argued and item.get("arguments"):
                 out.append(ToolCallDelta(number, str(item["arguments"])))
             out.append(ToolCallEnd(number))
+        elif kind == "web_search_call":
+            try:
+                out.append(WebSearchDone(ws.decode_responses_call(item, "item")))
+            except Unsupported:
+                return [StreamError(502, "server_error", "The provider sent a bad search item.")]
         elif kind == "reasoning":
             try:
                 part = items.decode_reasoning_item(item, "item")
@@ -267,6 +287,10 @@ class StreamEncoder:
             )
         if isinstance(event, ToolCallEnd):
             return self._close()
+        if isinstance(event, WebSearchDone):
+            return self._close() + self._search(event.call)
+        if isinstance(event, Cited):
+            return self._cite(event)
         assert isinstance(event, Finish)
         self._finish = event.reason
         return self._close()
@@ -311,6 +335,40 @@ class StreamEncoder:
             )
             out += self._event("response.failed", response=failed)
         return out
+
+    def _search(self, call: WebSearchCall) -> bytes:
+        """A whole ``web_search_call`` item: added, in progress, searching, completed, done."""
+        item = ws.responses_call_item(call)  # its own id: the gateway keys it by that
+        where = {"item_id": item["id"], "output_index": len(self._output)}
+        out = self._event(
+            "response.output_item.added", output_index=len(self._output),
+            item={**item, "status": "in_progress"},
+        )  # fmt: skip
+        for stage in ("in_progress", "searching", "completed"):
+            out += self._event(f"response.web_search_call.{stage}", **where)
+        out += self._event("response.output_item.done", output_index=len(self._output), item=item)
+        self._output.append(item)
+        return out
+
+    def _cite(self, event: Cited) -> bytes:
+        """A ``url_citation`` on the output text streamed so far (none open: nothing to cite)."""
+        item = self._item
+        if item is None or item["type"] != "message" or not item["content"]:
+            return b""
+        index = len(item["content"]) - 1
+        part = item["content"][index]
+        if part["type"] != "output_text":
+            return b""
+        annotation = ws.url_citation(event.citation, "".join(self._text))
+        part["annotations"] = [*part["annotations"], annotation]
+        return self._event(
+            "response.output_text.annotation.added",
+            item_id=item["id"],
+            output_index=len(self._output),
+            content_index=index,
+            annotation_index=len(part["annotations"]) - 1,
+            annotation=annotation,
+        )
 
     def _new_id(self, kind: str) -> str:
         return f"{kind}_{items.item_prefix(self._id)}{len(self._output)}"

@@ -27,6 +27,7 @@ from .canonical import (
     Text,
     ToolCall,
     ToolResult,
+    WebSearchCall,
 )
 
 #: Tokens of framing per message (role and separators), as OpenAI documents for its chat models.
@@ -105,4 +106,6 @@ def _part_tokens(part: Part, count: Callable[[str], int]) -> int:
         return count(part.text) if part.text is not None else DOCUMENT_TOKENS
     if isinstance(part, RedactedReasoning):
         return 0  # encrypted: the provider does not count it as input text
+    if isinstance(part, WebSearchCall):
+        return sum(count(q) for q in part.queries) + sum(count(r.url) for r in part.results)
     assert_never(part)

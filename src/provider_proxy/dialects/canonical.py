@@ -89,11 +89,31 @@ class CacheControl:
 
 
 @dataclass(frozen=True, slots=True)
+class Citation:
+    """A web page that a stretch of an answer's text cites (a web search's source).
+
+    ``start``/``end`` are character offsets into the :class:`Text` part that
+    holds the citation (``None``: the whole part); in a stream, into the text
+    streamed since the last event that was not text. ``opaque`` is the
+    provider's own handle of the source (Anthropic's ``encrypted_index``),
+    sent back to it unchanged.
+    """
+
+    url: str
+    title: str | None = None
+    cited_text: str | None = None
+    start: int | None = None
+    end: int | None = None
+    opaque: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Text:
-    """Plain text."""
+    """Plain text (with the web sources it cites, in an answer that searched)."""
 
     text: str
     cache_control: CacheControl | None = None
+    citations: tuple[Citation, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +180,41 @@ class Refusal:
     text: str
 
 
-Part = Text | Image | Document | ToolCall | ToolResult | Reasoning | RedactedReasoning | Refusal
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    """One page a web search found; ``opaque`` is the provider's encrypted copy of it
+    (Anthropic's ``encrypted_content``), which only it can read back."""
+
+    url: str
+    title: str | None = None
+    page_age: str | None = None
+    opaque: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WebSearchCall:
+    """The provider ran its built-in web search: the ``queries`` and what it found.
+
+    ``error`` is the provider's code when the search failed (``max_uses_exceeded``, ...).
+    """
+
+    id: str
+    queries: tuple[str, ...]
+    results: tuple[SearchResult, ...] = ()
+    error: str | None = None
+
+
+Part = (
+    Text
+    | Image
+    | Document
+    | ToolCall
+    | ToolResult
+    | Reasoning
+    | RedactedReasoning
+    | Refusal
+    | WebSearchCall
+)
 Role = Literal["user", "assistant"]
 
 
@@ -185,6 +239,29 @@ class Tool:
     #: Arguments must match the schema exactly (OpenAI's and Anthropic's ``strict``).
     strict: bool | None = None
     cache_control: CacheControl | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UserLocation:
+    """Where the user roughly is, to localise web search results."""
+
+    city: str | None = None
+    region: str | None = None
+    country: str | None = None
+    timezone: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WebSearch:
+    """The provider's built-in web search, offered to the model (see
+    :mod:`provider_proxy.dialects._web_search` for each format's options)."""
+
+    max_uses: int | None = None
+    allowed_domains: tuple[str, ...] = ()
+    blocked_domains: tuple[str, ...] = ()
+    user_location: UserLocation | None = None
+    #: OpenAI's ``search_context_size`` (``low``, ``medium``, ``high``).
+    context_size: str | None = None
 
 
 ToolChoiceKind = Literal["auto", "none", "required", "tool"]
@@ -266,6 +343,8 @@ class Request:
     transient_system: int = 0
     #: The shape the answer's text must take; ``None``: plain text.
     output_format: OutputFormat | None = None
+    #: The provider's built-in web search is offered to the model.
+    web_search: WebSearch | None = None
 
 
 # -- the response -----------------------------------------------------------------------
@@ -473,6 +552,20 @@ class StreamError:
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class WebSearchDone:
+    """The provider ran a web search (its call, whole)."""
+
+    call: WebSearchCall
+
+
+@dataclass(frozen=True, slots=True)
+class Cited:
+    """The text streamed before this event cites ``citation`` (offsets: see :class:`Citation`)."""
+
+    citation: Citation
+
+
 StreamEvent = (
     MessageStart
     | TextDelta
@@ -486,6 +579,8 @@ StreamEvent = (
     | UsageReport
     | Finish
     | StreamError
+    | WebSearchDone
+    | Cited
 )
 
 
@@ -671,6 +766,8 @@ __all__ = [
     "ERROR_KINDS",
     "IMAGE_URL",
     "CacheControl",
+    "Citation",
+    "Cited",
     "Codec",
     "Document",
     "EmbeddingTranslation",
@@ -697,6 +794,7 @@ __all__ = [
     "Response",
     "Role",
     "Rule",
+    "SearchResult",
     "StoredAnswers",
     "StreamDecoder",
     "StreamEncoder",
@@ -715,6 +813,10 @@ __all__ = [
     "UntranslatableResponse",
     "Usage",
     "UsageReport",
+    "UserLocation",
+    "WebSearch",
+    "WebSearchCall",
+    "WebSearchDone",
     "all_parts",
     "kind_for_status",
 ]

@@ -38,6 +38,7 @@ from ..adapters import Provider, ProviderAdapter
 from ..dialects import (
     EMBEDDINGS,
     KEY_PARAMS,
+    SEARCHING,
     TOKEN_COUNTS,
     Dialect,
     Tokenizer,
@@ -314,6 +315,12 @@ class Gateway:
             raise Unsupported(form.source, f"{target.adapter.name!r} takes no {form.kind} format")
         if stream:
             request = dataclasses.replace(request, stream=True, stream_usage=True)
+        if request.web_search is not None and target.dialect.name not in SEARCHING:
+            target = self._searching(target, operation)
+            provider_codec = target.dialect.codec or provider_codec
+        identity = await self._identity(scope)
+        if self._memory is not None:  # first: what it restores is not dropped
+            request = await self._memory.restore(identity, request)
         dropped = (*dropped, *provider_codec.dropped_by_encoding(request))
         if dropped and self._strict:
             raise Unsupported(
@@ -321,15 +328,12 @@ class Gateway:
                 f"it has no effect on {target.adapter.name!r}, and strict translation "
                 "refuses what it would drop",
             )
-        identity = await self._identity(scope)
         keeping: Keeping | None = None
         stored = _stored(codec)
         if self._answers is not None and stored is not None:
             request, keeping = await self._answers.begin(identity, request, stored)
             if joined is not None:
                 keeping.finished = self._appender(identity, joined, codec)
-        if self._memory is not None:
-            request = await self._memory.restore(identity, request)
         target = self._with_path(target, request.stream)
         try:
             try:
@@ -349,6 +353,17 @@ class Gateway:
             if keeping is not None:
                 with anyio.CancelScope(shield=True):  # a client gone still frees its slot
                     await keeping.end()
+
+    @staticmethod
+    def _searching(target: Target, operation: str) -> Target:
+        """``target`` in a format the provider can run a web search in, when it speaks one
+        to the gateway (else as it is: its codec refuses the search, naming it)."""
+        adapter = target.adapter
+        for dialect in adapter.dialects:
+            path = adapter.gateway_path(dialect, operation)
+            if dialect.name in SEARCHING and dialect.codec is not None and path is not None:
+                return dataclasses.replace(target, dialect=dialect, path=path)
+        return target
 
     async def _continuing(
         self, target: Target, body: dict[str, Any], codec: StoredAnswers, scope: Scope

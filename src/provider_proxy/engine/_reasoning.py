@@ -8,6 +8,11 @@ client's identity and the first tool-call id they preceded; when the next
 request sends that tool call back without them, they are put back in front of
 it. Nothing is shown to the client, and one client's reasoning is never
 restored into another's request (the identity is part of the key).
+
+A provider's web search is kept the same way, keyed by the search call's id:
+the encrypted copies of its results go back to the provider on later turns,
+but a client's format may have no room for them; a search call sent back
+without them is restored whole.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import dataclasses
 import hashlib
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from .._json import dumps, loads
 from ..dialects.canonical import (
@@ -28,10 +34,13 @@ from ..dialects.canonical import (
     RedactedReasoningBlock,
     Request,
     Response,
+    SearchResult,
     StreamEvent,
     TextDelta,
     ToolCall,
     ToolCallStart,
+    WebSearchCall,
+    WebSearchDone,
 )
 from ..state import Store
 
@@ -40,7 +49,7 @@ logger = logging.getLogger("provider_proxy")
 #: How long kept reasoning waits for the turn that sends its tool calls back.
 REASONING_TTL = 3600.0
 
-Kept = Reasoning | RedactedReasoning
+Kept = Reasoning | RedactedReasoning | WebSearchCall
 
 
 class ReasoningMemory:
@@ -66,10 +75,14 @@ class ReasoningMemory:
             logger.warning("could not keep the reasoning of tool call %s", call_id, exc_info=True)
 
     async def remember_response(self, identity: str | None, response: Response) -> None:
-        """Keep the reasoning in front of the first tool call of a whole answer."""
+        """Keep the reasoning in front of the first tool call of a whole answer, and its
+        searches."""
+        for search in response.parts:
+            if isinstance(search, WebSearchCall):
+                await self.remember(identity, search.id, [search])
         kept: list[Kept] = []
         for part in response.parts:
-            if isinstance(part, (Reasoning, RedactedReasoning)):
+            if isinstance(part, Reasoning | RedactedReasoning):
                 kept.append(part)
             elif isinstance(part, ToolCall):
                 await self.remember(identity, part.id, kept)
@@ -80,7 +93,13 @@ class ReasoningMemory:
         messages = list(request.messages)
         changed = False
         for index, message in enumerate(messages):
-            if message.role != "assistant" or any(_opaque(p) for p in message.parts):
+            searches = await self._restore_searches(identity, message)
+            if searches is not message:
+                messages[index], changed = searches, True
+                message = searches
+            if message.role != "assistant" or any(
+                _opaque(p) for p in message.parts if not isinstance(p, WebSearchCall)
+            ):
                 continue
             call = next((p for p in message.parts if isinstance(p, ToolCall)), None)
             if call is None:
@@ -100,6 +119,25 @@ class ReasoningMemory:
             changed = True
         return dataclasses.replace(request, messages=tuple(messages)) if changed else request
 
+    async def _restore_searches(self, identity: str | None, message: Message) -> Message:
+        """``message`` with its search calls that lack their results' data restored."""
+        if message.role != "assistant":
+            return message
+        parts = list(message.parts)
+        for index, part in enumerate(parts):
+            if not isinstance(part, WebSearchCall) or _opaque(part):
+                continue
+            try:
+                raw = await self._store.get(self._key(identity, part.id))
+            except Exception:
+                logger.warning("could not read the web search %s", part.id, exc_info=True)
+                continue
+            kept = [_decoded(item) for item in loads(raw)] if raw is not None else []
+            if kept and isinstance(kept[0], WebSearchCall):
+                parts[index] = kept[0]
+        restored = tuple(parts)
+        return message if restored == message.parts else Message(message.role, restored)
+
 
 class StreamCapture:
     """Follows a translated stream's reasoning; says what to keep at its first tool call."""
@@ -113,7 +151,10 @@ class StreamCapture:
         self._done = False
 
     def feed(self, event: StreamEvent) -> tuple[str, list[Kept]] | None:
-        """``(call id, parts)`` when ``event`` starts the stream's first tool call."""
+        """``(call id, parts)`` when ``event`` starts the stream's first tool call, or is a
+        web search (``(its id, [the call])``)."""
+        if isinstance(event, WebSearchDone):
+            return event.call.id, [event.call]
         if self._done:
             return None
         if isinstance(event, ReasoningDelta):
@@ -139,19 +180,28 @@ class StreamCapture:
 
 
 def _opaque(part: Part) -> bool:
-    """Whether a part is one only the provider can read back: signed or redacted reasoning."""
+    """Whether a part is one only the provider can read back: signed or redacted reasoning,
+    a search with the provider's encrypted results."""
+    if isinstance(part, WebSearchCall):
+        return bool(part.results) and all(r.opaque is not None for r in part.results)
     return isinstance(part, RedactedReasoning) or (
         isinstance(part, Reasoning) and part.signature is not None
     )
 
 
-def _encoded(part: Kept) -> dict[str, str | None]:
+def _encoded(part: Kept) -> dict[str, Any]:
     if isinstance(part, RedactedReasoning):
         return {"redacted": part.data}
+    if isinstance(part, WebSearchCall):
+        results = [[r.url, r.title, r.page_age, r.opaque] for r in part.results]
+        return {"search": part.id, "queries": list(part.queries), "results": results}
     return {"text": part.text, "signature": part.signature}
 
 
-def _decoded(item: dict[str, str]) -> Kept:
+def _decoded(item: dict[str, Any]) -> Kept:
     if "redacted" in item:
         return RedactedReasoning(item["redacted"])
+    if "search" in item:
+        results = tuple(SearchResult(*result) for result in item["results"])
+        return WebSearchCall(item["search"], tuple(item["queries"]), results)
     return Reasoning(item["text"], item.get("signature"))

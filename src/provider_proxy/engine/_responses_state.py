@@ -35,6 +35,8 @@ from .._exceptions import BodyTooLarge, ProxyError, RateLimited
 from .._json import dumps, loads
 from ..dialects.canonical import (
     CacheControl,
+    Citation,
+    Cited,
     Document,
     Finish,
     FinishReason,
@@ -51,6 +53,7 @@ from ..dialects.canonical import (
     RefusalDelta,
     Request,
     Response,
+    SearchResult,
     StoredAnswers,
     StreamError,
     StreamEvent,
@@ -62,6 +65,8 @@ from ..dialects.canonical import (
     ToolResult,
     Usage,
     UsageReport,
+    WebSearchCall,
+    WebSearchDone,
 )
 from ..state import Store
 
@@ -312,7 +317,17 @@ class Keeping:
 class AnswerCollector:
     """Canonical stream events in; the whole answer they made, once it finished."""
 
-    __slots__ = ("_calls", "_failed", "_finish", "_id", "_model", "_parts", "_text", "_usage")
+    __slots__ = (
+        "_calls",
+        "_cites",
+        "_failed",
+        "_finish",
+        "_id",
+        "_model",
+        "_parts",
+        "_text",
+        "_usage",
+    )
 
     def __init__(self, answer_id: str) -> None:
         self._id = answer_id
@@ -325,6 +340,8 @@ class AnswerCollector:
         self._usage = Usage()
         self._finish: FinishReason | None = None
         self._failed = False
+        #: The citations of the open text run.
+        self._cites: list[Citation] = []
 
     def feed(self, event: StreamEvent) -> None:
         """Take one event into the answer."""
@@ -358,6 +375,11 @@ class AnswerCollector:
             self._finish = event.reason
         elif isinstance(event, StreamError):
             self._failed = True
+        elif isinstance(event, WebSearchDone):
+            self._close()
+            self._parts.append(event.call)
+        elif isinstance(event, Cited) and self._text is not None and self._text[0] == "text":
+            self._cites.append(event.citation)
 
     def _run(self, kind: str, text: str) -> None:
         if self._text is None or self._text[0] != kind:
@@ -371,8 +393,9 @@ class AnswerCollector:
         kind, pieces = self._text
         self._text = None
         text = "".join(pieces)
+        cites, self._cites = tuple(self._cites), []
         part: Part = (
-            Text(text)
+            Text(text, citations=cites)
             if kind == "text"
             else Refusal(text)
             if kind == "refusal"
@@ -410,6 +433,9 @@ _TYPES: dict[str, type[Any]] = {
         ToolCall,
         ToolResult,
         Usage,
+        Citation,
+        SearchResult,
+        WebSearchCall,
     )
 }
 

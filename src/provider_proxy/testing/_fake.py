@@ -71,6 +71,7 @@ from ..types import Receive, Scope, Send
 from . import _fake_counts as _counts
 from . import _fake_format as _format
 from . import _fake_responses as _responses
+from . import _fake_search as _search
 
 _WORDS = [
     *("Hello", "from", "the", "fake", "upstream,"),
@@ -271,6 +272,10 @@ class FakeUpstream:
             if refusal is not None:
                 await _error(send, 400, anthropic, refusal, "invalid_request_error")
                 return
+        search = _search.search_tool(payload, gemini=False) if anthropic else None
+        if search is not None:  # Anthropic's web search server tool
+            await _search.answer_anthropic(send, payload, next(self._ids), *search)
+            return
         answer = _answer(request, payload, next(self._ids), thinking=thinking)
         if not payload.get("stream"):
             await _json(send, 200, _completion(anthropic, answer))
@@ -320,6 +325,10 @@ class FakeUpstream:
         answer = _answer(
             request, payload, number, thinking=_flag(request.header("x-fake-thinking"))
         )
+        search = _search.responses_tool(payload)
+        if search is not None and (refusal := _search.responses_refusal(*search)) is not None:
+            await _error(send, 400, False, refusal, "invalid_request_error")
+            return
         calls = [(call.id, call.name, call.arguments) for call in answer.calls]
         prompt = _PROMPT_TOKENS + answer.cached
         usage = _responses.usage_object(
@@ -330,6 +339,8 @@ class FakeUpstream:
             f"fake{number}", answer.model, " ".join(answer.words), thought,
             answer.signature if thought else "", calls, usage, payload,
         )  # fmt: skip
+        if search is not None:  # OpenAI's web search: the call, then the cited text
+            response["output"] = _search.responses_output(number, _search.responses_query(payload))
         if payload.get("store", True) is not False:
             conversation = [
                 *_responses.input_messages(payload, self.responses),
@@ -346,7 +357,12 @@ class FakeUpstream:
                 "headers": [(b"content-type", b"text/event-stream")],
             }
         )
-        for event in _responses.events(response, answer.words):
+        streamed = (
+            _search.responses_events(response)
+            if search is not None
+            else _responses.events(response, answer.words)
+        )
+        for event in streamed:
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -364,6 +380,12 @@ class FakeUpstream:
         thinking = _flag(request.header("x-fake-thinking"))
         if thinking and (refusal := _gemini_thinking_refusal(payload)) is not None:
             await _gemini_error(send, 400, refusal)
+            return
+        search = _search.search_tool(payload, gemini=True)
+        if search is not None:  # grounding with Google Search
+            streamed = request.path.endswith(":streamGenerateContent")
+            number = next(self._ids)
+            await _search.answer_gemini(send, payload, number, model, search, stream=streamed)
             return
         answer = _answer(request, payload, next(self._ids), thinking=thinking)
         answer = replace(answer, model=model)
