@@ -12,6 +12,7 @@ from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter
 from provider_proxy.testing import FakeUpstream
 from provider_proxy.transports._aiohttp import AiohttpTransport
 
+from .redis_server import RedisServer
 from .servers import ServerThread, serve
 
 OPENAI_KEY = "sk-test-openai-0123456789"
@@ -99,3 +100,13 @@ def proxy_server(make_proxy: Callable[..., ProxyApp]) -> Iterator[ServerThread]:
     """The default proxy served by uvicorn on loopback."""
     with serve(make_proxy()) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real ``redis-server`` per test process; each test keeps to its own key prefix."""
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -8,7 +8,7 @@ import datetime
 import json
 import math
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 
 import anthropic
@@ -417,15 +417,6 @@ def test_refusals_are_in_the_clients_format_and_not_retried_by_the_sdks(
 
 
 # -- two instances on one Redis ----------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_two_instances_share_one_budget_on_redis(

@@ -272,15 +272,6 @@ def test_a_background_response_in_a_conversation_adds_to_it(client: openai.OpenA
 # -- shared by two instances on one Redis ---------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def test_a_conversation_made_on_one_instance_goes_on_on_the_other(
     upstream: ServerThread, redis_server: RedisServer, fake: FakeUpstream
 ) -> None:

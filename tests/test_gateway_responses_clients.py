@@ -120,15 +120,6 @@ def test_the_agents_runner_streamed(gateway: ServerThread, fake: FakeUpstream) -
 # -- kept responses on Redis, shared by two instances ---------------------------------------
 
 
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture
 def two_instances(
     upstream: ServerThread, redis_server: RedisServer

@@ -237,15 +237,6 @@ def test_a_kept_response_shows_when_it_was_made(client: openai.OpenAI) -> None:
 # -- two instances on one Redis -------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def _instance(upstream: ServerThread, redis: RedisServer, prefix: str, **options: Any) -> Any:
     return make_asgi_app(
         [AnthropicAdapter(base_url=upstream.url, api_key=ANTHROPIC_KEY)],

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import httpx
-import pytest
 
 from provider_proxy import Cooldown, RedisStore, Route, make_asgi_app
 from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter
@@ -17,15 +15,6 @@ from .redis_server import RedisServer
 from .servers import ServerThread, serve
 
 CHAT = {"model": "smart", "messages": [{"role": "user", "content": "Say hello."}]}
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_two_instances_share_a_cooldown(redis_server: RedisServer) -> None:

@@ -35,15 +35,6 @@ class Clock:
 # -- the store --------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture(params=["memory", "redis"])
 async def store(request: pytest.FixtureRequest, redis_server: RedisServer) -> AsyncIterator[Store]:
     if request.param == "memory":
