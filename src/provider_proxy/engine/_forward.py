@@ -17,7 +17,7 @@ import dataclasses
 import inspect
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -41,7 +41,6 @@ from ..policy import (
     RawHeaders,
     apply_headers,
     confine,
-    httpx_headers,
     query_without,
     request_headers_for_upstream,
     upstream_url,
@@ -49,6 +48,7 @@ from ..policy import (
 from ..spend import Pricing
 from ..state import SessionStore
 from ..transforms._compose import Composed, applies, checked_transforms, run_transform
+from ..transports import UpstreamRequest
 from ..types import Receive, Scope, Send
 from ._answers import rewriting_send
 from ._body import RequestBody, declared_body_length
@@ -68,7 +68,8 @@ _NOT_PARSED: Any = object()
 class _Body:
     """The body as it will be sent, and what reading it told (when it was read)."""
 
-    stream: httpx.AsyncByteStream | httpx.ByteStream
+    #: Whole bytes, or the client's stream as it arrives.
+    content: bytes | AsyncIterable[bytes]
     length: int | None
     #: The model the (transformed) body names, when it was parsed.
     model: str | None = None
@@ -354,8 +355,8 @@ class Forwarder:
         transform = self._transform_for(route.adapter, context)
         if transform is None and not read:
             if not body.more:
-                return _Body(httpx.ByteStream(first), len(first))
-            return _Body(_StreamedBody(body), declared)
+                return _Body(first, len(first))
+            return _Body(body.stream(), declared)
         raw = await body.read_all()
         received = len(raw)
         strict = transform is not None
@@ -378,7 +379,7 @@ class Forwarder:
                 model = None  # forwarded as sent: its model is not known
             else:
                 raw = forwarded
-        return _Body(httpx.ByteStream(raw), len(raw), model, received, output_limit)
+        return _Body(raw, len(raw), model, received, output_limit)
 
     def _transform_for(
         self, adapter: ProviderAdapter, context: RequestContext
@@ -394,7 +395,9 @@ class Forwarder:
 
     # -- the upstream request -----------------------------------------------------------
 
-    async def _request(self, route: Route, context: RequestContext, source: _Body) -> httpx.Request:
+    async def _request(
+        self, route: Route, context: RequestContext, source: _Body
+    ) -> UpstreamRequest:
         """The upstream request: credentials, URL, headers and framing."""
         adapter = route.adapter
         # Credentials first: an adapter that refreshes a token may learn its API
@@ -417,11 +420,7 @@ class Forwarder:
             headers.append((b"transfer-encoding", b"chunked"))
         elif length or route.method not in _BODYLESS_METHODS:
             headers.append((b"content-length", str(length).encode("ascii")))
-        request = httpx.Request(
-            route.method, url, stream=source.stream, extensions=self._extensions
-        )
-        request.headers = httpx_headers(headers)
-        return request
+        return UpstreamRequest(route.method, url, headers, source.content, self._extensions)
 
     def _policy(self, route: Route) -> HeaderPolicy:
         """The adapter's header policy, never forwarding a client's credentials or account
@@ -441,17 +440,6 @@ class Forwarder:
             netloc = base_url.netloc
             self._last_netloc = (base_url, netloc)
         return netloc
-
-
-class _StreamedBody(httpx.AsyncByteStream):
-    """The client's body as an httpx request stream, read as the upstream sends it."""
-
-    def __init__(self, body: RequestBody) -> None:
-        self._body = body
-
-    async def __aiter__(self) -> Any:
-        async for chunk in self._body.stream():
-            yield chunk
 
 
 def _maybe_billed(outcome: Outcome | None) -> bool:
