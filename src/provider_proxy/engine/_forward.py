@@ -62,6 +62,8 @@ logger = logging.getLogger("provider_proxy")
 
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
 _NOT_PARSED: Any = object()
+#: What an unguarded request holds while it is forwarded: nothing.
+_NOT_HELD: contextlib.nullcontext[None] = contextlib.nullcontext()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -122,6 +124,12 @@ class Forwarder:
         self._trace_headers = trace_headers
         self._last_netloc: tuple[httpx.URL | None, bytes] = (None, b"")
         self._policies: dict[tuple[HeaderPolicy, Dialect], HeaderPolicy] = {}
+        self._last_policy: tuple[HeaderPolicy | None, Dialect | None, HeaderPolicy | None] = (
+            None,
+            None,
+            None,
+        )
+        self._stateless: set[type[ProviderAdapter]] = set()
 
     async def forward(
         self,
@@ -155,7 +163,8 @@ class Forwarder:
         model: str | None = None
         limits: RawHeaders = []
         outcome: Outcome | None = None
-        async with contextlib.AsyncExitStack() as held:
+        guarded = self._guards is not None  # only the guards hold anything for the request
+        async with contextlib.AsyncExitStack() if guarded else _NOT_HELD as held:
             admission: Admission | None = None
             try:
                 try:
@@ -170,6 +179,7 @@ class Forwarder:
                         # Per-model limits need the body; only a known client's is read.
                         identity = await guards.identify(scope)
                     elif guards is not None:
+                        assert held is not None
                         admission = await held.enter_async_context(
                             await guards.admit(
                                 scope,
@@ -187,6 +197,7 @@ class Forwarder:
                     if guards is not None and late:
                         # After the transforms, so an alias is limited as the model it
                         # names; a model in the path is the one served.
+                        assert held is not None
                         admission = await held.enter_async_context(
                             await guards.admit(
                                 scope,
@@ -269,10 +280,13 @@ class Forwarder:
     def _upstream(self, adapter: ProviderAdapter, identity: str | None) -> httpx.AsyncBaseTransport:
         """The app's transport; for a stateful upstream, one holding the conversation."""
         transport = self._transport()
+        if type(adapter) in self._stateless:
+            return transport
         if isinstance(adapter, StatefulAdapter):
             if self._sessions is None:  # pragma: no cover - the app always gives one
                 raise ProxyError("Stateful upstreams need the app's session store.")
             return adapter.conversation_transport(transport, self._sessions, identity)
+        self._stateless.add(type(adapter))  # (isinstance against an ABC costs a call)
         return transport
 
     def _priced(self, route: Route, asked: str | None) -> CostHeader:
@@ -403,7 +417,7 @@ class Forwarder:
         # Credentials first: an adapter that refreshes a token may learn its API
         # host from the answer (a token exchange), so the URL comes after.
         auth = adapter.auth_headers(context)
-        if inspect.isawaitable(auth):
+        if type(auth) is not dict and inspect.isawaitable(auth):
             auth = await auth
         url = adapter.rewrite_url(
             upstream_url(adapter.base_url, route.path.encode("ascii"), context.query), context
@@ -426,11 +440,16 @@ class Forwarder:
         """The adapter's header policy, never forwarding a client's credentials or account
         headers of any built-in format, nor of the path's own."""
         dialect = route.dialect
-        key = (route.adapter.header_policy, dialect)
+        policy = route.adapter.header_policy
+        last_policy, last_dialect, last = self._last_policy
+        if last is not None and last_policy is policy and last_dialect is dialect:
+            return last  # hashing a policy (frozen sets) costs more than this check
+        key = (policy, dialect)
         extended = self._policies.get(key)
         if extended is None:
             private = PRIVATE_HEADERS | dialect.credential_headers | dialect.account_headers
-            extended = self._policies[key] = key[0].never_forwarding(private)
+            extended = self._policies[key] = policy.never_forwarding(private)
+        self._last_policy = (policy, dialect, extended)
         return extended
 
     def _netloc(self, base_url: httpx.URL) -> bytes:
