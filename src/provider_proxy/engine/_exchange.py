@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable
 
 import httpx
 
@@ -155,11 +155,16 @@ async def exchange(
     return answered(status, "client_disconnected" if left else None)
 
 
-async def _send(transport: httpx.AsyncBaseTransport, request: UpstreamRequest) -> RawResponse:
+def _send(transport: httpx.AsyncBaseTransport, request: UpstreamRequest) -> Awaitable[RawResponse]:
     """Send ``request``: as raw parts to a transport that takes them (no httpx objects on
-    the way), else as an :class:`httpx.Request`."""
+    the way), else as an :class:`httpx.Request`. (The transport's own coroutine is
+    returned, not wrapped in one more: each layer is walked on every resumption.)"""
     if isinstance(transport, RawTransport):
-        return await transport.send_raw(request)
+        return transport.send_raw(request)
+    return _send_httpx(transport, request)
+
+
+async def _send_httpx(transport: httpx.AsyncBaseTransport, request: UpstreamRequest) -> RawResponse:
     body = request.body
     built = httpx.Request(
         request.method,

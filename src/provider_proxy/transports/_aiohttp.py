@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine
 from functools import lru_cache
+from typing import Any
 
 import aiohttp
 import anyio
@@ -305,9 +306,9 @@ class AiohttpTransport(RawTransport):
             stream.close()
             raise
 
-    async def send_raw(self, request: UpstreamRequest) -> RawResponse:
+    def send_raw(self, request: UpstreamRequest) -> Coroutine[Any, Any, RawResponse]:
         """Send ``request`` (no httpx objects); return as soon as its headers are in."""
-        return await self._send(
+        return self._send(  # its coroutine as it is: no layer more to resume through
             request.method, request.url, request.headers, request.body, request.timeouts, None
         )
 

@@ -423,9 +423,9 @@ class ReqwestTransport(RawTransport):
             await stream.aclose()
             raise
 
-    async def send_raw(self, request: UpstreamRequest) -> RawResponse:
+    def send_raw(self, request: UpstreamRequest) -> Coroutine[Any, Any, RawResponse]:
         """Send ``request`` (no httpx objects); return as soon as its head is in."""
-        return await self._send(
+        return self._send(  # its coroutine as it is: no layer more to resume through
             request.method, request.url, request.headers, request.body, request.timeouts, None
         )
 
