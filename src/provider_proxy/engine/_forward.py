@@ -62,6 +62,8 @@ logger = logging.getLogger("provider_proxy")
 
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
 _NOT_PARSED: Any = object()
+#: How many upstream URLs (of paths without a query) the forwarder remembers.
+_URL_CACHE_SIZE = 256
 #: What an unguarded request holds while it is forwarded: nothing.
 _NOT_HELD: contextlib.nullcontext[None] = contextlib.nullcontext()
 
@@ -130,6 +132,7 @@ class Forwarder:
             None,
         )
         self._stateless: set[type[ProviderAdapter]] = set()
+        self._urls: dict[tuple[int, str], tuple[httpx.URL, httpx.URL]] = {}
 
     async def forward(
         self,
@@ -419,9 +422,7 @@ class Forwarder:
         auth = adapter.auth_headers(context)
         if type(auth) is not dict and inspect.isawaitable(auth):
             auth = await auth
-        url = adapter.rewrite_url(
-            upstream_url(adapter.base_url, route.path.encode("ascii"), context.query), context
-        )
+        url = adapter.rewrite_url(self._url(adapter.base_url, route.path, context.query), context)
         headers = request_headers_for_upstream(context.headers, self._policy(route))
         fixed = {**context.upstream_headers, **adapter.headers, **auth}
         if self._trace_headers is not None:
@@ -451,6 +452,21 @@ class Forwarder:
             extended = self._policies[key] = policy.never_forwarding(private)
         self._last_policy = (policy, dialect, extended)
         return extended
+
+    def _url(self, base_url: httpx.URL, path: str, query: bytes) -> httpx.URL:
+        """The upstream URL of ``path`` (confined) below ``base_url``; remembered for
+        paths without a query (httpx builds a URL in several Python calls)."""
+        if query:  # not kept: a query may carry anything, a client's key too
+            return upstream_url(base_url, path.encode("ascii"), query)
+        urls = self._urls
+        known = urls.get((id(base_url), path))
+        if known is not None and known[0] is base_url:
+            return known[1]
+        url = upstream_url(base_url, path.encode("ascii"), b"")
+        if len(urls) >= _URL_CACHE_SIZE:
+            urls.clear()
+        urls[id(base_url), path] = (base_url, url)
+        return url
 
     def _netloc(self, base_url: httpx.URL) -> bytes:
         """``base_url.netloc``, remembered for the last base URL (httpx computes it anew)."""
