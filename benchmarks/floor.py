@@ -196,7 +196,9 @@ class ReqwestFloor:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             watcher.cancel()
-            await request.__aexit__(None, None, None)
+            # The watcher dropped it already when the client left mid-answer.
+            with contextlib.suppress(RuntimeError):
+                await request.__aexit__(None, None, None)
 
 
 async def _drop_on_disconnect(receive: Any, request: Any) -> None:

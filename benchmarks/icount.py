@@ -10,6 +10,10 @@ thread too. Run it under callgrind twice and take the difference::
     valgrind --tool=callgrind python -m benchmarks.icount URL proxy-reqwest 150
 
 (instructions per request: the second total less the first, over 100).
+Both runs first send 20 requests and then ``gc.freeze()``, as
+``provider-proxy serve`` does after start-up: otherwise a full collection
+falls inside the counted window or not, by chance. ``receive()`` answers
+``http.disconnect`` once the answer is complete, as uvicorn's does.
 ``KIND`` is ``floor-aiohttp``, ``floor-reqwest``, ``proxy-httpx``,
 ``proxy-aiohttp`` or ``proxy-reqwest``.
 """
@@ -18,11 +22,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 from typing import Any
 
 import httpx
 
 from .bodies import chat_body
+
+#: Requests sent before counting starts (and the heap is frozen).
+WARM_UP = 20
 
 KINDS = ("floor-aiohttp", "floor-reqwest", "proxy-httpx", "proxy-aiohttp", "proxy-reqwest")
 
@@ -90,6 +98,8 @@ async def _call(app: Any, path: str, body: bytes) -> int:
         nonlocal status
         if message["type"] == "http.response.start":
             status = message["status"]
+        elif not message.get("more_body", False):
+            answered.set()  # the answer is complete: receive() returns, as uvicorn's does
 
     await app(scope, receive, send)
     answered.set()
@@ -110,7 +120,10 @@ async def run(kind: str, upstream: str, requests: int) -> None:
     await lifespan.put({"type": "lifespan.startup"})
     running = asyncio.ensure_future(app({"type": "lifespan"}, lifespan.get, send))
     await started.wait()
-    for _ in range(requests):
+    for number in range(WARM_UP + requests):
+        if number == WARM_UP:
+            gc.collect()
+            gc.freeze()
         status = await _call(app, path, body)
         if status != 200:
             raise SystemExit(f"{kind}: the upstream answered {status}")

@@ -9,6 +9,7 @@ import pytest
 
 from provider_proxy import UpstreamStreamError
 from provider_proxy.engine._relay import relay_response
+from provider_proxy.transports import HttpxResponse
 from provider_proxy.types import Message
 
 pytestmark = pytest.mark.anyio
@@ -32,7 +33,7 @@ async def _relay(stream: Stream) -> list[Message]:
     async def send(message: Message) -> None:
         sent.append(message)
 
-    response = httpx.Response(200, stream=stream)
+    response = HttpxResponse(httpx.Response(200, stream=stream))
     await relay_response(
         response, send, [(b"content-type", b"text/event-stream")], provider="p", request_id="r"
     )
@@ -58,7 +59,7 @@ async def test_failure_mid_stream_raises_without_ending_the_body(
     async def send(message: Message) -> None:
         sent.append(message)
 
-    response = httpx.Response(200, stream=Stream([b"data: 1\n\n"], fail=True))
+    response = HttpxResponse(httpx.Response(200, stream=Stream([b"data: 1\n\n"], fail=True)))
     with pytest.raises(UpstreamStreamError, match="request r"):
         await relay_response(response, send, [], provider="p", request_id="r")
     assert all(m.get("more_body", True) for m in sent)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import httpx
+
 from ..adapters import Provider
 from ..observe import RecentTraffic
 from ..spend import Cost, Pricing, SpendTally
@@ -28,6 +30,7 @@ class Accounts:
         self.pricing = pricing
         self.spend = SpendTally()
         self.traffic = RecentTraffic()
+        self._last_url: tuple[httpx.URL | None, str] = (None, "")
 
     def __repr__(self) -> str:
         return f"Accounts({self.pricing!r})"
@@ -55,9 +58,17 @@ class Accounts:
             return None, "the provider did not answer"
         if outcome.usage is None and outcome.upstream_status >= 400:
             return None, f"the provider answered {outcome.upstream_status}, with no usage"
-        base_url = str(adapter.serving().base_url)
+        base_url = self._url_text(adapter.serving().base_url)
         model = report.model or outcome.model
         return self.pricing.cost(adapter.name, model, outcome.usage, base_url)
+
+    def _url_text(self, url: httpx.URL) -> str:
+        """``str(url)``, remembered for the last URL (httpx builds the text anew each time)."""
+        known, text = self._last_url
+        if known is not url:
+            text = str(url)
+            self._last_url = (url, text)
+        return text
 
     def status(self) -> dict[str, Any]:
         """``spend`` (by provider, model and client) and ``recent`` (the last hour)."""

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable
 
 import httpx
 
 from .._exceptions import ClientDisconnected, ProxyError, UpstreamStreamError
 from ..dialects import Dialect
 from ..observe import UsageTap
-from ..policy import RawHeaders, header_value, response_headers_for_client
-from ..transports import as_proxy_error
+from ..policy import RawHeaders, header_value, httpx_headers, response_headers_for_client
+from ..transports import HttpxResponse, RawResponse, RawTransport, UpstreamRequest, as_proxy_error
 from ..types import Receive, Send
 from ._body import RequestBody
 from ._heads import relayed_head, send_error
@@ -76,7 +77,7 @@ async def exchange(
     try:
         with watch:
             try:
-                response = await transport.handle_async_request(plan.request)
+                response = await _send(transport, plan.request)
             except httpx.TransportError as exc:
                 raise body.error or as_proxy_error(exc, route.adapter.base_url.host) from exc
             headers_at = time.perf_counter()
@@ -84,7 +85,7 @@ async def exchange(
             if body.error is not None:  # the client left (or sent too much) meanwhile
                 await response.aclose()
                 raise body.error
-            headers = response_headers_for_client(response.headers.raw)
+            headers = response_headers_for_client(response.raw_headers)
             content_type = _text(header_value(headers, b"content-type"))
             streamed = content_type is not None and content_type.startswith("text/event-stream")
             tap = _tap(route.dialect, headers, content_type) if read_usage else None
@@ -152,6 +153,38 @@ async def exchange(
     left = watch.disconnected and not completed
     status = upstream_status if upstream_status is not None else 499
     return answered(status, "client_disconnected" if left else None)
+
+
+def _send(transport: httpx.AsyncBaseTransport, request: UpstreamRequest) -> Awaitable[RawResponse]:
+    """Send ``request``: as raw parts to a transport that takes them (no httpx objects on
+    the way), else as an :class:`httpx.Request`. (The transport's own coroutine is
+    returned, not wrapped in one more: each layer is walked on every resumption.)"""
+    if isinstance(transport, RawTransport):
+        return transport.send_raw(request)
+    return _send_httpx(transport, request)
+
+
+async def _send_httpx(transport: httpx.AsyncBaseTransport, request: UpstreamRequest) -> RawResponse:
+    body = request.body
+    built = httpx.Request(
+        request.method,
+        request.url,
+        stream=httpx.ByteStream(body) if isinstance(body, bytes) else _Stream(body),
+        extensions=request.extensions,
+    )
+    built.headers = httpx_headers(request.headers)
+    return HttpxResponse(await transport.handle_async_request(built))
+
+
+class _Stream(httpx.AsyncByteStream):
+    """A streamed request body as httpx's request stream."""
+
+    def __init__(self, chunks: AsyncIterable[bytes]) -> None:
+        self._chunks = chunks
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._chunks:
+            yield chunk
 
 
 def _tap(dialect: Dialect, headers: RawHeaders, content_type: str | None) -> UsageTap:

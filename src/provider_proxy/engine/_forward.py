@@ -17,7 +17,7 @@ import dataclasses
 import inspect
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -41,7 +41,6 @@ from ..policy import (
     RawHeaders,
     apply_headers,
     confine,
-    httpx_headers,
     query_without,
     request_headers_for_upstream,
     upstream_url,
@@ -49,6 +48,7 @@ from ..policy import (
 from ..spend import Pricing
 from ..state import SessionStore
 from ..transforms._compose import Composed, applies, checked_transforms, run_transform
+from ..transports import UpstreamRequest
 from ..types import Receive, Scope, Send
 from ._answers import rewriting_send
 from ._body import RequestBody, declared_body_length
@@ -62,13 +62,18 @@ logger = logging.getLogger("provider_proxy")
 
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
 _NOT_PARSED: Any = object()
+#: How many upstream URLs (of paths without a query) the forwarder remembers.
+_URL_CACHE_SIZE = 256
+#: What an unguarded request holds while it is forwarded: nothing.
+_NOT_HELD: contextlib.nullcontext[None] = contextlib.nullcontext()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Body:
     """The body as it will be sent, and what reading it told (when it was read)."""
 
-    stream: httpx.AsyncByteStream | httpx.ByteStream
+    #: Whole bytes, or the client's stream as it arrives.
+    content: bytes | AsyncIterable[bytes]
     length: int | None
     #: The model the (transformed) body names, when it was parsed.
     model: str | None = None
@@ -121,6 +126,13 @@ class Forwarder:
         self._trace_headers = trace_headers
         self._last_netloc: tuple[httpx.URL | None, bytes] = (None, b"")
         self._policies: dict[tuple[HeaderPolicy, Dialect], HeaderPolicy] = {}
+        self._last_policy: tuple[HeaderPolicy | None, Dialect | None, HeaderPolicy | None] = (
+            None,
+            None,
+            None,
+        )
+        self._stateless: set[type[ProviderAdapter]] = set()
+        self._urls: dict[tuple[int, str], tuple[httpx.URL, httpx.URL]] = {}
 
     async def forward(
         self,
@@ -154,7 +166,8 @@ class Forwarder:
         model: str | None = None
         limits: RawHeaders = []
         outcome: Outcome | None = None
-        async with contextlib.AsyncExitStack() as held:
+        guarded = self._guards is not None  # only the guards hold anything for the request
+        async with contextlib.AsyncExitStack() if guarded else _NOT_HELD as held:
             admission: Admission | None = None
             try:
                 try:
@@ -169,6 +182,7 @@ class Forwarder:
                         # Per-model limits need the body; only a known client's is read.
                         identity = await guards.identify(scope)
                     elif guards is not None:
+                        assert held is not None
                         admission = await held.enter_async_context(
                             await guards.admit(
                                 scope,
@@ -186,6 +200,7 @@ class Forwarder:
                     if guards is not None and late:
                         # After the transforms, so an alias is limited as the model it
                         # names; a model in the path is the one served.
+                        assert held is not None
                         admission = await held.enter_async_context(
                             await guards.admit(
                                 scope,
@@ -268,10 +283,13 @@ class Forwarder:
     def _upstream(self, adapter: ProviderAdapter, identity: str | None) -> httpx.AsyncBaseTransport:
         """The app's transport; for a stateful upstream, one holding the conversation."""
         transport = self._transport()
+        if type(adapter) in self._stateless:
+            return transport
         if isinstance(adapter, StatefulAdapter):
             if self._sessions is None:  # pragma: no cover - the app always gives one
                 raise ProxyError("Stateful upstreams need the app's session store.")
             return adapter.conversation_transport(transport, self._sessions, identity)
+        self._stateless.add(type(adapter))  # (isinstance against an ABC costs a call)
         return transport
 
     def _priced(self, route: Route, asked: str | None) -> CostHeader:
@@ -354,8 +372,8 @@ class Forwarder:
         transform = self._transform_for(route.adapter, context)
         if transform is None and not read:
             if not body.more:
-                return _Body(httpx.ByteStream(first), len(first))
-            return _Body(_StreamedBody(body), declared)
+                return _Body(first, len(first))
+            return _Body(body.stream(), declared)
         raw = await body.read_all()
         received = len(raw)
         strict = transform is not None
@@ -378,7 +396,7 @@ class Forwarder:
                 model = None  # forwarded as sent: its model is not known
             else:
                 raw = forwarded
-        return _Body(httpx.ByteStream(raw), len(raw), model, received, output_limit)
+        return _Body(raw, len(raw), model, received, output_limit)
 
     def _transform_for(
         self, adapter: ProviderAdapter, context: RequestContext
@@ -394,17 +412,17 @@ class Forwarder:
 
     # -- the upstream request -----------------------------------------------------------
 
-    async def _request(self, route: Route, context: RequestContext, source: _Body) -> httpx.Request:
+    async def _request(
+        self, route: Route, context: RequestContext, source: _Body
+    ) -> UpstreamRequest:
         """The upstream request: credentials, URL, headers and framing."""
         adapter = route.adapter
         # Credentials first: an adapter that refreshes a token may learn its API
         # host from the answer (a token exchange), so the URL comes after.
         auth = adapter.auth_headers(context)
-        if inspect.isawaitable(auth):
+        if type(auth) is not dict and inspect.isawaitable(auth):
             auth = await auth
-        url = adapter.rewrite_url(
-            upstream_url(adapter.base_url, route.path.encode("ascii"), context.query), context
-        )
+        url = adapter.rewrite_url(self._url(adapter.base_url, route.path, context.query), context)
         headers = request_headers_for_upstream(context.headers, self._policy(route))
         fixed = {**context.upstream_headers, **adapter.headers, **auth}
         if self._trace_headers is not None:
@@ -417,22 +435,38 @@ class Forwarder:
             headers.append((b"transfer-encoding", b"chunked"))
         elif length or route.method not in _BODYLESS_METHODS:
             headers.append((b"content-length", str(length).encode("ascii")))
-        request = httpx.Request(
-            route.method, url, stream=source.stream, extensions=self._extensions
-        )
-        request.headers = httpx_headers(headers)
-        return request
+        return UpstreamRequest(route.method, url, headers, source.content, self._extensions)
 
     def _policy(self, route: Route) -> HeaderPolicy:
         """The adapter's header policy, never forwarding a client's credentials or account
         headers of any built-in format, nor of the path's own."""
         dialect = route.dialect
-        key = (route.adapter.header_policy, dialect)
+        policy = route.adapter.header_policy
+        last_policy, last_dialect, last = self._last_policy
+        if last is not None and last_policy is policy and last_dialect is dialect:
+            return last  # hashing a policy (frozen sets) costs more than this check
+        key = (policy, dialect)
         extended = self._policies.get(key)
         if extended is None:
             private = PRIVATE_HEADERS | dialect.credential_headers | dialect.account_headers
-            extended = self._policies[key] = key[0].never_forwarding(private)
+            extended = self._policies[key] = policy.never_forwarding(private)
+        self._last_policy = (policy, dialect, extended)
         return extended
+
+    def _url(self, base_url: httpx.URL, path: str, query: bytes) -> httpx.URL:
+        """The upstream URL of ``path`` (confined) below ``base_url``; remembered for
+        paths without a query (httpx builds a URL in several Python calls)."""
+        if query:  # not kept: a query may carry anything, a client's key too
+            return upstream_url(base_url, path.encode("ascii"), query)
+        urls = self._urls
+        known = urls.get((id(base_url), path))
+        if known is not None and known[0] is base_url:
+            return known[1]
+        url = upstream_url(base_url, path.encode("ascii"), b"")
+        if len(urls) >= _URL_CACHE_SIZE:
+            urls.clear()
+        urls[id(base_url), path] = (base_url, url)
+        return url
 
     def _netloc(self, base_url: httpx.URL) -> bytes:
         """``base_url.netloc``, remembered for the last base URL (httpx computes it anew)."""
@@ -441,17 +475,6 @@ class Forwarder:
             netloc = base_url.netloc
             self._last_netloc = (base_url, netloc)
         return netloc
-
-
-class _StreamedBody(httpx.AsyncByteStream):
-    """The client's body as an httpx request stream, read as the upstream sends it."""
-
-    def __init__(self, body: RequestBody) -> None:
-        self._body = body
-
-    async def __aiter__(self) -> Any:
-        async for chunk in self._body.stream():
-            yield chunk
 
 
 def _maybe_billed(outcome: Outcome | None) -> bool:

@@ -3,7 +3,8 @@
 :class:`Route` holds what the path alone decides (the adapter, its dialect, the
 confined path); :class:`Plan` adds what the guards and the body decided (the
 identity, the model served, the limit headers) and the prebuilt upstream
-request. Both are frozen: the exchange reads a plan and returns an
+request, as raw parts (an ``httpx.Request`` is built only for a transport that
+needs one). Both are frozen: the exchange reads a plan and returns an
 :class:`~provider_proxy.engine._report.Outcome`.
 """
 
@@ -11,12 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import httpx
-
 from .._adapter import RequestContext
 from ..adapters import ProviderAdapter
 from ..dialects import Dialect
 from ..policy import RawHeaders
+from ..transports import UpstreamRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +40,7 @@ class Plan:
     """Everything the exchange needs, decided before a byte goes upstream."""
 
     route: Route
-    request: httpx.Request
+    request: UpstreamRequest
     #: The model served: the path's, else the (transformed) body's; ``None`` when unread.
     model: str | None
     identity: str | None

@@ -10,13 +10,14 @@ its cost in its event only.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, cast
 
 import httpx
 
 from .._adapter import Usage
 from .._exceptions import UpstreamStreamError
+from ..transports import RawResponse
 from ..types import Send
 from ._relay import Progress, relay_response
 
@@ -33,7 +34,7 @@ CostHeader = Callable[[Usage | None, str | None], bytes | None]
 
 
 async def relay_priced(
-    response: httpx.Response,
+    response: RawResponse,
     send: Send,
     headers: list[tuple[bytes, bytes]],
     *,
@@ -50,11 +51,11 @@ async def relay_priced(
     """
     if max_bytes is None:
         max_bytes = MAX_PRICED_BYTES
-    stream = cast("httpx.AsyncByteStream", response.stream)
+    stream = response.__aiter__()
     chunks: list[bytes] = []
     size = 0
     try:
-        async for chunk in stream:
+        async for chunk in stream:  # the iterator goes on in _Resumed
             if chunk:
                 chunks.append(chunk)
                 size += len(chunk)
@@ -67,7 +68,7 @@ async def relay_priced(
         ) from None
     if size > max_bytes:  # too long to hold: relayed as it comes, unpriced
         await relay_response(
-            httpx.Response(response.status_code, stream=_Resumed(chunks, stream)),
+            _Resumed(response.status_code, chunks, stream),
             send,
             headers,
             provider=provider,
@@ -88,17 +89,22 @@ async def relay_priced(
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-class _Resumed(httpx.AsyncByteStream):
-    """The chunks read already, then the rest of the upstream stream."""
+class _Resumed(RawResponse):
+    """The chunks read already, then the rest of the upstream stream (the caller closes it)."""
 
-    def __init__(self, read: list[bytes], rest: httpx.AsyncByteStream) -> None:
+    def __init__(self, status: int, read: list[bytes], rest: AsyncIterator[bytes]) -> None:
+        self.status_code = status
+        self.raw_headers = ()
         self._read, self._rest = read, rest
 
-    async def __aiter__(self):  # type: ignore[no-untyped-def]
+    async def __aiter__(self) -> AsyncIterator[bytes]:
         for chunk in self._read:
             yield chunk
         async for chunk in self._rest:
             yield chunk
+
+    async def aclose(self) -> None:
+        """Nothing: the exchange closes the upstream response."""
 
 
 class _Fed:

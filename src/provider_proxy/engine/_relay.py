@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import httpx
 
 from .._exceptions import UpstreamStreamError
+from ..transports import RawResponse
 from ..types import Send
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ class Progress:
 
 
 async def relay_response(
-    response: httpx.Response,
+    response: RawResponse,
     send: Send,
     headers: list[tuple[bytes, bytes]],
     *,
@@ -43,6 +44,8 @@ async def relay_response(
 ) -> None:
     """Relay ``response`` to the client; the caller closes ``response``.
 
+    (An :class:`httpx.Response` is relayed as :class:`~provider_proxy.transports.HttpxResponse`.)
+
     ``progress`` gets the time of the first body byte and the byte count; ``tap``
     reads a copy of each chunk after it was sent, so it never holds one back.
 
@@ -51,9 +54,8 @@ async def relay_response(
     the server aborts the connection instead of ending the body cleanly.
     """
     await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
-    stream = cast("httpx.AsyncByteStream", response.stream)
     try:
-        async for chunk in stream:
+        async for chunk in response:
             if chunk:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 if progress is not None:

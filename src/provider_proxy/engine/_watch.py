@@ -31,7 +31,16 @@ class DisconnectWatch:
     Use it as a context manager around the exchange: leaving it stops the watch.
     """
 
-    __slots__ = ("_body", "_task", "_watcher", "active", "disconnected", "fired", "reason")
+    __slots__ = (
+        "_ahead",
+        "_body",
+        "_task",
+        "_watcher",
+        "active",
+        "disconnected",
+        "fired",
+        "reason",
+    )
 
     def __init__(self, body: RequestBody, receive: Receive) -> None:
         task = asyncio.current_task()
@@ -46,7 +55,7 @@ class DisconnectWatch:
         self.disconnected = False
         #: Why the watch cancelled the exchange: the client left, or its body is too large.
         self.reason: ProxyError | ClientDisconnected | None = None
-        ahead = body.more
+        ahead = self._ahead = body.more
         if ahead:
             body.hand_over()  # before the transport can ask for the next chunk
         self._watcher = task.get_loop().create_task(self._watch(receive, ahead=ahead))
@@ -74,10 +83,21 @@ class DisconnectWatch:
         self.stop()
 
     def stop(self) -> None:
-        """The exchange is over (or closing): a disconnect no longer cancels it."""
+        """The exchange is over (or closing): a disconnect no longer cancels it.
+
+        A watcher that only waits for the disconnect (the body came whole) is
+        ended on the loop's next turn, not now: a server whose ``receive()``
+        returns once the answer is complete (uvicorn's does) has woken it by
+        then, and it ends by itself, with no cancellation to unwind. One reading
+        a body ahead stops at once, so that it takes nothing more.
+        """
         if self.active:
             self.active = False
-            self._watcher.cancel()
+            watcher = self._watcher
+            if self._ahead:
+                watcher.cancel()
+            elif not watcher.done():
+                self._task.get_loop().call_soon(_end, watcher)
             self._body.take_back()
 
     def absorb(self) -> bool:
@@ -96,6 +116,12 @@ class DisconnectWatch:
     def _spend(self) -> None:
         self.fired = False
         self.disconnected = isinstance(self.reason, ClientDisconnected)
+
+
+def _end(watcher: asyncio.Task[None]) -> None:
+    """Cancel a watcher still waiting (its server's ``receive()`` did not return)."""
+    if not watcher.done():
+        watcher.cancel()
 
 
 def _uncancel(task: asyncio.Task[Any]) -> int:

@@ -3,7 +3,11 @@
 from ._upstream import (
     DEFAULT_LIMITS,
     DEFAULT_TIMEOUT,
+    HttpxResponse,
+    RawResponse,
+    RawTransport,
     SharedTransport,
+    UpstreamRequest,
     as_proxy_error,
     default_transport,
     reqwest_transport,
@@ -12,7 +16,11 @@ from ._upstream import (
 __all__ = [
     "DEFAULT_LIMITS",
     "DEFAULT_TIMEOUT",
+    "HttpxResponse",
+    "RawResponse",
+    "RawTransport",
     "SharedTransport",
+    "UpstreamRequest",
     "as_proxy_error",
     "default_transport",
     "reqwest_transport",

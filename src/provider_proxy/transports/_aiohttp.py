@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine
 from functools import lru_cache
+from typing import Any
 
 import aiohttp
 import anyio
@@ -27,7 +28,7 @@ from aiohttp.client_proto import ResponseHandler
 from aiohttp.client_reqrep import ConnectionKey
 from yarl import URL
 
-from ._upstream import DEFAULT_LIMITS
+from ._upstream import DEFAULT_LIMITS, RawResponse, RawTransport, UpstreamRequest
 
 # Headers aiohttp adds when the request has none; a proxy sends only the headers
 # it was given.
@@ -80,7 +81,10 @@ class _Upload:
     __slots__ = ("error", "request", "stream", "write_timeout")
 
     def __init__(
-        self, stream: AsyncIterable[bytes], request: httpx.Request, write_timeout: float | None
+        self,
+        stream: AsyncIterable[bytes],
+        request: httpx.Request | None,
+        write_timeout: float | None,
     ) -> None:
         self.stream = stream
         self.request = request
@@ -123,7 +127,7 @@ async def _one_chunk(data: bytes) -> AsyncIterator[bytes]:
 
 
 def _translate(
-    exc: Exception, request: httpx.Request, upload: _Upload | None, *, reading: bool
+    exc: Exception, request: httpx.Request | None, upload: _Upload | None, *, reading: bool
 ) -> Exception:
     """The exception to raise for ``exc``: httpx's, the body's own, or ``exc`` unchanged."""
     if upload is not None and upload.error is not None:
@@ -155,17 +159,19 @@ def _translate(
     return error
 
 
-class _ResponseStream(httpx.AsyncByteStream):
+class _ResponseStream(RawResponse):
     """The response body as it arrives; closing it frees the connection and the slot."""
 
     def __init__(
         self,
         response: aiohttp.ClientResponse,
-        request: httpx.Request,
+        request: httpx.Request | None,
         upload: _Upload | None,
         release: Callable[[], None],
     ) -> None:
-        self._response = response
+        self.status_code = response.status
+        self.raw_headers = response.raw_headers
+        self.response = response
         self._request = request
         self._upload = upload
         self._release: Callable[[], None] | None = release
@@ -174,7 +180,7 @@ class _ResponseStream(httpx.AsyncByteStream):
         error: Exception
         try:
             # iter_any: whatever has arrived, at once, so no server-sent event waits.
-            async for chunk in self._response.content.iter_any():
+            async for chunk in self.response.content.iter_any():
                 yield chunk
             return
         except Exception as exc:
@@ -188,12 +194,12 @@ class _ResponseStream(httpx.AsyncByteStream):
         if release is None:
             return
         try:
-            content = self._response.content
+            content = self.response.content
             if content.is_eof() and content.exception() is None:
-                self._response.release()
+                self.response.release()
             else:
                 # A half-read connection must not go back to the pool.
-                self._response.close()
+                self.response.close()
         finally:
             release()
 
@@ -201,7 +207,7 @@ class _ResponseStream(httpx.AsyncByteStream):
         self.close()
 
 
-class AiohttpTransport(httpx.AsyncBaseTransport):
+class AiohttpTransport(RawTransport):
     """An :class:`httpx.AsyncBaseTransport` backed by an :class:`aiohttp.ClientSession`.
 
     The session is created on the first request (it needs a running loop) and
@@ -251,7 +257,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             timeout=aiohttp.ClientTimeout(total=None),
         )
 
-    async def _acquire(self, request: httpx.Request, wait: float | None) -> None:
+    async def _acquire(self, request: httpx.Request | None, wait: float | None) -> None:
         if self._slots is not None:
             try:
                 self._slots.acquire_nowait()  # no checkpoint when a slot is free
@@ -273,40 +279,78 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` and return the response as soon as its headers are in."""
+        body: bytes | AsyncIterable[bytes]
+        if isinstance(request.stream, httpx.ByteStream):
+            body = b"".join(request.stream)
+        elif isinstance(request.stream, httpx.AsyncByteStream):
+            body = request.stream
+        else:
+            raise TypeError("AiohttpTransport needs a request with an async body stream")
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
+        stream = await self._send(
+            request.method, request.url, request.headers.raw, body, timeouts, request
+        )
+        try:
+            response = stream.response
+            return httpx.Response(
+                status_code=stream.status_code,
+                headers=stream.raw_headers,
+                stream=stream,
+                request=request,
+                extensions={
+                    "http_version": b"HTTP/1.0" if response.version == _HTTP_10 else b"HTTP/1.1",
+                    "reason_phrase": (response.reason or "").encode("utf-8", "surrogateescape"),
+                },
+            )
+        except BaseException:
+            stream.close()
+            raise
+
+    def send_raw(self, request: UpstreamRequest) -> Coroutine[Any, Any, RawResponse]:
+        """Send ``request`` (no httpx objects); return as soon as its headers are in."""
+        return self._send(  # its coroutine as it is: no layer more to resume through
+            request.method, request.url, request.headers, request.body, request.timeouts, None
+        )
+
+    async def _send(
+        self,
+        method: str,
+        url: httpx.URL,
+        raw_headers: list[tuple[bytes, bytes]],
+        body: bytes | AsyncIterable[bytes],
+        timeouts: dict[str, float | None],
+        request: httpx.Request | None,
+    ) -> _ResponseStream:
+        """The exchange both interfaces share; ``request`` is for httpx's exceptions."""
         session = self._session
         if session is None or session.closed:
             session = self._session = self._new_session()
-
-        url = request.url
         if url.userinfo:  # aiohttp would turn it into an Authorization header
             url = url.copy_with(userinfo=b"")
         headers = [
             (name.decode("latin-1"), _header_value(value))
-            for name, value in request.headers.raw
+            for name, value in raw_headers
             if name.lower() != b"transfer-encoding"  # framing is aiohttp's job
         ]
         upload: _Upload | None = None
         data: bytes | AsyncIterator[bytes] | None
         write_timeout = timeouts.get("write")
-        if isinstance(request.stream, httpx.ByteStream):
-            data = b"".join(request.stream) or None
+        if isinstance(body, bytes):
+            data = body or None
             if data is not None and len(data) > _UNDRAINED:
                 # Sent with its Content-Length; only a body this large waits on the
                 # socket (and aiohttp warns about large raw bytes).
                 upload = _Upload(_one_chunk(data), request, write_timeout)
                 data = upload.chunks()
-        elif isinstance(request.stream, httpx.AsyncByteStream):
-            upload = _Upload(request.stream, request, write_timeout)
-            data = upload.chunks()  # chunked unless the request has a Content-Length
         else:
-            raise TypeError("AiohttpTransport needs a request with an async body stream")
+            upload = _Upload(body, request, write_timeout)
+            data = upload.chunks()  # chunked unless the request has a Content-Length
 
         await self._acquire(request, timeouts.get("pool"))
         error: Exception
         try:
             response = await session.request(
-                request.method,
+                method,
                 URL(str(url), encoded=True),
                 headers=headers,
                 data=data,
@@ -321,22 +365,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             self._release()
             raise
         else:
-            stream = _ResponseStream(response, request, upload, self._release)
             try:
-                return httpx.Response(
-                    status_code=response.status,
-                    headers=response.raw_headers,
-                    stream=stream,
-                    request=request,
-                    extensions={
-                        "http_version": b"HTTP/1.0"
-                        if response.version == _HTTP_10
-                        else b"HTTP/1.1",
-                        "reason_phrase": (response.reason or "").encode("utf-8", "surrogateescape"),
-                    },
-                )
-            except BaseException:
-                stream.close()
+                return _ResponseStream(response, request, upload, self._release)
+            except BaseException:  # pragma: no cover - building it does not fail
+                response.close()
+                self._release()
                 raise
         # Raised outside the handler so a body error keeps its own context.
         raise error

@@ -48,7 +48,7 @@ from pyreqwest.client import Client, ClientBuilder
 from pyreqwest.request import StreamRequest
 from pyreqwest.response import Response
 
-from ._upstream import DEFAULT_LIMITS
+from ._upstream import DEFAULT_LIMITS, RawResponse, RawTransport, UpstreamRequest
 
 logger = logging.getLogger("provider_proxy")
 
@@ -180,7 +180,10 @@ class _Upload:
     __slots__ = ("error", "on_stall", "request", "stream", "write_timeout")
 
     def __init__(
-        self, stream: AsyncIterable[bytes], request: httpx.Request, write_timeout: float | None
+        self,
+        stream: AsyncIterable[bytes],
+        request: httpx.Request | None,
+        write_timeout: float | None,
     ) -> None:
         self.stream = stream
         self.request = request
@@ -221,7 +224,7 @@ async def _pieces(data: bytes) -> AsyncIterator[bytes]:
 
 
 def _translate(
-    exc: Exception, request: httpx.Request, upload: _Upload | None, *, reading: bool
+    exc: Exception, request: httpx.Request | None, upload: _Upload | None, *, reading: bool
 ) -> Exception:
     """The exception to raise for ``exc``: httpx's, the body's own, or ``exc`` unchanged."""
     if upload is not None and upload.error is not None:
@@ -256,17 +259,22 @@ def _headers(response: Response) -> list[tuple[str, str]]:
     return kept
 
 
-class _ResponseStream(httpx.AsyncByteStream):
+class _ResponseStream(RawResponse):
     """The response body as it arrives; closing it frees the connection and the slot."""
 
     def __init__(
         self,
         sending: StreamRequest,
         response: Response,
-        request: httpx.Request,
+        request: httpx.Request | None,
         upload: _Upload | None,
         release: Callable[[], None],
     ) -> None:
+        self.status_code = response.status
+        self.version = response.version
+        self.raw_headers = [
+            (name.encode("latin-1"), value.encode("latin-1")) for name, value in _headers(response)
+        ]
         self._sending = sending
         self._reader = response.body_reader
         self._request = request
@@ -300,7 +308,7 @@ class _ResponseStream(httpx.AsyncByteStream):
             release()
 
 
-class ReqwestTransport(httpx.AsyncBaseTransport):
+class ReqwestTransport(RawTransport):
     """An :class:`httpx.AsyncBaseTransport` backed by pyreqwest's :class:`~pyreqwest.client.Client`.
 
     Clients are created on first use, one per distinct ``(connect, read)``
@@ -369,7 +377,7 @@ class ReqwestTransport(httpx.AsyncBaseTransport):
         client: Client = builder.build()
         return client
 
-    async def _acquire(self, request: httpx.Request, wait: float | None) -> None:
+    async def _acquire(self, request: httpx.Request | None, wait: float | None) -> None:
         if self._slots is not None:
             try:
                 self._slots.acquire_nowait()  # no checkpoint when a slot is free
@@ -391,28 +399,64 @@ class ReqwestTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` and return the response as soon as its head is in."""
+        body: bytes | AsyncIterable[bytes]
+        if isinstance(request.stream, httpx.ByteStream):
+            body = b"".join(request.stream)
+        elif isinstance(request.stream, httpx.AsyncByteStream):
+            body = request.stream
+        else:
+            raise TypeError("ReqwestTransport needs a request with an async body stream")
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
+        stream = await self._send(
+            request.method, request.url, request.headers.raw, body, timeouts, request
+        )
+        try:
+            return httpx.Response(
+                status_code=stream.status_code,
+                headers=stream.raw_headers,
+                stream=stream,
+                request=request,
+                # No reason phrase: reqwest keeps none, and httpx then gives the standard one.
+                extensions={"http_version": stream.version.encode("ascii")},
+            )
+        except BaseException:
+            await stream.aclose()
+            raise
+
+    def send_raw(self, request: UpstreamRequest) -> Coroutine[Any, Any, RawResponse]:
+        """Send ``request`` (no httpx objects); return as soon as its head is in."""
+        return self._send(  # its coroutine as it is: no layer more to resume through
+            request.method, request.url, request.headers, request.body, request.timeouts, None
+        )
+
+    async def _send(
+        self,
+        method: str,
+        url: httpx.URL,
+        raw_headers: list[tuple[bytes, bytes]],
+        body: bytes | AsyncIterable[bytes],
+        timeouts: dict[str, float | None],
+        request: httpx.Request | None,
+    ) -> _ResponseStream:
+        """The exchange both interfaces share; ``request`` is for httpx's exceptions."""
         client = self._client(timeouts.get("connect"), timeouts.get("read"))
         headers = [
             (name.decode("latin-1"), _header_value(value))
-            for name, value in request.headers.raw
+            for name, value in raw_headers
             if name.lower() != b"transfer-encoding"  # framing is hyper's job
         ]
-        builder = client.request(request.method, str(request.url)).headers(headers)
+        builder = client.request(method, str(url)).headers(headers)
         upload: _Upload | None = None
         write_timeout = timeouts.get("write")
-        if isinstance(request.stream, httpx.ByteStream):
-            data = b"".join(request.stream)
-            if len(data) > _PIECE:
-                upload = _Upload(_pieces(data), request, write_timeout)
+        if isinstance(body, bytes):
+            if len(body) > _PIECE:
+                upload = _Upload(_pieces(body), request, write_timeout)
                 builder = builder.body_stream(upload.chunks())
-            elif data:
-                builder = builder.body_bytes(data)
-        elif isinstance(request.stream, httpx.AsyncByteStream):
-            upload = _Upload(request.stream, request, write_timeout)
-            builder = builder.body_stream(upload.chunks())  # chunked unless a Content-Length
+            elif body:
+                builder = builder.body_bytes(body)
         else:
-            raise TypeError("ReqwestTransport needs a request with an async body stream")
+            upload = _Upload(body, request, write_timeout)
+            builder = builder.body_stream(upload.chunks())  # chunked unless a Content-Length
         sending = builder.streamed_read_buffer_limit(READ_AHEAD).build_streamed()
 
         await self._acquire(request, timeouts.get("pool"))
@@ -435,18 +479,12 @@ class ReqwestTransport(httpx.AsyncBaseTransport):
         else:
             if upload is not None:
                 upload.on_stall = None  # past the head: a stall now ends in the read timeout
-            stream = _ResponseStream(sending, response, request, upload, self._release)
             try:
-                return httpx.Response(
-                    status_code=response.status,
-                    headers=_headers(response),
-                    stream=stream,
-                    request=request,
-                    # No reason phrase: reqwest keeps none, and httpx then gives the standard one.
-                    extensions={"http_version": response.version.encode("ascii")},
-                )
-            except BaseException:
-                await stream.aclose()
+                return _ResponseStream(sending, response, request, upload, self._release)
+            except BaseException:  # pragma: no cover - building it does not fail
+                with anyio.CancelScope(shield=True):
+                    await sending.__aexit__(None, None, None)
+                self._release()
                 raise
         raise error
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from typing import Any
 
 import httpx
 
@@ -43,6 +45,90 @@ _CONNECT_FAILURES: tuple[tuple[type[BaseException], str], ...] = (
     (ssl.SSLError, "the TLS handshake failed"),
     (ConnectionResetError, "connection reset"),
 )
+
+
+class UpstreamRequest:
+    """A prebuilt upstream request as raw parts, for a :class:`RawTransport`.
+
+    The plain passthrough path builds this and nothing more: an
+    :class:`httpx.Request` is made from it only for a transport that needs one.
+    ``headers`` are lower-case byte pairs, framing included (``content-length``
+    or ``transfer-encoding: chunked``); ``body`` is whole bytes or a stream.
+    """
+
+    __slots__ = ("body", "extensions", "headers", "method", "url")
+
+    def __init__(
+        self,
+        method: str,
+        url: httpx.URL,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes | AsyncIterable[bytes],
+        extensions: dict[str, Any],
+    ) -> None:
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+        self.extensions = extensions
+
+    @property
+    def timeouts(self) -> dict[str, float | None]:
+        """httpx's ``timeout`` extension: ``connect``, ``read``, ``write`` and ``pool``."""
+        timeouts: dict[str, float | None] = self.extensions.get("timeout", {})
+        return timeouts
+
+
+class RawResponse(httpx.AsyncByteStream):
+    """An upstream response as raw parts: the status, the headers as sent, the body stream.
+
+    Iterating yields the body's chunks as they arrive (raising httpx's
+    exceptions); :meth:`aclose` frees the connection, once.
+    """
+
+    status_code: int
+    #: The headers as the upstream sent them (names in any case).
+    raw_headers: Sequence[tuple[bytes, bytes]]
+
+    def __aiter__(self) -> AsyncIterator[bytes]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    async def aclose(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class RawTransport(httpx.AsyncBaseTransport):
+    """A transport that also sends an :class:`UpstreamRequest` without httpx's objects.
+
+    The engine uses :meth:`send_raw` when the app's transport is one (the
+    aiohttp and reqwest transports are); any other :class:`httpx.AsyncBaseTransport`
+    gets an :class:`httpx.Request`, as before. Failures raise httpx's exceptions
+    either way. (A plain class, not an ABC: the engine checks it per request.)
+    """
+
+    async def send_raw(self, request: UpstreamRequest) -> RawResponse:  # pragma: no cover
+        """Send ``request``; return as soon as the response's head is in."""
+        raise NotImplementedError
+
+
+class HttpxResponse(RawResponse):
+    """An :class:`httpx.Response` seen as a :class:`RawResponse` (any other transport's)."""
+
+    __slots__ = ("_response", "raw_headers", "status_code")
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+        self.status_code = response.status_code
+        self.raw_headers = response.headers.raw
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        # The transport's own stream, not decoded (``aiter_raw`` would add a layer).
+        stream: Any = self._response.stream
+        iterator: AsyncIterator[bytes] = stream.__aiter__()
+        return iterator
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
 
 
 def default_transport(limits: httpx.Limits = DEFAULT_LIMITS) -> httpx.AsyncBaseTransport:
