@@ -113,7 +113,7 @@ REQUEST_FIELDS: FidelityTable = {
     "background": Rule(R, "unless false; the gateway runs it before translating"),
     "conversation": Rule(R, "the gateway sends its items as the input before translating"),
     "prompt": Rule(R),
-    "metadata": Rule(D, "for stored responses"),
+    "metadata": Rule(D, "not sent to the provider; echoed with the answer and kept with it"),
     "client_metadata": Rule(D, "the client's own (the Codex CLI's)"),
     "service_tier": Rule(D),
     "prompt_cache_key": Rule(D),
@@ -210,8 +210,24 @@ def decode_request(body: Any) -> tuple[Request, tuple[str, ...]]:
         continues=u.opt_str(body.get("previous_response_id"), "previous_response_id"),
         transient_system=1 if instructions else 0,
         output_format=text_format,
+        metadata=_decode_metadata(body.get("metadata")),
     )
     return request, tuple(dict.fromkeys(dropped))
+
+
+def _decode_metadata(value: Any) -> dict[str, str] | None:
+    """``metadata`` as the API takes it: at most 16 string pairs (keys 64, values 512 long)."""
+    if value is None:
+        return None
+    raw = u.obj(value, "metadata")
+    if len(raw) > 16:
+        raise Unsupported("metadata", "at most 16 key-value pairs")
+    for key, item in raw.items():
+        if len(key) > 64 or not isinstance(item, str) or len(item) > 512:
+            raise Unsupported(
+                f"metadata.{key}", "keys of at most 64 and string values of at most 512 characters"
+            )
+    return dict(raw)
 
 
 def _never(value: Any) -> bool:

@@ -345,6 +345,11 @@ class Request:
     output_format: OutputFormat | None = None
     #: The provider's built-in web search is offered to the model.
     web_search: WebSearch | None = None
+    #: The client's own labels of the request (the Responses API's ``metadata``): never
+    #: sent to a provider, echoed with the answer and kept with it.
+    metadata: Mapping[str, str] | None = None
+    #: The client's conversation this request is a turn of (echoed with the answer).
+    conversation: str | None = None
 
 
 # -- the response -----------------------------------------------------------------------

@@ -308,6 +308,8 @@ class Gateway:
                 await self._identity_required(scope), parsed
             )
         request, dropped = codec.decode_request(parsed)
+        if joined is not None:  # its answer says which conversation it was made in
+            request = dataclasses.replace(request, conversation=joined.conversation_id)
         form = request.output_format
         if form is not None and form.kind not in getattr(
             target.adapter, "output_formats", {form.kind}
@@ -432,12 +434,17 @@ class Gateway:
             raise BadRequest("Background mode requires store to be true.")
         body = {k: v for k, v in parsed.items() if k != "background"}
         identity = await self._identity_required(scope)
-        checked = body
+        checked, joined = body, None
         if self._conversations is not None and "conversation" in body:
-            checked, _ = await self._conversations.join(identity, body)
-        codec.decode_request(checked)  # bad input is answered now, not as a failed response
+            checked, joined = await self._conversations.join(identity, body)
+        # Bad input is answered now, not as a failed response; the settings are echoed.
+        request, _ = codec.decode_request(checked)
+        if joined is not None:
+            request = dataclasses.replace(request, conversation=joined.conversation_id)
         answer_id, created = stored.issue_id(secrets.token_hex(16)), int(time.time())
-        queued = codec.encode_response(Response(answer_id, named, (), FinishReason.STOP, Usage()))
+        queued = codec.encode_response(
+            Response(answer_id, named, (), FinishReason.STOP, Usage()), request
+        )
         queued.update(status="queued", usage=None, background=True, created_at=created)
         content = dumps(dict(body, stream=True))
         headers = [
@@ -525,8 +532,8 @@ class Gateway:
         elif sub:
             raise MethodNotAllowed("A stored response's input items answer GET.")
         elif method == "GET":
-            response, created = await self._answers.fetch_dated(identity, answer_id)
-            payload = codec.encode_response(response)
+            response, created, settings = await self._answers.fetch_dated(identity, answer_id)
+            payload = codec.encode_response(response, settings)
             if created is not None:  # when it was made, not when it is fetched
                 payload["created_at"] = created
         elif method == "DELETE":
