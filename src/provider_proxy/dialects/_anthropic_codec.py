@@ -120,6 +120,8 @@ STOP_REASONS: dict[str, FinishReason] = {
     "tool_use": FinishReason.TOOL_CALLS,
     "refusal": FinishReason.CONTENT_FILTER,
 }
+#: The ``stop_reason`` of a long server-tool turn Anthropic paused (decoded as ``paused``).
+PAUSE_TURN = "pause_turn"
 FINISH_REASONS: dict[FinishReason, str] = {
     FinishReason.STOP: "end_turn",
     FinishReason.LENGTH: "max_tokens",
@@ -617,7 +619,8 @@ def _document_block(document: Document) -> dict[str, Any]:
 
 
 def stop_reason(value: Any) -> FinishReason:
-    """An Anthropic ``stop_reason`` as canonical; an unknown one (``pause_turn``) raises."""
+    """An Anthropic ``stop_reason`` as canonical; an unknown one raises (``pause_turn``
+    is no finish: the decoders make it ``paused``)."""
     if isinstance(value, str) and value in STOP_REASONS:
         return STOP_REASONS[value]
     raise UntranslatableResponse(f"The provider stopped for an unknown reason: {value!r}.")
@@ -655,6 +658,7 @@ def decode_response(body: Any) -> Response:
     """A Messages answer as a canonical response."""
     body = u.obj(body, "response")
     blocks = u.arr(body.get("content"), "content")
+    paused = body.get("stop_reason") == PAUSE_TURN
     return Response(
         id=str(body.get("id", "")),
         model=str(body.get("model", "")),
@@ -664,8 +668,9 @@ def decode_response(body: Any) -> Response:
                 for i, b in enumerate(blocks)
             )
         ),
-        finish=stop_reason(body.get("stop_reason")),
+        finish=FinishReason.STOP if paused else stop_reason(body.get("stop_reason")),
         usage=decode_usage(body.get("usage")),
+        paused=paused,
     )
 
 

@@ -459,6 +459,9 @@ class Response:
     parts: tuple[Part, ...]
     finish: FinishReason
     usage: Usage = field(default_factory=Usage)
+    #: The provider paused a long turn of its own tools (see :class:`Paused`): the
+    #: answer is not over, and ``finish`` says nothing yet.
+    paused: bool = False
 
 
 # -- stream events ----------------------------------------------------------------------
@@ -571,6 +574,13 @@ class Cited:
     citation: Citation
 
 
+@dataclass(frozen=True, slots=True)
+class Paused:
+    """The provider paused a long turn of its own tools (a server-side search loop) in
+    place of a finish: the answer so far goes back to it, unchanged, for the turn to go
+    on (the gateway does that; no client format has it)."""
+
+
 StreamEvent = (
     MessageStart
     | TextDelta
@@ -586,6 +596,7 @@ StreamEvent = (
     | StreamError
     | WebSearchDone
     | Cited
+    | Paused
 )
 
 
@@ -786,6 +797,7 @@ __all__ = [
     "OutputFormat",
     "OutputKind",
     "Part",
+    "Paused",
     "Reasoning",
     "ReasoningConfig",
     "ReasoningDelta",

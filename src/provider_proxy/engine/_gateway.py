@@ -54,8 +54,10 @@ from ..dialects.canonical import (
     StoredAnswers,
     StreamDecoder,
     StreamEncoder,
+    Paused,
     StreamError,
     Unsupported,
+    UntranslatableResponse,
     Usage,
 )
 from ..guards import Guards
@@ -70,6 +72,7 @@ from ._conversations import Conversations, Joined, conversation_of
 from ._forward import Forwarder
 from ._heads import content_head, send_whole
 from ._images import ImageFetcher
+from ._paused import PausedTurn, joined_report
 from ._reasoning import Kept, ReasoningMemory, StreamCapture
 from ._report import Arrival, Outcome, Report
 from ._responses_state import AnswerStore, Keeping, StoredResponses, issued
@@ -345,12 +348,25 @@ class Gateway:
                     raise
                 request = await self._images.inline(request)  # the provider takes them inline
                 upstream = provider_codec.encode_request(request)
+            # Only a provider's own tools pause a turn; the gateway translates only its search.
+            turn = PausedTurn(request) if request.web_search is not None else None
             translate = _Translator(
-                send, codec, provider_codec, request, dropped, self._memory, identity, keeping
+                send, codec, provider_codec, request, dropped, self._memory, identity, keeping,
+                turn=turn,
             )
-            return await self._forward(
+            report = await self._forward(
                 scope, receive, translate, client, target, dumps(upstream), arrival, hold, repeat
             )
+            while turn is not None and (going_on := turn.continuation) is not None:
+                # The provider paused the turn: the answer so far goes back, and the
+                # client's answer goes on with what comes (charged once by the guards).
+                turn.continuation = None
+                upstream = provider_codec.encode_request(going_on)
+                later = await self._forward(
+                    scope, receive, translate, client, target, dumps(upstream), arrival, None, True
+                )
+                report = joined_report(report, later)
+            return report
         finally:
             if keeping is not None:
                 with anyio.CancelScope(shield=True):  # a client gone still frees its slot
@@ -905,8 +921,14 @@ class _Translator:
         keeping: Keeping | None = None,
         *,
         whole: Callable[[Any], dict[str, Any]] | None = None,
+        turn: PausedTurn | None = None,
     ) -> None:
         self._send = send
+        #: A turn the provider may pause, continued by the gateway into this answer.
+        self._turn = turn
+        #: The client's answer began (a stream): a continuation's goes on in it.
+        self._begun = False
+        self._failed_in: StreamEncoder | None = None
         #: Translates a whole answer when it is not a generation (embeddings).
         self._whole = whole
         #: The answer kept for a stateful client: it is renamed to the id the proxy issued.
@@ -929,7 +951,8 @@ class _Translator:
         kind = message["type"]
         if kind == "http.response.start":
             self._start(message["status"], message.get("headers", []))
-            if self._streaming is not None:
+            if self._streaming is not None and not self._begun:
+                self._begun = True
                 await self._send_start("text/event-stream")
             return
         if kind != "http.response.body":  # pragma: no cover - nothing else is relayed
@@ -948,13 +971,17 @@ class _Translator:
         self._status = status
         self._headers = [item for item in headers if item[0] not in _BODY_HEADERS]
         content_type = header_value(headers, b"content-type") or b""
+        # A stream encoder begun is kept for the continuation of a paused turn.
+        encoder = self._streaming[2] if self._streaming is not None else None
+        self._streaming = None
         if status >= 400:
             self._error = True
+            self._failed_in = encoder
         elif content_type.lower().startswith(b"text/event-stream"):
             self._streaming = (
                 SSEParser(),
                 self._provider.stream_decoder(),
-                self._client.stream_encoder(self._request),
+                encoder or self._client.stream_encoder(self._request),
             )
 
     async def _send_start(self, content_type: str, length: int | None = None) -> None:
@@ -973,16 +1000,23 @@ class _Translator:
         parser, decoder, encoder = streaming
         out: list[bytes] = []
         keep: list[tuple[str, list[Kept]]] = []
-        capture, keeping = self._capture, self._keeping
+        capture, keeping, turn = self._capture, self._keeping, self._turn
         try:
             for event in parser.feed(chunk):
-                for canonical in decoder.feed_text(event.event, event.data):
+                for decoded in decoder.feed_text(event.event, event.data):
+                    canonical = decoded if turn is None else turn.feed(decoded)
+                    if canonical is None:
+                        continue
+                    if isinstance(canonical, Paused):  # no turn to continue it
+                        raise UntranslatableResponse("The provider paused the turn.")
                     if keeping is not None:
                         canonical = keeping.rename(canonical)
                     if capture is not None and (found := capture.feed(canonical)) is not None:
                         keep.append(found)
                     out.append(encoder.feed(canonical))
-            if not more:
+            if not more and turn is not None and turn.continuation is not None:
+                more = True  # the turn goes on: the answer is held open for it
+            elif not more:
                 for canonical in decoder.end():
                     if keeping is not None:
                         canonical = keeping.rename(canonical)
@@ -1004,6 +1038,14 @@ class _Translator:
         if data or not more:
             await self._send({"type": "http.response.body", "body": data, "more_body": more})
 
+    async def _fail_stream(self, encoder: StreamEncoder, failure: StreamError) -> None:
+        """End the client's begun stream with ``failure`` (a continuation failed)."""
+        if self._keeping is not None:
+            self._keeping.rename(failure)
+            await self._keeping.end()
+        data = encoder.feed(failure) + encoder.close()
+        await self._send({"type": "http.response.body", "body": data, "more_body": False})
+
     async def _finish_whole(self) -> None:
         raw = b"".join(self._parts)
         try:
@@ -1012,6 +1054,11 @@ class _Translator:
             parsed = None
         if self._error:
             error = self._provider.decode_error(self._status, parsed)
+            if self._begun and self._failed_in is not None:  # a continuation's, mid-stream
+                await self._fail_stream(
+                    self._failed_in, StreamError(error.status, error.kind, error.message)
+                )
+                return
             self._status, payload = self._client.encode_error(
                 error.status, error.kind, error.message
             )
@@ -1021,6 +1068,14 @@ class _Translator:
                     payload = self._whole(parsed)
                 else:
                     response = self._provider.decode_response(parsed)
+                    if self._turn is not None:
+                        joined = self._turn.whole(response)
+                        if joined is None:  # paused: the turn goes on first
+                            self._parts.clear()
+                            return
+                        response = joined
+                    elif response.paused:
+                        raise UntranslatableResponse("The provider paused the turn.")
                     if self._keeping is not None:
                         response = self._keeping.whole(response)
                     if self._memory is not None:
