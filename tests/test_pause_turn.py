@@ -282,8 +282,9 @@ def test_the_fake_refuses_a_continuation_not_sent_back_unchanged(upstream: Serve
         }
         answer = httpx.post(f"{upstream.url}/v1/messages", json=body, headers=PAUSE)
         assert answer.status_code == 400
-        assert "unchanged" in answer.json()["error"]["message"] or "server_tool_use" in (
-            answer.json()["error"]["message"]
+        assert (
+            "unchanged" in answer.json()["error"]["message"]
+            or "server_tool_use" in (answer.json()["error"]["message"])
         )
     good = {
         "model": "claude",

@@ -109,7 +109,7 @@ def _formatted(client: openai.OpenAI, model: str, streamed: bool) -> Any:
         "instructions": "Answer in one word.",
         "input": "Capital of France?",
         "text": {"format": ANSWER},
-        "max_output_tokens": 3000,
+        "max_output_tokens": 5000,
         "reasoning": {"effort": "low"},
         "metadata": {"run": "7", "team": "search"},
     }
@@ -129,13 +129,18 @@ def test_a_fetched_answer_echoes_its_requests_settings(
     made = _formatted(client, model, streamed)
     assert made.instructions == "Answer in one word."
     assert made.metadata == {"run": "7", "team": "search"}
-    assert made.text is not None and made.text.format is not None
+    assert made.text is not None
+    assert made.text.format is not None
     assert made.text.format.type == "json_schema"
     fetched = client.responses.retrieve(made.id)
-    assert fetched.text is not None and fetched.text.format is not None
-    assert fetched.text.format.model_dump(mode="json", exclude_none=True) == ANSWER
+    assert fetched.text is not None
+    assert fetched.text.format is not None
+    assert fetched.model_dump(mode="json", by_alias=True)["text"]["format"] == {
+        **ANSWER,
+        "description": None,
+    }
     assert fetched.instructions == "Answer in one word."
-    assert fetched.max_output_tokens == 3000
+    assert fetched.max_output_tokens == 5000
     assert fetched.reasoning is not None
     assert fetched.reasoning.effort == "low"
     assert fetched.metadata == {"run": "7", "team": "search"}
@@ -195,7 +200,8 @@ def test_a_queued_background_response_echoes_its_settings(client: openai.OpenAI)
     assert queued.instructions == "Answer in one word."
     assert queued.metadata == {"run": "8"}
     assert queued.max_output_tokens == 3000
-    assert queued.text is not None and queued.text.format is not None
+    assert queued.text is not None
+    assert queued.text.format is not None
     assert queued.text.format.type == "json_schema"
     done: list[Any] = []
 
@@ -211,7 +217,8 @@ def test_a_queued_background_response_echoes_its_settings(client: openai.OpenAI)
 def test_an_answer_made_in_a_conversation_names_it(client: openai.OpenAI, model: str) -> None:
     conversation = client.conversations.create()
     whole = client.responses.create(model=model, conversation=conversation.id, input="Hi.")
-    assert whole.conversation is not None and whole.conversation.id == conversation.id
+    assert whole.conversation is not None
+    assert whole.conversation.id == conversation.id
     with client.responses.stream(
         model=model, conversation={"id": conversation.id}, input="Again."
     ) as stream:
@@ -220,14 +227,17 @@ def test_an_answer_made_in_a_conversation_names_it(client: openai.OpenAI, model:
     created = next(e for e in events if e.type == "response.created")
     assert created.response.conversation is not None
     assert created.response.conversation.id == conversation.id
-    assert streamed.conversation is not None and streamed.conversation.id == conversation.id
+    assert streamed.conversation is not None
+    assert streamed.conversation.id == conversation.id
     for answer in (whole, streamed):
         fetched = client.responses.retrieve(answer.id)
-        assert fetched.conversation is not None and fetched.conversation.id == conversation.id
+        assert fetched.conversation is not None
+        assert fetched.conversation.id == conversation.id
     queued = client.responses.create(
         model=model, conversation=conversation.id, input="Once more.", background=True
     )
-    assert queued.conversation is not None and queued.conversation.id == conversation.id
+    assert queued.conversation is not None
+    assert queued.conversation.id == conversation.id
     plain = client.responses.create(model=model, input="Hi.")
     assert plain.conversation is None
 
@@ -246,7 +256,7 @@ def test_bad_metadata_is_a_400_naming_it(client: openai.OpenAI) -> None:
 def _request(**settings: Any) -> Request:
     return Request(
         model="claude",
-        messages=(Message("user", (Text("Hi.")),)),
+        messages=(Message("user", (Text("Hi."),)),),
         system=(Text("Be brief."), Text("Kept system.")),
         transient_system=1,
         store=True,
@@ -275,7 +285,7 @@ async def test_the_kept_record_holds_the_settings_without_the_conversation() -> 
     codec = OpenAIResponses().codec
     assert codec is not None
     request = _request(metadata={"run": "7"}, max_tokens=50)
-    begun, keeping = await answers.begin("alice", request, codec)  # type: ignore[arg-type]
+    _, keeping = await answers.begin("alice", request, codec)  # type: ignore[arg-type]
     keeping.whole(Response("x", "claude", (Text("Hello."),), FinishReason.STOP, Usage()))
     await keeping.end()
     response, created, settings = await answers.fetch_dated("alice", keeping.answer_id)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import re
 from typing import Any
 
@@ -79,7 +80,11 @@ REQUEST_FIELDS: FidelityTable = {
     "stop_sequences": Rule(M),
     "stream": Rule(M),
     "tools": Rule(M, "custom tools, schemas intact; web_search_20250305 (see Web search)"),
-    "tool_choice": Rule(M, "disable_parallel_tool_use as parallel_tool_calls"),
+    "tool_choice": Rule(
+        M,
+        "disable_parallel_tool_use as parallel_tool_calls; a tool choice naming the"
+        " web_search tool forces the search",
+    ),
     "thinking": Rule(M, "enabled (budget) or disabled (a budget of 0)"),
     "metadata": Rule(M, "user_id"),
     "top_k": Rule(R),
@@ -223,6 +228,10 @@ def decode_request(body: Any) -> tuple[Request, tuple[str, ...]]:
         reasoning=_decode_thinking(body.get("thinking")),
         output_format=output.from_anthropic(body.get("output_config"), body.get("output_format")),
     )
+    if request.web_search is not None and choice is not None:  # forcing its search tool
+        request = dataclasses.replace(
+            request, tool_choice=ws.anthropic_choice(choice, request.tools)
+        )
     return request, tuple(dropped)
 
 
@@ -513,10 +522,14 @@ def _encode_tool_choice(request: Request) -> dict[str, Any] | None:
     choice = request.tool_choice
     if choice is None and request.parallel_tool_calls is None:
         return None
+    ws.forced(choice, request.web_search, "tool_choice")
     kinds = {"auto": "auto", "required": "any", "none": "none", "tool": "tool"}
+    kinds["web_search"] = "tool"  # its search is a tool by name
     out: dict[str, Any] = {"type": kinds[choice.kind] if choice is not None else "auto"}
     if choice is not None and choice.kind == "tool":
         out["name"] = choice.name
+    elif choice is not None and choice.kind == "web_search":
+        out["name"] = "web_search"
     if request.parallel_tool_calls is not None and out["type"] != "none":
         out["disable_parallel_tool_use"] = not request.parallel_tool_calls
     return out

@@ -90,7 +90,7 @@ REQUEST_FIELDS: FidelityTable = {
         "function tools and namespaces of them; web_search by the provider's own search"
         " (see Web search); other built-in tools refused",
     ),
-    "tool_choice": Rule(M, "auto, none, required or a function"),
+    "tool_choice": Rule(M, "auto, none, required, a function, or the web_search tool"),
     "parallel_tool_calls": Rule(M),
     "reasoning": Rule(M, "effort; summary: reasoning is returned as summary text"),
     "text": Rule(
@@ -212,6 +212,7 @@ def decode_request(body: Any) -> tuple[Request, tuple[str, ...]]:
         output_format=text_format,
         metadata=_decode_metadata(body.get("metadata")),
     )
+    ws.forced(request.tool_choice, request.web_search, "tool_choice")
     return request, tuple(dict.fromkeys(dropped))
 
 
@@ -334,8 +335,13 @@ def _decode_tool_choice(value: Any) -> ToolChoice | None:
     if value in ("auto", "none", "required"):
         return ToolChoice(value)
     raw = u.obj(value, "tool_choice")
+    if raw.get("type") in ws.RESPONSES_TYPES:  # the web search tool, which must run
+        u.only(raw, ("type",), "tool_choice")
+        return ToolChoice("web_search", raw["type"])
     if raw.get("type") != "function":
-        raise Unsupported("tool_choice.type", "only a function tool choice translates")
+        raise Unsupported(
+            "tool_choice.type", "only a function or web search tool choice translates"
+        )
     u.only(raw, ("type", "name", "namespace"), "tool_choice")
     namespace = u.opt_str(raw.get("namespace"), "tool_choice.namespace")
     return ToolChoice("tool", flat_name(namespace, u.text(raw.get("name"), "tool_choice.name")))
@@ -509,7 +515,11 @@ def encode_request(request: Request) -> dict[str, Any]:
     if request.tool_choice is not None:
         choice = request.tool_choice
         body["tool_choice"] = (
-            {"type": "function", "name": choice.name} if choice.kind == "tool" else choice.kind
+            {"type": "function", "name": choice.name}
+            if choice.kind == "tool"
+            else ws.responses_choice(choice)
+            if choice.kind == "web_search"
+            else choice.kind
         )
     effort = chat._effort(request.reasoning)
     if effort is not None:

@@ -339,6 +339,8 @@ def response_object(
     if request is not None and request.tool_choice is not None:
         kind, name = request.tool_choice.kind, request.tool_choice.name
         choice = {"type": "function", **call_name(name or "")} if kind == "tool" else kind
+        if kind == "web_search":
+            choice = ws.responses_choice(request.tool_choice)
     incomplete = None
     if finish in _INCOMPLETE_REASONS:
         incomplete = {"reason": _INCOMPLETE_REASONS[finish]}

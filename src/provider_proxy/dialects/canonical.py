@@ -264,12 +264,13 @@ class WebSearch:
     context_size: str | None = None
 
 
-ToolChoiceKind = Literal["auto", "none", "required", "tool"]
+ToolChoiceKind = Literal["auto", "none", "required", "tool", "web_search"]
 
 
 @dataclass(frozen=True, slots=True)
 class ToolChoice:
-    """Whether the model may, must not, or must call a tool (``"tool"``: the one ``name``d)."""
+    """Whether the model may, must not, or must call a tool (``"tool"``: the one ``name``d;
+    ``"web_search"``: the provider's own search, ``name`` the client's word for it)."""
 
     kind: ToolChoiceKind
     name: str | None = None

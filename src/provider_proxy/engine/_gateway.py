@@ -49,12 +49,12 @@ from ..dialects.canonical import (
     IMAGE_URL,
     Codec,
     FinishReason,
+    Paused,
     Request,
     Response,
     StoredAnswers,
     StreamDecoder,
     StreamEncoder,
-    Paused,
     StreamError,
     Unsupported,
     UntranslatableResponse,
@@ -351,7 +351,14 @@ class Gateway:
             # Only a provider's own tools pause a turn; the gateway translates only its search.
             turn = PausedTurn(request) if request.web_search is not None else None
             translate = _Translator(
-                send, codec, provider_codec, request, dropped, self._memory, identity, keeping,
+                send,
+                codec,
+                provider_codec,
+                request,
+                dropped,
+                self._memory,
+                identity,
+                keeping,
                 turn=turn,
             )
             report = await self._forward(

@@ -489,14 +489,23 @@ def from_plain(value: Any) -> Any:
     """The inverse of :func:`to_plain` (arrays are tuples, as canonical values hold them)."""
     if isinstance(value, list):
         return tuple(from_plain(item) for item in value)
-    if isinstance(value, dict) and value.get("~") == _MAPPING:
-        return {k: from_plain(v) for k, v in value["items"].items()}
+    if isinstance(value, dict) and (value.get("~") == _MAPPING or "~" not in value):
+        return _json(value)  # a mapping of the client's: plain JSON, its arrays lists
     if isinstance(value, dict) and "~" in value:
         cls = _TYPES[value["~"]]
         fields = {k: from_plain(v) for k, v in value.items() if k != "~"}
         if cls is Response:
             fields["finish"] = FinishReason(fields["finish"])
         return cls(**fields)
+    return value
+
+
+def _json(value: Any) -> Any:
+    """A mapping's value kept by :func:`to_plain`, as the client's JSON it was."""
+    if isinstance(value, dict) and value.get("~") == _MAPPING:
+        value = value["items"]
     if isinstance(value, dict):
-        return {k: from_plain(v) for k, v in value.items()}
+        return {k: _json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json(item) for item in value]
     return value

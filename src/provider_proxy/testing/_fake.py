@@ -279,9 +279,7 @@ class FakeUpstream:
         search = _search.search_tool(payload, gemini=False) if anthropic else None
         if search is not None:  # Anthropic's web search server tool
             pauses = int(request.header("x-fake-pause") or 0)
-            await _search.answer_anthropic(
-                send, payload, next(self._ids), *search, pauses=pauses
-            )
+            await _search.answer_anthropic(send, payload, next(self._ids), *search, pauses=pauses)
             return
         answer = _answer(request, payload, next(self._ids), thinking=thinking)
         if not payload.get("stream"):

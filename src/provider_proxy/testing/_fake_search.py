@@ -310,7 +310,7 @@ def _paused_so_far(payload: dict[str, Any], query: str) -> int | str:
         return 0
     content = last.get("content")
     blocks = content if isinstance(content, list) else []
-    done = sum(isinstance(b, dict) and b.get("type") == "server_tool_use" for b in blocks)
+    done = sum(1 for b in blocks if isinstance(b, dict) and b.get("type") == "server_tool_use")
     expected = [block for n in range(1, done + 1) for block in paused_part(query, n)]
     if done == 0 or blocks != expected:
         return (
@@ -333,9 +333,10 @@ async def answer_anthropic(
     pausing the turn ``pauses`` times first."""
     refusal = anthropic_refusal(index, tool, payload.get("messages"))
     query = query_of(payload, gemini=False)
-    done = _paused_so_far(payload, query) if pauses else 0
-    if isinstance(done, str):
-        refusal = done
+    so_far = _paused_so_far(payload, query) if pauses else 0
+    done = so_far if isinstance(so_far, int) else 0
+    if isinstance(so_far, str):
+        refusal = so_far
     if refusal is not None:
         error = {"type": "invalid_request_error", "message": refusal}
         await _whole(send, 400, {"type": "error", "error": error})
