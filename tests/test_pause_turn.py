@@ -212,7 +212,7 @@ def test_an_anthropic_client_on_claude_gets_pause_turn_and_continues_itself(
         messages: list[Any] = [{"role": "user", "content": QUESTION}]
         before = len(fake.requests)
         paused = sdk.messages.create(
-            model="claude-sonnet-4-5",
+            model="claude-sonnet-4-6",
             max_tokens=500,
             messages=messages,
             tools=tools,
@@ -222,7 +222,7 @@ def test_an_anthropic_client_on_claude_gets_pause_turn_and_continues_itself(
         assert paused.stop_reason == "pause_turn"
         content = [block.model_dump(mode="json", exclude_none=True) for block in paused.content]
         done = sdk.messages.create(
-            model="claude-sonnet-4-5",
+            model="claude-sonnet-4-6",
             max_tokens=500,
             messages=[*messages, {"role": "assistant", "content": content}],
             tools=tools,
@@ -353,6 +353,9 @@ def test_a_paused_stream_continues_in_one_answer_with_usage_summed() -> None:
         UsageReport(Usage(10, 5)),
     ]
     assert turn.feed(Paused()) is None
+    assert turn.continuation is None
+    assert turn.feed(UsageReport(Usage(output_tokens=6))) == UsageReport(Usage(10, 6))
+    assert turn.ended()
     assert turn.continuation is not None
     assert turn.continuation.messages[-1] == Message("assistant", (Text("Part one. "),))
     turn.continuation = None
@@ -365,9 +368,10 @@ def test_a_paused_stream_continues_in_one_answer_with_usage_summed() -> None:
     ]
     assert [turn.feed(event) for event in second] == [
         None,
-        UsageReport(Usage(20, 6)),
+        UsageReport(Usage(20, 7)),
         TextDelta("Part two."),
-        UsageReport(Usage(20, 12)),
+        UsageReport(Usage(20, 13)),
         Finish(FinishReason.STOP),
     ]
     assert turn.continuation is None
+    assert not turn.ended()

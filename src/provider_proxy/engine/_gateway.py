@@ -1021,7 +1021,7 @@ class _Translator:
                     if capture is not None and (found := capture.feed(canonical)) is not None:
                         keep.append(found)
                     out.append(encoder.feed(canonical))
-            if not more and turn is not None and turn.continuation is not None:
+            if not more and turn is not None and turn.ended():
                 more = True  # the turn goes on: the answer is held open for it
             elif not more:
                 for canonical in decoder.end():

@@ -63,8 +63,8 @@ class PausedTurn:
     """One answer of a turn the provider may pause: what the parts before this one said.
 
     For a stream, :meth:`feed` each decoded event: it says what the client gets
-    of it (``None``: nothing), and :attr:`continuation` is set once a part ended
-    paused. For a whole answer, :meth:`whole` joins it to the earlier parts, or
+    of it (``None``: nothing); at the provider's end of it, :meth:`ended` says
+    whether the part paused (and sets :attr:`continuation`). For a whole answer, :meth:`whole` joins it to the earlier parts, or
     holds it back and sets :attr:`continuation`.
     """
 
@@ -79,16 +79,13 @@ class PausedTurn:
         self._before = Usage()
         self._now = Usage()
         self._collector = AnswerCollector("")
+        #: The open stream's part paused (its last usage may follow).
+        self._paused = False
 
     def feed(self, event: StreamEvent) -> StreamEvent | None:
-        """``event`` as the client's stream gets it (the usage summed), or ``None``.
-
-        :raises UntranslatableResponse: the turn paused once too often.
-        """
+        """``event`` as the client's stream gets it (the usage summed), or ``None``."""
         if isinstance(event, Paused):
-            self._collector.feed(Finish(FinishReason.STOP))
-            answer = self._collector.response()
-            self._pause(answer.parts if answer is not None else ())
+            self._paused = True
             return None
         if isinstance(event, MessageStart) and self.continued:
             return None  # the client's answer began with the first part
@@ -97,6 +94,19 @@ class PausedTurn:
             event = UsageReport(add_usage(self._before, self._now))
         self._collector.feed(event)
         return event
+
+    def ended(self) -> bool:
+        """Whether the stream that just ended paused: if so, the turn goes on.
+
+        :raises UntranslatableResponse: the turn paused once too often.
+        """
+        if not self._paused:
+            return False
+        self._paused = False
+        self._collector.feed(Finish(FinishReason.STOP))
+        answer = self._collector.response()
+        self._pause(answer.parts if answer is not None else ())
+        return True
 
     def whole(self, response: Response) -> Response | None:
         """``response`` after the earlier parts, as one answer; ``None`` when it paused.
