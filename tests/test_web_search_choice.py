@@ -95,8 +95,13 @@ def test_a_function_named_web_search_is_still_a_function() -> None:
     assert request.web_search is None
 
 
-@pytest.mark.parametrize("codec", [GeminiCodec(), OpenAIChatCodec()], ids=["gemini", "chat"])
-def test_a_target_that_cannot_force_a_search_refuses_naming_tool_choice(codec: Any) -> None:
+@pytest.mark.parametrize(
+    ("codec", "field"),
+    [(GeminiCodec(), "tool_choice"), (OpenAIChatCodec(), "web_search")],
+    ids=["gemini", "chat"],
+)
+def test_a_target_that_cannot_force_a_search_refuses_naming_it(codec: Any, field: str) -> None:
+    """Gemini searches but cannot be made to; Chat Completions cannot search at all."""
     request = Request(
         "m",
         (Message("user", (Text("Q"),)),),
@@ -105,7 +110,7 @@ def test_a_target_that_cannot_force_a_search_refuses_naming_tool_choice(codec: A
     )
     with pytest.raises(Unsupported) as refused:
         codec.encode_request(request)
-    assert refused.value.field == "tool_choice"
+    assert refused.value.field == field
 
 
 def test_forcing_a_search_not_offered_is_refused() -> None:
