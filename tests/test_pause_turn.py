@@ -45,7 +45,7 @@ from provider_proxy.testing import FakeUpstream
 from provider_proxy.testing import _fake_search as fake_search
 
 from .conftest import ANTHROPIC_KEY
-from .servers import ServerThread, serve
+from .servers import ServerThread, serve, wait_until
 
 CLAUDE = "anthropic/claude-sonnet-4-5"
 QUESTION = "What is new in Paris?"
@@ -375,3 +375,36 @@ def test_a_paused_stream_continues_in_one_answer_with_usage_summed() -> None:
     ]
     assert turn.continuation is None
     assert not turn.ended()
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["whole", "streamed"])
+def test_a_continued_turn_is_one_event_with_every_calls_usage(
+    upstream: ServerThread, streamed: bool
+) -> None:
+    events: list[Any] = []
+    proxy = make_asgi_app(
+        [AnthropicAdapter(base_url=upstream.url, api_key=ANTHROPIC_KEY)],
+        transport=httpx.AsyncHTTPTransport(),
+        validate_credentials="off",
+        sinks=[events.append],
+    )
+    with (
+        serve(proxy) as gateway,
+        openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0) as sdk,
+    ):
+        settings: Any = {
+            "model": CLAUDE,
+            "input": QUESTION,
+            "tools": [{"type": "web_search"}],
+            "extra_headers": PAUSE,
+        }
+        if streamed:
+            with sdk.responses.stream(**settings) as stream:
+                stream.get_final_response()
+        else:
+            sdk.responses.create(**settings)
+        assert wait_until(lambda: len(events) >= 1)
+    (event,) = events
+    assert event.translated is True
+    assert event.usage is not None
+    assert (event.usage.input_tokens, event.usage.output_tokens) == (30, 36)
