@@ -64,8 +64,9 @@ class PausedTurn:
 
     For a stream, :meth:`feed` each decoded event: it says what the client gets
     of it (``None``: nothing); at the provider's end of it, :meth:`ended` says
-    whether the part paused (and sets :attr:`continuation`). For a whole answer, :meth:`whole` joins it to the earlier parts, or
-    holds it back and sets :attr:`continuation`.
+    whether the part paused (and sets :attr:`continuation`). For a whole answer,
+    :meth:`whole` joins it to the earlier parts, or holds it back and sets
+    :attr:`continuation`.
     """
 
     def __init__(self, request: Request) -> None:
