@@ -467,7 +467,7 @@ def test_stop_reasons_map(stop: str, finish: FinishReason) -> None:
         assert CODEC.encode_response(response)["stop_reason"] == stop
 
 
-@pytest.mark.parametrize("stop", ["pause_turn", "something_new", None])
+@pytest.mark.parametrize("stop", ["something_new", None])
 def test_an_unknown_stop_reason_is_an_error_never_stop(stop: Any) -> None:
     with pytest.raises(UntranslatableResponse):
         CODEC.decode_response({**RESPONSE, "stop_reason": stop})
@@ -531,7 +531,7 @@ def test_an_unknown_stop_reason_in_a_stream_is_an_error() -> None:
         "message_delta",
         {
             "type": "message_delta",
-            "delta": {"stop_reason": "pause_turn"},
+            "delta": {"stop_reason": "something_new"},
             "usage": {"output_tokens": 1},
         },
     )

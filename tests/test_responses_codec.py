@@ -216,7 +216,7 @@ REFUSED: list[tuple[dict[str, Any], str]] = [
     ({"text": {"format": {"type": "grammar"}}}, "text.format.type"),
     ({"text": {"verbosity": "low"}}, "text.verbosity"),
     ({"include": ["message.output_text.logprobs"]}, "include[0]"),
-    ({"tool_choice": {"type": "web_search_preview"}}, "tool_choice.type"),
+    ({"tool_choice": {"type": "file_search"}}, "tool_choice.type"),
     ({"reasoning": {"effort": "huge"}}, "reasoning.effort"),
     ({"truncation": "auto"}, "truncation"),
     ({"background": True}, "background"),

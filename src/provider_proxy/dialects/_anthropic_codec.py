@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import re
 from typing import Any
 
@@ -79,7 +80,11 @@ REQUEST_FIELDS: FidelityTable = {
     "stop_sequences": Rule(M),
     "stream": Rule(M),
     "tools": Rule(M, "custom tools, schemas intact; web_search_20250305 (see Web search)"),
-    "tool_choice": Rule(M, "disable_parallel_tool_use as parallel_tool_calls"),
+    "tool_choice": Rule(
+        M,
+        "disable_parallel_tool_use as parallel_tool_calls; a tool choice naming the"
+        " web_search tool forces the search",
+    ),
     "thinking": Rule(M, "enabled (budget) or disabled (a budget of 0)"),
     "metadata": Rule(M, "user_id"),
     "top_k": Rule(R),
@@ -120,6 +125,8 @@ STOP_REASONS: dict[str, FinishReason] = {
     "tool_use": FinishReason.TOOL_CALLS,
     "refusal": FinishReason.CONTENT_FILTER,
 }
+#: The ``stop_reason`` of a long server-tool turn Anthropic paused (decoded as ``paused``).
+PAUSE_TURN = "pause_turn"
 FINISH_REASONS: dict[FinishReason, str] = {
     FinishReason.STOP: "end_turn",
     FinishReason.LENGTH: "max_tokens",
@@ -221,6 +228,10 @@ def decode_request(body: Any) -> tuple[Request, tuple[str, ...]]:
         reasoning=_decode_thinking(body.get("thinking")),
         output_format=output.from_anthropic(body.get("output_config"), body.get("output_format")),
     )
+    if request.web_search is not None and choice is not None:  # forcing its search tool
+        request = dataclasses.replace(
+            request, tool_choice=ws.anthropic_choice(choice, request.tools)
+        )
     return request, tuple(dropped)
 
 
@@ -511,10 +522,14 @@ def _encode_tool_choice(request: Request) -> dict[str, Any] | None:
     choice = request.tool_choice
     if choice is None and request.parallel_tool_calls is None:
         return None
+    ws.forced(choice, request.web_search, "tool_choice")
     kinds = {"auto": "auto", "required": "any", "none": "none", "tool": "tool"}
+    kinds["web_search"] = "tool"  # its search is a tool by name
     out: dict[str, Any] = {"type": kinds[choice.kind] if choice is not None else "auto"}
     if choice is not None and choice.kind == "tool":
         out["name"] = choice.name
+    elif choice is not None and choice.kind == "web_search":
+        out["name"] = "web_search"
     if request.parallel_tool_calls is not None and out["type"] != "none":
         out["disable_parallel_tool_use"] = not request.parallel_tool_calls
     return out
@@ -617,7 +632,8 @@ def _document_block(document: Document) -> dict[str, Any]:
 
 
 def stop_reason(value: Any) -> FinishReason:
-    """An Anthropic ``stop_reason`` as canonical; an unknown one (``pause_turn``) raises."""
+    """An Anthropic ``stop_reason`` as canonical; an unknown one raises (``pause_turn``
+    is no finish: the decoders make it ``paused``)."""
     if isinstance(value, str) and value in STOP_REASONS:
         return STOP_REASONS[value]
     raise UntranslatableResponse(f"The provider stopped for an unknown reason: {value!r}.")
@@ -655,6 +671,7 @@ def decode_response(body: Any) -> Response:
     """A Messages answer as a canonical response."""
     body = u.obj(body, "response")
     blocks = u.arr(body.get("content"), "content")
+    paused = body.get("stop_reason") == PAUSE_TURN
     return Response(
         id=str(body.get("id", "")),
         model=str(body.get("model", "")),
@@ -664,8 +681,9 @@ def decode_response(body: Any) -> Response:
                 for i, b in enumerate(blocks)
             )
         ),
-        finish=stop_reason(body.get("stop_reason")),
+        finish=FinishReason.STOP if paused else stop_reason(body.get("stop_reason")),
         usage=decode_usage(body.get("usage")),
+        paused=paused,
     )
 
 

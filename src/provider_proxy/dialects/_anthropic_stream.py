@@ -26,6 +26,7 @@ from .canonical import (
     Finish,
     FinishReason,
     MessageStart,
+    Paused,
     ReasoningDelta,
     ReasoningSignature,
     RedactedReasoningBlock,
@@ -205,7 +206,8 @@ class StreamDecoder:
         out: list[StreamEvent] = []
         reason = (data.get("delta") or {}).get("stop_reason")
         if reason is not None:
-            out.append(Finish(codec.stop_reason(reason)))
+            paused = reason == codec.PAUSE_TURN
+            out.append(Paused() if paused else Finish(codec.stop_reason(reason)))
             self._finished = True
         counts = data.get("usage")
         if isinstance(counts, dict):

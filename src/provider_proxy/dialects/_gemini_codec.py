@@ -634,6 +634,8 @@ def _encode_tool_choice(request: Request) -> dict[str, Any] | None:
     choice = request.tool_choice
     if choice is None:
         return None
+    if choice.kind == "web_search":
+        raise Unsupported("tool_choice", "Gemini cannot be made to search")
     if choice.kind == "tool":
         name = to_gemini_name(choice.name or "", "tool_choice.name")
         return {"mode": "ANY", "allowedFunctionNames": [name]}

@@ -455,6 +455,8 @@ def encode_request(request: Request) -> dict[str, Any]:
         body["tools"] = [_encode_tool(tool) for tool in request.tools]
     if request.tool_choice is not None:
         choice = request.tool_choice
+        if choice.kind == "web_search":
+            raise Unsupported("tool_choice", "Chat Completions cannot be made to search")
         body["tool_choice"] = (
             {"type": "function", "function": {"name": choice.name}}
             if choice.kind == "tool"

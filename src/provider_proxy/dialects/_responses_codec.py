@@ -90,7 +90,7 @@ REQUEST_FIELDS: FidelityTable = {
         "function tools and namespaces of them; web_search by the provider's own search"
         " (see Web search); other built-in tools refused",
     ),
-    "tool_choice": Rule(M, "auto, none, required or a function"),
+    "tool_choice": Rule(M, "auto, none, required, a function, or the web_search tool"),
     "parallel_tool_calls": Rule(M),
     "reasoning": Rule(M, "effort; summary: reasoning is returned as summary text"),
     "text": Rule(
@@ -113,7 +113,7 @@ REQUEST_FIELDS: FidelityTable = {
     "background": Rule(R, "unless false; the gateway runs it before translating"),
     "conversation": Rule(R, "the gateway sends its items as the input before translating"),
     "prompt": Rule(R),
-    "metadata": Rule(D, "for stored responses"),
+    "metadata": Rule(D, "not sent to the provider; echoed with the answer and kept with it"),
     "client_metadata": Rule(D, "the client's own (the Codex CLI's)"),
     "service_tier": Rule(D),
     "prompt_cache_key": Rule(D),
@@ -210,8 +210,25 @@ def decode_request(body: Any) -> tuple[Request, tuple[str, ...]]:
         continues=u.opt_str(body.get("previous_response_id"), "previous_response_id"),
         transient_system=1 if instructions else 0,
         output_format=text_format,
+        metadata=_decode_metadata(body.get("metadata")),
     )
+    ws.forced(request.tool_choice, request.web_search, "tool_choice")
     return request, tuple(dict.fromkeys(dropped))
+
+
+def _decode_metadata(value: Any) -> dict[str, str] | None:
+    """``metadata`` as the API takes it: at most 16 string pairs (keys 64, values 512 long)."""
+    if value is None:
+        return None
+    raw = u.obj(value, "metadata")
+    if len(raw) > 16:
+        raise Unsupported("metadata", "at most 16 key-value pairs")
+    for key, item in raw.items():
+        if len(key) > 64 or not isinstance(item, str) or len(item) > 512:
+            raise Unsupported(
+                f"metadata.{key}", "keys of at most 64 and string values of at most 512 characters"
+            )
+    return dict(raw)
 
 
 def _never(value: Any) -> bool:
@@ -318,8 +335,13 @@ def _decode_tool_choice(value: Any) -> ToolChoice | None:
     if value in ("auto", "none", "required"):
         return ToolChoice(value)
     raw = u.obj(value, "tool_choice")
+    if raw.get("type") in ws.RESPONSES_TYPES:  # the web search tool, which must run
+        u.only(raw, ("type",), "tool_choice")
+        return ToolChoice("web_search", raw["type"])
     if raw.get("type") != "function":
-        raise Unsupported("tool_choice.type", "only a function tool choice translates")
+        raise Unsupported(
+            "tool_choice.type", "only a function or web search tool choice translates"
+        )
     u.only(raw, ("type", "name", "namespace"), "tool_choice")
     namespace = u.opt_str(raw.get("namespace"), "tool_choice.namespace")
     return ToolChoice("tool", flat_name(namespace, u.text(raw.get("name"), "tool_choice.name")))
@@ -493,7 +515,11 @@ def encode_request(request: Request) -> dict[str, Any]:
     if request.tool_choice is not None:
         choice = request.tool_choice
         body["tool_choice"] = (
-            {"type": "function", "name": choice.name} if choice.kind == "tool" else choice.kind
+            {"type": "function", "name": choice.name}
+            if choice.kind == "tool"
+            else ws.responses_choice(choice)
+            if choice.kind == "web_search"
+            else choice.kind
         )
     effort = chat._effort(request.reasoning)
     if effort is not None:

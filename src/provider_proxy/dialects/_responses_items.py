@@ -339,6 +339,8 @@ def response_object(
     if request is not None and request.tool_choice is not None:
         kind, name = request.tool_choice.kind, request.tool_choice.name
         choice = {"type": "function", **call_name(name or "")} if kind == "tool" else kind
+        if kind == "web_search":
+            choice = ws.responses_choice(request.tool_choice)
     incomplete = None
     if finish in _INCOMPLETE_REASONS:
         incomplete = {"reason": _INCOMPLETE_REASONS[finish]}
@@ -350,7 +352,7 @@ def response_object(
         "status": status,
         "error": error,
         "incomplete_details": incomplete,
-        "instructions": None,
+        "instructions": _instructions(request),
         "max_output_tokens": None if request is None else request.max_tokens,
         "model": model,
         "output": output,
@@ -370,8 +372,23 @@ def response_object(
         "truncation": "disabled",
         "usage": None if usage is None else encode_usage(usage),
         "user": None if request is None else request.user,
-        "metadata": {},
+        "metadata": {} if request is None else dict(request.metadata or {}),
+        **_conversation(request),
     }
+
+
+def _instructions(request: Request | None) -> str | None:
+    """The request's own instructions (its first, transient, system texts)."""
+    if request is None or not request.transient_system:
+        return None
+    return "\n\n".join(text.text for text in request.system[: request.transient_system])
+
+
+def _conversation(request: Request | None) -> dict[str, Any]:
+    """``conversation`` of an answer made in one (absent otherwise)."""
+    if request is None or request.conversation is None:
+        return {}
+    return {"conversation": {"id": request.conversation}}
 
 
 def _tools(request: Request) -> list[dict[str, Any]]:

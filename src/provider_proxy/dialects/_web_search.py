@@ -48,6 +48,8 @@ from .canonical import (
     Rule,
     SearchResult,
     Text,
+    Tool,
+    ToolChoice,
     Unsupported,
     UserLocation,
     WebSearch,
@@ -239,6 +241,27 @@ def responses_tool(search: WebSearch) -> dict[str, Any]:
     if search.context_size is not None:
         tool["search_context_size"] = search.context_size
     return tool
+
+
+def forced(choice: ToolChoice | None, search: WebSearch | None, where: str) -> None:
+    """Refuse a tool choice that forces a search the request does not offer."""
+    if choice is not None and choice.kind == "web_search" and search is None:
+        raise Unsupported(where, "it forces a web search the request offers no tool for")
+
+
+def anthropic_choice(choice: ToolChoice, tools: tuple[Tool, ...]) -> ToolChoice:
+    """An Anthropic ``tool`` choice naming its web search tool (no function of that
+    name) as forcing the search."""
+    names = {tool.name for tool in tools}
+    if choice.kind == "tool" and choice.name == "web_search" and "web_search" not in names:
+        return ToolChoice("web_search", "web_search")
+    return choice
+
+
+def responses_choice(choice: ToolChoice) -> dict[str, Any]:
+    """A choice forcing the search as a Responses ``tool_choice`` (the client's own type)."""
+    kind = choice.name if choice.name in RESPONSES_TYPES else "web_search"
+    return {"type": kind}
 
 
 def dropped_options(search: WebSearch | None, target: str) -> tuple[str, ...]:

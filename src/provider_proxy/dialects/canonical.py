@@ -264,12 +264,13 @@ class WebSearch:
     context_size: str | None = None
 
 
-ToolChoiceKind = Literal["auto", "none", "required", "tool"]
+ToolChoiceKind = Literal["auto", "none", "required", "tool", "web_search"]
 
 
 @dataclass(frozen=True, slots=True)
 class ToolChoice:
-    """Whether the model may, must not, or must call a tool (``"tool"``: the one ``name``d)."""
+    """Whether the model may, must not, or must call a tool (``"tool"``: the one ``name``d;
+    ``"web_search"``: the provider's own search, ``name`` the client's word for it)."""
 
     kind: ToolChoiceKind
     name: str | None = None
@@ -345,6 +346,11 @@ class Request:
     output_format: OutputFormat | None = None
     #: The provider's built-in web search is offered to the model.
     web_search: WebSearch | None = None
+    #: The client's own labels of the request (the Responses API's ``metadata``): never
+    #: sent to a provider, echoed with the answer and kept with it.
+    metadata: Mapping[str, str] | None = None
+    #: The client's conversation this request is a turn of (echoed with the answer).
+    conversation: str | None = None
 
 
 # -- the response -----------------------------------------------------------------------
@@ -454,6 +460,9 @@ class Response:
     parts: tuple[Part, ...]
     finish: FinishReason
     usage: Usage = field(default_factory=Usage)
+    #: The provider paused a long turn of its own tools (see :class:`Paused`): the
+    #: answer is not over, and ``finish`` says nothing yet.
+    paused: bool = False
 
 
 # -- stream events ----------------------------------------------------------------------
@@ -566,6 +575,13 @@ class Cited:
     citation: Citation
 
 
+@dataclass(frozen=True, slots=True)
+class Paused:
+    """The provider paused a long turn of its own tools (a server-side search loop) in
+    place of a finish: the answer so far goes back to it, unchanged, for the turn to go
+    on (the gateway does that; no client format has it)."""
+
+
 StreamEvent = (
     MessageStart
     | TextDelta
@@ -581,6 +597,7 @@ StreamEvent = (
     | StreamError
     | WebSearchDone
     | Cited
+    | Paused
 )
 
 
@@ -781,6 +798,7 @@ __all__ = [
     "OutputFormat",
     "OutputKind",
     "Part",
+    "Paused",
     "Reasoning",
     "ReasoningConfig",
     "ReasoningDelta",

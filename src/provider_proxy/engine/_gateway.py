@@ -49,6 +49,7 @@ from ..dialects.canonical import (
     IMAGE_URL,
     Codec,
     FinishReason,
+    Paused,
     Request,
     Response,
     StoredAnswers,
@@ -56,6 +57,7 @@ from ..dialects.canonical import (
     StreamEncoder,
     StreamError,
     Unsupported,
+    UntranslatableResponse,
     Usage,
 )
 from ..guards import Guards
@@ -70,6 +72,7 @@ from ._conversations import Conversations, Joined, conversation_of
 from ._forward import Forwarder
 from ._heads import content_head, send_whole
 from ._images import ImageFetcher
+from ._paused import PausedTurn, joined_report
 from ._reasoning import Kept, ReasoningMemory, StreamCapture
 from ._report import Arrival, Outcome, Report
 from ._responses_state import AnswerStore, Keeping, StoredResponses, issued
@@ -308,6 +311,8 @@ class Gateway:
                 await self._identity_required(scope), parsed
             )
         request, dropped = codec.decode_request(parsed)
+        if joined is not None:  # its answer says which conversation it was made in
+            request = dataclasses.replace(request, conversation=joined.conversation_id)
         form = request.output_format
         if form is not None and form.kind not in getattr(
             target.adapter, "output_formats", {form.kind}
@@ -343,12 +348,32 @@ class Gateway:
                     raise
                 request = await self._images.inline(request)  # the provider takes them inline
                 upstream = provider_codec.encode_request(request)
+            # Only a provider's own tools pause a turn; the gateway translates only its search.
+            turn = PausedTurn(request) if request.web_search is not None else None
             translate = _Translator(
-                send, codec, provider_codec, request, dropped, self._memory, identity, keeping
+                send,
+                codec,
+                provider_codec,
+                request,
+                dropped,
+                self._memory,
+                identity,
+                keeping,
+                turn=turn,
             )
-            return await self._forward(
+            report = await self._forward(
                 scope, receive, translate, client, target, dumps(upstream), arrival, hold, repeat
             )
+            while turn is not None and (going_on := turn.continuation) is not None:
+                # The provider paused the turn: the answer so far goes back, and the
+                # client's answer goes on with what comes (charged once by the guards).
+                turn.continuation = None
+                upstream = provider_codec.encode_request(going_on)
+                later = await self._forward(
+                    scope, receive, translate, client, target, dumps(upstream), arrival, None, True
+                )
+                report = joined_report(report, later)
+            return report
         finally:
             if keeping is not None:
                 with anyio.CancelScope(shield=True):  # a client gone still frees its slot
@@ -432,12 +457,17 @@ class Gateway:
             raise BadRequest("Background mode requires store to be true.")
         body = {k: v for k, v in parsed.items() if k != "background"}
         identity = await self._identity_required(scope)
-        checked = body
+        checked, joined = body, None
         if self._conversations is not None and "conversation" in body:
-            checked, _ = await self._conversations.join(identity, body)
-        codec.decode_request(checked)  # bad input is answered now, not as a failed response
+            checked, joined = await self._conversations.join(identity, body)
+        # Bad input is answered now, not as a failed response; the settings are echoed.
+        request, _ = codec.decode_request(checked)
+        if joined is not None:
+            request = dataclasses.replace(request, conversation=joined.conversation_id)
         answer_id, created = stored.issue_id(secrets.token_hex(16)), int(time.time())
-        queued = codec.encode_response(Response(answer_id, named, (), FinishReason.STOP, Usage()))
+        queued = codec.encode_response(
+            Response(answer_id, named, (), FinishReason.STOP, Usage()), request
+        )
         queued.update(status="queued", usage=None, background=True, created_at=created)
         content = dumps(dict(body, stream=True))
         headers = [
@@ -525,8 +555,8 @@ class Gateway:
         elif sub:
             raise MethodNotAllowed("A stored response's input items answer GET.")
         elif method == "GET":
-            response, created = await self._answers.fetch_dated(identity, answer_id)
-            payload = codec.encode_response(response)
+            response, created, settings = await self._answers.fetch_dated(identity, answer_id)
+            payload = codec.encode_response(response, settings)
             if created is not None:  # when it was made, not when it is fetched
                 payload["created_at"] = created
         elif method == "DELETE":
@@ -898,8 +928,14 @@ class _Translator:
         keeping: Keeping | None = None,
         *,
         whole: Callable[[Any], dict[str, Any]] | None = None,
+        turn: PausedTurn | None = None,
     ) -> None:
         self._send = send
+        #: A turn the provider may pause, continued by the gateway into this answer.
+        self._turn = turn
+        #: The client's answer began (a stream): a continuation's goes on in it.
+        self._begun = False
+        self._failed_in: StreamEncoder | None = None
         #: Translates a whole answer when it is not a generation (embeddings).
         self._whole = whole
         #: The answer kept for a stateful client: it is renamed to the id the proxy issued.
@@ -922,7 +958,8 @@ class _Translator:
         kind = message["type"]
         if kind == "http.response.start":
             self._start(message["status"], message.get("headers", []))
-            if self._streaming is not None:
+            if self._streaming is not None and not self._begun:
+                self._begun = True
                 await self._send_start("text/event-stream")
             return
         if kind != "http.response.body":  # pragma: no cover - nothing else is relayed
@@ -941,13 +978,17 @@ class _Translator:
         self._status = status
         self._headers = [item for item in headers if item[0] not in _BODY_HEADERS]
         content_type = header_value(headers, b"content-type") or b""
+        # A stream encoder begun is kept for the continuation of a paused turn.
+        encoder = self._streaming[2] if self._streaming is not None else None
+        self._streaming = None
         if status >= 400:
             self._error = True
+            self._failed_in = encoder
         elif content_type.lower().startswith(b"text/event-stream"):
             self._streaming = (
                 SSEParser(),
                 self._provider.stream_decoder(),
-                self._client.stream_encoder(self._request),
+                encoder or self._client.stream_encoder(self._request),
             )
 
     async def _send_start(self, content_type: str, length: int | None = None) -> None:
@@ -966,16 +1007,23 @@ class _Translator:
         parser, decoder, encoder = streaming
         out: list[bytes] = []
         keep: list[tuple[str, list[Kept]]] = []
-        capture, keeping = self._capture, self._keeping
+        capture, keeping, turn = self._capture, self._keeping, self._turn
         try:
             for event in parser.feed(chunk):
-                for canonical in decoder.feed_text(event.event, event.data):
+                for decoded in decoder.feed_text(event.event, event.data):
+                    canonical = decoded if turn is None else turn.feed(decoded)
+                    if canonical is None:
+                        continue
+                    if isinstance(canonical, Paused):  # no turn to continue it
+                        raise UntranslatableResponse("The provider paused the turn.")
                     if keeping is not None:
                         canonical = keeping.rename(canonical)
                     if capture is not None and (found := capture.feed(canonical)) is not None:
                         keep.append(found)
                     out.append(encoder.feed(canonical))
-            if not more:
+            if not more and turn is not None and turn.ended():
+                more = True  # the turn goes on: the answer is held open for it
+            elif not more:
                 for canonical in decoder.end():
                     if keeping is not None:
                         canonical = keeping.rename(canonical)
@@ -997,6 +1045,14 @@ class _Translator:
         if data or not more:
             await self._send({"type": "http.response.body", "body": data, "more_body": more})
 
+    async def _fail_stream(self, encoder: StreamEncoder, failure: StreamError) -> None:
+        """End the client's begun stream with ``failure`` (a continuation failed)."""
+        if self._keeping is not None:
+            self._keeping.rename(failure)
+            await self._keeping.end()
+        data = encoder.feed(failure) + encoder.close()
+        await self._send({"type": "http.response.body", "body": data, "more_body": False})
+
     async def _finish_whole(self) -> None:
         raw = b"".join(self._parts)
         try:
@@ -1005,6 +1061,11 @@ class _Translator:
             parsed = None
         if self._error:
             error = self._provider.decode_error(self._status, parsed)
+            if self._begun and self._failed_in is not None:  # a continuation's, mid-stream
+                await self._fail_stream(
+                    self._failed_in, StreamError(error.status, error.kind, error.message)
+                )
+                return
             self._status, payload = self._client.encode_error(
                 error.status, error.kind, error.message
             )
@@ -1014,6 +1075,14 @@ class _Translator:
                     payload = self._whole(parsed)
                 else:
                     response = self._provider.decode_response(parsed)
+                    if self._turn is not None:
+                        joined = self._turn.whole(response)
+                        if joined is None:  # paused: the turn goes on first
+                            self._parts.clear()
+                            return
+                        response = joined
+                    elif response.paused:
+                        raise UntranslatableResponse("The provider paused the turn.")
                     if self._keeping is not None:
                         response = self._keeping.whole(response)
                     if self._memory is not None:

@@ -27,7 +27,7 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,8 +43,10 @@ from ..dialects.canonical import (
     Image,
     Message,
     MessageStart,
+    OutputFormat,
     Part,
     Reasoning,
+    ReasoningConfig,
     ReasoningDelta,
     ReasoningSignature,
     RedactedReasoning,
@@ -59,12 +61,16 @@ from ..dialects.canonical import (
     StreamEvent,
     Text,
     TextDelta,
+    Tool,
     ToolCall,
     ToolCallDelta,
     ToolCallStart,
+    ToolChoice,
     ToolResult,
     Usage,
     UsageReport,
+    UserLocation,
+    WebSearch,
     WebSearchCall,
     WebSearchDone,
 )
@@ -154,14 +160,17 @@ class AnswerStore:
 
     async def fetch_dated(
         self, identity: str | None, answer_id: str
-    ) -> tuple[Response, int | None]:
-        """The kept answer ``answer_id`` of this client, and when it was created
-        (Unix seconds; ``None`` for an answer kept before that was recorded)."""
+    ) -> tuple[Response, int | None, Request | None]:
+        """The kept answer ``answer_id`` of this client, when it was created (Unix
+        seconds) and the settings of its request (its messages left out), to be
+        echoed; ``None`` for either when the answer was kept before they were."""
         record = await self._record(identity, answer_id)
         response = from_plain(record["response"])
         assert isinstance(response, Response)
         created = record.get("created_at")
-        return response, created if isinstance(created, int) else None
+        settings = from_plain(record["request"]) if "request" in record else None
+        assert settings is None or isinstance(settings, Request)
+        return response, created if isinstance(created, int) else None, settings
 
     async def conversation(
         self, identity: str | None, answer_id: str
@@ -232,6 +241,7 @@ class AnswerStore:
                 "system": to_plain(system),
                 "response": to_plain(response),
                 "created_at": keeping.created,
+                "request": to_plain(settings_of(request)),
             }
         )
         if len(record) > self.config.max_bytes:
@@ -425,26 +435,49 @@ _TYPES: dict[str, type[Any]] = {
         Document,
         Image,
         Message,
+        OutputFormat,
         Reasoning,
+        ReasoningConfig,
         RedactedReasoning,
         Refusal,
+        Request,
         Response,
         Text,
+        Tool,
         ToolCall,
+        ToolChoice,
         ToolResult,
         Usage,
+        UserLocation,
         Citation,
         SearchResult,
+        WebSearch,
         WebSearchCall,
     )
 }
 
 
+def settings_of(request: Request) -> Request:
+    """``request`` without its conversation: what its answer echoes (its instructions,
+    tools, formats and options), kept with the answer."""
+    return dataclasses.replace(
+        request, messages=(), system=request.system[: request.transient_system]
+    )
+
+
+#: The tag of a wrapped mapping (see :func:`to_plain`): no canonical type is named so.
+_MAPPING = "{}"
+
+
 def to_plain(value: Any) -> Any:
-    """Canonical values as JSON-ready data, each dataclass tagged with its type."""
+    """Canonical values as JSON-ready data, each dataclass tagged with its type (a
+    mapping of the client's own, such as a schema, holding that tag is wrapped)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
         return {"~": type(value).__name__, **fields}
+    if isinstance(value, Mapping):
+        plain = {k: to_plain(v) for k, v in value.items()}
+        return {"~": _MAPPING, "items": plain} if "~" in plain else plain
     if isinstance(value, tuple | list):
         return [to_plain(item) for item in value]
     if isinstance(value, enum.Enum):
@@ -456,12 +489,23 @@ def from_plain(value: Any) -> Any:
     """The inverse of :func:`to_plain` (arrays are tuples, as canonical values hold them)."""
     if isinstance(value, list):
         return tuple(from_plain(item) for item in value)
+    if isinstance(value, dict) and (value.get("~") == _MAPPING or "~" not in value):
+        return _json(value)  # a mapping of the client's: plain JSON, its arrays lists
     if isinstance(value, dict) and "~" in value:
         cls = _TYPES[value["~"]]
         fields = {k: from_plain(v) for k, v in value.items() if k != "~"}
         if cls is Response:
             fields["finish"] = FinishReason(fields["finish"])
         return cls(**fields)
+    return value
+
+
+def _json(value: Any) -> Any:
+    """A mapping's value kept by :func:`to_plain`, as the client's JSON it was."""
+    if isinstance(value, dict) and value.get("~") == _MAPPING:
+        value = value["items"]
     if isinstance(value, dict):
-        return {k: from_plain(v) for k, v in value.items()}
+        return {k: _json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json(item) for item in value]
     return value

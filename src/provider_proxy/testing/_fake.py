@@ -38,6 +38,10 @@ failing or long stream:
     usage reports ``N`` prompt tokens read from the cache: OpenAI's
     ``prompt_tokens_details.cached_tokens``, counted in ``prompt_tokens``;
     Anthropic's ``cache_read_input_tokens``, not counted in ``input_tokens``.
+``x-fake-pause: N``
+    on Anthropic, a web search turn is paused ``N`` times (``stop_reason:
+    pause_turn``, one search each) before it is answered; a continuation must
+    send the paused content back unchanged (:mod:`provider_proxy.testing._fake_search`).
 
 A request with images (in its user turns) is answered with text naming each
 one's media type (inline data) or URL, ``"Images: image/png, https://..."``,
@@ -274,7 +278,8 @@ class FakeUpstream:
                 return
         search = _search.search_tool(payload, gemini=False) if anthropic else None
         if search is not None:  # Anthropic's web search server tool
-            await _search.answer_anthropic(send, payload, next(self._ids), *search)
+            pauses = int(request.header("x-fake-pause") or 0)
+            await _search.answer_anthropic(send, payload, next(self._ids), *search, pauses=pauses)
             return
         answer = _answer(request, payload, next(self._ids), thinking=thinking)
         if not payload.get("stream"):

@@ -10,6 +10,13 @@ altered: a ``server_tool_use`` without its result, or results and citations
 whose encrypted data is not the fake's. A Gemini request with ``googleSearch``
 is answered with text and its ``groundingMetadata`` (queries, chunks, and
 supports whose segments are UTF-8 byte offsets, as Gemini's).
+
+Asked to pause (``pauses``), the search turn stops ``pause_turn`` that many
+times, one more search each, as Anthropic pauses a long server-tool turn. The
+client continues it by sending the content so far back as the last assistant
+message; one that is not exactly the paused content (altered, lost, or a
+continuation of a turn never paused) is refused (400), since the turn could
+not go on from it.
 """
 
 from __future__ import annotations
@@ -289,23 +296,64 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
 # -- answering ----------------------------------------------------------------------------
 
 
+def paused_part(query: str, n: int) -> list[dict[str, Any]]:
+    """The content of the ``n``-th paused part of a search turn (from 1): one more search."""
+    return anthropic_content(f"srvtoolu_pause{n}", query)[:2]
+
+
+def _paused_so_far(payload: dict[str, Any], query: str) -> int | str:
+    """How many times the turn was paused, by the assistant content sent back (0: a new
+    turn), or why that content cannot continue it."""
+    messages = payload.get("messages") or []
+    last = messages[-1] if messages else None
+    if not isinstance(last, dict) or last.get("role") != "assistant":
+        return 0
+    content = last.get("content")
+    blocks = content if isinstance(content, list) else []
+    done = sum(1 for b in blocks if isinstance(b, dict) and b.get("type") == "server_tool_use")
+    expected = [block for n in range(1, done + 1) for block in paused_part(query, n)]
+    if done == 0 or blocks != expected:
+        return (
+            f"messages.{len(messages) - 1}: the assistant content does not continue a "
+            "paused turn: send the paused response's content back unchanged"
+        )
+    return done
+
+
 async def answer_anthropic(
-    send: Send, payload: dict[str, Any], number: int, index: int, tool: dict[str, Any]
+    send: Send,
+    payload: dict[str, Any],
+    number: int,
+    index: int,
+    tool: dict[str, Any],
+    *,
+    pauses: int = 0,
 ) -> None:
-    """Answer a Messages request carrying the web search tool (whole or streamed)."""
+    """Answer a Messages request carrying the web search tool (whole or streamed),
+    pausing the turn ``pauses`` times first."""
     refusal = anthropic_refusal(index, tool, payload.get("messages"))
+    query = query_of(payload, gemini=False)
+    so_far = _paused_so_far(payload, query) if pauses else 0
+    done = so_far if isinstance(so_far, int) else 0
+    if isinstance(so_far, str):
+        refusal = so_far
     if refusal is not None:
         error = {"type": "invalid_request_error", "message": refusal}
         await _whole(send, 400, {"type": "error", "error": error})
         return
-    content = anthropic_content(f"srvtoolu_fake{number}", query_of(payload, gemini=False))
+    content = anthropic_content(f"srvtoolu_fake{number}", query)
+    stop = "end_turn"
+    if pauses and done < pauses:
+        content, stop = paused_part(query, done + 1), "pause_turn"
+    elif pauses:
+        content = content[2:]  # the searches ran in the paused parts: the text citing them
     message = {
         "id": f"msg_fake{number}",
         "type": "message",
         "role": "assistant",
         "model": str(payload.get("model", "fake-model")),
         "content": content,
-        "stop_reason": "end_turn",
+        "stop_reason": stop,
         "stop_sequence": None,
         "usage": anthropic_usage(12),
     }
