@@ -143,17 +143,23 @@ class AnthropicMessages(BaseDialect):
         }
 
     def model_entry(self, model: Mapping[str, Any]) -> dict[str, Any]:
-        """``{"type": "model", "id", "display_name", "created_at"}`` (RFC 3339)."""
+        """``{"type": "model", "id", "display_name", "created_at"}`` (RFC 3339), and
+        ``max_input_tokens`` and ``max_tokens`` where the catalog knows them."""
         created = model.get("created")
         stamp = datetime.datetime.fromtimestamp(
             created if isinstance(created, (int, float)) else 0, datetime.timezone.utc
         )
-        return {
+        entry: dict[str, Any] = {
             "type": "model",
             "id": model["id"],
             "display_name": model.get("name") or model["id"],
             "created_at": stamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
+        # The Models API's limits, where the catalog knows them.
+        for field, key in (("max_input_tokens", "context_length"), ("max_tokens", "max_completion_tokens")):
+            if isinstance(model.get(key), int):
+                entry[field] = model[key]
+        return entry
 
     def error_body(self, error: ProxyError, request_id: str) -> bytes:
         """``{"type": "error", "error": {"type", "message"}, "request_id"}``."""

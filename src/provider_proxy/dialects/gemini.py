@@ -269,9 +269,16 @@ class Gemini(BaseDialect):
 
     def model_entry(self, model: Mapping[str, Any]) -> dict[str, Any]:
         """A catalog model in Gemini's shape: ``models/{id}``, and what the gateway
-        serves of it (an id naming embeddings: the embedding methods, else generation)."""
+        serves of it (the catalog's ``operations`` where the provider said; else, for
+        an id naming embeddings, the embedding methods, and generation for any other)."""
         model_id = str(model["id"])
-        methods = EMBED_METHODS if "embed" in model_id.lower() else GENERATE_METHODS
+        operations = model.get("operations")
+        if isinstance(operations, list):
+            methods: tuple[str, ...] = tuple(
+                method for method, operation in GATEWAY_METHODS.items() if operation in operations
+            )
+        else:
+            methods = EMBED_METHODS if "embed" in model_id.lower() else GENERATE_METHODS
         entry: dict[str, Any] = {
             "name": f"models/{model_id}",
             "baseModelId": model_id,
