@@ -57,11 +57,14 @@ def gemini_usage(payload: Any) -> Usage | None:
     (``toolUsePromptTokenCount``) are added to the input and thinking tokens
     (``thoughtsTokenCount``) to the output, so the total matches Gemini's
     ``totalTokenCount``. Streamed chunks repeat the counts so far; the last
-    one holds the final counts.
+    one holds the final counts. An answer grounded in Google Search
+    (:func:`grounded`) counts one web search, as Google bills grounded prompts.
     """
     counts = get(payload, "usageMetadata")
     if not isinstance(counts, dict):
         return None
+    # Google bills a grounded answer (per prompt): one search, however many queries.
+    searches = 1 if grounded(payload) else None
     prompt = int_count(counts.get("promptTokenCount"))
     tools = int_count(counts.get("toolUsePromptTokenCount"))
     candidates = int_count(counts.get("candidatesTokenCount"))
@@ -72,7 +75,23 @@ def gemini_usage(payload: Any) -> Usage | None:
         int_count(counts.get("cachedContentTokenCount")),
         None,
         thoughts,
+        searches,
     )
+
+
+def grounded(payload: Any) -> bool:
+    """Whether an answer (or streamed chunk) was grounded in Google Search: a
+    candidate's ``groundingMetadata`` names the queries it ran or the pages it used."""
+    candidates = get(payload, "candidates")
+    if not isinstance(candidates, list):
+        return False
+    for candidate in candidates:
+        metadata = get(candidate, "groundingMetadata")
+        if isinstance(metadata, dict) and (
+            metadata.get("webSearchQueries") or metadata.get("groundingChunks")
+        ):
+            return True
+    return False
 
 
 def model_method(path: str) -> tuple[str, str] | None:
