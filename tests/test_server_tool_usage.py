@@ -299,7 +299,7 @@ def test_responses_usage_counts_web_search_call_items() -> None:
     assert (read.input_tokens, read.web_searches) == (4, 2)
     plain = OpenAIResponses().usage_of({"output": [], "usage": {"input_tokens": 4}})
     assert plain is not None
-    assert plain.web_searches == 0
+    assert plain.web_searches is None  # none ran: as every other format says it
 
 
 def test_gemini_usage_counts_a_grounded_answer_once() -> None:

@@ -118,7 +118,7 @@ class OpenAIResponses(OpenAIChat):
         if not isinstance(output, list):
             return counts
         searches = sum(1 for item in output if get(item, "type") == "web_search_call")
-        return dataclasses.replace(counts, web_searches=searches)
+        return dataclasses.replace(counts, web_searches=searches) if searches else counts
 
     def model_of(self, payload: JSON) -> str | None:
         model = top_level_model(payload)
