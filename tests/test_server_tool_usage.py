@@ -216,7 +216,10 @@ def test_an_anthropic_client_on_a_responses_provider_sees_the_search_in_usage(
     body = _messages("resp/gpt-fake-search")
     body["tools"] = [{"type": "web_search_20250305", "name": "web_search"}]  # no max_uses there
     answer = _post(proxy, "/v1/messages", body, **{"anthropic-version": "2023-06-01"})
-    assert answer.json()["usage"]["server_tool_use"] == {"web_search_requests": 1}
+    assert answer.json()["usage"]["server_tool_use"] == {
+        "web_search_requests": 1,
+        "web_fetch_requests": 0,
+    }
     _searched(collect.last(1), 1, 25)
 
 
@@ -321,7 +324,10 @@ def test_the_anthropic_codec_carries_the_count_both_ways() -> None:
         {"input_tokens": 1, "output_tokens": 2, "server_tool_use": {"web_search_requests": 2}}
     )
     assert decoded.web_searches == 2
-    assert anthropic_codec.encode_usage(decoded)["server_tool_use"] == {"web_search_requests": 2}
+    assert anthropic_codec.encode_usage(decoded)["server_tool_use"] == {
+        "web_search_requests": 2,
+        "web_fetch_requests": 0,
+    }
     assert "server_tool_use" not in anthropic_codec.encode_usage(canonical.Usage(1, 2))
     assert decoded.to_usage().web_searches == 2
     assert canonical.Usage.from_usage(Usage(web_searches=4)).web_searches == 4

@@ -638,6 +638,7 @@ def decode_usage(value: Any) -> Usage:
     reasoning = details.get("reasoning_tokens") if isinstance(details, dict) else None
     tools = value.get("server_tool_use")
     searches = int_count(tools.get("web_search_requests")) if isinstance(tools, dict) else None
+    searches = searches or None  # none ran: as the formats without the count say it
     if reasoning is None and searches is None:
         return usage
     return usage.merge(Usage(reasoning_tokens=reasoning, web_searches=searches))
@@ -654,7 +655,11 @@ def encode_usage(usage: Usage) -> dict[str, Any]:
     if usage.cache_write_tokens is not None:
         out["cache_creation_input_tokens"] = usage.cache_write_tokens
     if usage.web_searches is not None:
-        out["server_tool_use"] = {"web_search_requests": usage.web_searches}
+        # The one server tool the gateway translates is the search (no web fetch).
+        out["server_tool_use"] = {
+            "web_search_requests": usage.web_searches,
+            "web_fetch_requests": 0,
+        }
     return out
 
 

@@ -54,7 +54,7 @@ def anthropic_usage(payload: Any) -> Usage | None:
     written = int_count(counts.get("cache_creation_input_tokens"))
     partial = get(payload, "type") == "message_delta" and (read is None or written is None)
     total_input = None if plain is None or partial else plain + (read or 0) + (written or 0)
-    searches = int_count(get(counts.get("server_tool_use"), "web_search_requests"))
+    searches = int_count(get(counts.get("server_tool_use"), "web_search_requests")) or None
     output = int_count(counts.get("output_tokens"))
     return usage(total_input, output, read, written, web_searches=searches)
 
