@@ -19,8 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
-from provider_proxy import RequestContext, Route, make_asgi_app
+from provider_proxy import MemoryStore, RequestContext, Route, make_asgi_app
 from provider_proxy.adapters import AnthropicAdapter, GeminiAdapter, OpenAIAdapter
+from provider_proxy.engine._catalog import ModelCatalog
 from provider_proxy.transforms import ParameterPolicy, compose
 from provider_proxy.transforms._params import admitted
 
@@ -232,3 +233,31 @@ def test_admitted_reads_composed_policies_where_they_check() -> None:
     assert not admitted([compose(lambda body, context: None, policy)], "gpt-5", CHAT)
     assert admitted([None, lambda body, context: None], "gpt-5", CHAT)  # no policy, no refusal
     assert admitted([policy], "gpt-5", MODELS)  # it does not check there
+
+
+def test_gemini_model_facts_are_kept_and_a_model_the_gateway_cannot_call_is_not_listed() -> None:
+    adapter = GeminiAdapter(api_key=GEMINI_KEY)
+    live = adapter.model_info(
+        {
+            "name": "models/gemini-live-x",
+            "displayName": "Live X",
+            "inputTokenLimit": 131072,
+            "outputTokenLimit": 8192,
+            "supportedGenerationMethods": ["bidiGenerateContent"],
+        }
+    )
+    assert (live.id, live.display_name, live.context_length) == ("gemini-live-x", "Live X", 131072)
+    assert live.raw["max_completion_tokens"] == 8192
+    assert live.raw["operations"] == []  # Live only: nothing the gateway serves
+    flash = adapter.model_info(
+        {
+            "name": "models/f",
+            "supportedGenerationMethods": ["generateContent", "createCachedContent"],
+        }
+    )
+    assert flash.raw["operations"] == ["generate", "stream"]
+    assert "max_completion_tokens" not in flash.raw  # not said: not made up
+    catalog = ModelCatalog({"gemini": adapter}, MemoryStore(), client_factory=httpx.AsyncClient)
+    assert not catalog.callable("gemini", "gemini-live-x", live.raw["operations"])
+    assert catalog.callable("gemini", "f", flash.raw["operations"])
+    assert catalog.callable("gemini", "f")  # unknown methods: generation or embeddings
