@@ -393,7 +393,7 @@ CASES = {
         *_A,
         SSE,
         ANTHROPIC_STREAM_CUMULATIVE,
-        Usage(3000, 150, 1800, 300),
+        Usage(3000, 150, 1800, 300, web_searches=1),  # the search the server tool ran
         "claude-haiku-4-5-20251001",
     ),
     "anthropic-stream-partial": Case(

@@ -485,7 +485,7 @@ ANTHROPIC_EXPECTED: list[StreamEvent] = [
         )
     ),
     Finish(FinishReason.STOP),
-    UsageReport(Usage(10682, 510, 0, 0)),
+    UsageReport(Usage(10682, 510, 0, 0, web_searches=1)),
 ]
 
 REDIRECT = "https://vertexaisearch.cloud.google.com/grounding-api-redirect/AUZIYQGolden"
@@ -506,7 +506,7 @@ GEMINI_EXPECTED: list[StreamEvent] = [
     Cited(Citation(REDIRECT + "2", "jma.go.jp", "Rain is due later.", 30, 48)),
     WebSearchDone(GEMINI_CALL),
     Finish(FinishReason.STOP),
-    UsageReport(Usage(129, 14)),
+    UsageReport(Usage(129, 14, web_searches=1)),  # a grounded answer
 ]
 
 
@@ -523,7 +523,7 @@ RESPONSES_EXPECTED: list[StreamEvent] = [
     TextDelta("Paris: 21°C — sunny ("),
     TextDelta(f"[bbc.com]({BBC}))."),
     Cited(Citation(BBC, "Paris - BBC Weather", f"([bbc.com]({BBC}))", 20, 68)),
-    UsageReport(Usage(8470, 212, 0, None, 128)),
+    UsageReport(Usage(8470, 212, 0, None, 128, web_searches=1)),
     Finish(FinishReason.STOP),
 ]
 

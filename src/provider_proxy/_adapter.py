@@ -99,7 +99,9 @@ class Usage:
     ``input_tokens + output_tokens`` is the total; ``cache_read_tokens`` and
     ``cache_write_tokens`` say how many of the input tokens were read from or
     written to a prompt cache; ``reasoning_tokens`` how many of the output
-    tokens were reasoning. ``None`` means the provider did not say.
+    tokens were reasoning. ``web_searches`` counts the web searches the provider
+    ran and bills for the answer (each dialect's usage reader says how its format
+    reports them). ``None`` means the provider did not say.
     """
 
     input_tokens: int | None = None
@@ -107,6 +109,7 @@ class Usage:
     cache_read_tokens: int | None = None
     cache_write_tokens: int | None = None
     reasoning_tokens: int | None = None
+    web_searches: int | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -125,6 +128,7 @@ class Usage:
             if later.cache_write_tokens is not None
             else self.cache_write_tokens,
             later.reasoning_tokens if later.reasoning_tokens is not None else self.reasoning_tokens,
+            later.web_searches if later.web_searches is not None else self.web_searches,
         )
 
 

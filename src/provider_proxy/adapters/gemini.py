@@ -9,7 +9,7 @@ import httpx
 
 from .._adapter import CredentialState, ModelInfo, RequestContext
 from ..dialects import Dialect, Gemini, OpenAIChat
-from ..dialects.gemini import CREDENTIAL_PARAMS
+from ..dialects.gemini import CREDENTIAL_PARAMS, GATEWAY_METHODS
 from ..policy import without_params
 from ._base import BaseAdapter
 
@@ -42,6 +42,10 @@ _ENDPOINTS = (
     "GET /v1beta/openai/models/**",
 )
 
+
+#: Operations a model serves whenever it serves the first: Gemini lists neither
+#: ``streamGenerateContent`` nor ``batchEmbedContents`` for the models that take them.
+_IMPLIED = {"generate": "stream", "embed_content": "embed", "embed": "embed_content"}
 
 #: Gemini's largest model-list page.
 _PAGE_SIZE = 1000
@@ -143,16 +147,36 @@ class GeminiAdapter(BaseAdapter):
         return models
 
     def model_info(self, record: Mapping[str, Any]) -> ModelInfo:
-        """``models/gemini-2.0-flash`` becomes the id ``gemini-2.0-flash``."""
+        """``models/gemini-2.0-flash`` becomes the id ``gemini-2.0-flash``; its
+        ``displayName``, ``inputTokenLimit`` (the context length), ``outputTokenLimit``
+        (the catalog's ``max_completion_tokens``) and ``supportedGenerationMethods``
+        (the catalog's ``operations``: those the gateway serves) are kept."""
         name = str(record["name"])
-        limit = record.get("inputTokenLimit")
         display = record.get("displayName")
+        raw = dict(record)
+        output = _count(record.get("outputTokenLimit"))
+        if output is not None:
+            raw["max_completion_tokens"] = output
+        methods = record.get("supportedGenerationMethods")
+        if isinstance(methods, list):
+            raw["operations"] = _operations(methods)
         return ModelInfo(
             id=name.removeprefix("models/"),
             provider=self.name,
             display_name=display if isinstance(display, str) and display else None,
-            context_length=limit
-            if isinstance(limit, int) and not isinstance(limit, bool)
-            else None,
-            raw=record,
+            context_length=_count(record.get("inputTokenLimit")),
+            raw=raw,
         )
+
+
+def _count(value: Any) -> int | None:
+    """A token limit as Gemini states it: a positive whole number, else unknown."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _operations(methods: list[Any]) -> list[str]:
+    """The gateway operations of a model's ``supportedGenerationMethods``, in the
+    gateway's order (a model of none of them is one the gateway cannot call)."""
+    named = {GATEWAY_METHODS[m] for m in methods if isinstance(m, str) and m in GATEWAY_METHODS}
+    named |= {_IMPLIED[op] for op in named if op in _IMPLIED}
+    return [op for op in GATEWAY_METHODS.values() if op in named]

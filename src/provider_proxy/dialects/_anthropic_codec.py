@@ -20,6 +20,7 @@ from typing import Any
 from . import _codec_util as u
 from . import _output_format as output
 from . import _web_search as ws
+from ._base import int_count
 from .canonical import (
     Document,
     Fidelity,
@@ -651,7 +652,12 @@ def decode_usage(value: Any) -> Usage:
         value.get("cache_creation_input_tokens"),
     )
     reasoning = details.get("reasoning_tokens") if isinstance(details, dict) else None
-    return usage.merge(Usage(reasoning_tokens=reasoning)) if reasoning is not None else usage
+    tools = value.get("server_tool_use")
+    searches = int_count(tools.get("web_search_requests")) if isinstance(tools, dict) else None
+    searches = searches or None  # none ran: as the formats without the count say it
+    if reasoning is None and searches is None:
+        return usage
+    return usage.merge(Usage(reasoning_tokens=reasoning, web_searches=searches))
 
 
 def encode_usage(usage: Usage) -> dict[str, Any]:
@@ -664,6 +670,12 @@ def encode_usage(usage: Usage) -> dict[str, Any]:
         out["cache_read_input_tokens"] = usage.cache_read_tokens
     if usage.cache_write_tokens is not None:
         out["cache_creation_input_tokens"] = usage.cache_write_tokens
+    if usage.web_searches is not None:
+        # The one server tool the gateway translates is the search (no web fetch).
+        out["server_tool_use"] = {
+            "web_search_requests": usage.web_searches,
+            "web_fetch_requests": 0,
+        }
     return out
 
 

@@ -218,7 +218,9 @@ class StreamDecoder:
             ):
                 # Without both cache counts the input total cannot be normalised: keep the earlier.
                 usage = Usage(
-                    output_tokens=usage.output_tokens, reasoning_tokens=usage.reasoning_tokens
+                    output_tokens=usage.output_tokens,
+                    reasoning_tokens=usage.reasoning_tokens,
+                    web_searches=usage.web_searches,
                 )
             out.append(UsageReport(usage))
         return out

@@ -224,11 +224,12 @@ def usage(
     cache_read: int | None = None,
     cache_write: int | None = None,
     reasoning: int | None = None,
+    web_searches: int | None = None,
 ) -> Usage | None:
     """A :class:`Usage`, or ``None`` when nothing was reported."""
-    if input_tokens is output_tokens is cache_read is cache_write is None:
+    if input_tokens is output_tokens is cache_read is cache_write is web_searches is None:
         return None
-    return Usage(input_tokens, output_tokens, cache_read, cache_write, reasoning)
+    return Usage(input_tokens, output_tokens, cache_read, cache_write, reasoning, web_searches)
 
 
 def first_count(body: JSON, *keys: str) -> int | None:

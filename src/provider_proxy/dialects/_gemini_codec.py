@@ -824,6 +824,8 @@ def decode_response(body: Any) -> Response:
     )
     called = any(isinstance(p, ToolCall) for p in parts)
     parts = ws.with_grounding(parts, camel(candidate.get("groundingMetadata")), response_id)
+    if any(isinstance(p, WebSearchCall) for p in parts):
+        usage = usage.merge(Usage(web_searches=1))  # Google bills a grounded prompt
     return Response(
         response_id, model, parts, finish_reason(candidate.get("finishReason"), called), usage
     )

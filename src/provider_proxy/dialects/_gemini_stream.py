@@ -109,7 +109,7 @@ class StreamDecoder:
         out: list[StreamEvent] = []
         if self._finished:  # after the finish reason only the usage may still change
             if isinstance(data.get("usageMetadata"), dict):
-                out.append(UsageReport(codec.decode_usage(data["usageMetadata"])))
+                out.append(self._usage(data["usageMetadata"]))
             return out
         response_id = str(data.get("responseId", ""))
         if not self._started:
@@ -137,8 +137,15 @@ class StreamDecoder:
             self._finished = True
             out.append(Finish(codec.finish_reason(reason, self._calls > 0)))
         if isinstance(data.get("usageMetadata"), dict):
-            out.append(UsageReport(codec.decode_usage(data["usageMetadata"])))
+            out.append(self._usage(data["usageMetadata"]))
         return out
+
+    def _usage(self, counts: dict[str, Any]) -> UsageReport:
+        """The counts so far; a grounded answer is one web search (Google bills the prompt)."""
+        usage = codec.decode_usage(counts)
+        if self._grounding is not None:
+            usage = usage.merge(Usage(web_searches=1))
+        return UsageReport(usage)
 
     def _searched(self, response_id: str) -> list[StreamEvent]:
         """The citations of the text since the last other event, then the search call."""

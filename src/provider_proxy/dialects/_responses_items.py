@@ -241,18 +241,25 @@ def encode_input_part(part: Text | Image | Document) -> dict[str, Any]:
 # -- the response -------------------------------------------------------------------------
 
 
-def decode_usage(value: Any) -> Usage:
-    """Responses ``usage`` (``input_tokens`` includes the cached ones) as canonical."""
+def decode_usage(value: Any, output: Any = None) -> Usage:
+    """Responses ``usage`` (``input_tokens`` includes the cached ones) as canonical,
+    with the ``web_search_call`` items of the answer's ``output`` (each a billed search)."""
     if not isinstance(value, dict):
         return Usage()
     inputs = value.get("input_tokens_details") or {}
     outputs = value.get("output_tokens_details") or {}
+    searches = 0
+    if isinstance(output, list):
+        searches = sum(
+            1 for item in output if isinstance(item, dict) and item.get("type") == "web_search_call"
+        )
     return Usage(
         input_tokens=value.get("input_tokens"),
         output_tokens=value.get("output_tokens"),
         cache_read_tokens=inputs.get("cached_tokens"),
         cache_write_tokens=inputs.get("cache_write_tokens"),
         reasoning_tokens=outputs.get("reasoning_tokens"),
+        web_searches=searches or None,
     )
 
 
@@ -318,7 +325,7 @@ def decode_response(body: Any) -> Response:
         model=str(body.get("model", "")),
         parts=tuple(parts),
         finish=finish_of(body.get("status"), body.get("incomplete_details"), tuple(parts)),
-        usage=decode_usage(body.get("usage")),
+        usage=decode_usage(body.get("usage"), body.get("output")),
     )
 
 

@@ -162,7 +162,9 @@ class StreamDecoder:
 
     def _completed(self, response: dict[str, Any]) -> list[StreamEvent]:
         self._done = True
-        out: list[StreamEvent] = [UsageReport(items.decode_usage(response.get("usage")))]
+        out: list[StreamEvent] = [
+            UsageReport(items.decode_usage(response.get("usage"), response.get("output")))
+        ]
         calls: tuple[Part, ...] = (ToolCall("", "", ""),) if self._calls else ()
         try:
             reason = items.finish_of(

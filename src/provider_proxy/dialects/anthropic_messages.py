@@ -41,7 +41,8 @@ def anthropic_usage(payload: Any) -> Usage | None:
     count in ``message_delta`` (cumulative). ``message_delta`` may repeat the
     input counts (they grow when server tools ran); its input total is used
     only when it carries both cache counts too, since without them it cannot
-    be normalised and the earlier total stays.
+    be normalised and the earlier total stays. The web searches a server tool
+    ran are ``server_tool_use.web_search_requests`` (cumulative too).
     """
     counts = get(payload, "usage")
     if counts is None:
@@ -53,7 +54,9 @@ def anthropic_usage(payload: Any) -> Usage | None:
     written = int_count(counts.get("cache_creation_input_tokens"))
     partial = get(payload, "type") == "message_delta" and (read is None or written is None)
     total_input = None if plain is None or partial else plain + (read or 0) + (written or 0)
-    return usage(total_input, int_count(counts.get("output_tokens")), read, written)
+    searches = int_count(get(counts.get("server_tool_use"), "web_search_requests")) or None
+    output = int_count(counts.get("output_tokens"))
+    return usage(total_input, output, read, written, web_searches=searches)
 
 
 class AnthropicMessagesCodec:
@@ -143,17 +146,26 @@ class AnthropicMessages(BaseDialect):
         }
 
     def model_entry(self, model: Mapping[str, Any]) -> dict[str, Any]:
-        """``{"type": "model", "id", "display_name", "created_at"}`` (RFC 3339)."""
+        """``{"type": "model", "id", "display_name", "created_at"}`` (RFC 3339), and
+        ``max_input_tokens`` and ``max_tokens`` where the catalog knows them."""
         created = model.get("created")
         stamp = datetime.datetime.fromtimestamp(
             created if isinstance(created, (int, float)) else 0, datetime.timezone.utc
         )
-        return {
+        entry: dict[str, Any] = {
             "type": "model",
             "id": model["id"],
             "display_name": model.get("name") or model["id"],
             "created_at": stamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
+        # The Models API's limits, where the catalog knows them.
+        for field, key in (
+            ("max_input_tokens", "context_length"),
+            ("max_tokens", "max_completion_tokens"),
+        ):
+            if isinstance(model.get(key), int):
+                entry[field] = model[key]
+        return entry
 
     def error_body(self, error: ProxyError, request_id: str) -> bytes:
         """``{"type": "error", "error": {"type", "message"}, "request_id"}``."""

@@ -385,6 +385,10 @@ class Usage:
       ``input_tokens`` is ``input_tokens + cache_read_input_tokens +
       cache_creation_input_tokens``; the latter two are ``cache_read_tokens``
       and ``cache_write_tokens``.
+
+    ``web_searches`` counts the web searches the provider ran and bills
+    (Anthropic's ``server_tool_use.web_search_requests``, Responses
+    ``web_search_call`` items, a grounded Gemini answer as one).
     """
 
     input_tokens: int | None = None
@@ -392,6 +396,7 @@ class Usage:
     cache_read_tokens: int | None = None
     cache_write_tokens: int | None = None
     reasoning_tokens: int | None = None
+    web_searches: int | None = None
 
     @property
     def uncached_input_tokens(self) -> int | None:
@@ -413,6 +418,7 @@ class Usage:
                     (self.cache_read_tokens, later.cache_read_tokens),
                     (self.cache_write_tokens, later.cache_write_tokens),
                     (self.reasoning_tokens, later.reasoning_tokens),
+                    (self.web_searches, later.web_searches),
                 )
             )
         )
@@ -425,6 +431,7 @@ class Usage:
             self.cache_read_tokens,
             self.cache_write_tokens,
             self.reasoning_tokens,
+            self.web_searches,
         )
 
     @classmethod
@@ -436,6 +443,7 @@ class Usage:
             usage.cache_read_tokens,
             usage.cache_write_tokens,
             usage.reasoning_tokens,
+            usage.web_searches,
         )
 
     @classmethod

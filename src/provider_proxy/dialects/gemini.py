@@ -57,11 +57,14 @@ def gemini_usage(payload: Any) -> Usage | None:
     (``toolUsePromptTokenCount``) are added to the input and thinking tokens
     (``thoughtsTokenCount``) to the output, so the total matches Gemini's
     ``totalTokenCount``. Streamed chunks repeat the counts so far; the last
-    one holds the final counts.
+    one holds the final counts. An answer grounded in Google Search
+    (:func:`grounded`) counts one web search, as Google bills grounded prompts.
     """
     counts = get(payload, "usageMetadata")
     if not isinstance(counts, dict):
         return None
+    # Google bills a grounded answer (per prompt): one search, however many queries.
+    searches = 1 if grounded(payload) else None
     prompt = int_count(counts.get("promptTokenCount"))
     tools = int_count(counts.get("toolUsePromptTokenCount"))
     candidates = int_count(counts.get("candidatesTokenCount"))
@@ -72,7 +75,23 @@ def gemini_usage(payload: Any) -> Usage | None:
         int_count(counts.get("cachedContentTokenCount")),
         None,
         thoughts,
+        searches,
     )
+
+
+def grounded(payload: Any) -> bool:
+    """Whether an answer (or streamed chunk) was grounded in Google Search: a
+    candidate's ``groundingMetadata`` names the queries it ran or the pages it used."""
+    candidates = get(payload, "candidates")
+    if not isinstance(candidates, list):
+        return False
+    for candidate in candidates:
+        metadata = get(candidate, "groundingMetadata")
+        if isinstance(metadata, dict) and (
+            metadata.get("webSearchQueries") or metadata.get("groundingChunks")
+        ):
+            return True
+    return False
 
 
 def model_method(path: str) -> tuple[str, str] | None:
@@ -269,9 +288,16 @@ class Gemini(BaseDialect):
 
     def model_entry(self, model: Mapping[str, Any]) -> dict[str, Any]:
         """A catalog model in Gemini's shape: ``models/{id}``, and what the gateway
-        serves of it (an id naming embeddings: the embedding methods, else generation)."""
+        serves of it (the catalog's ``operations`` where the provider said; else, for
+        an id naming embeddings, the embedding methods, and generation for any other)."""
         model_id = str(model["id"])
-        methods = EMBED_METHODS if "embed" in model_id.lower() else GENERATE_METHODS
+        operations = model.get("operations")
+        if isinstance(operations, list):
+            methods: tuple[str, ...] = tuple(
+                method for method, operation in GATEWAY_METHODS.items() if operation in operations
+            )
+        else:
+            methods = EMBED_METHODS if "embed" in model_id.lower() else GENERATE_METHODS
         entry: dict[str, Any] = {
             "name": f"models/{model_id}",
             "baseModelId": model_id,

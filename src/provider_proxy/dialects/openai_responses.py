@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from .._adapter import JSON
+from .._adapter import JSON, Usage
 from . import _responses_codec as _codec
 from . import _responses_items as _items
 from ._base import get, route, top_level_model
 from ._responses_stream import StreamDecoder, StreamEncoder
 from .canonical import Codec, FidelityTable, Message, Request, Response, StreamError, Text
-from .openai_chat import OpenAIChat
+from .openai_chat import OpenAIChat, openai_usage
 
 
 class OpenAIResponsesCodec:
@@ -105,6 +106,19 @@ class OpenAIResponses(OpenAIChat):
     def recognizes(self, path: str) -> bool:
         segments = route(path).split("/")
         return "responses" in segments
+
+    def usage_of(self, payload: JSON) -> Usage | None:
+        """The token counts, and the ``web_search_call`` items of a finished response
+        (each one billed search)."""
+        counts = openai_usage(payload)
+        if counts is None:
+            return None
+        response = get(payload, "response")
+        output = get(response if isinstance(response, dict) else payload, "output")
+        if not isinstance(output, list):
+            return counts
+        searches = sum(1 for item in output if get(item, "type") == "web_search_call")
+        return dataclasses.replace(counts, web_searches=searches) if searches else counts
 
     def model_of(self, payload: JSON) -> str | None:
         model = top_level_model(payload)

@@ -319,6 +319,8 @@ class ProxyApp:
             self.store,
             ttl=options.get("models_ttl", DEFAULT_MODELS_TTL),
             client_factory=self._own_client,
+            transforms=options.get("transforms", ()),
+            default_provider=options.get("default_provider"),
         )
 
         metrics = options.get("metrics")
@@ -424,6 +426,9 @@ class ProxyApp:
             )
             self._gateway.router = self._router
             self.catalog.routes = list(routes)
+            self.catalog.route_targets = {
+                name: [d.target for d in route.deployments] for name, route in routes.items()
+            }
         drain_timeout = options.get("drain_timeout")
         self._drain = Drain(drain_timeout) if drain_timeout is not None else None
         self._sockets.drain = self._inference_socket.drain = self._drain

@@ -9,6 +9,10 @@ waits at most ``wait`` seconds for a provider it has no list of yet (the fetch
 goes on and fills the cache), and a provider that failed is not asked again
 for ``retry_failed`` seconds, so one provider that is down or hanging does not
 slow every listing down.
+
+Every listing shows only the models a client may call (see :meth:`ModelCatalog.callable`):
+a model the app-wide or the adapter's :class:`~provider_proxy.transforms.ParameterPolicy`
+allowlist refuses, or whose provider endpoints are all closed, is left out.
 """
 
 from __future__ import annotations
@@ -17,18 +21,19 @@ import asyncio
 import logging
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import httpx
 
-from .._adapter import ModelInfo
+from .._adapter import BodyTransform, ModelInfo, RequestContext
 from .._bounded import AnswerTooLarge
 from .._exceptions import BadRequest, MethodNotAllowed, ProviderNotFound, ProxyError
 from .._json import dumps, loads
-from ..adapters import Provider
+from ..adapters import Provider, ProviderAdapter
 from ..dialects import DEFAULT, CatalogCall, Dialect
 from ..state import Store
+from ..transforms._params import admitted
 
 logger = logging.getLogger("provider_proxy")
 
@@ -56,8 +61,24 @@ def _record(model: ModelInfo) -> dict[str, Any]:
 
 
 #: What a provider may say about a model beyond its name, size and price, kept
-#: for the clients that read them (the ``/api/v1/models`` endpoints).
-DETAILS = ("description", "supported_parameters", "is_moderated", "max_completion_tokens")
+#: for the clients that read them (the ``/api/v1/models`` endpoints):
+#: ``max_completion_tokens`` is its output limit, ``operations`` the gateway
+#: operations it serves (``generate``, ``stream``, ``count_tokens``, ``embed``...;
+#: absent when the provider does not say).
+DETAILS = (
+    "description",
+    "supported_parameters",
+    "is_moderated",
+    "max_completion_tokens",
+    "operations",
+)
+#: The gateway operations a model may be called for, when its provider does not say.
+_CALLS = ("generate", "embed")
+#: Where the gateway puts a model in a provider path.
+_MODEL_IN_PATH = "{model}"
+#: A gateway request as the app-wide transforms see it (every format's generation
+#: endpoint names a model, so one stands for them all).
+_GATEWAY_CONTEXT = RequestContext("", "POST", "/v1/chat/completions", b"", (), "")
 
 
 def _details(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -86,8 +107,13 @@ class ModelCatalog:
         clock: Callable[[], float] = time.time,
         wait: float = DEFAULT_MODELS_WAIT,
         retry_failed: float = DEFAULT_RETRY_FAILED,
+        transforms: Sequence[BodyTransform] = (),
+        default_provider: str | None = None,
     ) -> None:
         self._adapters = adapters
+        self._transforms = tuple(transforms)
+        #: The adapter of a model named without ``provider/`` (the gateway's rule).
+        self.default_provider = default_provider
         self._store = store
         self.ttl = ttl
         self._client_factory = client_factory
@@ -101,6 +127,8 @@ class ModelCatalog:
         self._fetched: dict[str, tuple[float, int]] = {}
         #: The app's route names, listed after the providers' models.
         self.routes: list[str] = []
+        #: Each route's deployments (``provider/model`` or another route's name).
+        self.route_targets: Mapping[str, Sequence[str]] = {}
 
     async def _fetch(self, name: str) -> dict[str, Any] | None:
         adapter = self._adapters[name]
@@ -183,6 +211,8 @@ class ModelCatalog:
                 failed[name] = self._errors.get(name, "unavailable")
                 continue
             for model in entry["models"]:
+                if not self.callable(name, model["id"], model.get("operations")):
+                    continue
                 data.append(
                     {
                         "id": f"{name}/{model['id']}",
@@ -197,8 +227,81 @@ class ModelCatalog:
                     }
                 )
         if provider is None:
-            data.extend(_route_entry(route) for route in self.routes)
+            data.extend(_route_entry(route) for route in self.routes if self.route_listed(route))
         return data, failed
+
+    def callable(self, provider: str, model: str, operations: Sequence[str] | None = None) -> bool:
+        """Whether the gateway forwards a request for ``provider/model``, as the request
+        path decides: the app-wide allowlists admit ``provider/model`` (what the gateway
+        reads) and the bare id (what forwarding reads), the adapter's own admit the bare
+        id, and the provider path of one of its ``operations`` (by default generation
+        and embeddings) is open."""
+        gateway = admitted(self._transforms, f"{provider}/{model}", _GATEWAY_CONTEXT)
+        calls = _CALLS if operations is None else operations
+        return gateway and self._forwarded(provider, model, calls)
+
+    def _forwarded(self, provider: str, model: str, operations: Sequence[str]) -> bool:
+        """Whether forwarding takes a request for the bare ``model`` to one of the
+        provider paths of ``operations``: open, and every allowlist there admits it."""
+        adapter = self._adapters[provider].serving()
+        return any(
+            adapter.endpoint_allowed("POST", context.path)
+            and admitted((adapter.body_transform(context),), model, context)
+            and admitted(self._transforms, model, context)
+            for context in self._calls(adapter, provider, model, operations)
+        )
+
+    @staticmethod
+    def _calls(
+        adapter: ProviderAdapter, provider: str, model: str, operations: Sequence[str]
+    ) -> Iterator[RequestContext]:
+        """The forwarded requests a gateway call of ``model`` may be, one per path."""
+        for dialect in adapter.dialects:
+            for operation in operations:
+                path = adapter.gateway_path(dialect, operation)
+                if path is None:
+                    continue
+                in_path = _MODEL_IN_PATH in path
+                path = path.partition("?")[0].replace(
+                    _MODEL_IN_PATH, urllib.parse.quote(model, safe="")
+                )
+                yield RequestContext(
+                    provider,
+                    "POST",
+                    path,
+                    b"",
+                    (),
+                    "",
+                    path_model=model if in_path else None,
+                    dialect=dialect.name,
+                )
+
+    def route_listed(self, route: str) -> bool:
+        """Whether a route is listed: the app-wide allowlists admit its name (what the
+        gateway reads), and one of its deployments is callable."""
+        return (
+            route in self.routes
+            and admitted(self._transforms, route, _GATEWAY_CONTEXT)
+            and self._served(route, frozenset())
+        )
+
+    def _served(self, route: str, seen: frozenset[str]) -> bool:
+        """Whether forwarding takes one of the route's deployments (each with its bare
+        id, as the router sends them; one naming a route: one of that route's)."""
+        targets = self.route_targets.get(route)
+        if targets is None:
+            return True  # deployments unknown: listed as before
+        for target in targets:
+            if target in self.routes:
+                if target not in seen and self._served(target, seen | {route}):
+                    return True
+                continue
+            provider, slash, model = target.partition("/")
+            if not (slash and model and provider in self._adapters):
+                provider, model = self.default_provider or "", target
+            if self._enabled(provider) and self._forwarded(provider, model, _CALLS):
+                return True
+        return False
 
     async def listing(
         self,
@@ -333,18 +436,23 @@ async def handle_catalog_call(
     catalog: ModelCatalog, method: str, call: CatalogCall, query: bytes
 ) -> dict[str, Any]:
     """Answer a format's own catalog paths (:func:`~provider_proxy.dialects.catalog_in_path`):
-    the list, paged as that format pages, or one model (``provider/model`` or a route)."""
+    the list, paged as that format pages, or one model (``provider/model``, a route, or
+    a model of the default provider named without its prefix)."""
     if method not in ("GET", "HEAD"):
         raise MethodNotAllowed("The model catalog answers GET only.")
     if call.model is None:
         limit, after = call.page(query)
         return await catalog.listing(limit=limit, dialect=call.dialect, after_id=after)
     provider, slash, model = call.model.partition("/")
+    default = catalog.default_provider
     found = None
-    if slash and model and provider in catalog._adapters:
+    if call.model in catalog.routes:
+        found = _route_entry(call.model) if catalog.route_listed(call.model) else None
+    elif slash and model and provider in catalog._adapters:
         found = await catalog.one(provider, model)
-    elif call.model in catalog.routes:
-        found = _route_entry(call.model)
+    elif default is not None and default in catalog._adapters:
+        # As the gateway reads a model without a provider's prefix.
+        found = await catalog.one(default, call.model)
     if found is None:
         raise ModelNotFound(
             f"The model {call.model} is not in the catalog (models are named "

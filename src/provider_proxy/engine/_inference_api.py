@@ -182,7 +182,8 @@ class InferenceAPI:
         entries = []
         for model in data:
             model_id = model["id"]
-            if model["provider"] == self._default:  # its models need no prefix
+            if model["provider"] is not None and model["provider"] == self._default:
+                # The default provider's models need no prefix (a route has no provider).
                 model_id = model_id[len(model["provider"]) + 1 :]
             entries.append(api.model_entry(model, model_id))
         return entries

@@ -75,6 +75,12 @@ class ProxyEvent:
     key: str | None = None
 
     @property
+    def web_searches(self) -> int:
+        """The web searches the provider ran and bills for this answer (0 when none
+        were reported): :attr:`Usage.web_searches <provider_proxy.Usage.web_searches>`."""
+        return 0 if self.usage is None else self.usage.web_searches or 0
+
+    @property
     def attempts(self) -> int:
         """How many times the request was sent: 1 unless a route retried or fell back."""
         return max(1, len(self.deployments))

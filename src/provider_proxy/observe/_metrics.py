@@ -66,6 +66,8 @@ class PrometheusMetrics:
     * ``tokens_total{provider,model,kind}``: tokens reported by providers; kind
       ``input`` (every prompt token, cached ones included), ``output``,
       ``cache_read`` and ``cache_write`` (parts of the input);
+    * ``web_searches_total{provider,model}``: web searches providers ran and
+      bill (:attr:`Usage.web_searches <provider_proxy.Usage.web_searches>`);
     * ``upstream_errors_total{provider,kind}``: the provider failed: kind
       ``upstream_unreachable``, ``upstream_timeout``, ``upstream_stream_error``
       (the stream broke mid-answer), or ``http_<status>`` for an error status
@@ -142,6 +144,12 @@ class PrometheusMetrics:
             ["provider", "model", "kind"],
             **options,
         )
+        self.web_searches = prom.Counter(
+            "web_searches",
+            "Web searches providers ran and bill, by model.",
+            ["provider", "model"],
+            **options,
+        )
         self.upstream_errors = prom.Counter(
             "upstream_errors",
             "Provider failures: unreachable, timed out, broken streams and error statuses.",
@@ -179,6 +187,7 @@ class PrometheusMetrics:
             self.tokens,
             self.upstream_errors,
             self.errors,
+            self.web_searches,
         )
         for collector in collectors:
             self.registry.register(collector)
@@ -288,6 +297,8 @@ class PrometheusMetrics:
             ):
                 if count is not None and count > 0:
                     self.tokens.labels(provider, model, kind).inc(count)
+            if usage.web_searches:
+                self.web_searches.labels(provider, model).inc(usage.web_searches)
         cost = event.cost
         if cost is not None and cost.total > 0:
             labels = [provider, self._model(event.model)]

@@ -42,6 +42,7 @@ _USAGE_FIELDS = (
     "cache_read_tokens",
     "cache_write_tokens",
     "reasoning_tokens",
+    "web_searches",
 )
 
 
@@ -239,6 +240,7 @@ class NdjsonUsageSink:
             "cache_read_tokens": usage.cache_read_tokens,
             "cache_write_tokens": usage.cache_write_tokens,
             "reasoning_tokens": usage.reasoning_tokens,
+            "web_searches": usage.web_searches,
             "cost_usd": None if event.cost is None else str(event.cost.total),
             "cost": None if event.cost is None else event.cost.as_dict(),
             "cost_unknown": event.cost_unknown,

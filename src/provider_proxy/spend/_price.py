@@ -6,6 +6,8 @@ A :class:`Price` is USD per million tokens for each kind of token; a
 which ``cache_read_tokens`` were read from a prompt cache and
 ``cache_write_tokens`` written to one; ``reasoning_tokens`` are part of
 ``output_tokens``. So each token is billed once, at the rate of its kind.
+Web searches a provider ran (:attr:`Usage.web_searches <provider_proxy.Usage.web_searches>`)
+are billed per search, at :attr:`Price.web_search` USD per thousand searches.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from typing import Any
 from .._adapter import Usage
 
 _MILLION = Decimal(1_000_000)
-#: The keys of a price given as a mapping (USD per million tokens).
-PRICE_KEYS = ("input", "output", "cache_read", "cache_write", "reasoning")
+_THOUSAND = Decimal(1_000)
+#: The keys of a price given as a mapping (USD per million tokens; ``web_search``
+#: USD per thousand searches).
+PRICE_KEYS = ("input", "output", "cache_read", "cache_write", "reasoning", "web_search")
 
 
 def _usd(value: Any, what: str) -> Decimal:
@@ -40,7 +44,8 @@ class Price:
     """What a model's tokens cost, in USD per million tokens.
 
     A rate left ``None`` is billed as its parent kind: cached reads and cache
-    writes as input, reasoning as output.
+    writes as input, reasoning as output. ``web_search`` is USD per thousand web
+    searches, as providers state their search prices; ``None`` bills them nothing.
     """
 
     input: Decimal
@@ -48,6 +53,7 @@ class Price:
     cache_read: Decimal | None = None
     cache_write: Decimal | None = None
     reasoning: Decimal | None = None
+    web_search: Decimal | None = None
 
     @classmethod
     def of(cls, value: Price | Mapping[str, Any], model: str = "") -> Price:
@@ -79,9 +85,9 @@ class Cost:
 
     ``input`` is the uncached prompt tokens, ``cache_read`` and ``cache_write``
     the cached ones, ``output`` the answer's tokens other than reasoning, and
-    ``reasoning`` the reasoning tokens; ``total`` is their sum. ``source`` says
-    where the price came from (``"prices"`` for the operator's own, else the
-    price library's name).
+    ``reasoning`` the reasoning tokens, ``web_search`` the web searches; ``total``
+    is their sum. ``source`` says where the price came from (``"prices"`` for the
+    operator's own, else the price library's name).
     """
 
     total: Decimal
@@ -91,6 +97,7 @@ class Cost:
     output: Decimal
     reasoning: Decimal
     source: str = "prices"
+    web_search: Decimal = Decimal(0)
 
     def as_dict(self) -> dict[str, str]:
         """The amounts as strings (exact; JSON numbers would round them)."""
@@ -101,6 +108,7 @@ class Cost:
             "cache_write": str(self.cache_write),
             "output": str(self.output),
             "reasoning": str(self.reasoning),
+            "web_search": str(self.web_search),
             "source": self.source,
         }
 
@@ -126,14 +134,16 @@ def cost_of(usage: Usage, price: Price, source: str = "prices") -> Cost:
     uncached_usd, read_usd, write_usd, output_usd, reasoning_usd = (
         part / _MILLION for part in parts
     )
+    search_usd = (usage.web_searches or 0) * (price.web_search or Decimal(0)) / _THOUSAND
     return Cost(
-        uncached_usd + read_usd + write_usd + output_usd + reasoning_usd,
+        uncached_usd + read_usd + write_usd + output_usd + reasoning_usd + search_usd,
         uncached_usd,
         read_usd,
         write_usd,
         output_usd,
         reasoning_usd,
         source,
+        search_usd,
     )
 
 

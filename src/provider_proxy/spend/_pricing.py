@@ -32,7 +32,8 @@ class Pricing:
     """Prices by model: the operator's first, then the library's.
 
     :param prices: ``{model: {"input": ..., "output": ..., "cache_read": ...,
-        "cache_write": ..., "reasoning": ...}}`` in USD per million tokens (or
+        "cache_write": ..., "reasoning": ..., "web_search": ...}}`` in USD per
+        million tokens, ``web_search`` in USD per thousand web searches (or
         :class:`Price` values). A key ``"{provider}/{model}"`` prices a model at
         one provider only and wins over the bare model name.
     :param library: whether to ask ``genai-prices`` about other models.

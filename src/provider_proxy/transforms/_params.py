@@ -7,11 +7,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from fnmatch import fnmatchcase
 from typing import Any, TypeGuard
 
-from .._adapter import JSON, RequestContext
+from .._adapter import JSON, BodyTransform, RequestContext
 from .._exceptions import ModelNotAllowed
 from ..dialects import Gemini
 from ..policy import EndpointRule, parse_rules
-from ._compose import Transform
+from ._compose import Composed, Transform
 from ._util import (
     GENERATION_ROUTES,
     MODEL_ROUTES,
@@ -175,6 +175,14 @@ class ParameterPolicy(Transform):
                     cow.at()[key] = clamped
         return cow.result
 
+    def allows(self, model: str) -> bool:
+        """Whether the allowlist admits ``model`` (every model, without one): the check
+        each model a request names passes, and the one the model catalog lists by."""
+        if self._allowed is None:
+            return True
+        folded = model.casefold()
+        return any(fnmatchcase(folded, pattern.casefold()) for pattern in self._allowed)
+
     def _check_model(self, body: JSON, context: RequestContext) -> None:
         allowed = self._allowed or ()
         named = body.get("model") if isinstance(body, dict) else None
@@ -187,12 +195,29 @@ class ParameterPolicy(Transform):
                 f"the models {', '.join(allowed)}."
             )
         for model in models:
-            folded = model.casefold()
-            if not any(fnmatchcase(folded, pattern.casefold()) for pattern in allowed):
+            if not self.allows(model):
                 raise ModelNotAllowed(
                     f"The model {model!r} is not allowed through this proxy; allowed: "
                     f"{', '.join(allowed)}."
                 )
+
+
+def admitted(
+    transforms: Iterable[BodyTransform | None], model: str, context: RequestContext
+) -> bool:
+    """Whether a request for ``model`` at ``context`` passes the allowlists of every
+    :class:`ParameterPolicy` among ``transforms`` (composed ones included) that checks
+    there: what the model catalog asks before it lists a model."""
+    for transform in transforms:
+        parts = transform.transforms if isinstance(transform, Composed) else (transform,)
+        for part in parts:
+            if (
+                isinstance(part, ParameterPolicy)
+                and part._allowlist_applies(context)
+                and not part.allows(model)
+            ):
+                return False
+    return True
 
 
 def _parse_clamp(key: str, bound: Any) -> tuple[Number | None, Number | None]:
