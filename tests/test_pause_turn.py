@@ -39,7 +39,7 @@ from provider_proxy.dialects.canonical import (
     UsageReport,
     WebSearch,
 )
-from provider_proxy.engine._paused import MAX_CONTINUATIONS, PausedTurn
+from provider_proxy.engine._paused import MAX_CONTINUATIONS, PausedTurn, add_usage
 from provider_proxy.observe import SSEParser
 from provider_proxy.testing import FakeUpstream
 from provider_proxy.testing import _fake_search as fake_search
@@ -408,3 +408,11 @@ def test_a_continued_turn_is_one_event_with_every_calls_usage(
     assert event.translated is True
     assert event.usage is not None
     assert (event.usage.input_tokens, event.usage.output_tokens) == (30, 36)
+
+
+def test_a_continued_turn_sums_every_count_its_calls_report() -> None:
+    first = Usage(input_tokens=10, output_tokens=2, web_searches=1)
+    second = Usage(input_tokens=14, output_tokens=5, reasoning_tokens=3, web_searches=1)
+    summed = add_usage(first, second)
+    assert summed == Usage(input_tokens=24, output_tokens=7, reasoning_tokens=3, web_searches=2)
+    assert add_usage(Usage(), Usage()) == Usage()

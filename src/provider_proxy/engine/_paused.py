@@ -37,19 +37,17 @@ from ._responses_state import AnswerCollector
 MAX_CONTINUATIONS = 5
 
 
+#: The counts of an answer (the fields of both usage classes, in their order), each summed.
+_COUNTS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Usage))
+
+
 def _plus(a: int | None, b: int | None) -> int | None:
     return None if a is None and b is None else (a or 0) + (b or 0)
 
 
 def add_usage(a: Usage, b: Usage) -> Usage:
     """The counts of two answers (two calls of one paused turn) added."""
-    return Usage(
-        _plus(a.input_tokens, b.input_tokens),
-        _plus(a.output_tokens, b.output_tokens),
-        _plus(a.cache_read_tokens, b.cache_read_tokens),
-        _plus(a.cache_write_tokens, b.cache_write_tokens),
-        _plus(a.reasoning_tokens, b.reasoning_tokens),
-    )
+    return Usage(*(_plus(getattr(a, f), getattr(b, f)) for f in _COUNTS))
 
 
 def too_often() -> UntranslatableResponse:
@@ -152,18 +150,7 @@ def joined_report(earlier: Report, later: Report) -> Report:
     if usage is None or after.usage is None:
         usage = after.usage or usage
     else:
-        usage = ProxyUsage(
-            *(
-                _plus(a, b)
-                for a, b in (
-                    (usage.input_tokens, after.usage.input_tokens),
-                    (usage.output_tokens, after.usage.output_tokens),
-                    (usage.cache_read_tokens, after.usage.cache_read_tokens),
-                    (usage.cache_write_tokens, after.usage.cache_write_tokens),
-                    (usage.reasoning_tokens, after.usage.reasoning_tokens),
-                )
-            )
-        )
+        usage = ProxyUsage(*(_plus(getattr(usage, f), getattr(after.usage, f)) for f in _COUNTS))
     outcome = dataclasses.replace(
         after,
         usage=usage,
