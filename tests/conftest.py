@@ -69,6 +69,32 @@ def upstream(fake: FakeUpstream) -> Iterator[ServerThread]:
         yield server
 
 
+@pytest.fixture
+def own_upstream() -> Iterator[tuple[FakeUpstream, ServerThread]]:
+    """A fake provider of the test's own on a loopback port, and its server.
+
+    For tests that count the fake's open and closed streams: on the session's
+    fake, other tests' streams (a background run, a server thread still
+    closing) open and close meanwhile and move the counts.
+    """
+    fake = FakeUpstream()
+    with serve(fake, lifespan="off") as server:
+        yield fake, server
+
+
+class OwnUpstream:
+    """A base for test classes whose tests, and every fixture they use, get
+    :func:`own_upstream` as ``fake`` and ``upstream``."""
+
+    @pytest.fixture
+    def fake(self, own_upstream: tuple[FakeUpstream, ServerThread]) -> FakeUpstream:
+        return own_upstream[0]
+
+    @pytest.fixture
+    def upstream(self, own_upstream: tuple[FakeUpstream, ServerThread]) -> ServerThread:
+        return own_upstream[1]
+
+
 @pytest.fixture(params=sorted(TRANSPORTS))
 def transport_kind(request: pytest.FixtureRequest) -> str:
     """Each engine test runs with httpx's transport, the aiohttp one and the reqwest one."""

@@ -21,6 +21,7 @@ from openai.types.chat import ChatCompletionMessageFunctionToolCall
 
 from provider_proxy.testing import FakeUpstream
 
+from .conftest import OwnUpstream
 from .servers import ServerThread, wait_until
 
 WEATHER: Any = {
@@ -303,16 +304,19 @@ def test_constructor_keywords_set_the_new_knobs() -> None:
     assert answer["usage"]["cache_read_input_tokens"] == 5
 
 
-def test_a_chat_stream_the_client_leaves_is_closed(
-    upstream: ServerThread, fake: FakeUpstream
-) -> None:
-    closed = fake.closed_streams
-    body = {"model": "m", "messages": MESSAGES, "stream": True}
-    headers = {"x-fake-chunks": "1000", "x-fake-gap": "0.05"}
-    with httpx.stream(
-        "POST", upstream.url + "/v1/chat/completions", json=body, headers=headers
-    ) as r:
-        next(r.iter_raw())
-        assert fake.open_streams == 1
-    assert wait_until(lambda: fake.closed_streams == closed + 1, timeout=5)
-    assert fake.open_streams == 0
+class TestOnItsOwnUpstream(OwnUpstream):
+    """Tests that count the fake's streams, each on a fake of its own."""
+
+    def test_a_chat_stream_the_client_leaves_is_closed(
+        self, upstream: ServerThread, fake: FakeUpstream
+    ) -> None:
+        closed = fake.closed_streams
+        body = {"model": "m", "messages": MESSAGES, "stream": True}
+        headers = {"x-fake-chunks": "1000", "x-fake-gap": "0.05"}
+        with httpx.stream(
+            "POST", upstream.url + "/v1/chat/completions", json=body, headers=headers
+        ) as r:
+            next(r.iter_raw())
+            assert fake.open_streams == 1
+        assert wait_until(lambda: fake.closed_streams == closed + 1, timeout=5)
+        assert fake.open_streams == 0

@@ -29,7 +29,7 @@ from provider_proxy import Guards, Route, make_asgi_app
 from provider_proxy.adapters import AnthropicAdapter, GeminiAdapter, OpenAIAdapter
 from provider_proxy.testing import FakeUpstream
 
-from .conftest import ANTHROPIC_KEY, OPENAI_KEY, TRANSPORTS
+from .conftest import ANTHROPIC_KEY, OPENAI_KEY, TRANSPORTS, OwnUpstream
 from .servers import ServerThread, serve, wait_until
 
 GEMINI_KEY = "gemini-test-key-0123456789"
@@ -530,26 +530,6 @@ def test_a_thinking_tool_loop_on_claude_sends_the_signed_thoughts_back(
     assert turn[0]["signature"]
 
 
-def test_a_gemini_client_that_leaves_mid_stream_closes_the_upstream_stream(
-    gateway: ServerThread, fake: FakeUpstream
-) -> None:
-    closed = fake.closed_streams
-    body = {"contents": [{"role": "user", "parts": [{"text": "Talk."}]}]}
-    # The whole stream would take 30 s: it ends at once only because the client left.
-    headers = {"x-goog-api-key": "key-alice", "x-fake-chunks": "1000", "x-fake-gap": "0.03"}
-    path = f"/v1beta/models/{CLAUDE}:streamGenerateContent?alt=sse"
-    with (
-        httpx.Client(base_url=gateway.url) as client,
-        client.stream("POST", path, json=body, headers=headers) as response,
-    ):
-        assert response.headers["content-type"].startswith("text/event-stream")
-        lines = response.iter_lines()
-        first = next(line for line in lines if line.startswith("data: "))
-        assert json.loads(first[6:])["candidates"][0]["content"]["parts"]
-    assert wait_until(lambda: fake.closed_streams > closed, timeout=5)
-    assert wait_until(lambda: fake.open_streams == 0, timeout=5)
-
-
 def test_a_method_not_served_is_refused_in_googles_format(gateway: ServerThread) -> None:
     """(countTokens and the embedding methods: tests/test_gemini_client.py.)"""
     response = httpx.post(
@@ -646,3 +626,26 @@ def test_a_route_serves_a_gemini_client(
     assert fake.last.path == "/v1/chat/completions"
     assert _sent(fake)["model"] == "gpt-4.1"
     assert _sent(fake).get("stream", False) is stream
+
+
+class TestOnItsOwnUpstream(OwnUpstream):
+    """Tests that count the fake's streams, each on a fake of its own."""
+
+    def test_a_gemini_client_that_leaves_mid_stream_closes_the_upstream_stream(
+        self, gateway: ServerThread, fake: FakeUpstream
+    ) -> None:
+        closed = fake.closed_streams
+        body = {"contents": [{"role": "user", "parts": [{"text": "Talk."}]}]}
+        # The whole stream would take 30 s: it ends at once only because the client left.
+        headers = {"x-goog-api-key": "key-alice", "x-fake-chunks": "1000", "x-fake-gap": "0.03"}
+        path = f"/v1beta/models/{CLAUDE}:streamGenerateContent?alt=sse"
+        with (
+            httpx.Client(base_url=gateway.url) as client,
+            client.stream("POST", path, json=body, headers=headers) as response,
+        ):
+            assert response.headers["content-type"].startswith("text/event-stream")
+            lines = response.iter_lines()
+            first = next(line for line in lines if line.startswith("data: "))
+            assert json.loads(first[6:])["candidates"][0]["content"]["parts"]
+        assert wait_until(lambda: fake.closed_streams > closed, timeout=5)
+        assert wait_until(lambda: fake.open_streams == 0, timeout=5)

@@ -32,7 +32,7 @@ from provider_proxy.adapters import (
 from provider_proxy.dialects import Dialect, OpenAIChat, OpenAIResponses
 from provider_proxy.testing import FakeUpstream
 
-from .conftest import ANTHROPIC_KEY, OPENAI_KEY, TRANSPORTS
+from .conftest import ANTHROPIC_KEY, OPENAI_KEY, TRANSPORTS, OwnUpstream
 from .servers import ServerThread, serve, wait_until
 
 CLAUDE = "anthropic/claude-sonnet-4-5"
@@ -407,34 +407,6 @@ def test_a_chat_client_reaches_a_responses_only_provider(
 # -- the rest of the request's path: disconnects, dropped fields, events ------------------
 
 
-def test_a_client_leaving_a_translated_stream_frees_the_upstream_and_its_slot(
-    upstream: ServerThread, fake: FakeUpstream, transport_kind: str
-) -> None:
-    proxy = make_asgi_app(
-        _adapters(upstream),
-        transport=TRANSPORTS[transport_kind](),
-        validate_credentials="off",
-        stored_responses=StoredResponses(per_client=1),
-    )
-    closed = fake.closed_streams
-    slow = {"x-fake-chunks": "2000", "x-fake-gap": "0.02"}
-    body = {"model": CLAUDE, "input": "Talk.", "stream": True}
-    with serve(proxy) as gateway:
-        with httpx.stream(
-            "POST", gateway.url + "/v1/responses", json=body, headers=slow, timeout=10
-        ) as response:
-            assert response.status_code == 200
-            received = b""
-            for chunk in response.iter_raw():
-                received += chunk
-                if received.count(b"response.output_text.delta") >= 3:
-                    break
-        assert wait_until(lambda: fake.closed_streams == closed + 1, timeout=5)
-        # The unfinished answer was not kept, so its slot is free for the next one.
-        with _client(gateway) as client:
-            assert client.responses.create(model=CLAUDE, input="Hi.").status == "completed"
-
-
 def test_dropped_fields_are_named_and_strict_translation_refuses_them(
     upstream: ServerThread, transport_kind: str
 ) -> None:
@@ -662,3 +634,34 @@ def test_a_preset_is_sent_chat_for_a_responses_client(
         )
         assert passed.status_code == 200
         assert fake.last.path == "/v1/responses"
+
+
+class TestOnItsOwnUpstream(OwnUpstream):
+    """Tests that count the fake's streams, each on a fake of its own."""
+
+    def test_a_client_leaving_a_translated_stream_frees_the_upstream_and_its_slot(
+        self, upstream: ServerThread, fake: FakeUpstream, transport_kind: str
+    ) -> None:
+        proxy = make_asgi_app(
+            _adapters(upstream),
+            transport=TRANSPORTS[transport_kind](),
+            validate_credentials="off",
+            stored_responses=StoredResponses(per_client=1),
+        )
+        closed = fake.closed_streams
+        slow = {"x-fake-chunks": "2000", "x-fake-gap": "0.02"}
+        body = {"model": CLAUDE, "input": "Talk.", "stream": True}
+        with serve(proxy) as gateway:
+            with httpx.stream(
+                "POST", gateway.url + "/v1/responses", json=body, headers=slow, timeout=10
+            ) as response:
+                assert response.status_code == 200
+                received = b""
+                for chunk in response.iter_raw():
+                    received += chunk
+                    if received.count(b"response.output_text.delta") >= 3:
+                        break
+            assert wait_until(lambda: fake.closed_streams == closed + 1, timeout=5)
+            # The unfinished answer was not kept, so its slot is free for the next one.
+            with _client(gateway) as client:
+                assert client.responses.create(model=CLAUDE, input="Hi.").status == "completed"

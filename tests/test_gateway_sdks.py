@@ -31,7 +31,7 @@ from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter
 from provider_proxy.dialects._anthropic_codec import from_anthropic_id
 from provider_proxy.testing import FakeUpstream
 
-from .conftest import ANTHROPIC_KEY, OPENAI_KEY, TRANSPORTS
+from .conftest import ANTHROPIC_KEY, OPENAI_KEY, TRANSPORTS, OwnUpstream
 from .servers import ServerThread, serve, wait_until
 
 TEXT = "Hello from the fake upstream, streamed one piece at a time."
@@ -711,31 +711,36 @@ async def _in_use(proxy: ProxyApp) -> int:
     return _pool_in_use(proxy)
 
 
-@pytest.mark.parametrize(
-    ("path", "body"),
-    [
-        ("/v1/chat/completions", {"model": CLAUDE, "messages": MESSAGES, "stream": True}),
-        (
-            "/v1/messages",
-            {"model": GPT, "max_tokens": 5000, "messages": MESSAGES, "stream": True},
-        ),
-    ],
-    ids=["openai-client-on-anthropic", "anthropic-client-on-openai"],
-)
-def test_a_client_leaving_a_translated_stream_frees_the_upstream(
-    gateway: ServerThread, proxy: ProxyApp, fake: FakeUpstream, path: str, body: Any
-) -> None:
-    closed = fake.closed_streams
-    slow = {"x-fake-chunks": "2000", "x-fake-gap": "0.02"}
-    with httpx.stream("POST", gateway.url + path, json=body, headers=slow, timeout=10) as response:
-        assert response.status_code == 200
-        received = b""
-        for chunk in response.iter_raw():
-            received += chunk
-            if received.count(b"data: ") >= 4:
-                break
-        assert fake.open_streams == 1
-    # Translated as it came, then closed upstream long before the 40 s it would take.
-    assert wait_until(lambda: fake.closed_streams == closed + 1, timeout=5)
-    assert fake.open_streams == 0
-    assert wait_until(lambda: gateway.call(_in_use(proxy)) == 0, timeout=5)
+class TestOnItsOwnUpstream(OwnUpstream):
+    """Tests that count the fake's streams, each on a fake of its own."""
+
+    @pytest.mark.parametrize(
+        ("path", "body"),
+        [
+            ("/v1/chat/completions", {"model": CLAUDE, "messages": MESSAGES, "stream": True}),
+            (
+                "/v1/messages",
+                {"model": GPT, "max_tokens": 5000, "messages": MESSAGES, "stream": True},
+            ),
+        ],
+        ids=["openai-client-on-anthropic", "anthropic-client-on-openai"],
+    )
+    def test_a_client_leaving_a_translated_stream_frees_the_upstream(
+        self, gateway: ServerThread, proxy: ProxyApp, fake: FakeUpstream, path: str, body: Any
+    ) -> None:
+        closed = fake.closed_streams
+        slow = {"x-fake-chunks": "2000", "x-fake-gap": "0.02"}
+        with httpx.stream(
+            "POST", gateway.url + path, json=body, headers=slow, timeout=10
+        ) as response:
+            assert response.status_code == 200
+            received = b""
+            for chunk in response.iter_raw():
+                received += chunk
+                if received.count(b"data: ") >= 4:
+                    break
+            assert fake.open_streams == 1
+        # Translated as it came, then closed upstream long before the 40 s it would take.
+        assert wait_until(lambda: fake.closed_streams == closed + 1, timeout=5)
+        assert fake.open_streams == 0
+        assert wait_until(lambda: gateway.call(_in_use(proxy)) == 0, timeout=5)

@@ -236,3 +236,34 @@ def test_any_other_transport_still_gets_an_httpx_request(
     assert request.headers["authorization"] == "Bearer sk-raw-test"  # the key, not the client's
     assert request.headers["content-length"] == str(len(_sent_body(request)))
     assert request.url.path == "/v1/chat/completions"
+
+
+async def test_utf8_headers_go_as_given_and_a_reused_url_is_sent_each_time(
+    transport: RawTransport,
+) -> None:
+    seen: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while head := await _read_head(reader):
+                seen.append(head)
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                await writer.drain()
+        except asyncio.IncompleteReadError:
+            pass  # the client closed the connection
+
+    values = (b"caf\xc3\xa9", b"plain", b"\xe2\x9c\x93 done")
+    async with RawServer(answer) as url:
+        target = httpx.URL(url + "/same?x=1")  # one URL object, as the engine reuses them
+        for value in values:
+            request = UpstreamRequest(
+                "GET", target, [(b"x-value", value)], b"", {"timeout": dict(TIMEOUTS)}
+            )
+            response = await transport.send_raw(request)
+            assert b"".join([chunk async for chunk in response]) == b"ok"
+            await response.aclose()
+    assert len(seen) == len(values)
+    for head, value in zip(seen, values, strict=True):
+        assert head.startswith(b"GET /same?x=1 HTTP/1.1\r\n")
+        lines = head.split(b"\r\n")
+        assert [line[9:] for line in lines if line.lower().startswith(b"x-value: ")] == [value]

@@ -53,6 +53,18 @@ class ChatOnly(OpenAICompatibleAdapter):
     dialects: ClassVar[tuple[Dialect, ...]] = (OpenAIChat(),)
 
 
+@pytest.fixture
+def fake(own_upstream: tuple[FakeUpstream, ServerThread]) -> FakeUpstream:
+    """Each test's own fake: these tests count its open streams, and their runs in
+    the background must not move another test's counts."""
+    return own_upstream[0]
+
+
+@pytest.fixture
+def upstream(own_upstream: tuple[FakeUpstream, ServerThread]) -> ServerThread:
+    return own_upstream[1]
+
+
 def _adapters(upstream: ServerThread) -> list[Any]:
     return [
         OpenAIAdapter(base_url=upstream.url + "/v1", api_key=OPENAI_KEY),

@@ -26,6 +26,7 @@ from websockets.sync.client import connect
 from provider_proxy._server import FreezeAfterStartup, chosen_server
 from provider_proxy.testing import FakeUpstream
 
+from .conftest import OwnUpstream
 from .servers import ServerThread, env_without_keys, free_port, get_when_up, wait_until
 
 SERVER_NAMES = ["uvicorn", "granian"]
@@ -114,22 +115,6 @@ def test_a_stream_is_relayed_event_by_event(served: Served, fake: FakeUpstream) 
     assert len(arrivals) >= 4
     assert arrivals[-1] - arrivals[0] >= 0.6
     assert fake.last.header("api-key") == KEY
-
-
-def test_a_client_leaving_mid_stream_frees_the_upstream(served: Served, fake: FakeUpstream) -> None:
-    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "stream": True}
-    closed_before = fake.closed_streams
-    # 50 events 0.2 s apart: 10 s unless the proxy hears the client go.
-    with httpx.stream(
-        "POST",
-        served.url + CHAT,
-        json=body,
-        headers={"x-fake-chunks": "50", "x-fake-gap": "0.2"},
-        timeout=30,
-    ) as response:
-        assert next(response.iter_raw())
-    assert wait_until(lambda: fake.closed_streams == closed_before + 1, timeout=5)
-    assert fake.open_streams == 0
 
 
 def test_a_websocket_handshake_gets_the_proxys_answer(served: Served) -> None:
@@ -225,3 +210,24 @@ def test_auto_is_uvicorn_and_a_name_is_checked(monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(SystemExit) as exited:
         chosen_server("hypercorn")
     assert "must be one of auto, uvicorn, granian" in str(exited.value.code)
+
+
+class TestOnItsOwnUpstream(OwnUpstream):
+    """Tests that count the fake's streams, each on a fake of its own."""
+
+    def test_a_client_leaving_mid_stream_frees_the_upstream(
+        self, served: Served, fake: FakeUpstream
+    ) -> None:
+        body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+        closed_before = fake.closed_streams
+        # 50 events 0.2 s apart: 10 s unless the proxy hears the client go.
+        with httpx.stream(
+            "POST",
+            served.url + CHAT,
+            json=body,
+            headers={"x-fake-chunks": "50", "x-fake-gap": "0.2"},
+            timeout=30,
+        ) as response:
+            assert next(response.iter_raw())
+        assert wait_until(lambda: fake.closed_streams == closed_before + 1, timeout=5)
+        assert fake.open_streams == 0

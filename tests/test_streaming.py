@@ -17,7 +17,7 @@ import pytest
 from provider_proxy import ProxyApp
 from provider_proxy.testing import FakeUpstream
 
-from .conftest import TRANSPORTS
+from .conftest import TRANSPORTS, OwnUpstream
 from .servers import ServerThread, serve, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -108,34 +108,6 @@ async def test_upstream_failure_mid_stream_aborts_the_client(
     assert any("broke mid-response" in record.getMessage() for record in caplog.records)
 
 
-async def test_client_disconnect_closes_upstream_stream(
-    proxy_server: ServerThread, fake: FakeUpstream
-) -> None:
-    closed_before = fake.closed_streams
-    async with httpx.AsyncClient(base_url=proxy_server.url, timeout=10) as client:
-        async with client.stream(
-            "GET", "/openai/stream", headers={"x-fake-gap": "0.05"}
-        ) as response:
-            async for _ in response.aiter_raw():
-                break
-            assert fake.open_streams == 1
-    # The upstream sees its stream closed well before the 10 s guard.
-    assert wait_until(lambda: fake.closed_streams == closed_before + 1)
-    assert fake.open_streams == 0
-
-
-async def test_client_disconnect_while_waiting_for_headers_cancels_upstream(
-    proxy_server: ServerThread, fake: FakeUpstream
-) -> None:
-    async with httpx.AsyncClient(base_url=proxy_server.url, timeout=0.3) as client:
-        with pytest.raises(httpx.ReadTimeout):
-            await client.post("/openai/stream", headers={"x-fake-delay": "1", "x-fake-gap": "0.05"})
-    # The proxy gave up on the upstream request when the client left, so the
-    # fake never gets to start (or keep) a stream nobody reads.
-    await anyio.sleep(1.5)
-    assert fake.open_streams == 0
-
-
 def _open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
@@ -147,60 +119,90 @@ def _pool_in_use(proxy: ProxyApp) -> int:
     return int(transport.in_use)  # type: ignore[attr-defined]
 
 
-async def test_thousand_aborted_streams_leak_nothing(
-    make_proxy: Callable[..., ProxyApp], fake: FakeUpstream
-) -> None:
-    proxy = make_proxy()
-    with serve(proxy) as server:
-        limits = httpx.Limits(max_connections=20, max_keepalive_connections=20)
-        async with httpx.AsyncClient(base_url=server.url, timeout=10, limits=limits) as client:
-
-            async def abort_one() -> None:
-                async with client.stream(
-                    "GET", "/openai/stream", headers={"x-fake-gap": "0.01"}
-                ) as response:
-                    async for _ in response.aiter_raw():
-                        break
-
-            await abort_one()
-            assert wait_until(lambda: fake.open_streams == 0)
-            fds_before = _open_fds()
-            for _ in range(50):
-                async with anyio.create_task_group() as group:
-                    for _ in range(20):
-                        group.start_soon(abort_one)
-        assert wait_until(lambda: fake.open_streams == 0)
-        assert wait_until(lambda: server.call(_async(_pool_in_use, proxy)) == 0)
-        assert wait_until(lambda: _open_fds() <= fds_before + 5)
-
-
 async def _async(function: Callable[[ProxyApp], int], proxy: ProxyApp) -> int:
     return function(proxy)
 
 
-async def test_pool_exhausted_503(
-    make_proxy: Callable[..., ProxyApp], transport_kind: str, fake: FakeUpstream
-) -> None:
-    transport = TRANSPORTS[transport_kind]
-    one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    proxy = make_proxy(
-        transport=transport(limits=one),  # type: ignore[call-arg]
-        timeout=httpx.Timeout(10.0, pool=0.2),
-    )
-    with serve(proxy) as server:
-        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+class TestOnItsOwnUpstream(OwnUpstream):
+    """Tests that count the fake's streams, each on a fake of its own."""
+
+    async def test_client_disconnect_closes_upstream_stream(
+        self, proxy_server: ServerThread, fake: FakeUpstream
+    ) -> None:
+        closed_before = fake.closed_streams
+        async with httpx.AsyncClient(base_url=proxy_server.url, timeout=10) as client:
             async with client.stream(
                 "GET", "/openai/stream", headers={"x-fake-gap": "0.05"}
-            ) as held:
-                # Keep the iterator referenced: a dropped one is finalised and
-                # closes the connection, which would free the pool slot.
-                chunks = held.aiter_raw()
-                assert await chunks.__anext__()
-                response = await client.post("/openai/chat/completions", json={})
-                assert response.status_code == 503
-                assert response.json()["error"]["type"] == "pool_exhausted"
-                assert response.headers["x-should-retry"] == "true"
-            # Once the held stream is gone, the slot is free again.
+            ) as response:
+                async for _ in response.aiter_raw():
+                    break
+                assert fake.open_streams == 1
+        # The upstream sees its stream closed well before the 10 s guard.
+        assert wait_until(lambda: fake.closed_streams == closed_before + 1)
+        assert fake.open_streams == 0
+
+    async def test_client_disconnect_while_waiting_for_headers_cancels_upstream(
+        self, proxy_server: ServerThread, fake: FakeUpstream
+    ) -> None:
+        async with httpx.AsyncClient(base_url=proxy_server.url, timeout=0.3) as client:
+            with pytest.raises(httpx.ReadTimeout):
+                await client.post(
+                    "/openai/stream", headers={"x-fake-delay": "1", "x-fake-gap": "0.05"}
+                )
+        # The proxy gave up on the upstream request when the client left, so the
+        # fake never gets to start (or keep) a stream nobody reads.
+        await anyio.sleep(1.5)
+        assert fake.open_streams == 0
+
+    async def test_thousand_aborted_streams_leak_nothing(
+        self, make_proxy: Callable[..., ProxyApp], fake: FakeUpstream
+    ) -> None:
+        proxy = make_proxy()
+        with serve(proxy) as server:
+            limits = httpx.Limits(max_connections=20, max_keepalive_connections=20)
+            async with httpx.AsyncClient(base_url=server.url, timeout=10, limits=limits) as client:
+
+                async def abort_one() -> None:
+                    async with client.stream(
+                        "GET", "/openai/stream", headers={"x-fake-gap": "0.01"}
+                    ) as response:
+                        async for _ in response.aiter_raw():
+                            break
+
+                await abort_one()
+                assert wait_until(lambda: fake.open_streams == 0)
+                fds_before = _open_fds()
+                for _ in range(50):
+                    async with anyio.create_task_group() as group:
+                        for _ in range(20):
+                            group.start_soon(abort_one)
             assert wait_until(lambda: fake.open_streams == 0)
-            response = await client.post("/openai/chat/completions", json={})
-            assert response.status_code == 200
+            assert wait_until(lambda: server.call(_async(_pool_in_use, proxy)) == 0)
+            assert wait_until(lambda: _open_fds() <= fds_before + 5)
+
+    async def test_pool_exhausted_503(
+        self, make_proxy: Callable[..., ProxyApp], transport_kind: str, fake: FakeUpstream
+    ) -> None:
+        transport = TRANSPORTS[transport_kind]
+        one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        proxy = make_proxy(
+            transport=transport(limits=one),  # type: ignore[call-arg]
+            timeout=httpx.Timeout(10.0, pool=0.2),
+        )
+        with serve(proxy) as server:
+            async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+                async with client.stream(
+                    "GET", "/openai/stream", headers={"x-fake-gap": "0.05"}
+                ) as held:
+                    # Keep the iterator referenced: a dropped one is finalised and
+                    # closes the connection, which would free the pool slot.
+                    chunks = held.aiter_raw()
+                    assert await chunks.__anext__()
+                    response = await client.post("/openai/chat/completions", json={})
+                    assert response.status_code == 503
+                    assert response.json()["error"]["type"] == "pool_exhausted"
+                    assert response.headers["x-should-retry"] == "true"
+                # Once the held stream is gone, the slot is free again.
+                assert wait_until(lambda: fake.open_streams == 0)
+                response = await client.post("/openai/chat/completions", json={})
+                assert response.status_code == 200

@@ -21,7 +21,7 @@ from provider_proxy import Guards, RateLimit, make_asgi_app
 from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter
 from provider_proxy.testing import FakeUpstream
 
-from .conftest import ANTHROPIC_KEY, CLIENT_KEY, OPENAI_KEY
+from .conftest import ANTHROPIC_KEY, CLIENT_KEY, OPENAI_KEY, OwnUpstream
 from .servers import ServerThread, serve, wait_until
 
 HELLO = [{"role": "user", "content": "Hello"}]
@@ -116,38 +116,6 @@ def test_two_requests_at_once_stream_multiplexed_by_id(
     assert sorted((e.provider, e.client_dialect, e.status) for e in events) == [
         ("anthropic", "openai-chat", 200),
         ("openai", "openai-chat", 200),
-    ]
-
-
-def test_cancel_stops_one_request_and_its_upstream(
-    build: Callable[..., str], fake: FakeUpstream, events: list[Any]
-) -> None:
-    url = build()
-    with connect(url, additional_headers={"x-fake-chunks": "100", "x-fake-gap": "0.02"}) as ws:
-        before = fake.closed_streams
-        request(ws, "long", "openai/gpt-4o-mini")
-        assert frame(ws)["data"]["content"]
-        ws.send(json.dumps({"type": "cancel", "id": "long"}))
-        deltas = 1
-        while (payload := frame(ws))["data"].get("content"):
-            deltas += 1
-        assert deltas < 50  # stopped, not finished
-        assert payload == {
-            "type": "inference_response",
-            "id": "long",
-            "data": {"finish_reason": "cancelled", "created": payload["data"]["created"]},
-        }
-        assert wait_until(lambda: fake.closed_streams == before + 1)
-        request(ws, "next", "openai/gpt-4o-mini")  # the socket still serves
-        assert until_done(ws, {"next"})[-1]["data"]["finish_reason"] == "stop"
-        ws.send(json.dumps({"type": "cancel", "id": "nothing"}))
-        error = frame(ws)
-    assert error["type"] == "error"
-    assert error["error"]["type"] == "validation"
-    assert wait_until(lambda: len(events) == 2)
-    assert sorted((e.status, e.error_kind or "") for e in events) == [
-        (200, ""),
-        (499, "client_disconnected"),
     ]
 
 
@@ -254,3 +222,38 @@ def test_client_keys_by_query_or_subprotocol(build: Callable[..., str], fake: Fa
         assert until_done(ws, {"b"})[-1]["data"]["finish_reason"] == "stop"
     assert CLIENT_KEY not in repr(fake.last.headers)
     assert fake.last.header("authorization") == f"Bearer {OPENAI_KEY}"
+
+
+class TestOnItsOwnUpstream(OwnUpstream):
+    """Tests that count the fake's streams, each on a fake of its own."""
+
+    def test_cancel_stops_one_request_and_its_upstream(
+        self, build: Callable[..., str], fake: FakeUpstream, events: list[Any]
+    ) -> None:
+        url = build()
+        with connect(url, additional_headers={"x-fake-chunks": "100", "x-fake-gap": "0.02"}) as ws:
+            before = fake.closed_streams
+            request(ws, "long", "openai/gpt-4o-mini")
+            assert frame(ws)["data"]["content"]
+            ws.send(json.dumps({"type": "cancel", "id": "long"}))
+            deltas = 1
+            while (payload := frame(ws))["data"].get("content"):
+                deltas += 1
+            assert deltas < 50  # stopped, not finished
+            assert payload == {
+                "type": "inference_response",
+                "id": "long",
+                "data": {"finish_reason": "cancelled", "created": payload["data"]["created"]},
+            }
+            assert wait_until(lambda: fake.closed_streams == before + 1)
+            request(ws, "next", "openai/gpt-4o-mini")  # the socket still serves
+            assert until_done(ws, {"next"})[-1]["data"]["finish_reason"] == "stop"
+            ws.send(json.dumps({"type": "cancel", "id": "nothing"}))
+            error = frame(ws)
+        assert error["type"] == "error"
+        assert error["error"]["type"] == "validation"
+        assert wait_until(lambda: len(events) == 2)
+        assert sorted((e.status, e.error_kind or "") for e in events) == [
+            (200, ""),
+            (499, "client_disconnected"),
+        ]

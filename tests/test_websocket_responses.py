@@ -30,7 +30,7 @@ from provider_proxy.dialects import Dialect, OpenAIChat
 from provider_proxy.testing import FakeUpstream
 from provider_proxy.transforms import ParameterPolicy
 
-from .conftest import ANTHROPIC_KEY, CLIENT_KEY, OPENAI_KEY
+from .conftest import ANTHROPIC_KEY, CLIENT_KEY, OPENAI_KEY, OwnUpstream
 from .servers import ServerThread, serve, wait_until
 
 CLAUDE = "anthropic/claude-sonnet-4-5"
@@ -251,25 +251,6 @@ def test_stream_id_is_echoed_on_the_turns_events(gateway: ServerThread) -> None:
         while (event := json.loads(ws.recv(timeout=10)))["type"] != "response.completed":
             received.append(event)
     assert {e.get("stream_id") for e in [*received, event]} == {"lane-1"}
-
-
-def test_a_client_leaving_mid_turn_closes_the_upstream_stream(
-    gateway: ServerThread, fake: FakeUpstream, events: list[Any]
-) -> None:
-    slow = {"x-fake-chunks": "2000", "x-fake-gap": "0.02"}
-    closed = fake.closed_streams
-    with _client(gateway).responses.connect(extra_headers=slow) as connection:
-        connection.send({"type": "response.create", "model": CLAUDE, "input": "Talk."})
-        deltas = 0
-        for event in connection:
-            if event.type == "response.output_text.delta":
-                deltas += 1
-            if deltas >= 3:
-                break
-    assert wait_until(lambda: fake.closed_streams == closed + 1, timeout=5)
-    assert wait_until(lambda: any(e.websocket == "connection" for e in events))
-    [turn] = [e for e in events if e.websocket == "turn"]
-    assert turn.error_kind == "client_disconnected"
 
 
 def test_two_sockets_are_isolated(gateway: ServerThread, fake: FakeUpstream) -> None:
@@ -495,3 +476,25 @@ def test_the_concurrency_guard_counts_turns_across_sockets(
         with client.responses.connect() as again:  # the slot is free once the turn ended
             _, served = _turn(again, model=LOCAL, input="Hi")
     assert served.type == "response.completed"
+
+
+class TestOnItsOwnUpstream(OwnUpstream):
+    """Tests that count the fake's streams, each on a fake of its own."""
+
+    def test_a_client_leaving_mid_turn_closes_the_upstream_stream(
+        self, gateway: ServerThread, fake: FakeUpstream, events: list[Any]
+    ) -> None:
+        slow = {"x-fake-chunks": "2000", "x-fake-gap": "0.02"}
+        closed = fake.closed_streams
+        with _client(gateway).responses.connect(extra_headers=slow) as connection:
+            connection.send({"type": "response.create", "model": CLAUDE, "input": "Talk."})
+            deltas = 0
+            for event in connection:
+                if event.type == "response.output_text.delta":
+                    deltas += 1
+                if deltas >= 3:
+                    break
+        assert wait_until(lambda: fake.closed_streams == closed + 1, timeout=5)
+        assert wait_until(lambda: any(e.websocket == "connection" for e in events))
+        [turn] = [e for e in events if e.websocket == "turn"]
+        assert turn.error_kind == "client_disconnected"

@@ -255,7 +255,10 @@ class BaseAdapter:
         :raises ProviderNotConfigured: the key callable returned a key with a
             line break or control character inside.
         """
-        return current_key(self._key, f"The key callable of adapter {self.name!r}")
+        key = self._key
+        if not callable(key):  # a fixed key (or none): nothing to ask, nothing to check
+            return key
+        return key_from_callable(key(), f"The key callable of adapter {self.name!r}")
 
     def availability(self) -> Availability:
         source = self._token_source
@@ -263,8 +266,9 @@ class BaseAdapter:
             if source.configured:
                 return _AVAILABLE
             return Availability(False, "No credential for its token source.")
-        # A key callable is asked once per request, in auth_headers(), not here.
-        if self.key_optional or callable(self._key) or self.api_key() is not None:
+        # A key callable is asked once per request, in auth_headers(), not here; a
+        # fixed key (checked once, when the adapter was made) is there for good.
+        if self._key is not None or self.key_optional:
             return _AVAILABLE
         return Availability(False, self._missing_key_reason())
 

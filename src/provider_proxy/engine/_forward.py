@@ -56,7 +56,7 @@ from ._exchange import exchange
 from ._heads import as_raw, send_error
 from ._plan import Plan, Route
 from ._priced import CostHeader
-from ._report import Arrival, Outcome, Report
+from ._report import Arrival, Outcome, Report, facts
 
 logger = logging.getLogger("provider_proxy")
 
@@ -68,7 +68,7 @@ _URL_CACHE_SIZE = 256
 _NOT_HELD: contextlib.nullcontext[None] = contextlib.nullcontext()
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@facts
 class _Body:
     """The body as it will be sent, and what reading it told (when it was read)."""
 

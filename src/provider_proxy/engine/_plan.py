@@ -10,16 +10,15 @@ needs one). Both are frozen: the exchange reads a plan and returns an
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from .._adapter import RequestContext
 from ..adapters import ProviderAdapter
 from ..dialects import Dialect
 from ..policy import RawHeaders
 from ..transports import UpstreamRequest
+from ._report import facts
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class Route:
     """A request's provider, path and API format, checked: configured, confined, allowed."""
 
@@ -35,7 +34,7 @@ class Route:
     context: RequestContext
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class Plan:
     """Everything the exchange needs, decided before a byte goes upstream."""
 

@@ -10,14 +10,31 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+from typing_extensions import dataclass_transform
 
 from .._adapter import Usage
 from .._exceptions import ProxyError, UpstreamStreamError
 from ..observe import ProxyEvent
 from ..spend import Cost
 
+_T = TypeVar("_T")
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass_transform(frozen_default=True)
+def facts(cls: type[_T]) -> type[_T]:
+    """A slotted dataclass that the type checker holds frozen, made by a plain ``__init__``.
+
+    A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``,
+    a Python-level call per field, and the engine makes several of these (hashable,
+    compared by value, ``dataclasses.replace``-able as before) per request. Nothing
+    assigns to their fields: ``mypy --strict`` refuses it, as for a frozen one.
+    """
+    return dataclass(slots=True, unsafe_hash=True)(cls)
+
+
+@facts
 class Arrival:
     """A request as it arrived: its id, method and when (``perf_counter`` and epoch)."""
 
@@ -31,7 +48,7 @@ class Arrival:
         return None if moment is None else moment - self.start
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class Outcome:
     """How the answer went: its status, timings (``perf_counter``), bytes and usage."""
 
@@ -67,7 +84,7 @@ class Outcome:
         return cls(499, error_kind="client_disconnected", sent_at=sent_at)
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class Report:
     """What the engine knows of a request once it is answered."""
 

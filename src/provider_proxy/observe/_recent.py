@@ -29,9 +29,13 @@ class RecentTraffic:
     def __repr__(self) -> str:
         return f"RecentTraffic(providers={len(self._counts)})"
 
-    def add(self, provider: str, failed: bool) -> None:
-        """Count one answered request to ``provider`` in the current minute."""
-        minute = int(self._clock() // 60)
+    def add(
+        self, provider: str, failed: bool, requests: int = 1, *, minute: int | None = None
+    ) -> None:
+        """Count ``requests`` answered requests to ``provider`` (all failed, or none) in
+        the current minute, or in ``minute`` (seconds since the epoch // 60)."""
+        if minute is None:
+            minute = int(self._clock() // 60)
         counts = self._counts.setdefault(provider, {})
         slot = counts.get(minute)
         if slot is None:
@@ -39,8 +43,9 @@ class RecentTraffic:
             for old in [m for m in counts if m <= oldest]:
                 del counts[old]
             slot = counts[minute] = [0, 0]
-        slot[0] += 1
-        slot[1] += failed
+        slot[0] += requests
+        if failed:
+            slot[1] += requests
 
     def status(self) -> dict[str, Any]:
         """The last hour, oldest minute first: ``{"since", "minutes", "by_provider": {name:

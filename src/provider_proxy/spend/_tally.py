@@ -29,15 +29,15 @@ class _Line:
     output_tokens: int = 0
     cache_read_tokens: int = 0
 
-    def add(self, usage: Usage | None, cost: Cost | None) -> None:
-        self.requests += 1
+    def add(self, usage: Usage | None, cost: Cost | None, requests: int = 1) -> None:
+        self.requests += requests
         if usage is not None:
-            self.input_tokens += usage.input_tokens or 0
-            self.output_tokens += usage.output_tokens or 0
-            self.cache_read_tokens += usage.cache_read_tokens or 0
+            self.input_tokens += (usage.input_tokens or 0) * requests
+            self.output_tokens += (usage.output_tokens or 0) * requests
+            self.cache_read_tokens += (usage.cache_read_tokens or 0) * requests
         if cost is not None:
-            self.priced += 1
-            self.cost += cost.total
+            self.priced += requests
+            self.cost += cost.total * requests
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -68,15 +68,18 @@ class SpendTally:
         client: str | None,
         usage: Usage | None,
         cost: Cost | None,
+        *,
+        requests: int = 1,
     ) -> None:
-        """Count one answered request (with its usage and cost, when known)."""
-        self.total.add(usage, cost)
+        """Count one answered request (with its usage and cost, when known), or
+        ``requests`` of them, each with this usage and cost."""
+        self.total.add(usage, cost, requests)
         for dimension, name in (
             ("provider", provider),
             ("model", model or "unknown"),
             ("client", client or "none"),
         ):
-            self._line(dimension, name).add(usage, cost)
+            self._line(dimension, name).add(usage, cost, requests)
 
     def _line(self, dimension: str, name: str) -> _Line:
         lines = self._by[dimension]

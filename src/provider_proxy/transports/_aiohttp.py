@@ -28,13 +28,16 @@ from aiohttp.client_proto import ResponseHandler
 from aiohttp.client_reqrep import ConnectionKey
 from yarl import URL
 
-from ._upstream import DEFAULT_LIMITS, RawResponse, RawTransport, UpstreamRequest
+from ._upstream import DEFAULT_LIMITS, RawResponse, RawTransport, UpstreamRequest, text_headers
 
 # Headers aiohttp adds when the request has none; a proxy sends only the headers
 # it was given.
 _SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 
 _HTTP_10 = aiohttp.HttpVersion10
+
+#: How many upstream URLs the transport keeps as aiohttp's.
+_TARGETS_KEPT = 256
 
 #: aiohttp waits for the socket to take a write only past this many bytes.
 _UNDRAINED = 2**16
@@ -59,14 +62,6 @@ class _Connector(aiohttp.TCPConnector):
 def _client_timeout(connect: float | None, read: float | None) -> aiohttp.ClientTimeout:
     # ``connect`` also bounds DNS resolution, which ``sock_connect`` alone does not.
     return aiohttp.ClientTimeout(total=None, connect=connect, sock_connect=connect, sock_read=read)
-
-
-def _header_value(value: bytes) -> str:
-    # aiohttp encodes header strings as UTF-8: decoding them as UTF-8 sends the same bytes.
-    try:
-        return value.decode()
-    except UnicodeDecodeError:
-        return value.decode("latin-1")
 
 
 class _Upload:
@@ -233,6 +228,7 @@ class AiohttpTransport(RawTransport):
             anyio.Semaphore(limits.max_connections) if limits.max_connections is not None else None
         )
         self._in_use = 0
+        self._targets: dict[int, tuple[httpx.URL, URL]] = {}
 
     @property
     def in_use(self) -> int:
@@ -325,13 +321,8 @@ class AiohttpTransport(RawTransport):
         session = self._session
         if session is None or session.closed:
             session = self._session = self._new_session()
-        if url.userinfo:  # aiohttp would turn it into an Authorization header
-            url = url.copy_with(userinfo=b"")
-        headers = [
-            (name.decode("latin-1"), _header_value(value))
-            for name, value in raw_headers
-            if name.lower() != b"transfer-encoding"  # framing is aiohttp's job
-        ]
+        target = self._target(url)
+        headers = text_headers(raw_headers)
         upload: _Upload | None = None
         data: bytes | AsyncIterator[bytes] | None
         write_timeout = timeouts.get("write")
@@ -351,7 +342,7 @@ class AiohttpTransport(RawTransport):
         try:
             response = await session.request(
                 method,
-                URL(str(url), encoded=True),
+                target,
                 headers=headers,
                 data=data,
                 allow_redirects=False,
@@ -373,6 +364,21 @@ class AiohttpTransport(RawTransport):
                 raise
         # Raised outside the handler so a body error keeps its own context.
         raise error
+
+    def _target(self, url: httpx.URL) -> URL:
+        """``url`` as aiohttp's URL, without userinfo (aiohttp would turn it into an
+        ``Authorization`` header); remembered per URL object, as the engine reuses
+        the URLs of paths without a query."""
+        targets = self._targets
+        known = targets.get(id(url))
+        if known is not None and known[0] is url:
+            return known[1]
+        plain = url.copy_with(userinfo=b"") if url.userinfo else url
+        target = URL(str(plain), encoded=True)
+        if len(targets) >= _TARGETS_KEPT:
+            targets.clear()
+        targets[id(url)] = (url, target)
+        return target
 
     async def aclose(self) -> None:
         """Close the session and its connections; the next request opens a new one."""

@@ -48,7 +48,7 @@ from pyreqwest.client import Client, ClientBuilder
 from pyreqwest.request import StreamRequest
 from pyreqwest.response import Response
 
-from ._upstream import DEFAULT_LIMITS, RawResponse, RawTransport, UpstreamRequest
+from ._upstream import DEFAULT_LIMITS, RawResponse, RawTransport, UpstreamRequest, text_headers
 
 logger = logging.getLogger("provider_proxy")
 
@@ -73,12 +73,8 @@ _CONNECTING = ("client error (Connect)", "tcp connect error", "dns error")
 _CUT_SHORT = ("end of file", "unexpected EOF", "closed before message completed")
 
 
-def _header_value(value: bytes) -> str:
-    # reqwest encodes header strings as UTF-8: decoding them as UTF-8 sends the same bytes.
-    try:
-        return value.decode()
-    except UnicodeDecodeError:
-        return value.decode("latin-1")
+#: How many upstream URLs the transport keeps as text.
+_URLS_KEPT = 256
 
 
 def _causes(exc: rq.PyreqwestError) -> list[str]:
@@ -338,11 +334,25 @@ class ReqwestTransport(RawTransport):
             anyio.Semaphore(limits.max_connections) if limits.max_connections is not None else None
         )
         self._in_use = 0
+        self._urls: dict[int, tuple[httpx.URL, str]] = {}
 
     @property
     def in_use(self) -> int:
         """How many responses hold a connection slot now."""
         return self._in_use
+
+    def _text(self, url: httpx.URL) -> str:
+        """``str(url)``, remembered per URL object (the engine reuses the URLs of
+        paths without a query; httpx builds the text anew each time)."""
+        urls = self._urls
+        known = urls.get(id(url))
+        if known is not None and known[0] is url:
+            return known[1]
+        text = str(url)
+        if len(urls) >= _URLS_KEPT:
+            urls.clear()
+        urls[id(url)] = (url, text)
+        return text
 
     def _client(self, connect: float | None, read: float | None) -> Client:
         client = self._clients.get((connect, read))
@@ -440,12 +450,7 @@ class ReqwestTransport(RawTransport):
     ) -> _ResponseStream:
         """The exchange both interfaces share; ``request`` is for httpx's exceptions."""
         client = self._client(timeouts.get("connect"), timeouts.get("read"))
-        headers = [
-            (name.decode("latin-1"), _header_value(value))
-            for name, value in raw_headers
-            if name.lower() != b"transfer-encoding"  # framing is hyper's job
-        ]
-        builder = client.request(method, str(url)).headers(headers)
+        builder = client.request(method, self._text(url)).headers(text_headers(raw_headers))
         upload: _Upload | None = None
         write_timeout = timeouts.get("write")
         if isinstance(body, bytes):

@@ -47,6 +47,32 @@ _CONNECT_FAILURES: tuple[tuple[type[BaseException], str], ...] = (
 )
 
 
+def text_headers(raw_headers: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    """Request headers as text for a client that encodes them as UTF-8 (aiohttp's,
+    reqwest's): decoding them as UTF-8 sends the same bytes, and a value that is
+    not UTF-8 is decoded as latin-1. The framing (``transfer-encoding``) is left
+    out: the client frames the body itself."""
+    try:  # all of them in one pass, when they are UTF-8
+        return [
+            (name.decode("latin-1"), value.decode())
+            for name, value in raw_headers
+            if name.lower() != b"transfer-encoding"
+        ]
+    except UnicodeDecodeError:
+        return [
+            (name.decode("latin-1"), _text(value))
+            for name, value in raw_headers
+            if name.lower() != b"transfer-encoding"
+        ]
+
+
+def _text(value: bytes) -> str:
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
+
+
 class UpstreamRequest:
     """A prebuilt upstream request as raw parts, for a :class:`RawTransport`.
 
