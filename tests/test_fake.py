@@ -316,6 +316,7 @@ class TestOnItsOwnUpstream(OwnUpstream):
         with httpx.stream(
             "POST", upstream.url + "/v1/chat/completions", json=body, headers=headers
         ) as r:
+            assert r.status_code == 200
             next(r.iter_raw())
             assert fake.open_streams == 1
         assert wait_until(lambda: fake.closed_streams == closed + 1, timeout=5)
