@@ -431,7 +431,8 @@ def test_two_instances_share_one_budget_on_redis(
     def instance(sink: Collect) -> ProxyApp:
         return make_asgi_app(
             [OpenAIAdapter(base_url=upstream.url + "/v1", api_key=OPENAI_KEY)],
-            store=RedisStore.from_url(redis_server.url, prefix=prefix),
+            # 64 callers connect at once: a generous timeout, as this is about the shared budget.
+            store=RedisStore.from_url(redis_server.url, prefix=prefix, timeout=5.0),
             guards=Guards(
                 client_keys={CLIENT_KEY: "team-a"}, budgets=[Budget(str(limit), period="day")]
             ),
