@@ -204,3 +204,30 @@ async def test_a_stream_that_took_the_last_chunk_before_the_end_arrived_still_en
 
 async def _drain(stream: Any) -> list[bytes]:
     return [chunk async for chunk in stream]
+
+
+async def test_a_declared_body_whose_end_comes_alone_is_complete_after_start() -> None:
+    # granian passes the whole declared body with more_body=True, then an empty end.
+    reads, receive = _receiver(_part(b"{}", True), _part(b"", False))
+    body = RequestBody(receive, 10)  # type: ignore[arg-type]
+    assert await body.start(declared=2) == b"{}"
+    assert not body.more
+    assert len(reads) == 2
+    assert await body.read_all() == b"{}"
+
+
+async def test_a_declared_body_still_arriving_streams_from_its_first_part() -> None:
+    reads, receive = _receiver(_part(b"ab", True), _part(b"cd", False))
+    body = RequestBody(receive, None)  # type: ignore[arg-type]
+    assert await body.start(declared=4) == b"ab"
+    assert body.more
+    assert len(reads) == 1  # the rest is not waited for
+    assert [chunk async for chunk in body.stream()] == [b"ab", b"cd"]
+
+
+async def test_a_body_without_a_declared_length_streams_from_its_first_part() -> None:
+    reads, receive = _receiver(_part(b"ab", True), _part(b"", False))
+    body = RequestBody(receive, None)  # type: ignore[arg-type]
+    assert await body.start() == b"ab"
+    assert body.more
+    assert len(reads) == 1

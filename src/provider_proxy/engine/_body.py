@@ -68,10 +68,19 @@ class RequestBody:
         """Bytes received so far."""
         return self._size
 
-    async def start(self) -> bytes:
-        """Read the first message; when :attr:`more` is false the body is complete."""
-        self._first = await self._next()
-        return self._first
+    async def start(self, declared: int | None = None) -> bytes:
+        """Read the first message; when :attr:`more` is false the body is complete.
+
+        A server may pass the whole declared body in one message and its end in
+        another, empty one (granian does): with ``declared`` (the
+        ``Content-Length``) all in, that end is awaited here, so a complete body
+        is sent whole rather than streamed.
+        """
+        first = await self._next()
+        while self.more and declared is not None and self._size >= declared:
+            first += await self._next()
+        self._first = first
+        return first
 
     async def _next(self) -> bytes:
         ahead = self._ahead

@@ -368,7 +368,7 @@ class Forwarder:
         declared: int | None,
     ) -> _Body:
         """The body to send: streamed as it comes, or read (and transformed) when it must be."""
-        first = await body.start()
+        first = await body.start(declared)
         transform = self._transform_for(route.adapter, context)
         if transform is None and not read:
             if not body.more:
