@@ -9,6 +9,7 @@ upstream response when the client goes away, as any proxy must.
 
 :class:`ReqwestFloor` is the same on pyreqwest (the ``reqwest`` extra's client);
 served by granian as well, it is the floor of the fastest stack the proxy runs on.
+:class:`SocketFloor` is the WebSocket relay's floor.
 """
 
 from __future__ import annotations
@@ -205,3 +206,73 @@ async def _drop_on_disconnect(receive: Any, request: Any) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
     await request.__aexit__(None, None, None)
+
+
+class SocketFloor:
+    """The least a WebSocket relay can do: accept, open the upstream's socket, pipe frames.
+
+    It opens the upstream socket at the client's path with the proxy's own
+    client library and options (``websockets``' asyncio client, no proxy, the
+    same size limit, keepalive and timeouts) and relays each message both ways
+    as it comes, text as text and binary as binary; either side's close ends both.
+    No routing, no header policy, no limits, no events.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        self._upstream = "ws" + upstream.rstrip("/").removeprefix("http")
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["type"] != "websocket":
+            return
+        from websockets.asyncio.client import connect
+
+        if (await receive())["type"] != "websocket.connect":
+            return
+        url = self._upstream + scope["raw_path"].decode("ascii")
+        if scope["query_string"]:
+            url += "?" + scope["query_string"].decode("ascii")
+        upstream = await connect(
+            url,
+            additional_headers=[("authorization", "Bearer x")],
+            user_agent_header=None,
+            proxy=None,
+            open_timeout=10,
+            ping_interval=20,
+            ping_timeout=20,
+            close_timeout=5,
+            max_size=16 * 1024 * 1024,
+        )
+        await send({"type": "websocket.accept"})
+
+        async def from_client() -> None:
+            with contextlib.suppress(Exception):  # the upstream went away: the session ends
+                while True:
+                    message: Message = await receive()
+                    if message["type"] == "websocket.disconnect":
+                        await upstream.close(message.get("code", 1000))
+                        return
+                    text = message.get("text")
+                    await upstream.send(text if text is not None else message.get("bytes") or b"")
+
+        async def from_upstream() -> None:
+            with contextlib.suppress(Exception):
+                async for data in upstream:
+                    if isinstance(data, str):
+                        await send({"type": "websocket.send", "text": data})
+                    else:
+                        await send({"type": "websocket.send", "bytes": data})
+            with contextlib.suppress(Exception):
+                await send({"type": "websocket.close", "code": 1000})
+
+        pumps = [asyncio.ensure_future(from_client()), asyncio.ensure_future(from_upstream())]
+        try:
+            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for pump in pumps:
+                pump.cancel()
+            await upstream.close()

@@ -93,7 +93,7 @@ def _commit() -> str:
 def _number(value: float | None, unit: str) -> str:
     if value is None:
         return ""
-    if unit == "req/s":
+    if unit in ("req/s", "frames/s"):
         return f"{value:,.0f}"
     if unit == "ms":
         return f"{value:.3f}"

@@ -275,7 +275,18 @@ def _fast_rows(name: str, rps: dict[str, float], *, target: bool) -> list[Row]:
 
 
 def _client(settings: Settings, mode: str, **arguments: Any) -> dict[str, Any]:
-    process = spawn(python_command("client", mode, json.dumps(arguments)), settings.cores.other)
+    return _run_client(settings, "client", mode, arguments)
+
+
+def _socket_client(settings: Settings, mode: str, **arguments: Any) -> dict[str, Any]:
+    """A mode of :mod:`benchmarks.ws_client`, on the other core."""
+    return _run_client(settings, "ws_client", mode, arguments)
+
+
+def _run_client(
+    settings: Settings, module: str, mode: str, arguments: dict[str, Any]
+) -> dict[str, Any]:
+    process = spawn(python_command(module, mode, json.dumps(arguments)), settings.cores.other)
     try:
         result: dict[str, Any] = json.loads(read_tagged(process.stdout, "RESULT ", 600))
     finally:
@@ -580,6 +591,154 @@ def gateway(settings: Settings) -> Outcome:
     return outcome
 
 
+# -- the WebSocket relay -------------------------------------------------------------------
+
+#: The socket scenario's targets: its column in the table, and the path a client opens.
+SOCKET_KINDS: dict[str, tuple[str, str]] = {
+    "direct": ("direct", "/v1/realtime?model=gpt-realtime"),
+    "floor-ws": ("floor", "/v1/realtime?model=gpt-realtime"),
+    "proxy-ws": ("proxy", "/openai/realtime?model=gpt-realtime"),
+}
+
+#: Sockets sending back to back in the throughput measurement.
+SOCKETS = 64
+
+#: The relay's targets: frames per second against the floor's, and the round trip
+#: it adds at one socket over the floor's, at the median.
+SOCKET_THROUGHPUT_TARGET = 0.8
+SOCKET_ADDED_P50_MS = 0.25
+
+
+def socket_url(server: Server, kind: str) -> str:
+    """``ws://`` URL of the socket ``kind`` relays (or, direct, the upstream's own)."""
+    return "ws" + server.url.removeprefix("http") + SOCKET_KINDS[kind][1]
+
+
+def websocket(settings: Settings) -> Outcome:
+    """The WebSocket relay beside a hand-written one and the upstream itself, in one run.
+
+    The upstream echoes each 1 KB text frame at once. Measured per target, in
+    interleaved rounds: frames per second through 64 sockets sending back to
+    back, each frame's round trip at one socket, and the handshake's time.
+    """
+    outcome = Outcome()
+    kinds = tuple(SOCKET_KINDS)
+    measures = ("many", "one", "handshakes")
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {
+        measure: {kind: [] for kind in kinds} for measure in measures
+    }
+    with servers([k for k in kinds if k != "direct"], settings.cores) as by_kind:
+        before = upstream_stats(by_kind["upstream"])
+
+        def once(kind: str, measure: str, seconds: int) -> dict[str, Any]:
+            url = socket_url(by_kind[kind], kind)
+            if measure == "handshakes":
+                count = 50 * seconds
+                return _socket_client(settings, "handshakes", url=url, count=count)
+            sockets = SOCKETS if measure == "many" else 1
+            return _socket_client(settings, "frames", url=url, sockets=sockets, duration=seconds)
+
+        for kind in kinds:
+            once(kind, "many", settings.warmup)
+        for _ in range(settings.rounds):
+            for measure in measures:
+                for kind in kinds:
+                    runs[measure][kind].append(
+                        undisturbed(
+                            functools.partial(once, kind, measure, settings.seconds),
+                            settings.cores,
+                            _server_pid(by_kind, kind),
+                            by_kind["upstream"].pid,
+                        )
+                    )
+        after = upstream_stats(by_kind["upstream"])
+    echoed = after["frames"] - before["frames"]
+    outcome.raw = {"runs": runs, "upstream_frames": echoed}
+    for measure, by_target in runs.items():
+        _disturbance_note(outcome, f"websocket {measure}", by_target)
+    outcome.rows = socket_rows(runs)
+    sent = sum(r["frames"] for m in ("many", "one") for rs in runs[m].values() for r in rs)
+    failed = {
+        kind: sum(r["errors"] + r.get("mismatched", 0) for m in runs.values() for r in m[kind])
+        for kind in kinds
+    }
+    for kind, errors in failed.items():
+        if errors:
+            outcome.notes.append(f"websocket via {kind}: {errors} sockets or frames failed.")
+    outcome.notes.append(
+        "websocket: the upstream echoes each frame (a 1 KB Realtime-like "
+        "input_audio_buffer.append, which starts no turn); direct opens the upstream's "
+        "/v1/realtime, floor is benchmarks/floor.py's SocketFloor (websockets' client, "
+        "frames piped both ways), proxy is make_asgi_app([OpenAIAdapter(...)], "
+        "ws_max_sockets_per_client=1000) at "
+        f"/openai/realtime?model=; {sent} frames measured, {echoed} echoed by the upstream "
+        "(the warm-up's too)."
+    )
+    return outcome
+
+
+def socket_rows(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> list[Row]:
+    """The socket scenario's rows from its runs: medians over the rounds, as ratios."""
+
+    def med(measure: str, key: str, point: str | None = None) -> dict[str, float | None]:
+        values: dict[str, float | None] = {}
+        for kind, (column, _) in SOCKET_KINDS.items():
+            results = runs[measure].get(kind) or []
+            numbers = [r[key] if point is None else r[key].get(point) for r in results]
+            present = [n for n in numbers if n is not None]
+            values[column] = _median(present) if present else None
+        return values
+
+    rows: list[Row] = []
+    fps = med("many", "fps")
+    if fps["proxy"] and fps["floor"]:
+        ratio = fps["proxy"] / fps["floor"]
+        rows.append(
+            Row(
+                f"websocket 1 KB frames, {SOCKETS} sockets",
+                "throughput",
+                fps,
+                "frames/s",
+                f"{ratio:.2f}x floor",
+                f"≥ {SOCKET_THROUGHPUT_TARGET:g}x floor",
+                ratio >= SOCKET_THROUGHPUT_TARGET,
+            )
+        )
+    for point in ("p50", "p99"):
+        values = med("one", "latency_ms", point)
+        proxy, floor, direct = values["proxy"], values["floor"], values["direct"]
+        if proxy is None or floor is None or direct is None:
+            continue
+        added = proxy - floor
+        limit = SOCKET_ADDED_P50_MS if point == "p50" else None
+        rows.append(
+            Row(
+                "websocket 1 KB frames, 1 socket",
+                f"round trip {point}",
+                values,
+                "ms",
+                f"{_ms(added)} over floor (floor {_ms(floor - direct)} over direct)",
+                "" if limit is None else f"≤ {limit:g} ms added over floor",
+                None if limit is None else added <= limit,
+            )
+        )
+    for point in ("p50", "p99"):
+        values = med("handshakes", "setup_ms", point)
+        proxy, floor, direct = values["proxy"], values["floor"], values["direct"]
+        if proxy is None or floor is None or direct is None:
+            continue
+        rows.append(
+            Row(
+                "websocket handshake",
+                f"set-up {point}",
+                values,
+                "ms",
+                f"{_ms(proxy - direct)} over direct (floor {_ms(floor - direct)})",
+            )
+        )
+    return rows
+
+
 # -- memory and descriptors ----------------------------------------------------------------
 
 
@@ -802,4 +961,5 @@ SCENARIOS: dict[str, Callable[[Settings], Outcome]] = {
     "aborts": aborts,
     "micro": micro,
     "gateway": gateway,
+    "websocket": websocket,
 }

@@ -8,6 +8,9 @@ served by uvicorn on httptools and uvloop, one worker, as the proxy is deployed.
 pyreqwest's client (the ``reqwest`` extra) under uvicorn; ``floor-granian`` and
 ``proxy-granian`` the same under granian (embedded, as ``provider-proxy serve``
 runs it), the fastest stack the proxy supports.
+``floor-ws`` and ``proxy-ws`` relay WebSockets: the hand-written socket floor,
+and the proxy's relay with an OpenAI adapter (``/openai/realtime?model=...``),
+both under the same uvicorn.
 Prints ``READY <port> <note>`` once it accepts requests.
 """
 
@@ -60,6 +63,19 @@ def gateway_app(upstream: str) -> tuple[Any, str]:
     from provider_proxy.adapters import AnthropicAdapter
 
     return make_asgi_app([AnthropicAdapter(base_url=upstream, api_key="x")]), "anthropic"
+
+
+def socket_proxy_app(upstream: str) -> tuple[Any, str]:
+    """The proxy relaying OpenAI's Realtime socket to the fake upstream's echo.
+
+    Every socket of a run comes from one address with no client key, so the
+    per-client limit (20 by default) is lifted to the scenario's socket count.
+    """
+    from provider_proxy import make_asgi_app
+    from provider_proxy.adapters import OpenAIAdapter
+
+    adapter = OpenAIAdapter(base_url=upstream + "/v1", api_key="x")
+    return make_asgi_app([adapter], ws_max_sockets_per_client=1000), "openai"
 
 
 def _serve_asgi(app: Any, sock: socket.socket, note: str) -> None:
@@ -131,6 +147,7 @@ def _serve_granian(app: Any, sock: socket.socket, note: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     kinds = ["upstream", "floor", "proxy", "proxy-transform", "gateway", *FAST_KINDS]
+    kinds += ["floor-ws", "proxy-ws"]
     parser.add_argument("kind", choices=kinds)
     parser.add_argument("--upstream", default="-", help="the upstream's base URL")
     args = parser.parse_args()
@@ -156,6 +173,13 @@ def main() -> None:
         app, note = proxy_app(args.upstream, transform=False, reqwest=True)
         serve_on = _serve_granian if args.kind.endswith("granian") else _serve_asgi
         serve_on(app, sock, note)
+    elif args.kind == "floor-ws":
+        from .floor import SocketFloor
+
+        _serve_asgi(SocketFloor(args.upstream), sock, "client=websockets")
+    elif args.kind == "proxy-ws":
+        app, note = socket_proxy_app(args.upstream)
+        _serve_asgi(app, sock, note)
     elif args.kind == "gateway":
         app, note = gateway_app(args.upstream)
         _serve_asgi(app, sock, note)

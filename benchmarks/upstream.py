@@ -16,6 +16,12 @@ with the output usage, ``message_stop``). Its chunk count and gap come from
 ``x-bench-stream`` when the request carries it, else :data:`DEFAULT_STREAM`
 (a client such as LiteLLM forwards no such header). Each delta's text carries
 the send stamp as ``[t<ns>]``, so it survives translation into another format.
+
+A ``GET`` with ``Upgrade: websocket`` (any path: ``/v1/realtime?model=...`` is
+what the proxy's OpenAI adapter opens) becomes a socket that echoes each text
+or binary frame at once, unchanged: answers a ping with a pong and a close
+with a close. The frames are parsed by :mod:`benchmarks.ws_frames`, not by a
+library, so the echo costs little next to a relay.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import httptools
 from provider_proxy._json import dumps
 
 from .bodies import TRANSFORM_MARKER
+from .ws_frames import CLOSE, PING, PONG, FrameReader, accept_key, encode
 
 STREAM_HEADER = b"x-bench-stream"
 
@@ -152,6 +159,10 @@ class Stats:
     open_streams: int = 0
     max_open_streams: int = 0
     streams_cut: int = 0
+    #: WebSocket sessions accepted, open now, and data frames echoed.
+    sockets: int = 0
+    open_sockets: int = 0
+    frames: int = 0
 
 
 class UpstreamProtocol(asyncio.Protocol):
@@ -167,6 +178,9 @@ class UpstreamProtocol(asyncio.Protocol):
         #: The whole body, kept for Messages requests only (does it ask for a stream?).
         self._body: bytearray | None = None
         self._task: asyncio.Task[None] | None = None
+        #: The handshake's ``Sec-WebSocket-Key``, then the socket's frames once upgraded.
+        self._socket_key: bytes | None = None
+        self._frames: FrameReader | None = None
 
     # -- asyncio -------------------------------------------------------------------
 
@@ -178,13 +192,24 @@ class UpstreamProtocol(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
+        if self._frames is not None:
+            self._echo(data)
+            return
         try:
             self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            if self._upgraded():
+                self._echo(data[upgrade.args[0] :])
+            else:
+                self._close()  # an upgrade to something else than a socket
         except httptools.HttpParserError:
             self._close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        if self._frames is not None:
+            self._stats.open_sockets -= 1
+            self._frames = None
         if self._task is not None and not self._task.done():
             self._task.cancel()
 
@@ -199,6 +224,7 @@ class UpstreamProtocol(asyncio.Protocol):
         self._stream = None
         self._tail = b""
         self._body = None
+        self._socket_key = None
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -208,8 +234,11 @@ class UpstreamProtocol(asyncio.Protocol):
             self._body = bytearray()
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if name.lower() == STREAM_HEADER:
+        lowered = name.lower()
+        if lowered == STREAM_HEADER:
             self._stream = value
+        elif lowered == b"sec-websocket-key":
+            self._socket_key = value
 
     def on_body(self, body: bytes) -> None:
         # The transform adds its key last, so the marker is in the body's tail.
@@ -218,6 +247,9 @@ class UpstreamProtocol(asyncio.Protocol):
             self._body += body
 
     def on_message_complete(self) -> None:
+        if self._socket_key is not None:
+            self._upgrade(self._socket_key)
+            return
         stats = self._stats
         stats.requests += 1
         if TRANSFORM_MARKER in self._tail:
@@ -244,6 +276,40 @@ class UpstreamProtocol(asyncio.Protocol):
             transport.write(_CHAT_RESPONSE)
         if not keep_alive:
             transport.close()
+
+    # -- WebSocket -----------------------------------------------------------------------
+
+    def _upgrade(self, key: bytes) -> None:
+        """Accept the socket: 101, then every byte that follows is frames."""
+        if self._transport is None:
+            return
+        self._transport.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n"
+            b"connection: Upgrade\r\nsec-websocket-accept: %s\r\n\r\n" % accept_key(key)
+        )
+        self._frames = FrameReader()
+        self._stats.sockets += 1
+        self._stats.open_sockets += 1
+
+    def _upgraded(self) -> bool:
+        return self._frames is not None
+
+    def _echo(self, data: bytes) -> None:
+        """Send each data frame back as it came (unmasked); pong pings, close on a close."""
+        transport, frames = self._transport, self._frames
+        if transport is None or frames is None:
+            return
+        for head, payload in frames.feed(data):
+            opcode = head & 0x0F
+            if opcode == CLOSE:
+                transport.write(encode(payload[:2], CLOSE))
+                transport.close()
+                return
+            if opcode == PING:
+                transport.write(encode(payload, PONG))
+            elif opcode != PONG:
+                self._stats.frames += 1
+                transport.write(encode(payload, first=head))
 
     def _answer_messages(self, transport: asyncio.Transport, keep_alive: bool) -> None:
         """Anthropic's Messages API: a stream when the body asks for one, else a message."""
