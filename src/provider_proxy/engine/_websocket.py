@@ -80,6 +80,7 @@ from ._ws_common import (
     SocketLimits,
     SocketPeer,
     close_code,
+    hint_finder,
     status_close_code,
 )
 
@@ -382,9 +383,15 @@ class _Session:
             group.start_soon(watch_then_stop)
             group.start_soon(away_then_stop)
 
+    def _hint_finder(self) -> Callable[[str], bool] | None:
+        """The test for frames that may start or end a turn; ``None``: no frame does."""
+        if self.dialect is None or not self.counts_turns or not self.dialect.socket_hints:
+            return None
+        return hint_finder(tuple(self.dialect.socket_hints))
+
     async def _from_client(self, upstream: SocketPeer) -> None:
         client, limit = self.client, self.relay.limits.max_frame_bytes
-        hints = self.dialect.socket_hints if self.dialect is not None and self.counts_turns else ()
+        names_hint = self._hint_finder()
         while True:
             message = await client.receive()
             kind = message["type"]
@@ -405,7 +412,7 @@ class _Session:
                 return
             client.frames += 1
             client.bytes_in += len(data)
-            if text is not None and hints and any(hint in text for hint in hints):
+            if text is not None and names_hint is not None and names_hint(text):
                 forwarded = await self._turn_start(text)
                 if forwarded is None:
                     continue  # refused: the client was told
@@ -450,7 +457,7 @@ class _Session:
 
     async def _from_upstream(self, upstream: SocketPeer) -> None:
         client = self.client
-        hints = self.dialect.socket_hints if self.dialect is not None and self.counts_turns else ()
+        names_hint = self._hint_finder()
         while True:
             try:
                 data = await upstream.recv()
@@ -464,7 +471,7 @@ class _Session:
                 return
             self._last = time.monotonic()
             refused: ProxyError | None = None
-            if isinstance(data, str) and hints and any(hint in data for hint in hints):
+            if isinstance(data, str) and names_hint is not None and names_hint(data):
                 refused = await self._turn_end(data)
             if not await client.send(data):
                 return

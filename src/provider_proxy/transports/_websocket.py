@@ -82,27 +82,30 @@ class SocketOptions:
 class UpstreamSocket:
     """An open socket to a provider; use :func:`open_socket` to make one."""
 
+    __slots__ = ("_connection", "_ended", "subprotocol")
+
     def __init__(self, connection: ClientConnection, subprotocol: str | None) -> None:
+        from websockets.exceptions import ConnectionClosed
+
         self._connection = connection
+        #: The library's end-of-session exception, looked up once rather than per
+        #: frame (its package resolves names lazily, at a cost on every import).
+        self._ended = ConnectionClosed
         #: The subprotocol the provider chose, for the client's handshake.
         self.subprotocol = subprotocol
 
     async def recv(self) -> str | bytes:
         """The next message; raises :class:`SocketClosed` when the session is over."""
-        from websockets.exceptions import ConnectionClosed
-
         try:
             return await self._connection.recv()
-        except ConnectionClosed as closed:
+        except self._ended as closed:
             raise _closed(closed) from None
 
     async def send(self, message: str | bytes) -> None:
         """Send one message (``str``: a text frame, ``bytes``: a binary frame)."""
-        from websockets.exceptions import ConnectionClosed
-
         try:
             await self._connection.send(message)
-        except ConnectionClosed as closed:
+        except self._ended as closed:
             raise _closed(closed) from None
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
