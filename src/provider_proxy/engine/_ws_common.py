@@ -127,9 +127,9 @@ class SocketCount:
 def hint_finder(hints: tuple[str, ...]) -> Callable[[str], bool]:
     """A test of whether a frame's text holds any of ``hints``, in one scan of it.
 
-    Every relayed text frame is tested, both ways: one regular expression (its
-    alternatives' common prefix searched for first) reads a 1 KB frame in about
-    half the time that testing each hint in turn does.
+    Every relayed text frame is tested, both ways: one regular expression over
+    a 1 KB frame takes about half the time that testing each hint in turn does
+    (five scans of the frame for the Realtime format's hints).
     """
     if len(hints) == 1:
         (hint,) = hints
