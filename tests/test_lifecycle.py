@@ -41,9 +41,6 @@ def test_each_fast_transport_can_be_asked_for_by_name(monkeypatch: pytest.Monkey
     monkeypatch.setitem(sys.modules, "provider_proxy.transports._aiohttp", None)
     with pytest.raises(ImportError, match=r"provider-proxy\[fast\]"):
         aiohttp_transport()
-    monkeypatch.setitem(sys.modules, "provider_proxy.transports._reqwest", None)
-    with pytest.raises(ImportError, match=r"provider-proxy\[fast\]"):
-        reqwest_transport()
 
 
 def test_default_timeouts_match_the_sdks() -> None:

@@ -444,5 +444,5 @@ async def test_a_trusted_or_unverified_certificate_is_accepted(trust: str) -> No
 
 def test_reqwest_transport_says_which_extra_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "provider_proxy.transports._reqwest", None)
-    with pytest.raises(ImportError, match=r"provider-proxy\[reqwest\]"):
+    with pytest.raises(ImportError, match=r"provider-proxy\[fast\]"):
         reqwest_transport()

@@ -280,6 +280,10 @@ class _ResponseStream(RawResponse):
         ]
         self._sending = sending
         self._reader = response.body_reader
+        length = response.get_header("content-length")
+        #: The body's declared length: once that much came, the body is over
+        #: without asking the client thread once more (hyper enforces the length).
+        self._length = int(length) if length is not None and length.isdigit() else None
         self._request = request
         self._upload = upload
         self._release: Callable[[], None] | None = release
@@ -287,12 +291,18 @@ class _ResponseStream(RawResponse):
     async def __aiter__(self) -> AsyncIterator[bytes]:
         error: Exception
         reader = self._reader
+        left = self._length
         try:
             while True:
                 chunk = await _Abandoned(reader.read_chunk())
                 if chunk is None:
                     return
-                yield bytes(chunk)
+                data = bytes(chunk)
+                yield data
+                if left is not None:
+                    left -= len(data)
+                    if left <= 0:
+                        return
         except Exception as exc:
             error = _translate(exc, self._request, self._upload, reading=True)
         raise error
