@@ -3,6 +3,7 @@
 from ._upstream import (
     DEFAULT_LIMITS,
     DEFAULT_TIMEOUT,
+    TRANSPORT_NAMES,
     HttpxResponse,
     RawResponse,
     RawTransport,
@@ -12,11 +13,13 @@ from ._upstream import (
     as_proxy_error,
     default_transport,
     reqwest_transport,
+    transport_named,
 )
 
 __all__ = [
     "DEFAULT_LIMITS",
     "DEFAULT_TIMEOUT",
+    "TRANSPORT_NAMES",
     "HttpxResponse",
     "RawResponse",
     "RawTransport",
@@ -26,4 +29,5 @@ __all__ = [
     "as_proxy_error",
     "default_transport",
     "reqwest_transport",
+    "transport_named",
 ]

@@ -173,6 +173,28 @@ def default_transport(limits: httpx.Limits = DEFAULT_LIMITS) -> httpx.AsyncBaseT
     return AiohttpTransport(limits=limits)
 
 
+#: The transports :func:`transport_named` knows, by the name a config file gives.
+TRANSPORT_NAMES = ("auto", "reqwest", "aiohttp", "httpx")
+
+
+def transport_named(name: str, limits: httpx.Limits = DEFAULT_LIMITS) -> httpx.AsyncBaseTransport:
+    """The transport ``name`` stands for: ``auto`` (:func:`default_transport`),
+    ``reqwest``, ``aiohttp`` or ``httpx`` (httpx's own, with ``TCP_NODELAY``).
+
+    :raises ImportError: when that transport's package is not installed.
+    :raises ValueError: for another name.
+    """
+    if name == "auto":
+        return default_transport(limits)
+    if name == "reqwest":
+        return reqwest_transport(limits)
+    if name == "aiohttp":
+        return aiohttp_transport(limits)
+    if name == "httpx":
+        return httpx.AsyncHTTPTransport(limits=limits, socket_options=_NODELAY)
+    raise ValueError(f"no transport is named {name!r}: one of {', '.join(TRANSPORT_NAMES)}")
+
+
 def aiohttp_transport(limits: httpx.Limits = DEFAULT_LIMITS) -> httpx.AsyncBaseTransport:
     """The transport on aiohttp's client (the ``fast`` extra), for ``transport=``.
 
