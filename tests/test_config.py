@@ -349,6 +349,7 @@ ENVIRONMENT_EXAMPLES: dict[str, tuple[str, Any]] = {
     "guards.trusted_proxies": ("10.0.0.1", ["10.0.0.1"]),
     "timeout": ("30000", 30.0),
     "max_body_size": ("1024", 1024),
+    "transport": ("aiohttp", "aiohttp"),
     "store": ("redis://cache:6379/0", "redis://cache:6379/0"),
     "metrics": ("true", True),
     "access_log": ("no", False),
@@ -592,3 +593,34 @@ def test_the_log_handler_scrubs_every_logger_and_quiets_http_debug() -> None:
         root.handlers[:], root.level = saved
         for name in _QUIET:
             logging.getLogger(name).setLevel(logging.NOTSET)
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("auto", "ReqwestTransport"),
+        ("reqwest", "ReqwestTransport"),
+        ("aiohttp", "AiohttpTransport"),
+        ("httpx", "AsyncHTTPTransport"),
+    ],
+)
+def test_the_transport_is_picked_by_name_with_the_pools_limits(
+    tmp_path: Path, name: str, kind: str
+) -> None:
+    path = write(tmp_path, f'transport = "{name}"\n[limits]\nmax_connections = 7\n')
+    transport = load_config(path, {}).built.options["transport"]
+    assert type(transport).__name__ == kind
+    if kind == "AsyncHTTPTransport":
+        assert transport._pool._max_connections == 7
+    else:
+        assert transport._limits.max_connections == 7
+
+
+def test_an_unknown_transport_is_a_problem_naming_the_choices(tmp_path: Path) -> None:
+    (problem,) = problems(write(tmp_path, 'transport = "curl"\n'))
+    assert problem.endswith("transport: must be one of auto, reqwest, aiohttp, httpx, not 'curl'")
+
+
+def test_the_transport_variable_picks_one() -> None:
+    config = load_config(None, {"PROVIDER_PROXY_TRANSPORT": "aiohttp"})
+    assert type(config.built.options["transport"]).__name__ == "AiohttpTransport"

@@ -7,9 +7,17 @@ import sys
 import httpx
 import pytest
 
-from provider_proxy import DEFAULT_TIMEOUT, ProxyApp, default_transport, make_asgi_app
+from provider_proxy import (
+    DEFAULT_TIMEOUT,
+    ProxyApp,
+    aiohttp_transport,
+    default_transport,
+    make_asgi_app,
+    reqwest_transport,
+)
 from provider_proxy.adapters import OpenAIAdapter
 from provider_proxy.transports._aiohttp import AiohttpTransport
+from provider_proxy.transports._reqwest import ReqwestTransport
 
 pytestmark = pytest.mark.anyio
 
@@ -18,10 +26,21 @@ def _proxy(**options: object) -> ProxyApp:
     return make_asgi_app([OpenAIAdapter(api_key="k")], **options)  # type: ignore[arg-type]
 
 
-def test_default_transport_is_the_fast_one_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_transport_is_the_fastest_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert isinstance(default_transport(), ReqwestTransport)
+    # Without pyreqwest (Python 3.10, say): aiohttp's; without either: httpx's own.
+    monkeypatch.setitem(sys.modules, "provider_proxy.transports._reqwest", None)
     assert isinstance(default_transport(), AiohttpTransport)
     monkeypatch.setitem(sys.modules, "provider_proxy.transports._aiohttp", None)
     assert isinstance(default_transport(), httpx.AsyncHTTPTransport)
+
+
+def test_each_fast_transport_can_be_asked_for_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert isinstance(aiohttp_transport(), AiohttpTransport)
+    assert isinstance(reqwest_transport(), ReqwestTransport)
+    monkeypatch.setitem(sys.modules, "provider_proxy.transports._aiohttp", None)
+    with pytest.raises(ImportError, match=r"provider-proxy\[fast\]"):
+        aiohttp_transport()
 
 
 def test_default_timeouts_match_the_sdks() -> None:

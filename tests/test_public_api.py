@@ -81,6 +81,7 @@ EARLIER_PUBLIC = {
         "Usage",
         "ValidationMode",
         "__version__",
+        "aiohttp_transport",
         "default_transport",
         "make_asgi_app",
         "mount",

@@ -26,7 +26,7 @@ import pytest
 import trustme
 
 from provider_proxy import reqwest_transport
-from provider_proxy.transports._reqwest import ReqwestTransport
+from provider_proxy.transports._reqwest import USER_AGENT, ReqwestTransport
 from provider_proxy.transports._upstream import as_proxy_error
 
 from .test_aiohttp_transport import (
@@ -128,9 +128,13 @@ async def test_raw_bytes_no_cookies_and_only_reqwests_two_defaults_added() -> No
     assert bodies == [b"payload", b"payload"]
     for head in heads:
         assert head.split(b"\r\n")[0] == b"POST /p%2Fq?x=%20 HTTP/1.1"
-        # No Accept-Encoding, no Cookie, no Referer: only reqwest's Accept and User-Agent.
+        # No Accept-Encoding, no Cookie, no Referer: only reqwest's Accept and the proxy's
+        # User-Agent, for a request that had none.
         names = ["accept", "content-length", "host", "user-agent", "x-one", "x-one", "x-utf8"]
         assert _header_names(head) == names
+        assert b"\r\nAccept: */*\r\n" in head
+        assert b"\r\nUser-Agent: %s\r\n" % USER_AGENT.encode() in head
+        assert USER_AGENT.startswith("provider-proxy/")
         assert b"caf\xc3\xa9\r\n" in head
 
 
@@ -440,5 +444,5 @@ async def test_a_trusted_or_unverified_certificate_is_accepted(trust: str) -> No
 
 def test_reqwest_transport_says_which_extra_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "provider_proxy.transports._reqwest", None)
-    with pytest.raises(ImportError, match=r"provider-proxy\[reqwest\]"):
+    with pytest.raises(ImportError, match=r"provider-proxy\[fast\]"):
         reqwest_transport()

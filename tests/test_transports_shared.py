@@ -342,3 +342,30 @@ async def test_write_timeout_counts_only_time_spent_writing(make: Maker) -> None
         assert response.status_code == 200
         assert response.headers["content-length"] == "6"
         await response.aclose()
+
+
+async def test_a_body_ends_at_its_declared_length_and_a_head_answer_has_none(
+    make: Maker,
+) -> None:
+    async def declared(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                head = await _read_head(reader)
+            except asyncio.IncompleteReadError:
+                return
+            if head.startswith(b"HEAD "):  # the length of the body a GET would get
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n")
+            else:  # in two writes, then the connection stays open
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nabc")
+                await writer.drain()
+                await asyncio.sleep(0.05)
+                writer.write(b"def")
+            await writer.drain()
+
+    server = RawServer(declared)
+    async with server as url, _open(make()) as transport:
+        for method in ("GET", "HEAD", "GET"):
+            response = await transport.handle_async_request(_request(url, method))
+            body = await asyncio.wait_for(response.aread(), 5)
+            assert body == (b"" if method == "HEAD" else b"abcdef")
+        assert server.connections == 1  # each answer ended whole: the connection was reused

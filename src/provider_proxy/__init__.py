@@ -68,7 +68,13 @@ from .observe import (
 from .policy import Cooldown, Deployment, RetryPolicy, Route
 from .spend import Cost, Price, Pricing
 from .state import MemoryStore, RateResult, RedisStore, SessionStore, Store
-from .transports import DEFAULT_LIMITS, DEFAULT_TIMEOUT, default_transport, reqwest_transport
+from .transports import (
+    DEFAULT_LIMITS,
+    DEFAULT_TIMEOUT,
+    aiohttp_transport,
+    default_transport,
+    reqwest_transport,
+)
 
 __all__ = [
     "CORS",
@@ -142,6 +148,7 @@ __all__ = [
     "Usage",
     "ValidationMode",
     "__version__",
+    "aiohttp_transport",
     "default_transport",
     "make_asgi_app",
     "mount",

@@ -37,6 +37,7 @@ from ..guards import Guards, Quota, RateLimit
 from ..observe import NdjsonUsageSink
 from ..policy import Cooldown, Deployment, RetryPolicy, Route
 from ..state import RedisStore
+from ..transports import DEFAULT_LIMITS, DEFAULT_TIMEOUT, transport_named
 from ._keyfiles import ClientKeysFile, KeyFile, environ_key
 from ._schema import PROVIDER_KEYS, TOP, Checker, Problem, did_you_mean
 
@@ -182,6 +183,13 @@ class Builder:
             options["timeout"] = _timeout(timeout) if isinstance(timeout, dict) else float(timeout)
         if "limits" in document:
             options["limits"] = httpx.Limits(**document["limits"])
+        if "transport" in document:
+            try:
+                options["transport"] = transport_named(
+                    document["transport"], options.get("limits", DEFAULT_LIMITS)
+                )
+            except ImportError as exc:
+                self.problem("transport", str(exc))
         if "transforms" in document:
             options["transforms"] = self.objects("transforms", document["transforms"])
         trusted = document.get("server", {}).get("trusted_proxies")
@@ -469,8 +477,6 @@ class Builder:
 
 def _timeout(table: Mapping[str, float]) -> httpx.Timeout:
     """``[timeout]``: each phase given, the others at the proxy's defaults."""
-    from ..transports import DEFAULT_TIMEOUT
-
     return httpx.Timeout(
         connect=table.get("connect", DEFAULT_TIMEOUT.connect),
         read=table.get("read", DEFAULT_TIMEOUT.read),

@@ -94,6 +94,12 @@ VARIABLES: tuple[Variable, ...] = (
         ("PROVIDER_PROXY_MAX_BODY_SIZE",), "max_body_size", "int", "largest request body, bytes"
     ),
     Variable(
+        ("PROVIDER_PROXY_TRANSPORT",),
+        "transport",
+        "str",
+        "upstream transport: auto, reqwest, aiohttp or httpx",
+    ),
+    Variable(
         ("PROVIDER_PROXY_STORE", "REDIS_URL"),
         "store",
         "str",

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..dialects import PRIVATE_HEADERS
+from ..transports import TRANSPORT_NAMES
 
 #: A key's origin for messages when nothing more precise is known.
 DEFAULT_SOURCE = "default"
@@ -204,6 +205,7 @@ TOP: dict[str, Field | Table | ListOf | Either] = {
     "strict_translation": _BOOL,
     "inference_api": _BOOL,
     "timeout": Either(_NUM, Table({"connect": _NUM, "read": _NUM, "write": _NUM, "pool": _NUM})),
+    "transport": Field((str,), choices=TRANSPORT_NAMES),
     "limits": Table(
         {"max_connections": _INT, "max_keepalive_connections": _INT, "keepalive_expiry": _NUM}
     ),

@@ -3,25 +3,31 @@
 from ._upstream import (
     DEFAULT_LIMITS,
     DEFAULT_TIMEOUT,
+    TRANSPORT_NAMES,
     HttpxResponse,
     RawResponse,
     RawTransport,
     SharedTransport,
     UpstreamRequest,
+    aiohttp_transport,
     as_proxy_error,
     default_transport,
     reqwest_transport,
+    transport_named,
 )
 
 __all__ = [
     "DEFAULT_LIMITS",
     "DEFAULT_TIMEOUT",
+    "TRANSPORT_NAMES",
     "HttpxResponse",
     "RawResponse",
     "RawTransport",
     "SharedTransport",
     "UpstreamRequest",
+    "aiohttp_transport",
     "as_proxy_error",
     "default_transport",
     "reqwest_transport",
+    "transport_named",
 ]

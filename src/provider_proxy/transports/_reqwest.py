@@ -5,8 +5,10 @@ in Rust. Like :mod:`._aiohttp`, it keeps the engine on httpx's types
 (``httpx.Request`` in, ``httpx.Response`` out, httpx's exceptions) and moves
 raw bytes: no decompression, no redirects, no cookie jar, no proxies from the
 environment, ``TCP_NODELAY`` on every connection, HTTP/1.1 only (as httpx's
-transport). reqwest does add ``Accept: */*`` and a ``User-Agent`` to a request
-that has none.
+transport). reqwest does add ``Accept: */*`` to a request that has none (which
+means what no ``Accept`` means: any type), and a request without a
+``User-Agent`` is sent with :data:`USER_AGENT`. A response header whose value is
+not visible ASCII cannot be handed over by pyreqwest: it is left out, and logged.
 
 Four things differ from what pyreqwest does out of the box, and matter here:
 
@@ -48,6 +50,7 @@ from pyreqwest.client import Client, ClientBuilder
 from pyreqwest.request import StreamRequest
 from pyreqwest.response import Response
 
+from ..__version__ import __version__
 from ._upstream import DEFAULT_LIMITS, RawResponse, RawTransport, UpstreamRequest, text_headers
 
 logger = logging.getLogger("provider_proxy")
@@ -62,6 +65,10 @@ READ_AHEAD = 0
 #: Request bodies larger than this are sent in pieces of this size, so that the
 #: write timeout applies to each piece.
 _PIECE = 2**16
+
+#: The ``User-Agent`` of a request that has none (reqwest would send its own):
+#: the proxy names itself, as the client it is.
+USER_AGENT = f"provider-proxy/{__version__}"
 
 #: A connection pool's reqwest timeouts are off when a request sets none.
 _FOREVER = timedelta(days=365)
@@ -273,6 +280,10 @@ class _ResponseStream(RawResponse):
         ]
         self._sending = sending
         self._reader = response.body_reader
+        length = response.get_header("content-length")
+        #: The body's declared length: once that much came, the body is over
+        #: without asking the client thread once more (hyper enforces the length).
+        self._length = int(length) if length is not None and length.isdigit() else None
         self._request = request
         self._upload = upload
         self._release: Callable[[], None] | None = release
@@ -280,12 +291,18 @@ class _ResponseStream(RawResponse):
     async def __aiter__(self) -> AsyncIterator[bytes]:
         error: Exception
         reader = self._reader
+        left = self._length
         try:
             while True:
                 chunk = await _Abandoned(reader.read_chunk())
                 if chunk is None:
                     return
-                yield bytes(chunk)
+                data = bytes(chunk)
+                yield data
+                if left is not None:
+                    left -= len(data)
+                    if left <= 0:
+                        return
         except Exception as exc:
             error = _translate(exc, self._request, self._upload, reading=True)
         raise error
@@ -296,10 +313,15 @@ class _ResponseStream(RawResponse):
         if release is None:
             return
         try:
-            # Shielded: this runs when the client has left, in a cancelled task,
-            # and the connection must be dropped all the same.
-            with anyio.CancelScope(shield=True):
-                await self._sending.__aexit__(None, None, None)
+            task = asyncio.current_task()
+            # (pyreqwest needs Python 3.11, which has Task.cancelling(); mypy checks 3.10.)
+            if task is not None and task.cancelling():  # type: ignore[attr-defined]
+                # Shielded: this runs when the client has left, in a cancelled task,
+                # and the connection must be dropped all the same.
+                with anyio.CancelScope(shield=True):
+                    await _Abandoned(self._sending.__aexit__(None, None, None))
+            else:  # (a shield costs about as much as the rest of the request's I/O calls)
+                await _Abandoned(self._sending.__aexit__(None, None, None))
         finally:
             release()
 
@@ -373,6 +395,7 @@ class ReqwestTransport(RawTransport):
             .referer(False)
             .no_proxy()
             .http1_only()
+            .user_agent(USER_AGENT)
             .tcp_nodelay(True)
             .danger_accept_invalid_certs(not self._verify)
             .connect_timeout(_FOREVER if connect is None else timedelta(seconds=connect))
@@ -467,14 +490,15 @@ class ReqwestTransport(RawTransport):
         await self._acquire(request, timeouts.get("pool"))
         error: Exception
         try:
-            with anyio.CancelScope() as scope:
-                if upload is not None:
-                    upload.on_stall = scope.cancel
+            if upload is None:  # whole bytes: no write to time out
                 response = await _Abandoned(sending.__aenter__())
-            if scope.cancelled_caught:  # the write timeout abandoned the upload
-                assert upload is not None
-                assert upload.error is not None
-                raise upload.error
+            else:
+                with anyio.CancelScope() as scope:
+                    upload.on_stall = scope.cancel
+                    response = await _Abandoned(sending.__aenter__())
+                if scope.cancelled_caught:  # the write timeout abandoned the upload
+                    assert upload.error is not None
+                    raise upload.error
         except Exception as exc:
             self._release()
             error = _translate(exc, request, upload, reading=False)

@@ -158,11 +158,58 @@ class HttpxResponse(RawResponse):
 
 
 def default_transport(limits: httpx.Limits = DEFAULT_LIMITS) -> httpx.AsyncBaseTransport:
-    """The fastest transport installed: aiohttp's (the ``fast`` extra), else httpx's own."""
+    """The fastest transport installed: pyreqwest's, then aiohttp's (the ``fast`` extra
+    has both; pyreqwest needs Python 3.11), else httpx's own."""
+    try:
+        from ._reqwest import ReqwestTransport
+    except ImportError:
+        pass
+    else:
+        return ReqwestTransport(limits=limits)
     try:
         from ._aiohttp import AiohttpTransport
     except ImportError:
         return httpx.AsyncHTTPTransport(limits=limits, socket_options=_NODELAY)
+    return AiohttpTransport(limits=limits)
+
+
+#: The transports :func:`transport_named` knows, by the name a config file gives.
+TRANSPORT_NAMES = ("auto", "reqwest", "aiohttp", "httpx")
+
+
+def transport_named(name: str, limits: httpx.Limits = DEFAULT_LIMITS) -> httpx.AsyncBaseTransport:
+    """The transport ``name`` stands for: ``auto`` (:func:`default_transport`),
+    ``reqwest``, ``aiohttp`` or ``httpx`` (httpx's own, with ``TCP_NODELAY``).
+
+    :raises ImportError: when that transport's package is not installed.
+    :raises ValueError: for another name.
+    """
+    if name == "auto":
+        return default_transport(limits)
+    if name == "reqwest":
+        return reqwest_transport(limits)
+    if name == "aiohttp":
+        return aiohttp_transport(limits)
+    if name == "httpx":
+        return httpx.AsyncHTTPTransport(limits=limits, socket_options=_NODELAY)
+    raise ValueError(f"no transport is named {name!r}: one of {', '.join(TRANSPORT_NAMES)}")
+
+
+def aiohttp_transport(limits: httpx.Limits = DEFAULT_LIMITS) -> httpx.AsyncBaseTransport:
+    """The transport on aiohttp's client (the ``fast`` extra), for ``transport=``.
+
+    The default on Python 3.10, where pyreqwest is not available; elsewhere the
+    choice for an app that wants every response header byte for byte (pyreqwest
+    leaves out values that are not visible ASCII) and no header added.
+
+    :raises ImportError: when aiohttp is not installed.
+    """
+    try:
+        from ._aiohttp import AiohttpTransport
+    except ImportError as exc:
+        raise ImportError(
+            "the aiohttp transport needs aiohttp: pip install 'provider-proxy[fast]'"
+        ) from exc
     return AiohttpTransport(limits=limits)
 
 
@@ -172,9 +219,10 @@ def reqwest_transport(
     verify: bool = True,
     root_certificates: bytes | None = None,
 ) -> httpx.AsyncBaseTransport:
-    """The transport on pyreqwest (Rust's reqwest; the ``reqwest`` extra), for ``transport=``.
+    """The transport on pyreqwest (Rust's reqwest; the ``fast`` extra), for ``transport=``.
 
-    It costs less CPU per request than aiohttp's; see ``docs/performance.rst``.
+    The default where it is installed: it costs less CPU per request than
+    aiohttp's; see ``docs/performance.rst``.
 
     :param verify: whether to verify the providers' TLS certificates.
     :param root_certificates: PEM certificates to trust besides the system's.
@@ -184,7 +232,8 @@ def reqwest_transport(
         from ._reqwest import ReqwestTransport
     except ImportError as exc:
         raise ImportError(
-            "the reqwest transport needs pyreqwest: pip install 'provider-proxy[reqwest]'"
+            "the reqwest transport needs pyreqwest (Python 3.11 or later): "
+            "pip install 'provider-proxy[fast]'"
         ) from exc
     return ReqwestTransport(limits=limits, verify=verify, root_certificates=root_certificates)
 
