@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from .._adapter import JSON, BodyTransform, ModelLookup, RequestContext, Usage
+from .._adapter import JSON, BodyTransform, ModelLookup, RequestContext, Usage, facts
 from .._exceptions import (
     BodyTooLarge,
     ClientDisconnected,
@@ -56,7 +56,7 @@ from ._exchange import exchange
 from ._heads import as_raw, send_error
 from ._plan import Plan, Route
 from ._priced import CostHeader
-from ._report import Arrival, Outcome, Report, facts
+from ._report import Arrival, Outcome, Report
 
 logger = logging.getLogger("provider_proxy")
 
@@ -64,8 +64,6 @@ _BODYLESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
 _NOT_PARSED: Any = object()
 #: How many upstream URLs (of paths without a query) the forwarder remembers.
 _URL_CACHE_SIZE = 256
-#: What an unguarded request holds while it is forwarded: nothing.
-_NOT_HELD: contextlib.nullcontext[None] = contextlib.nullcontext()
 
 
 @facts
@@ -166,8 +164,10 @@ class Forwarder:
         model: str | None = None
         limits: RawHeaders = []
         outcome: Outcome | None = None
-        guarded = self._guards is not None  # only the guards hold anything for the request
-        async with contextlib.AsyncExitStack() if guarded else _NOT_HELD as held:
+        # Only the guards hold anything for the request (their admissions, which
+        # are released however it ends); an unguarded one enters no context at all.
+        held = contextlib.AsyncExitStack() if self._guards is not None else None
+        try:
             admission: Admission | None = None
             try:
                 try:
@@ -233,7 +233,14 @@ class Forwarder:
                         f"({type(exc).__name__}); its log has the details under request id "
                         f"{arrival.request_id}."
                     ) from exc
-                plan = Plan(route, request, context.path_model or model, identity, limits)
+                plan = Plan(
+                    route,
+                    request,
+                    context.path_model or model,
+                    identity,
+                    limits,
+                    context.request_id,
+                )
                 rewriters = context.answer_rewriters  # added by the transforms that ran
                 outcome = await exchange(
                     plan,
@@ -264,6 +271,9 @@ class Forwarder:
                         billed=_maybe_billed(outcome),
                         cut_after=_cut_after(outcome),
                     )
+        finally:
+            if held is not None:
+                await held.aclose()
         assert outcome is not None  # every path above set it or raised
         if outcome.error_kind == "client_disconnected" and outcome.upstream_status is None:
             logger.debug("client went away before the answer (request %s)", arrival.request_id)
@@ -403,6 +413,8 @@ class Forwarder:
     ) -> BodyTransform | None:
         """The adapter's transform and the app-wide ones that apply, as one."""
         own = adapter.body_transform(context)
+        if not self._transforms:
+            return own
         wanted = [t for t in self._transforms if applies(t, context)]
         if not wanted:
             return own
