@@ -331,16 +331,17 @@ class Forwarder:
         request_id: str,
     ) -> Route:
         """The provider configured, the path confined and allowed, its dialect and context."""
+        name = provider.name
         availability = provider.availability()
         if not availability.enabled:
             raise ProviderNotConfigured(
-                f"The provider {provider.name!r} is not configured: {availability.reason}"
+                f"The provider {name!r} is not configured: {availability.reason}"
             )
         method: str = scope["method"]
         path = confine(rest).decode("ascii")
         if not adapter.endpoint_allowed(method, path):
             raise EndpointNotAllowed(
-                f"The proxy does not forward {method} {path} to {provider.name!r}: only "
+                f"The proxy does not forward {method} {path} to {name!r}: only "
                 "the provider's inference endpoints are open. The operator can open more "
                 "with the adapter's allow= option."
             )
@@ -349,7 +350,7 @@ class Forwarder:
             query = query_without(query, KEY_PARAMS)  # the client's key is its own
         dialect = adapter.dialect_for(path)
         context = RequestContext(
-            provider.name,
+            name,
             method,
             path,
             query,
@@ -359,7 +360,7 @@ class Forwarder:
             path_model=dialect.model_in_path(path),
             dialect=dialect.name,
         )
-        return Route(provider.name, adapter, dialect, method, path, context)
+        return Route(name, adapter, dialect, method, path, context)
 
     def _check_declared(self, declared: int | None) -> None:
         limit = self._max_body_size
@@ -434,13 +435,14 @@ class Forwarder:
         auth = adapter.auth_headers(context)
         if type(auth) is not dict and inspect.isawaitable(auth):
             auth = await auth
-        url = adapter.rewrite_url(self._url(adapter.base_url, route.path, context.query), context)
+        base_url = adapter.base_url
+        url = adapter.rewrite_url(self._url(base_url, route.path, context.query), context)
         headers = request_headers_for_upstream(context.headers, self._policy(route))
         fixed = {**context.upstream_headers, **adapter.headers, **auth}
         if self._trace_headers is not None:
             fixed.update(self._trace_headers())  # the proxy's span, not the caller's
         apply_headers(headers, fixed, adapter.default_headers)
-        headers.append((b"host", self._netloc(adapter.base_url)))
+        headers.append((b"host", self._netloc(base_url)))
         headers.append((REQUEST_ID, context.request_id.encode("ascii")))
         length = source.length
         if length is None:
