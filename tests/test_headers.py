@@ -105,6 +105,15 @@ def test_upstream_limit_headers_renamed() -> None:
     assert upstream_limits_renamed(plain) is plain
 
 
+def test_headers_a_connection_header_names_are_dropped_before_and_after_it() -> None:
+    sent = [(b"x-hop", b"1"), (b"connection", b"X-Hop, close"), (b"x-keep", b"2"), (b"x-hop", b"3")]
+    assert request_headers_for_upstream(sent) == [(b"x-keep", b"2")]
+    answered = [(b"X-Hop", b"1"), (b"Connection", b"x-hop"), (b"X-Keep", b"2"), (b"x-HOP", b"3")]
+    assert response_headers_for_client(answered) == [(b"x-keep", b"2")]
+    # Without a Connection header, nothing beyond the fixed rules is dropped.
+    assert request_headers_for_upstream([(b"x-hop", b"1")]) == [(b"x-hop", b"1")]
+
+
 def test_connection_named_parses_tokens() -> None:
     assert connection_named([(b"connection", b" Close , X-Foo,,")]) == {b"close", b"x-foo"}
     assert connection_named([(b"x", b"y")]) == frozenset()

@@ -48,6 +48,21 @@ from provider_proxy.policy._paths import confine, path_below_mount, split_provid
         ),
         # A real U+FFFD, sent encoded, is matched as before.
         ({"path": "/openai/\ufffd", "raw_path": b"/openai/%EF%BF%BD"}, b"/openai/%EF%BF%BD"),
+        # A raw_path without escapes: its tail at a '/' that is the path, as sent.
+        (
+            {"path": "/llm/openai/chat", "raw_path": b"/llm/openai/chat", "root_path": "/llm"},
+            b"/openai/chat",
+        ),
+        (
+            {"path": "/openai/chat", "raw_path": b"/llm/openai/chat", "root_path": "/llm"},
+            b"/openai/chat",
+        ),
+        (
+            {"path": "/openai/caf\u00e9", "raw_path": "/openai/caf\u00e9".encode()},
+            "/openai/caf\u00e9".encode(),
+        ),
+        ({"path": "/openai/chat", "raw_path": b"/openai/chat/x"}, b"/openai/chat"),
+        ({"path": "/openai/caf\u00e9", "raw_path": b"/other"}, b"/openai/caf%C3%A9"),
     ],
 )
 def test_path_below_mount(scope: dict[str, Any], expected: bytes) -> None:

@@ -11,7 +11,11 @@ import abc
 import enum
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+from typing_extensions import dataclass_transform
+
+_T = TypeVar("_T")
 
 #: A parsed JSON request body.
 JSON = Any
@@ -21,9 +25,25 @@ JSON = Any
 ModelLookup = Callable[[str], Awaitable[Sequence[str]]]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass_transform(frozen_default=True)
+def facts(cls: type[_T]) -> type[_T]:
+    """A slotted dataclass that the type checker holds frozen, made by a plain ``__init__``.
+
+    A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``,
+    a Python-level call per field, and the engine makes several of these (hashable,
+    compared by value, ``dataclasses.replace``-able as before) per request. Nothing
+    assigns to their fields: ``mypy --strict`` refuses it, as for a frozen one.
+    """
+    return dataclass(slots=True, unsafe_hash=True)(cls)
+
+
+@facts
 class RequestContext:
-    """What a transform or an adapter may know about the request being forwarded."""
+    """What a transform or an adapter may know about the request being forwarded.
+
+    Made once per request, so a plain ``__init__`` builds it (see :func:`facts`);
+    type checkers hold it frozen: a changed context is ``dataclasses.replace(context, ...)``.
+    """
 
     adapter: str
     method: str

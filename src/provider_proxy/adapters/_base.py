@@ -350,6 +350,8 @@ class BaseAdapter:
 
     def body_transform(self, context: RequestContext) -> BodyTransform | None:
         """The adapter's transforms that apply to this request, as one, or ``None``."""
+        if not self._transforms:
+            return None
         wanted = [t for t in self._transforms if applies(t, context)]
         if not wanted:
             return None

@@ -26,6 +26,7 @@ from ..__version__ import __version__
 from .._adapter import (
     BodyTransform,
     CredentialCheck,
+    facts,
 )
 from .._exceptions import (
     BadRequest,
@@ -84,7 +85,7 @@ from ._heads import as_raw, content_head, send_error, send_whole
 from ._images import ImageFetcher, ImageFetching
 from ._inference_api import InferenceAPI
 from ._key_failover import settle_key
-from ._report import Arrival, Outcome, Report, event_of, facts
+from ._report import Arrival, Outcome, Report, event_of
 from ._responses_state import StoredResponses
 from ._router import Router
 from ._validation import ValidationMode, validate_all
@@ -431,6 +432,8 @@ class ProxyApp:
             self.catalog.route_targets = {
                 name: [d.target for d in route.deployments] for name, route in routes.items()
             }
+        #: No metrics to track and no retries: the forwarder is awaited from the answer.
+        self._forward_direct = self._metrics is None and self._router is None
         drain_timeout = options.get("drain_timeout")
         self._drain = Drain(drain_timeout) if drain_timeout is not None else None
         self._sockets.drain = self._inference_socket.drain = self._drain
@@ -603,7 +606,7 @@ class ProxyApp:
         try:
             target = self._route(scope)
         except ProxyError:
-            target = _Target(None, "", b"", "")
+            target = _NOWHERE
         error: ProxyError = _websocket_refused()
         if self._drain is not None and self._drain.draining:
             error = _draining()  # sockets are long: opened on another instance
@@ -711,7 +714,7 @@ class ProxyApp:
         if arrival is None:
             arrival = Arrival(request_id_from(scope["headers"]), scope["method"])
         self._in_flight += 1
-        target = _Target(None, "", b"", "")
+        target = _NOWHERE
         report: Report | None = None
         span: Any = None
         try:
@@ -777,6 +780,13 @@ class ProxyApp:
                             in_path.operation,
                             arrival,
                             path_model=in_path.model,
+                        )
+                    elif target.adapter is not None and self._forward_direct:
+                        # One coroutine layer fewer, which every resumption walks through.
+                        report = settle_key(
+                            await self._forwarder.forward(
+                                scope, receive, send, target.adapter, target.rest, arrival
+                            )
                         )
                     elif target.adapter is not None:
                         report = await self._forward(scope, receive, send, target, arrival)
@@ -1021,6 +1031,10 @@ class _Target:
     @property
     def provider(self) -> str | None:
         return None if self.adapter is None else self.name
+
+
+#: The target of a request whose path was not routed (yet): no adapter, no path.
+_NOWHERE = _Target(None, "", b"", "")
 
 
 def _draining() -> Draining:

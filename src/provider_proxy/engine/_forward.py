@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from .._adapter import JSON, BodyTransform, ModelLookup, RequestContext, Usage
+from .._adapter import JSON, BodyTransform, ModelLookup, RequestContext, Usage, facts
 from .._exceptions import (
     BodyTooLarge,
     ClientDisconnected,
@@ -56,7 +56,7 @@ from ._exchange import exchange
 from ._heads import as_raw, send_error
 from ._plan import Plan, Route
 from ._priced import CostHeader
-from ._report import Arrival, Outcome, Report, facts
+from ._report import Arrival, Outcome, Report
 
 logger = logging.getLogger("provider_proxy")
 
@@ -64,8 +64,6 @@ _BODYLESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
 _NOT_PARSED: Any = object()
 #: How many upstream URLs (of paths without a query) the forwarder remembers.
 _URL_CACHE_SIZE = 256
-#: What an unguarded request holds while it is forwarded: nothing.
-_NOT_HELD: contextlib.nullcontext[None] = contextlib.nullcontext()
 
 
 @facts
@@ -166,8 +164,10 @@ class Forwarder:
         model: str | None = None
         limits: RawHeaders = []
         outcome: Outcome | None = None
-        guarded = self._guards is not None  # only the guards hold anything for the request
-        async with contextlib.AsyncExitStack() if guarded else _NOT_HELD as held:
+        # Only the guards hold anything for the request (their admissions, which
+        # are released however it ends); an unguarded one enters no context at all.
+        held = contextlib.AsyncExitStack() if self._guards is not None else None
+        try:
             admission: Admission | None = None
             try:
                 try:
@@ -233,7 +233,14 @@ class Forwarder:
                         f"({type(exc).__name__}); its log has the details under request id "
                         f"{arrival.request_id}."
                     ) from exc
-                plan = Plan(route, request, context.path_model or model, identity, limits)
+                plan = Plan(
+                    route,
+                    request,
+                    context.path_model or model,
+                    identity,
+                    limits,
+                    context.request_id,
+                )
                 rewriters = context.answer_rewriters  # added by the transforms that ran
                 outcome = await exchange(
                     plan,
@@ -264,6 +271,9 @@ class Forwarder:
                         billed=_maybe_billed(outcome),
                         cut_after=_cut_after(outcome),
                     )
+        finally:
+            if held is not None:
+                await held.aclose()
         assert outcome is not None  # every path above set it or raised
         if outcome.error_kind == "client_disconnected" and outcome.upstream_status is None:
             logger.debug("client went away before the answer (request %s)", arrival.request_id)
@@ -321,16 +331,17 @@ class Forwarder:
         request_id: str,
     ) -> Route:
         """The provider configured, the path confined and allowed, its dialect and context."""
+        name = provider.name
         availability = provider.availability()
         if not availability.enabled:
             raise ProviderNotConfigured(
-                f"The provider {provider.name!r} is not configured: {availability.reason}"
+                f"The provider {name!r} is not configured: {availability.reason}"
             )
         method: str = scope["method"]
         path = confine(rest).decode("ascii")
         if not adapter.endpoint_allowed(method, path):
             raise EndpointNotAllowed(
-                f"The proxy does not forward {method} {path} to {provider.name!r}: only "
+                f"The proxy does not forward {method} {path} to {name!r}: only "
                 "the provider's inference endpoints are open. The operator can open more "
                 "with the adapter's allow= option."
             )
@@ -339,7 +350,7 @@ class Forwarder:
             query = query_without(query, KEY_PARAMS)  # the client's key is its own
         dialect = adapter.dialect_for(path)
         context = RequestContext(
-            provider.name,
+            name,
             method,
             path,
             query,
@@ -349,7 +360,7 @@ class Forwarder:
             path_model=dialect.model_in_path(path),
             dialect=dialect.name,
         )
-        return Route(provider.name, adapter, dialect, method, path, context)
+        return Route(name, adapter, dialect, method, path, context)
 
     def _check_declared(self, declared: int | None) -> None:
         limit = self._max_body_size
@@ -403,6 +414,8 @@ class Forwarder:
     ) -> BodyTransform | None:
         """The adapter's transform and the app-wide ones that apply, as one."""
         own = adapter.body_transform(context)
+        if not self._transforms:
+            return own
         wanted = [t for t in self._transforms if applies(t, context)]
         if not wanted:
             return own
@@ -422,13 +435,14 @@ class Forwarder:
         auth = adapter.auth_headers(context)
         if type(auth) is not dict and inspect.isawaitable(auth):
             auth = await auth
-        url = adapter.rewrite_url(self._url(adapter.base_url, route.path, context.query), context)
+        base_url = adapter.base_url
+        url = adapter.rewrite_url(self._url(base_url, route.path, context.query), context)
         headers = request_headers_for_upstream(context.headers, self._policy(route))
         fixed = {**context.upstream_headers, **adapter.headers, **auth}
         if self._trace_headers is not None:
             fixed.update(self._trace_headers())  # the proxy's span, not the caller's
         apply_headers(headers, fixed, adapter.default_headers)
-        headers.append((b"host", self._netloc(adapter.base_url)))
+        headers.append((b"host", self._netloc(base_url)))
         headers.append((REQUEST_ID, context.request_id.encode("ascii")))
         length = source.length
         if length is None:

@@ -10,12 +10,11 @@ needs one). Both are frozen: the exchange reads a plan and returns an
 
 from __future__ import annotations
 
-from .._adapter import RequestContext
+from .._adapter import RequestContext, facts
 from ..adapters import ProviderAdapter
 from ..dialects import Dialect
 from ..policy import RawHeaders
 from ..transports import UpstreamRequest
-from ._report import facts
 
 
 @facts
@@ -45,7 +44,5 @@ class Plan:
     identity: str | None
     #: The guards' ``X-RateLimit-*`` headers, for every answer to this request.
     limits: RawHeaders
-
-    @property
-    def request_id(self) -> str:
-        return self.route.context.request_id
+    #: The route's context's, kept here too: the exchange reads it for every head it sends.
+    request_id: str

@@ -9,29 +9,12 @@ request's one :class:`~provider_proxy.ProxyEvent`.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import TypeVar
+from dataclasses import field
 
-from typing_extensions import dataclass_transform
-
-from .._adapter import Usage
+from .._adapter import Usage, facts
 from .._exceptions import ProxyError, UpstreamStreamError
 from ..observe import ProxyEvent
 from ..spend import Cost
-
-_T = TypeVar("_T")
-
-
-@dataclass_transform(frozen_default=True)
-def facts(cls: type[_T]) -> type[_T]:
-    """A slotted dataclass that the type checker holds frozen, made by a plain ``__init__``.
-
-    A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``,
-    a Python-level call per field, and the engine makes several of these (hashable,
-    compared by value, ``dataclasses.replace``-able as before) per request. Nothing
-    assigns to their fields: ``mypy --strict`` refuses it, as for a frozen one.
-    """
-    return dataclass(slots=True, unsafe_hash=True)(cls)
 
 
 @facts

@@ -62,6 +62,11 @@ def _raw_tail_matching(raw_path: bytes, path: str) -> bytes | None:
     """
     target = path.encode("utf-8")
     lossy = "\ufffd" in path
+    if not lossy and b"%" not in raw_path:
+        # Nothing to decode (the common case): the tail is the one equal to the path.
+        if raw_path.endswith(target) and (len(raw_path) == len(target) or target.startswith(b"/")):
+            return raw_path[len(raw_path) - len(target) :]
+        return None
     start = 0
     while start != -1:
         tail = raw_path[start:]
@@ -76,7 +81,9 @@ def split_provider(raw: bytes) -> tuple[str, bytes]:
     """``/acme/chat/completions`` → ``("acme", b"/chat/completions")``."""
     stripped = raw.lstrip(b"/")
     name, slash, rest = stripped.partition(b"/")
-    return unquote_to_bytes(name).decode("utf-8", "replace"), slash + rest
+    if b"%" in name:
+        name = unquote_to_bytes(name)
+    return name.decode("utf-8", "replace"), slash + rest
 
 
 def confine(raw: bytes) -> bytes:
