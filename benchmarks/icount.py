@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -106,29 +108,36 @@ async def _call(app: Any, path: str, body: bytes) -> int:
     return status
 
 
+@contextlib.asynccontextmanager
+async def started(app: Any) -> AsyncIterator[None]:
+    """``app`` with its lifespan started, and shut down on leaving."""
+    lifespan: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    up = asyncio.Event()
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "lifespan.startup.complete":
+            up.set()
+
+    await lifespan.put({"type": "lifespan.startup"})
+    running = asyncio.ensure_future(app({"type": "lifespan"}, lifespan.get, send))
+    await up.wait()
+    yield
+    await lifespan.put({"type": "lifespan.shutdown"})
+    await running
+
+
 async def run(kind: str, upstream: str, requests: int) -> None:
     """Start ``kind``'s app (its lifespan), send ``requests`` chats, then shut it down."""
     app, path = app_for(kind, upstream)
     body = chat_body(1024)
-    lifespan: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    started = asyncio.Event()
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "lifespan.startup.complete":
-            started.set()
-
-    await lifespan.put({"type": "lifespan.startup"})
-    running = asyncio.ensure_future(app({"type": "lifespan"}, lifespan.get, send))
-    await started.wait()
-    for number in range(WARM_UP + requests):
-        if number == WARM_UP:
-            gc.collect()
-            gc.freeze()
-        status = await _call(app, path, body)
-        if status != 200:
-            raise SystemExit(f"{kind}: the upstream answered {status}")
-    await lifespan.put({"type": "lifespan.shutdown"})
-    await running
+    async with started(app):
+        for number in range(WARM_UP + requests):
+            if number == WARM_UP:
+                gc.collect()
+                gc.freeze()
+            status = await _call(app, path, body)
+            if status != 200:
+                raise SystemExit(f"{kind}: the upstream answered {status}")
 
 
 def main() -> None:

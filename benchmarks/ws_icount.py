@@ -22,6 +22,7 @@ import asyncio
 import gc
 from typing import Any
 
+from .icount import started
 from .ws_client import payload
 
 #: Frames relayed before counting starts (and the heap is frozen).
@@ -91,21 +92,10 @@ async def session(app: Any, path: str, frames: int) -> int:
 async def run(kind: str, upstream: str, frames: int) -> None:
     """Start ``kind``'s app (its lifespan), relay one session, then shut it down."""
     app, path = app_for(kind, upstream)
-    lifespan: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    started = asyncio.Event()
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "lifespan.startup.complete":
-            started.set()
-
-    await lifespan.put({"type": "lifespan.startup"})
-    running = asyncio.ensure_future(app({"type": "lifespan"}, lifespan.get, send))
-    await started.wait()
-    echoed = await session(app, path, frames)
+    async with started(app):
+        echoed = await session(app, path, frames)
     if echoed != WARM_UP + frames:
         raise SystemExit(f"{kind}: {echoed} of {WARM_UP + frames} frames came back")
-    await lifespan.put({"type": "lifespan.shutdown"})
-    await running
 
 
 def main() -> None:
