@@ -101,6 +101,16 @@ async def _waiting_for_upstream(
     return proxy, upstream, client, task
 
 
+async def _started(watch: _DisconnectWatch) -> None:
+    """Wait until the watch's task runs (it starts :data:`WATCH_AFTER` into the exchange)."""
+    for _ in range(500):
+        if watch.watching:
+            break
+        await asyncio.sleep(0.01)
+    assert watch.watching
+    await asyncio.sleep(0)  # its first step: it now waits in receive()
+
+
 async def test_a_disconnect_ends_the_exchange_and_leaves_no_cancellation_behind(
     watches: list[_DisconnectWatch],
 ) -> None:
@@ -136,6 +146,7 @@ async def test_a_disconnect_after_the_exchange_cancels_nothing(
     await proxy.aclose()
     (watch,) = watches
     assert not watch.active
+    assert not watch.watching  # done before the watch was due: it never started
     assert not watch.fired
     assert not watch.disconnected
     assert [event.error_kind for event in events] == [None]
@@ -164,6 +175,7 @@ async def test_a_cancellation_from_elsewhere_wins_over_a_simultaneous_disconnect
     events: list[ProxyEvent] = []
     proxy, upstream, client, task = await _waiting_for_upstream(events)
     (watch,) = watches
+    await _started(watch)
     assert not watch.fired
     client.gone.set()
     await asyncio.sleep(0)  # the watch sees the disconnect and cancels the task

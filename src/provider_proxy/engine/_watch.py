@@ -2,6 +2,15 @@
 
 ASGI tells only the caller of ``receive`` that the client left, so during the
 exchange the watch is ``receive``'s one caller, during the upload too.
+
+For a body that came whole the watch starts late: its task (and the server's
+``receive()`` machinery it sets going) is made only if the exchange still runs
+after :data:`WATCH_AFTER`. Most exchanges a host sends through are short and
+would pay for a task that never sees anything; an LLM answer that takes longer
+gets the watch, and a client that left in the meantime is seen as soon as it
+starts (``receive()`` answers ``http.disconnect`` at once), at most that delay
+late, the upstream then closed as before. A streamed upload is read ahead from
+the start, since nothing else would take its body.
 """
 
 from __future__ import annotations
@@ -17,6 +26,11 @@ from ._body import RequestBody
 
 logger = logging.getLogger("provider_proxy")
 
+#: Seconds an exchange whose body came whole runs before its watcher task starts:
+#: a timer costs a few thousand instructions, the task and the server's ``receive()``
+#: tens of thousands, and an exchange done sooner never needs either.
+WATCH_AFTER = 0.02
+
 
 class DisconnectWatch:
     """Cancels the forwarding task when the client goes away (or its body fails) mid-exchange.
@@ -26,7 +40,8 @@ class DisconnectWatch:
     upload (:meth:`RequestBody.read_ahead`), since an upload blocked on a write to
     a provider that stopped reading calls nothing; then it waits for
     ``http.disconnect``. One small task, plain asyncio rather than a task group:
-    this runs for every request, and the exchange's own task does the work.
+    this runs for every request, and the exchange's own task does the work. For a
+    body that came whole the task starts only after :data:`WATCH_AFTER`.
 
     Use it as a context manager around the exchange: leaving it stops the watch.
     """
@@ -34,7 +49,9 @@ class DisconnectWatch:
     __slots__ = (
         "_ahead",
         "_body",
+        "_receive",
         "_task",
+        "_timer",
         "_watcher",
         "active",
         "disconnected",
@@ -55,10 +72,28 @@ class DisconnectWatch:
         self.disconnected = False
         #: Why the watch cancelled the exchange: the client left, or its body is too large.
         self.reason: ProxyError | ClientDisconnected | None = None
+        self._receive = receive
+        self._watcher: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
         ahead = self._ahead = body.more
         if ahead:
             body.hand_over()  # before the transport can ask for the next chunk
-        self._watcher = task.get_loop().create_task(self._watch(receive, ahead=ahead))
+            self._watcher = task.get_loop().create_task(self._watch(receive, ahead=True))
+        else:
+            self._timer = task.get_loop().call_later(WATCH_AFTER, self._start)
+
+    @property
+    def watching(self) -> bool:
+        """Whether the watcher task was started (at once, or after :data:`WATCH_AFTER`)."""
+        return self._watcher is not None
+
+    def _start(self) -> None:
+        """The exchange outlived :data:`WATCH_AFTER`: start waiting for ``http.disconnect``."""
+        self._timer = None
+        if self.active:
+            self._watcher = self._task.get_loop().create_task(
+                self._watch(self._receive, ahead=False)
+            )
 
     async def _watch(self, receive: Receive, *, ahead: bool) -> None:
         try:
@@ -89,15 +124,21 @@ class DisconnectWatch:
         ended on the loop's next turn, not now: a server whose ``receive()``
         returns once the answer is complete (uvicorn's does) has woken it by
         then, and it ends by itself, with no cancellation to unwind. One reading
-        a body ahead stops at once, so that it takes nothing more.
+        a body ahead stops at once, so that it takes nothing more. A watcher not
+        started yet never starts.
         """
         if self.active:
             self.active = False
+            timer = self._timer
+            if timer is not None:
+                timer.cancel()
+                self._timer = None
             watcher = self._watcher
-            if self._ahead:
-                watcher.cancel()
-            elif not watcher.done():
-                self._task.get_loop().call_soon(_end, watcher)
+            if watcher is not None:
+                if self._ahead:
+                    watcher.cancel()
+                elif not watcher.done():
+                    self._task.get_loop().call_soon(_end, watcher)
             self._body.take_back()
 
     def absorb(self) -> bool:
