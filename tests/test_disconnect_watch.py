@@ -217,6 +217,7 @@ async def test_an_upload_blocked_on_a_write_is_still_watched(
     async def blocked_upload() -> None:
         watch = _DisconnectWatch(body, receive)
         watches.append(watch)
+        assert watch.watching  # a body still coming is read ahead from the start
         try:
             await asyncio.sleep(30)  # a write the provider never takes: nobody pulls the body
         finally:

@@ -5,12 +5,13 @@ exchange the watch is ``receive``'s one caller, during the upload too.
 
 For a body that came whole the watch starts late: its task (and the server's
 ``receive()`` machinery it sets going) is made only if the exchange still runs
-after :data:`WATCH_AFTER`. Most exchanges a host sends through are short and
-would pay for a task that never sees anything; an LLM answer that takes longer
-gets the watch, and a client that left in the meantime is seen as soon as it
-starts (``receive()`` answers ``http.disconnect`` at once), at most that delay
-late, the upstream then closed as before. A streamed upload is read ahead from
-the start, since nothing else would take its body.
+after :data:`WATCH_AFTER`. An exchange done sooner (a token count, a listing, a
+refusal, a cached or small model's answer) would pay for a task that never sees
+anything; an LLM answer that takes longer gets the watch, and a client that
+left in the meantime is seen as soon as it starts (``receive()`` answers
+``http.disconnect`` at once): at most that delay late, the upstream then closed
+as before. A streamed upload is read ahead from the start, since nothing else
+would take its body.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ from ._body import RequestBody
 
 logger = logging.getLogger("provider_proxy")
 
-#: Seconds an exchange whose body came whole runs before its watcher task starts:
-#: a timer costs a few thousand instructions, the task and the server's ``receive()``
-#: tens of thousands, and an exchange done sooner never needs either.
+#: Seconds an exchange whose body came whole runs before its watcher task starts.
+#: The timer is one entry in the loop's heap, cancelled when the exchange ends;
+#: the task, its steps and the server's ``receive()`` behind it cost several
+#: times more, and an exchange done sooner never needs them. A client leaving
+#: meanwhile is noticed at most this late.
 WATCH_AFTER = 0.02
 
 
@@ -134,12 +137,12 @@ class DisconnectWatch:
                 timer.cancel()
                 self._timer = None
             watcher = self._watcher
-            if watcher is not None:
-                if self._ahead:
-                    watcher.cancel()
-                elif not watcher.done():
-                    self._task.get_loop().call_soon(_end, watcher)
-            self._body.take_back()
+            if self._ahead:
+                assert watcher is not None
+                watcher.cancel()
+                self._body.take_back()
+            elif watcher is not None and not watcher.done():
+                self._task.get_loop().call_soon(_end, watcher)
 
     def absorb(self) -> bool:
         """Whether a :class:`asyncio.CancelledError` was this watch's own, and is now spent."""
