@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -27,10 +28,10 @@ from ._body import RequestBody
 
 logger = logging.getLogger("provider_proxy")
 
-#: Seconds an exchange whose body came whole runs before its watcher task starts.
-#: The timer is one entry in the loop's heap, cancelled when the exchange ends;
-#: the task, its steps and the server's ``receive()`` behind it cost several
-#: times more, and an exchange done sooner never needs them. A client leaving
+#: Seconds an exchange whose body came whole runs before its watcher task starts
+#: (between half of it and all of it: see :class:`_Starter`). The task, its steps
+#: and the server's ``receive()`` behind it cost tens of thousands of
+#: instructions, and an exchange done sooner never needs them. A client leaving
 #: meanwhile is noticed at most this late.
 WATCH_AFTER = 0.02
 
@@ -53,8 +54,8 @@ class DisconnectWatch:
         "_ahead",
         "_body",
         "_receive",
+        "_starter",
         "_task",
-        "_timer",
         "_watcher",
         "active",
         "disconnected",
@@ -77,13 +78,20 @@ class DisconnectWatch:
         self.reason: ProxyError | ClientDisconnected | None = None
         self._receive = receive
         self._watcher: asyncio.Task[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._starter: _Starter | None = None
+        loop = task.get_loop()
         ahead = self._ahead = body.more
         if ahead:
             body.hand_over()  # before the transport can ask for the next chunk
-            self._watcher = task.get_loop().create_task(self._watch(receive, ahead=True))
+            self._watcher = loop.create_task(self._watch(receive, ahead=True))
         else:
-            self._timer = task.get_loop().call_later(WATCH_AFTER, self._start)
+            starter = _starters.get(loop)
+            if starter is None:
+                starter = _starters[loop] = _Starter()
+            self._starter = starter
+            starter.new.add(self)  # (inline: this runs for every request)
+            if not starter.armed:
+                starter.arm(loop)
 
     @property
     def watching(self) -> bool:
@@ -92,7 +100,7 @@ class DisconnectWatch:
 
     def _start(self) -> None:
         """The exchange outlived :data:`WATCH_AFTER`: start waiting for ``http.disconnect``."""
-        self._timer = None
+        self._starter = None
         if self.active:
             self._watcher = self._task.get_loop().create_task(
                 self._watch(self._receive, ahead=False)
@@ -132,10 +140,11 @@ class DisconnectWatch:
         """
         if self.active:
             self.active = False
-            timer = self._timer
-            if timer is not None:
-                timer.cancel()
-                self._timer = None
+            starter = self._starter
+            if starter is not None:
+                starter.new.discard(self)
+                starter.due.discard(self)
+                self._starter = None
             watcher = self._watcher
             if self._ahead:
                 assert watcher is not None
@@ -160,6 +169,46 @@ class DisconnectWatch:
     def _spend(self) -> None:
         self.fired = False
         self.disconnected = isinstance(self.reason, ClientDisconnected)
+
+
+class _Starter:
+    """Starts the watches of one loop that outlived :data:`WATCH_AFTER`, with one timer for all.
+
+    A timer per exchange costs about as much as the task it saves (asyncio's
+    timers are Python code: a handle, the heap, the cancellation, the loop's
+    turns while it waits). Here each watch is put in a set and taken out when
+    its exchange ends; a tick every half :data:`WATCH_AFTER` moves the new ones
+    to the due ones and starts the due ones still there, so a watch starts
+    between half the delay and the whole of it. The ticks stop while nothing
+    waits.
+    """
+
+    __slots__ = ("armed", "due", "new")
+
+    def __init__(self) -> None:
+        #: Watches added since the last tick, and those added before it (due at the next).
+        self.new: set[DisconnectWatch] = set()
+        self.due: set[DisconnectWatch] = set()
+        self.armed = False
+
+    def arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.armed = True
+        loop.call_later(WATCH_AFTER / 2, self._tick, loop)
+
+    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        due, self.due, self.new = self.due, self.new, set()
+        for watch in due:
+            watch._start()
+        if self.due:
+            loop.call_later(WATCH_AFTER / 2, self._tick, loop)
+        else:
+            self.armed = False
+
+
+#: Each loop's starter; a loop that is gone takes its own with it.
+_starters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Starter] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _end(watcher: asyncio.Task[None]) -> None:
