@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from typing import Any, ClassVar
 
 import httpx
@@ -10,7 +11,7 @@ import pytest
 
 from provider_proxy import BodyTooLarge, ClientDisconnected, ProxyApp, ProxyEvent, make_asgi_app
 from provider_proxy.adapters import OpenAIAdapter
-from provider_proxy.engine import _body, _exchange
+from provider_proxy.engine import _body, _exchange, _watch
 from provider_proxy.engine._body import RequestBody
 from provider_proxy.engine._watch import DisconnectWatch as _DisconnectWatch
 from provider_proxy.types import Receive
@@ -230,3 +231,33 @@ async def test_an_upload_blocked_on_a_write_is_still_watched(
     assert isinstance(watch.reason, reason)
     assert watch.absorb()
     assert watch.disconnected is (reason is ClientDisconnected)
+
+
+_request_var: contextvars.ContextVar[str] = contextvars.ContextVar("request")
+
+
+async def test_a_watch_started_late_runs_in_its_own_exchange_s_context(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_watch, "WATCH_AFTER", 0.01)
+    seen: list[str | None] = []
+
+    async def exchange_in(name: str) -> None:
+        _request_var.set(name)
+        messages = [{"type": "http.request", "body": b"{}", "more_body": False}]
+
+        async def receive() -> dict[str, Any]:
+            if messages:
+                return messages.pop()
+            seen.append(_request_var.get(None))
+            await asyncio.sleep(30)
+            return {"type": "http.disconnect"}
+
+        body = RequestBody(receive, None)
+        await body.start()
+        with _DisconnectWatch(body, receive) as watch:
+            await _started(watch)
+
+    # Started by one tick, armed by the first: each still sees its own request's values.
+    await asyncio.wait_for(asyncio.gather(exchange_in("a"), exchange_in("b")), 5)
+    assert sorted(seen, key=str) == ["a", "b"]

@@ -17,6 +17,7 @@ would take its body.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import weakref
 from collections.abc import Callable
@@ -53,6 +54,7 @@ class DisconnectWatch:
     __slots__ = (
         "_ahead",
         "_body",
+        "_context",
         "_receive",
         "_starter",
         "_task",
@@ -79,6 +81,7 @@ class DisconnectWatch:
         self._receive = receive
         self._watcher: asyncio.Task[None] | None = None
         self._starter: _Starter | None = None
+        self._context: contextvars.Context | None = None
         loop = task.get_loop()
         ahead = self._ahead = body.more
         if ahead:
@@ -89,6 +92,7 @@ class DisconnectWatch:
             if starter is None:
                 starter = _starters[loop] = _Starter()
             self._starter = starter
+            self._context = contextvars.copy_context()  # its task's, as if made here
             starter.new.add(self)  # (inline: this runs for every request)
             if not starter.armed:
                 starter.arm(loop)
@@ -101,10 +105,9 @@ class DisconnectWatch:
     def _start(self) -> None:
         """The exchange outlived :data:`WATCH_AFTER`: start waiting for ``http.disconnect``."""
         self._starter = None
-        if self.active:
-            self._watcher = self._task.get_loop().create_task(
-                self._watch(self._receive, ahead=False)
-            )
+        if self.active and self._context is not None:
+            create = self._task.get_loop().create_task
+            self._watcher = self._context.run(create, self._watch(self._receive, ahead=False))
 
     async def _watch(self, receive: Receive, *, ahead: bool) -> None:
         try:
@@ -193,14 +196,15 @@ class _Starter:
 
     def arm(self, loop: asyncio.AbstractEventLoop) -> None:
         self.armed = True
-        loop.call_later(WATCH_AFTER / 2, self._tick, loop)
+        # In a context of its own, not that of the exchange that armed it.
+        loop.call_later(WATCH_AFTER / 2, self._tick, loop, context=contextvars.Context())
 
     def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
         due, self.due, self.new = self.due, self.new, set()
         for watch in due:
             watch._start()
         if self.due:
-            loop.call_later(WATCH_AFTER / 2, self._tick, loop)
+            loop.call_later(WATCH_AFTER / 2, self._tick, loop, context=contextvars.Context())
         else:
             self.armed = False
 
