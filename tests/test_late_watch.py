@@ -1,7 +1,7 @@
 """The late disconnect watch, through real servers on loopback.
 
 A request whose body came whole gets its watcher task only once its exchange
-has run for :data:`~provider_proxy.engine._watch.WATCH_AFTER`: a short exchange
+has run for (at most) :data:`~provider_proxy.engine._watch.WATCH_AFTER`: a short exchange
 makes none, and a client that leaves a long one still has its upstream closed,
 within the delay when it leaves early, at once once the watch runs.
 """
