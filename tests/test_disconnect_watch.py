@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from typing import Any, ClassVar
 
 import httpx
@@ -10,7 +11,7 @@ import pytest
 
 from provider_proxy import BodyTooLarge, ClientDisconnected, ProxyApp, ProxyEvent, make_asgi_app
 from provider_proxy.adapters import OpenAIAdapter
-from provider_proxy.engine import _body, _exchange
+from provider_proxy.engine import _body, _exchange, _watch
 from provider_proxy.engine._body import RequestBody
 from provider_proxy.engine._watch import DisconnectWatch as _DisconnectWatch
 from provider_proxy.types import Receive
@@ -101,6 +102,16 @@ async def _waiting_for_upstream(
     return proxy, upstream, client, task
 
 
+async def _started(watch: _DisconnectWatch) -> None:
+    """Wait until the watch's task runs (it starts :data:`WATCH_AFTER` into the exchange)."""
+    for _ in range(500):
+        if watch.watching:
+            break
+        await asyncio.sleep(0.01)
+    assert watch.watching
+    await asyncio.sleep(0)  # its first step: it now waits in receive()
+
+
 async def test_a_disconnect_ends_the_exchange_and_leaves_no_cancellation_behind(
     watches: list[_DisconnectWatch],
 ) -> None:
@@ -136,6 +147,7 @@ async def test_a_disconnect_after_the_exchange_cancels_nothing(
     await proxy.aclose()
     (watch,) = watches
     assert not watch.active
+    assert not watch.watching  # done before the watch was due: it never started
     assert not watch.fired
     assert not watch.disconnected
     assert [event.error_kind for event in events] == [None]
@@ -164,6 +176,7 @@ async def test_a_cancellation_from_elsewhere_wins_over_a_simultaneous_disconnect
     events: list[ProxyEvent] = []
     proxy, upstream, client, task = await _waiting_for_upstream(events)
     (watch,) = watches
+    await _started(watch)
     assert not watch.fired
     client.gone.set()
     await asyncio.sleep(0)  # the watch sees the disconnect and cancels the task
@@ -205,6 +218,7 @@ async def test_an_upload_blocked_on_a_write_is_still_watched(
     async def blocked_upload() -> None:
         watch = _DisconnectWatch(body, receive)
         watches.append(watch)
+        assert watch.watching  # a body still coming is read ahead from the start
         try:
             await asyncio.sleep(30)  # a write the provider never takes: nobody pulls the body
         finally:
@@ -217,3 +231,33 @@ async def test_an_upload_blocked_on_a_write_is_still_watched(
     assert isinstance(watch.reason, reason)
     assert watch.absorb()
     assert watch.disconnected is (reason is ClientDisconnected)
+
+
+_request_var: contextvars.ContextVar[str] = contextvars.ContextVar("request")
+
+
+async def test_a_watch_started_late_runs_in_its_own_exchange_s_context(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_watch, "WATCH_AFTER", 0.01)
+    seen: list[str | None] = []
+
+    async def exchange_in(name: str) -> None:
+        _request_var.set(name)
+        messages = [{"type": "http.request", "body": b"{}", "more_body": False}]
+
+        async def receive() -> dict[str, Any]:
+            if messages:
+                return messages.pop()
+            seen.append(_request_var.get(None))
+            await asyncio.sleep(30)
+            return {"type": "http.disconnect"}
+
+        body = RequestBody(receive, None)
+        await body.start()
+        with _DisconnectWatch(body, receive) as watch:
+            await _started(watch)
+
+    # Started by one tick, armed by the first: each still sees its own request's values.
+    await asyncio.wait_for(asyncio.gather(exchange_in("a"), exchange_in("b")), 5)
+    assert sorted(seen, key=str) == ["a", "b"]

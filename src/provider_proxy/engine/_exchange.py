@@ -54,26 +54,6 @@ async def exchange(
     progress = Progress()
     watch = DisconnectWatch(body, receive)
     failure: BaseException | None = None
-
-    def answered(
-        status: int, error_kind: str | None, abort: UpstreamStreamError | None = None
-    ) -> Outcome:
-        """The outcome of an answer that reached the client, with what is known of it now."""
-        return Outcome(
-            status,
-            upstream_status,
-            error_kind,
-            streamed,
-            sent_at,
-            headers_at,
-            progress.first_byte_at,
-            progress.response_bytes,
-            usage,
-            model,
-            abort=abort,
-            finish_reasons=finish_reasons,
-        )
-
     try:
         with watch:
             try:
@@ -129,7 +109,20 @@ async def exchange(
             failure = watch.reason
     except UpstreamStreamError as exc:
         watch.settle()
-        return answered(upstream_status or 502, "upstream_stream_error", exc)
+        return Outcome(
+            upstream_status or 502,
+            upstream_status,
+            "upstream_stream_error",
+            streamed,
+            sent_at,
+            headers_at,
+            progress.first_byte_at,
+            progress.response_bytes,
+            usage,
+            model,
+            exc,
+            finish_reasons,
+        )
     except Exception as exc:
         watch.settle()
         if relaying:  # no other answer can be sent once one has started
@@ -151,8 +144,22 @@ async def exchange(
         return Outcome.refused(failure, size, sent_at)
     # (The server also reports a disconnect once a response is complete.)
     left = watch.disconnected and not completed
-    status = upstream_status if upstream_status is not None else 499
-    return answered(status, "client_disconnected" if left else None)
+    # (Built here, not by a closure shared with the stream error above: a closure
+    # would turn every local it reads into a cell, on every request.)
+    return Outcome(
+        upstream_status if upstream_status is not None else 499,
+        upstream_status,
+        "client_disconnected" if left else None,
+        streamed,
+        sent_at,
+        headers_at,
+        progress.first_byte_at,
+        progress.response_bytes,
+        usage,
+        model,
+        None,
+        finish_reasons,
+    )
 
 
 def _send(transport: httpx.AsyncBaseTransport, request: UpstreamRequest) -> Awaitable[RawResponse]:
