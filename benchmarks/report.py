@@ -27,7 +27,7 @@ _HEADINGS = {
     "proxy-transform": "Proxy + transform",
     "floor-reqwest": "Floor (pyreqwest)",
     "floor-granian": "Floor (pyreqwest, granian)",
-    "proxy-aiohttp": "Proxy (aiohttp)",
+    "proxy-reqwest": "Proxy (reqwest)",
     "proxy-granian": "Proxy (reqwest, granian)",
     "gateway": "Gateway (translated)",
     "litellm": "LiteLLM",

@@ -4,11 +4,10 @@
 and ``gateway`` (the proxy with an Anthropic adapter only, reached through its
 OpenAI-Chat gateway endpoint, so every request is translated) are ASGI apps
 served by uvicorn on httptools and uvloop, one worker, as the proxy is deployed.
-``proxy`` has the ``fast`` extra's default transport (pyreqwest's);
-``proxy-aiohttp`` is the same proxy on the aiohttp transport. ``floor-reqwest``
-is the floor on pyreqwest's client under uvicorn; ``floor-granian`` and
-``proxy-granian`` the floor and the proxy under granian (embedded, as
-``provider-proxy serve`` runs it), the fastest stack the proxy supports.
+``floor-reqwest`` and ``proxy-reqwest`` are the floor and the proxy on
+pyreqwest's client (the ``reqwest`` extra) under uvicorn; ``floor-granian`` and
+``proxy-granian`` the same under granian (embedded, as ``provider-proxy serve``
+runs it), the fastest stack the proxy supports.
 ``floor-ws`` and ``proxy-ws`` relay WebSockets: the hand-written socket floor,
 and the proxy's relay with an OpenAI adapter (``/openai/realtime?model=...``),
 both under the same uvicorn.
@@ -25,8 +24,8 @@ from typing import Any
 from .bodies import mark
 from .procs import raise_fd_limit
 
-#: The pyreqwest and granian floors, the proxy on granian, and on the aiohttp transport.
-FAST_KINDS = ("floor-reqwest", "floor-granian", "proxy-aiohttp", "proxy-granian")
+#: The pyreqwest and granian floors and the proxy on them.
+FAST_KINDS = ("floor-reqwest", "floor-granian", "proxy-reqwest", "proxy-granian")
 
 
 def _listen() -> socket.socket:
@@ -37,18 +36,17 @@ def _listen() -> socket.socket:
     return sock
 
 
-def proxy_app(upstream: str, *, transform: bool, aiohttp: bool = False) -> tuple[Any, str]:
+def proxy_app(upstream: str, *, transform: bool, reqwest: bool = False) -> tuple[Any, str]:
     """The proxy under test, as an application would build it, and how its transform is set."""
-    from provider_proxy import aiohttp_transport, make_asgi_app
+    from provider_proxy import make_asgi_app, reqwest_transport
     from provider_proxy.adapters import OpenAICompatibleAdapter
 
     base = upstream + "/v1"
-    if aiohttp:
+    if reqwest:
         adapter = OpenAICompatibleAdapter("bench", base, api_key="x")
-        return make_asgi_app([adapter], transport=aiohttp_transport()), "transport=aiohttp"
+        return make_asgi_app([adapter], transport=reqwest_transport()), "transport=reqwest"
     if not transform:
-        app = make_asgi_app([OpenAICompatibleAdapter("bench", base, api_key="x")])
-        return app, f"transport={type(app.transport).__name__}"
+        return make_asgi_app([OpenAICompatibleAdapter("bench", base, api_key="x")]), "-"
     options: dict[str, Any] = {"transforms": [mark]}
     try:
         adapter = OpenAICompatibleAdapter("bench", base, api_key="x", **options)
@@ -171,8 +169,8 @@ def main() -> None:
 
         serve_on = _serve_granian if args.kind.endswith("granian") else _serve_asgi
         serve_on(ReqwestFloor(args.upstream), sock, "client=pyreqwest")
-    elif args.kind in ("proxy-aiohttp", "proxy-granian"):
-        app, note = proxy_app(args.upstream, transform=False, aiohttp=args.kind == "proxy-aiohttp")
+    elif args.kind in ("proxy-reqwest", "proxy-granian"):
+        app, note = proxy_app(args.upstream, transform=False, reqwest=True)
         serve_on = _serve_granian if args.kind.endswith("granian") else _serve_asgi
         serve_on(app, sock, note)
     elif args.kind == "floor-ws":

@@ -598,7 +598,7 @@ def test_the_log_handler_scrubs_every_logger_and_quiets_http_debug() -> None:
 @pytest.mark.parametrize(
     ("name", "kind"),
     [
-        ("auto", "ReqwestTransport"),
+        ("auto", "AiohttpTransport"),
         ("reqwest", "ReqwestTransport"),
         ("aiohttp", "AiohttpTransport"),
         ("httpx", "AsyncHTTPTransport"),

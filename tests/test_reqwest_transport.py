@@ -307,14 +307,27 @@ async def test_request_body_error_propagates_unchanged(error: Exception) -> None
 # --- cancellation: the upstream connection is closed at once -----------------
 
 
-async def test_cancelled_while_waiting_for_headers_closes_the_connection() -> None:
+async def test_cancelled_while_waiting_for_headers_frees_its_slot() -> None:
     connections = Connections()
     async with RawServer(connections.hold_silent) as url, _open(ReqwestTransport()) as transport:
         with anyio.move_on_after(0.2) as scope:
             await transport.handle_async_request(_request(url))
         assert scope.cancelled_caught  # the scope's own cancellation, not pyreqwest's
         assert transport.in_use == 0
-        with anyio.fail_after(5):
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="pyreqwest runs a request on its own runtime: given up before the answer's head, "
+    "it goes on until the head comes or the read timeout (a known limit of the transport, "
+    "and why it is not the default; see docs/performance.rst)",
+)
+async def test_cancelled_while_waiting_for_headers_closes_the_connection_at_once() -> None:
+    connections = Connections()
+    async with RawServer(connections.hold_silent) as url, _open(ReqwestTransport()) as transport:
+        with anyio.move_on_after(0.2):
+            await transport.handle_async_request(_request(url, timeouts={"read": 60.0}))
+        with anyio.fail_after(1):
             await connections.closed_by_client.wait()
 
 
@@ -444,5 +457,5 @@ async def test_a_trusted_or_unverified_certificate_is_accepted(trust: str) -> No
 
 def test_reqwest_transport_says_which_extra_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "provider_proxy.transports._reqwest", None)
-    with pytest.raises(ImportError, match=r"provider-proxy\[fast\]"):
+    with pytest.raises(ImportError, match=r"provider-proxy\[reqwest\]"):
         reqwest_transport()

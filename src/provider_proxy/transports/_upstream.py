@@ -158,14 +158,12 @@ class HttpxResponse(RawResponse):
 
 
 def default_transport(limits: httpx.Limits = DEFAULT_LIMITS) -> httpx.AsyncBaseTransport:
-    """The fastest transport installed: pyreqwest's, then aiohttp's (the ``fast`` extra
-    has both; pyreqwest needs Python 3.11), else httpx's own."""
-    try:
-        from ._reqwest import ReqwestTransport
-    except ImportError:
-        pass
-    else:
-        return ReqwestTransport(limits=limits)
+    """aiohttp's transport (the ``fast`` extra) when installed, else httpx's own.
+
+    Not pyreqwest's, though it costs less CPU: a request it sends cannot be
+    abandoned before its answer's head is in (the provider would go on with a
+    request whose client left), and it holds more memory per open stream.
+    """
     try:
         from ._aiohttp import AiohttpTransport
     except ImportError:
@@ -198,9 +196,7 @@ def transport_named(name: str, limits: httpx.Limits = DEFAULT_LIMITS) -> httpx.A
 def aiohttp_transport(limits: httpx.Limits = DEFAULT_LIMITS) -> httpx.AsyncBaseTransport:
     """The transport on aiohttp's client (the ``fast`` extra), for ``transport=``.
 
-    The default on Python 3.10, where pyreqwest is not available; elsewhere the
-    choice for an app that wants every response header byte for byte (pyreqwest
-    leaves out values that are not visible ASCII) and no header added.
+    It is :func:`default_transport`'s when aiohttp is installed.
 
     :raises ImportError: when aiohttp is not installed.
     """
@@ -219,10 +215,13 @@ def reqwest_transport(
     verify: bool = True,
     root_certificates: bytes | None = None,
 ) -> httpx.AsyncBaseTransport:
-    """The transport on pyreqwest (Rust's reqwest; the ``fast`` extra), for ``transport=``.
+    """The transport on pyreqwest (Rust's reqwest; the ``reqwest`` extra), for ``transport=``.
 
-    The default where it is installed: it costs less CPU per request than
-    aiohttp's; see ``docs/performance.rst``.
+    It costs less CPU per request than aiohttp's, and holds more memory per
+    open stream. A request it sends cannot be abandoned before the answer's
+    head is in: a client that leaves while the provider is still working on
+    the answer leaves it working until it answers (or the read timeout). See
+    ``docs/performance.rst``.
 
     :param verify: whether to verify the providers' TLS certificates.
     :param root_certificates: PEM certificates to trust besides the system's.
@@ -233,7 +232,7 @@ def reqwest_transport(
     except ImportError as exc:
         raise ImportError(
             "the reqwest transport needs pyreqwest (Python 3.11 or later): "
-            "pip install 'provider-proxy[fast]'"
+            "pip install 'provider-proxy[reqwest]'"
         ) from exc
     return ReqwestTransport(limits=limits, verify=verify, root_certificates=root_certificates)
 
