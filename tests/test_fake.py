@@ -321,3 +321,26 @@ class TestOnItsOwnUpstream(OwnUpstream):
             assert fake.open_streams == 1
         assert wait_until(lambda: fake.closed_streams == closed + 1, timeout=5)
         assert fake.open_streams == 0
+
+    def test_a_client_leaving_during_the_delay_gets_no_answer_and_is_counted(
+        self, upstream: ServerThread, fake: FakeUpstream
+    ) -> None:
+        body = {"model": "m", "messages": MESSAGES, "stream": True}
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(
+                upstream.url + "/v1/chat/completions",
+                json=body,
+                headers={"x-fake-delay": "3"},
+                timeout=0.3,
+            )
+        assert wait_until(lambda: fake.left_while_waiting == 1, timeout=2)
+        assert fake.closed_streams == 0  # it never started the stream
+        # A client that waits gets its answer.
+        answer = httpx.post(
+            upstream.url + "/v1/chat/completions",
+            json={"model": "m", "messages": MESSAGES},
+            headers={"x-fake-delay": "0.2"},
+            timeout=5,
+        )
+        assert answer.status_code == 200
+        assert fake.left_while_waiting == 1

@@ -142,17 +142,25 @@ class TestOnItsOwnUpstream(OwnUpstream):
         assert fake.open_streams == 0
 
     async def test_client_disconnect_while_waiting_for_headers_cancels_upstream(
-        self, proxy_server: ServerThread, fake: FakeUpstream
+        self,
+        proxy_server: ServerThread,
+        fake: FakeUpstream,
+        transport_kind: str,
+        request: pytest.FixtureRequest,
     ) -> None:
+        if transport_kind == "reqwest":  # see docs/performance.rst, "Transports and servers"
+            reason = "pyreqwest goes on with a request given up before its answer's head"
+            request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
         async with httpx.AsyncClient(base_url=proxy_server.url, timeout=0.3) as client:
             with pytest.raises(httpx.ReadTimeout):
                 await client.post(
-                    "/openai/stream", headers={"x-fake-delay": "1", "x-fake-gap": "0.05"}
+                    "/openai/stream", headers={"x-fake-delay": "3", "x-fake-gap": "0.05"}
                 )
-        # The proxy gave up on the upstream request when the client left, so the
-        # fake never gets to start (or keep) a stream nobody reads.
-        await anyio.sleep(1.5)
+        # The proxy gave up on the upstream request when the client left (within the
+        # disconnect watch's delay), long before the fake's 3 s were up.
+        assert wait_until(lambda: fake.left_while_waiting == 1, timeout=2)
         assert fake.open_streams == 0
+        assert fake.closed_streams == 0  # no stream was ever started
 
     async def test_thousand_aborted_streams_leak_nothing(
         self, make_proxy: Callable[..., ProxyApp], fake: FakeUpstream

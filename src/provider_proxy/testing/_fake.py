@@ -12,7 +12,9 @@ failing or long stream:
 ``x-fake-status``
     answer with this error status (OpenAI's or Anthropic's error format).
 ``x-fake-delay``
-    seconds to wait before the response headers.
+    seconds to wait before the response headers. A client that leaves
+    meanwhile gets no answer, as a provider stops working on a request whose
+    connection closed: :attr:`FakeUpstream.left_while_waiting` counts them.
 ``x-fake-chunks`` / ``x-fake-gap``
     number of streamed content chunks, and seconds between them.
 ``x-fake-fail-after``
@@ -163,6 +165,8 @@ class FakeUpstream:
         self.responses: dict[str, bytes] = {}
         self.open_streams = 0
         self.closed_streams = 0
+        #: Requests whose client (the proxy) left during their ``x-fake-delay``.
+        self.left_while_waiting = 0
         #: Guards the counts: tests serve one fake from several server threads at once.
         self._counts = threading.Lock()
         self._ids = itertools.count(1)
@@ -175,6 +179,19 @@ class FakeUpstream:
         with self._counts:
             self.open_streams -= 1
             self.closed_streams += 1
+
+    async def _left_within(self, receive: Receive, seconds: float) -> bool:
+        """Wait ``seconds``; whether the client left meanwhile (then it is counted).
+
+        The body is read by now, so ``receive`` answers only ``http.disconnect``.
+        """
+        with anyio.move_on_after(seconds):
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            with self._counts:
+                self.left_while_waiting += 1
+            return True
+        return False
 
     @property
     def last(self) -> RecordedRequest:
@@ -191,8 +208,8 @@ class FakeUpstream:
             return
         request = await self._record(scope, receive)
         delay = float(request.header("x-fake-delay") or 0)
-        if delay:
-            await anyio.sleep(delay)
+        if delay and await self._left_within(receive, delay):
+            return
         path = request.path
         anthropic = path.endswith("/messages")
         gemini = path.endswith(
