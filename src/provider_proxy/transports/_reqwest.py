@@ -25,7 +25,11 @@ Four things differ from what pyreqwest does out of the box, and matter here:
 - A cancelled pyreqwest coroutine answers with a cancellation of its own,
   which anyio's cancel scopes do not recognise (and, landing as a read
   completes, can wait forever): its coroutines are closed instead (see
-  :class:`_Abandoned`), which drops the request and its connection at once.
+  :class:`_Abandoned`). A read so dropped closes its connection at once; a
+  request still waiting for its answer's head is not stopped, though:
+  pyreqwest runs it on its own runtime until the head comes or the read
+  timeout, so the provider goes on with it. That, and more memory per open
+  stream, is why this transport is not the default.
 - pyreqwest's errors say which phase failed only in their causes' text: they
   are mapped to httpx's types from it, so that a refused connection (never
   sent, safe to retry) is a :class:`httpx.ConnectError` and a connection
@@ -147,8 +151,9 @@ class _Abandoned(Generic[_T]):
     :class:`asyncio.CancelledError` of pyreqwest's own, which anyio's cancel
     scopes (the engine's disconnect watch among them) do not take as theirs;
     and when it lands as a read completes, the coroutine can wait forever.
-    Closing the coroutine instead drops its Rust future (and with it the
-    request or the read) at once, and the task's own cancellation goes on.
+    Closing the coroutine instead drops its Rust future at once (a read
+    dropped so closes its connection; a request waiting for its head runs
+    on, in pyreqwest's runtime), and the task's own cancellation goes on.
     """
 
     __slots__ = ("_coroutine",)
@@ -320,7 +325,7 @@ class _ResponseStream(RawResponse):
                 # and the connection must be dropped all the same.
                 with anyio.CancelScope(shield=True):
                     await _Abandoned(self._sending.__aexit__(None, None, None))
-            else:  # (a shield costs about as much as the rest of the request's I/O calls)
+            else:  # (no anyio cancel scope on every request: each costs thousands of instructions)
                 await _Abandoned(self._sending.__aexit__(None, None, None))
         finally:
             release()
