@@ -31,6 +31,7 @@ from provider_proxy import (
 )
 from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter, OpenAICompatibleAdapter
 from provider_proxy.dialects import Dialect, OpenAIChat
+from provider_proxy.dialects.openai_responses import OpenAIResponsesCodec
 from provider_proxy.engine._background_events import TRUNCATED, EventLog, follow
 from provider_proxy.testing import FakeUpstream
 
@@ -523,3 +524,20 @@ async def test_kept_events_are_bounded_and_a_resume_says_where_they_end() -> Non
     assert got == [*events[1:fit], TRUNCATED]  # after sequence number 0
     everything = [chunk async for chunk in follow(store, "k", -1, over, 0.01)]
     assert everything == [*events[:fit], TRUNCATED]
+
+
+def test_a_kept_answer_says_the_creation_time_it_is_kept_under(
+    client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The answer is encoded a second after the request was kept (a second boundary
+    # crossed meanwhile): both must still say the same time.
+    def a_second_later(codec: OpenAIResponsesCodec) -> int:
+        return int(time.time()) + 1 if codec.created is None else codec.created
+
+    monkeypatch.setattr(OpenAIResponsesCodec, "_created", a_second_later)
+    made = client.responses.create(model=CLAUDE, input="Hi.")
+    streamed = list(client.responses.create(model=CLAUDE, input="Hi.", stream=True))
+    monkeypatch.undo()
+    assert client.responses.retrieve(made.id).created_at == made.created_at
+    done = streamed[-1].response  # type: ignore[union-attr]
+    assert client.responses.retrieve(done.id).created_at == done.created_at

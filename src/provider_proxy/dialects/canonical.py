@@ -690,6 +690,11 @@ class StoredAnswers(Protocol):
         """An answer id as this format writes one, made from a random ``token``."""
         ...
 
+    def dated(self, created: int) -> Codec:
+        """This format's codec, writing ``created`` (Unix seconds) as its answers'
+        creation time: a kept answer says, as it is sent, the time it is kept under."""
+        ...
+
     def deleted_body(self, response_id: str) -> dict[str, Any]:
         """What deleting the kept answer ``response_id`` is answered with."""
         ...

@@ -68,6 +68,9 @@ class OpenAIResponsesCodec:
         previous = get(body, "previous_response_id")
         return previous if isinstance(previous, str) else None
 
+    def dated(self, created: int) -> OpenAIResponsesCodec:
+        return OpenAIResponsesCodec(created)
+
     def issue_id(self, token: str) -> str:
         """``resp_{token}``, as OpenAI's response ids look."""
         return f"resp_{token}"

@@ -337,6 +337,8 @@ class Gateway:
         stored = _stored(codec)
         if self._answers is not None and stored is not None:
             request, keeping = await self._answers.begin(identity, request, stored)
+            # Its creation time as kept, not the second the answer happens to be encoded in.
+            codec = stored.dated(keeping.created)
             if joined is not None:
                 keeping.finished = self._appender(identity, joined, codec)
         target = self._with_path(target, request.stream)
