@@ -24,16 +24,17 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlsplit
 
 import httptools
+
+from .tcp import no_delay
 
 #: The upstream's send stamp: a ``"t"`` field (OpenAI chunks), or ``[t<ns>]`` in the
 #: text of an Anthropic delta, which translation into another format carries along.
@@ -131,10 +132,7 @@ class Connection(asyncio.Protocol):
     # -- asyncio ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast("asyncio.Transport", transport)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._transport = no_delay(transport)
 
     def data_received(self, data: bytes) -> None:
         self.now = time.perf_counter_ns()

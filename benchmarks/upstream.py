@@ -30,13 +30,13 @@ import asyncio
 import socket
 import time
 from dataclasses import asdict, dataclass
-from typing import cast
 
 import httptools
 
 from provider_proxy._json import dumps
 
 from .bodies import TRANSFORM_MARKER
+from .tcp import no_delay
 from .ws_frames import CLOSE, PING, PONG, FrameReader, accept_key, encode
 
 STREAM_HEADER = b"x-bench-stream"
@@ -185,11 +185,7 @@ class UpstreamProtocol(asyncio.Protocol):
     # -- asyncio -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports implement asyncio.Transport without subclassing it.
-        self._transport = cast("asyncio.Transport", transport)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._transport = no_delay(transport)
 
     def data_received(self, data: bytes) -> None:
         if self._frames is not None:

@@ -23,14 +23,14 @@ import asyncio
 import base64
 import json
 import os
-import socket
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlsplit
 
 from .client import percentiles
+from .tcp import no_delay
 from .ws_frames import CLOSE, PING, PONG, TEXT, FrameReader, close_frame, encode
 
 #: The size of a frame's payload, in bytes (text, JSON).
@@ -115,10 +115,7 @@ class Socket(asyncio.Protocol):
     # -- asyncio ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast("asyncio.Transport", transport)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._transport = no_delay(transport)
 
     def data_received(self, data: bytes) -> None:
         if self._frames is None:
