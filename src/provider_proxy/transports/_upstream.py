@@ -165,10 +165,14 @@ def default_transport(limits: httpx.Limits = DEFAULT_LIMITS) -> httpx.AsyncBaseT
     request whose client left), and it holds more memory per open stream.
     """
     try:
-        from ._aiohttp import AiohttpTransport
+        return aiohttp_transport(limits)
     except ImportError:
-        return httpx.AsyncHTTPTransport(limits=limits, socket_options=_NODELAY)
-    return AiohttpTransport(limits=limits)
+        return _httpx_transport(limits)
+
+
+def _httpx_transport(limits: httpx.Limits) -> httpx.AsyncBaseTransport:
+    """httpx's own transport, with ``TCP_NODELAY``."""
+    return httpx.AsyncHTTPTransport(limits=limits, socket_options=_NODELAY)
 
 
 #: The transports :func:`transport_named` knows, by the name a config file gives.
@@ -189,7 +193,7 @@ def transport_named(name: str, limits: httpx.Limits = DEFAULT_LIMITS) -> httpx.A
     if name == "aiohttp":
         return aiohttp_transport(limits)
     if name == "httpx":
-        return httpx.AsyncHTTPTransport(limits=limits, socket_options=_NODELAY)
+        return _httpx_transport(limits)
     raise ValueError(f"no transport is named {name!r}: one of {', '.join(TRANSPORT_NAMES)}")
 
 
