@@ -15,7 +15,7 @@ Both runs first send 20 requests and then ``gc.freeze()``, as
 falls inside the counted window or not, by chance. ``receive()`` answers
 ``http.disconnect`` once the answer is complete, as uvicorn's does.
 ``KIND`` is ``floor-aiohttp``, ``floor-reqwest``, ``proxy-httpx``,
-``proxy-aiohttp`` or ``proxy-reqwest``.
+``proxy-aiohttp``, ``proxy-http1`` or ``proxy-reqwest``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,14 @@ from .bodies import chat_body
 #: Requests sent before counting starts (and the heap is frozen).
 WARM_UP = 20
 
-KINDS = ("floor-aiohttp", "floor-reqwest", "proxy-httpx", "proxy-aiohttp", "proxy-reqwest")
+KINDS = (
+    "floor-aiohttp",
+    "floor-reqwest",
+    "proxy-httpx",
+    "proxy-aiohttp",
+    "proxy-http1",
+    "proxy-reqwest",
+)
 
 
 def _transport(kind: str) -> httpx.AsyncBaseTransport:
@@ -44,6 +51,10 @@ def _transport(kind: str) -> httpx.AsyncBaseTransport:
         from provider_proxy.transports._aiohttp import AiohttpTransport
 
         return AiohttpTransport()
+    if kind == "proxy-http1":
+        from provider_proxy.transports._http1 import Http1Transport
+
+        return Http1Transport()
     from provider_proxy import reqwest_transport
 
     return reqwest_transport()

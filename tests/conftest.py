@@ -11,6 +11,7 @@ from provider_proxy import ProxyApp, make_asgi_app
 from provider_proxy.adapters import AnthropicAdapter, OpenAIAdapter
 from provider_proxy.testing import FakeUpstream
 from provider_proxy.transports._aiohttp import AiohttpTransport
+from provider_proxy.transports._http1 import Http1Transport
 
 from .redis_server import RedisServer
 from .servers import ServerThread, serve
@@ -23,6 +24,7 @@ ALL = "* /**"
 TRANSPORTS: dict[str, Callable[[], httpx.AsyncBaseTransport]] = {
     "httpx": httpx.AsyncHTTPTransport,
     "aiohttp": AiohttpTransport,
+    "http1": Http1Transport,
 }
 if sys.version_info >= (3, 11):  # pyreqwest needs 3.11
     from provider_proxy.transports._reqwest import ReqwestTransport
