@@ -598,7 +598,8 @@ def test_the_log_handler_scrubs_every_logger_and_quiets_http_debug() -> None:
 @pytest.mark.parametrize(
     ("name", "kind"),
     [
-        ("auto", "AiohttpTransport"),
+        ("auto", "Http1Transport"),
+        ("http1", "Http1Transport"),
         ("reqwest", "ReqwestTransport"),
         ("aiohttp", "AiohttpTransport"),
         ("httpx", "AsyncHTTPTransport"),
@@ -612,13 +613,15 @@ def test_the_transport_is_picked_by_name_with_the_pools_limits(
     assert type(transport).__name__ == kind
     if kind == "AsyncHTTPTransport":
         assert transport._pool._max_connections == 7
+    elif kind == "Http1Transport":
+        assert transport._max == 7
     else:
         assert transport._limits.max_connections == 7
 
 
 def test_an_unknown_transport_is_a_problem_naming_the_choices(tmp_path: Path) -> None:
     (problem,) = problems(write(tmp_path, 'transport = "curl"\n'))
-    assert problem.endswith("transport: must be one of auto, reqwest, aiohttp, httpx, not 'curl'")
+    assert problem.endswith("transport: must be one of auto, http1, reqwest, aiohttp, httpx, not 'curl'")
 
 
 def test_the_transport_variable_picks_one() -> None:

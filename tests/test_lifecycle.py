@@ -12,11 +12,13 @@ from provider_proxy import (
     ProxyApp,
     aiohttp_transport,
     default_transport,
+    http1_transport,
     make_asgi_app,
     reqwest_transport,
 )
 from provider_proxy.adapters import OpenAIAdapter
 from provider_proxy.transports._aiohttp import AiohttpTransport
+from provider_proxy.transports._http1 import Http1Transport
 from provider_proxy.transports._reqwest import ReqwestTransport
 
 pytestmark = pytest.mark.anyio
@@ -27,6 +29,9 @@ def _proxy(**options: object) -> ProxyApp:
 
 
 def test_default_transport_is_the_fast_one_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert isinstance(default_transport(), Http1Transport)
+    assert isinstance(_proxy().transport, Http1Transport)
+    monkeypatch.setitem(sys.modules, "provider_proxy.transports._http1", None)  # no httptools
     assert isinstance(default_transport(), AiohttpTransport)
     monkeypatch.setitem(sys.modules, "provider_proxy.transports._aiohttp", None)
     assert isinstance(default_transport(), httpx.AsyncHTTPTransport)
@@ -34,10 +39,14 @@ def test_default_transport_is_the_fast_one_when_installed(monkeypatch: pytest.Mo
 
 def test_each_fast_transport_can_be_asked_for_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(aiohttp_transport(), AiohttpTransport)
+    assert isinstance(http1_transport(), Http1Transport)
     assert isinstance(reqwest_transport(), ReqwestTransport)
     monkeypatch.setitem(sys.modules, "provider_proxy.transports._aiohttp", None)
     with pytest.raises(ImportError, match=r"provider-proxy\[fast\]"):
         aiohttp_transport()
+    monkeypatch.setitem(sys.modules, "provider_proxy.transports._http1", None)
+    with pytest.raises(ImportError, match=r"httptools: pip install 'provider-proxy\[fast\]'"):
+        http1_transport()
 
 
 def test_default_timeouts_match_the_sdks() -> None:

@@ -83,6 +83,7 @@ EARLIER_PUBLIC = {
         "__version__",
         "aiohttp_transport",
         "default_transport",
+        "http1_transport",
         "make_asgi_app",
         "mount",
         "reqwest_transport",

@@ -212,7 +212,7 @@ def test_upstream_sockets_have_tcp_nodelay(upstream: ServerThread, transport_kin
         assert httpx.get(server.url + "/openai/models").status_code == 200
 
         async def nodelay() -> list[int]:
-            if transport_kind == "reqwest":
+            if transport_kind in ("reqwest", "http1"):
                 return _nodelay_of_sockets_to(int(upstream.url.rsplit(":", 1)[1]))
             return [
                 s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)

@@ -73,6 +73,7 @@ from .transports import (
     DEFAULT_TIMEOUT,
     aiohttp_transport,
     default_transport,
+    http1_transport,
     reqwest_transport,
 )
 
@@ -150,6 +151,7 @@ __all__ = [
     "__version__",
     "aiohttp_transport",
     "default_transport",
+    "http1_transport",
     "make_asgi_app",
     "mount",
     "reqwest_transport",

@@ -12,6 +12,7 @@ from ._upstream import (
     aiohttp_transport,
     as_proxy_error,
     default_transport,
+    http1_transport,
     reqwest_transport,
     transport_named,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "aiohttp_transport",
     "as_proxy_error",
     "default_transport",
+    "http1_transport",
     "reqwest_transport",
     "transport_named",
 ]

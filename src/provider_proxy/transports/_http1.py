@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import socket
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
+import anyio
 import httptools
 import httpx
 
@@ -71,6 +73,7 @@ class _Connection(asyncio.Protocol):
         "in_head",
         "informational",
         "key",
+        "open",
         "parser",
         "reading_paused",
         "reusable",
@@ -80,8 +83,10 @@ class _Connection(asyncio.Protocol):
         "writable",
     )
 
-    def __init__(self, key: _Key) -> None:
+    def __init__(self, key: _Key, open_connections: set[_Connection]) -> None:
         self.key = key
+        #: The transport's open connections, which this one is in while it is open.
+        self.open = open_connections
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.expects_body = True
@@ -116,6 +121,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.open.add(self)
 
     def data_received(self, data: bytes) -> None:
         if not self.active or self.complete or self.error is not None:
@@ -144,6 +150,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.open.discard(self)
         writable, self.writable = self.writable, None
         if writable is not None and not writable.done():
             writable.set_result(None)  # the writer sees the connection closed
@@ -255,13 +262,13 @@ def _timed_out(waiter: asyncio.Future[None], kind: type[httpx.TimeoutException],
         waiter.set_exception(kind(what))
 
 
-async def _wait(connection: _Connection, timeout: float | None, what: str) -> None:
-    """Wait until llhttp has news for the reader, at most ``timeout`` seconds."""
+async def _wait(connection: _Connection, limit: float | None, what: str) -> None:
+    """Wait until llhttp has news for the reader, at most ``limit`` seconds."""
     loop = asyncio.get_running_loop()
     waiter = connection.waiter = loop.create_future()
     timer = None
-    if timeout is not None:
-        timer = loop.call_later(timeout, _timed_out, waiter, httpx.ReadTimeout, what)
+    if limit is not None:
+        timer = loop.call_later(limit, _timed_out, waiter, httpx.ReadTimeout, what)
     try:
         await waiter
     finally:
@@ -368,6 +375,7 @@ class Http1Transport(RawTransport):
         self._slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._idle: dict[_Key, list[_Connection]] = {}
         self._idle_count = 0
+        self._open: set[_Connection] = set()
         self._targets: dict[int, tuple[httpx.URL, _Key, bytes]] = {}
 
     @property
@@ -438,22 +446,14 @@ class Http1Transport(RawTransport):
             return connection
         return None
 
-    async def _connect(self, key: _Key, timeout: float | None) -> _Connection:
+    async def _connect(self, key: _Key, limit: float | None) -> _Connection:
         scheme, host, port = key
         tls = self._tls_context() if scheme == "https" else None
-        loop = asyncio.get_running_loop()
-        connection = _Connection(key)
-        opening = loop.create_connection(
-            lambda: connection,
-            host,
-            port,
-            ssl=tls,
-            server_hostname=host if tls is not None else None,
-            happy_eyeballs_delay=0.25,
-        )
+        connection = _Connection(key, self._open)
         try:
-            await asyncio.wait_for(opening, timeout)
-        except asyncio.TimeoutError:
+            with anyio.fail_after(limit):  # the name's resolution included
+                await _open_connection(connection, host, port, tls)
+        except TimeoutError:
             raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from None
         except OSError as exc:  # refused, unreachable, DNS, TLS (ssl.SSLError is an OSError)
             error = httpx.ConnectError(f"could not connect to {host}:{port} ({type(exc).__name__})")
@@ -585,12 +585,37 @@ class Http1Transport(RawTransport):
         return _Response(self, connection, read_timeout, upload, request)
 
     async def aclose(self) -> None:
-        """End the idle connections; a later request opens new ones."""
-        idle, self._idle = self._idle, {}
+        """End every connection, idle or not; a later request opens new ones."""
+        self._idle = {}
         self._idle_count = 0
-        for connections in idle.values():
-            for connection in connections:
-                connection.abort()
+        open_connections = list(self._open)
+        for connection in open_connections:
+            connection.abort()
+        if open_connections:
+            await asyncio.sleep(0)  # their sockets close as the loop runs their callbacks
+
+
+async def _open_connection(
+    connection: _Connection, host: str, port: int, tls: ssl.SSLContext | None
+) -> None:
+    """Connect ``connection`` to ``host``: to its one address directly, or racing its
+    addresses (happy eyeballs: a broken IPv6 route does not cost the connect timeout).
+
+    The race only when there is one: cancelled as an attempt connects, asyncio's
+    race (3.11) can leave that socket open, and a client that leaves cancels it.
+    """
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses = {str(info[4][0]) for info in infos}
+    several = len(addresses) > 1
+    await loop.create_connection(
+        lambda: connection,
+        host if several else addresses.pop(),
+        port,
+        ssl=tls,
+        server_hostname=host if tls is not None else None,
+        happy_eyeballs_delay=0.25 if several else None,
+    )
 
 
 def _head(method: str, target: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
@@ -622,13 +647,13 @@ def _framed(headers: list[tuple[bytes, bytes]]) -> tuple[bool, list[tuple[bytes,
     return True, [*headers, (b"transfer-encoding", b"chunked")]
 
 
-async def _drained(connection: _Connection, timeout: float | None) -> None:
-    """Wait until the socket takes more (flow control), at most ``timeout`` seconds."""
+async def _drained(connection: _Connection, limit: float | None) -> None:
+    """Wait until the socket takes more (flow control), at most ``limit`` seconds."""
     writable = connection.writable
     if writable is None:
         return
     try:
-        await asyncio.wait_for(asyncio.shield(writable), timeout)
+        await asyncio.wait_for(asyncio.shield(writable), limit)
     except asyncio.TimeoutError:
         raise httpx.WriteTimeout(
             "the upstream did not take the request body within the write timeout"
@@ -641,7 +666,7 @@ async def _upload(
     connection: _Connection,
     body: bytes | AsyncIterable[bytes],
     chunked: bool,
-    timeout: float | None,
+    limit: float | None,
 ) -> None:
     """Write the request's body: each piece must be taken within the write timeout
     (the time spent waiting for the body's source does not count)."""
@@ -651,7 +676,7 @@ async def _upload(
         view = memoryview(body)
         for start in range(0, len(body), _INLINE_BODY):
             transport.write(view[start : start + _INLINE_BODY])
-            await _drained(connection, timeout)
+            await _drained(connection, limit)
         return
     async for chunk in body:
         if not chunk:  # an empty chunk would end a chunked body
@@ -659,7 +684,7 @@ async def _upload(
         if connection.closed:
             raise httpx.WriteError("the upstream closed the connection during the upload")
         transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
-        await _drained(connection, timeout)
+        await _drained(connection, limit)
     if chunked:
         transport.write(b"0\r\n\r\n")
 
