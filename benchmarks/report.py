@@ -28,7 +28,7 @@ _HEADINGS = {
     "floor-reqwest": "Floor (pyreqwest)",
     "floor-granian": "Floor (pyreqwest, granian)",
     "proxy-reqwest": "Proxy (reqwest)",
-    "proxy-granian": "Proxy (reqwest, granian)",
+    "proxy-granian": "Proxy (granian)",
     "gateway": "Gateway (translated)",
     "litellm": "LiteLLM",
 }

@@ -4,10 +4,12 @@
 and ``gateway`` (the proxy with an Anthropic adapter only, reached through its
 OpenAI-Chat gateway endpoint, so every request is translated) are ASGI apps
 served by uvicorn on httptools and uvloop, one worker, as the proxy is deployed.
+The proxy is on its default transport (``http1`` with the ``fast`` extra).
 ``floor-reqwest`` and ``proxy-reqwest`` are the floor and the proxy on
-pyreqwest's client (the ``reqwest`` extra) under uvicorn; ``floor-granian`` and
-``proxy-granian`` the same under granian (embedded, as ``provider-proxy serve``
-runs it), the fastest stack the proxy supports.
+pyreqwest's client (the ``reqwest`` extra) under uvicorn; ``floor-granian`` is
+that floor under granian (embedded, as ``provider-proxy serve`` runs it), and
+``proxy-granian`` the proxy on its default transport under granian, the fastest
+stack the proxy supports.
 ``floor-ws`` and ``proxy-ws`` relay WebSockets: the hand-written socket floor,
 and the proxy's relay with an OpenAI adapter (``/openai/realtime?model=...``),
 both under the same uvicorn.
@@ -169,10 +171,12 @@ def main() -> None:
 
         serve_on = _serve_granian if args.kind.endswith("granian") else _serve_asgi
         serve_on(ReqwestFloor(args.upstream), sock, "client=pyreqwest")
-    elif args.kind in ("proxy-reqwest", "proxy-granian"):
+    elif args.kind == "proxy-reqwest":
         app, note = proxy_app(args.upstream, transform=False, reqwest=True)
-        serve_on = _serve_granian if args.kind.endswith("granian") else _serve_asgi
-        serve_on(app, sock, note)
+        _serve_asgi(app, sock, note)
+    elif args.kind == "proxy-granian":
+        app, note = proxy_app(args.upstream, transform=False)
+        _serve_granian(app, sock, note)
     elif args.kind == "floor-ws":
         from .floor import SocketFloor
 

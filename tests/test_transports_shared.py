@@ -377,3 +377,52 @@ async def test_a_body_ends_at_its_declared_length_and_a_head_answer_has_none(
             body = await asyncio.wait_for(response.aread(), 5)
             assert body == (b"" if method == "HEAD" else b"abcdef")
         assert server.connections == 1  # each answer ended whole: the connection was reused
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_requests_go_through_on_asyncio_and_on_uvloop(make: Maker, loop_kind: str) -> None:
+    """``provider-proxy serve`` runs on uvloop, the engine tests on asyncio's loop."""
+    import uvloop
+
+    async def twice() -> list[bytes]:
+        server = RawServer(_ok)
+        async with server as url, _open(make()) as transport:
+            bodies = []
+            for _ in range(2):
+                response = await transport.handle_async_request(_request(url))
+                bodies.append(await response.aread())
+            assert server.connections == 1
+            return bodies
+
+    new_loop = uvloop.new_event_loop if loop_kind == "uvloop" else asyncio.new_event_loop
+    loop = new_loop()
+    try:
+        assert loop.run_until_complete(twice()) == [b"ok", b"ok"]
+    finally:
+        loop.close()
+
+
+# (reqwest resolves names in Rust, out of reach of the loop's resolver.)
+@pytest.mark.parametrize("make", [AiohttpTransport, Http1Transport], ids=["aiohttp", "http1"])
+async def test_a_name_with_several_addresses_reaches_the_one_that_answers(make: Maker) -> None:
+    loop = asyncio.get_running_loop()
+    resolve = loop.getaddrinfo
+    asked: list[str] = []
+
+    async def two_addresses(host: Any, port: Any, **options: Any) -> Any:
+        asked.append(host)
+        if host != "several.test":
+            return await resolve(host, port, **options)
+        (answering,) = await resolve("127.0.0.1", port, **options)
+        dead = (*answering[:4], ("127.0.0.2", port))  # nothing listens there
+        return [dead, answering]
+
+    loop.getaddrinfo = two_addresses  # type: ignore[method-assign]
+    try:
+        async with RawServer(_ok) as url, _open(make()) as transport:
+            request = _request(url.replace("127.0.0.1", "several.test"))
+            response = await transport.handle_async_request(request)
+            assert await response.aread() == b"ok"
+    finally:
+        del loop.getaddrinfo
+    assert "several.test" in asked

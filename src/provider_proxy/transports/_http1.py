@@ -607,14 +607,16 @@ async def _open_connection(
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     addresses = {str(info[4][0]) for info in infos}
-    several = len(addresses) > 1
+    race: dict[str, Any] = {}
+    if len(addresses) > 1 and not type(loop).__module__.startswith("uvloop"):
+        race["happy_eyeballs_delay"] = 0.25  # (uvloop tries the addresses in turn)
     await loop.create_connection(
         lambda: connection,
-        host if several else addresses.pop(),
+        addresses.pop() if len(addresses) == 1 else host,
         port,
         ssl=tls,
         server_hostname=host if tls is not None else None,
-        happy_eyeballs_delay=0.25 if several else None,
+        **race,
     )
 
 
