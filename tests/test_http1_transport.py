@@ -299,11 +299,11 @@ async def test_a_whole_answer_left_unread_in_the_buffer_does_not_stall_the_next(
     server = RawServer(_replying(reply))
     async with server as url, _open(Http1Transport()) as transport:
         response = await transport.handle_async_request(_request(url))
-        stream = response.stream
+        stream: Any = response.stream
         with anyio.fail_after(AT_ONCE):
-            while not stream._connection.complete:  # type: ignore[attr-defined]
+            while not stream._connection.complete:
                 await asyncio.sleep(0.01)
-        assert stream._connection.reading_paused  # type: ignore[attr-defined]
+        assert stream._connection.reading_paused
         await response.aclose()  # read whole, taken by nobody: pooled
         response = await transport.handle_async_request(_request(url, timeouts={"read": 3}))
         assert await response.aread() == big
