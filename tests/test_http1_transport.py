@@ -325,6 +325,19 @@ async def test_aclose_with_a_response_open_does_not_pool_it_afterwards() -> None
         assert _idle(transport) == 0
 
 
+async def test_a_closed_response_never_reads_the_next_exchanges_answer() -> None:
+    server = RawServer(_ok)
+    async with server as url, _open(Http1Transport()) as transport:
+        first = await transport.send_raw(_raw(url))
+        assert b"".join([chunk async for chunk in first]) == b"ok"
+        second = await transport.send_raw(_raw(url))  # on the same connection
+        assert server.connections == 1
+        with pytest.raises(httpx.StreamClosed):
+            async for _ in first:
+                pass
+        assert b"".join([chunk async for chunk in second]) == b"ok"
+
+
 # --- what comes back ------------------------------------------------------------------
 
 

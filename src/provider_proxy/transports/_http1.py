@@ -332,6 +332,8 @@ class _Response(RawResponse):
         self._request = request
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._transport is None:  # its connection may carry another exchange by now
+            raise httpx.StreamClosed()
         connection = self._connection
         chunks = connection.chunks
         while True:
