@@ -757,6 +757,33 @@ async def test_an_early_answer_during_the_upload_reaches_the_caller_and_is_not_p
             await watch.closed.wait()
 
 
+async def test_a_large_whole_body_stops_at_a_peer_that_hangs_up(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def handler(reader: Reader, writer: Writer) -> None:
+        await _read_head(reader)
+        await reader.readexactly(10)
+        writer.write(b"HTTP/1.1 413 Too Large\r\ncontent-length: 3\r\n\r\nbig")
+        await writer.drain()
+
+    async with RawServer(handler) as url, _open(Http1Transport()) as transport:
+        request = _request(url, "POST", content=b"x" * (16 * 2**20))
+        with anyio.fail_after(5):
+            outcome: httpx.Response | BaseException
+            try:
+                outcome = await transport.handle_async_request(request)
+            except httpx.TransportError as exc:  # the hang-up came in before the answer
+                outcome = exc
+            if isinstance(outcome, httpx.Response):
+                assert outcome.status_code == 413
+                await outcome.aclose()
+            else:
+                assert isinstance(outcome, (httpx.WriteError, httpx.ReadError))
+            await asyncio.sleep(0.1)
+        assert transport.in_use == 0
+    assert [r for r in caplog.records if "socket.send() raised" in r.getMessage()] == []
+
+
 # --- backpressure ----------------------------------------------------------------------------
 
 
