@@ -155,7 +155,9 @@ class _Connection(asyncio.Protocol):
             return
         if self.head_bytes > MAX_HEAD:
             if self.in_head or self._head_too_large(data):
-                self.complete = False  # (llhttp may have read it all: it is refused still)
+                # llhttp may have read it all: refused still, as if it never ended.
+                self.in_head = True
+                self.complete = False
                 self._fail(httpx.RemoteProtocolError("the upstream's response head is too large"))
             else:
                 self.head_bytes = 0  # a head that fit, in one read with a long body
@@ -621,8 +623,6 @@ class Http1Transport(RawTransport):
                 # The read timeout starts once the request is out (a streamed upload's too).
                 waiting = read_timeout if upload is None or upload.done() else None
                 await _wait(connection, waiting, "the upstream did not answer in time")
-            if connection.error is not None and not connection.complete:
-                raise connection.error  # a head too large, read in one piece
         except BaseException as exc:
             if upload is not None and not upload.done():
                 upload.cancel()
