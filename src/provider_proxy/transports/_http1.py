@@ -51,6 +51,10 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _Key = tuple[str, str, int]  # scheme, host, port
 
 
+class _Surplus(Exception):
+    """Raised into llhttp when the upstream sends more than the one answer asked for."""
+
+
 class _Connection(asyncio.Protocol):
     """One upstream connection and the state of the exchange it carries (one at a time).
 
@@ -67,6 +71,7 @@ class _Connection(asyncio.Protocol):
         "error",
         "expects_body",
         "framed",
+        "generation",
         "head_bytes",
         "headers",
         "idle_since",
@@ -75,6 +80,7 @@ class _Connection(asyncio.Protocol):
         "key",
         "open",
         "parser",
+        "pool",
         "reading_paused",
         "reusable",
         "status",
@@ -83,10 +89,14 @@ class _Connection(asyncio.Protocol):
         "writable",
     )
 
-    def __init__(self, key: _Key, open_connections: set[_Connection]) -> None:
+    def __init__(self, key: _Key, pool: Http1Transport, generation: int) -> None:
         self.key = key
+        #: The transport whose idle list this connection leaves when its peer closes it.
+        self.pool: Http1Transport | None = pool
+        #: The transport's generation at connect time (a close ends the older ones).
+        self.generation = generation
         #: The transport's open connections, which this one is in while it is open.
-        self.open = open_connections
+        self.open = pool._open
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.expects_body = True
@@ -94,6 +104,7 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
         #: A future to wake when the writes may go on (flow control), or None.
         self.writable: asyncio.Future[None] | None = None
+        self.reading_paused = False
         self._reset()
 
     def _reset(self) -> None:
@@ -101,6 +112,9 @@ class _Connection(asyncio.Protocol):
         if not self.expects_body:
             # llhttp would read the next answer as this HEAD answer's body.
             self.parser = httptools.HttpResponseParser(self)
+        if self.reading_paused and self.transport is not None:
+            # A whole answer the reader left in the buffer: the next one must be read.
+            self.transport.resume_reading()
         self.active = False
         self.headers: list[tuple[bytes, bytes]] = []
         self.status = 0
@@ -130,6 +144,8 @@ class _Connection(asyncio.Protocol):
             self.reusable = False
             self.abort()
             return
+        if self.in_head:
+            self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -143,20 +159,34 @@ class _Connection(asyncio.Protocol):
             error.__cause__ = exc
             self._fail(error)
             return
-        if self.in_head:
-            self.head_bytes += len(data)
-            if self.head_bytes > MAX_HEAD:
+        if self.head_bytes > MAX_HEAD:
+            if self.in_head or self._head_too_large(data):
+                # llhttp may have read it all: refused still, as if it never ended.
+                self.in_head = True
+                self.complete = False
                 self._fail(httpx.RemoteProtocolError("the upstream's response head is too large"))
+            else:
+                self.head_bytes = 0  # a head that fit, in one read with a long body
+
+    def _head_too_large(self, data: bytes) -> bool:
+        """Whether the head that ended within ``data`` (counted whole into
+        :attr:`head_bytes`, body bytes too) was itself larger than :data:`MAX_HEAD`."""
+        end = data.find(b"\r\n\r\n")
+        before = self.head_bytes - len(data)
+        return end < 0 or before + end + 4 > MAX_HEAD
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.open.discard(self)
+        pool, self.pool = self.pool, None
+        if pool is not None and not self.active:
+            pool._forget(self)  # closed while idle: it no longer takes a keep-alive place
         writable, self.writable = self.writable, None
         if writable is not None and not writable.done():
             writable.set_result(None)  # the writer sees the connection closed
         if not self.active or self.complete or self.error is not None:
             return
-        if not self.in_head and not self.framed and self.expects_body:
+        if exc is None and not self.in_head and not self.framed and self.expects_body:
             self.complete = True  # a body without a length ends with its connection
             self._wake()
             return
@@ -185,12 +215,16 @@ class _Connection(asyncio.Protocol):
     # -- llhttp's callbacks ---------------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.complete:
+            raise _Surplus  # a second answer in the bytes of the first: stop llhttp
         self.headers.append((name, value))
         lowered = name.lower()
         if lowered == b"content-length" or lowered == b"transfer-encoding":
             self.framed = True
 
     def on_headers_complete(self) -> None:
+        if self.complete:
+            raise _Surplus
         status = self.parser.get_status_code()
         if status < 200:
             if status != 101:  # (a switch of protocols fails the exchange: see data_received)
@@ -307,6 +341,8 @@ class _Response(RawResponse):
         self._request = request
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._transport is None:  # its connection may carry another exchange by now
+            raise httpx.StreamClosed()
         connection = self._connection
         chunks = connection.chunks
         while True:
@@ -377,6 +413,8 @@ class Http1Transport(RawTransport):
         self._idle_count = 0
         self._open: set[_Connection] = set()
         self._targets: dict[int, tuple[httpx.URL, _Key, bytes]] = {}
+        #: Bumped by :meth:`aclose`: a connection from before it is never pooled again.
+        self._generation = 0
 
     @property
     def in_use(self) -> int:
@@ -449,7 +487,7 @@ class Http1Transport(RawTransport):
     async def _connect(self, key: _Key, limit: float | None) -> _Connection:
         scheme, host, port = key
         tls = self._tls_context() if scheme == "https" else None
-        connection = _Connection(key, self._open)
+        connection = _Connection(key, self, self._generation)
         try:
             with anyio.fail_after(limit):  # the name's resolution included
                 await _open_connection(connection, host, port, tls)
@@ -472,6 +510,13 @@ class Http1Transport(RawTransport):
             self._tls = tls
         return tls
 
+    def _forget(self, connection: _Connection) -> None:
+        """Drop an idle connection its peer closed from the pool."""
+        idle = self._idle.get(connection.key)
+        if idle is not None and connection in idle:
+            idle.remove(connection)
+            self._idle_count -= 1
+
     def _finished(self, connection: _Connection) -> None:
         """An exchange is over: keep its connection for the next, or end it; free the slot."""
         try:
@@ -479,6 +524,7 @@ class Http1Transport(RawTransport):
                 connection.complete
                 and connection.reusable
                 and not connection.closed
+                and connection.generation == self._generation
                 and self._expiry != 0
                 and (self._max_idle is None or self._idle_count < self._max_idle)
             ):
@@ -535,11 +581,15 @@ class Http1Transport(RawTransport):
         request: httpx.Request | None,
     ) -> _Response:
         """The exchange both interfaces share; ``request`` is for httpx's exceptions."""
-        key, target = self._target(url)
-        chunked = False
-        if not isinstance(body, bytes):
-            chunked, headers = _framed(headers)
-        head = _head(method, target, headers)
+        try:
+            key, target = self._target(url)
+            chunked = False
+            if not isinstance(body, bytes):
+                chunked, headers = _framed(headers)
+            head = _head(method, target, headers)
+        except httpx.RequestError as exc:
+            _as_httpx(exc, request)
+            raise
         max_slots = self._max
         if max_slots is None or self._in_use < max_slots:
             self._in_use += 1
@@ -585,7 +635,9 @@ class Http1Transport(RawTransport):
         return _Response(self, connection, read_timeout, upload, request)
 
     async def aclose(self) -> None:
-        """End every connection, idle or not; a later request opens new ones."""
+        """End every connection, idle or open (an open one's answer then fails);
+        a later request opens new ones."""
+        self._generation += 1
         self._idle = {}
         self._idle_count = 0
         open_connections = list(self._open)
