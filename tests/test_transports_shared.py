@@ -1,9 +1,10 @@
-"""What both shipped transports must do alike, against real loopback servers.
+"""What the shipped transports must do alike, against real loopback servers.
 
-Each test runs on the aiohttp transport and on the reqwest one; what only one
-of them has (aiohttp's connector and pool internals, its exceptions as the
-cause) is checked for that one. Each transport's own behaviour stays in
-``test_aiohttp_transport.py`` and ``test_reqwest_transport.py``.
+Each test runs on the http1, aiohttp and reqwest transports; what only one of
+them has (aiohttp's connector and pool internals, its exceptions as the cause)
+is checked for that one. Each transport's own behaviour stays in
+``test_http1_transport.py``, ``test_aiohttp_transport.py`` and
+``test_reqwest_transport.py``.
 """
 
 from __future__ import annotations
