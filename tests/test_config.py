@@ -621,7 +621,8 @@ def test_the_transport_is_picked_by_name_with_the_pools_limits(
 
 def test_an_unknown_transport_is_a_problem_naming_the_choices(tmp_path: Path) -> None:
     (problem,) = problems(write(tmp_path, 'transport = "curl"\n'))
-    assert problem.endswith("transport: must be one of auto, http1, reqwest, aiohttp, httpx, not 'curl'")
+    choices = "auto, http1, reqwest, aiohttp, httpx"
+    assert problem.endswith(f"transport: must be one of {choices}, not 'curl'")
 
 
 def test_the_transport_variable_picks_one() -> None:
