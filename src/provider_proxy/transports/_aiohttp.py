@@ -28,7 +28,14 @@ from aiohttp.client_proto import ResponseHandler
 from aiohttp.client_reqrep import ConnectionKey
 from yarl import URL
 
-from ._upstream import DEFAULT_LIMITS, RawResponse, RawTransport, UpstreamRequest, text_headers
+from ._upstream import (
+    DEFAULT_LIMITS,
+    RawResponse,
+    RawTransport,
+    UpstreamRequest,
+    request_body,
+    text_headers,
+)
 
 # Headers aiohttp adds when the request has none; a proxy sends only the headers
 # it was given.
@@ -275,13 +282,7 @@ class AiohttpTransport(RawTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` and return the response as soon as its headers are in."""
-        body: bytes | AsyncIterable[bytes]
-        if isinstance(request.stream, httpx.ByteStream):
-            body = b"".join(request.stream)
-        elif isinstance(request.stream, httpx.AsyncByteStream):
-            body = request.stream
-        else:
-            raise TypeError("AiohttpTransport needs a request with an async body stream")
+        body = request_body(request, self)
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
         stream = await self._send(
             request.method, request.url, request.headers.raw, body, timeouts, request

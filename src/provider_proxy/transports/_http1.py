@@ -31,7 +31,7 @@ import anyio
 import httptools
 import httpx
 
-from ._upstream import DEFAULT_LIMITS, RawResponse, RawTransport, UpstreamRequest
+from ._upstream import DEFAULT_LIMITS, RawResponse, RawTransport, UpstreamRequest, request_body
 
 #: The most a response's head may take (status line and headers), as httpx's limit.
 MAX_HEAD = 2**16
@@ -78,7 +78,6 @@ class _Connection(asyncio.Protocol):
         "in_head",
         "informational",
         "key",
-        "open",
         "parser",
         "pool",
         "reading_paused",
@@ -91,12 +90,10 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, key: _Key, pool: Http1Transport, generation: int) -> None:
         self.key = key
-        #: The transport whose idle list this connection leaves when its peer closes it.
+        #: The transport, which counts this connection open until it is lost.
         self.pool: Http1Transport | None = pool
         #: The transport's generation at connect time (a close ends the older ones).
         self.generation = generation
-        #: The transport's open connections, which this one is in while it is open.
-        self.open = pool._open
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.expects_body = True
@@ -135,7 +132,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self.open.add(self)
+        if self.pool is not None:
+            self.pool._open.add(self)
 
     def data_received(self, data: bytes) -> None:
         if not self.active or self.complete or self.error is not None:
@@ -177,10 +175,9 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.open.discard(self)
         pool, self.pool = self.pool, None
-        if pool is not None and not self.active:
-            pool._forget(self)  # closed while idle: it no longer takes a keep-alive place
+        if pool is not None:
+            pool._lost(self)
         writable, self.writable = self.writable, None
         if writable is not None and not writable.done():
             writable.set_result(None)  # the writer sees the connection closed
@@ -510,8 +507,12 @@ class Http1Transport(RawTransport):
             self._tls = tls
         return tls
 
-    def _forget(self, connection: _Connection) -> None:
-        """Drop an idle connection its peer closed from the pool."""
+    def _lost(self, connection: _Connection) -> None:
+        """A connection closed: no longer open, and, closed while idle, no longer
+        taking a keep-alive place."""
+        self._open.discard(connection)
+        if connection.active:
+            return
         idle = self._idle.get(connection.key)
         if idle is not None and connection in idle:
             idle.remove(connection)
@@ -541,13 +542,7 @@ class Http1Transport(RawTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` and return the response as soon as its head is in."""
-        body: bytes | AsyncIterable[bytes]
-        if isinstance(request.stream, httpx.ByteStream):
-            body = b"".join(request.stream)
-        elif isinstance(request.stream, httpx.AsyncByteStream):
-            body = request.stream
-        else:
-            raise TypeError("Http1Transport needs a request with an async body stream")
+        body = request_body(request, self)
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
         headers = request.headers.raw
         if "host" not in request.headers:  # httpx leaves it out of a request with a stream

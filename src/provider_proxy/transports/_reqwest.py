@@ -55,7 +55,14 @@ from pyreqwest.request import StreamRequest
 from pyreqwest.response import Response
 
 from ..__version__ import __version__
-from ._upstream import DEFAULT_LIMITS, RawResponse, RawTransport, UpstreamRequest, text_headers
+from ._upstream import (
+    DEFAULT_LIMITS,
+    RawResponse,
+    RawTransport,
+    UpstreamRequest,
+    request_body,
+    text_headers,
+)
 
 logger = logging.getLogger("provider_proxy")
 
@@ -437,13 +444,7 @@ class ReqwestTransport(RawTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` and return the response as soon as its head is in."""
-        body: bytes | AsyncIterable[bytes]
-        if isinstance(request.stream, httpx.ByteStream):
-            body = b"".join(request.stream)
-        elif isinstance(request.stream, httpx.AsyncByteStream):
-            body = request.stream
-        else:
-            raise TypeError("ReqwestTransport needs a request with an async body stream")
+        body = request_body(request, self)
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
         stream = await self._send(
             request.method, request.url, request.headers.raw, body, timeouts, request

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from typing import Any
 
 import httpx
@@ -64,6 +64,17 @@ def text_headers(raw_headers: list[tuple[bytes, bytes]]) -> list[tuple[str, str]
             for name, value in raw_headers
             if name.lower() != b"transfer-encoding"
         ]
+
+
+def request_body(request: httpx.Request, transport: object) -> bytes | AsyncIterable[bytes]:
+    """An :class:`httpx.Request`'s body for a transport's ``handle_async_request``:
+    whole bytes when httpx holds them, else its async stream."""
+    stream = request.stream
+    if isinstance(stream, httpx.ByteStream):
+        return b"".join(stream)
+    if isinstance(stream, httpx.AsyncByteStream):
+        return stream
+    raise TypeError(f"{type(transport).__name__} needs a request with an async body stream")
 
 
 def _text(value: bytes) -> str:
@@ -178,10 +189,6 @@ def _httpx_transport(limits: httpx.Limits) -> httpx.AsyncBaseTransport:
     return httpx.AsyncHTTPTransport(limits=limits, socket_options=_NODELAY)
 
 
-#: The transports :func:`transport_named` knows, by the name a config file gives.
-TRANSPORT_NAMES = ("auto", "http1", "reqwest", "aiohttp", "httpx")
-
-
 def transport_named(name: str, limits: httpx.Limits = DEFAULT_LIMITS) -> httpx.AsyncBaseTransport:
     """The transport ``name`` stands for: ``auto`` (:func:`default_transport`),
     ``http1``, ``reqwest``, ``aiohttp`` or ``httpx`` (httpx's own, with ``TCP_NODELAY``).
@@ -189,16 +196,9 @@ def transport_named(name: str, limits: httpx.Limits = DEFAULT_LIMITS) -> httpx.A
     :raises ImportError: when that transport's package is not installed.
     :raises ValueError: for another name.
     """
-    if name == "auto":
-        return default_transport(limits)
-    if name == "http1":
-        return http1_transport(limits)
-    if name == "reqwest":
-        return reqwest_transport(limits)
-    if name == "aiohttp":
-        return aiohttp_transport(limits)
-    if name == "httpx":
-        return _httpx_transport(limits)
+    make = _NAMED.get(name)
+    if make is not None:
+        return make(limits)
     raise ValueError(f"no transport is named {name!r}: one of {', '.join(TRANSPORT_NAMES)}")
 
 
@@ -264,6 +264,19 @@ def reqwest_transport(
             "pip install 'provider-proxy[reqwest]'"
         ) from exc
     return ReqwestTransport(limits=limits, verify=verify, root_certificates=root_certificates)
+
+
+#: The transports by the name a config file gives them.
+_NAMED: dict[str, Callable[[httpx.Limits], httpx.AsyncBaseTransport]] = {
+    "auto": default_transport,
+    "http1": http1_transport,
+    "reqwest": reqwest_transport,
+    "aiohttp": aiohttp_transport,
+    "httpx": _httpx_transport,
+}
+
+#: The transports :func:`transport_named` knows, by the name a config file gives.
+TRANSPORT_NAMES = tuple(_NAMED)
 
 
 def as_proxy_error(exc: httpx.TransportError, host: str) -> ProxyError:
