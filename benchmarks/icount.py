@@ -15,7 +15,8 @@ Both runs first send 20 requests and then ``gc.freeze()``, as
 falls inside the counted window or not, by chance. ``receive()`` answers
 ``http.disconnect`` once the answer is complete, as uvicorn's does.
 ``KIND`` is ``floor-aiohttp``, ``floor-reqwest``, ``proxy-httpx``,
-``proxy-aiohttp``, ``proxy-http1`` or ``proxy-reqwest``.
+``proxy-aiohttp``, ``proxy-http1``, ``proxy-reqwest``, or ``gateway-http1``
+(OpenAI Chat in at the gateway, Anthropic Messages upstream).
 """
 
 from __future__ import annotations
@@ -41,7 +42,11 @@ KINDS = (
     "proxy-aiohttp",
     "proxy-http1",
     "proxy-reqwest",
+    "gateway-http1",
 )
+
+#: The model the gateway kind asks for: Anthropic-backed, so every request is translated.
+GATEWAY_MODEL = "anthropic/claude-x"
 
 
 def _transport(kind: str) -> httpx.AsyncBaseTransport:
@@ -51,7 +56,7 @@ def _transport(kind: str) -> httpx.AsyncBaseTransport:
         from provider_proxy.transports._aiohttp import AiohttpTransport
 
         return AiohttpTransport()
-    if kind == "proxy-http1":
+    if kind in ("proxy-http1", "gateway-http1"):
         from provider_proxy.transports._http1 import Http1Transport
 
         return Http1Transport()
@@ -68,8 +73,12 @@ def app_for(kind: str, upstream: str) -> tuple[Any, str]:
         floor = ReqwestFloor if kind == "floor-reqwest" else Floor
         return floor(upstream), "/v1/chat/completions"
     from provider_proxy import make_asgi_app
-    from provider_proxy.adapters import OpenAICompatibleAdapter
+    from provider_proxy.adapters import AnthropicAdapter, OpenAICompatibleAdapter
 
+    if kind.startswith("gateway"):
+        anthropic = AnthropicAdapter(base_url=upstream, api_key="x")
+        app = make_asgi_app([anthropic], transport=_transport(kind), validate_credentials="off")
+        return app, "/v1/chat/completions"
     adapter = OpenAICompatibleAdapter("bench", upstream + "/v1", api_key="x")
     app = make_asgi_app([adapter], transport=_transport(kind), validate_credentials="off")
     return app, "/bench/chat/completions"
@@ -140,7 +149,7 @@ async def started(app: Any) -> AsyncIterator[None]:
 async def run(kind: str, upstream: str, requests: int) -> None:
     """Start ``kind``'s app (its lifespan), send ``requests`` chats, then shut it down."""
     app, path = app_for(kind, upstream)
-    body = chat_body(1024)
+    body = chat_body(1024, model=GATEWAY_MODEL if kind.startswith("gateway") else "gpt-bench")
     async with started(app):
         for number in range(WARM_UP + requests):
             if number == WARM_UP:

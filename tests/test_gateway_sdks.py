@@ -739,7 +739,7 @@ class TestOnItsOwnUpstream(OwnUpstream):
                 received += chunk
                 if received.count(b"data: ") >= 4:
                     break
-            assert fake.open_streams == 1
+            assert fake.open_streams == 1, received  # what came, should the stream have ended
         # Translated as it came, then closed upstream long before the 40 s it would take.
         assert wait_until(lambda: fake.closed_streams == closed + 1, timeout=5)
         assert fake.open_streams == 0

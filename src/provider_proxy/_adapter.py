@@ -30,9 +30,10 @@ def facts(cls: type[_T]) -> type[_T]:
     """A slotted dataclass that the type checker holds frozen, made by a plain ``__init__``.
 
     A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``,
-    a Python-level call per field, and the engine makes several of these (hashable,
-    compared by value, ``dataclasses.replace``-able as before) per request. Nothing
-    assigns to their fields: ``mypy --strict`` refuses it, as for a frozen one.
+    a Python-level call per field, and the engine and the gateway's translation make
+    many of these (hashable, compared by value, ``dataclasses.replace``-able as
+    before) per request. Nothing assigns to their fields: ``mypy --strict`` refuses
+    it, as for a frozen one.
     """
     return dataclass(slots=True, unsafe_hash=True)(cls)
 

@@ -78,6 +78,11 @@ class AdapterOptions(ProviderOptions, total=False):
     base_url: str | httpx.URL | None
 
 
+#: The formats each adapter class speaks to the gateway, with the ``dialects`` they
+#: were chosen from (an instance with dialects of its own is worked out anew).
+_GATEWAY_DIALECTS: dict[type, tuple[tuple[Dialect, ...], tuple[Dialect, ...]]] = {}
+
+
 class BaseAdapter:
     """An OpenAI-style provider: ``Authorization: Bearer <key>`` and OpenAI error bodies."""
 
@@ -384,11 +389,17 @@ class BaseAdapter:
     def _gateway_dialects(self) -> tuple[Dialect, ...]:
         if self.gateway_dialects is not None:
             return self.gateway_dialects
+        # Class attributes both: worked out once per class, not on every request.
+        known = _GATEWAY_DIALECTS.get(type(self))
+        if known is not None and known[0] is self.dialects:
+            return known[1]
         speaks = self.dialects
         responses = tuple(d for d in speaks if isinstance(d, OpenAIResponses))
+        chosen = speaks
         if len(responses) < len(speaks):  # Chat (or another format) beside Responses
-            return tuple(d for d in speaks if not isinstance(d, OpenAIResponses))
-        return speaks
+            chosen = tuple(d for d in speaks if not isinstance(d, OpenAIResponses))
+        _GATEWAY_DIALECTS[type(self)] = (speaks, chosen)
+        return chosen
 
     async def aclose(self) -> None:
         """Close the token source, if any (adapters holding more resources override this)."""

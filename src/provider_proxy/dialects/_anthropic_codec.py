@@ -336,11 +336,18 @@ def _decode_message(value: Any, where: str) -> Message:
 def decode_block(block: dict[str, Any], where: str) -> Part:
     """One content block (of a request's message or a response) as a canonical part."""
     kind = block.get("type")
-    control = u.cache_control(block.get("cache_control"), f"{where}.cache_control")
+    control = block.get("cache_control")
+    if control is not None:
+        control = u.cache_control(control, f"{where}.cache_control")
     if kind == "text":
         u.only(block, ("type", "text", "cache_control", "citations"), where)
-        citations = ws.decode_anthropic_citations(block.get("citations"), f"{where}.citations")
-        return Text(u.text(block.get("text"), f"{where}.text"), control, citations)
+        text = block.get("text")
+        if type(text) is not str:
+            text = u.text(text, f"{where}.text")
+        citations = block.get("citations")
+        if not citations:
+            return Text(text, control)
+        return Text(text, control, ws.decode_anthropic_citations(citations, f"{where}.citations"))
     if kind == "server_tool_use":
         return ws.decode_server_tool_use(block, where)
     if kind == "web_search_tool_result":
@@ -444,13 +451,18 @@ def _decode_tool_result(block: dict[str, Any], where: str, control: Any) -> Tool
 def dropped_by_encoding(request: Request) -> tuple[str, ...]:
     """The :data:`ENCODE_FIELDS` dropped rows that ``request`` carries (the header names them)."""
     found: list[str] = []
-    if any(isinstance(p, Reasoning) and p.signature is None for p in all_parts(request)):
+    unsigned = unsendable = False
+    for p in all_parts(request):
+        if isinstance(p, Reasoning):
+            unsigned = unsigned or p.signature is None
+        elif isinstance(p, WebSearchCall):
+            unsendable = unsendable or not ws.can_send_to_anthropic(p)
+    if unsigned:
         found.append("reasoning without signature")
-    if any(
-        isinstance(p, WebSearchCall) and not ws.can_send_to_anthropic(p) for p in all_parts(request)
-    ):
+    if unsendable:
         found.append(ws.DROPPED_CALL)
-    found.extend(ws.dropped_options(request.web_search, "anthropic"))
+    if request.web_search is not None:
+        found.extend(ws.dropped_options(request.web_search, "anthropic"))
     # (``stream_usage`` is no drop: the client gets the usage Anthropic always streams.)
     return tuple(found)
 
@@ -482,10 +494,10 @@ def encode_request(request: Request) -> dict[str, Any]:
     }
     if request.system:
         body["system"] = [encode_block(t) for t in request.system]
-    for key in ("temperature", "top_p"):
-        value = getattr(request, key)
-        if value is not None:
-            body[key] = value
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
     if request.stop:
         body["stop_sequences"] = list(request.stop)
     if request.tools:
@@ -689,8 +701,10 @@ def decode_response(body: Any) -> Response:
         model=str(body.get("model", "")),
         parts=ws.merge_calls(
             tuple(
-                decode_block(u.obj(b, f"content[{i}]"), f"content[{i}]")
-                for i, b in enumerate(blocks)
+                [
+                    decode_block(u.obj(b, f"content[{i}]"), f"content[{i}]")
+                    for i, b in enumerate(blocks)
+                ]
             )
         ),
         finish=FinishReason.STOP if paused else stop_reason(body.get("stop_reason")),

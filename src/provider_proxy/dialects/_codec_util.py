@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Collection
 from typing import Any
 
 from .._json import dumps, loads
@@ -51,7 +51,7 @@ def opt_float(value: Any, where: str) -> float | None:
     """A number or ``None`` (an integer stays an integer, so it is written back the same)."""
     if value is None:
         return None
-    if not isinstance(value, int | float) or isinstance(value, bool):
+    if not isinstance(value, (int, float)) or isinstance(value, bool):  # a tuple: no union built
         raise Unsupported(where, "expected a number")
     return value
 
@@ -65,11 +65,14 @@ def opt_bool(value: Any, where: str) -> bool | None:
     return value
 
 
-def only(mapping: dict[str, Any], allowed: Iterable[str], where: str) -> None:
-    """Refuse the first key of ``mapping`` that is not ``allowed`` (and not ``null``)."""
-    known = set(allowed)
+def only(mapping: dict[str, Any], allowed: Collection[str], where: str) -> None:
+    """Refuse the first key of ``mapping`` that is not ``allowed`` (and not ``null``).
+
+    ``allowed`` is searched as given: a handful of names in a tuple are found
+    sooner than a set of them is built.
+    """
     for key, value in mapping.items():
-        if key not in known and value is not None:
+        if key not in allowed and value is not None:
             raise Unsupported(f"{where}.{key}")
 
 

@@ -151,52 +151,89 @@ _KIND_OF_TYPE = {
 # -- requests ---------------------------------------------------------------------------
 
 
+#: How a scalar field is checked when a body carries it (``null`` is its absence).
+_SCALARS: dict[str, Callable[[Any, str], Any]] = {
+    "max_tokens": u.opt_int,
+    "max_completion_tokens": u.opt_int,
+    "temperature": u.opt_float,
+    "top_p": u.opt_float,
+    "parallel_tool_calls": u.opt_bool,
+    "reasoning_effort": u.opt_str,
+    "user": u.opt_str,
+    "safety_identifier": u.opt_str,
+}
+
+_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+
+
 def decode_request(body: Any) -> tuple[Request, tuple[str, ...]]:
-    """A client's Chat Completions body as a canonical request, with the names dropped."""
+    """A client's Chat Completions body as a canonical request, with the names dropped.
+
+    One pass over the fields the body carries checks each (a ``null`` one is
+    absent); the request is then built from them.
+    """
     body = u.obj(body, "body")
     dropped: list[str] = []
     for key, value in body.items():
+        if value is None:
+            continue
         rule = REQUEST_FIELDS.get(key)
         if rule is None:
-            if value is not None:
-                raise Unsupported(key, "unknown field")
-        elif rule.fate is R and value is not None and not _DEFAULTS.get(key, _never)(value):
-            raise Unsupported(key)
-        elif rule.fate is D and value is not None:
+            raise Unsupported(key, "unknown field")
+        fate = rule.fate
+        if fate is M:
+            check = _SCALARS.get(key)
+            if check is not None:
+                check(value, key)
+        elif fate is R:
+            if not _DEFAULTS.get(key, _never)(value):
+                raise Unsupported(key)
+        else:
             dropped.append(key)
-    system, messages = _decode_messages(u.arr(body.get("messages"), "messages"), dropped)
-    stream_options = u.obj(body.get("stream_options") or {}, "stream_options")
-    u.only(stream_options, ("include_usage", "include_obfuscation"), "stream_options")
-    max_tokens = u.opt_int(body.get("max_completion_tokens"), "max_completion_tokens")
+    get = body.get
+    system, messages = _decode_messages(u.arr(get("messages"), "messages"), dropped)
+    stream_usage = False
+    if options := get("stream_options"):
+        u.only(u.obj(options, "stream_options"), _STREAM_OPTIONS, "stream_options")
+        stream_usage = options.get("include_usage") is True
+    max_tokens = get("max_completion_tokens")
     if max_tokens is None:
-        max_tokens = u.opt_int(body.get("max_tokens"), "max_tokens")
-    effort = u.opt_str(body.get("reasoning_effort"), "reasoning_effort")
-    if effort is not None and effort not in ("none", "minimal", "low", "medium", "high", "xhigh"):
+        max_tokens = get("max_tokens")
+    effort = get("reasoning_effort")
+    if effort is not None and effort not in _EFFORTS:
         raise Unsupported("reasoning_effort", f"unknown effort {effort!r}")
-    user = u.opt_str(body.get("user"), "user")
+    user = get("user")
     if user is None:
-        user = u.opt_str(body.get("safety_identifier"), "safety_identifier")
+        user = get("safety_identifier")
+    tools = get("tools")
+    choice, stop, form, search = (
+        get("tool_choice"),
+        get("stop"),
+        get("response_format"),
+        get("web_search_options"),
+    )
     request = Request(
-        model=u.text(body.get("model"), "model"),
+        model=u.text(get("model"), "model"),
         messages=messages,
         system=system,
-        tools=tuple(_decode_tool(t, f"tools[{i}]") for i, t in enumerate(body.get("tools") or ())),
-        tool_choice=_decode_tool_choice(body.get("tool_choice")),
-        parallel_tool_calls=u.opt_bool(body.get("parallel_tool_calls"), "parallel_tool_calls"),
+        tools=tuple(_decode_tool(t, f"tools[{i}]") for i, t in enumerate(tools)) if tools else (),
+        tool_choice=None if choice is None else _decode_tool_choice(choice),
+        parallel_tool_calls=get("parallel_tool_calls"),
         max_tokens=max_tokens,
-        temperature=u.opt_float(body.get("temperature"), "temperature"),
-        top_p=u.opt_float(body.get("top_p"), "top_p"),
-        stop=_decode_stop(body.get("stop")),
-        stream=body.get("stream") is True,
-        stream_usage=stream_options.get("include_usage") is True,
+        temperature=get("temperature"),
+        top_p=get("top_p"),
+        stop=() if stop is None else _decode_stop(stop),
+        stream=get("stream") is True,
+        stream_usage=stream_usage,
         user=user,
-        reasoning=None if effort is None else ReasoningConfig(effort=effort),  # type: ignore[arg-type]
-        output_format=output.from_chat(body.get("response_format")),
-        web_search=None
-        if body.get("web_search_options") is None
-        else ws.decode_chat_options(body["web_search_options"]),
+        reasoning=None if effort is None else ReasoningConfig(effort=effort),
+        output_format=None if form is None else output.from_chat(form),
+        web_search=None if search is None else ws.decode_chat_options(search),
     )
-    return request, tuple(dict.fromkeys(dropped))
+    return request, tuple(dict.fromkeys(dropped)) if dropped else ()
+
+
+_STREAM_OPTIONS = ("include_usage", "include_obfuscation")
 
 
 def _never(value: Any) -> bool:
@@ -252,14 +289,21 @@ def _decode_messages(
         role = message.get("role")
         if message.get("name") is not None:
             dropped.append("messages[].name")
-        if role in ("system", "developer"):
-            u.only(message, ("role", "content", "name"), where)
-            system.extend(_decode_text_parts(message.get("content"), f"{where}.content"))
-        elif role == "user":
-            u.only(message, ("role", "content", "name"), where)
-            messages.append(
-                Message("user", _decode_user_content(message.get("content"), where, dropped))
-            )
+        if role in ("system", "developer") or role == "user":
+            if not message.keys() <= _PLAIN_MESSAGE:  # (a set comparison, no call)
+                u.only(message, _PLAIN_MESSAGE, where)
+            content = message.get("content")
+            if role == "user":
+                parts = (
+                    (Text(content),)
+                    if type(content) is str
+                    else _decode_user_content(content, where, dropped)
+                )
+                messages.append(Message("user", parts))
+            elif type(content) is str:
+                system.append(Text(content))
+            else:
+                system.extend(_decode_text_parts(content, f"{where}.content"))
         elif role == "assistant":
             messages.append(Message("assistant", _decode_assistant(message, where, dropped)))
         elif role == "tool":
@@ -267,6 +311,10 @@ def _decode_messages(
         else:
             raise Unsupported(f"{where}.role", f"role {role!r} does not translate")
     return tuple(system), tuple(messages)
+
+
+#: The fields of a system, developer or user message.
+_PLAIN_MESSAGE = frozenset({"role", "content", "name"})
 
 
 def _decode_text_parts(content: Any, where: str) -> list[Text]:
@@ -570,26 +618,31 @@ def _encode_document(document: Document) -> dict[str, Any]:
 
 def encode_assistant(parts: tuple[Part, ...]) -> dict[str, Any]:
     """An assistant turn (or a response's message) as a Chat message."""
-    message: dict[str, Any] = {"role": "assistant"}
-    texts = [p.text for p in parts if isinstance(p, Text)]
-    message["content"] = "".join(texts) if texts else None
-    reasoning = [p.text for p in parts if isinstance(p, Reasoning)]
+    texts: list[str] = []
+    reasoning: list[str] = []
+    refusals: list[str] = []
+    calls: list[ToolCall] = []
+    for part in parts:  # one pass: a turn's parts are read once
+        if isinstance(part, Text):
+            texts.append(part.text)
+        elif isinstance(part, Reasoning):
+            reasoning.append(part.text)
+        elif isinstance(part, Refusal):
+            refusals.append(part.text)
+        elif isinstance(part, ToolCall):
+            calls.append(part)
+        elif not isinstance(part, (RedactedReasoning, WebSearchCall)):  # kept server-side
+            raise Unsupported("messages[].content", f"{type(part).__name__} in an assistant turn")
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
     if reasoning:
         message["reasoning_content"] = "".join(reasoning)
-    refusals = [p.text for p in parts if isinstance(p, Refusal)]
     if refusals:
         message["refusal"] = "".join(refusals)
-    calls = [p for p in parts if isinstance(p, ToolCall)]
     if calls:
         message["tool_calls"] = [
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
             for c in calls
         ]
-    for part in parts:
-        if not isinstance(
-            part, Text | Reasoning | Refusal | ToolCall | RedactedReasoning | WebSearchCall
-        ):
-            raise Unsupported("messages[].content", f"{type(part).__name__} in an assistant turn")
     return message
 
 

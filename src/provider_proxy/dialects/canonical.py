@@ -2,7 +2,9 @@
 
 The gateway translates a client's format into these values and these values
 into the provider's format (:mod:`provider_proxy.dialects` owns each codec).
-Everything here is a frozen, slotted dataclass or an enum: plain data, no I/O.
+Everything here is a slotted dataclass the type checker holds frozen (built by
+a plain ``__init__``: see :func:`~provider_proxy._adapter.facts`) or an enum:
+plain data, no I/O.
 
 **Lossless or loud.** A decoder maps every field of a client's request, or
 raises :class:`Unsupported` naming a field that would change what the model
@@ -23,10 +25,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from .._adapter import Usage as ProxyUsage
+from .._adapter import facts
 from .._exceptions import BadRequest, ProxyError
 
 # -- errors -----------------------------------------------------------------------------
@@ -65,7 +68,7 @@ class Fidelity(str, enum.Enum):
     DROPPED = "dropped (no effect)"
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class Rule:
     """One row of a fidelity table: a field, its fate and, where it has one, the condition."""
 
@@ -80,7 +83,7 @@ FidelityTable = Mapping[str, Rule]
 # -- content ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class CacheControl:
     """A prompt-cache breakpoint (Anthropic's ``cache_control``), kept where a format has it."""
 
@@ -88,7 +91,7 @@ class CacheControl:
     ttl: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class Citation:
     """A web page that a stretch of an answer's text cites (a web search's source).
 
@@ -107,7 +110,7 @@ class Citation:
     opaque: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class Text:
     """Plain text (with the web sources it cites, in an answer that searched)."""
 
@@ -116,7 +119,7 @@ class Text:
     citations: tuple[Citation, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class Image:
     """An image by ``url`` (http(s)), or inline as base64 ``data`` with its ``media_type``."""
 
@@ -126,7 +129,7 @@ class Image:
     cache_control: CacheControl | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class Document:
     """A document: base64 ``data`` (a PDF) or plain ``text``, with ``media_type``; or a ``url``."""
 
@@ -138,7 +141,7 @@ class Document:
     cache_control: CacheControl | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class ToolCall:
     """The model's call of a tool; ``arguments`` is the JSON text of the input object."""
 
@@ -148,7 +151,7 @@ class ToolCall:
     cache_control: CacheControl | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class ToolResult:
     """What a tool answered to the call ``call_id``."""
 
@@ -158,7 +161,7 @@ class ToolResult:
     cache_control: CacheControl | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class Reasoning:
     """The model's visible reasoning, with the provider's opaque ``signature`` when it gave one."""
 
@@ -166,21 +169,21 @@ class Reasoning:
     signature: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class RedactedReasoning:
     """Reasoning the provider returned encrypted (``data``), to be sent back verbatim."""
 
     data: str
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class Refusal:
     """The model's refusal to answer, as text."""
 
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class SearchResult:
     """One page a web search found; ``opaque`` is the provider's encrypted copy of it
     (Anthropic's ``encrypted_content``), which only it can read back."""
@@ -191,7 +194,7 @@ class SearchResult:
     opaque: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class WebSearchCall:
     """The provider ran its built-in web search: the ``queries`` and what it found.
 
@@ -218,7 +221,7 @@ Part = (
 Role = Literal["user", "assistant"]
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class Message:
     """One turn of the conversation (system prompts are :attr:`Request.system`)."""
 
@@ -229,7 +232,7 @@ class Message:
 # -- the request ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class Tool:
     """A function the model may call; ``parameters`` is its JSON schema, passed intact."""
 
@@ -241,7 +244,7 @@ class Tool:
     cache_control: CacheControl | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class UserLocation:
     """Where the user roughly is, to localise web search results."""
 
@@ -251,7 +254,7 @@ class UserLocation:
     timezone: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class WebSearch:
     """The provider's built-in web search, offered to the model (see
     :mod:`provider_proxy.dialects._web_search` for each format's options)."""
@@ -267,7 +270,7 @@ class WebSearch:
 ToolChoiceKind = Literal["auto", "none", "required", "tool", "web_search"]
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class ToolChoice:
     """Whether the model may, must not, or must call a tool (``"tool"``: the one ``name``d;
     ``"web_search"``: the provider's own search, ``name`` the client's word for it)."""
@@ -279,7 +282,7 @@ class ToolChoice:
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class ReasoningConfig:
     """How much the model should think: an ``effort`` level or a token ``budget``.
 
@@ -294,7 +297,7 @@ class ReasoningConfig:
 OutputKind = Literal["json_object", "json_schema"]
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class OutputFormat:
     """The shape the answer's text must take: any JSON object, or JSON that matches ``schema``.
 
@@ -313,7 +316,7 @@ class OutputFormat:
     source: str = field(default="output_format", compare=False)
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class Request:
     """A generation request, format-neutral."""
 
@@ -369,7 +372,7 @@ def _add(a: int | None, b: int | None) -> int | None:
     return None if a is None and b is None else (a or 0) + (b or 0)
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class Usage:
     """Token counts of one answer; ``None`` where the provider did not say.
 
@@ -459,7 +462,7 @@ class Usage:
         return cls(total, output_tokens, cache_read, cache_write)
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class Response:
     """A whole (non-streamed) answer."""
 
@@ -476,7 +479,7 @@ class Response:
 # -- stream events ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class MessageStart:
     """The answer began (always the first event)."""
 
@@ -484,42 +487,42 @@ class MessageStart:
     model: str
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class TextDelta:
     """More answer text."""
 
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class RefusalDelta:
     """More refusal text."""
 
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class ReasoningDelta:
     """More reasoning text; a run of them (up to a signature) is one reasoning block."""
 
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class ReasoningSignature:
     """The opaque signature of the reasoning block just streamed (it ends the block)."""
 
     signature: str
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class RedactedReasoningBlock:
     """A whole block of encrypted reasoning."""
 
     data: str
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class ToolCallStart:
     """A tool call began; ``index`` counts the answer's tool calls from 0."""
 
@@ -528,7 +531,7 @@ class ToolCallStart:
     name: str
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class ToolCallDelta:
     """More of the JSON text of a tool call's arguments."""
 
@@ -536,28 +539,28 @@ class ToolCallDelta:
     arguments: str
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class ToolCallEnd:
     """The tool call's arguments are complete."""
 
     index: int
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class UsageReport:
     """Token counts so far (cumulative: merge them with :meth:`Usage.merge`)."""
 
     usage: Usage
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class Finish:
     """The content ended; usage may still follow."""
 
     reason: FinishReason
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class StreamError:
     """An error from the provider: in the middle of a stream, or as its error answer.
 
@@ -569,21 +572,21 @@ class StreamError:
     message: str
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class WebSearchDone:
     """The provider ran a web search (its call, whole)."""
 
     call: WebSearchCall
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class Cited:
     """The text streamed before this event cites ``citation`` (offsets: see :class:`Citation`)."""
 
     citation: Citation
 
 
-@dataclass(frozen=True, slots=True)
+@facts
 class Paused:
     """The provider paused a long turn of its own tools (a server-side search loop) in
     place of a finish: the answer so far goes back to it, unchanged, for the turn to go

@@ -659,13 +659,12 @@ class ProxyApp:
             listing = catalog_in_path(path)  # a format's own model catalog: its format
             return _Target(None, name, rest, path, None if listing is None else listing.dialect)
         # The gateway's endpoints speak their format; the rest of /v1 the client's.
-        gateway, stored = GATEWAY.get(path), stored_answer(path)
-        conversation = conversation_path(path)
+        gateway = GATEWAY.get(path)
         if gateway is not None:
             client = gateway[0]
-        elif stored is not None:  # a kept answer: its format's
+        elif (stored := stored_answer(path)) is not None:  # a kept answer: its format's
             client = stored[0]
-        elif conversation is not None:  # a kept conversation: its format's
+        elif (conversation := conversation_path(path)) is not None:  # a kept conversation
             client = conversation[0]
         else:
             client = client_dialect(scope["headers"])
@@ -724,9 +723,12 @@ class ProxyApp:
                     raise _draining()
                 if _asks_websocket(scope["headers"]):
                     raise _websocket_refused()
-                gateway = GATEWAY.get(target.path) if target.client is not None else None
-                stored = stored_answer(target.path) if target.client is not None else None
-                conversation = conversation_path(target.path) if target.client is not None else None
+                gateway = stored = conversation = None
+                if target.client is not None:
+                    gateway = GATEWAY.get(target.path)
+                    if gateway is None:
+                        stored = stored_answer(target.path)
+                        conversation = None if stored else conversation_path(target.path)
                 in_path = None
                 if (
                     gateway is None

@@ -24,7 +24,7 @@ from urllib.parse import quote, unquote
 import anyio
 import anyio.to_thread
 
-from .._adapter import JSON, BodyTransform, RequestContext
+from .._adapter import JSON, BodyTransform, RequestContext, facts
 from .._exceptions import (
     BadRequest,
     ClientNotAuthorized,
@@ -130,7 +130,7 @@ class NotTranslatable(ProxyError):
     kind = "not_implemented"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@facts
 class Target:
     """Where a gateway request goes: the adapter, the model it is sent, the format and path."""
 
@@ -198,6 +198,8 @@ class Gateway:
         self._guards = guards
         self._tokenizer: Tokenizer | Literal["auto"] | None = tokenizer
         self._images = images
+        #: How each adapter speaks each client format's operation (see :meth:`_target`).
+        self._ways: dict[tuple[int, str, str], tuple[ProviderAdapter, _Way]] = {}
         #: Serves the models that name routes (set by the app when it has routes).
         self.router: Routed | None = None
 
@@ -228,7 +230,10 @@ class Gateway:
             raise InvalidJSON(f"The request body is not valid JSON ({exc}).") from None
         if not isinstance(parsed, dict):
             raise InvalidJSON("The request body must be a JSON object.")
-        parsed, path_model = await self._resolve_aliases(parsed, scope, client, arrival, path_model)
+        if self._transforms.transforms:
+            parsed, path_model = await self._resolve_aliases(
+                parsed, scope, client, arrival, path_model
+            )
         named = path_model or client.model_of(parsed)
         if not named:
             raise BadRequest('The request names no model: set "model" to "{provider}/{model}".')
@@ -323,7 +328,7 @@ class Gateway:
         if request.web_search is not None and target.dialect.name not in SEARCHING:
             target = self._searching(target, operation)
             provider_codec = target.dialect.codec or provider_codec
-        identity = await self._identity(scope)
+        identity = None if self._guards is None else await self._identity(scope)
         if self._memory is not None:  # first: what it restores is not dropped
             request = await self._memory.restore(identity, request)
         dropped = (*dropped, *provider_codec.dropped_by_encoding(request))
@@ -334,7 +339,7 @@ class Gateway:
                 "refuses what it would drop",
             )
         keeping: Keeping | None = None
-        stored = _stored(codec)
+        stored = stateful  # the client's codec, as it was before any translation
         if self._answers is not None and stored is not None:
             request, keeping = await self._answers.begin(identity, request, stored)
             # Its creation time as kept, not the second the answer happens to be encoded in.
@@ -727,20 +732,22 @@ class Gateway:
         """The adapter and model a name means, and how the provider speaks the operation."""
         provider, model = self._resolve(named)
         adapter = provider.serving()
-        same = next((d for d in adapter.dialects if d.name == client.name), None)
-        if same is not None:
-            path = adapter.gateway_path(same, operation)
-            if path is not None:
-                return Target(provider, adapter, model, same, path, translated=False)
-        if client.codec is not None:
-            for dialect in adapter.dialects:
-                path = adapter.gateway_path(dialect, operation)
-                if dialect.codec is not None and path is not None:
-                    return Target(provider, adapter, model, dialect, path, translated=True)
-        raise NotTranslatable(
-            f"The provider {adapter.name!r} has no equivalent of this endpoint "
-            f"({operation}) for {client.name} clients."
-        )
+        key = (id(adapter), client.name, operation)
+        known = self._ways.get(key)
+        if known is not None and known[0] is adapter:
+            way = known[1]
+        else:
+            way = _way(adapter, client, operation)
+            if len(self._ways) >= _WAYS_KEPT:
+                self._ways.clear()
+            self._ways[key] = (adapter, way)
+        if way is None:
+            raise NotTranslatable(
+                f"The provider {adapter.name!r} has no equivalent of this endpoint "
+                f"({operation}) for {client.name} clients."
+            )
+        dialect, path, translated = way
+        return Target(provider, adapter, model, dialect, path, translated)
 
     async def _embed(
         self,
@@ -821,8 +828,13 @@ class Gateway:
         path = target.path
         if stream:
             path = target.adapter.gateway_path(target.dialect, "stream") or path
-        path = path.replace(_MODEL_IN_PATH, quote(target.model, safe=""))
-        return dataclasses.replace(target, path=path)
+        if _MODEL_IN_PATH in path:
+            path = path.replace(_MODEL_IN_PATH, quote(target.model, safe=""))
+        elif path == target.path:
+            return target
+        return Target(
+            target.provider, target.adapter, target.model, target.dialect, path, target.translated
+        )
 
     def _example(self) -> str:
         """A model name as clients write it, with the first adapter's name."""
@@ -855,7 +867,8 @@ class Gateway:
         upstream_scope = dict(scope, headers=headers)
         if mark or target.translated:
             # The provider's path sets the query; a client's key stays for the guards.
-            key = param_value(scope.get("query_string", b""), KEY_PARAMS)
+            sent: bytes = scope.get("query_string", b"")
+            key = param_value(sent, KEY_PARAMS) if sent else None
             if key is not None and self._guards is not None and self._guards.reads_query_key:
                 query = "&".join(filter(None, (query, "key=" + quote(key, safe=""))))
             upstream_scope["query_string"] = query.encode("ascii")
@@ -872,6 +885,30 @@ class Gateway:
             translated=target.translated,
             repeat=repeat,
         )
+
+
+#: How an adapter speaks an operation to the gateway: its format, the path, and whether
+#: the client's format is translated to it; ``None``: it has no equivalent.
+_Way = tuple[Dialect, str, bool] | None
+
+#: The adapters, client formats and operations whose way is remembered at once.
+_WAYS_KEPT = 256
+
+
+def _way(adapter: ProviderAdapter, client: Dialect, operation: str) -> _Way:
+    """The client's own format where the adapter speaks it, else the first it can be
+    translated to (both formats must have a codec)."""
+    same = next((d for d in adapter.dialects if d.name == client.name), None)
+    if same is not None:
+        path = adapter.gateway_path(same, operation)
+        if path is not None:
+            return same, path, False
+    if client.codec is not None:
+        for dialect in adapter.dialects:
+            path = adapter.gateway_path(dialect, operation)
+            if dialect.codec is not None and path is not None:
+                return dialect, path, True
+    return None
 
 
 #: Whether each codec class keeps answers: a protocol check walks every member, so
@@ -944,7 +981,8 @@ class _Translator:
         self._keeping = keeping
         self._memory = memory
         self._identity = identity
-        self._capture = StreamCapture() if memory is not None else None
+        #: Follows a stream's reasoning to keep it (made when the answer is a stream).
+        self._capture: StreamCapture | None = None
         self._client = client
         self._provider = provider
         self._request = request
@@ -987,6 +1025,8 @@ class _Translator:
             self._error = True
             self._failed_in = encoder
         elif content_type.lower().startswith(b"text/event-stream"):
+            if self._memory is not None and self._capture is None:
+                self._capture = StreamCapture()
             self._streaming = (
                 SSEParser(),
                 self._provider.stream_decoder(),

@@ -82,7 +82,7 @@ class ReasoningMemory:
                 await self.remember(identity, search.id, [search])
         kept: list[Kept] = []
         for part in response.parts:
-            if isinstance(part, Reasoning | RedactedReasoning):
+            if isinstance(part, (Reasoning, RedactedReasoning)):  # a tuple: no union built
                 kept.append(part)
             elif isinstance(part, ToolCall):
                 await self.remember(identity, part.id, kept)
@@ -90,6 +90,8 @@ class ReasoningMemory:
 
     async def restore(self, identity: str | None, request: Request) -> Request:
         """``request`` with kept reasoning put back before the tool calls that lack it."""
+        if all(message.role != "assistant" for message in request.messages):
+            return request  # a first turn: nothing was kept for it
         messages = list(request.messages)
         changed = False
         for index, message in enumerate(messages):
