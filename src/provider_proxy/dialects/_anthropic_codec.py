@@ -696,10 +696,10 @@ def decode_response(body: Any) -> Response:
     body = u.obj(body, "response")
     blocks = u.arr(body.get("content"), "content")
     paused = body.get("stop_reason") == PAUSE_TURN
-    return Response(
-        id=str(body.get("id", "")),
-        model=str(body.get("model", "")),
-        parts=ws.merge_calls(
+    return Response(  # id, model, parts, finish, usage, paused: by position, a cheaper call
+        str(body.get("id", "")),
+        str(body.get("model", "")),
+        ws.merge_calls(
             tuple(
                 [
                     decode_block(u.obj(b, f"content[{i}]"), f"content[{i}]")
@@ -707,9 +707,9 @@ def decode_response(body: Any) -> Response:
                 ]
             )
         ),
-        finish=FinishReason.STOP if paused else stop_reason(body.get("stop_reason")),
-        usage=decode_usage(body.get("usage")),
-        paused=paused,
+        FinishReason.STOP if paused else stop_reason(body.get("stop_reason")),
+        decode_usage(body.get("usage")),
+        paused,
     )
 
 

@@ -87,23 +87,18 @@ class OpenAIChatCodec:
     request_fields: FidelityTable = _codec.REQUEST_FIELDS
     encode_fields: FidelityTable = _codec.ENCODE_FIELDS
 
+    # The module's functions themselves: a method calling one would cost a call more.
+
     def __init__(self, created: int | None = None) -> None:
         self.created = created
 
     def _created(self) -> int:
         return int(time.time()) if self.created is None else self.created
 
-    def decode_request(self, body: Any) -> tuple[Request, tuple[str, ...]]:
-        return _codec.decode_request(body)
-
-    def encode_request(self, request: Request) -> dict[str, Any]:
-        return _codec.encode_request(request)
-
-    def dropped_by_encoding(self, request: Request) -> tuple[str, ...]:
-        return _codec.dropped_by_encoding(request)
-
-    def decode_response(self, body: Any) -> Response:
-        return _codec.decode_response(body)
+    decode_request = staticmethod(_codec.decode_request)
+    encode_request = staticmethod(_codec.encode_request)
+    dropped_by_encoding = staticmethod(_codec.dropped_by_encoding)
+    decode_response = staticmethod(_codec.decode_response)
 
     def encode_response(self, response: Response, request: Request | None = None) -> dict[str, Any]:
         return _codec.encode_response(response, self._created())
