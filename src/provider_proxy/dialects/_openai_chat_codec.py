@@ -122,6 +122,8 @@ EFFORT_FOR_BUDGET: tuple[tuple[int, str], ...] = (
 )
 
 FINISH_REASONS: dict[str, FinishReason] = {reason.value: reason for reason in FinishReason}
+#: Each reason's text (an enum's ``.value`` is a Python-level property).
+_FINISH_VALUES: dict[FinishReason, str] = {reason: text for text, reason in FINISH_REASONS.items()}
 
 #: OpenAI error types by HTTP status.
 ERROR_TYPES: dict[int, str] = {
@@ -290,7 +292,7 @@ def _decode_messages(
         role = message.get("role")
         if message.get("name") is not None:
             dropped.append("messages[].name")
-        if role in ("system", "developer") or role == "user":
+        if role in ("system", "developer", "user"):
             if not message.keys() <= _PLAIN_MESSAGE:  # (a set comparison, no call)
                 u.only(message, _PLAIN_MESSAGE, where)
             content = message.get("content")
@@ -736,7 +738,7 @@ def encode_response(response: Response, created: int = 0) -> dict[str, Any]:
             {
                 "index": 0,
                 "message": _answer_message(response.parts),
-                "finish_reason": response.finish.value,
+                "finish_reason": _FINISH_VALUES[response.finish],
                 "logprobs": None,
             }
         ],

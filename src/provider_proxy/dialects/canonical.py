@@ -368,10 +368,6 @@ class FinishReason(str, enum.Enum):
     CONTENT_FILTER = "content_filter"
 
 
-def _add(a: int | None, b: int | None) -> int | None:
-    return None if a is None and b is None else (a or 0) + (b or 0)
-
-
 @facts
 class Usage:
     """Token counts of one answer; ``None`` where the provider did not say.
@@ -458,7 +454,10 @@ class Usage:
         cache_write: int | None,
     ) -> Usage:
         """From Anthropic's counts, whose ``input_tokens`` leaves the cached tokens out."""
-        total = None if input_tokens is None else _add(_add(input_tokens, cache_read), cache_write)
+        if input_tokens is None:
+            total = None
+        else:
+            total = input_tokens + (cache_read or 0) + (cache_write or 0)
         return cls(total, output_tokens, cache_read, cache_write)
 
 

@@ -87,14 +87,13 @@ class OpenAIChatCodec:
     request_fields: FidelityTable = _codec.REQUEST_FIELDS
     encode_fields: FidelityTable = _codec.ENCODE_FIELDS
 
-    # The module's functions themselves: a method calling one would cost a call more.
-
     def __init__(self, created: int | None = None) -> None:
         self.created = created
 
     def _created(self) -> int:
         return int(time.time()) if self.created is None else self.created
 
+    # The module's functions themselves: a method calling one would cost a call more.
     decode_request = staticmethod(_codec.decode_request)
     encode_request = staticmethod(_codec.encode_request)
     dropped_by_encoding = staticmethod(_codec.dropped_by_encoding)

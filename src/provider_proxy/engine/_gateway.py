@@ -643,9 +643,8 @@ class Gateway:
     ) -> tuple[dict[str, Any], str | None]:
         """The body after the app-wide transforms that apply to the client's request, and
         the model its path names after them: the transforms see that as the body's
-        ``model`` (an alias there resolves as one in a body does)."""
-        if not self._transforms.transforms:
-            return body, path_model
+        ``model`` (an alias there resolves as one in a body does); called only when
+        there are app-wide transforms."""
         given = body if path_model is None else dict(body, model=path_model)
         context = RequestContext(
             "",
@@ -954,6 +953,27 @@ class _Translator:
     and whole answers are collected and translated at their end; a stream is
     translated event by event, as it arrives.
     """
+
+    __slots__ = (
+        "_begun",
+        "_capture",
+        "_client",
+        "_dropped",
+        "_error",
+        "_failed_in",
+        "_headers",
+        "_identity",
+        "_keeping",
+        "_memory",
+        "_parts",
+        "_provider",
+        "_request",
+        "_send",
+        "_status",
+        "_streaming",
+        "_turn",
+        "_whole",
+    )
 
     def __init__(
         self,
