@@ -37,6 +37,16 @@ async def test_single_message_body_is_complete_after_start() -> None:
     assert not body.more
 
 
+async def test_a_body_read_already_is_whole_without_a_receive() -> None:
+    # The gateway's rewritten body: ``receive`` is left to the disconnect watch.
+    reads, receive = _receiver({"type": "http.disconnect"})
+    body = RequestBody.of(b'{"model": "m"}', receive)  # type: ignore[arg-type]
+    assert await body.start(14) == b'{"model": "m"}'
+    assert await body.read_all() == b'{"model": "m"}'
+    assert [chunk async for chunk in body.stream()] == [b'{"model": "m"}']
+    assert (body.size, body.more, reads) == (14, False, [])
+
+
 async def test_stream_yields_each_part_as_read() -> None:
     reads, receive = _receiver(_part(b"a", True), _part(b"b", True), _part(b"c", False))
     body = RequestBody(receive, None)  # type: ignore[arg-type]

@@ -448,14 +448,20 @@ def _decode_tool_result(block: dict[str, Any], where: str, control: Any) -> Tool
     )
 
 
+#: The parts the encoder may leave out (unsigned reasoning, searches Anthropic cannot take).
+_MAY_DROP = (Reasoning, WebSearchCall)
+
+
 def dropped_by_encoding(request: Request) -> tuple[str, ...]:
     """The :data:`ENCODE_FIELDS` dropped rows that ``request`` carries (the header names them)."""
     found: list[str] = []
     unsigned = unsendable = False
     for p in all_parts(request):
+        if not isinstance(p, _MAY_DROP):  # (one check for the plain parts)
+            continue
         if isinstance(p, Reasoning):
             unsigned = unsigned or p.signature is None
-        elif isinstance(p, WebSearchCall):
+        else:
             unsendable = unsendable or not ws.can_send_to_anthropic(p)
     if unsigned:
         found.append("reasoning without signature")
@@ -469,7 +475,7 @@ def dropped_by_encoding(request: Request) -> tuple[str, ...]:
 
 def encode_request(request: Request) -> dict[str, Any]:
     """A canonical request as a Messages body."""
-    thinking = _encode_thinking(request.reasoning)
+    thinking = None if request.reasoning is None else _encode_thinking(request.reasoning)
     budget = thinking.get("budget_tokens") if thinking is not None else None
     # A budget the proxy chose for an effort (not one the client gave) must leave
     # room for the answer: Anthropic needs max_tokens above it.
@@ -504,9 +510,8 @@ def encode_request(request: Request) -> dict[str, Any]:
         body["tools"] = [_encode_tool(tool) for tool in request.tools]
     if request.web_search is not None:
         body.setdefault("tools", []).append(ws.anthropic_tool(request.web_search))
-    choice = _encode_tool_choice(request)
-    if choice is not None:
-        body["tool_choice"] = choice
+    if request.tool_choice is not None or request.parallel_tool_calls is not None:
+        body["tool_choice"] = _encode_tool_choice(request)
     if thinking is not None:
         body["thinking"] = thinking
     if request.user is not None:
@@ -531,10 +536,9 @@ def _encode_thinking(config: ReasoningConfig | None) -> dict[str, Any] | None:
     return None if budget is None else {"type": "enabled", "budget_tokens": budget}
 
 
-def _encode_tool_choice(request: Request) -> dict[str, Any] | None:
+def _encode_tool_choice(request: Request) -> dict[str, Any]:
+    """(Called when the request sets a tool choice or parallel tool calls.)"""
     choice = request.tool_choice
-    if choice is None and request.parallel_tool_calls is None:
-        return None
     ws.forced(choice, request.web_search, "tool_choice")
     kinds = {"auto": "auto", "required": "any", "none": "none", "tool": "tool"}
     kinds["web_search"] = "tool"  # its search is a tool by name
@@ -579,6 +583,8 @@ def encode_blocks(parts: tuple[Part, ...], *, answer: bool = False) -> list[dict
 
 def encode_block(part: Part) -> dict[str, Any]:
     """One canonical part as a content block."""
+    if type(part) is Text and part.cache_control is None:  # (most parts: one call less)
+        return {"type": "text", "text": part.text}
     block = _block(part)
     control = getattr(part, "cache_control", None)
     if control is not None:
@@ -656,15 +662,17 @@ def decode_usage(value: Any) -> Usage:
     """Anthropic ``usage`` (``input_tokens`` without the cached ones) as canonical."""
     if not isinstance(value, dict):
         return Usage()
-    details = value.get("output_tokens_details") or {}
+    get = value.get
     usage = Usage.from_anthropic_counts(
-        value.get("input_tokens"),
-        value.get("output_tokens"),
-        value.get("cache_read_input_tokens"),
-        value.get("cache_creation_input_tokens"),
+        get("input_tokens"),
+        get("output_tokens"),
+        get("cache_read_input_tokens"),
+        get("cache_creation_input_tokens"),
     )
+    details, tools = get("output_tokens_details"), get("server_tool_use")
+    if details is None and tools is None:  # (most answers: no reasoning count, no search)
+        return usage
     reasoning = details.get("reasoning_tokens") if isinstance(details, dict) else None
-    tools = value.get("server_tool_use")
     searches = int_count(tools.get("web_search_requests")) if isinstance(tools, dict) else None
     searches = searches or None  # none ran: as the formats without the count say it
     if reasoning is None and searches is None:
@@ -693,22 +701,22 @@ def encode_usage(usage: Usage) -> dict[str, Any]:
 
 def decode_response(body: Any) -> Response:
     """A Messages answer as a canonical response."""
-    body = u.obj(body, "response")
-    blocks = u.arr(body.get("content"), "content")
-    paused = body.get("stop_reason") == PAUSE_TURN
+    if type(body) is not dict:
+        body = u.obj(body, "response")
+    get = body.get
+    parts: list[Part] = []
+    blocks = get("content")
+    for i, block in enumerate(blocks if type(blocks) is list else u.arr(blocks, "content")):
+        where = f"content[{i}]"
+        parts.append(decode_block(u.obj(block, where), where))
+    reason = get("stop_reason")
+    paused = reason == PAUSE_TURN
     return Response(  # id, model, parts, finish, usage, paused: by position, a cheaper call
-        str(body.get("id", "")),
-        str(body.get("model", "")),
-        ws.merge_calls(
-            tuple(
-                [
-                    decode_block(u.obj(b, f"content[{i}]"), f"content[{i}]")
-                    for i, b in enumerate(blocks)
-                ]
-            )
-        ),
-        FinishReason.STOP if paused else stop_reason(body.get("stop_reason")),
-        decode_usage(body.get("usage")),
+        str(get("id", "")),
+        str(get("model", "")),
+        ws.merge_calls(tuple(parts)),
+        FinishReason.STOP if paused else stop_reason(reason),
+        decode_usage(get("usage")),
         paused,
     )
 

@@ -251,8 +251,11 @@ def choice_reasons(payload: JSON, choices: str, key: str) -> tuple[str, ...]:
 
 def top_level_model(payload: JSON) -> str | None:
     """A top-level ``model`` string."""
-    model = get(payload, "model")
-    return model if isinstance(model, str) else None
+    if isinstance(payload, dict):  # (not through get(): this runs for every request)
+        model = payload.get("model")
+        if isinstance(model, str):
+            return model
+    return None
 
 
 def stream_flag(body: JSON) -> bool:

@@ -165,6 +165,17 @@ _SCALARS: dict[str, Callable[[Any, str], Any]] = {
     "safety_identifier": u.opt_str,
 }
 
+
+def _unmapped(value: Any, where: str) -> None:
+    """(Marks a field :data:`_MAPPED` does not hold: never called.)"""
+
+
+#: Each mapped field's check, by name (``None``: checked where it is decoded), so
+#: the fields a body carries cost one lookup each.
+_MAPPED: dict[str, Callable[[Any, str], Any] | None] = {
+    key: _SCALARS.get(key) for key, rule in REQUEST_FIELDS.items() if rule.fate is M
+}
+
 _EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 
 
@@ -174,26 +185,29 @@ def decode_request(body: Any) -> tuple[Request, tuple[str, ...]]:
     One pass over the fields the body carries checks each (a ``null`` one is
     absent); the request is then built from them.
     """
-    body = u.obj(body, "body")
+    if type(body) is not dict:  # (the checks of the hot path are written out: no call)
+        body = u.obj(body, "body")
     dropped: list[str] = []
     for key, value in body.items():
-        if value is None:
+        check: Callable[[Any, str], Any] | None = _MAPPED.get(key, _unmapped)
+        if check is None or value is None:
+            continue
+        if check is not _unmapped:
+            check(value, key)
             continue
         rule = REQUEST_FIELDS.get(key)
         if rule is None:
             raise Unsupported(key, "unknown field")
-        fate = rule.fate
-        if fate is M:
-            check = _SCALARS.get(key)
-            if check is not None:
-                check(value, key)
-        elif fate is R:
+        if rule.fate is R:
             if not _DEFAULTS.get(key, _never)(value):
                 raise Unsupported(key)
         else:
             dropped.append(key)
     get = body.get
-    system, messages = _decode_messages(u.arr(get("messages"), "messages"), dropped)
+    raw = get("messages")
+    system, messages = _decode_messages(
+        raw if type(raw) is list else u.arr(raw, "messages"), dropped
+    )
     stream_usage = False
     if options := get("stream_options"):
         u.only(u.obj(options, "stream_options"), _STREAM_OPTIONS, "stream_options")
@@ -286,33 +300,35 @@ def _decode_messages(
 ) -> tuple[tuple[Text, ...], tuple[Message, ...]]:
     system: list[Text] = []
     messages: list[Message] = []
-    for i, value in enumerate(raw):
-        where = f"messages[{i}]"
-        message = u.obj(value, where)
+    # A plain message's place (``messages[i]``) is written out only when it is named.
+    for i, message in enumerate(raw):
+        if type(message) is not dict:
+            message = u.obj(message, f"messages[{i}]")
         role = message.get("role")
         if message.get("name") is not None:
             dropped.append("messages[].name")
         if role in ("system", "developer", "user"):
             if not message.keys() <= _PLAIN_MESSAGE:  # (a set comparison, no call)
-                u.only(message, _PLAIN_MESSAGE, where)
+                u.only(message, _PLAIN_MESSAGE, f"messages[{i}]")
             content = message.get("content")
             if role == "user":
                 parts = (
                     (Text(content),)
                     if type(content) is str
-                    else _decode_user_content(content, where, dropped)
+                    else _decode_user_content(content, f"messages[{i}]", dropped)
                 )
                 messages.append(Message("user", parts))
             elif type(content) is str:
                 system.append(Text(content))
             else:
-                system.extend(_decode_text_parts(content, f"{where}.content"))
+                system.extend(_decode_text_parts(content, f"messages[{i}].content"))
         elif role == "assistant":
+            where = f"messages[{i}]"
             messages.append(Message("assistant", _decode_assistant(message, where, dropped)))
         elif role == "tool":
-            _add_tool_result(messages, message, where)
+            _add_tool_result(messages, message, f"messages[{i}]")
         else:
-            raise Unsupported(f"{where}.role", f"role {role!r} does not translate")
+            raise Unsupported(f"messages[{i}].role", f"role {role!r} does not translate")
     return tuple(system), tuple(messages)
 
 

@@ -311,6 +311,8 @@ def decode_search_result(block: dict[str, Any], where: str) -> WebSearchCall:
 
 def merge_calls(parts: tuple[Part, ...]) -> tuple[Part, ...]:
     """Anthropic's pairs of blocks (the call, then its result) as one call each."""
+    if len(parts) < 2:  # (most answers: one text block)
+        return parts
     out: list[Part] = []
     for part in parts:
         last = out[-1] if out else None

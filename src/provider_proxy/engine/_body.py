@@ -63,6 +63,17 @@ class RequestBody:
         self.error: BaseException | None = None
         self._ahead: _ReadAhead | None = None  # only streamed bodies read ahead
 
+    @classmethod
+    def of(cls, content: bytes, receive: Receive) -> RequestBody:
+        """A body read already (the gateway's, rewritten): ``receive`` then only tells
+        of the client leaving."""
+        body = cls(receive, None)
+        body._first = content
+        body._size = len(content)
+        body.more = False
+        body._complete = True
+        return body
+
     @property
     def size(self) -> int:
         """Bytes received so far."""
@@ -76,6 +87,8 @@ class RequestBody:
         ``Content-Length``) all in, that end is awaited here, so a complete body
         is sent whole rather than streamed.
         """
+        if self._complete:  # (a body read already)
+            return self._first
         first = await self._next()
         while self.more and declared is not None and self._size >= declared:
             first += await self._next()

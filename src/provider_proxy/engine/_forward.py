@@ -145,6 +145,7 @@ class Forwarder:
         translated: bool = False,
         *,
         repeat: bool = False,
+        content: bytes | None = None,
     ) -> Report:
         """Forward and relay, or answer the refusal in the path's format; never raises
         a :class:`ProxyError` (a failure mid-answer is the outcome's ``abort``).
@@ -154,8 +155,13 @@ class Forwarder:
             ``translated``, whether the request and answer are translated (for the report).
         :param repeat: a retry of a request the guards admitted once (a route's
             next attempt): its rate limits are not charged again.
+        :param content: the body, read (and rewritten) already by the gateway;
+            ``receive`` is then only watched for the client leaving.
         """
-        body = RequestBody(receive, self._max_body_size)
+        if content is None:
+            body = RequestBody(receive, self._max_body_size)
+        else:
+            body = RequestBody.of(content, receive)
         adapter = serving if serving is not None else provider.serving()
         name = provider.name
         path = rest.decode("ascii", "replace")

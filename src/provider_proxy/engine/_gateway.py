@@ -73,7 +73,7 @@ from ._forward import Forwarder
 from ._heads import content_head, send_whole
 from ._images import ImageFetcher
 from ._paused import PausedTurn, joined_report
-from ._reasoning import Kept, ReasoningMemory, StreamCapture
+from ._reasoning import Kept, ReasoningMemory, StreamCapture, keeps, restorable
 from ._report import Arrival, Outcome, Report
 from ._responses_state import AnswerStore, Keeping, StoredResponses, issued
 
@@ -329,9 +329,11 @@ class Gateway:
             target = self._searching(target, operation)
             provider_codec = target.dialect.codec or provider_codec
         identity = None if self._guards is None else await self._identity(scope)
-        if self._memory is not None:  # first: what it restores is not dropped
+        # First: what it restores is not counted as dropped.
+        if self._memory is not None and restorable(request):
             request = await self._memory.restore(identity, request)
-        dropped = (*dropped, *provider_codec.dropped_by_encoding(request))
+        if unsent := provider_codec.dropped_by_encoding(request):
+            dropped = (*dropped, *unsent)
         if dropped and self._strict:
             raise Unsupported(
                 dropped[0],
@@ -871,18 +873,18 @@ class Gateway:
             if key is not None and self._guards is not None and self._guards.reads_query_key:
                 query = "&".join(filter(None, (query, "key=" + quote(key, safe=""))))
             upstream_scope["query_string"] = query.encode("ascii")
-        replay = _Replay(body, receive)
         return await self._forwarder.forward(
             upstream_scope,
-            replay,
+            receive,
             send,
             target.provider,
             path.encode("ascii"),
             arrival,
-            serving=target.adapter,
-            client_dialect=client.name,
-            translated=target.translated,
+            target.adapter,
+            client.name,
+            target.translated,
             repeat=repeat,
+            content=body,
         )
 
 
@@ -1020,7 +1022,7 @@ class _Translator:
             self._start(message["status"], message.get("headers", []))
             if self._streaming is not None and not self._begun:
                 self._begun = True
-                await self._send_start("text/event-stream")
+                await self._send_start(b"text/event-stream")
             return
         if kind != "http.response.body":  # pragma: no cover - nothing else is relayed
             await self._send(message)
@@ -1053,8 +1055,8 @@ class _Translator:
                 encoder or self._client.stream_encoder(self._request),
             )
 
-    async def _send_start(self, content_type: str, length: int | None = None) -> None:
-        headers = [*self._headers, (b"content-type", content_type.encode("latin-1"))]
+    async def _send_start(self, content_type: bytes, length: int | None = None) -> None:
+        headers = [*self._headers, (b"content-type", content_type)]
         if length is not None:
             headers.append((b"content-length", str(length).encode("ascii")))
         if self._dropped:
@@ -1147,7 +1149,7 @@ class _Translator:
                         raise UntranslatableResponse("The provider paused the turn.")
                     if self._keeping is not None:
                         response = self._keeping.whole(response)
-                    if self._memory is not None:
+                    if self._memory is not None and keeps(response):
                         await self._memory.remember_response(self._identity, response)
                     payload = self._client.encode_response(response, self._request)
             except ProxyError as failure:
@@ -1157,5 +1159,5 @@ class _Translator:
         content = dumps(payload)
         if self._keeping is not None:
             await self._keeping.end()  # kept before the client has it, and may go on
-        await self._send_start("application/json", len(content))
+        await self._send_start(b"application/json", len(content))
         await self._send({"type": "http.response.body", "body": content, "more_body": False})

@@ -90,8 +90,8 @@ class ReasoningMemory:
 
     async def restore(self, identity: str | None, request: Request) -> Request:
         """``request`` with kept reasoning put back before the tool calls that lack it."""
-        if all(message.role != "assistant" for message in request.messages):
-            return request  # a first turn: nothing was kept for it
+        if not restorable(request):
+            return request
         messages = list(request.messages)
         changed = False
         for index, message in enumerate(messages):
@@ -139,6 +139,27 @@ class ReasoningMemory:
                 parts[index] = kept[0]
         restored = tuple(parts)
         return message if restored == message.parts else Message(message.role, restored)
+
+
+def restorable(request: Request) -> bool:
+    """Whether anything may have been kept for ``request``: it sends an earlier answer
+    back. (A first turn, most requests, is served without a look at the store.)"""
+    for message in request.messages:  # noqa: SIM110 - (a generator costs more per request)
+        if message.role == "assistant":
+            return True
+    return False
+
+
+def keeps(response: Response) -> bool:
+    """Whether a whole answer has anything to keep: a tool call or a web search."""
+    for part in response.parts:  # noqa: SIM110 - (a generator costs more per request)
+        if isinstance(part, _KEYED):
+            return True
+    return False
+
+
+#: The parts that what is kept is keyed by.
+_KEYED = (ToolCall, WebSearchCall)
 
 
 class StreamCapture:
