@@ -100,8 +100,7 @@ class OpenAIChatCodec:
     decode_response = staticmethod(_codec.decode_response)
 
     def encode_response(self, response: Response, request: Request | None = None) -> dict[str, Any]:
-        created = self.created
-        return _codec.encode_response(response, int(time.time()) if created is None else created)
+        return _codec.encode_response(response, self._created())
 
     def stream_decoder(self) -> StreamDecoder:
         return StreamDecoder()

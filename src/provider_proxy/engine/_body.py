@@ -206,6 +206,23 @@ class RequestBody:
         return chunk
 
 
+class Replay:
+    """``receive`` for a body rewritten before it is read: it first, then the client's own
+    ``receive`` (its disconnect)."""
+
+    __slots__ = ("_body", "_receive")
+
+    def __init__(self, body: bytes, receive: Receive) -> None:
+        self._body: bytes | None = body
+        self._receive = receive
+
+    async def __call__(self) -> Message:
+        body, self._body = self._body, None
+        if body is None:
+            return await self._receive()
+        return {"type": "http.request", "body": body, "more_body": False}
+
+
 async def _set_within(event: asyncio.Event, seconds: float) -> bool:
     """Whether ``event`` is set within ``seconds``."""
     try:

@@ -67,7 +67,7 @@ from ..state import Store
 from ..transforms._compose import Composed, applies, run_transform
 from ..types import Message, Receive, Scope, Send
 from ._background import BackgroundRuns
-from ._body import RequestBody
+from ._body import Replay, RequestBody
 from ._conversations import Conversations, Joined, conversation_of
 from ._forward import Forwarder
 from ._heads import content_head, send_whole
@@ -490,7 +490,7 @@ class Gateway:
         async def run(answer: Send) -> Report:
             issued.set((answer_id, created))
             return await self.handle(
-                inner, _Replay(content, _never), answer, client, "generate", own
+                inner, Replay(content, _never), answer, client, "generate", own
             )
 
         own = Arrival(arrival.request_id, "POST")
@@ -930,22 +930,6 @@ async def _never() -> Message:
     """``receive`` of a request whose client is not waiting (a background run)."""
     await anyio.sleep_forever()
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-class _Replay:
-    """``receive`` for the rewritten body: it first, then the client's own (a disconnect)."""
-
-    __slots__ = ("_body", "_receive")
-
-    def __init__(self, body: bytes, receive: Receive) -> None:
-        self._body: bytes | None = body
-        self._receive = receive
-
-    async def __call__(self) -> Message:
-        body, self._body = self._body, None
-        if body is None:
-            return await self._receive()
-        return {"type": "http.request", "body": body, "more_body": False}
 
 
 class _Translator:

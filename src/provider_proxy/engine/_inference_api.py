@@ -23,7 +23,7 @@ from ..dialects import service_api as api
 from ..guards import Guards
 from ..policy import RawHeaders
 from ..types import Message, Receive, Scope, Send
-from ._body import RequestBody
+from ._body import Replay, RequestBody
 from ._catalog import ModelCatalog, ModelNotFound
 from ._gateway import Gateway
 from ._heads import as_raw, content_head, send_whole
@@ -135,7 +135,7 @@ class InferenceAPI:
         held = _HeldError(send)
         report = await self._gateway.handle(
             dict(scope, headers=headers),
-            _Replay(dumps(body), receive),
+            Replay(dumps(body), receive),
             held,
             client,
             operation,
@@ -268,20 +268,6 @@ def _search(entries: list[dict[str, Any]], words: str) -> list[dict[str, Any]]:
         or needle in (e["name"] or "").lower()
         or needle in (e["description"] or "").lower()
     ]
-
-
-class _Replay:
-    """``receive`` for the rewritten body: it first, then the client's own (a disconnect)."""
-
-    def __init__(self, body: bytes, receive: Receive) -> None:
-        self._body: bytes | None = body
-        self._receive = receive
-
-    async def __call__(self) -> Message:
-        if self._body is not None:
-            body, self._body = self._body, None
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await self._receive()
 
 
 class _HeldError:
